@@ -1,0 +1,282 @@
+"""The events the trainer and samplers publish, and the commands the trainer takes.
+
+Every part of tuigpt speaks these small dataclasses: the trainer and telemetry
+samplers publish events to an :class:`EventBus`; front ends (Textual app,
+headless printer, metrics.jsonl writer) subscribe to it. Commands travel the
+other way through the trainer's thread-safe queue and are applied at iteration
+boundaries.
+
+Subscribers are called on the publishing thread, so they must be quick and must
+never block (the Textual app only calls ``post_message``).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+class RunState(str, enum.Enum):
+    """What the trainer is doing right now."""
+
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    EVALUATING = "EVALUATING"
+    CHECKPOINTING = "CHECKPOINTING"
+    SAMPLING = "SAMPLING"
+    DONE = "DONE"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: every event carries the wall-clock time it was made."""
+
+    time: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """The run is set up and about to train (also sent on resume)."""
+
+    run_name: str
+    run_dir: str
+    config_path: str | None
+    config: dict[str, Any]
+    n_params: int
+    device: str
+    dtype: str
+    dtype_reason: str
+    start_iter: int
+    max_iters: int
+    tokens_per_iter: int
+    flops_per_token: int
+    peak_flops: float | None
+    peak_label: str
+    eval_interval: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class IterationStats(Event):
+    """One training iteration (published every iteration; sinks decide what to keep)."""
+
+    iter: int
+    loss: float
+    lr: float
+    ms_per_iter: float
+    tokens_per_sec: float
+    mfu: float | None  # fraction of peak_flops, None when no peak is known
+    tokens_seen: int
+    train_seconds: float  # training time so far, eval and checkpoints excluded
+
+
+@dataclass(frozen=True)
+class EvalResult(Event):
+    """Mean losses over eval_iters batches of each split."""
+
+    iter: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    is_best: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CheckpointWritten(Event):
+    """A checkpoint file is on disk, complete (written atomically)."""
+
+    iter: int
+    path: str
+    reason: str  # "eval", "best", "command", "stop", "final"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SampleGenerated(Event):
+    """Text generated from the current model."""
+
+    iter: int
+    prompt: str
+    text: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    """The trainer moved to another RunState."""
+
+    state: RunState
+    iter: int
+
+
+@dataclass(frozen=True)
+class EvalIntervalChanged(Event):
+    """The eval interval the trainer now uses."""
+
+    eval_interval: int
+    next_eval_iter: int
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should read: level is "info", "warning" or "error"."""
+
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    """Training stopped on an unexpected error."""
+
+    iter: int
+    message: str
+    traceback: str
+    last_checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    """Training is over (max_iters reached, or stopped by a command)."""
+
+    iter: int
+    reason: str  # "done" or "stopped"
+    best_val_loss: float | None
+    last_val_loss: float | None
+    wall_seconds: float
+    train_seconds: float
+    eval_seconds: float
+    checkpoint_seconds: float
+    last_checkpoint: str | None
+    tokens_seen: int
+
+
+@dataclass(frozen=True)
+class HistoryLoaded(Event):
+    """Records read back from metrics.jsonl on resume, oldest first (dicts as written)."""
+
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot(Event):
+    """One reading of a telemetry sampler; ``kind`` is "cpu" or "gpu".
+
+    ``data`` holds the sampler's snapshot object (see tuigpt.telemetry); values a
+    machine does not expose are None, never 0.
+    """
+
+    kind: str
+    data: Any
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base class of what front ends ask the trainer to do."""
+
+
+@dataclass(frozen=True)
+class Pause(Command):
+    """Stop after the current iteration until Resume."""
+
+
+@dataclass(frozen=True)
+class Resume(Command):
+    """Continue a paused run."""
+
+
+@dataclass(frozen=True)
+class TogglePause(Command):
+    """Pause a running run, resume a paused one."""
+
+
+@dataclass(frozen=True)
+class CheckpointNow(Command):
+    """Write last.pt at the next iteration boundary."""
+
+
+@dataclass(frozen=True)
+class Sample(Command):
+    """Generate text at the next iteration boundary (None: the config's values)."""
+
+    prompt: str = "\n"
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class SetEvalInterval(Command):
+    """Evaluate every ``interval`` iterations from now on."""
+
+    interval: int
+
+
+@dataclass(frozen=True)
+class Stop(Command):
+    """End the run at the next iteration boundary, writing last.pt when ``save``."""
+
+    save: bool = True
+
+
+# ---------------------------------------------------------------- bus
+
+
+class Subscriber(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+class EventBus:
+    """Fan-out of events to any number of subscribers, safe across threads.
+
+    A subscriber that raises is reported once on stderr-free terms: the error is
+    swallowed for that call so one broken front end cannot stop training, and
+    published as a Notice to the other subscribers.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, subscriber: Callable[[Event], None]) -> Callable[[], None]:
+        """Add a subscriber; returns a function that removes it."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        failed: list[tuple[Callable[[Event], None], BaseException]] = []
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception as exc:  # a broken sink must not kill training
+                failed.append((subscriber, exc))
+        for subscriber, exc in failed:
+            notice = Notice(level="error", message=f"event sink {getattr(subscriber, '__qualname__', subscriber)!s} failed: {exc!r}")
+            for other in subscribers:
+                if other is not subscriber:
+                    try:
+                        other(notice)
+                    except Exception:
+                        pass
