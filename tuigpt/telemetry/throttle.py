@@ -1,0 +1,148 @@
+"""Tells the user when training slowed down because the hardware did.
+
+A subscriber of the event bus: it watches ms/iter (IterationStats) and the CPU/GPU
+readings (TelemetrySnapshot). When the recent median ms/iter is ``slowdown`` (15%)
+above the best median seen so far *and* the hardware shows why (clock down, hotter,
+throttle counters rising, NVML thermal/power reasons), it publishes one warning
+Notice with the numbers; at most one a minute.
+
+Pure logic on event values: times come from the events, so it is tested with
+synthetic events.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from tuigpt.events import Event, IterationStats, Notice, TelemetrySnapshot
+
+# NVML reasons that mean "held back by heat or power", as decoded in gpu.py.
+_GPU_HOLDBACK = ("thermal", "power brake", "hardware slowdown", "power cap")
+
+
+@dataclass
+class _Hardware:
+    """The last readings that matter for throttling (None: not known)."""
+
+    cpu_mhz: float | None = None
+    cpu_temp: float | None = None
+    cpu_count: int | None = None
+    cpu_throttling: bool | None = None
+    gpu_mhz: float | None = None
+    gpu_temp: float | None = None
+    gpu_reasons: tuple[str, ...] = ()
+
+
+class ThrottleDetector:
+    """Subscriber that publishes "likely thermal throttling: ..." warnings."""
+
+    def __init__(
+        self,
+        publish: Callable[[Event], None],
+        *,
+        window: int = 16,  # iterations per median
+        warmup: int = 5,  # first iterations ignored (allocation, compilation, caches)
+        slowdown: float = 0.15,  # recent median this far above the best median counts as slow
+        cooldown_s: float = 60.0,  # at most one warning per this many seconds
+        freq_drop: float = 0.05,  # clock this much under its healthy value counts as evidence
+        temp_rise_c: float = 5.0,  # this many degrees above healthy counts as evidence
+    ) -> None:
+        self._publish = publish
+        self._window: deque[float] = deque(maxlen=window)
+        self._warmup = warmup
+        self._seen = 0
+        self._slowdown = slowdown
+        self._cooldown = cooldown_s
+        self._freq_drop = freq_drop
+        self._temp_rise = temp_rise_c
+        self._baseline: float | None = None  # best (lowest) rolling median ms/iter
+        self._now = _Hardware()
+        self._healthy = _Hardware()  # readings last seen while running at baseline pace
+        # Readings count as "healthy" only while ms/iter is close to the baseline, so a
+        # gradual slide in clock speed is compared with where it started, not with itself.
+        self._at_pace = True
+        self._last_warning: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, IterationStats):
+            self._on_iteration(event)
+        elif isinstance(event, TelemetrySnapshot):
+            if event.kind == "cpu":
+                self._on_cpu(event.data)
+            elif event.kind == "gpu":
+                self._on_gpu(event.data)
+            if self._at_pace:
+                self._healthy = _Hardware(**vars(self._now))
+
+    # ---------------------------------------------------------------- inputs
+
+    def _on_cpu(self, snap: object) -> None:
+        self._now.cpu_mhz = getattr(snap, "freq_mhz", None)
+        self._now.cpu_temp = getattr(snap, "temp_max_c", None)
+        self._now.cpu_count = getattr(snap, "throttle_count", None)
+        self._now.cpu_throttling = getattr(snap, "throttling", None)
+
+    def _on_gpu(self, snap: object) -> None:
+        gpus = getattr(snap, "gpus", None) or []
+        if not gpus:
+            return
+        gpu = gpus[0]  # tuigpt trains on one device
+        self._now.gpu_mhz = gpu.sm_clock_mhz
+        self._now.gpu_temp = gpu.temp_c
+        self._now.gpu_reasons = tuple(gpu.throttle_reasons or ())
+
+    def _on_iteration(self, stats: IterationStats) -> None:
+        self._seen += 1
+        if self._seen <= self._warmup or not stats.ms_per_iter > 0:
+            return
+        self._window.append(stats.ms_per_iter)
+        if len(self._window) < (self._window.maxlen or 1):
+            return
+        recent = statistics.median(self._window)
+        if self._baseline is None or recent < self._baseline:
+            self._baseline = recent
+        self._at_pace = recent <= self._baseline * (1 + self._slowdown / 3)
+        if recent < self._baseline * (1 + self._slowdown):
+            return
+        evidence = self._evidence()
+        if not evidence:
+            return  # slower for another reason (other processes, a bigger batch...): not ours to guess
+        if self._last_warning is not None and stats.time - self._last_warning < self._cooldown:
+            return
+        self._last_warning = stats.time
+        pct = (recent / self._baseline - 1) * 100
+        self._publish(
+            Notice(
+                level="warning",
+                message=(
+                    f"likely thermal throttling: {recent:.0f} ms/iter vs {self._baseline:.0f} ms/iter earlier "
+                    f"(+{pct:.0f}%); " + "; ".join(evidence)
+                ),
+                time=stats.time,
+            )
+        )
+
+    # ---------------------------------------------------------------- reasoning
+
+    def _evidence(self) -> list[str]:
+        now, ok = self._now, self._healthy
+        found: list[str] = []
+        if now.cpu_mhz and ok.cpu_mhz and now.cpu_mhz <= ok.cpu_mhz * (1 - self._freq_drop):
+            found.append(f"CPU clock {ok.cpu_mhz / 1000:.2f} → {now.cpu_mhz / 1000:.2f} GHz")
+        if now.cpu_temp is not None and ok.cpu_temp is not None and now.cpu_temp >= ok.cpu_temp + self._temp_rise:
+            found.append(f"CPU temperature {ok.cpu_temp:.0f} → {now.cpu_temp:.0f} °C")
+        if now.cpu_count is not None and ok.cpu_count is not None and now.cpu_count > ok.cpu_count:
+            found.append(f"CPU throttle counters +{now.cpu_count - ok.cpu_count}")
+        elif now.cpu_throttling:
+            found.append("CPU reports throttling")
+        if now.gpu_mhz and ok.gpu_mhz and now.gpu_mhz <= ok.gpu_mhz * (1 - self._freq_drop):
+            found.append(f"GPU SM clock {ok.gpu_mhz:.0f} → {now.gpu_mhz:.0f} MHz")
+        if now.gpu_temp is not None and ok.gpu_temp is not None and now.gpu_temp >= ok.gpu_temp + self._temp_rise:
+            found.append(f"GPU temperature {ok.gpu_temp:.0f} → {now.gpu_temp:.0f} °C")
+        held = [r for r in now.gpu_reasons if any(word in r for word in _GPU_HOLDBACK)]
+        if held:
+            found.append("GPU held back: " + ", ".join(held))
+        return found
