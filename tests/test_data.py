@@ -351,5 +351,17 @@ def test_bad_split_and_bad_state(char_data: TokenData) -> None:
     sampler = BatchSampler(char_data, 8, 4)
     with pytest.raises(ValueError, match="'test'"):
         sampler.get_batch("test")
+    before = sampler.state_dict()
     with pytest.raises(UserError, match="sampler state"):
         sampler.load_state_dict({"train_generator": torch.zeros(3, dtype=torch.uint8)})
+    with pytest.raises(UserError, match="sampler state"):
+        sampler.load_state_dict({"train_generator": before["train_generator"]})  # val state missing
+    assert torch.equal(sampler.state_dict()["train_generator"], before["train_generator"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batches_land_on_the_gpu(char_data: TokenData) -> None:
+    cpu_x, cpu_y = BatchSampler(char_data, 8, 4, seed=3).get_batch("train")
+    x, y = BatchSampler(char_data, 8, 4, device="cuda", seed=3).get_batch("train")
+    assert x.is_cuda and y.is_cuda
+    assert torch.equal(x.cpu(), cpu_x) and torch.equal(y.cpu(), cpu_y)

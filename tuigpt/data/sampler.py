@@ -67,9 +67,11 @@ class BatchSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        restored = {split: torch.Generator() for split in self._generators}
         try:
-            for split in ("train", "val"):
-                self._generators[split].set_state(state[f"{split}_generator"])
+            for split, g in restored.items():
+                g.set_state(state[f"{split}_generator"])
         except (KeyError, TypeError, RuntimeError) as e:
             raise UserError(f"the batch sampler state in the checkpoint is damaged ({type(e).__name__}: {e})") from e
+        self._generators = restored  # all or nothing: a damaged state leaves the sampler as it was
         self.seed = int(state.get("seed", self.seed))

@@ -16,7 +16,7 @@ def did_you_mean(value: str, valid: list[str]) -> str:
 
 
 class Tokenizer:
-    """Text <-> token ids. Build with ``Tokenizer.named(name, text)`` or ``Tokenizer.from_meta(meta)``."""
+    """Text <-> token ids: a ``CharTokenizer`` or a ``TiktokenTokenizer``, saved and restored as JSON metadata."""
 
     name: str
     vocab_size: int
@@ -34,18 +34,13 @@ class Tokenizer:
         raise NotImplementedError
 
     @classmethod
-    def named(cls, name: str, text: str) -> Tokenizer:
-        """The tokenizer called ``name``; a char vocabulary is taken from ``text``."""
-        check_tokenizer_name(name)
-        return CharTokenizer.from_text(text) if name == "char" else TiktokenTokenizer(name)
-
-    @classmethod
     def from_meta(cls, meta: dict) -> Tokenizer:
         """Rebuild a tokenizer saved by ``to_meta``; UserError when ``meta`` is not one."""
         kind = meta.get("kind") if isinstance(meta, dict) else None
         if kind == "char":
             chars = meta.get("chars")
-            if isinstance(chars, str) and chars and len(set(chars)) == len(chars):
+            valid = isinstance(chars, str) and chars and len(set(chars)) == len(chars)
+            if valid and meta.get("vocab_size", len(chars)) == len(chars):
                 return CharTokenizer(chars)
         elif kind == "tiktoken":
             name, size = meta.get("name"), meta.get("vocab_size")
@@ -68,8 +63,9 @@ class CharTokenizer(Tokenizer):
     def __init__(self, chars: str) -> None:
         self.chars = chars
         self.vocab_size = len(chars)
-        self._codepoints = np.array([ord(c) for c in chars], dtype=np.uint32)
-        self._order = np.argsort(self._codepoints)  # search sorted even if chars came unsorted
+        codepoints = np.array([ord(c) for c in chars], dtype=np.uint32)
+        self._order = np.argsort(codepoints)  # search works even if chars came unsorted
+        self._sorted = codepoints[self._order]
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -78,9 +74,8 @@ class CharTokenizer(Tokenizer):
     def encode_array(self, text: str) -> np.ndarray:
         # vectorised lookup: code points -> position in the sorted vocabulary (1M chars in ~10 ms)
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        sorted_cps = self._codepoints[self._order]
-        pos = np.minimum(np.searchsorted(sorted_cps, cps), len(sorted_cps) - 1)
-        known = sorted_cps[pos] == cps
+        pos = np.minimum(np.searchsorted(self._sorted, cps), len(self._sorted) - 1)
+        known = self._sorted[pos] == cps
         return self._order[pos[known]].astype(np.int64)
 
     def decode(self, ids: list[int]) -> str:
