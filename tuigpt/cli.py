@@ -1,0 +1,312 @@
+"""Command line: `tuigpt CONFIG.yaml [--key=value ...]` trains; subcommands sample, info, calibrate.
+
+Exit codes (also in the README):
+  0   the run finished, or was stopped from the monitor
+  1   unexpected error (traceback in the run's train.log, a short message on screen)
+  2   bad usage, config, data or checkpoint (one line naming the problem and the fix)
+  3   the loss became NaN/Inf (the checkpoints keep the last finite weights)
+  128+N  stopped by signal N after writing last.pt (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tuigpt.errors import UserError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NAN = 0, 1, 2, 3
+
+TRAIN_HELP = """\
+usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume]
+       tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
+       tuigpt info | tuigpt calibrate
+
+Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
+the monitor; with --headless, or when output is not a terminal, it prints log lines.
+
+  --key=value     override any config key (e.g. --max_iters=300 --device=cpu);
+                  typed and validated like the file. `--key value` works too.
+  --headless      plain log lines (nohup, CI, pipes)
+  --resume        continue checkpoints/<run_name>/last.pt with its history
+  -h, --help      this help
+
+subcommands:
+  sample          generate text from a checkpoint (tuigpt sample --help)
+  info            this machine's CPU, GPU, sensors and peak FLOP/s
+  calibrate       re-measure the peak FLOP/s MFU is reported against
+
+exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
+            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
+    """``--key=value`` and ``--key value`` pairs into a dict (keys keep their config spelling)."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise UserError(f"unexpected argument {token!r}: overrides look like --key=value (see tuigpt --help)")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise UserError(f"--{key} needs a value: write --{key}=VALUE")
+            value = tokens[i + 1]
+            i += 1
+        overrides[key.replace("-", "_")] = value
+        i += 1
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands: dict[str, Callable[[list[str]], int]] = {
+        "sample": cmd_sample, "info": cmd_info, "calibrate": cmd_calibrate,
+    }
+    try:
+        if not args or args[0] in ("-h", "--help"):
+            print(TRAIN_HELP, end="")
+            return EXIT_OK if args else EXIT_USAGE
+        if args[0] in commands:
+            return commands[args[0]](args[1:])
+        return cmd_train(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+# ---------------------------------------------------------------- train
+
+
+def cmd_train(args: list[str]) -> int:
+    from tuigpt.config import load_config
+
+    config_path, rest = args[0], args[1:]
+    if config_path.startswith("--"):
+        raise UserError(f"the first argument must be a config file, not {config_path!r} (e.g. tuigpt "
+                        f"configs/train_cpu_optimized.yaml {config_path})")
+    flags = {"--headless": False, "--resume": False}
+    remaining = []
+    for token in rest:
+        if token in flags:
+            flags[token] = True
+        elif token in ("-h", "--help"):
+            print(TRAIN_HELP, end="")
+            return EXIT_OK
+        else:
+            remaining.append(token)
+    config = load_config(config_path, split_overrides(remaining))
+    headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
+    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless)
+
+
+def train(config, *, config_path: str | None, resume: bool, headless: bool) -> int:  # noqa: ANN001
+    """Set up the trainer (bad input → UserError before anything starts), then run it under a front end."""
+    from tuigpt.metrics_log import METRICS_FILE, MetricsWriter
+    from tuigpt.runner import BackgroundRun
+    from tuigpt.trainer import Trainer
+
+    trainer = Trainer(config, config_path=config_path, resume=resume)
+    _attach_peak(trainer)
+    writer = MetricsWriter(trainer.run_dir / METRICS_FILE, config.log_interval)
+    trainer.bus.subscribe(writer)
+    run = BackgroundRun(trainer)
+    telemetry = _start_telemetry(trainer)
+    try:
+        if headless:
+            code = _run_headless(run)
+        else:
+            code = _run_tui(run, config_path)
+    finally:
+        if telemetry is not None:
+            telemetry.stop()
+        writer.close()
+    if run.error is not None:
+        _report_unexpected(run.error, trainer.run_dir)
+        return EXIT_ERROR
+    if run.outcome is not None and run.outcome.reason == "nan":
+        return EXIT_NAN
+    return code
+
+
+def _attach_peak(trainer) -> None:  # noqa: ANN001
+    from tuigpt.telemetry.peak import resolve_peak
+
+    try:
+        peak = resolve_peak(str(trainer.device), trainer.precision.name, trainer.threads)
+    except Exception as exc:  # a failed calibration must not stop training; MFU then says n/a
+        trainer.use_peak(None, f"no peak ({type(exc).__name__}: {exc})")
+        return
+    trainer.use_peak(peak.flops, peak.label)
+
+
+def _start_telemetry(trainer):  # noqa: ANN001, ANN202
+    if trainer.config.telemetry_interval <= 0:
+        return None
+    from tuigpt.telemetry.cpu import CpuSampler
+    from tuigpt.telemetry.gpu import GpuSampler
+    from tuigpt.telemetry.sampler import TelemetrySampler
+
+    samplers = {"cpu": CpuSampler(), "gpu": GpuSampler()}
+    sampler = TelemetrySampler(trainer.bus.publish, samplers, interval=trainer.config.telemetry_interval)
+    sampler.start()
+    return sampler
+
+
+def _run_headless(run) -> int:  # noqa: ANN001
+    from tuigpt.ui.headless import HeadlessPrinter
+
+    run.subscribe(HeadlessPrinter())
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if received:  # a second signal while saving: leave now; checkpoints are atomic, nothing tears
+            os._exit(128 + signum)
+        received.append(signum)
+        print(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt "
+              f"(send it again to exit at once)", file=sys.stderr, flush=True)
+        from tuigpt.events import Stop
+
+        run.send(Stop(save=True))
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        run.start()
+        while not run.wait(0.25):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 + received[0] if received else EXIT_OK
+
+
+def _run_tui(run, config_path: str | None) -> int:  # noqa: ANN001
+    from tuigpt.ui.app import TuiGptApp
+
+    app = TuiGptApp(run, config_path=config_path)
+    code = app.run()
+    run.wait()
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _report_unexpected(error: BaseException, run_dir: Path) -> None:
+    log = run_dir / "train.log"
+    print(f"tuigpt: unexpected error: {type(error).__name__}: {error} (full traceback in {log})", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- sample
+
+
+def cmd_sample(args: list[str]) -> int:
+    parser = _Parser(prog="tuigpt sample", description="Generate text from a tuigpt checkpoint.")
+    parser.add_argument("checkpoint", help="a .pt file, e.g. checkpoints/<run_name>/best.pt")
+    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="tokens to generate (default: the run's sample_max_new_tokens)")
+    parser.add_argument("--temperature", type=float, default=None, help="softmax temperature > 0 (default: the run's)")
+    parser.add_argument("--top_k", type=int, default=None, help="keep the k most likely tokens (default: the run's)")
+    parser.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    parser.add_argument("--num_samples", type=int, default=1, help="how many samples (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
+    ns = parser.parse_args(args)
+    if ns.max_new_tokens is not None and ns.max_new_tokens < 1:
+        raise UserError("--max_new_tokens must be a positive integer")
+    if ns.temperature is not None and not ns.temperature > 0:
+        raise UserError("--temperature must be above 0 (e.g. 0.8)")
+    if ns.top_k is not None and ns.top_k < 1:
+        raise UserError("--top_k must be a positive integer")
+    if ns.num_samples < 1:
+        raise UserError("--num_samples must be a positive integer")
+
+    import torch
+
+    from tuigpt.checkpoint import load_checkpoint
+    from tuigpt.data import Tokenizer
+    from tuigpt.device import resolve_device
+    from tuigpt.model import GPT, ModelArgs
+
+    state = load_checkpoint(ns.checkpoint)
+    device = resolve_device(ns.device)
+    tokenizer = Tokenizer.from_meta(state["tokenizer"])
+    model = GPT(ModelArgs(**state["model_args"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {ns.checkpoint} is damaged: its weights don't fit its model "
+                        f"({str(exc).splitlines()[0][:100]})") from None
+    model.to(device).eval()
+    cfg = state["config"]
+    ids = tokenizer.encode(ns.prompt) or [0]
+    generator = torch.Generator(device=device).manual_seed(ns.seed)
+    for n in range(ns.num_samples):
+        out = model.generate(torch.tensor([ids], dtype=torch.long, device=device),
+                             ns.max_new_tokens or cfg.get("sample_max_new_tokens", 200),
+                             temperature=ns.temperature or cfg.get("sample_temperature", 0.8),
+                             top_k=ns.top_k if ns.top_k is not None else cfg.get("sample_top_k"),
+                             generator=generator)
+        new_ids = [i for i in out[0].tolist() if i < tokenizer.vocab_size]
+        if n:
+            print("---------------")
+        print(tokenizer.decode(new_ids))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- machine info
+
+
+def cmd_info(args: list[str]) -> int:
+    parser = _Parser(prog="tuigpt info", description="Show this machine's CPU, GPUs, sensors and peak FLOP/s.")
+    parser.add_argument("--no-measure", action="store_true", help="skip the ~2 s matmul calibration")
+    ns = parser.parse_args(args)
+    from tuigpt.telemetry.info import print_info
+
+    return print_info(measure=not ns.no_measure)
+
+
+def cmd_calibrate(args: list[str]) -> int:
+    parser = _Parser(prog="tuigpt calibrate", description="Re-measure the matmul peak FLOP/s MFU is reported against.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    ns = parser.parse_args(args)
+    from tuigpt.telemetry.info import calibrate
+
+    return calibrate(threads=ns.threads)
+
+
+def entry_point() -> None:
+    """Console-script entry: unexpected errors get a short message, not a wall of traceback."""
+    try:
+        code = main()
+    except Exception as exc:  # the run's own errors are logged in train.log by the trainer
+        log = _crash_log(traceback.format_exc())
+        print(f"tuigpt: unexpected error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        code = EXIT_ERROR
+    sys.exit(code)
+
+
+def _crash_log(tb: str) -> Path:
+    from tuigpt.paths import cache_dir
+
+    path = cache_dir() / "crash.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(tb)
+    except OSError:
+        pass
+    return path

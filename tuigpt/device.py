@@ -1,0 +1,87 @@
+"""Choosing the device, the training dtype (and why), and the CPU thread count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tuigpt.errors import UserError
+from tuigpt.telemetry.cpuinfo import read_cpu_info
+
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # float32 | bfloat16 | float16
+    reason: str  # shown to the user next to the dtype
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _TORCH_DTYPES[self.name]
+
+    @property
+    def autocast(self) -> bool:
+        """Whether training runs under torch.autocast (weights stay float32)."""
+        return self.name != "float32"
+
+
+def resolve_device(requested: str) -> torch.device:
+    """The torch.device for the config's ``device``; a device that is not there is a UserError."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device={requested} but CUDA is not available (CPU-only torch build or no NVIDIA GPU): "
+                            f"use device=cpu or device=auto")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device={requested} but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                            f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        return torch.device("cuda", index)
+    if requested == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError("device=mps but Apple's MPS backend is not available here: use device=cpu or device=auto")
+    return torch.device(requested)
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """The dtype to train in and why; refuses a dtype the device cannot do."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if requested == "auto":
+            if bf16:
+                return Precision("bfloat16", "auto: GPU supports bf16")
+            return Precision("float16", "auto: GPU has no bf16, fp16 with gradient scaling")
+        if requested == "bfloat16" and not bf16:
+            raise UserError(f"dtype=bfloat16 but {torch.cuda.get_device_name(device)} has no bf16 support: "
+                            f"use dtype=float16 or dtype=auto")
+        return Precision(requested, "set in config")
+    if device.type == "mps":
+        if requested == "auto":
+            return Precision("float32", "auto: float32 on MPS")
+        if requested == "bfloat16":
+            raise UserError("dtype=bfloat16 is not supported on mps here: use dtype=float16 or float32")
+        return Precision(requested, "set in config")
+    # CPU
+    info = read_cpu_info()
+    if requested == "auto":
+        if info.native_bf16:
+            return Precision("bfloat16", f"auto: {info.bf16_reason}, bf16 autocast")
+        return Precision("float32", f"auto: {info.bf16_reason}, float32")
+    if requested == "float16":
+        raise UserError("dtype=float16 is not supported on CPU (no fast fp16 matmuls, needs loss scaling): "
+                        "use dtype=bfloat16 or float32")
+    if requested == "bfloat16" and not info.native_bf16:
+        return Precision("bfloat16", f"set in config; slow here: {info.bf16_reason}")
+    return Precision(requested, "set in config")
+
+
+def default_threads() -> int:
+    """All physical cores: SMT siblings share the FMA units and only add contention."""
+    return read_cpu_info().physical_cores

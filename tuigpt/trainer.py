@@ -1,0 +1,448 @@
+"""The training loop as a class: commands in at iteration boundaries, events out.
+
+``Trainer(config)`` does all set-up that can fail on bad input (data, resume
+checkpoint, device) in the constructor, so a UserError surfaces before any
+thread or UI starts. ``run()`` trains in whichever thread calls it; it never
+waits on a front end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from tuigpt.checkpoint import FORMAT_VERSION, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from tuigpt.config import TrainConfig, config_from_dict
+from tuigpt.data import BatchSampler, TokenData, load_dataset
+from tuigpt.device import Precision, default_threads, resolve_device, resolve_precision
+from tuigpt.errors import UserError
+from tuigpt.events import (CheckpointNow, CheckpointWritten, Command, EvalIntervalChanged, EvalResult, Event,
+                           EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed, RunFinished,
+                           RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval, StateChanged, Stop,
+                           TogglePause)
+from tuigpt.metrics import lr_at, mfu
+from tuigpt.metrics_log import METRICS_FILE, truncate_history
+from tuigpt.model import GPT, ModelArgs
+
+# Keys whose change makes a checkpoint unusable (shape of the model, meaning of the tokens).
+INCOMPATIBLE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "dataset", "tokenizer")
+# Keys a resume may change; the change is applied and reported.
+RESUMABLE_KEYS = ("max_iters", "eval_interval", "log_interval", "eval_iters", "warmup_iters", "lr_decay_iters",
+                  "min_lr", "learning_rate", "decay_lr", "batch_size", "gradient_accumulation_steps", "grad_clip",
+                  "dropout", "weight_decay", "always_save_checkpoint", "sample_max_new_tokens",
+                  "sample_temperature", "sample_top_k", "num_threads", "compile", "telemetry_interval",
+                  "device", "dtype", "data_path", "out_dir", "eval_only")
+
+
+@dataclass
+class Outcome:
+    """How run() ended: "done", "stopped", "nan" or "failed"."""
+
+    reason: str
+    iter: int
+    last_checkpoint: str | None
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
+                 peak_flops: float | None = None, peak_label: str = "no peak known",
+                 bus: EventBus | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.bus = bus or EventBus()
+        self.commands: queue.Queue[Command] = queue.Queue()
+        self.peak_flops = peak_flops
+        self.peak_label = peak_label
+        self.run_dir = Path(config.out_dir) / config.run_name
+        self.resumed = resume
+        self.pending_notices: list[str] = []
+
+        checkpoint = self._load_resume_checkpoint() if resume else None
+        if not resume and (self.run_dir / "last.pt").exists():
+            raise UserError(f"{self.run_dir} already holds a run (last.pt): continue it with --resume, start a new "
+                            f"one with --run_name=NEW_NAME, or delete that folder")
+
+        self.device = resolve_device(config.device)
+        self.precision: Precision = resolve_precision(config.dtype, self.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(config.num_threads or default_threads())
+        self.threads = torch.get_num_threads()
+
+        torch.manual_seed(config.seed)
+        self.data: TokenData = load_dataset(config.dataset, config.data_path, config.tokenizer)
+        self.data.check_block_size(config.block_size)
+        if checkpoint is not None and checkpoint["tokenizer"] != self.data.tokenizer.to_meta():
+            raise UserError(f"cannot resume {self.run_dir}: the data's tokenizer vocabulary differs from the "
+                            f"checkpoint's (different text or tokenizer); resume with the original data")
+        vocab = self.data.tokenizer.vocab_size
+        if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
+            vocab = (vocab + 63) // 64 * 64
+        self.model_args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer,
+                                    n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
+                                    bias=config.bias)
+        self.raw_model = GPT(self.model_args).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.raw_model.param_groups(config.weight_decay), lr=config.learning_rate,
+                                           betas=(config.beta1, config.beta2),
+                                           fused=True if self.device.type == "cuda" else None)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.name == "float16")
+        self.sampler = BatchSampler(self.data, config.block_size, config.batch_size, self.device, seed=config.seed)
+
+        self.iter_num = 0
+        self.best_val_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.history: list[dict[str, Any]] = []
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.model: Callable[..., Any] = self.raw_model
+        if config.compile:
+            self.model = torch.compile(self.raw_model)
+        self.eval_interval = config.eval_interval
+        self.tokens_per_iter = config.batch_size * config.block_size * config.gradient_accumulation_steps
+        self.flops_per_token = self.raw_model.flops_per_token()
+        self.last_checkpoint: str | None = str(self.run_dir / "last.pt") if checkpoint is not None else None
+        self.state = RunState.STARTING
+        self._paused = False
+        self._stop: Stop | None = None
+        self.train_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
+        self.tokens_seen = self.iter_num * self.tokens_per_iter
+
+    # ------------------------------------------------------------ public
+
+    def send(self, command: Command) -> None:
+        """Queue a command for the next iteration boundary (thread-safe, never blocks)."""
+        self.commands.put(command)
+
+    def use_peak(self, flops: float | None, label: str) -> None:
+        """Set the peak FLOP/s MFU is measured against (call before run())."""
+        self.peak_flops = flops
+        self.peak_label = label
+
+    @property
+    def n_params(self) -> int:
+        return self.raw_model.num_params(non_embedding=False)
+
+    def run(self) -> Outcome:
+        """Train to max_iters (or until stopped); returns how it ended. Errors are published, then re-raised."""
+        started = time.time()
+        try:
+            outcome = self._run()
+        except Exception as exc:
+            tb = traceback.format_exc()
+            self._log_traceback(tb)
+            self._set_state(RunState.ERROR)
+            self.bus.publish(RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
+                                       last_checkpoint=self.last_checkpoint))
+            raise
+        if outcome.reason in ("done", "stopped"):
+            self.bus.publish(RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
+                                         last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
+                                         train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
+                                         checkpoint_seconds=self.checkpoint_seconds,
+                                         last_checkpoint=self.last_checkpoint, tokens_seen=self.tokens_seen))
+        return outcome
+
+    # ------------------------------------------------------------ the loop
+
+    def _run(self) -> Outcome:
+        cfg = self.config
+        self.bus.publish(RunStarted(
+            run_name=cfg.run_name, run_dir=str(self.run_dir), config_path=self.config_path, config=cfg.to_dict(),
+            n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
+            dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
+            tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
+            peak_flops=self.peak_flops, peak_label=self.peak_label, eval_interval=self.eval_interval,
+            resumed=self.resumed))
+        if self.history:
+            self.bus.publish(HistoryLoaded(records=self.history))
+        for message in self.pending_notices:
+            self.bus.publish(Notice(level="info", message=message))
+        self._set_state(RunState.RUNNING)
+
+        if cfg.eval_only:
+            self._evaluate()
+            return Outcome("done", self.iter_num, self.last_checkpoint)
+        if self.iter_num == 0 and not self.resumed:
+            self._evaluate()  # the untrained loss: the curve's starting point
+        while self.iter_num < cfg.max_iters:
+            self._handle_commands()
+            if self._stop is not None:
+                return self._finish_stopped()
+            loss, ms = self._train_step()
+            if not math.isfinite(loss):
+                self.bus.publish(Notice(level="error", message=f"loss is {loss} at iteration {self.iter_num}: "
+                                        f"training stopped; checkpoints keep the last finite weights "
+                                        f"(try a lower learning_rate or grad_clip)"))
+                self._set_state(RunState.ERROR)
+                return Outcome("nan", self.iter_num, self.last_checkpoint)
+            self._publish_iteration(loss, ms)
+            if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
+                self._evaluate()
+        self._handle_commands()  # a checkpoint or sample asked for during the last step
+        self._set_state(RunState.DONE)
+        return Outcome("done", self.iter_num, self.last_checkpoint)
+
+    def _train_step(self) -> tuple[float, float]:
+        cfg = self.config
+        lr = self._lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._sync()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(cfg.gradient_accumulation_steps):
+            x, y = self.sampler.get_batch("train")
+            with self._autocast():
+                _, loss = self.model(x, y)
+                loss = loss / cfg.gradient_accumulation_steps
+            self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = loss_sum.item()  # synchronises the device: the clock below reads finished work
+        ms = (time.perf_counter() - t0) * 1000.0
+        self.iter_num += 1
+        self.tokens_seen += self.tokens_per_iter
+        self.train_seconds += ms / 1000.0
+        return loss_value, ms
+
+    def _publish_iteration(self, loss: float, ms: float) -> None:
+        tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
+        self.bus.publish(IterationStats(
+            iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
+            tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, self.peak_flops),
+            tokens_seen=self.tokens_seen, train_seconds=self.train_seconds))
+
+    def _lr(self) -> float:
+        cfg = self.config
+        return lr_at(self.iter_num, learning_rate=cfg.learning_rate, min_lr=cfg.effective_min_lr,
+                     warmup_iters=cfg.warmup_iters, lr_decay_iters=cfg.effective_lr_decay_iters,
+                     decay_lr=cfg.decay_lr)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.precision.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.precision.torch_dtype)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------ commands
+
+    def _handle_commands(self) -> None:
+        """Apply queued commands; while paused, wait here (never inside a step)."""
+        while True:
+            try:
+                command = self.commands.get(timeout=0.1) if self._paused and self._stop is None else \
+                    self.commands.get_nowait()
+            except queue.Empty:
+                if self._paused and self._stop is None:
+                    continue
+                return
+            self._apply(command)
+
+    def _apply(self, command: Command) -> None:
+        if isinstance(command, TogglePause):
+            command = Resume() if self._paused else Pause()
+        if isinstance(command, Pause) and not self._paused:
+            self._paused = True
+            self._set_state(RunState.PAUSED)
+        elif isinstance(command, Resume) and self._paused:
+            self._paused = False
+            self._set_state(RunState.RUNNING)
+        elif isinstance(command, CheckpointNow):
+            self._checkpoint("command")
+        elif isinstance(command, Sample):
+            self._sample(command)
+        elif isinstance(command, SetEvalInterval):
+            self.eval_interval = max(1, int(command.interval))
+            next_eval = (self.iter_num // self.eval_interval + 1) * self.eval_interval
+            self.bus.publish(EvalIntervalChanged(eval_interval=self.eval_interval,
+                                                 next_eval_iter=min(next_eval, self.config.max_iters)))
+        elif isinstance(command, Stop):
+            self._stop = command
+            self._paused = False
+
+    def _finish_stopped(self) -> Outcome:
+        if self._stop is not None and self._stop.save:
+            self._checkpoint("stop")
+        self._set_state(RunState.STOPPED)
+        return Outcome("stopped", self.iter_num, self.last_checkpoint)
+
+    def _set_state(self, state: RunState) -> None:
+        self.state = state
+        self.bus.publish(StateChanged(state=state, iter=self.iter_num))
+
+    def _back_to_work(self) -> None:
+        self._set_state(RunState.PAUSED if self._paused else RunState.RUNNING)
+
+    # ------------------------------------------------------------ eval, sample, checkpoint
+
+    @torch.no_grad()
+    def estimate_loss(self) -> dict[str, float]:
+        """Mean loss over eval_iters batches per split, from batches fixed by seed and iteration."""
+        self.raw_model.eval()
+        out = {}
+        try:
+            for split in ("train", "val"):
+                g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.iter_num * 2 + (split == "val"))
+                losses = torch.zeros(self.config.eval_iters)
+                for k in range(self.config.eval_iters):
+                    x, y = self.sampler.get_batch(split, generator=g)
+                    with self._autocast():
+                        _, loss = self.model(x, y)
+                    losses[k] = loss.item()
+                out[split] = losses.mean().item()
+        finally:
+            self.raw_model.train()
+        return out
+
+    def _evaluate(self) -> None:
+        self._set_state(RunState.EVALUATING)
+        t0 = time.perf_counter()
+        losses = self.estimate_loss()
+        seconds = time.perf_counter() - t0
+        self.eval_seconds += seconds
+        val = losses["val"]
+        is_best = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
+        if is_best:
+            self.best_val_loss = val
+        self.last_val_loss = val
+        self.bus.publish(EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
+                                    best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
+                                    is_best=is_best, seconds=seconds))
+        if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
+            if self.config.always_save_checkpoint or is_best:
+                self._checkpoint("eval")
+            if is_best:
+                self._checkpoint("best", name="best.pt")
+        self._back_to_work()
+
+    def _sample(self, command: Sample) -> None:
+        cfg = self.config
+        self._set_state(RunState.SAMPLING)
+        t0 = time.perf_counter()
+        tokenizer = self.data.tokenizer
+        ids = tokenizer.encode(command.prompt) or [0]
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
+        g = torch.Generator(device=self.device).manual_seed(cfg.seed + self.iter_num)
+        self.raw_model.eval()
+        try:
+            with self._autocast():
+                out = self.raw_model.generate(idx, command.max_new_tokens or cfg.sample_max_new_tokens,
+                                              temperature=command.temperature or cfg.sample_temperature,
+                                              top_k=command.top_k if command.top_k is not None else cfg.sample_top_k,
+                                              generator=g)
+        finally:
+            self.raw_model.train()
+        new_ids = [i for i in out[0, len(ids):].tolist() if i < tokenizer.vocab_size]
+        self.bus.publish(SampleGenerated(iter=self.iter_num, prompt=command.prompt, text=tokenizer.decode(new_ids),
+                                         seconds=time.perf_counter() - t0))
+        self._back_to_work()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.raw_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "model_args": self.model_args.to_dict(),
+            "config": self.config.to_dict(),
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "last_val_loss": self.last_val_loss,
+            "tokenizer": self.data.tokenizer.to_meta(),
+            "dataset": self.data.dataset,
+            "rng": capture_rng_state(),
+            "sampler": self.sampler.state_dict(),
+            "train_seconds": self.train_seconds,
+        }
+
+    def _checkpoint(self, reason: str, name: str = "last.pt") -> None:
+        path = self.run_dir / name
+        if not all(torch.isfinite(p).all() for p in self.raw_model.parameters()):
+            self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
+                                    f"{path.name} not overwritten"))
+            return
+        self._set_state(RunState.CHECKPOINTING)
+        t0 = time.perf_counter()
+        save_checkpoint(self.checkpoint_state(), path)
+        seconds = time.perf_counter() - t0
+        self.checkpoint_seconds += seconds
+        if name == "last.pt":
+            self.last_checkpoint = str(path)
+        self.bus.publish(CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
+        self._back_to_work()
+
+    # ------------------------------------------------------------ resume
+
+    def _load_resume_checkpoint(self) -> dict[str, Any]:
+        path = self.run_dir / "last.pt"
+        if not path.exists():
+            raise UserError(f"nothing to resume: {path} does not exist (train without --resume first, or check "
+                            f"run_name/out_dir)")
+        checkpoint = load_checkpoint(path)
+        saved = config_from_dict(checkpoint["config"], str(path))
+        for key in INCOMPATIBLE_KEYS:
+            old, new = getattr(saved, key), getattr(self.config, key)
+            if old != new:
+                raise UserError(f"cannot resume {self.run_dir}: {key} was {old!r} in the checkpoint but is {new!r} "
+                                f"now; use {key}={old!r} or start a new run with --run_name=NEW_NAME")
+        for key in RESUMABLE_KEYS:
+            old, new = getattr(saved, key), getattr(self.config, key)
+            if old != new:
+                note = " (changes the tokens per iteration)" if key in ("batch_size", "gradient_accumulation_steps") else ""
+                self.pending_notices.append(f"resume: {key} changed from {old!r} to {new!r}{note}")
+        if checkpoint["iter_num"] >= self.config.max_iters and not self.config.eval_only:
+            raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
+                            f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
+        return checkpoint
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        saved_args = ModelArgs(**checkpoint["model_args"])
+        if saved_args.vocab_size != self.model_args.vocab_size:
+            raise UserError(f"cannot resume {self.run_dir}: vocabulary size {saved_args.vocab_size} in the "
+                            f"checkpoint, {self.model_args.vocab_size} now; resume with the original data")
+        try:
+            self.raw_model.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if "scaler" in checkpoint:
+                self.scaler.load_state_dict(checkpoint["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(f"checkpoint {self.run_dir / 'last.pt'} does not fit this model "
+                            f"({str(exc).splitlines()[0][:120]})") from None
+        # keep the resumed run's hyper-parameters (learning rate, betas) from the config, not the checkpoint
+        for group in self.optimizer.param_groups:
+            group["betas"] = (self.config.beta1, self.config.beta2)
+            group["weight_decay"] = self.config.weight_decay if group["weight_decay"] else 0.0
+        self.iter_num = int(checkpoint["iter_num"])
+        self.best_val_loss = checkpoint.get("best_val_loss")
+        self.last_val_loss = checkpoint.get("last_val_loss")
+        self.train_seconds = float(checkpoint.get("train_seconds", 0.0))
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])
+        if "sampler" in checkpoint and self.config.batch_size == checkpoint["config"]["batch_size"]:
+            self.sampler.load_state_dict(checkpoint["sampler"])
+        self.history = truncate_history(self.run_dir / METRICS_FILE, self.iter_num)
+
+    def _log_traceback(self, tb: str) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error at iteration {self.iter_num}\n")
+                f.write(tb)
+        except OSError:
+            pass
+
