@@ -51,7 +51,7 @@ class ThrottleDetector:
         temp_rise_c: float = 5.0,  # this many degrees above healthy counts as evidence
     ) -> None:
         self._publish = publish
-        self._window: deque[float] = deque(maxlen=window)
+        self._window: deque[tuple[float, float]] = deque(maxlen=window)  # (event time, ms/iter)
         self._warmup = warmup
         self._seen = 0
         self._slowdown = slowdown
@@ -60,9 +60,10 @@ class ThrottleDetector:
         self._temp_rise = temp_rise_c
         self._baseline: float | None = None  # best (lowest) rolling median ms/iter
         self._now = _Hardware()
-        self._healthy = _Hardware()  # readings last seen while running at baseline pace
-        # Readings count as "healthy" only while ms/iter is close to the baseline, so a
-        # gradual slide in clock speed is compared with where it started, not with itself.
+        # Hardware readings with their time and whether training then ran close to the
+        # baseline pace: the reference for "the clock fell" is the last at-pace reading
+        # taken before the slow window began (readings lead ms/iter medians, which lag).
+        self._history: deque[list] = deque(maxlen=600)  # [time, _Hardware, at_pace]
         self._at_pace = True
         self._last_warning: float | None = None
 
@@ -74,8 +75,7 @@ class ThrottleDetector:
                 self._on_cpu(event.data)
             elif event.kind == "gpu":
                 self._on_gpu(event.data)
-            if self._at_pace:
-                self._healthy = _Hardware(**vars(self._now))
+            self._history.append([event.time, _Hardware(**vars(self._now)), self._at_pace])
 
     # ---------------------------------------------------------------- inputs
 
@@ -98,16 +98,24 @@ class ThrottleDetector:
         self._seen += 1
         if self._seen <= self._warmup or not stats.ms_per_iter > 0:
             return
-        self._window.append(stats.ms_per_iter)
+        self._window.append((stats.time, stats.ms_per_iter))
         if len(self._window) < (self._window.maxlen or 1):
             return
-        recent = statistics.median(self._window)
+        recent = statistics.median(ms for _, ms in self._window)
         if self._baseline is None or recent < self._baseline:
             self._baseline = recent
         self._at_pace = recent <= self._baseline * (1 + self._slowdown / 3)
+        first_time, first_ms = self._window[0]
+        window_start = first_time - first_ms / 1000
+        if not self._at_pace:
+            # Readings taken during this window were already slow, whatever the median said then.
+            for entry in reversed(self._history):
+                if entry[0] < window_start:
+                    break
+                entry[2] = False
         if recent < self._baseline * (1 + self._slowdown):
             return
-        evidence = self._evidence()
+        evidence = self._evidence(self._reference(window_start))
         if not evidence:
             return  # slower for another reason (other processes, a bigger batch...): not ours to guess
         if self._last_warning is not None and stats.time - self._last_warning < self._cooldown:
@@ -127,8 +135,14 @@ class ThrottleDetector:
 
     # ---------------------------------------------------------------- reasoning
 
-    def _evidence(self) -> list[str]:
-        now, ok = self._now, self._healthy
+    def _reference(self, before: float) -> _Hardware:
+        for when, hardware, at_pace in reversed(self._history):
+            if at_pace and when <= before:
+                return hardware
+        return _Hardware()
+
+    def _evidence(self, ok: _Hardware) -> list[str]:
+        now = self._now
         found: list[str] = []
         if now.cpu_mhz and ok.cpu_mhz and now.cpu_mhz <= ok.cpu_mhz * (1 - self._freq_drop):
             found.append(f"CPU clock {ok.cpu_mhz / 1000:.2f} → {now.cpu_mhz / 1000:.2f} GHz")
