@@ -45,3 +45,32 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=2, eval_interval=5,
+            log_interval=1, max_iters=10, warmup_iters=2, dtype="float32", device="cpu",
+            telemetry_interval=0.0, num_threads=1)
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, shakespeare: Path):
+    """Factory of a very small TrainConfig writing under tmp_path (trains ~100 it/s on one core)."""
+    from tuigpt.config import TrainConfig
+
+    def make(**overrides):
+        values = dict(TINY, run_name="tiny", out_dir=str(tmp_path / "runs"), data_path=str(shakespeare))
+        values.update(overrides)
+        return TrainConfig(**values)
+
+    return make
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path: Path, shakespeare: Path) -> Path:
+    """A config file for the tiny model, for CLI tests."""
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    values = dict(TINY, out_dir=str(tmp_path / "runs"), data_path=str(shakespeare))
+    path.write_text(yaml.safe_dump(values))
+    return path

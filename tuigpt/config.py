@@ -116,7 +116,7 @@ class TrainConfig:
         if self.effective_min_lr > self.learning_rate:
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
-        if self.decay_lr and self.warmup_iters > self.effective_lr_decay_iters:
+        if self.decay_lr and self.lr_decay_iters is not None and self.warmup_iters > self.lr_decay_iters:
             raise UserError(f"warmup_iters {self.warmup_iters} is longer than lr_decay_iters "
                             f"{self.effective_lr_decay_iters}: shorten warmup_iters or raise lr_decay_iters")
         if self.n_embd % self.n_head:

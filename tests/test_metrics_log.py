@@ -1,0 +1,56 @@
+"""metrics.jsonl: append-only records, torn lines ignored and repaired, history cut on resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuigpt.events import EvalResult, IterationStats, Notice
+from tuigpt.metrics_log import MetricsWriter, read_metrics, repair_torn_tail, truncate_history
+
+
+def stats(i: int) -> IterationStats:
+    return IterationStats(iter=i, loss=3.0 - i * 0.01, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=1000.0, mfu=None,
+                          tokens_seen=i * 100, train_seconds=i * 0.01)
+
+
+def test_writer_keeps_every_log_interval_and_every_eval(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    writer = MetricsWriter(path, log_interval=5)
+    for i in range(1, 21):
+        writer(stats(i))
+    writer(EvalResult(iter=20, train_loss=2.0, val_loss=2.1, best_val_loss=2.1, is_best=True, seconds=0.5))
+    writer(Notice(level="warning", message="hot"))
+    # every line is on disk and parseable before close (flushed per line)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["iter"] for r in records if r["type"] == "iter"] == [5, 10, 15, 20]
+    assert records[-2]["type"] == "eval" and records[-2]["val_loss"] == 2.1
+    assert records[-1] == {"type": "notice", "time": records[-1]["time"], "level": "warning", "message": "hot"}
+    writer.close()
+
+
+def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"type":"iter","iter":1}\n{"type":"iter","iter":2}\n{"type":"it')
+    assert [r["iter"] for r in read_metrics(path)] == [1, 2]
+    writer = MetricsWriter(path, log_interval=1)  # the next run repairs before appending
+    writer(stats(3))
+    writer.close()
+    assert [r["iter"] for r in read_metrics(path)] == [1, 2, 3]
+    assert path.read_text().count("\n") == 3
+
+
+def test_repair_of_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"ty')
+    repair_torn_tail(path)
+    assert path.read_text() == ""
+
+
+def test_resume_drops_records_past_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    lines = [{"type": "start"}] + [{"type": "iter", "iter": i} for i in range(1, 11)] + [{"type": "eval", "iter": 10}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    kept = truncate_history(path, upto_iter=6)
+    assert [r.get("iter") for r in kept] == [None, 1, 2, 3, 4, 5, 6]
+    assert read_metrics(path) == kept
