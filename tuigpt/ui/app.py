@@ -1,0 +1,445 @@
+"""The Textual front end: watch and steer one run through a RunController.
+
+Threads: the controller calls our subscriber on the trainer thread. The
+subscriber only appends to the bounded :class:`RunHistory` (so the loss curve
+keeps every iteration) and calls ``post_message``; everything that touches a
+widget happens on the app's thread, in the message handlers and in a redraw
+timer that runs at most 4 times a second and only when something changed.
+
+Usage::
+
+    app = TuiGptApp(controller, config_path="configs/x.py")
+    app.run()
+    sys.exit(app.return_code or 0)   # 0 after DONE/STOPPED, 1 after RunFailed
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Tab, Tabs
+from textual.worker import get_current_worker
+
+from tuigpt.control import RunController
+from tuigpt.events import (
+    CheckpointNow,
+    CheckpointWritten,
+    Command,
+    EvalIntervalChanged,
+    EvalResult,
+    Event,
+    HistoryLoaded,
+    IterationStats,
+    Notice,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunState,
+    Sample,
+    SampleGenerated,
+    SetEvalInterval,
+    StateChanged,
+    Stop,
+    TogglePause,
+)
+from tuigpt.ui.history import RunHistory, eta_seconds
+from tuigpt.ui.messages import IterationUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
+from tuigpt.ui.widgets.cpu import CpuPane
+from tuigpt.ui.widgets.events_log import EventsLog
+from tuigpt.ui.widgets.failure import FailureBanner
+from tuigpt.ui.widgets.fmt import clock_time, duration
+from tuigpt.ui.widgets.gpu import GpuPane
+from tuigpt.ui.widgets.help_screen import HelpScreen
+from tuigpt.ui.widgets.interval_input import IntervalDialog
+from tuigpt.ui.widgets.loss import LossChart
+from tuigpt.ui.widgets.mfu import MfuPane
+from tuigpt.ui.widgets.quit_dialog import CANCEL, SAVE, QuitDialog
+from tuigpt.ui.widgets.samples import SamplesPane
+from tuigpt.ui.widgets.speed import SpeedPane
+from tuigpt.ui.widgets.status import StatusBar
+
+REDRAW_SECONDS = 0.25  # charts redraw at most 4x a second
+RECENT_WINDOW = 500  # iterations shown when zoomed in
+TERMINAL = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
+BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
+# In a small terminal these panes share one slot below the chart, picked with tabs.
+PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
+# actions that steer the run: off while a dialog is open, disabled once the run is over
+RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
+VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request"}
+
+
+class TuiGptApp(App[Event | None]):
+    """Live view of one training run; exits with code 0 after DONE/STOPPED, 1 after a failure."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tuigpt"
+    ENABLE_COMMAND_PALETTE = False
+    # compact layout (one secondary pane at a time) below 100 columns or 32 rows
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
+    _EVAL = Binding.Group("Eval")  # footer text kept short: 80 columns must show every key
+    _VIEW = Binding.Group("Log/zoom")
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("c", "checkpoint", "Ckpt", tooltip="write a checkpoint now"),
+        Binding("s", "sample", "Sample"),
+        Binding("e", "eval_interval(0.5)", "Eval ½", group=_EVAL),
+        Binding("E", "eval_interval(2)", "Eval ×2", key_display="E", group=_EVAL),
+        Binding("i", "set_eval_interval", "Eval every…", group=_EVAL),
+        Binding("l", "toggle_log", "Log y", group=_VIEW),
+        Binding("z", "toggle_zoom", "Zoom", group=_VIEW),
+        Binding("n", "next_pane", "Pane"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit_request", "Quit"),
+        Binding("ctrl+c", "quit_request", "Quit", show=False, priority=True),
+        Binding("ctrl+q", "quit_request", "Quit", show=False, priority=True),
+    ]
+    HELP = [
+        ("p", "pause / resume training (at the next iteration boundary)"),
+        ("c", "write a checkpoint now (its path shows in the events log)"),
+        ("s", "generate a sample now (config's prompt and length)"),
+        ("e / E", "halve / double the eval interval"),
+        ("i", "type an exact eval interval"),
+        ("l", "loss chart: toggle log y axis"),
+        ("z", f"loss chart: whole run / last {RECENT_WINDOW} iterations"),
+        ("n", "next pane (small terminals show one pane at a time)"),
+        ("?", "this help"),
+        ("q, ctrl+c", "stop the run (save or not) and quit; quits at once when the run is over"),
+    ]
+
+    def __init__(self, controller: RunController, *, config_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.controller = controller
+        self.config_path = config_path
+        self.clock = clock  # injectable so elapsed/ETA are deterministic in tests
+        self.history = RunHistory()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._run: RunStarted | None = None
+        self._state = RunState.STARTING
+        self._last: IterationStats | None = None
+        self._eval_interval: int | None = None
+        self._requested_interval: int | None = None  # asked for, not yet confirmed by the trainer
+        self._next_eval_iter: int | None = None
+        self._outcome: RunFinished | RunFailed | None = None
+        self._stopping = False  # Stop sent from the quit dialog: exit when the run ends
+        self._log_y = False
+        self._recent = False
+        self._drawn_version = -1
+        self._drawn_view_opts: tuple[bool, bool] | None = None
+        self._pane = PANES[0][0]
+        self._ms_recent: float | None = None  # from the last history snapshot, for the ETA
+        self._mean_eval_seconds: float | None = None
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.config_path, id="status")
+        yield FailureBanner(id="failure")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield LossChart(id="loss")
+                yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES), id="pane-tabs")
+                yield EventsLog(id="events", classes="pane")
+                yield SamplesPane(id="samples", classes="pane")
+            with Vertical(id="right"):
+                yield SpeedPane(id="speed", classes="pane")
+                yield MfuPane(id="mfu", classes="pane")
+                yield CpuPane(id="cpu", classes="pane")
+                yield GpuPane(id="gpu", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._select_pane(self._pane)
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        self._unsubscribe = self.controller.subscribe(self._receive)
+        self.controller.start()
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()  # "next pane" only shows in the compact layout
+
+    @property
+    def compact(self) -> bool:
+        screen = self.screen
+        return screen.has_class("-narrow") or screen.has_class("-short")
+
+    def _select_pane(self, pane: str) -> None:
+        self._pane = pane
+        for name, _ in PANES:
+            self.query_one(f"#{name}").set_class(name == pane, "-selected")
+        self.query_one("#body").set_class(pane in {"speed", "mfu", "cpu", "gpu"}, "-right-selected")
+        tabs = self.query_one(Tabs)
+        if tabs.active != f"tab-{pane}":
+            tabs.active = f"tab-{pane}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id and event.tab.id.removeprefix("tab-") != self._pane:
+            self._select_pane(event.tab.id.removeprefix("tab-"))
+
+    # ------------------------------------------------------------ events in
+
+    def _receive(self, event: Event) -> None:
+        """Runs on the publishing (trainer) thread: append and post, nothing else.
+
+        (Not named _on_*: Textual would take that for a handler of RunEvent messages.)
+        """
+        self.history.record(event)
+        self.post_message(wrap(event))
+
+    def on_iteration_update(self, message: IterationUpdate) -> None:
+        self._last = message.event  # drawn by the next redraw tick
+
+    def on_telemetry_update(self, message: TelemetryUpdate) -> None:
+        snapshot = message.event
+        if snapshot.kind == "cpu":
+            self.query_one(CpuPane).show(snapshot.data)
+        elif snapshot.kind == "gpu":
+            self.query_one(GpuPane).show(snapshot.data)
+
+    def on_run_event(self, message: RunEvent) -> None:
+        event = message.event
+        log = self.query_one(EventsLog)
+        status = self.query_one(StatusBar)
+        if isinstance(event, RunStarted):
+            self._run = event
+            self._drawn_version = -1  # the MFU pane needs the peak it is measured against
+            self._eval_interval = event.eval_interval
+            status.set_run(event)
+            what = f"resumed {event.run_name} at iter {event.start_iter:,}" if event.resumed else f"started {event.run_name}"
+            log.add(event.time, f"{what}: {event.max_iters:,} iters, eval every {event.eval_interval:,}, run dir {event.run_dir}")
+        elif isinstance(event, StateChanged):
+            self._set_state(event.state, event.time)
+        elif isinstance(event, EvalResult):
+            line = Text(f"eval @{event.iter:,}: train {event.train_loss:.4f} · val {event.val_loss:.4f}")
+            if event.is_best:
+                line.append("  ★ best", style="bold green")
+            line.append(f"  ({event.seconds:.1f} s)", style="dim")
+            log.add(event.time, line)
+        elif isinstance(event, CheckpointWritten):
+            line = Text(f"checkpoint @{event.iter:,} ({event.reason}) → ", style="green")
+            line.append(event.path, style="bold")
+            line.append(f"  ({event.seconds:.1f} s)", style="dim")
+            log.add(event.time, line)
+        elif isinstance(event, SampleGenerated):
+            self.query_one(SamplesPane).show(event)
+            log.add(event.time, f"sample @{event.iter:,} ({event.seconds:.1f} s), see the sample pane")
+        elif isinstance(event, EvalIntervalChanged):
+            self._eval_interval = event.eval_interval
+            self._next_eval_iter = event.next_eval_iter
+            self._requested_interval = None
+            status.set_eval_interval(event.eval_interval, event.next_eval_iter)
+            log.add(event.time, f"eval interval now {event.eval_interval:,} (next eval at {event.next_eval_iter:,})")
+        elif isinstance(event, Notice):
+            log.add(event.time, f"{event.level}: {event.message}" if event.level != "info" else event.message, event.level)
+        elif isinstance(event, HistoryLoaded):
+            n_iters = sum(1 for r in event.records if r.get("type") == "iter")
+            log.add(event.time, f"loaded earlier history: {n_iters:,} iterations, {len(event.records) - n_iters:,} other records", "dim")
+        elif isinstance(event, RunFailed):
+            self._outcome = event
+            self._set_state(RunState.ERROR, event.time)
+            self.query_one(FailureBanner).show_failure(event)
+            log.add(event.time, f"RUN FAILED at iter {event.iter:,}: {event.message}", "error")
+            for line in event.traceback.rstrip().splitlines()[-12:]:
+                log.add(event.time, line, "error")
+            log.add(event.time, f"last checkpoint: {event.last_checkpoint or 'none'}", "error")
+            self._run_over()
+        elif isinstance(event, RunFinished):
+            self._outcome = event
+            self._set_state(RunState.DONE if event.reason == "done" else RunState.STOPPED, event.time)
+            self._log_summary(event)
+            self._run_over()
+
+    def on_run_ended(self, _: RunEnded) -> None:
+        if self._stopping:
+            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+
+    def _set_state(self, state: RunState, when: float) -> None:
+        previous, self._state = self._state, state
+        status = self.query_one(StatusBar)
+        if self._stopping and state not in TERMINAL:
+            status.set_state(state)
+        else:
+            status.set_state(state, note="" if state in TERMINAL else None)
+        # EVALUATING -> RUNNING etc. happen at every eval: the header shows them, the log would drown
+        routine = state in BUSY_STATES or (state == RunState.RUNNING and previous in BUSY_STATES + (RunState.STARTING,))
+        if state != previous and not routine and state not in TERMINAL:
+            self.query_one(EventsLog).add(when, f"state → {state.value}", "warning" if state == RunState.PAUSED else "info")
+        self.refresh_bindings()
+
+    def _log_summary(self, done: RunFinished) -> None:
+        log = self.query_one(EventsLog)
+        head = "run finished" if done.reason == "done" else "run stopped"
+        line = Text(f"{head} at iter {done.iter:,}: ", style="bold green")
+        if done.best_val_loss is not None:
+            line.append(f"best val {done.best_val_loss:.4f}, ")
+        if done.last_val_loss is not None:
+            line.append(f"last val {done.last_val_loss:.4f}, ")
+        line.append(f"{done.tokens_seen:,} tokens")
+        log.add(done.time, line)
+        log.add(
+            done.time,
+            f"time: {duration(done.wall_seconds)} wall = {duration(done.train_seconds)} train + "
+            f"{duration(done.eval_seconds)} eval + {duration(done.checkpoint_seconds)} checkpoints",
+        )
+        log.add(done.time, f"last checkpoint: {done.last_checkpoint or 'none'}   (q quits)", "good" if done.last_checkpoint else "warning")
+
+    def _run_over(self) -> None:
+        self.refresh_bindings()
+        self.redraw()
+        if self._stopping:
+            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+
+    def _return_code_for_outcome(self) -> int:
+        return 1 if isinstance(self._outcome, RunFailed) else 0
+
+    # ------------------------------------------------------------ drawing
+
+    def redraw(self) -> None:
+        """Timer tick: charts only when the history or the view changed; the clock line always."""
+        view_opts = (self._log_y, self._recent)
+        if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
+            view = self.history.snapshot(RECENT_WINDOW)
+            self._drawn_version, self._drawn_view_opts = view.version, view_opts
+            self.query_one(LossChart).draw(view, log_y=self._log_y, recent=self._recent)
+            self.query_one(SpeedPane).show(view)
+            if self._run is not None:
+                self.query_one(MfuPane).show(view, self._run.peak_flops, self._run.peak_label)
+            self._mean_eval_seconds = view.mean_eval_seconds
+            self._ms_recent = view.ms_per_iter_recent
+            if view.last is not None:
+                self._last = view.last
+        self._draw_progress()
+
+    def _draw_progress(self) -> None:
+        run, outcome = self._run, self._outcome
+        status = self.query_one(StatusBar)
+        if run is None:
+            status.set_progress(None, None, "")
+            return
+        iteration = outcome.iter if outcome is not None else (self._last.iter if self._last is not None else run.start_iter)
+        now = outcome.time if outcome is not None else self.clock()
+        parts = [f"elapsed {duration(now - run.time)}"]
+        if outcome is None:
+            eta = eta_seconds(
+                iteration, run.max_iters, self._ms_recent, self._eval_interval or run.eval_interval,
+                self._mean_eval_seconds, self._next_eval_iter,
+            )
+            parts.append(f"ETA {duration(eta)}")
+            if eta is not None and self._state != RunState.PAUSED:
+                parts.append(f"→ {clock_time(now + eta, now)}")
+            elif self._state == RunState.PAUSED:
+                parts.append("(paused)")
+        status.set_progress(iteration, run.max_iters, "  ".join(parts))
+
+    # ------------------------------------------------------------ keys
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action not in RUN_ACTIONS and action not in VIEW_ACTIONS:
+            return True
+        if action == "quit_request":
+            return True
+        if len(self.screen_stack) > 1:
+            return False  # a dialog is open: its keys only
+        if action == "next_pane":
+            return self.compact
+        if action in RUN_ACTIONS and (self._outcome is not None or self._stopping):
+            return None  # shown greyed out: the run is over
+        return True
+
+    def _send(self, command: Command, note: str) -> None:
+        """Every key that steers the run ends here: send the command, log what the user did."""
+        self.controller.send(command)
+        self.query_one(EventsLog).add(self.clock(), f"you: {note}", "user")
+
+    def action_toggle_pause(self) -> None:
+        self._send(TogglePause(), "resume" if self._state == RunState.PAUSED else "pause")
+
+    def action_checkpoint(self) -> None:
+        self._send(CheckpointNow(), "checkpoint now")
+
+    def action_sample(self) -> None:
+        self._send(Sample(), "sample now")
+
+    def action_eval_interval(self, factor: float) -> None:
+        current = self._requested_interval or self._eval_interval
+        if current is None:
+            self.notify("The eval interval is not known until the run has started.", severity="warning")
+            return
+        self._request_interval(max(1, int(current * factor)))
+
+    def action_set_eval_interval(self) -> None:
+        def chosen(interval: int | None) -> None:
+            if interval is not None:
+                self._request_interval(interval)
+
+        self.push_screen(IntervalDialog(self._requested_interval or self._eval_interval), chosen)
+
+    def _request_interval(self, interval: int) -> None:
+        self._requested_interval = interval
+        self._send(SetEvalInterval(interval), f"eval interval → {interval:,}")
+
+    def action_toggle_log(self) -> None:
+        self._log_y = not self._log_y
+        self.redraw()
+
+    def action_toggle_zoom(self) -> None:
+        self._recent = not self._recent
+        self.redraw()
+
+    def action_next_pane(self) -> None:
+        names = [name for name, _ in PANES]
+        self._select_pane(names[(names.index(self._pane) + 1) % len(names)])
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.HELP))
+
+    def action_quit_request(self) -> None:
+        if self._outcome is not None:
+            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+        elif self._stopping:
+            # asked twice: the user does not want to wait for the trainer
+            self.exit(None, return_code=0)
+        elif isinstance(self.screen, QuitDialog):
+            return
+        else:
+            self.push_screen(QuitDialog(), self._quit_chosen)
+
+    def _quit_chosen(self, choice: str | None) -> None:
+        if choice in (None, CANCEL):
+            self.query_one(EventsLog).add(self.clock(), "you: quit cancelled, training goes on", "user")
+            return
+        save = choice == SAVE
+        self._stopping = True
+        self._send(Stop(save=save), "stop and save a checkpoint" if save else "stop without saving")
+        self.query_one(StatusBar).set_note("saving checkpoint… (q again quits at once)" if save else "stopping… (q again quits at once)")
+        self.refresh_bindings()
+        if self._outcome is not None:  # the run ended while the dialog was open
+            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+        else:
+            self.run_worker(self._wait_for_end, thread=True, exclusive=True, group="wait", exit_on_error=False)
+
+    def _wait_for_end(self) -> None:
+        """Worker thread: a safety net in case the final event never arrives."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:  # short waits, so quitting never hangs on this thread
+            if self.controller.wait(0.5):
+                self.post_message(RunEnded())
+                return
+
+
+def run_app(controller: RunController, *, config_path: str | None = None) -> int:
+    """Run the app in this terminal until the user quits; returns the process exit code."""
+    app = TuiGptApp(controller, config_path=config_path)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,28 @@
+"""A timestamped log of what happened: evals, checkpoints, notices, states, the user's actions."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from tuigpt.ui.widgets.fmt import hms
+
+LEVEL_STYLES = {"info": "", "warning": "bold yellow", "error": "bold red", "user": "bold cyan", "good": "green", "dim": "dim"}
+
+
+class EventsLog(RichLog):
+    """Bounded (max_lines): an overnight run does not grow it without limit."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(max_lines=2000, wrap=True, markup=False, highlight=False, min_width=20, id=id, classes=classes)
+
+    def on_mount(self) -> None:
+        self.border_title = "events"
+
+    def add(self, when: float, message: str | Text, level: str = "info") -> None:
+        line = Text(hms(when) + " ", style="dim")
+        if isinstance(message, Text):
+            line.append_text(message)
+        else:
+            line.append(message, style=LEVEL_STYLES.get(level, ""))
+        self.write(line)
