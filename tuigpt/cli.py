@@ -75,7 +75,7 @@ def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     commands: dict[str, Callable[[list[str]], int]] = {
-        "sample": cmd_sample, "info": cmd_info, "calibrate": cmd_calibrate,
+        "sample": cmd_sample, "info": cmd_info, "calibrate": cmd_calibrate, "bench": cmd_bench,
     }
     try:
         if not args or args[0] in ("-h", "--help"):
@@ -286,6 +286,12 @@ def cmd_calibrate(args: list[str]) -> int:
     from tuigpt.telemetry.info import calibrate
 
     return calibrate(threads=ns.threads)
+
+
+def cmd_bench(args: list[str]) -> int:
+    from tuigpt.bench import main as bench_main
+
+    return bench_main(args)
 
 
 def entry_point() -> None:

@@ -175,7 +175,7 @@ class Trainer:
             self._handle_commands()
             if self._stop is not None:
                 return self._finish_stopped()
-            loss, ms = self._train_step()
+            loss, ms = self.train_step()
             if not math.isfinite(loss):
                 self.bus.publish(Notice(level="error", message=f"loss is {loss} at iteration {self.iter_num}: "
                                         f"training stopped; checkpoints keep the last finite weights "
@@ -189,7 +189,8 @@ class Trainer:
         self._set_state(RunState.DONE)
         return Outcome("done", self.iter_num, self.last_checkpoint)
 
-    def _train_step(self) -> tuple[float, float]:
+    def train_step(self) -> tuple[float, float]:
+        """One optimizer step over gradient_accumulation_steps micro-batches: (loss, milliseconds)."""
         cfg = self.config
         lr = self._lr()
         for group in self.optimizer.param_groups:
