@@ -5,6 +5,7 @@ Exit codes (also in the README):
   1   unexpected error (traceback in the run's train.log, a short message on screen)
   2   bad usage, config, data or checkpoint (one line naming the problem and the fix)
   3   the loss became NaN/Inf (the checkpoints keep the last finite weights)
+  4   a checkpoint could not be written (disk full, permissions); the previous one is untouched
   128+N  stopped by signal N after writing last.pt (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
 """
 
@@ -20,7 +21,7 @@ from typing import Callable, Sequence
 
 from tuigpt.errors import UserError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NAN = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NAN, EXIT_DISK = 0, 1, 2, 3, 4
 
 TRAIN_HELP = """\
 usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume]
@@ -42,6 +43,7 @@ subcommands:
   calibrate       re-measure the peak FLOP/s MFU is reported against
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
+            4 checkpoint could not be written ·
             128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
 """
 
@@ -123,7 +125,7 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool) -> i
     from tuigpt.runner import BackgroundRun
     from tuigpt.trainer import Trainer
 
-    trainer = Trainer(config, config_path=config_path, resume=resume)
+    trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless)
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir / METRICS_FILE, config.log_interval)
     trainer.bus.subscribe(writer)
@@ -141,8 +143,8 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool) -> i
     if run.error is not None:
         _report_unexpected(run.error, trainer.run_dir)
         return EXIT_ERROR
-    if run.outcome is not None and run.outcome.reason == "nan":
-        return EXIT_NAN
+    if run.outcome is not None and run.outcome.reason in ("nan", "disk"):
+        return EXIT_NAN if run.outcome.reason == "nan" else EXIT_DISK
     return code
 
 

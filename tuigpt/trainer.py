@@ -8,6 +8,7 @@ waits on a front end.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import queue
@@ -28,9 +29,12 @@ from tuigpt.events import (CheckpointNow, CheckpointWritten, Command, EvalInterv
                            EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed, RunFinished,
                            RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval, StateChanged, Stop,
                            TogglePause)
+from tuigpt.memory import check_fits
 from tuigpt.metrics import lr_at, mfu
 from tuigpt.metrics_log import METRICS_FILE, truncate_history
 from tuigpt.model import GPT, ModelArgs
+
+SPIKE_FACTOR = 3.0  # a loss this many times the recent median is reported as a spike
 
 # Keys whose change makes a checkpoint unusable (shape of the model, meaning of the tokens).
 INCOMPATIBLE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "dataset", "tokenizer")
@@ -54,8 +58,10 @@ class Outcome:
 class Trainer:
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
                  peak_flops: float | None = None, peak_label: str = "no peak known",
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None, pause_on_trouble: bool = False) -> None:
         self.config = config
+        # NaN loss or a failed checkpoint write: pause for the user to decide (monitor), or stop (headless)
+        self.pause_on_trouble = pause_on_trouble
         self.config_path = config_path
         self.bus = bus or EventBus()
         self.commands: queue.Queue[Command] = queue.Queue()
@@ -65,6 +71,7 @@ class Trainer:
         self.resumed = resume
         self.pending_notices: list[str] = []
 
+        self._remove_stale_temp_files()
         checkpoint = self._load_resume_checkpoint() if resume else None
         if not resume and (self.run_dir / "last.pt").exists():
             raise UserError(f"{self.run_dir} already holds a run (last.pt): continue it with --resume, start a new "
@@ -88,6 +95,7 @@ class Trainer:
         self.model_args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer,
                                     n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
                                     bias=config.bias)
+        check_fits(self.model_args, config.batch_size, self.precision.autocast, self.device)
         self.raw_model = GPT(self.model_args).to(self.device)
         self.optimizer = torch.optim.AdamW(self.raw_model.param_groups(config.weight_decay), lr=config.learning_rate,
                                            betas=(config.beta1, config.beta2),
@@ -111,6 +119,8 @@ class Trainer:
         self.state = RunState.STARTING
         self._paused = False
         self._stop: Stop | None = None
+        self._halt: str | None = None  # set by _trouble in headless mode: "nan" or "disk"
+        self._recent_losses: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
         self.tokens_seen = self.iter_num * self.tokens_per_iter
 
@@ -175,19 +185,42 @@ class Trainer:
             self._handle_commands()
             if self._stop is not None:
                 return self._finish_stopped()
+            if self._halt is not None:
+                break
             loss, ms = self.train_step()
             if not math.isfinite(loss):
-                self.bus.publish(Notice(level="error", message=f"loss is {loss} at iteration {self.iter_num}: "
-                                        f"training stopped; checkpoints keep the last finite weights "
-                                        f"(try a lower learning_rate or grad_clip)"))
-                self._set_state(RunState.ERROR)
-                return Outcome("nan", self.iter_num, self.last_checkpoint)
+                self._trouble("nan", f"loss is {loss} at iteration {self.iter_num + 1}: the step was not applied, so "
+                              f"the weights and checkpoints stay finite (lower learning_rate, or check the data)")
+                continue
+            self._watch_for_spikes(loss)
             self._publish_iteration(loss, ms)
             if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
                 self._evaluate()
+        if self._halt is not None:
+            self._set_state(RunState.ERROR)
+            return Outcome(self._halt, self.iter_num, self.last_checkpoint)
         self._handle_commands()  # a checkpoint or sample asked for during the last step
         self._set_state(RunState.DONE)
         return Outcome("done", self.iter_num, self.last_checkpoint)
+
+    def _trouble(self, reason: str, message: str) -> None:
+        """Something the user must decide on: pause (monitor) or end the run with ``reason`` (headless)."""
+        if self.pause_on_trouble:
+            self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits"))
+            self._apply(Pause())
+        else:
+            self.bus.publish(Notice(level="error", message=message + " | run stopped"))
+            self._halt = reason
+
+    def _watch_for_spikes(self, loss: float) -> None:
+        """Warn when a loss is over SPIKE_FACTOR x the median of the recent ones."""
+        recent = self._recent_losses
+        if len(recent) >= 20:
+            median = sorted(recent)[len(recent) // 2]
+            if loss > SPIKE_FACTOR * median:
+                self.bus.publish(Notice(level="warning", message=f"loss spike at iteration {self.iter_num}: "
+                                        f"{loss:.4f} is {loss / median:.1f}x the recent median {median:.4f}"))
+        recent.append(loss)
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step over gradient_accumulation_steps micro-batches: (loss, milliseconds)."""
@@ -208,10 +241,14 @@ class Trainer:
         if cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        loss_value = loss_sum.item()  # synchronises the device, and lets a NaN loss skip the update
+        if not math.isfinite(loss_value):
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss_value, (time.perf_counter() - t0) * 1000.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        loss_value = loss_sum.item()  # synchronises the device: the clock below reads finished work
+        self._sync()
         ms = (time.perf_counter() - t0) * 1000.0
         self.iter_num += 1
         self.tokens_seen += self.tokens_per_iter
@@ -287,6 +324,8 @@ class Trainer:
         self.bus.publish(StateChanged(state=state, iter=self.iter_num))
 
     def _back_to_work(self) -> None:
+        if self._halt is not None:
+            return
         self._set_state(RunState.PAUSED if self._paused else RunState.RUNNING)
 
     # ------------------------------------------------------------ eval, sample, checkpoint
@@ -325,9 +364,8 @@ class Trainer:
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds))
         if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
-            if self.config.always_save_checkpoint or is_best:
-                self._checkpoint("eval")
-            if is_best:
+            saved = self._checkpoint("eval") if self.config.always_save_checkpoint or is_best else True
+            if is_best and saved:
                 self._checkpoint("best", name="best.pt")
         self._back_to_work()
 
@@ -371,21 +409,29 @@ class Trainer:
             "train_seconds": self.train_seconds,
         }
 
-    def _checkpoint(self, reason: str, name: str = "last.pt") -> None:
+    def _checkpoint(self, reason: str, name: str = "last.pt") -> bool:
+        """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
         path = self.run_dir / name
         if not all(torch.isfinite(p).all() for p in self.raw_model.parameters()):
             self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
                                     f"{path.name} not overwritten"))
-            return
+            return False
         self._set_state(RunState.CHECKPOINTING)
         t0 = time.perf_counter()
-        save_checkpoint(self.checkpoint_state(), path)
+        try:
+            save_checkpoint(self.checkpoint_state(), path)
+        except OSError as exc:
+            self._back_to_work()
+            self._trouble("disk", f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is "
+                          f"untouched: free disk space or fix the folder's permissions")
+            return False
         seconds = time.perf_counter() - t0
         self.checkpoint_seconds += seconds
         if name == "last.pt":
             self.last_checkpoint = str(path)
         self.bus.publish(CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
         self._back_to_work()
+        return True
 
     # ------------------------------------------------------------ resume
 
@@ -437,6 +483,11 @@ class Trainer:
         if "sampler" in checkpoint and self.config.batch_size == checkpoint["config"]["batch_size"]:
             self.sampler.load_state_dict(checkpoint["sampler"])
         self.history = truncate_history(self.run_dir / METRICS_FILE, self.iter_num)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
+        for stale in self.run_dir.glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _log_traceback(self, tb: str) -> None:
         try:
