@@ -59,8 +59,9 @@ def check_fits(args: ModelArgs, batch_size: int, autocast: bool, device: torch.d
     if est.total <= available:
         return
     where = "GPU memory" if device.type == "cuda" else "RAM"
+    params = est.state_bytes // 16
     raise UserError(
-        f"this model needs at least {est.total / GiB:.1f} GiB to train (weights+grads+AdamW "
+        f"this model (n_layer={args.n_layer}, n_embd={args.n_embd}, {params / 1e6:,.0f}M parameters) needs at least {est.total / GiB:.1f} GiB to train (weights+grads+AdamW "
         f"{est.state_bytes / GiB:.1f} GiB, activations {(est.activation_bytes + est.logits_bytes) / GiB:.1f} GiB for "
         f"batch_size={batch_size} x block_size={args.block_size}) but only {available / GiB:.1f} GiB of {where} is "
         f"free: lower batch_size (raise gradient_accumulation_steps to keep the batch), block_size, or the model size")
