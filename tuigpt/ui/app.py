@@ -74,8 +74,12 @@ RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eva
 VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request"}
 
 
-class TuiGptApp(App[Event | None]):
-    """Live view of one training run; exits with code 0 after DONE/STOPPED, 1 after a failure."""
+class TuiGptApp(App[int]):
+    """Live view of one training run.
+
+    ``run()`` returns the exit code, also left in ``return_code``: 0 after the run
+    finished or was stopped, 1 after it failed.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "tuigpt"
@@ -136,38 +140,57 @@ class TuiGptApp(App[Event | None]):
         self._pane = PANES[0][0]
         self._ms_recent: float | None = None  # from the last history snapshot, for the ETA
         self._mean_eval_seconds: float | None = None
+        self._was_compact: bool | None = None
 
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.config_path, id="status")
-        yield FailureBanner(id="failure")
-        with Horizontal(id="body"):
+        # Widgets are kept as attributes, not queried: an event that arrives while the
+        # screen is being built or torn down then updates a detached widget, harmlessly.
+        self._status = StatusBar(self.config_path, id="status")
+        self._failure = FailureBanner(id="failure")
+        self._loss = LossChart(id="loss")
+        self._tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES), id="pane-tabs")
+        self._events_log = EventsLog(id="events", classes="pane")
+        self._samples = SamplesPane(id="samples", classes="pane")
+        self._speed = SpeedPane(id="speed", classes="pane")
+        self._mfu = MfuPane(id="mfu", classes="pane")
+        self._cpu = CpuPane(id="cpu", classes="pane")
+        self._gpu = GpuPane(id="gpu", classes="pane")
+        self._panes = {"events": self._events_log, "samples": self._samples, "speed": self._speed, "mfu": self._mfu, "cpu": self._cpu, "gpu": self._gpu}
+        yield self._status
+        yield self._failure
+        with Horizontal(id="body") as self._body:
             with Vertical(id="left"):
-                yield LossChart(id="loss")
-                yield Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES), id="pane-tabs")
-                yield EventsLog(id="events", classes="pane")
-                yield SamplesPane(id="samples", classes="pane")
+                yield self._loss
+                yield self._tabs
+                yield self._events_log
+                yield self._samples
             with Vertical(id="right"):
-                yield SpeedPane(id="speed", classes="pane")
-                yield MfuPane(id="mfu", classes="pane")
-                yield CpuPane(id="cpu", classes="pane")
-                yield GpuPane(id="gpu", classes="pane")
+                yield self._speed
+                yield self._mfu
+                yield self._cpu
+                yield self._gpu
         yield Footer()
 
     def on_mount(self) -> None:
         self._select_pane(self._pane)
         self.set_interval(REDRAW_SECONDS, self.redraw)
+        self.call_after_refresh(self._start_run)  # first paint before the first event
+
+    def _start_run(self) -> None:
         self._unsubscribe = self.controller.subscribe(self._receive)
         self.controller.start()
-        self.redraw()
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
 
     def on_resize(self) -> None:
-        self.refresh_bindings()  # "next pane" only shows in the compact layout
+        compact = self.compact
+        if compact != self._was_compact:  # "next pane" only shows in the compact layout
+            self._was_compact = compact
+            self.refresh_bindings()
 
     @property
     def compact(self) -> bool:
@@ -176,10 +199,10 @@ class TuiGptApp(App[Event | None]):
 
     def _select_pane(self, pane: str) -> None:
         self._pane = pane
-        for name, _ in PANES:
-            self.query_one(f"#{name}").set_class(name == pane, "-selected")
-        self.query_one("#body").set_class(pane in {"speed", "mfu", "cpu", "gpu"}, "-right-selected")
-        tabs = self.query_one(Tabs)
+        for name, widget in self._panes.items():
+            widget.set_class(name == pane, "-selected")
+        self._body.set_class(pane in {"speed", "mfu", "cpu", "gpu"}, "-right-selected")
+        tabs = self._tabs
         if tabs.active != f"tab-{pane}":
             tabs.active = f"tab-{pane}"
 
@@ -203,14 +226,13 @@ class TuiGptApp(App[Event | None]):
     def on_telemetry_update(self, message: TelemetryUpdate) -> None:
         snapshot = message.event
         if snapshot.kind == "cpu":
-            self.query_one(CpuPane).show(snapshot.data)
+            self._cpu.show(snapshot.data)
         elif snapshot.kind == "gpu":
-            self.query_one(GpuPane).show(snapshot.data)
+            self._gpu.show(snapshot.data)
 
     def on_run_event(self, message: RunEvent) -> None:
         event = message.event
-        log = self.query_one(EventsLog)
-        status = self.query_one(StatusBar)
+        log, status = self._events_log, self._status
         if isinstance(event, RunStarted):
             self._run = event
             self._drawn_version = -1  # the MFU pane needs the peak it is measured against
@@ -232,7 +254,7 @@ class TuiGptApp(App[Event | None]):
             line.append(f"  ({event.seconds:.1f} s)", style="dim")
             log.add(event.time, line)
         elif isinstance(event, SampleGenerated):
-            self.query_one(SamplesPane).show(event)
+            self._samples.show(event)
             log.add(event.time, f"sample @{event.iter:,} ({event.seconds:.1f} s), see the sample pane")
         elif isinstance(event, EvalIntervalChanged):
             self._eval_interval = event.eval_interval
@@ -248,7 +270,7 @@ class TuiGptApp(App[Event | None]):
         elif isinstance(event, RunFailed):
             self._outcome = event
             self._set_state(RunState.ERROR, event.time)
-            self.query_one(FailureBanner).show_failure(event)
+            self._failure.show_failure(event)
             log.add(event.time, f"RUN FAILED at iter {event.iter:,}: {event.message}", "error")
             for line in event.traceback.rstrip().splitlines()[-12:]:
                 log.add(event.time, line, "error")
@@ -262,11 +284,11 @@ class TuiGptApp(App[Event | None]):
 
     def on_run_ended(self, _: RunEnded) -> None:
         if self._stopping:
-            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+            self._exit_with_outcome()
 
     def _set_state(self, state: RunState, when: float) -> None:
         previous, self._state = self._state, state
-        status = self.query_one(StatusBar)
+        status = self._status
         if self._stopping and state not in TERMINAL:
             status.set_state(state)
         else:
@@ -274,11 +296,10 @@ class TuiGptApp(App[Event | None]):
         # EVALUATING -> RUNNING etc. happen at every eval: the header shows them, the log would drown
         routine = state in BUSY_STATES or (state == RunState.RUNNING and previous in BUSY_STATES + (RunState.STARTING,))
         if state != previous and not routine and state not in TERMINAL:
-            self.query_one(EventsLog).add(when, f"state → {state.value}", "warning" if state == RunState.PAUSED else "info")
-        self.refresh_bindings()
+            self._events_log.add(when, f"state → {state.value}", "warning" if state == RunState.PAUSED else "info")
 
     def _log_summary(self, done: RunFinished) -> None:
-        log = self.query_one(EventsLog)
+        log = self._events_log
         head = "run finished" if done.reason == "done" else "run stopped"
         line = Text(f"{head} at iter {done.iter:,}: ", style="bold green")
         if done.best_val_loss is not None:
@@ -298,10 +319,11 @@ class TuiGptApp(App[Event | None]):
         self.refresh_bindings()
         self.redraw()
         if self._stopping:
-            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+            self._exit_with_outcome()
 
-    def _return_code_for_outcome(self) -> int:
-        return 1 if isinstance(self._outcome, RunFailed) else 0
+    def _exit_with_outcome(self) -> None:
+        code = 1 if isinstance(self._outcome, RunFailed) else 0
+        self.exit(code, return_code=code)
 
     # ------------------------------------------------------------ drawing
 
@@ -311,10 +333,10 @@ class TuiGptApp(App[Event | None]):
         if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
             view = self.history.snapshot(RECENT_WINDOW)
             self._drawn_version, self._drawn_view_opts = view.version, view_opts
-            self.query_one(LossChart).draw(view, log_y=self._log_y, recent=self._recent)
-            self.query_one(SpeedPane).show(view)
+            self._loss.draw(view, log_y=self._log_y, recent=self._recent)
+            self._speed.show(view)
             if self._run is not None:
-                self.query_one(MfuPane).show(view, self._run.peak_flops, self._run.peak_label)
+                self._mfu.show(view, self._run.peak_flops, self._run.peak_label)
             self._mean_eval_seconds = view.mean_eval_seconds
             self._ms_recent = view.ms_per_iter_recent
             if view.last is not None:
@@ -323,7 +345,7 @@ class TuiGptApp(App[Event | None]):
 
     def _draw_progress(self) -> None:
         run, outcome = self._run, self._outcome
-        status = self.query_one(StatusBar)
+        status = self._status
         if run is None:
             status.set_progress(None, None, "")
             return
@@ -360,7 +382,7 @@ class TuiGptApp(App[Event | None]):
     def _send(self, command: Command, note: str) -> None:
         """Every key that steers the run ends here: send the command, log what the user did."""
         self.controller.send(command)
-        self.query_one(EventsLog).add(self.clock(), f"you: {note}", "user")
+        self._events_log.add(self.clock(), f"you: {note}", "user")
 
     def action_toggle_pause(self) -> None:
         self._send(TogglePause(), "resume" if self._state == RunState.PAUSED else "pause")
@@ -406,10 +428,10 @@ class TuiGptApp(App[Event | None]):
 
     def action_quit_request(self) -> None:
         if self._outcome is not None:
-            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+            self._exit_with_outcome()
         elif self._stopping:
             # asked twice: the user does not want to wait for the trainer
-            self.exit(None, return_code=0)
+            self.exit(0, return_code=0)
         elif isinstance(self.screen, QuitDialog):
             return
         else:
@@ -417,15 +439,15 @@ class TuiGptApp(App[Event | None]):
 
     def _quit_chosen(self, choice: str | None) -> None:
         if choice in (None, CANCEL):
-            self.query_one(EventsLog).add(self.clock(), "you: quit cancelled, training goes on", "user")
+            self._events_log.add(self.clock(), "you: quit cancelled, training goes on", "user")
             return
         save = choice == SAVE
         self._stopping = True
         self._send(Stop(save=save), "stop and save a checkpoint" if save else "stop without saving")
-        self.query_one(StatusBar).set_note("saving checkpoint… (q again quits at once)" if save else "stopping… (q again quits at once)")
+        self._status.set_note("saving checkpoint… (q again quits at once)" if save else "stopping… (q again quits at once)")
         self.refresh_bindings()
         if self._outcome is not None:  # the run ended while the dialog was open
-            self.exit(self._outcome, return_code=self._return_code_for_outcome())
+            self._exit_with_outcome()
         else:
             self.run_worker(self._wait_for_end, thread=True, exclusive=True, group="wait", exit_on_error=False)
 
@@ -441,5 +463,4 @@ class TuiGptApp(App[Event | None]):
 def run_app(controller: RunController, *, config_path: str | None = None) -> int:
     """Run the app in this terminal until the user quits; returns the process exit code."""
     app = TuiGptApp(controller, config_path=config_path)
-    app.run()
-    return app.return_code or 0
+    return app.run() or 0

@@ -13,8 +13,13 @@ from textual.widgets import Static
 from tuigpt.ui.widgets.fmt import NA, bar, na, size_bytes
 
 
-def _get(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None)
+def _get(obj: Any, *names: str) -> Any:
+    """The first of these attributes that is set (the sampler's names, then older spellings)."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def _frac(used: Any, total: Any) -> float | None:
@@ -46,11 +51,11 @@ class GpuPane(Static):
                 text.append("\n")
             text.append(f"{na(_get(g, 'index'))} ", style="bold")
             text.append(str(_get(g, "name") or "GPU"))
-            util = _get(g, "util")
+            util = _get(g, "util_percent", "util")
             text.append("\n  util ", style="bold")
             text.append(f"{na(util, '{:.0f}', '%'):>4} ")
             text.append(bar(None if util is None else float(util) / 100, 8), style="green")
-            used, total = _get(g, "mem_used"), _get(g, "mem_total")
+            used, total = _get(g, "mem_used_bytes", "mem_used"), _get(g, "mem_total_bytes", "mem_total")
             frac = _frac(used, total)
             text.append(" mem ", style="bold")
             text.append(f"{size_bytes(used).replace(' GB', '')}/{size_bytes(total)}", style="bold red" if frac and frac > 0.95 else "")

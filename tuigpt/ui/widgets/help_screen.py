@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -26,11 +26,12 @@ class HelpScreen(ModalScreen[None]):
         self._keys = list(keys)
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", justify="right")
-        table.add_column()
+        width = max((len(key) for key, _ in self._keys), default=0)
+        table = Text()
         for key, description in self._keys:
-            table.add_row(key, description)
+            table.append(f"{key:>{width}}", style="bold cyan")
+            table.append(f"  {description}\n")
+        table.rstrip()
         with Vertical(id="help-dialog", classes="dialog"):
             yield Static("Keys", classes="dialog-title")
             yield Static(table)

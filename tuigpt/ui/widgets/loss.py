@@ -31,6 +31,9 @@ def int_ticks(lo: int, hi: int, n: int = 5) -> list[int]:
 class LossChart(PlotextPlot):
     """Redrawn from a HistoryView; never reads the live history itself."""
 
+    drawn_range: tuple[int, int] | None = None
+    """First and last iteration on the chart (None when empty)."""
+
     def on_mount(self) -> None:
         super().on_mount()
         self.draw(None, log_y=False, recent=False)
@@ -42,11 +45,13 @@ class LossChart(PlotextPlot):
         plt.clear_figure()
         points = [] if view is None else (view.recent if recent else view.whole)
         if view is None or not points:
+            self.drawn_range = None
             self.border_subtitle = ""
             plt.title("waiting for the first iteration…")
             self.refresh()
             return
         xs = [p[0] for p in points]
+        self.drawn_range = (xs[0], xs[-1])
         plt.plot(xs, [p[1] for p in points], color=RAW_COLOR, marker="braille")
         plt.plot(xs, [p[2] for p in points], color=EMA_COLOR, marker="braille")
         lo = xs[0]

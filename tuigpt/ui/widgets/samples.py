@@ -12,12 +12,22 @@ from tuigpt.events import SampleGenerated
 
 class SamplesPane(VerticalScroll):
     def compose(self) -> ComposeResult:
-        yield Static(Text("no sample yet (press s)", style="dim"), id="sample-text")
+        self._text = Static(Text("no sample yet (press s)", style="dim"), id="sample-text")
+        yield self._text
+
+    _sample: SampleGenerated | None = None
+    _ready = False
 
     def on_mount(self) -> None:
         self.border_title = "sample"
+        self._ready = True
+        if self._sample is not None:
+            self.show(self._sample)
 
     def show(self, sample: SampleGenerated) -> None:
+        self._sample = sample
+        if not self._ready:
+            return  # drawn on mount
         self.border_title = f"sample @ iter {sample.iter:,} ({sample.seconds:.1f} s)"
-        self.query_one("#sample-text", Static).update(Text(sample.text.strip("\n") or "(empty)"))
+        self._text.update(Text(sample.text.strip("\n") or "(empty)"))
         self.scroll_home(animate=False)

@@ -18,14 +18,25 @@ class SpeedPane(Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        yield Sparkline([], summary_function=max, id="ms-spark")
-        yield Static(NA, id="speed-text")
+        self._spark = Sparkline([], summary_function=max, id="ms-spark")
+        self._text = Static(NA, id="speed-text")
+        yield self._spark
+        yield self._text
+
+    _view: HistoryView | None = None
+    _ready = False
 
     def on_mount(self) -> None:
         self.border_title = "speed"
+        self._ready = True
+        if self._view is not None:
+            self.show(self._view)
 
     def show(self, view: HistoryView) -> None:
-        self.query_one(Sparkline).data = view.ms_recent
+        self._view = view
+        if not self._ready:
+            return  # drawn on mount
+        self._spark.data = view.ms_recent
         last = view.last
         text = Text()
         ms = view.ms_per_iter_recent
@@ -42,4 +53,4 @@ class SpeedPane(Vertical):
         text.append(f"{duration(view.eval_seconds)} ({view.n_evals})")
         text.append(" · ckpt ", style="bold")
         text.append(duration(view.checkpoint_seconds))
-        self.query_one("#speed-text", Static).update(text)
+        self._text.update(text)

@@ -45,18 +45,29 @@ class StatusBar(Widget):
         self._note = ""
         self._run: RunStarted | None = None
         self._eval_interval: int | None = None
+        self._next_eval_iter: int | None = None
+        self._progress: tuple[int | None, int | None, str] = (None, None, "")
+        self._ready = False  # children exist (values set before then are drawn on mount)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="run-line")
-        yield Static(id="model-line")
+        # kept as attributes: children of the inner Horizontal mount later than this widget
+        self._run_line = Static(id="run-line")
+        self._model_line = Static(id="model-line")
+        self._iter_label = Static("iter –", id="iter-label")
+        self._bar = ProgressBar(total=None, show_eta=False, id="progress")
+        self._time_label = Static(id="time-label")
+        yield self._run_line
+        yield self._model_line
         with Horizontal(id="progress-line"):
-            yield Static("iter –", id="iter-label")
-            yield ProgressBar(total=None, show_eta=False, id="progress")
-            yield Static(id="time-label")
+            yield self._iter_label
+            yield self._bar
+            yield self._time_label
 
     def on_mount(self) -> None:
+        self._ready = True
         self._render_run_line()
         self._render_model_line()
+        self._render_progress()
 
     @property
     def state(self) -> RunState:
@@ -83,15 +94,23 @@ class StatusBar(Widget):
 
     def set_eval_interval(self, interval: int, next_eval_iter: int | None = None) -> None:
         self._eval_interval = interval
-        self._render_model_line(next_eval_iter)
+        self._next_eval_iter = next_eval_iter
+        self._render_model_line()
 
     def set_progress(self, iteration: int | None, max_iters: int | None, times: str) -> None:
+        self._progress = (iteration, max_iters, times)
+        self._render_progress()
+
+    def _render_progress(self) -> None:
+        if not self._ready:
+            return
+        iteration, max_iters, times = self._progress
         label = "iter –" if iteration is None else f"iter {iteration:,}/{max_iters:,}" if max_iters else f"iter {iteration:,}"
-        self._update(self.query_one("#iter-label", Static), label)
-        bar = self.query_one(ProgressBar)
+        self._update(self._iter_label, label)
+        bar = self._bar
         if max_iters:
             bar.update(total=max_iters, progress=min(iteration or 0, max_iters))
-        self._update(self.query_one("#time-label", Static), times)
+        self._update(self._time_label, times)
 
     @staticmethod
     def _update(static: Static, content: str | Text) -> None:
@@ -101,6 +120,8 @@ class StatusBar(Widget):
             static.update(content)
 
     def _render_run_line(self) -> None:
+        if not self._ready:
+            return
         text = Text.assemble((f" {self._state.value} ", STATE_STYLES.get(self._state, "reverse")), " ")
         if self._run is not None:
             text.append(self._run.run_name, style="bold")
@@ -111,12 +132,14 @@ class StatusBar(Widget):
         if self._note:
             text.append("  ")
             text.append(self._note, style="bold reverse")
-        self._update(self.query_one("#run-line", Static), text)
+        self._update(self._run_line, text)
 
-    def _render_model_line(self, next_eval_iter: int | None = None) -> None:
-        run = self._run
+    def _render_model_line(self) -> None:
+        if not self._ready:
+            return
+        run, next_eval_iter = self._run, self._next_eval_iter
         if run is None:
-            self._update(self.query_one("#model-line", Static), "")
+            self._update(self._model_line, "")
             return
         text = Text()
         text.append(f"{count(run.n_params)} params", style="bold")
@@ -129,4 +152,4 @@ class StatusBar(Widget):
                 text.append(f" (next {next_eval_iter:,})", style="dim")
         if run.resumed:
             text.append(f" · resumed at {run.start_iter:,}", style="italic")
-        self._update(self.query_one("#model-line", Static), text)
+        self._update(self._model_line, text)
