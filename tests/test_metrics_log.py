@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tuigpt.events import EvalResult, IterationStats, Notice
-from tuigpt.metrics_log import MetricsWriter, read_metrics, repair_torn_tail, truncate_history
+from tuigpt.metrics_log import MetricsWriter, cut_after, load_history, read_metrics, repair_torn_tail
 
 
 def stats(i: int) -> IterationStats:
@@ -47,10 +47,37 @@ def test_repair_of_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
     assert path.read_text() == ""
 
 
-def test_resume_drops_records_past_the_checkpoint(tmp_path: Path) -> None:
+def test_cut_after_truncates_only_the_lost_stretch(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
-    lines = [{"type": "start"}] + [{"type": "iter", "iter": i} for i in range(1, 11)] + [{"type": "eval", "iter": 10}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    kept = truncate_history(path, upto_iter=6)
-    assert [r.get("iter") for r in kept] == [None, 1, 2, 3, 4, 5, 6]
-    assert read_metrics(path) == kept
+    lines = [{"type": "start"}]
+    for i in range(1, 3001):
+        lines.append({"type": "iter", "iter": i, "pad": "x" * (i % 97)})  # odd sizes cross block boundaries
+        if i % 500 == 0:
+            lines.append({"type": "eval", "iter": i})
+            lines.append({"type": "telemetry", "kind": "cpu"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type":"it')  # and a torn tail
+    cut_after(path, upto_iter=2000)
+    records = read_metrics(path)
+    assert records[-1] == {"type": "telemetry", "kind": "cpu"}  # after the eval at 2000, kept
+    assert [r["iter"] for r in records if r["type"] == "iter"] == list(range(1, 2001))
+    cut_after(path, upto_iter=2000)  # nothing more to cut
+    assert read_metrics(path) == records
+    cut_after(path, upto_iter=0)
+    assert read_metrics(path) == [{"type": "start"}]
+
+
+def test_history_thins_iterations_but_keeps_evals_and_the_recent_stretch(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    with open(path, "w") as f:
+        for i in range(1, 50_001):
+            f.write(json.dumps({"type": "iter", "iter": i, "loss": 1.0}) + "\n")
+            if i % 1000 == 0:
+                f.write(json.dumps({"type": "eval", "iter": i, "val_loss": 1.0}) + "\n")
+                f.write(json.dumps({"type": "telemetry", "kind": "cpu"}) + "\n")
+    records = load_history(path, max_iter_points=5_000, recent=1_000)
+    iters = [r["iter"] for r in records if r["type"] == "iter"]
+    assert 4_000 <= len(iters) <= 5_100
+    assert iters[0] < 100 and iters[-1] == 50_000
+    assert iters[-1000:] == list(range(49_001, 50_001))
+    assert [r["iter"] for r in records if r["type"] == "eval"] == list(range(1000, 50_001, 1000))
+    assert not [r for r in records if r["type"] == "telemetry"]

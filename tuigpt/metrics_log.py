@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from tuigpt.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
                            RunFailed, RunFinished, RunStarted, SampleGenerated, StateChanged, TelemetrySnapshot)
@@ -132,20 +133,90 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def truncate_history(path: Path, upto_iter: int) -> list[dict[str, Any]]:
-    """On resume from ``upto_iter``: drop training records past it (they will be recomputed) and return the rest.
+TRAINING_TYPES = (b"iter", b"eval", b"checkpoint", b"sample")
+_TYPE = re.compile(rb'"type":\s*"(\w+)"')
+_ITER = re.compile(rb'"iter":\s*(-?\d+)')
 
-    The file is rewritten atomically only when something must go.
+
+def _record_type(line: bytes) -> bytes | None:
+    match = _TYPE.search(line)
+    return match.group(1) if match else None
+
+
+def cut_after(path: Path, upto_iter: int) -> None:
+    """On resume from ``upto_iter``: cut the records a crashed run wrote after its last checkpoint.
+
+    Records are appended in order, so everything from the first training record past
+    ``upto_iter`` on belongs to the lost stretch. The file is scanned backwards and truncated in
+    place, so the cost is that stretch's length, not the file's.
     """
-    records = read_metrics(path)
-    keep = [r for r in records if not (r.get("type") in ("iter", "eval", "checkpoint", "sample")
-                                        and isinstance(r.get("iter"), int) and r["iter"] > upto_iter)]
-    if len(keep) != len(records):
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in keep:
-                f.write(json.dumps(r, separators=(",", ":")) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return keep
+    repair_torn_tail(path)
+    if not path.exists():
+        return
+    cut: int | None = None
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        for offset, line in _lines_backwards(f, end):
+            if _record_type(line) in TRAINING_TYPES:
+                match = _ITER.search(line)
+                if match and int(match.group(1)) <= upto_iter:
+                    break
+                cut = offset
+        if cut is not None:
+            f.truncate(cut)
+
+
+def _lines_backwards(f: IO[bytes], end: int, block: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+    """(start offset, line without newline) from the last line of a newline-terminated file to the first."""
+    pos, buf = end, b""  # buf holds file[pos:pos + len(buf)]; its lines not yet yielded end at `limit`
+    limit = 0
+    while True:
+        if pos > 0:
+            step = min(block, pos)
+            pos -= step
+            f.seek(pos)
+            buf = f.read(step) + buf[:limit]
+            limit = len(buf)
+        while limit > 0:
+            start = buf.rfind(b"\n", 0, limit - 1) + 1  # limit - 1 is this line's own newline
+            if start == 0 and pos > 0:
+                break  # the line may begin in an earlier block
+            yield pos + start, buf[start:limit - 1]
+            limit = start
+        if pos == 0 and limit == 0:
+            return
+
+
+def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000) -> list[dict[str, Any]]:
+    """The records a monitor needs to redraw a run: every eval, checkpoint and sample, and the
+    iteration records thinned to about ``max_iter_points`` (the last ``recent`` kept in full).
+
+    Only kept lines are parsed, so a million-line file loads in about a second.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:  # two streaming passes: count the iteration lines, then parse the ones kept
+        iter_lines = sum(1 for line in f if line.endswith(b"\n") and _record_type(line) == b"iter")
+        stride = max(1, (iter_lines - recent) // max(1, max_iter_points - recent))
+        records: list[dict[str, Any]] = []
+        seen_iters = 0
+        f.seek(0)
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # torn last line
+            kind = _record_type(line)
+            if kind == b"iter":
+                seen_iters += 1
+                if seen_iters % stride and seen_iters <= iter_lines - recent:
+                    continue
+            elif kind == b"telemetry":
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records

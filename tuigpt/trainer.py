@@ -31,7 +31,7 @@ from tuigpt.events import (CheckpointNow, CheckpointWritten, Command, EvalInterv
                            TogglePause)
 from tuigpt.memory import check_fits
 from tuigpt.metrics import lr_at, mfu
-from tuigpt.metrics_log import METRICS_FILE, truncate_history
+from tuigpt.metrics_log import METRICS_FILE, cut_after, load_history
 from tuigpt.model import GPT, ModelArgs
 
 SPIKE_FACTOR = 3.0  # a loss this many times the recent median is reported as a spike
@@ -172,6 +172,7 @@ class Trainer:
             resumed=self.resumed))
         if self.history:
             self.bus.publish(HistoryLoaded(records=self.history))
+            self.history = []  # the front ends have it; don't hold it for the whole run
         for message in self.pending_notices:
             self.bus.publish(Notice(level="info", message=message))
         self._set_state(RunState.RUNNING)
@@ -482,7 +483,8 @@ class Trainer:
             restore_rng_state(checkpoint["rng"])
         if "sampler" in checkpoint and self.config.batch_size == checkpoint["config"]["batch_size"]:
             self.sampler.load_state_dict(checkpoint["sampler"])
-        self.history = truncate_history(self.run_dir / METRICS_FILE, self.iter_num)
+        cut_after(self.run_dir / METRICS_FILE, self.iter_num)
+        self.history = load_history(self.run_dir / METRICS_FILE)
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
