@@ -162,12 +162,12 @@ def _attach_peak(trainer) -> None:  # noqa: ANN001
 def _start_telemetry(trainer):  # noqa: ANN001, ANN202
     if trainer.config.telemetry_interval <= 0:
         return None
-    from tuigpt.telemetry.cpu import CpuSampler
-    from tuigpt.telemetry.gpu import GpuSampler
-    from tuigpt.telemetry.sampler import TelemetrySampler
+    from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers
+    from tuigpt.telemetry.throttle import ThrottleDetector
 
-    samplers = {"cpu": CpuSampler(), "gpu": GpuSampler()}
-    sampler = TelemetrySampler(trainer.bus.publish, samplers, interval=trainer.config.telemetry_interval)
+    trainer.bus.subscribe(ThrottleDetector(trainer.bus.publish))
+    sampler = TelemetrySampler(trainer.bus.publish, default_samplers(str(trainer.device)),
+                               interval=trainer.config.telemetry_interval)
     sampler.start()
     return sampler
 

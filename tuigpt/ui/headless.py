@@ -22,7 +22,8 @@ class HeadlessPrinter:
         self._log_interval = 10
         self._max_iters = 0
         self._eval_interval = 1
-        self._eval_seconds: list[float] = []
+        self._eval_seconds_total = 0.0
+        self._evals = 0
         self._state = RunState.STARTING
 
     def _print(self, line: str) -> None:
@@ -51,14 +52,15 @@ class HeadlessPrinter:
         ms = self._rates.recent_ms or e.ms_per_iter
         remaining = max(0, self._max_iters - e.iter)
         evals_left = remaining // self._eval_interval + (1 if remaining % self._eval_interval else 0)
-        mean_eval = sum(self._eval_seconds) / len(self._eval_seconds) if self._eval_seconds else 0.0
+        mean_eval = self._eval_seconds_total / self._evals if self._evals else 0.0
         eta = eta_seconds(remaining, ms, evals_left, mean_eval)
         mfu = f"MFU {e.mfu * 100:.1f}%" if e.mfu is not None else "MFU n/a"
         self._print(f"iter {e.iter}/{self._max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | {e.ms_per_iter:.1f} ms/it"
                     f" | {format_count(e.tokens_per_sec)} tok/s | {mfu} | ETA {format_duration(eta)}")
 
     def _on_EvalResult(self, e: EvalResult) -> None:
-        self._eval_seconds.append(e.seconds)
+        self._eval_seconds_total += e.seconds
+        self._evals += 1
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "
                     f"{e.seconds:.1f}s")
