@@ -79,11 +79,11 @@ class TelemetrySampler:
 
 
 def default_samplers(device: str = "cpu") -> dict[str, Sampler]:
-    """CPU always; GPU too when training on CUDA (NVML is then worth the cost)."""
+    """CPU and GPU: the GPU pane says "no GPU" (or why NVML is unavailable) even when training on the CPU.
+
+    A missing NVML is detected once and remembered, so the GPU sampler costs nothing on GPU-less machines.
+    """
     from tuigpt.telemetry.cpu import CpuSampler
     from tuigpt.telemetry.gpu import GpuSampler
 
-    samplers: dict[str, Sampler] = {"cpu": CpuSampler()}
-    if device.startswith("cuda"):
-        samplers["gpu"] = GpuSampler()
-    return samplers
+    return {"cpu": CpuSampler(), "gpu": GpuSampler()}
