@@ -35,13 +35,13 @@ def test_a_million_points_stay_bounded_and_span_the_whole_run() -> None:
     assert len(recent) == 2000 and recent[0][0] == 998_000 and recent[-1][0] == 999_999
 
 
-def test_run_history_with_a_million_iterations_is_bounded() -> None:
+def test_run_history_is_bounded_too() -> None:
     history = RunHistory()
-    history.extend_losses((i, 3.0 - i * 1e-6) for i in range(1_000_000))
+    history.extend_losses((i, 3.0 - i * 1e-6) for i in range(200_000))
     assert len(history) <= 4100
     view = history.snapshot()
-    assert view.whole[0][0] == 0 and view.whole[-1][0] == 999_999
-    assert len(view.recent) == 500 and view.recent[-1][0] == 999_999
+    assert view.whole[0][0] == 0 and view.whole[-1][0] == 199_999
+    assert len(view.recent) == 500 and view.recent[-1][0] == 199_999
 
 
 def test_downsampling_averages_buckets() -> None:

@@ -71,7 +71,7 @@ BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
 # actions that steer the run: off while a dialog is open, disabled once the run is over
 RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
-VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request"}
+VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request", "interrupt"}
 
 
 class TuiGptApp(App[int]):
@@ -102,8 +102,8 @@ class TuiGptApp(App[int]):
         Binding("n", "next_pane", "Pane"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_request", "Quit"),
-        Binding("ctrl+c", "quit_request", "Quit", show=False, priority=True),
-        Binding("ctrl+q", "quit_request", "Quit", show=False, priority=True),
+        # ctrl+c works everywhere, dialogs included (a terminal habit); q only on the main screen
+        Binding("ctrl+c,ctrl+q", "interrupt", "Quit", show=False, priority=True),
     ]
     HELP = [
         ("p", "pause / resume training (at the next iteration boundary)"),
@@ -141,6 +141,7 @@ class TuiGptApp(App[int]):
         self._ms_recent: float | None = None  # from the last history snapshot, for the ETA
         self._mean_eval_seconds: float | None = None
         self._was_compact: bool | None = None
+        self._logged_state = RunState.RUNNING  # "started" already says it runs
 
     # ------------------------------------------------------------ layout
 
@@ -191,6 +192,16 @@ class TuiGptApp(App[int]):
         if compact != self._was_compact:  # "next pane" only shows in the compact layout
             self._was_compact = compact
             self.refresh_bindings()
+
+    @property
+    def state(self) -> RunState:
+        """The run's state as last reported."""
+        return self._state
+
+    @property
+    def outcome(self) -> RunFinished | RunFailed | None:
+        """How the run ended; None while it runs."""
+        return self._outcome
 
     @property
     def compact(self) -> bool:
@@ -287,15 +298,15 @@ class TuiGptApp(App[int]):
             self._exit_with_outcome()
 
     def _set_state(self, state: RunState, when: float) -> None:
-        previous, self._state = self._state, state
-        status = self._status
+        self._state = state
         if self._stopping and state not in TERMINAL:
-            status.set_state(state)
+            self._status.set_state(state)  # keep the "saving…" note
         else:
-            status.set_state(state, note="" if state in TERMINAL else None)
-        # EVALUATING -> RUNNING etc. happen at every eval: the header shows them, the log would drown
-        routine = state in BUSY_STATES or (state == RunState.RUNNING and previous in BUSY_STATES + (RunState.STARTING,))
-        if state != previous and not routine and state not in TERMINAL:
+            self._status.set_state(state, note="" if state in TERMINAL else None)
+        # EVALUATING / CHECKPOINTING / SAMPLING come and go at every eval: the header shows
+        # them; the log only gets the settled state when it changes (RUNNING <-> PAUSED)
+        if state not in BUSY_STATES and state not in TERMINAL and state != self._logged_state:
+            self._logged_state = state
             self._events_log.add(when, f"state → {state.value}", "warning" if state == RunState.PAUSED else "info")
 
     def _log_summary(self, done: RunFinished) -> None:
@@ -369,7 +380,7 @@ class TuiGptApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in RUN_ACTIONS and action not in VIEW_ACTIONS:
             return True
-        if action == "quit_request":
+        if action == "interrupt":
             return True
         if len(self.screen_stack) > 1:
             return False  # a dialog is open: its keys only
@@ -425,6 +436,9 @@ class TuiGptApp(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.HELP))
+
+    def action_interrupt(self) -> None:
+        self.action_quit_request()
 
     def action_quit_request(self) -> None:
         if self._outcome is not None:

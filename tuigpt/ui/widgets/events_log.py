@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from rich.text import Text
 from textual.widgets import RichLog
 
@@ -15,6 +17,8 @@ class EventsLog(RichLog):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=2000, wrap=True, markup=False, highlight=False, min_width=20, id=id, classes=classes)
+        self.messages: deque[str] = deque(maxlen=2000)
+        """The lines written, as plain text and unwrapped (for tests and copying)."""
 
     def on_mount(self) -> None:
         self.border_title = "events"
@@ -25,4 +29,5 @@ class EventsLog(RichLog):
             line.append_text(message)
         else:
             line.append(message, style=LEVEL_STYLES.get(level, ""))
+        self.messages.append(line.plain)
         self.write(line)

@@ -23,6 +23,6 @@ class FailureBanner(Static):
         text.append(failed.message)
         text.append("\nlast checkpoint: ", style="bold")
         text.append(failed.last_checkpoint or "none written", style="bold" if failed.last_checkpoint else "italic")
-        text.append("   (full traceback in the events log; q quits)", style="dim")
+        text.append("  · traceback in the events log · q quits", style="dim")
         self.update(text)
         self.add_class("-shown")

@@ -24,9 +24,9 @@ class QuitDialog(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog", classes="dialog"):
             yield Static("Stop the run and quit?", classes="dialog-title")
-            yield Button("Save checkpoint and quit", id=SAVE, variant="primary")
-            yield Button("Quit without saving", id=NO_SAVE, variant="error")
-            yield Button("Cancel (keep training)", id=CANCEL)
+            yield Button("Save checkpoint and quit", id=SAVE, variant="primary", compact=True)
+            yield Button("Quit without saving", id=NO_SAVE, variant="error", compact=True)
+            yield Button("Cancel (keep training)", id=CANCEL, compact=True)
             yield Static("Enter picks · ↑/↓ or Tab moves · Esc cancels", classes="dialog-hint")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
