@@ -1,0 +1,77 @@
+"""End to end: `python -m tuigpt` in a real terminal (tmux), a tiny run, read the screen, quit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
+
+
+class Tmux:
+    """One tmux session on a private server socket (never touches the user's sessions)."""
+
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "tui")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen shows:\n{screen}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(f"tuigpt-test-{os.getpid()}-{tmp_path.name}")
+    try:
+        yield t
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    command = (
+        f"cd {REPO} && env {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=200 --eval_interval=50; "
+        f"echo $? > {exit_file}; sleep 30"
+    )
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    screen = tmux.wait_for(" DONE ", timeout=90)
+    assert "iter 200/200" in screen and "params" in screen and "cpu float32" in screen
+    assert "loss · whole run" in screen and "run finished at iter 200" in screen
+    assert "q Quit" in screen
+
+    tmux.run("resize-window", "-t", "tui", "-x", "80", "-y", "24")
+    screen = tmux.wait_for("Events  Sample  Speed")  # the compact layout's tabs
+    assert " DONE " in screen and "q Quit" in screen
+
+    tmux.run("send-keys", "-t", "tui", "q")
+    deadline = time.monotonic() + 20
+    while not exit_file.exists() or not exit_file.read_text().strip():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() == "0"
