@@ -24,7 +24,8 @@ class EventsLog(RichLog):
         self.border_title = "events"
 
     def add(self, when: float, message: str | Text, level: str = "info") -> None:
-        line = Text(hms(when) + " ", style="dim")
+        line = Text()
+        line.append(hms(when) + " ", style="dim")  # a span: Text(style=...) would dim the whole line
         if isinstance(message, Text):
             line.append_text(message)
         else:
