@@ -22,9 +22,11 @@ from typing import Callable, Sequence
 from tuigpt.errors import UserError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NAN, EXIT_DISK = 0, 1, 2, 3, 4
+EXIT_PEER_LOST = -1  # internal: a rank lost the process group; the process exits with EXIT_ERROR
+SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
 
 TRAIN_HELP = """\
-usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume]
+usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
        tuigpt info | tuigpt calibrate
 
@@ -35,6 +37,10 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
                   typed and validated like the file. `--key value` works too.
   --headless      plain log lines (nohup, CI, pipes)
   --resume        continue checkpoints/<run_name>/last.pt with its history
+  --nproc N       train on N processes of this machine (data parallel): runs
+                  python -m torch.distributed.run --standalone --nproc_per_node=N
+                  -m tuigpt CONFIG.yaml <the other arguments>; several machines:
+                  torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
   -h, --help      this help
 
 subcommands:
@@ -106,7 +112,14 @@ def cmd_train(args: list[str]) -> int:
                         f"configs/train_cpu_optimized.yaml {config_path})")
     flags = {"--headless": False, "--resume": False}
     remaining = []
-    for token in rest:
+    passed_on = []  # what a --nproc launch hands to every rank
+    nproc: str | None = None
+    tokens = iter(rest)
+    for token in tokens:
+        if token == "--nproc" or token.startswith("--nproc="):
+            nproc = token.partition("=")[2] if "=" in token else next(tokens, "")
+            continue
+        passed_on.append(token)
         if token in flags:
             flags[token] = True
         elif token in ("-h", "--help"):
@@ -115,17 +128,72 @@ def cmd_train(args: list[str]) -> int:
         else:
             remaining.append(token)
     config = load_config(config_path, split_overrides(remaining))
+    if nproc is not None:
+        return launch_local(nproc, config_path, passed_on, config.gradient_accumulation_steps)
     headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
+    from tuigpt.distributed import launch_env
+
+    env = launch_env()
+    if env is not None:
+        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
     return train(config, config_path=config_path, resume=flags["--resume"], headless=headless)
 
 
-def train(config, *, config_path: str | None, resume: bool, headless: bool) -> int:  # noqa: ANN001
-    """Set up the trainer (bad input → UserError before anything starts), then run it under a front end."""
+def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:
+    """`--nproc N`: replace this process with torchrun on this machine, N ranks (signals then reach torchrun)."""
+    from tuigpt.distributed import launch_env
+
+    if not nproc.isdigit() or int(nproc) < 1:
+        raise UserError(f"--nproc needs a positive number of processes, not {nproc!r} (e.g. --nproc 2)")
+    if accumulation % int(nproc):
+        raise UserError(f"gradient_accumulation_steps={accumulation} is not divisible by the {nproc} ranks: each "
+                        f"rank runs gradient_accumulation_steps / ranks micro-steps; use a multiple of {nproc}")
+    if launch_env() is not None:
+        raise UserError("--nproc inside torchrun: this process is already one rank; drop --nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "tuigpt", config_path, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return EXIT_ERROR  # not reached
+
+
+def train_rank(config, env, *, config_path: str | None, resume: bool, headless: bool) -> int:  # noqa: ANN001
+    """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once
+    (the collectives' state is unknown, so nothing waits on it at exit)."""
+    from tuigpt.distributed import PeerLost, rank_device, start_cluster
+
+    try:
+        cluster = start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
+    except PeerLost as exc:
+        print(f"tuigpt: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    lost = False
+    try:
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+        lost = code == EXIT_PEER_LOST
+    finally:
+        if lost:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_ERROR)
+    cluster.close()
+    return code
+
+
+def train(config, *, config_path: str | None, resume: bool, headless: bool, cluster=None) -> int:  # noqa: ANN001
+    """Set up the trainer (bad input → UserError before anything starts), then run it under a front end.
+
+    With a cluster, rank 0 runs as a single process would (front end, metrics.jsonl, checkpoints) and
+    the other ranks run without output (_run_worker)."""
     from tuigpt.metrics_log import METRICS_FILE, MetricsWriter
     from tuigpt.runner import BackgroundRun
     from tuigpt.trainer import Trainer
 
-    trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless)
+    trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
+                      cluster=cluster)
+    if cluster is not None and cluster.rank != 0:
+        return _run_worker(BackgroundRun(trainer), cluster.rank)
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir / METRICS_FILE, config.log_interval)
     trainer.bus.subscribe(writer)
@@ -133,7 +201,7 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool) -> i
     telemetry = _start_telemetry(trainer)
     try:
         if headless:
-            code = _run_headless(run)
+            code = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
         else:
             code = _run_tui(run, config_path)
     finally:
@@ -141,6 +209,13 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool) -> i
             telemetry.stop()
         writer.close()
     if run.error is not None:
+        from tuigpt.distributed import PeerLost
+
+        if isinstance(run.error, PeerLost):
+            saved = f"last.pt at iteration {trainer.iter_num} saved in {trainer.run_dir}: continue with --resume" \
+                if trainer.last_checkpoint else "no checkpoint written"
+            print(f"tuigpt: rank 0 stopped: {run.error}; {saved}", file=sys.stderr)
+            return EXIT_PEER_LOST
         _report_unexpected(run.error, trainer.run_dir)
         return EXIT_ERROR
     if run.outcome is not None and run.outcome.reason in ("nan", "disk"):
@@ -172,16 +247,22 @@ def _start_telemetry(trainer):  # noqa: ANN001, ANN202
     return sampler
 
 
-def _run_headless(run) -> int:  # noqa: ANN001
+def _run_headless(run, grace: float = 0.0) -> int:  # noqa: ANN001
+    import time
+
     from tuigpt.ui.headless import HeadlessPrinter
 
     run.subscribe(HeadlessPrinter())
     received: list[int] = []
+    first_at: list[float] = []
 
     def on_signal(signum: int, _frame: object) -> None:
+        if received and time.monotonic() - first_at[0] < grace:
+            return  # under torchrun the same ctrl+c arrives from the terminal and from the launcher
         if received:  # a second signal while saving: leave now; checkpoints are atomic, nothing tears
             os._exit(128 + signum)
         received.append(signum)
+        first_at.append(time.monotonic())
         print(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt "
               f"(send it again to exit at once)", file=sys.stderr, flush=True)
         from tuigpt.events import Stop
@@ -197,6 +278,44 @@ def _run_headless(run) -> int:  # noqa: ANN001
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 128 + received[0] if received else EXIT_OK
+
+
+def _run_worker(run, rank: int) -> int:  # noqa: ANN001
+    """A rank other than 0: trains silently; rank 0's broadcast commands (stop included) steer it, so a
+    signal here only leaves at once when repeated after SIGNAL_GRACE. Prints one line on failure."""
+    import time
+
+    from tuigpt.distributed import PeerLost
+    from tuigpt.events import Notice
+
+    run.subscribe(lambda e: print(f"tuigpt rank {rank}: {e.message}", file=sys.stderr, flush=True)
+                  if isinstance(e, Notice) and e.level == "error" else None)
+    received: list[tuple[int, float]] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if received and time.monotonic() - received[0][1] >= SIGNAL_GRACE:
+            os._exit(128 + signum)
+        if not received:
+            received.append((signum, time.monotonic()))
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        run.start()
+        while not run.wait(0.25):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if run.error is not None:
+        if isinstance(run.error, PeerLost):
+            print(f"tuigpt rank {rank} stopped: {run.error}", file=sys.stderr, flush=True)
+            return EXIT_PEER_LOST
+        print(f"tuigpt rank {rank}: unexpected error: {type(run.error).__name__}: {run.error} (traceback in "
+              f"{run.trainer.run_dir / 'train.log'})", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    if run.outcome is not None and run.outcome.reason in ("nan", "disk"):
+        return EXIT_NAN if run.outcome.reason == "nan" else EXIT_DISK
+    return 128 + received[0][0] if received else EXIT_OK
 
 
 def _run_tui(run, config_path: str | None) -> int:  # noqa: ANN001

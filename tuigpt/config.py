@@ -23,6 +23,7 @@ from tuigpt.errors import UserError
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("auto", "true", "false")
+DDP_BACKENDS = ("auto", "gloo", "nccl")
 
 
 @dataclass
@@ -67,6 +68,9 @@ class TrainConfig:
     seed: int = 1337
     num_threads: int = 0  # CPU threads for torch; 0: all physical cores
     telemetry_interval: float = 1.0  # seconds between CPU/GPU telemetry readings; 0 disables
+    # --- several processes (torchrun; see docs/DISTRIBUTED.md)
+    ddp_backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    ddp_timeout: float = 300.0  # seconds a collective may wait for the other ranks before the run fails
     # --- sampling (the `s` key, evals, `tuigpt sample` defaults)
     sample_max_new_tokens: int = 200
     sample_temperature: float = 0.8
@@ -125,6 +129,10 @@ class TrainConfig:
         _require(self.device in ("auto", "cpu", "cuda", "mps") or _is_cuda_index(self.device), "device", self.device,
                  "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
+        _require(self.ddp_backend in DDP_BACKENDS, "ddp_backend", self.ddp_backend,
+                 "must be one of " + ", ".join(DDP_BACKENDS))
+        _require(math.isfinite(self.ddp_timeout) and self.ddp_timeout > 0, "ddp_timeout", self.ddp_timeout,
+                 "must be a number of seconds above 0")
         _require(bool(self.dataset.strip()), "dataset", self.dataset, "must not be empty")
         _require(self.run_name == "" or _safe_name(self.run_name), "run_name", self.run_name,
                  "must be a plain folder name (letters, digits, . _ -)")

@@ -180,6 +180,32 @@ class TelemetrySnapshot(Event):
     data: Any
 
 
+@dataclass(frozen=True)
+class ClusterStats(Event):
+    """Per-rank timings of a multi-process run, gathered once per log_interval (rank 0 publishes it).
+
+    ``ranks`` holds one dict per rank, in rank order, each with:
+      rank (int), host (str),
+      ms_per_iter  mean wall time of an optimizer step on that rank,
+      data_ms      of which waiting for batches,
+      compute_ms   forward + backward, without the exposed all-reduce,
+      comm_ms      exposed gradient all-reduce: the synced micro-step's backward minus a no_sync one,
+      backward_ms  backward alone (what the all-reduce should hide under);
+    all means over the iterations since the previous ClusterStats, in milliseconds.
+    Every rank's ms_per_iter is about the same (the fast ones wait in the all-reduce), so ranks are
+    compared on data_ms + compute_ms: ``slowest_over_fastest`` is the largest over the smallest (1.0:
+    balanced), ``comm_over_compute`` is total comm_ms over total compute_ms (None when unknown),
+    ``straggler`` the rank that has been >= 15% slower than the fastest for 3 gathers in a row.
+    """
+
+    iter: int
+    ranks: list[dict[str, Any]]
+    slowest_over_fastest: float
+    comm_over_compute: float | None
+    straggler: int | None = None
+    backend: str = ""
+
+
 # ---------------------------------------------------------------- commands
 
 

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from tuigpt.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
-                           RunFailed, RunFinished, RunStarted, SampleGenerated, StateChanged, TelemetrySnapshot)
+from tuigpt.events import (CheckpointWritten, ClusterStats, EvalIntervalChanged, EvalResult, Event, IterationStats,
+                           Notice, RunFailed, RunFinished, RunStarted, SampleGenerated, StateChanged, TelemetrySnapshot)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -40,7 +40,7 @@ def event_record(event: Event) -> dict[str, Any] | None:
     kinds = {
         RunStarted: "start", IterationStats: "iter", EvalResult: "eval", CheckpointWritten: "checkpoint",
         SampleGenerated: "sample", Notice: "notice", StateChanged: "state", EvalIntervalChanged: "eval_interval",
-        RunFinished: "finish", RunFailed: "failed", TelemetrySnapshot: "telemetry",
+        RunFinished: "finish", RunFailed: "failed", TelemetrySnapshot: "telemetry", ClusterStats: "cluster",
     }
     kind = kinds.get(type(event))
     if kind is None:

@@ -24,11 +24,14 @@ from tuigpt.checkpoint import FORMAT_VERSION, capture_rng_state, load_checkpoint
 from tuigpt.config import TrainConfig, config_from_dict
 from tuigpt.data import BatchSampler, TokenData, load_dataset
 from tuigpt.device import Precision, default_threads, resolve_device, resolve_precision
+from tuigpt.distributed import (HEARTBEAT_SECONDS, MAX_COMMANDS, Cluster, PeerLost, StepTimer, StragglerWatch,
+                                TimingWindow, cluster_summary, decode_commands, encode_commands, first_line,
+                                is_broadcast, local_threads, rank_seed, reseed, split_step)
 from tuigpt.errors import UserError
-from tuigpt.events import (CheckpointNow, CheckpointWritten, Command, EvalIntervalChanged, EvalResult, Event,
-                           EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed, RunFinished,
-                           RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval, StateChanged, Stop,
-                           TogglePause)
+from tuigpt.events import (CheckpointNow, CheckpointWritten, ClusterStats, Command, EvalIntervalChanged, EvalResult,
+                           Event, EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed,
+                           RunFinished, RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval, StateChanged,
+                           Stop, TogglePause)
 from tuigpt.memory import check_fits
 from tuigpt.metrics import lr_at, mfu
 from tuigpt.metrics_log import METRICS_FILE, cut_after, load_history
@@ -43,7 +46,7 @@ RESUMABLE_KEYS = ("max_iters", "eval_interval", "log_interval", "eval_iters", "w
                   "min_lr", "learning_rate", "decay_lr", "batch_size", "gradient_accumulation_steps", "grad_clip",
                   "dropout", "weight_decay", "always_save_checkpoint", "sample_max_new_tokens",
                   "sample_temperature", "sample_top_k", "num_threads", "compile", "telemetry_interval",
-                  "device", "dtype", "data_path", "out_dir", "eval_only")
+                  "device", "dtype", "data_path", "out_dir", "eval_only", "ddp_backend", "ddp_timeout")
 
 
 @dataclass
@@ -56,10 +59,22 @@ class Outcome:
 
 
 class Trainer:
+    """The training loop. With a :class:`~tuigpt.distributed.Cluster` (torchrun), this process is one rank of a
+    data-parallel run: rank 0 publishes the events and writes the checkpoints, every rank trains."""
+
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
                  peak_flops: float | None = None, peak_label: str = "no peak known",
-                 bus: EventBus | None = None, pause_on_trouble: bool = False) -> None:
+                 bus: EventBus | None = None, pause_on_trouble: bool = False,
+                 cluster: Cluster | None = None) -> None:
         self.config = config
+        self.cluster = cluster
+        self.rank = cluster.rank if cluster is not None else 0
+        self.world_size = cluster.world_size if cluster is not None else 1
+        if config.gradient_accumulation_steps % self.world_size:
+            raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
+                            f"the {self.world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
+                            f"micro-steps; use a multiple of {self.world_size}")
+        self.micro_steps = config.gradient_accumulation_steps // self.world_size  # per rank, per iteration
         # NaN loss or a failed checkpoint write: pause for the user to decide (monitor), or stop (headless)
         self.pause_on_trouble = pause_on_trouble
         self.config_path = config_path
@@ -77,10 +92,13 @@ class Trainer:
             raise UserError(f"{self.run_dir} already holds a run (last.pt): continue it with --resume, start a new "
                             f"one with --run_name=NEW_NAME, or delete that folder")
 
-        self.device = resolve_device(config.device)
+        self.device = cluster.device if cluster is not None else resolve_device(config.device)
         self.precision: Precision = resolve_precision(config.dtype, self.device)
         if self.device.type == "cpu":
-            torch.set_num_threads(config.num_threads or default_threads())
+            threads = config.num_threads or default_threads()
+            if cluster is not None and not config.num_threads:  # this host's cores, shared among its ranks
+                threads = local_threads(default_threads(), cluster.local_world_size)
+            torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()
 
         torch.manual_seed(config.seed)
@@ -101,7 +119,10 @@ class Trainer:
                                            betas=(config.beta1, config.beta2),
                                            fused=True if self.device.type == "cuda" else None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.name == "float16")
-        self.sampler = BatchSampler(self.data, config.block_size, config.batch_size, self.device, seed=config.seed)
+        self.sampler = BatchSampler(self.data, config.block_size, config.batch_size, self.device,
+                                    seed=rank_seed(config.seed, self.rank))
+        if self.rank:  # the same initial weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(config.seed + 1_000_003 * self.rank)
 
         self.iter_num = 0
         self.best_val_loss: float | None = None
@@ -112,6 +133,13 @@ class Trainer:
         self.model: Callable[..., Any] = self.raw_model
         if config.compile:
             self.model = torch.compile(self.raw_model)
+        self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
+        if cluster is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # the constructor broadcasts rank 0's weights, so every replica starts equal
+            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type ==
+                                                 "cuda" else None)
         self.eval_interval = config.eval_interval
         self.tokens_per_iter = config.batch_size * config.block_size * config.gradient_accumulation_steps
         self.flops_per_token = self.raw_model.flops_per_token()
@@ -123,6 +151,13 @@ class Trainer:
         self._recent_losses: collections.deque[float] = collections.deque(maxlen=50)
         self.train_seconds = self.eval_seconds = self.checkpoint_seconds = 0.0
         self.tokens_seen = self.iter_num * self.tokens_per_iter
+        # several ranks: commands not yet broadcast, timings between gathers, sampler states for checkpoints
+        self._backlog: collections.deque[Command] = collections.deque()
+        self._timer = StepTimer(self.device)
+        self._timings = TimingWindow()
+        self._stragglers = StragglerWatch()
+        self._sampler_states: list[dict[str, Any]] = []
+        self._step_start_sampler: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ public
 
@@ -146,6 +181,8 @@ class Trainer:
             outcome = self._run()
         except Exception as exc:
             tb = traceback.format_exc()
+            if isinstance(exc, PeerLost) and self.rank == 0:
+                self._save_after_failure()
             self._log_traceback(tb)
             self._set_state(RunState.ERROR)
             self.bus.publish(RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
@@ -168,8 +205,15 @@ class Trainer:
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
-            peak_flops=self.peak_flops, peak_label=self.peak_label, eval_interval=self.eval_interval,
+            peak_flops=self.peak_flops, peak_label=self._peak_text(), eval_interval=self.eval_interval,
             resumed=self.resumed))
+        if self.cluster is not None:
+            c = self.cluster
+            hosts = sorted(set(c.hosts))
+            self.pending_notices.insert(0, f"data parallel: {c.world_size} ranks on {len(hosts)} host(s) "
+                                        f"({', '.join(hosts)}), {c.backend}; each rank runs {self.micro_steps} "
+                                        f"micro-step(s) of {cfg.batch_size} x {cfg.block_size} tokens per iteration; "
+                                        f"tokens/s count every rank, MFU is per device")
         if self.history:
             self.bus.publish(HistoryLoaded(records=self.history))
             self.history = []  # the front ends have it; don't hold it for the whole run
@@ -195,17 +239,36 @@ class Trainer:
                 continue
             self._watch_for_spikes(loss)
             self._publish_iteration(loss, ms)
+            if self.cluster is not None and self.iter_num % cfg.log_interval == 0:
+                self._gather_cluster_stats()
             if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
                 self._evaluate()
+        else:
+            if self.cluster is not None:
+                # the last boundary, on every rank: it carries a halt from the last eval's checkpoint too
+                self._handle_commands()
+                if self._stop is not None:
+                    return self._finish_stopped()
         if self._halt is not None:
             self._set_state(RunState.ERROR)
             return Outcome(self._halt, self.iter_num, self.last_checkpoint)
-        self._handle_commands()  # a checkpoint or sample asked for during the last step
+        if self.cluster is None:
+            self._handle_commands()  # a checkpoint or sample asked for during the last step
         self._set_state(RunState.DONE)
         return Outcome("done", self.iter_num, self.last_checkpoint)
 
     def _trouble(self, reason: str, message: str) -> None:
         """Something the user must decide on: pause (monitor) or end the run with ``reason`` (headless)."""
+        if self.cluster is not None:
+            # rank 0 decides for every rank: its pause or halt goes out with the next command broadcast
+            if self.rank == 0:
+                if self.pause_on_trouble:
+                    self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits"))
+                    self._backlog.appendleft(Pause())
+                else:
+                    self.bus.publish(Notice(level="error", message=message + " | run stopped"))
+                    self._halt = reason
+            return
         if self.pause_on_trouble:
             self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits"))
             self._apply(Pause())
@@ -225,6 +288,8 @@ class Trainer:
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step over gradient_accumulation_steps micro-batches: (loss, milliseconds)."""
+        if self.cluster is not None:
+            return self._ddp_step()
         cfg = self.config
         lr = self._lr()
         for group in self.optimizer.param_groups:
@@ -256,11 +321,87 @@ class Trainer:
         self.train_seconds += ms / 1000.0
         return loss_value, ms
 
+    def _ddp_step(self) -> tuple[float, float]:
+        """train_step on one rank of several: gas / world micro-steps here, the gradient all-reduce (DDP) only
+        on the last, the loss averaged over ranks so every rank takes the same NaN decision."""
+        cfg = self.config
+        lr = self._lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        assert self.cluster is not None
+        self._sync()
+        self._step_start_sampler = self.sampler.state_dict()  # what a failure checkpoint saves for this rank
+        timer = self._timer
+        timer.start()
+        t0 = time.perf_counter()
+        timer.mark()
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(self.micro_steps):
+            x, y = self.sampler.get_batch("train")
+            timer.mark()
+            last = micro == self.micro_steps - 1
+            with contextlib.nullcontext() if last else self.model.no_sync():  # type: ignore[attr-defined]
+                with self._autocast():
+                    _, loss = self.model(x, y)
+                    loss = loss / self.micro_steps
+                timer.mark()
+                try:
+                    self.scaler.scale(loss).backward()
+                except RuntimeError as exc:
+                    if not last:
+                        raise
+                    raise PeerLost(f"rank {self.rank} lost the group in the gradient all-reduce "
+                                   f"({first_line(exc)})") from exc
+            timer.mark()
+            loss_sum += loss.detach()
+        loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        loss_value = loss_sum.item()
+        if not math.isfinite(loss_value):  # the same on every rank: the loss is the mean over ranks
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss_value, (time.perf_counter() - t0) * 1000.0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._sync()
+        ms = (time.perf_counter() - t0) * 1000.0
+        self._timings.add(ms, split_step(timer.intervals(), self.micro_steps))
+        self._step_start_sampler = None
+        self.iter_num += 1
+        self.tokens_seen += self.tokens_per_iter
+        self.train_seconds += ms / 1000.0
+        return loss_value, ms
+
+    def _gather_cluster_stats(self) -> None:
+        """Every rank's mean timings since the last gather, in one all_gather; rank 0 publishes them."""
+        assert self.cluster is not None
+        ranks = self.cluster.gather_timings(self._timings.means())
+        self._timings.reset()
+        if self.rank != 0:
+            return
+        ratio, comm_over_compute = cluster_summary(ranks)
+        straggler, warnings = self._stragglers.check(ranks)
+        self.bus.publish(ClusterStats(iter=self.iter_num, ranks=ranks, slowest_over_fastest=round(ratio, 4),
+                                      comm_over_compute=None if comm_over_compute is None else
+                                      round(comm_over_compute, 4), straggler=straggler,
+                                      backend=self.cluster.backend))
+        for warning in warnings:
+            self.bus.publish(Notice(level="warning", message=warning))
+
+    def _peak_text(self) -> str:
+        if self.world_size == 1 or not self.peak_flops:
+            return self.peak_label
+        return f"{self.peak_label} (per device; MFU = all ranks' FLOP/s / {self.world_size} / this peak)"
+
     def _publish_iteration(self, loss: float, ms: float) -> None:
         tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
+        # tokens_per_iter counts every rank's tokens; MFU is per device: FLOP/s / world_size / one device's peak
+        peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
         self.bus.publish(IterationStats(
             iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
-            tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, self.peak_flops),
+            tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
             tokens_seen=self.tokens_seen, train_seconds=self.train_seconds))
 
     def _lr(self) -> float:
@@ -282,6 +423,9 @@ class Trainer:
 
     def _handle_commands(self) -> None:
         """Apply queued commands; while paused, wait here (never inside a step)."""
+        if self.cluster is not None:
+            self._exchange_commands()
+            return
         while True:
             try:
                 command = self.commands.get(timeout=0.1) if self._paused and self._stop is None else \
@@ -291,6 +435,46 @@ class Trainer:
                     continue
                 return
             self._apply(command)
+
+    def _exchange_commands(self) -> None:
+        """The iteration boundary of a multi-rank run: rank 0 broadcasts its queued commands (and a halt), every
+        rank applies them in the same order. While paused this repeats at least every HEARTBEAT_SECONDS, so
+        the other ranks, waiting in the broadcast, never reach ddp_timeout."""
+        assert self.cluster is not None
+        size = 1 + 2 * MAX_COMMANDS
+        while True:
+            waiting = self._paused and self._stop is None and self._halt is None
+            local: list[Command] = []
+            words = None
+            if self.rank == 0:
+                local = self._take_commands(wait=HEARTBEAT_SECONDS if waiting else 0.0)
+                words = encode_commands([c for c in local if is_broadcast(c)], self._halt)
+            commands, halt = decode_commands(self.cluster.broadcast_words(words, size))
+            for command in local if self.rank == 0 else commands:
+                self._apply(command)
+            if halt is not None and self._halt is None:
+                self._halt = halt
+            if not (self._paused and self._stop is None and self._halt is None):
+                return
+
+    def _take_commands(self, wait: float) -> list[Command]:
+        """Up to MAX_COMMANDS - 1 broadcast commands (room for a halt) from the backlog and the queue, waiting
+        up to ``wait`` seconds for the first; samples ride along (rank 0 runs them alone)."""
+        taken: list[Command] = []
+        shared = 0
+        deadline = time.monotonic() + wait
+        while shared < MAX_COMMANDS - 1:
+            if self._backlog:
+                command = self._backlog.popleft()
+            else:
+                left = deadline - time.monotonic()
+                try:
+                    command = self.commands.get(timeout=left) if left > 0 and not taken else self.commands.get_nowait()
+                except queue.Empty:
+                    break
+            taken.append(command)
+            shared += is_broadcast(command)
+        return taken
 
     def _apply(self, command: Command) -> None:
         if isinstance(command, TogglePause):
@@ -302,9 +486,11 @@ class Trainer:
             self._paused = False
             self._set_state(RunState.RUNNING)
         elif isinstance(command, CheckpointNow):
+            self._gather_sampler_states()
             self._checkpoint("command")
         elif isinstance(command, Sample):
-            self._sample(command)
+            if self.rank == 0:  # the others go on to the next step and wait for rank 0 in its all-reduce
+                self._sample(command)
         elif isinstance(command, SetEvalInterval):
             self.eval_interval = max(1, int(command.interval))
             next_eval = (self.iter_num // self.eval_interval + 1) * self.eval_interval
@@ -316,6 +502,7 @@ class Trainer:
 
     def _finish_stopped(self) -> Outcome:
         if self._stop is not None and self._stop.save:
+            self._gather_sampler_states()
             self._checkpoint("stop")
         self._set_state(RunState.STOPPED)
         return Outcome("stopped", self.iter_num, self.last_checkpoint)
@@ -338,16 +525,20 @@ class Trainer:
         out = {}
         try:
             for split in ("train", "val"):
-                g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.iter_num * 2 + (split == "val"))
+                # each rank its own batches (rank 0 the same as a 1-process run); the means are averaged below
+                g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.iter_num * 2 + (split == "val")
+                                                  + (self.rank << 40))
                 losses = torch.zeros(self.config.eval_iters)
                 for k in range(self.config.eval_iters):
                     x, y = self.sampler.get_batch(split, generator=g)
                     with self._autocast():
-                        _, loss = self.model(x, y)
+                        _, loss = self.eval_model(x, y)
                     losses[k] = loss.item()
                 out[split] = losses.mean().item()
         finally:
             self.raw_model.train()
+        if self.cluster is not None:
+            out["train"], out["val"] = self.cluster.mean([out["train"], out["val"]], "averaging eval losses")
         return out
 
     def _evaluate(self) -> None:
@@ -365,6 +556,8 @@ class Trainer:
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds))
         if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
+            if self.config.always_save_checkpoint or is_best:
+                self._gather_sampler_states()
             saved = self._checkpoint("eval") if self.config.always_save_checkpoint or is_best else True
             if is_best and saved:
                 self._checkpoint("best", name="best.pt")
@@ -407,11 +600,34 @@ class Trainer:
             "dataset": self.data.dataset,
             "rng": capture_rng_state(),
             "sampler": self.sampler.state_dict(),
+            # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
+            "samplers": self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
+            "world_size": self.world_size,
             "train_seconds": self.train_seconds,
         }
 
+    def _gather_sampler_states(self) -> None:
+        """Before a checkpoint, on every rank: rank 0 collects every rank's sampler state (a collective)."""
+        if self.cluster is not None:
+            self._sampler_states = self.cluster.gather_objects(self.sampler.state_dict(),
+                                                               "gathering batch-sampler states")
+
+    def _save_after_failure(self) -> None:
+        """Rank 0 after losing the group: its replica is the model at iter_num (no step was half applied), so
+        it writes last.pt without any collective; the other ranks' sampler states are unknown."""
+        if self.iter_num == 0 and not self.resumed:
+            return
+        self._sampler_states = [self._step_start_sampler or self.sampler.state_dict()]
+        self._stop = Stop(save=True)  # a trouble pause must not wait for a command now
+        try:
+            self._checkpoint("failure")
+        except Exception as exc:  # the failure itself is what gets reported
+            self.bus.publish(Notice(level="error", message=f"could not write last.pt after the failure: {exc!r}"))
+
     def _checkpoint(self, reason: str, name: str = "last.pt") -> bool:
         """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
+        if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
+            return True
         path = self.run_dir / name
         if not all(torch.isfinite(p).all() for p in self.raw_model.parameters()):
             self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
@@ -479,12 +695,31 @@ class Trainer:
         self.best_val_loss = checkpoint.get("best_val_loss")
         self.last_val_loss = checkpoint.get("last_val_loss")
         self.train_seconds = float(checkpoint.get("train_seconds", 0.0))
-        if "rng" in checkpoint:
+        if "rng" in checkpoint and self.rank == 0:
             restore_rng_state(checkpoint["rng"])
+        elif self.rank:  # the other ranks' RNGs were not saved: a fresh, per-rank dropout stream
+            torch.manual_seed(reseed(self.config.seed, self.rank, self.iter_num))
         if "sampler" in checkpoint and self.config.batch_size == checkpoint["config"]["batch_size"]:
-            self.sampler.load_state_dict(checkpoint["sampler"])
+            self._restore_sampler(checkpoint)
         cut_after(self.run_dir / METRICS_FILE, self.iter_num)
         self.history = load_history(self.run_dir / METRICS_FILE)
+
+    def _restore_sampler(self, checkpoint: dict[str, Any]) -> None:
+        """This rank's saved sampler state, or a deterministic fresh seed when the checkpoint came from fewer ranks."""
+        states = checkpoint.get("samplers") or [checkpoint["sampler"]]
+        saved_world = int(checkpoint.get("world_size", 1))
+        if self.rank < len(states):
+            self.sampler.load_state_dict(states[self.rank])
+        else:
+            self.sampler = BatchSampler(self.data, self.config.block_size, self.config.batch_size, self.device,
+                                        seed=reseed(self.config.seed, self.rank, self.iter_num))
+        if saved_world != self.world_size or len(states) < self.world_size:
+            fresh = list(range(len(states), self.world_size))
+            note = (f"; rank(s) {', '.join(map(str, fresh))} had no saved batch-sampler state and start from "
+                    f"seeds derived from seed and iteration {self.iter_num}" if fresh else "")
+            self.pending_notices.append(f"resume: the checkpoint was written by {saved_world} rank(s) with "
+                                        f"{len(states)} saved batch stream(s), this run has {self.world_size}"
+                                        f"{note}")
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
@@ -495,7 +730,9 @@ class Trainer:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error at iteration {self.iter_num}\n")
+                who = f" on rank {self.rank}" if self.cluster is not None else ""
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration "
+                        f"{self.iter_num}\n")
                 f.write(tb)
         except OSError:
             pass
