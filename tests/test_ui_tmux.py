@@ -56,7 +56,7 @@ def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: P
     exit_file = tmp_path / "exit"
     env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
     command = (
-        f"cd {REPO} && env {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=200 --eval_interval=50; "
+        f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=200 --eval_interval=50; "
         f"echo $? > {exit_file}; sleep 30"
     )
     tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
@@ -75,3 +75,64 @@ def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: P
         assert time.monotonic() < deadline, tmux.screen()
         time.sleep(0.2)
     assert exit_file.read_text().strip() == "0"
+
+
+def _iteration(screen: str) -> int:
+    import re
+
+    match = re.search(r"iter ([\d,]+)/", screen)
+    assert match, screen
+    return int(match.group(1).replace(",", ""))
+
+
+def test_keys_drive_the_real_run_in_tmux(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """p pauses (the counter stops) and resumes, c writes last.pt, s shows a sample, q + Enter saves and quits."""
+    exit_file = tmp_path / "exit"
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    command = (f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 "
+               f"--eval_interval=100000; echo $? > {exit_file}; sleep 30")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" RUNNING ", timeout=90)
+    deadline = time.monotonic() + 60
+    while _iteration(tmux.screen()) < 5:  # the panes update as it trains
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+
+    tmux.run("send-keys", "-t", "tui", "p")
+    tmux.wait_for(" PAUSED ")
+    time.sleep(0.5)
+    paused_at = _iteration(tmux.screen())
+    time.sleep(1.5)
+    assert _iteration(tmux.screen()) == paused_at  # nothing trains while paused
+
+    tmux.run("send-keys", "-t", "tui", "c")
+    tmux.wait_for(f"checkpoint @{paused_at} (command)")  # the path follows (it may wrap)
+    assert (run_dir / "last.pt").exists()
+
+    tmux.run("send-keys", "-t", "tui", "s")
+    screen = tmux.wait_for(f"sample @ iter {paused_at}", timeout=60)
+    assert "no sample yet" not in screen
+
+    tmux.run("send-keys", "-t", "tui", "p")
+    tmux.wait_for(" RUNNING ")
+    deadline = time.monotonic() + 30
+    while _iteration(tmux.screen()) <= paused_at:
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+
+    tmux.run("send-keys", "-t", "tui", "q")
+    tmux.wait_for("Save checkpoint and quit")
+    tmux.run("send-keys", "-t", "tui", "Enter")
+    deadline = time.monotonic() + 30
+    while not exit_file.exists() or not exit_file.read_text().strip():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() == "0"
+
+    from tuigpt.checkpoint import load_checkpoint
+    from tuigpt.metrics_log import read_metrics
+
+    finish = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "finish"][-1]
+    assert finish["reason"] == "stopped" and finish["iter"] > paused_at
+    assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish["iter"]
