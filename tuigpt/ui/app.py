@@ -48,7 +48,8 @@ from tuigpt.events import (
     TogglePause,
 )
 from tuigpt.ui.history import RunHistory, eta_seconds
-from tuigpt.ui.messages import IterationUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
+from tuigpt.ui.messages import ClusterUpdate, IterationUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
+from tuigpt.ui.widgets.cluster import ClusterPane
 from tuigpt.ui.widgets.cpu import CpuPane
 from tuigpt.ui.widgets.events_log import EventsLog
 from tuigpt.ui.widgets.failure import FailureBanner
@@ -69,6 +70,8 @@ TERMINAL = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
 BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
 # In a small terminal these panes share one slot below the chart, picked with tabs.
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
+RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster"}
+CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 # actions that steer the run: off while a dialog is open, disabled once the run is over
 RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
 VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request", "interrupt"}
@@ -138,6 +141,7 @@ class TuiGptApp(App[int]):
         self._drawn_version = -1
         self._drawn_view_opts: tuple[bool, bool] | None = None
         self._pane = PANES[0][0]
+        self._pane_order = [name for name, _ in PANES]
         self._ms_recent: float | None = None  # from the last history snapshot, for the ETA
         self._mean_eval_seconds: float | None = None
         self._was_compact: bool | None = None
@@ -158,7 +162,9 @@ class TuiGptApp(App[int]):
         self._mfu = MfuPane(id="mfu", classes="pane")
         self._cpu = CpuPane(id="cpu", classes="pane")
         self._gpu = GpuPane(id="gpu", classes="pane")
-        self._panes = {"events": self._events_log, "samples": self._samples, "speed": self._speed, "mfu": self._mfu, "cpu": self._cpu, "gpu": self._gpu}
+        self._cluster = ClusterPane(id="cluster", classes="pane")
+        self._panes = {"events": self._events_log, "samples": self._samples, "speed": self._speed, "mfu": self._mfu, "cpu": self._cpu, "gpu": self._gpu,
+                       "cluster": self._cluster}
         yield self._status
         yield self._failure
         with Horizontal(id="body") as self._body:
@@ -171,6 +177,7 @@ class TuiGptApp(App[int]):
                 yield self._speed
                 yield self._mfu
                 yield self._cpu
+                yield self._cluster
                 yield self._gpu
         yield Footer()
 
@@ -212,7 +219,7 @@ class TuiGptApp(App[int]):
         self._pane = pane
         for name, widget in self._panes.items():
             widget.set_class(name == pane, "-selected")
-        self._body.set_class(pane in {"speed", "mfu", "cpu", "gpu"}, "-right-selected")
+        self._body.set_class(pane in RIGHT_PANES, "-right-selected")
         tabs = self._tabs
         if tabs.active != f"tab-{pane}":
             tabs.active = f"tab-{pane}"
@@ -240,6 +247,13 @@ class TuiGptApp(App[int]):
             self._cpu.show(snapshot.data)
         elif snapshot.kind == "gpu":
             self._gpu.show(snapshot.data)
+
+    def on_cluster_update(self, message: ClusterUpdate) -> None:
+        if CLUSTER_PANE[0] not in self._pane_order:  # first timings of a multi-rank run: the pane appears
+            self._pane_order.append(CLUSTER_PANE[0])
+            self._tabs.add_tab(Tab(CLUSTER_PANE[1], id=f"tab-{CLUSTER_PANE[0]}"))
+            self._body.add_class("-cluster")
+        self._cluster.show(message.event)
 
     def on_run_event(self, message: RunEvent) -> None:
         event = message.event
@@ -431,7 +445,7 @@ class TuiGptApp(App[int]):
         self.redraw()
 
     def action_next_pane(self) -> None:
-        names = [name for name, _ in PANES]
+        names = self._pane_order
         self._select_pane(names[(names.index(self._pane) + 1) % len(names)])
 
     def action_help(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from tuigpt.events import Event, IterationStats, TelemetrySnapshot
+from tuigpt.events import ClusterStats, Event, IterationStats, TelemetrySnapshot
 
 
 class RunEvent(Message):
@@ -39,6 +39,15 @@ class TelemetryUpdate(RunEvent):
         return isinstance(message, TelemetryUpdate) and message.event.kind == self.event.kind
 
 
+class ClusterUpdate(RunEvent):
+    """The newest ClusterStats; a newer one supersedes it."""
+
+    event: ClusterStats
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ClusterUpdate)
+
+
 class RunEnded(Message):
     """controller.wait() returned: the run's thread is over."""
 
@@ -49,4 +58,6 @@ def wrap(event: Event) -> RunEvent:
         return IterationUpdate(event)
     if isinstance(event, TelemetrySnapshot):
         return TelemetryUpdate(event)
+    if isinstance(event, ClusterStats):
+        return ClusterUpdate(event)
     return RunEvent(event)
