@@ -199,12 +199,16 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool, clus
     trainer.bus.subscribe(writer)
     run = BackgroundRun(trainer)
     telemetry = _start_telemetry(trainer)
+    from tuigpt.control_server import start_control_server
+
+    control = start_control_server(trainer)  # `tuigpt watch` connects here; removed in finally (and atexit)
     try:
         if headless:
             code = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
         else:
             code = _run_tui(run, config_path)
     finally:
+        control.stop()
         if telemetry is not None:
             telemetry.stop()
         writer.close()
