@@ -26,8 +26,9 @@ EXIT_PEER_LOST = -1  # internal: a rank lost the process group; the process exit
 SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
 
 TRAIN_HELP = """\
-usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N]
+usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
+       tuigpt watch [RUN_DIR] [--compare RUN_DIR] | tuigpt runs [--out_dir DIR]
        tuigpt info | tuigpt calibrate
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
@@ -41,12 +42,15 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
                   python -m torch.distributed.run --standalone --nproc_per_node=N
                   -m tuigpt CONFIG.yaml <the other arguments>; several machines:
                   torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
+  --compare DIR   overlay another run's loss curves on the chart (x cycles the x axis)
   -h, --help      this help
 
 subcommands:
   sample          generate text from a checkpoint (tuigpt sample --help)
   info            this machine's CPU, GPU, sensors and peak FLOP/s
   calibrate       re-measure the peak FLOP/s MFU is reported against
+  watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
+  runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
             4 checkpoint could not be written ·
@@ -84,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     commands: dict[str, Callable[[list[str]], int]] = {
         "sample": cmd_sample, "info": cmd_info, "calibrate": cmd_calibrate, "bench": cmd_bench,
+        "watch": cmd_watch, "runs": cmd_runs,
     }
     try:
         if not args or args[0] in ("-h", "--help"):
@@ -114,8 +119,14 @@ def cmd_train(args: list[str]) -> int:
     remaining = []
     passed_on = []  # what a --nproc launch hands to every rank
     nproc: str | None = None
+    compare: str | None = None  # --compare RUN_DIR: another run's loss curves on the chart
     tokens = iter(rest)
     for token in tokens:
+        if token == "--compare" or token.startswith("--compare="):
+            compare = token.partition("=")[2] if "=" in token else next(tokens, "")
+            if not compare:
+                raise UserError("--compare needs a run directory, e.g. --compare checkpoints/other-run")
+            continue
         if token == "--nproc" or token.startswith("--nproc="):
             nproc = token.partition("=")[2] if "=" in token else next(tokens, "")
             continue
@@ -136,7 +147,11 @@ def cmd_train(args: list[str]) -> int:
     env = launch_env()
     if env is not None:
         return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
-    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless)
+    if compare is not None:
+        from tuigpt.watch import resolve_run_dir
+
+        compare = str(resolve_run_dir(compare, config.out_dir))
+    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare)
 
 
 def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:
@@ -181,7 +196,8 @@ def train_rank(config, env, *, config_path: str | None, resume: bool, headless: 
     return code
 
 
-def train(config, *, config_path: str | None, resume: bool, headless: bool, cluster=None) -> int:  # noqa: ANN001
+def train(config, *, config_path: str | None, resume: bool, headless: bool, cluster=None,  # noqa: ANN001
+          compare: str | None = None) -> int:
     """Set up the trainer (bad input → UserError before anything starts), then run it under a front end.
 
     With a cluster, rank 0 runs as a single process would (front end, metrics.jsonl, checkpoints) and
@@ -206,7 +222,7 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool, clus
         if headless:
             code = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
         else:
-            code = _run_tui(run, config_path)
+            code = _run_tui(run, config_path, compare)
     finally:
         control.stop()
         if telemetry is not None:
@@ -322,10 +338,10 @@ def _run_worker(run, rank: int) -> int:  # noqa: ANN001
     return 128 + received[0][0] if received else EXIT_OK
 
 
-def _run_tui(run, config_path: str | None) -> int:  # noqa: ANN001
+def _run_tui(run, config_path: str | None, compare: str | None = None) -> int:  # noqa: ANN001
     from tuigpt.ui.app import TuiGptApp
 
-    app = TuiGptApp(run, config_path=config_path)
+    app = TuiGptApp(run, config_path=config_path, compare=compare)
     code = app.run()
     run.wait()
     return code if isinstance(code, int) else EXIT_OK
@@ -411,6 +427,18 @@ def cmd_calibrate(args: list[str]) -> int:
     from tuigpt.telemetry.info import calibrate
 
     return calibrate(threads=ns.threads)
+
+
+def cmd_watch(args: list[str]) -> int:
+    from tuigpt.watch import cmd_watch as watch_main
+
+    return watch_main(args)
+
+
+def cmd_runs(args: list[str]) -> int:
+    from tuigpt.runs import cmd_runs as runs_main
+
+    return runs_main(args)
 
 
 def cmd_bench(args: list[str]) -> int:

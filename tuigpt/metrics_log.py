@@ -8,6 +8,7 @@ ignored on read and cut off before the next run appends.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -187,17 +188,21 @@ def _lines_backwards(f: IO[bytes], end: int, block: int = 1 << 16) -> Iterator[t
             return
 
 
-def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000) -> list[dict[str, Any]]:
+def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
+                 end: int | None = None) -> list[dict[str, Any]]:
     """The records a monitor needs to redraw a run: every eval, checkpoint and sample, and the
     iteration records thinned to about ``max_iter_points`` (the last ``recent`` kept in full).
 
-    Only kept lines are parsed, so a million-line file loads in about a second.
+    Only kept lines are parsed, so a million-line file loads in about a second. ``end``: read only the
+    first ``end`` bytes (a watcher then follows the file from there, seeing no line twice).
     """
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         return []
     with f:  # two streaming passes: count the iteration lines, then parse the ones kept
+        if end is not None:
+            f = io.BufferedReader(_Limited(f, end))  # type: ignore[arg-type]
         iter_lines = sum(1 for line in f if line.endswith(b"\n") and _record_type(line) == b"iter")
         stride = max(1, (iter_lines - recent) // max(1, max_iter_points - recent))
         records: list[dict[str, Any]] = []
@@ -220,3 +225,31 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000)
             if isinstance(record, dict):
                 records.append(record)
     return records
+
+
+class _Limited(io.RawIOBase):
+    """The first ``end`` bytes of a binary file, seekable back to 0 (load_history's two passes)."""
+
+    def __init__(self, f: IO[bytes], end: int) -> None:
+        self._f, self._end = f, end
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(min(offset, self._end), whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._end - self._f.tell()
+        if left <= 0:
+            return 0
+        view = memoryview(buffer)[:left]
+        data = self._f.read(len(view))
+        view[:len(data)] = data
+        return len(data)

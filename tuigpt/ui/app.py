@@ -47,7 +47,7 @@ from tuigpt.events import (
     Stop,
     TogglePause,
 )
-from tuigpt.ui.history import RunHistory, eta_seconds
+from tuigpt.ui.history import X_AXES, CompareCurve, RunHistory, eta_seconds, load_compare
 from tuigpt.ui.messages import ClusterUpdate, IterationUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
 from tuigpt.ui.widgets.cluster import ClusterPane
 from tuigpt.ui.widgets.cpu import CpuPane
@@ -59,7 +59,7 @@ from tuigpt.ui.widgets.help_screen import HelpScreen
 from tuigpt.ui.widgets.interval_input import IntervalDialog
 from tuigpt.ui.widgets.loss import LossChart
 from tuigpt.ui.widgets.mfu import MfuPane
-from tuigpt.ui.widgets.quit_dialog import CANCEL, SAVE, QuitDialog
+from tuigpt.ui.widgets.quit_dialog import CANCEL, DETACH, SAVE, QuitDialog
 from tuigpt.ui.widgets.samples import SamplesPane
 from tuigpt.ui.widgets.speed import SpeedPane
 from tuigpt.ui.widgets.status import StatusBar
@@ -74,7 +74,7 @@ RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 # actions that steer the run: off while a dialog is open, disabled once the run is over
 RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
-VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "next_pane", "help", "quit_request", "interrupt"}
+VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "cycle_x", "next_pane", "help", "quit_request", "interrupt"}
 
 
 class TuiGptApp(App[int]):
@@ -102,6 +102,7 @@ class TuiGptApp(App[int]):
         Binding("i", "set_eval_interval", "Eval every…", group=_EVAL),
         Binding("l", "toggle_log", "Log y", group=_VIEW),
         Binding("z", "toggle_zoom", "Zoom", group=_VIEW),
+        Binding("x", "cycle_x", "X axis", show=False),  # in the help: the footer has no room at 80 columns
         Binding("n", "next_pane", "Pane"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit_request", "Quit"),
@@ -116,13 +117,23 @@ class TuiGptApp(App[int]):
         ("i", "type an exact eval interval"),
         ("l", "loss chart: toggle log y axis"),
         ("z", f"loss chart: whole run / last {RECENT_WINDOW} iterations"),
+        ("x", "loss chart x axis: iterations → tokens seen → wall-clock time"),
         ("n", "next pane (small terminals show one pane at a time)"),
         ("?", "this help"),
         ("q, ctrl+c", "stop the run (save or not) and quit; quits at once when the run is over"),
     ]
 
-    def __init__(self, controller: RunController, *, config_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, controller: RunController, *, config_path: str | None = None, clock: Callable[[], float] = time.time,
+                 watching: bool = False, compare: object | None = None) -> None:
+        """``watching``: the run lives in another process (q offers to detach); ``compare``: a run directory
+        (or a CompareCurve) whose loss curves are overlaid on the chart."""
         super().__init__()
+        self.watching = watching
+        if watching:
+            self.title = "tuigpt watch"
+        self._compare_source = compare
+        self._compare: CompareCurve | None = compare if isinstance(compare, CompareCurve) else None
+        self._x_axis = X_AXES[0]
         self.controller = controller
         self.config_path = config_path
         self.clock = clock  # injectable so elapsed/ETA are deterministic in tests
@@ -139,7 +150,7 @@ class TuiGptApp(App[int]):
         self._log_y = False
         self._recent = False
         self._drawn_version = -1
-        self._drawn_view_opts: tuple[bool, bool] | None = None
+        self._drawn_view_opts: tuple[object, ...] | None = None
         self._pane = PANES[0][0]
         self._pane_order = [name for name, _ in PANES]
         self._ms_recent: float | None = None  # from the last history snapshot, for the ETA
@@ -184,11 +195,36 @@ class TuiGptApp(App[int]):
     def on_mount(self) -> None:
         self._select_pane(self._pane)
         self.set_interval(REDRAW_SECONDS, self.redraw)
+        if self._compare_source is not None and self._compare is None:
+            self.run_worker(self._load_compare, thread=True, group="compare", exit_on_error=False)
         self.call_after_refresh(self._start_run)  # first paint before the first event
 
     def _start_run(self) -> None:
         self._unsubscribe = self.controller.subscribe(self._receive)
         self.controller.start()
+
+    def _load_compare(self) -> None:
+        """Worker thread: read the compared run's history once (a big file takes a second)."""
+        try:
+            curve = load_compare(self._compare_source)
+        except Exception as exc:  # a bad --compare directory must not take the monitor down
+            self.call_from_thread(self._events_log.add, self.clock(), f"compare: cannot read {self._compare_source}: {exc}", "warning")
+            return
+        self.call_from_thread(self._set_compare, curve)
+
+    def _set_compare(self, curve: CompareCurve) -> None:
+        self._compare = curve
+        self._events_log.add(self.clock(), f"comparing with {curve.name}: {len(curve.points):,} points, {len(curve.evals):,} evals (x cycles the x axis)")
+        self.redraw()
+
+    @property
+    def compare(self) -> CompareCurve | None:
+        """The run overlaid on the loss chart, once loaded."""
+        return self._compare
+
+    @property
+    def x_axis(self) -> str:
+        return self._x_axis
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -354,11 +390,11 @@ class TuiGptApp(App[int]):
 
     def redraw(self) -> None:
         """Timer tick: charts only when the history or the view changed; the clock line always."""
-        view_opts = (self._log_y, self._recent)
+        view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare))
         if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
             view = self.history.snapshot(RECENT_WINDOW)
             self._drawn_version, self._drawn_view_opts = view.version, view_opts
-            self._loss.draw(view, log_y=self._log_y, recent=self._recent)
+            self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare)
             self._speed.show(view)
             if self._run is not None:
                 self._mfu.show(view, self._run.peak_flops, self._run.peak_label)
@@ -444,6 +480,10 @@ class TuiGptApp(App[int]):
         self._recent = not self._recent
         self.redraw()
 
+    def action_cycle_x(self) -> None:
+        self._x_axis = X_AXES[(X_AXES.index(self._x_axis) + 1) % len(X_AXES)]
+        self.redraw()
+
     def action_next_pane(self) -> None:
         names = self._pane_order
         self._select_pane(names[(names.index(self._pane) + 1) % len(names)])
@@ -463,9 +503,12 @@ class TuiGptApp(App[int]):
         elif isinstance(self.screen, QuitDialog):
             return
         else:
-            self.push_screen(QuitDialog(), self._quit_chosen)
+            self.push_screen(QuitDialog(detach=self.watching), self._quit_chosen)
 
     def _quit_chosen(self, choice: str | None) -> None:
+        if choice == DETACH:  # a watcher leaves; the run goes on in its own process
+            self.exit(0, return_code=0)
+            return
         if choice in (None, CANCEL):
             self._events_log.add(self.clock(), "you: quit cancelled, training goes on", "user")
             return

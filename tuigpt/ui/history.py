@@ -24,8 +24,9 @@ from typing import Any
 
 from tuigpt.events import CheckpointWritten, EvalResult, Event, HistoryLoaded, IterationStats, RunStarted
 
-# (iteration, raw loss, smoothed loss)
-LossPoint = tuple[int, float, float]
+# (iteration, raw loss, smoothed loss, tokens seen, wall-clock time) — the last two None when unknown
+# (old metrics files); they let the chart put tokens or time on the x axis
+LossPoint = tuple[int, float, float, "int | None", "float | None"]
 # (iteration, train loss, val loss)
 EvalPoint = tuple[int, float, float]
 
@@ -96,27 +97,31 @@ class DownsampledSeries:
         self._b_loss = 0.0
         self._b_smooth = 0.0
         self._b_n = 0
+        self._b_tokens: int | None = None
+        self._b_time: float | None = None
 
     def __len__(self) -> int:
         """Points held in memory (what the bound is about)."""
         return len(self._recent) + len(self._coarse) + (1 if self._b_n else 0)
 
-    def append(self, iteration: int, loss: float, smooth: float) -> None:
+    def append(self, iteration: int, loss: float, smooth: float, tokens: int | None = None,
+               when: float | None = None) -> None:
         if self._recent and iteration <= self._recent[-1][0]:
             self._truncate(iteration)  # a resume from an older checkpoint rewinds the curve
-        self._recent.append((iteration, loss, smooth))
+        self._recent.append((iteration, loss, smooth, tokens, when))
         if self._b_n == 0:
-            self._b_iter = iteration
+            self._b_iter, self._b_tokens, self._b_time = iteration, tokens, when
         self._b_loss += loss
         self._b_smooth += smooth
         self._b_n += 1
         if self._b_n >= self.stride:
-            self._coarse.append((self._b_iter, self._b_loss / self._b_n, self._b_smooth / self._b_n))
+            self._coarse.append((self._b_iter, self._b_loss / self._b_n, self._b_smooth / self._b_n, self._b_tokens, self._b_time))
             self._b_loss = self._b_smooth = 0.0
             self._b_n = 0
             if len(self._coarse) >= self.max_coarse:
                 c = self._coarse
-                self._coarse = [(c[k][0], (c[k][1] + c[k + 1][1]) / 2, (c[k][2] + c[k + 1][2]) / 2) for k in range(0, len(c), 2)]
+                self._coarse = [(c[k][0], (c[k][1] + c[k + 1][1]) / 2, (c[k][2] + c[k + 1][2]) / 2, c[k][3], c[k][4])
+                                for k in range(0, len(c), 2)]
                 self.stride *= 2
 
     def _truncate(self, iteration: int) -> None:
@@ -138,7 +143,7 @@ class DownsampledSeries:
         """The whole run, downsampled, ending at the last point seen."""
         view = list(self._coarse)
         if self._b_n:
-            view.append((self._b_iter, self._b_loss / self._b_n, self._b_smooth / self._b_n))
+            view.append((self._b_iter, self._b_loss / self._b_n, self._b_smooth / self._b_n, self._b_tokens, self._b_time))
         if self._recent and (not view or view[-1][0] != self._recent[-1][0]):
             view.append(self._recent[-1])
         return view
@@ -207,7 +212,7 @@ class RunHistory:
         """Take in one event (called on the publishing thread; never blocks for long)."""
         with self._lock:
             if isinstance(event, IterationStats):
-                self._add_loss(event.iter, event.loss)
+                self._add_loss(event.iter, event.loss, event.tokens_seen, event.time)
                 self._ms.append(event.ms_per_iter)
                 self._last = event
                 self._live_iters += 1
@@ -238,10 +243,10 @@ class RunHistory:
                 self._add_loss(iteration, loss)
             self._version += 1
 
-    def _add_loss(self, iteration: int, loss: float) -> None:
+    def _add_loss(self, iteration: int, loss: float, tokens: int | None = None, when: float | None = None) -> None:
         self._ema = ema_step(self._ema, loss)
         self._ema_steps += 1
-        self.loss.append(iteration, loss, ema_debiased(self._ema, self._ema_steps))
+        self.loss.append(iteration, loss, ema_debiased(self._ema, self._ema_steps), tokens, when)
 
     def _add_eval(self, iteration: int, train: float, val: float) -> None:
         while self._evals and self._evals[-1][0] >= iteration:
@@ -259,7 +264,9 @@ class RunHistory:
             kind = record.get("type")
             try:
                 if kind == "iter":
-                    self._add_loss(int(record["iter"]), float(record["loss"]))
+                    tokens, when = record.get("tokens_seen"), record.get("time")
+                    self._add_loss(int(record["iter"]), float(record["loss"]),
+                                   int(tokens) if tokens is not None else None, float(when) if when is not None else None)
                 elif kind == "eval":
                     self._add_eval(int(record["iter"]), float(record["train_loss"]), float(record["val_loss"]))
             except (KeyError, TypeError, ValueError):
@@ -282,3 +289,58 @@ class RunHistory:
                 n_evals=self._n_evals,
                 checkpoint_seconds=self._checkpoint_seconds,
             )
+
+
+# ---------------------------------------------------------------- x axes and a compared run
+
+X_AXES = ("iter", "tokens", "time")  # what the loss chart's x axis can show (the `x` key cycles)
+
+
+def x_values(points: Sequence[LossPoint], axis: str, t0: float | None = None) -> list[float | None]:
+    """Each point's x: its iteration, tokens seen, or wall-clock seconds since ``t0`` (None when unknown)."""
+    if axis == "iter":
+        return [float(p[0]) for p in points]
+    if axis == "tokens":
+        return [None if p[3] is None else float(p[3]) for p in points]
+    return [None if p[4] is None or t0 is None else p[4] - t0 for p in points]
+
+
+def eval_x(evals: Sequence[EvalPoint], points: Sequence[LossPoint], axis: str, t0: float | None = None) -> list[float | None]:
+    """Evals carry only their iteration: their x is that of the loss point at or just before it."""
+    if axis == "iter":
+        return [float(e[0]) for e in evals]
+    import bisect
+
+    iters = [p[0] for p in points]
+    xs = x_values(points, axis, t0)
+    out: list[float | None] = []
+    for e in evals:
+        k = bisect.bisect_right(iters, e[0]) - 1
+        out.append(xs[k] if k >= 0 else (xs[0] if xs else None))
+    return out
+
+
+@dataclass(frozen=True)
+class CompareCurve:
+    """Another run's smoothed train loss and val losses, overlaid on the loss chart."""
+
+    name: str
+    points: list[LossPoint]
+    evals: list[EvalPoint]
+
+    @property
+    def t0(self) -> float | None:
+        return self.points[0][4] if self.points else None
+
+
+def load_compare(run_dir: Any, max_points: int = 4000) -> CompareCurve:
+    """A run directory's loss curves, read once from its metrics.jsonl (thinned like a watcher's history)."""
+    from pathlib import Path
+
+    from tuigpt.metrics_log import METRICS_FILE, load_history
+
+    path = Path(run_dir)
+    history = RunHistory(recent=max_points // 2, max_coarse=max_points // 2)
+    history.record(HistoryLoaded(records=load_history(path / METRICS_FILE)))
+    view = history.snapshot()
+    return CompareCurve(name=path.name, points=view.whole, evals=view.evals)

@@ -8,13 +8,19 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-SAVE, NO_SAVE, CANCEL = "save", "nosave", "cancel"
+SAVE, NO_SAVE, CANCEL, DETACH = "save", "nosave", "cancel", "detach"
 
 
 class QuitDialog(ModalScreen[str]):
-    """Dismisses with SAVE, NO_SAVE or CANCEL."""
+    """Dismisses with SAVE, NO_SAVE or CANCEL (and DETACH when ``detach``: a watcher of another process's run)."""
 
     AUTO_FOCUS = "#save"
+
+    def __init__(self, detach: bool = False) -> None:
+        super().__init__()
+        self.detach = detach
+        if detach:
+            self.AUTO_FOCUS = "#detach"  # a watcher's q most often means "leave", never "stop" by accident
     BINDINGS = [
         Binding("escape", "choose('cancel')", "Cancel"),
         Binding("down,j", "app.focus_next", "Next", show=False),
@@ -23,7 +29,11 @@ class QuitDialog(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog", classes="dialog"):
-            yield Static("Stop the run and quit?", classes="dialog-title")
+            if self.detach:
+                yield Static("Leave the watcher, or stop the run?", classes="dialog-title")
+                yield Button("Detach (training goes on)", id=DETACH, variant="primary", compact=True)
+            else:
+                yield Static("Stop the run and quit?", classes="dialog-title")
             yield Button("Save checkpoint and quit", id=SAVE, variant="primary", compact=True)
             yield Button("Quit without saving", id=NO_SAVE, variant="error", compact=True)
             yield Button("Cancel (keep training)", id=CANCEL, compact=True)
