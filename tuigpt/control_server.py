@@ -17,7 +17,7 @@ Protocol: newline-delimited JSON, one object a line, at most MAX_MESSAGE bytes.
 
 Commands only queue on the trainer (``send`` never blocks); each is published as a Notice
 ("watcher: pause"), so it shows in every front end and in metrics.jsonl. Training can never wait on
-a client: events go into a bounded per-client queue, and a client that falls behind is dropped.
+a client: events go into a bounded per-client queue, and a client that falls behind is dropped. Iterations are streamed at most 20 times a second.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ import socket
 import stat
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tuigpt.events import (CheckpointNow, Command, Event, Notice, Pause, Resume, Sample, SetEvalInterval, Stop,
-                           TogglePause)
+from tuigpt.events import (CheckpointNow, Command, Event, IterationStats, Notice, Pause, Resume, Sample,
+                           SetEvalInterval, Stop, TogglePause)
 from tuigpt.metrics_log import event_record
 
 SOCKET_NAME = "control.sock"
@@ -44,6 +45,7 @@ CLIENT_QUEUE = 4096  # event lines held for a client before it counts as dead
 SEND_TIMEOUT = 5.0  # seconds a client may take to read one line
 MAX_REJECTS = 20  # bad messages before a client is dropped (bounds what garbage can write into the log)
 MAX_CLIENTS = 16
+ITER_EVERY = 0.05  # seconds between streamed iterations: a tiny model runs 1000 it/s, a chart needs 20/s
 
 
 def socket_path(run_dir: str | Path) -> Path:
@@ -280,6 +282,7 @@ class ControlServer:
         self._count = 0
         self._stopped = threading.Event()
         self._inode: int | None = None
+        self._last_iter_sent = 0.0
 
     # ------------------------------------------------------------ life
 
@@ -404,6 +407,11 @@ class ControlServer:
             targets = [c for c in self._clients if c.subscribed]
         if not targets:
             return
+        if isinstance(event, IterationStats):
+            now = time.monotonic()
+            if now - self._last_iter_sent < ITER_EVERY:
+                return
+            self._last_iter_sent = now
         record = event_record(event)
         if record is None:
             return

@@ -1,0 +1,162 @@
+"""The control socket: permissions, peer checks, garbage, slow clients, stale sockets, and a real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from live_run import Client, start_run, wait_for, wait_for_socket, write_config
+
+from tuigpt import control_server
+from tuigpt.control_server import MAX_MESSAGE, ControlServer, command_from_message
+from tuigpt.events import EventBus, Notice, Pause, Sample, SetEvalInterval, Stop
+
+
+def make_server(tmp_path: Path) -> tuple[ControlServer, EventBus, list]:
+    bus = EventBus()
+    sent: list = []
+    notices: list[str] = []
+    bus.subscribe(lambda e: notices.append(e.message) if isinstance(e, Notice) else None)
+    server = ControlServer(tmp_path, sent.append, bus.publish, bus.subscribe)
+    server.notices = notices  # type: ignore[attr-defined]
+    return server, bus, sent
+
+
+def test_messages_map_to_commands_and_bad_ones_are_refused() -> None:
+    assert command_from_message({"cmd": "pause"}) == Pause()
+    assert command_from_message({"cmd": "sample", "max_new_tokens": 5}) == Sample(max_new_tokens=5)
+    assert command_from_message({"cmd": "set_eval_interval", "interval": 7}) == SetEvalInterval(7)
+    assert command_from_message({"cmd": "stop"}) == Stop(save=True)
+    for bad in ({"cmd": "rm -rf"}, {}, {"cmd": "set_eval_interval", "interval": 0},
+                {"cmd": "set_eval_interval", "interval": True}, {"cmd": "stop", "save": "yes"},
+                {"cmd": "sample", "max_new_tokens": -1}, {"cmd": "sample", "prompt": 3}):
+        with pytest.raises(ValueError):
+            command_from_message(bad)
+
+
+def test_socket_is_0600_and_removed_on_stop(tmp_path: Path) -> None:
+    server, _, _ = make_server(tmp_path)
+    assert server.start()
+    path = tmp_path / "control.sock"
+    mode = os.stat(path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    server.stop()
+    assert not path.exists()
+    server.stop()  # idempotent (atexit calls it again)
+
+
+def test_a_different_uid_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, _, sent = make_server(tmp_path)
+    monkeypatch.setattr(control_server, "peer_uid", lambda conn: os.getuid() + 1)
+    server.start()
+    try:
+        client = Client(tmp_path / "control.sock")
+        reply = client.read()
+        assert reply is not None and reply["ok"] is False and "refused a connection from uid" in reply["error"]
+        assert client.read() is None, "the server hung up"
+        client.close()
+        assert sent == [] and server.clients == 0
+        assert any("refused a connection from uid" in n for n in server.notices)  # type: ignore[attr-defined]
+    finally:
+        server.stop()
+
+
+def test_the_peer_uid_is_read_from_the_kernel(tmp_path: Path) -> None:
+    a, b = socket.socketpair(socket.AF_UNIX)
+    try:
+        assert control_server.peer_uid(a) in (os.getuid(), None)  # None only where SO_PEERCRED is missing
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_stale_socket_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "control.sock"))
+    stale.close()  # the file stays, nobody listens: what SIGKILL leaves behind
+    server, _, _ = make_server(tmp_path)
+    assert server.start()
+    assert any("stale control socket" in n for n in server.notices)  # type: ignore[attr-defined]
+    second, _, _ = make_server(tmp_path)
+    assert not second.start(), "a second server must not steal a live socket"
+    assert (tmp_path / "control.sock").exists()
+    server.stop()
+
+
+def test_a_client_that_never_reads_is_dropped_without_blocking_the_publisher(tmp_path: Path) -> None:
+    server, bus, _ = make_server(tmp_path)
+    server.start()
+    try:
+        client = Client(tmp_path / "control.sock")
+        client.send({"cmd": "subscribe"})
+        wait_for(lambda: any("connected" in n for n in server.notices), 5, "subscribe")  # type: ignore[attr-defined]
+        event = Notice(level="info", message="x" * 2000)  # (iterations are rate-limited; notices are not)
+        t0 = time.monotonic()
+        slowest = 0.0
+        for _ in range(20_000):
+            t = time.monotonic()
+            bus.publish(event)
+            slowest = max(slowest, time.monotonic() - t)
+            if server.clients == 0 or any("did not keep up" in n for n in server.notices):  # type: ignore[attr-defined]
+                break
+        assert server.clients == 0, "the stuck client was dropped"
+        assert slowest < 0.5, f"a publish waited {slowest:.2f} s on a client"
+        assert time.monotonic() - t0 < 10
+        assert any("did not keep up" in n for n in server.notices)  # type: ignore[attr-defined]
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_a_real_run_two_clients_garbage_and_oversized_messages(tmp_path: Path) -> None:
+    """A headless run in a subprocess: two subscribers both stream, junk is refused, training goes on."""
+    config = write_config(tmp_path)
+    proc = start_run(config)
+    run_dir = tmp_path / "runs" / "live"
+    try:
+        path = wait_for_socket(run_dir, proc)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        a, b = Client(path), Client(path)
+        for c in (a, b):
+            c.send({"cmd": "subscribe"})
+            c.read_until(lambda r: r.get("type") == "reply" and r["cmd"] == "subscribe")
+        first = a.read_until(lambda r: r.get("type") == "iter")["iter"]
+        b.read_until(lambda r: r.get("type") == "iter")
+
+        junk = Client(path)
+        junk.send_raw(b"\x00\xffnot json at all\n")
+        assert junk.read() == {"type": "reply", "ok": False, "cmd": None, "error": "not JSON"}
+        junk.send_raw(b"[1, 2]\n")
+        assert junk.read()["error"] == "not a JSON object"
+        junk.send({"cmd": "format_disk"})
+        assert "unknown command" in junk.read()["error"]
+        junk.send_raw(b"x" * (MAX_MESSAGE + 10))  # no newline: over the limit, refused and hung up
+        assert "over 64 KiB" in junk.read()["error"]
+        assert junk.read() is None
+        junk.close()
+
+        # training went on; the rejections are in the run's own log and reached the watchers
+        later = a.read_until(lambda r: r.get("type") == "iter" and r["iter"] > first + 20)["iter"]
+        assert later > first
+        b.read_until(lambda r: r.get("type") == "notice" and "over 64 KiB" in r["message"])
+
+        b.send({"cmd": "stop", "save": True})
+        assert b.read_until(lambda r: r.get("type") == "reply")["ok"] is True
+        a.read_until(lambda r: r.get("type") == "finish")
+        assert proc.wait(60) == 0
+        assert not path.exists(), "the socket is removed on exit"
+        assert (run_dir / "last.pt").exists()
+        log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        messages = [r["message"] for r in log if r["type"] == "notice"]
+        assert any("not JSON" in m for m in messages) and any("watcher 2: stop" in m for m in messages)
+        a.close()
+        b.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
