@@ -48,7 +48,7 @@ def wait_for_socket(run_dir: Path, proc: subprocess.Popen[str], timeout: float =
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"the run exited early ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
-        return sock.exists() and (run_dir / "metrics.jsonl").exists() and b'"iter"' in (run_dir / "metrics.jsonl").read_bytes()
+        return sock.exists() and (run_dir / "metrics.jsonl").exists() and b'"type":"iter"' in (run_dir / "metrics.jsonl").read_bytes()
 
     wait_for(ready, timeout, "the run's control socket and first iterations")
     return sock
