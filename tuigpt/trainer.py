@@ -177,6 +177,10 @@ class Trainer:
     def run(self) -> Outcome:
         """Train to max_iters (or until stopped); returns how it ended. Errors are published, then re-raised."""
         started = time.time()
+        if self.device.type == "cuda":
+            # the current CUDA device is per thread: collectives on CPU objects (all_gather_object) and any
+            # implicit allocation must use this rank's GPU from the thread that trains, not cuda:0
+            torch.cuda.set_device(self.device)
         try:
             outcome = self._run()
         except Exception as exc:
