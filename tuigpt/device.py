@@ -31,7 +31,7 @@ def resolve_device(requested: str) -> torch.device:
     """The torch.device for the config's ``device``; a device that is not there is a UserError."""
     if requested == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())  # indexed: set_device needs it
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -39,7 +39,7 @@ def resolve_device(requested: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UserError(f"device={requested} but CUDA is not available (CPU-only torch build or no NVIDIA GPU): "
                             f"use device=cpu or device=auto")
-        index = int(requested.partition(":")[2] or 0)
+        index = int(requested.partition(":")[2] or torch.cuda.current_device())
         if index >= torch.cuda.device_count():
             raise UserError(f"device={requested} but this machine has {torch.cuda.device_count()} CUDA device(s): "
                             f"use cuda:0..cuda:{torch.cuda.device_count() - 1}")

@@ -177,7 +177,7 @@ class Trainer:
     def run(self) -> Outcome:
         """Train to max_iters (or until stopped); returns how it ended. Errors are published, then re-raised."""
         started = time.time()
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.device.index is not None:
             # the current CUDA device is per thread: collectives on CPU objects (all_gather_object) and any
             # implicit allocation must use this rank's GPU from the thread that trains, not cuda:0
             torch.cuda.set_device(self.device)
