@@ -61,8 +61,8 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     overrides = split_overrides(rest)
     dtypes = args.dtypes.split(",")
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} | torch {torch.__version__}"
-          f" | config {Path(args.config).name} {' '.join(rest)}", flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} | {platform.processor() or platform.machine()} | "
+          f"torch {torch.__version__} | config {Path(args.config).name} {' '.join(rest)}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in dtypes:

@@ -42,7 +42,7 @@ def test_compare_prints_variants_side_by_side(cli_env, tiny_yaml: Path) -> None:
     assert "speed-up" in out and "tokens/s" in out and "MFU" in out
     rows = [line for line in out.splitlines() if line.startswith("dtype=")]
     assert [r.split()[0] for r in rows] == ["dtype=float32", "dtype=bfloat16"], out
-    assert rows[0].split()[5] == "1.00x"  # the first variant is the reference
+    assert rows[0].split()[6] == "1.00x"  # the first variant is the reference
     assert re.search(r"\d+\.\d\dx", rows[1]), out
 
 

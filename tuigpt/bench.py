@@ -302,8 +302,7 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
     p("")
     p(f"ms/step    mean {result.mean_ms:.1f} · p50 {result.p50_ms:.1f} · p90 {result.p90_ms:.1f}")
     p(f"tokens/s   {result.tokens_per_sec:,.0f}")
-    p(f"MFU        {format_mfu(result.mfu)} of {result.peak_label} "
-      f"({result.flops_per_token / 1e6:.2f} MFLOP/token)")
+    p(f"MFU        {format_mfu(result.mfu)} of {result.peak_label} · {result.flops_per_token / 1e6:.2f} MFLOP/token")
     p(f"memory     peak RSS {format_bytes(result.peak_rss_bytes)} · GPU max allocated "
       f"{format_bytes(result.gpu_max_bytes)}")
     p("")
@@ -325,18 +324,19 @@ def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, o
 
     p = lambda *a: print(*a, file=out)  # noqa: E731
     base = results[0]
-    p(f"model      {format_count(base.n_params)} params ({base.shape}) · {base.device} · {base.threads} threads · "
-      f"{len(base.step_ms)} timed steps each")
+    p(f"{base.device} · {base.threads} threads · {len(base.step_ms)} timed steps each · speed-up from mean ms/step "
+      f"against {base.label}")
     for r in results:
-        p(f"  {r.label}: dtype {r.dtype} ({r.dtype_reason}), compile {'on' if r.compile else 'off'}, "
-          f"first step {format_ms(r.first_step_ms)}, MFU vs {r.peak_label}")
+        p(f"  {r.label}: {format_count(r.n_params)} params ({r.shape}), dtype {r.dtype} ({r.dtype_reason}), "
+          f"compile {'on' if r.compile else 'off'}, first step {format_ms(r.first_step_ms)}, MFU vs {r.peak_label}")
     p("")
-    header = ["variant", "ms/step", "p90 ms", "tokens/s", "MFU", "speed-up", f"max_iters {base.max_iters:,}"]
+    header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU", "speed-up",
+              f"max_iters {base.max_iters:,}"]
     rows = []
     for r in results:
         seconds = r.projected_seconds(r.max_iters)
-        rows.append([r.label, f"{r.mean_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.tokens_per_sec:,.0f}", format_mfu(r.mfu),
-                     f"{r.tokens_per_sec / base.tokens_per_sec:.2f}x",
+        rows.append([r.label, f"{r.mean_ms:.1f}", f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.tokens_per_sec:,.0f}",
+                     format_mfu(r.mfu), f"{r.tokens_per_sec / base.tokens_per_sec:.2f}x",
                      f"{format_duration(seconds)} → {finish_clock(seconds, now)}"])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     align = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
