@@ -61,7 +61,8 @@ def test_a_different_uid_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert client.read() is None, "the server hung up"
         client.close()
         assert sent == [] and server.clients == 0
-        assert any("refused a connection from uid" in n for n in server.notices)  # type: ignore[attr-defined]
+        wait_for(lambda: any("refused a connection from uid" in n for n in server.notices), 5,  # type: ignore[attr-defined]
+                 "the refusal in the run's log")
     finally:
         server.stop()
 

@@ -154,7 +154,8 @@ class _Client:
         self.rejects = 0
         conn.settimeout(SEND_TIMEOUT)
         threading.Thread(target=self._read, name=f"tuigpt-control-{number}-in", daemon=True).start()
-        threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True).start()
+        self.writer = threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True)
+        self.writer.start()
 
     def push(self, line: bytes) -> None:
         """From any thread, never blocks: a client whose queue is full is dropped."""
@@ -165,30 +166,38 @@ class _Client:
         except queue.Full:
             self.close(f"{self.name} dropped: it did not keep up with the event stream")
 
-    def close(self, why: str | None = None) -> None:
+    def close(self, why: str | None = None, flush: bool = False) -> None:
+        """Hang up; with ``flush`` the replies already queued go out first (the writer hangs up after them)."""
         if self.closed.is_set():
             return
         self.closed.set()
         try:
-            self.conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.out.put_nowait(None)  # wakes the writer
+            self.out.put_nowait(None)  # wakes the writer; after the queued lines when flushing
         except queue.Full:
-            pass
+            flush = False
+        if not flush:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.server._forget(self, why)
 
     def _write(self) -> None:
         try:
-            while not self.closed.is_set():
+            while True:
                 line = self.out.get()
                 if line is None:
                     break
                 self.conn.sendall(line)
-        except OSError:  # gone, or SEND_TIMEOUT without reading: a dead client
+        except socket.timeout:  # SEND_TIMEOUT without reading: a stuck client
+            self.close(f"{self.name} dropped: it did not keep up with the event stream")
+        except OSError:  # gone
             self.close()
         finally:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 self.conn.close()
             except OSError:
@@ -212,7 +221,7 @@ class _Client:
                         return
                 if len(buf) > MAX_MESSAGE:
                     self._reject(f"message over {MAX_MESSAGE // 1024} KiB")
-                    self.close(f"{self.name} dropped: it sent a message over {MAX_MESSAGE // 1024} KiB")
+                    self.close(f"{self.name} dropped: it sent a message over {MAX_MESSAGE // 1024} KiB", flush=True)
                     return
         except OSError:
             pass
@@ -226,7 +235,7 @@ class _Client:
         self._reply({"ok": False, "cmd": cmd, "error": error})
         self.server.notice("warning", f"control socket: rejected a message from {self.name}: {error}")
         if self.rejects >= MAX_REJECTS:
-            self.close(f"{self.name} dropped after {MAX_REJECTS} bad messages")
+            self.close(f"{self.name} dropped after {MAX_REJECTS} bad messages", flush=True)
 
     def _handle(self, line: bytes) -> None:
         if not line.strip():
@@ -328,8 +337,11 @@ class ControlServer:
                 pass
         with self._lock:
             clients = list(self._clients)
+        for client in clients:  # the last events (RunFinished) go out before the hang-up
+            client.close(flush=True)
+        deadline = time.monotonic() + 1.0
         for client in clients:
-            client.close()
+            client.writer.join(max(0.0, deadline - time.monotonic()))
         atexit.unregister(self.stop)
 
     def _clear_stale(self) -> None:
