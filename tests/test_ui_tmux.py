@@ -136,3 +136,49 @@ def test_keys_drive_the_real_run_in_tmux(tmux: Tmux, tiny_yaml: Path, cli_env: d
     finish = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "finish"][-1]
     assert finish["reason"] == "stopped" and finish["iter"] > paused_at
     assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish["iter"]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "hang-up"])
+def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str, tmux: Tmux, tiny_yaml: Path,
+                                                                       cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A scheduler's SIGTERM, or the SSH session dropping (tmux closing the pane sends SIGHUP): last.pt is
+    written, metrics.jsonl records the stop, and the process ends with 128+N after restoring the terminal."""
+    import signal
+
+    from tuigpt.checkpoint import load_checkpoint
+    from tuigpt.metrics_log import read_metrics
+
+    exit_file = tmp_path / "exit"
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    # the shell writes its pid and becomes tuigpt (exec), in the foreground of the pane's terminal
+    command = (f"cd {REPO} && sh -c 'echo $$ > {tmp_path / 'pid'}; exec env -u COLUMNS -u LINES {env} "
+               f"{sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 --eval_interval=100000'; "
+               f"echo $? > {exit_file}; sleep 30")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" RUNNING ", timeout=90)
+    pid = int((tmp_path / "pid").read_text())
+    if how == "SIGTERM":
+        os.kill(pid, signal.SIGTERM)
+        expected = 128 + signal.SIGTERM
+    else:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], check=True)  # the terminal is gone
+        expected = None  # the shell that would record the code went with the terminal
+    deadline = time.monotonic() + 60
+    while True:  # the training process saves and exits
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "tuigpt did not exit"
+        time.sleep(0.2)
+    finish = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "finish"]
+    assert finish and finish[-1]["reason"] == "stopped"
+    assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish[-1]["iter"]
+    if expected is not None:
+        deadline = time.monotonic() + 10
+        while not exit_file.exists() or not exit_file.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert exit_file.read_text().strip() == str(expected)
+        assert "stopped at iter" in tmux.screen()  # the closing line, printed after the monitor left

@@ -218,16 +218,20 @@ def train(config, *, config_path: str | None, resume: bool, headless: bool, clus
     from tuigpt.control_server import start_control_server
 
     control = start_control_server(trainer)  # `tuigpt watch` connects here; removed in finally (and atexit)
-    try:
-        if headless:
-            code = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
-        else:
-            code = _run_tui(run, config_path, compare)
-    finally:
+
+    def close_sinks() -> None:
         control.stop()
         if telemetry is not None:
             telemetry.stop()
         writer.close()
+
+    try:
+        if headless:
+            code = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
+        else:
+            code = _run_tui(run, config_path, compare, close_sinks)
+    finally:
+        close_sinks()
     if run.error is not None:
         from tuigpt.distributed import PeerLost
 
@@ -338,13 +342,51 @@ def _run_worker(run, rank: int) -> int:  # noqa: ANN001
     return 128 + received[0][0] if received else EXIT_OK
 
 
-def _run_tui(run, config_path: str | None, compare: str | None = None) -> int:  # noqa: ANN001
+def _run_tui(run, config_path: str | None, compare: str | None = None,  # noqa: ANN001
+             close_sinks: Callable[[], None] = lambda: None) -> int:
     from tuigpt.ui.app import TuiGptApp
 
     app = TuiGptApp(run, config_path=config_path, compare=compare)
-    code = app.run()
-    run.wait()
+    previous = signal.signal(signal.SIGHUP, lambda signum, _frame: _hang_up(run, close_sinks))
+    try:
+        code = app.run()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    # the terminal is restored: leave the run's closing line where the user will look
+    if app.outcome is not None:
+        from tuigpt.ui.headless import HeadlessPrinter
+
+        HeadlessPrinter()(app.outcome)
+    elif not run.wait(0):
+        print("tuigpt: left the monitor while the run was still stopping; last.pt may not be written",
+              file=sys.stderr)
     return code if isinstance(code, int) else EXIT_OK
+
+
+def _hang_up(run, close_sinks: Callable[[], None]) -> None:  # noqa: ANN001
+    """The terminal is gone (SSH dropped without tmux): stop with a checkpoint and exit 129 without the UI.
+
+    Nothing can be drawn or restored any more, so the monitor is left as it is: stdio is pointed at
+    /dev/null, the run is stopped, and once it has saved, the sinks are closed and the process ends.
+    """
+    import threading
+
+    from tuigpt.events import Stop
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    run.send(Stop(save=True))
+
+    def finish() -> None:
+        run.wait()
+        close_sinks()
+        os._exit(128 + signal.SIGHUP)
+
+    threading.Thread(target=finish, name="tuigpt-hangup", daemon=True).start()
 
 
 def _report_unexpected(error: BaseException, run_dir: Path) -> None:

@@ -15,6 +15,8 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Callable
 
@@ -147,6 +149,7 @@ class TuiGptApp(App[int]):
         self._next_eval_iter: int | None = None
         self._outcome: RunFinished | RunFailed | None = None
         self._stopping = False  # Stop sent from the quit dialog: exit when the run ends
+        self._signalled: int | None = None  # the signal that asked this app to stop, if any
         self._log_y = False
         self._recent = False
         self._drawn_version = -1
@@ -198,6 +201,28 @@ class TuiGptApp(App[int]):
         if self._compare_source is not None and self._compare is None:
             self.run_worker(self._load_compare, thread=True, group="compare", exit_on_error=False)
         self.call_after_refresh(self._start_run)  # first paint before the first event
+        self._install_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM (a scheduler) and an outside SIGINT stop the run with a checkpoint and leave; a second
+        signal leaves at once (checkpoints are atomic). SIGHUP, when the terminal itself is gone, is the
+        CLI's: nothing can be drawn any more."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals
+                return
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._signalled is not None or self._outcome is not None:
+            self.exit(128 + signum, return_code=128 + signum)
+            return
+        self._signalled = signum
+        self._events_log.add(self.clock(), f"{name}: stopping and writing last.pt (send it again to leave at once)",
+                             "warning")
+        self._quit_chosen(SAVE)
 
     def _start_run(self) -> None:
         self._unsubscribe = self.controller.subscribe(self._receive)
@@ -384,6 +409,8 @@ class TuiGptApp(App[int]):
 
     def _exit_with_outcome(self) -> None:
         code = 1 if isinstance(self._outcome, RunFailed) else 0
+        if self._signalled is not None and code == 0:
+            code = 128 + self._signalled  # stopped by a signal: the documented 128+N
         self.exit(code, return_code=code)
 
     # ------------------------------------------------------------ drawing
