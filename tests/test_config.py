@@ -55,7 +55,7 @@ def test_unknown_override_suggests_the_closest(tmp_path: Path) -> None:
     ("batch_size: 1.5\n", "batch_size"),
     ("dropout: [0.1]\n", "dropout"),
     ("bias: 3\n", "bias"),
-    ("compile: yes please\n", "compile"),
+    ("compile: 3\n", "compile"),
     ("dataset: 5\n", "dataset"),
 ])
 def test_wrong_type_names_key_value_and_expected_type(tmp_path: Path, text: str, key: str) -> None:
@@ -134,3 +134,10 @@ def test_yaml_is_read_safely(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not valid YAML"):
         load_config(path)
     assert not Path("pwned").exists()
+
+
+def test_compile_takes_auto_true_or_false(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "compile: true\n")).compile is True
+    assert load_config(write(tmp_path, ""), {"compile": "auto"}).compile == "auto"
+    with pytest.raises(UserError, match="compile='yes please' must be auto, true or false"):
+        load_config(write(tmp_path, "compile: yes please\n"))

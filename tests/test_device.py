@@ -43,3 +43,43 @@ def test_gpu_dtype_auto_prefers_bf16_else_fp16_with_scaling(monkeypatch: pytest.
 def test_cpu_refuses_float16() -> None:
     with pytest.raises(UserError, match="float16 is not supported on CPU"):
         resolve_precision("float16", torch.device("cpu"))
+
+
+def _cpu(monkeypatch: pytest.MonkeyPatch, flags: set[str]) -> None:
+    from tuigpt import device
+    from tuigpt.telemetry.cpuinfo import CpuInfo
+
+    info = CpuInfo("test CPU", "x86_64", "GenuineIntel", 4, 8, frozenset(flags), None, None)
+    monkeypatch.setattr(device, "read_cpu_info", lambda: info)
+
+
+def test_cpu_auto_uses_bf16_only_where_it_pays_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    _cpu(monkeypatch, {"avx512f", "avx512_bf16", "amx_bf16"})
+    big = resolve_precision("auto", cpu, n_embd=256, tokens_per_micro_batch=32 * 128)  # cpu_optimized
+    assert big.name == "bfloat16" and "AMX_BF16" in big.reason
+    narrow = resolve_precision("auto", cpu, n_embd=128, tokens_per_micro_batch=12 * 64)  # the tiny config
+    assert narrow.name == "float32" and "n_embd 128 < 256" in narrow.reason
+    few = resolve_precision("auto", cpu, n_embd=384, tokens_per_micro_batch=4 * 128)
+    assert few.name == "float32" and "512 tokens per micro-batch" in few.reason
+    assert resolve_precision("bfloat16", cpu, n_embd=128).name == "bfloat16"  # asked for: honoured
+
+
+def test_cpu_auto_without_native_bf16_is_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    _cpu(monkeypatch, {"avx2", "fma"})
+    p = resolve_precision("auto", torch.device("cpu"), n_embd=768, tokens_per_micro_batch=8192)
+    assert p.name == "float32" and "no native bf16" in p.reason
+    slow = resolve_precision("bfloat16", torch.device("cpu"))
+    assert slow.name == "bfloat16" and "slow here" in slow.reason
+
+
+def test_compile_auto_and_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuigpt import device
+    from tuigpt.device import resolve_compile
+
+    assert resolve_compile("auto", torch.device("cuda", 0)) == (True, "auto: on for CUDA")
+    assert resolve_compile("auto", torch.device("cpu"))[0] is False
+    assert resolve_compile(False, torch.device("cpu")) == (False, "set in config")
+    monkeypatch.setattr(device.shutil, "which", lambda _name: None)
+    with pytest.raises(UserError, match="needs a C\\+\\+ compiler"):
+        resolve_compile(True, torch.device("cpu"))

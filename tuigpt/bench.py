@@ -248,7 +248,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
                  else ""),
         tokens_per_iter=trainer.tokens_per_iter, flops_per_token=trainer.flops_per_token,
         device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
-        threads=trainer.threads, compile=bool(config_.compile), step_ms=times, first_step_ms=first_ms,
+        threads=trainer.threads, compile=trainer.compiled, step_ms=times, first_step_ms=first_ms,
         forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_rss_bytes=peak_rss_bytes(),
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)

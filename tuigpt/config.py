@@ -64,7 +64,7 @@ class TrainConfig:
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 where the hardware has it) | float32 | bfloat16 | float16
-    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU)
+    compile: bool | str = "auto"  # torch.compile: auto (on for CUDA, off on CPU) | true | false
     seed: int = 1337
     num_threads: int = 0  # CPU threads for torch; 0: all physical cores
     telemetry_interval: float = 1.0  # seconds between CPU/GPU telemetry readings; 0 disables
@@ -129,6 +129,7 @@ class TrainConfig:
         _require(self.device in ("auto", "cpu", "cuda", "mps") or _is_cuda_index(self.device), "device", self.device,
                  "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
+        _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
         _require(self.ddp_backend in DDP_BACKENDS, "ddp_backend", self.ddp_backend,
                  "must be one of " + ", ".join(DDP_BACKENDS))
         _require(math.isfinite(self.ddp_timeout) and self.ddp_timeout > 0, "ddp_timeout", self.ddp_timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -50,8 +51,21 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def resolve_precision(requested: str, device: torch.device) -> Precision:
-    """The dtype to train in and why; refuses a dtype the device cannot do."""
+# On CPUs with native bf16, autocast pays off only when the matmuls are big enough to keep the bf16 units
+# busy; below that its casts cost more than they save. Measured on a 2-core Sapphire Rapids VM
+# (docs/PERFORMANCE.md): width 128 ran 0.68x fp32 speed even at 8k tokens per step, width 256 ran 0.63x at
+# 768 tokens but 1.32x at 2,048, width 384 at 16k tokens 2.58x.
+CPU_BF16_MIN_WIDTH = 256
+CPU_BF16_MIN_TOKENS = 2048  # batch_size x block_size of one micro-batch
+
+
+def resolve_precision(requested: str, device: torch.device, *, n_embd: int | None = None,
+                      tokens_per_micro_batch: int | None = None) -> Precision:
+    """The dtype to train in and why; refuses a dtype the device cannot do.
+
+    On a CPU, ``auto`` also weighs the model's width and micro-batch size (when given): bf16 autocast only
+    where it measured faster than float32.
+    """
     if device.type == "cuda":
         bf16 = torch.cuda.is_bf16_supported()
         if requested == "auto":
@@ -71,15 +85,33 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
     # CPU
     info = read_cpu_info()
     if requested == "auto":
-        if info.native_bf16:
-            return Precision("bfloat16", f"auto: {info.bf16_reason}, bf16 autocast")
-        return Precision("float32", f"auto: {info.bf16_reason}, float32")
+        if not info.native_bf16:
+            return Precision("float32", f"auto: {info.bf16_reason}, float32")
+        if n_embd is not None and n_embd < CPU_BF16_MIN_WIDTH:
+            return Precision("float32", f"auto: float32, n_embd {n_embd} < {CPU_BF16_MIN_WIDTH} is too narrow for "
+                                        f"bf16 to pay off (CPU has bf16)")
+        if tokens_per_micro_batch is not None and tokens_per_micro_batch < CPU_BF16_MIN_TOKENS:
+            return Precision("float32", f"auto: float32, {tokens_per_micro_batch} tokens per micro-batch < "
+                                        f"{CPU_BF16_MIN_TOKENS} is too few for bf16 to pay off (CPU has bf16)")
+        return Precision("bfloat16", f"auto: {info.bf16_reason}, bf16 autocast")
     if requested == "float16":
         raise UserError("dtype=float16 is not supported on CPU (no fast fp16 matmuls, needs loss scaling): "
                         "use dtype=bfloat16 or float32")
     if requested == "bfloat16" and not info.native_bf16:
         return Precision("bfloat16", f"set in config; slow here: {info.bf16_reason}")
     return Precision(requested, "set in config")
+
+
+def resolve_compile(requested: bool | str, device: torch.device) -> tuple[bool, str]:
+    """Whether to torch.compile, and why. ``auto``: on CUDA (1.34x on GPT-2 124M on an H200), off on CPUs,
+    where no gain could be measured and a cold compile costs up to a minute (docs/PERFORMANCE.md)."""
+    if requested == "auto":
+        on = device.type == "cuda"
+        return on, "auto: on for CUDA" if on else f"auto: off on {device.type} (no measured gain)"
+    if requested and device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise UserError("compile: true on CPU needs a C++ compiler for torch.compile's inductor backend, and none "
+                        "is on PATH (c++, g++, clang++): install one (e.g. apt install g++) or set compile: false")
+    return bool(requested), "set in config"
 
 
 def default_threads() -> int:

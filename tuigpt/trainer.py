@@ -23,7 +23,7 @@ import torch
 from tuigpt.checkpoint import FORMAT_VERSION, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from tuigpt.config import TrainConfig, config_from_dict
 from tuigpt.data import BatchSampler, TokenData, load_dataset
-from tuigpt.device import Precision, default_threads, resolve_device, resolve_precision
+from tuigpt.device import Precision, default_threads, resolve_compile, resolve_device, resolve_precision
 from tuigpt.distributed import (HEARTBEAT_SECONDS, MAX_COMMANDS, Cluster, PeerLost, StepTimer, StragglerWatch,
                                 TimingWindow, cluster_summary, decode_commands, encode_commands, first_line,
                                 is_broadcast, local_threads, rank_seed, reseed, split_step)
@@ -93,7 +93,9 @@ class Trainer:
                             f"one with --run_name=NEW_NAME, or delete that folder")
 
         self.device = cluster.device if cluster is not None else resolve_device(config.device)
-        self.precision: Precision = resolve_precision(config.dtype, self.device)
+        self.precision: Precision = resolve_precision(config.dtype, self.device, n_embd=config.n_embd,
+                                                      tokens_per_micro_batch=config.batch_size * config.block_size)
+        self.compiled, self.compile_reason = resolve_compile(config.compile, self.device)
         if self.device.type == "cpu":
             threads = config.num_threads or default_threads()
             if cluster is not None and not config.num_threads:  # this host's cores, shared among its ranks
@@ -131,7 +133,7 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         self.model: Callable[..., Any] = self.raw_model
-        if config.compile:
+        if self.compiled:
             self.model = torch.compile(self.raw_model)
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
         if cluster is not None:
