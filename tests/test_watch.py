@@ -199,3 +199,26 @@ def test_bad_run_dir_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:  # 
     assert len(err) == 1 and err[0].startswith("error:")
     assert main(["watch", "--out_dir", str(tmp_path)]) == 2
     assert "no runs under" in capsys.readouterr().err
+
+
+def test_q_in_a_watcher_detaches_without_stopping_the_run() -> None:
+    from fake_run import FakeController, demo_script
+    from test_ui_app import settle
+
+    from tuigpt.ui.widgets.quit_dialog import QuitDialog
+
+    controller = FakeController(demo_script(iters=50))
+    app = TuiGptApp(controller, watching=True)
+
+    async def body() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("q")
+            await pilot.pause()
+            assert isinstance(app.screen, QuitDialog) and app.screen.focused.id == "detach"
+            await pilot.press("enter")
+            await pilot.pause()
+
+    asyncio.run(body())
+    assert app.return_code == 0
+    assert not any(isinstance(c, Stop) for c in controller.commands), "detaching never stops the run"

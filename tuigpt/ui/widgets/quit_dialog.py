@@ -34,8 +34,9 @@ class QuitDialog(ModalScreen[str]):
                 yield Button("Detach (training goes on)", id=DETACH, variant="primary", compact=True)
             else:
                 yield Static("Stop the run and quit?", classes="dialog-title")
-            yield Button("Save checkpoint and quit", id=SAVE, variant="primary", compact=True)
-            yield Button("Quit without saving", id=NO_SAVE, variant="error", compact=True)
+            stop = "Stop the run: " if self.detach else ""
+            yield Button(f"{stop}Save checkpoint and quit", id=SAVE, variant="primary", compact=True)
+            yield Button(f"{stop}Quit without saving", id=NO_SAVE, variant="error", compact=True)
             yield Button("Cancel (keep training)", id=CANCEL, compact=True)
             yield Static("Enter picks · ↑/↓ or Tab moves · Esc cancels", classes="dialog-hint")
 
