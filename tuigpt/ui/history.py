@@ -204,6 +204,11 @@ class RunHistory:
         """Bumped on every change: the drawing timer redraws only when it moved."""
         return self._version
 
+    @property
+    def last(self) -> IterationStats | None:
+        """The newest iteration (one attribute read: cheap enough for every redraw tick)."""
+        return self._last
+
     def __len__(self) -> int:
         with self._lock:
             return len(self.loss) + len(self._evals) + len(self._ms)

@@ -42,7 +42,7 @@ class CpuPane(Static):
 
     def show(self, data: Any) -> None:
         try:
-            self.update(self.describe(data))
+            self.update(self.describe(data), layout=False)  # fixed-size pane: no relayout
         except Exception as exc:  # a half-written sampler must never take the UI down
             self.update(Text(f"CPU reading unreadable: {exc!r}", style="yellow"))
 

@@ -28,4 +28,4 @@ class MfuPane(Static):
         text.append("avg ", style="bold")
         text.append(percent(view.mfu_avg) if view.mfu_avg is not None else NA)
         text.append(f"\nof {peak_label}", style="dim")
-        self.update(text)
+        self.update(text, layout=False)  # fixed-size pane: no relayout on every redraw
