@@ -222,3 +222,30 @@ def test_q_in_a_watcher_detaches_without_stopping_the_run() -> None:
     asyncio.run(body())
     assert app.return_code == 0
     assert not any(isinstance(c, Stop) for c in controller.commands), "detaching never stops the run"
+
+
+def test_telemetry_read_back_from_json_draws_in_the_cpu_and_gpu_panes() -> None:
+    """A watcher rebuilds the sampler's snapshots: temperatures stay a dict, the panes describe them."""
+    from tuigpt.metrics_log import event_record
+    from tuigpt.telemetry.cpu import CpuSnapshot
+    from tuigpt.telemetry.gpu import GpuReading, GpuSnapshot
+    from tuigpt.ui.widgets.cpu import CpuPane
+    from tuigpt.ui.widgets.gpu import GpuPane
+    from tuigpt.watch import event_from_record
+    import json
+
+    cpu = CpuSnapshot(per_core_percent=[50.0, 70.0], freq_mhz=2000.0, freq_min_mhz=None, freq_max_mhz=None,
+                      per_core_freq_mhz=None, temperatures={"Package id 0": 71.0}, temp_max_c=71.0, throttle_count=3,
+                      throttling=True, package_power_w=None, load_avg=(1.0, 1.0, 1.0), process_rss_bytes=1 << 30,
+                      mem_used_bytes=2 << 30, mem_total_bytes=8 << 30, unavailable={"package_power_w": "no RAPL"})
+    gpu = GpuSnapshot(gpus=[GpuReading(0, "NVIDIA H200", 9 << 30, 140 << 30, 95.0, 59.0, 688.0, 700.0, 1845.0,
+                                       ["power cap"], {})], torch_allocated=1, torch_reserved=2,
+                      torch_max_allocated=3, status="ok")
+    from tuigpt.events import TelemetrySnapshot
+
+    for snap, kind, pane, needle in ((cpu, "cpu", CpuPane, "71"), (gpu, "gpu", GpuPane, "H200")):
+        record = json.loads(json.dumps(event_record(TelemetrySnapshot(kind=kind, data=snap))))
+        event = event_from_record(record)
+        assert type(event.data) is type(snap)
+        text = str(pane.describe(event.data))
+        assert needle in text and "unreadable" not in text

@@ -44,13 +44,23 @@ TAIL_BYTES = 512 * 1024  # read from the end for the last telemetry readings
 STALE_AFTER = 10.0  # no socket and no growth for this long: the run is not running
 
 
-def _namespace(value: Any) -> Any:
-    """Telemetry read back from JSON: dicts become attribute objects, as the panes read snapshots."""
-    if isinstance(value, dict):
-        return SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_namespace(v) for v in value]
-    return value
+def _snapshot(kind: Any, data: Any) -> Any:
+    """Telemetry read back from JSON as the sampler's own snapshot objects (their dict fields, such as
+    temperatures, stay dicts); an unknown shape becomes an attribute object the panes read defensively."""
+    from tuigpt.telemetry.cpu import CpuSnapshot
+    from tuigpt.telemetry.gpu import GpuReading, GpuSnapshot
+
+    if isinstance(data, dict):
+        try:
+            if kind == "cpu":
+                return CpuSnapshot(**data)
+            if kind == "gpu":
+                rest = {k: v for k, v in data.items() if k != "gpus"}
+                return GpuSnapshot(gpus=[GpuReading(**g) for g in data.get("gpus") or []], **rest)
+        except TypeError:  # written by another version of tuigpt
+            pass
+        return SimpleNamespace(**data)
+    return data
 
 
 def event_from_record(record: dict[str, Any]) -> Event | None:
@@ -64,7 +74,7 @@ def event_from_record(record: dict[str, Any]) -> Event | None:
         if cls is StateChanged:
             values["state"] = RunState(values["state"])
         elif cls is TelemetrySnapshot:
-            values["data"] = _namespace(values.get("data"))
+            values["data"] = _snapshot(values.get("kind"), values.get("data"))
         return cls(**values)
     except (TypeError, ValueError, KeyError):
         return None
