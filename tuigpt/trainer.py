@@ -29,7 +29,7 @@ from tuigpt.distributed import (HEARTBEAT_SECONDS, MAX_COMMANDS, Cluster, PeerLo
                                 is_broadcast, local_threads, rank_seed, reseed, split_step)
 from tuigpt.errors import UserError
 from tuigpt.events import (CheckpointNow, CheckpointWritten, ClusterStats, Command, EvalIntervalChanged, EvalResult,
-                           Event, EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed,
+                           EventBus, HistoryLoaded, IterationStats, Notice, Pause, Resume, RunFailed,
                            RunFinished, RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval, StateChanged,
                            Stop, TogglePause)
 from tuigpt.memory import check_fits
@@ -310,27 +310,35 @@ class Trainer:
                 loss = loss / cfg.gradient_accumulation_steps
             self.scaler.scale(loss).backward()
             loss_sum += loss.detach()
-        if cfg.grad_clip:
+        loss_value, ms, stepped = self._optimizer_step(loss_sum, t0)
+        if stepped:
+            self._count_step(ms)
+        return loss_value, ms
+
+    def _optimizer_step(self, loss_sum: torch.Tensor, t0: float) -> tuple[float, float, bool]:
+        """Clip and step, unless the loss is not finite: then the gradients are dropped and the weights stay
+        as they were. (loss, milliseconds since t0, whether the step was applied)."""
+        if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip)
         loss_value = loss_sum.item()  # synchronises the device, and lets a NaN loss skip the update
-        if not math.isfinite(loss_value):
+        if not math.isfinite(loss_value):  # with several ranks the loss is their mean: the same decision
             self.optimizer.zero_grad(set_to_none=True)
-            return loss_value, (time.perf_counter() - t0) * 1000.0
+            return loss_value, (time.perf_counter() - t0) * 1000.0, False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self._sync()
-        ms = (time.perf_counter() - t0) * 1000.0
+        return loss_value, (time.perf_counter() - t0) * 1000.0, True
+
+    def _count_step(self, ms: float) -> None:
         self.iter_num += 1
         self.tokens_seen += self.tokens_per_iter
         self.train_seconds += ms / 1000.0
-        return loss_value, ms
 
     def _ddp_step(self) -> tuple[float, float]:
         """train_step on one rank of several: gas / world micro-steps here, the gradient all-reduce (DDP) only
         on the last, the loss averaged over ranks so every rank takes the same NaN decision."""
-        cfg = self.config
         lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -361,23 +369,11 @@ class Trainer:
             timer.mark()
             loss_sum += loss.detach()
         loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
-        loss_value = loss_sum.item()
-        if not math.isfinite(loss_value):  # the same on every rank: the loss is the mean over ranks
-            self.optimizer.zero_grad(set_to_none=True)
-            return loss_value, (time.perf_counter() - t0) * 1000.0
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self._sync()
-        ms = (time.perf_counter() - t0) * 1000.0
-        self._timings.add(ms, split_step(timer.intervals(), self.micro_steps))
-        self._step_start_sampler = None
-        self.iter_num += 1
-        self.tokens_seen += self.tokens_per_iter
-        self.train_seconds += ms / 1000.0
+        loss_value, ms, stepped = self._optimizer_step(loss_sum, t0)
+        if stepped:
+            self._timings.add(ms, split_step(timer.intervals(), self.micro_steps))
+            self._step_start_sampler = None
+            self._count_step(ms)
         return loss_value, ms
 
     def _gather_cluster_stats(self) -> None:
