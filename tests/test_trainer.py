@@ -13,7 +13,7 @@ import torch
 from tuigpt.checkpoint import load_checkpoint
 from tuigpt.errors import UserError
 from tuigpt.events import (CheckpointNow, CheckpointWritten, EvalIntervalChanged, EvalResult, IterationStats, Pause,
-                           Resume, RunFinished, RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval,
+                           RunFinished, RunStarted, RunState, Sample, SampleGenerated, SetEvalInterval,
                            StateChanged, Stop, TogglePause)
 from tuigpt.metrics_log import METRICS_FILE, MetricsWriter
 from tuigpt.runner import BackgroundRun
