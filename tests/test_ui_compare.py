@@ -56,3 +56,33 @@ def test_compare_overlay_and_x_axis_cycle(tmp_path: Path) -> None:
             assert 0 < chart.drawn_compare
 
     asyncio.run(main())
+
+
+def test_compare_follows_a_run_that_is_still_training(tmp_path: Path) -> None:
+    """The compared run's metrics.jsonl grows: the overlay is re-read, not frozen at start."""
+    import asyncio
+
+    run = other_run(tmp_path)
+    controller = FakeController(demo_script(iters=300))
+    base = make_app(controller)
+    app = TuiGptApp(controller, config_path=base.config_path, clock=base.clock, compare=run)
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(100):
+                await settle(pilot)
+                if app.compare is not None:
+                    break
+            assert max(p[0] for p in app.compare.points) == 599
+            with open(run / "metrics.jsonl", "a") as f:
+                for i in range(600, 900):
+                    f.write(json.dumps({"type": "iter", "iter": i, "loss": 1.0, "tokens_seen": (i + 1) * TOKENS_PER_ITER,
+                                        "time": 1_700_000_000.0 + i * 0.24}) + "\n")
+            app._reload_compare_if_grown()  # what the 10 s timer does
+            for _ in range(100):
+                await settle(pilot)
+                if max(p[0] for p in app.compare.points) == 899:
+                    break
+            assert max(p[0] for p in app.compare.points) == 899
+
+    asyncio.run(main())

@@ -71,6 +71,7 @@ from tuigpt.ui.widgets.status import StatusBar
 # panes redraw once a second, and only when something changed.
 REDRAW_SECONDS = 0.5
 CHART_SECONDS = 1.0  # at most this often for the loss chart and the panes
+COMPARE_RELOAD_SECONDS = 10.0  # a --compare run that is still training is re-read this often when it grew
 RECENT_WINDOW = 500  # iterations shown when zoomed in
 TERMINAL = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
 BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
@@ -138,6 +139,7 @@ class TuiGptApp(App[int]):
         if watching:
             self.title = "tuigpt watch"
         self._compare_source = compare
+        self._compare_stamp: tuple[int, int] | None = None  # size and mtime of its metrics.jsonl when read
         self._compare: CompareCurve | None = compare if isinstance(compare, CompareCurve) else None
         self._x_axis = X_AXES[0]
         self.controller = controller
@@ -205,6 +207,8 @@ class TuiGptApp(App[int]):
         self.set_interval(REDRAW_SECONDS, self._tick)
         if self._compare_source is not None and self._compare is None:
             self.run_worker(self._load_compare, thread=True, group="compare", exit_on_error=False)
+        if self._compare_source is not None:
+            self.set_interval(COMPARE_RELOAD_SECONDS, self._reload_compare_if_grown)
         self.call_after_refresh(self._start_run)  # first paint before the first event
         self._install_signal_handlers()
 
@@ -233,17 +237,39 @@ class TuiGptApp(App[int]):
         self._unsubscribe = self.controller.subscribe(self._receive)
         self.controller.start()
 
+    def _compare_file_stamp(self) -> tuple[int, int] | None:
+        from pathlib import Path
+
+        from tuigpt.metrics_log import METRICS_FILE
+
+        try:
+            st = (Path(self._compare_source) / METRICS_FILE).stat()
+        except (OSError, TypeError):
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def _reload_compare_if_grown(self) -> None:
+        """A compared run that is still training keeps growing: re-read it when its file changed."""
+        if self._compare is not None and self._compare_file_stamp() != self._compare_stamp:
+            self.run_worker(self._load_compare, thread=True, group="compare", exclusive=True, exit_on_error=False)
+
     def _load_compare(self) -> None:
-        """Worker thread: read the compared run's history once (a big file takes a second)."""
+        """Worker thread: read the compared run's history (a big file takes a second)."""
+        stamp = self._compare_file_stamp()
         try:
             curve = load_compare(self._compare_source)
         except Exception as exc:  # a bad --compare directory must not take the monitor down
             self.call_from_thread(self._events_log.add, self.clock(), f"compare: cannot read {self._compare_source}: {exc}", "warning")
             return
+        self._compare_stamp = stamp
         self.call_from_thread(self._set_compare, curve)
 
     def _set_compare(self, curve: CompareCurve) -> None:
+        first = self._compare is None
         self._compare = curve
+        if not first:
+            self.redraw()
+            return
         self._events_log.add(self.clock(), f"comparing with {curve.name}: {len(curve.points):,} points, {len(curve.evals):,} evals (x cycles the x axis)")
         self.redraw()
 
