@@ -60,7 +60,8 @@ def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: P
         f"echo $? > {exit_file}; sleep 30"
     )
     tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
-    screen = tmux.wait_for(" DONE ", timeout=90)
+    tmux.wait_for(" DONE ", timeout=90)
+    screen = tmux.wait_for("run finished at iter 200")  # the summary lands just after the state
     assert "iter 200/200" in screen and "params" in screen and "cpu float32" in screen
     assert "loss · whole run" in screen and "run finished at iter 200" in screen
     assert "q Quit" in screen
