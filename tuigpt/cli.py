@@ -293,6 +293,13 @@ def _run_headless(run, grace: float = 0.0) -> int:  # noqa: ANN001
 
         run.send(Stop(save=True))
 
+    _run_until_done(run, on_signal)
+    return 128 + received[0] if received else EXIT_OK
+
+
+def _run_until_done(run, on_signal: Callable[[int, object], None]) -> None:  # noqa: ANN001
+    """Start the run and wait for it on the main thread (where signals arrive), with ``on_signal`` for
+    SIGINT, SIGTERM and SIGHUP; the previous handlers come back afterwards."""
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         run.start()
@@ -301,7 +308,6 @@ def _run_headless(run, grace: float = 0.0) -> int:  # noqa: ANN001
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 128 + received[0] if received else EXIT_OK
 
 
 def _run_worker(run, rank: int) -> int:  # noqa: ANN001
@@ -322,14 +328,7 @@ def _run_worker(run, rank: int) -> int:  # noqa: ANN001
         if not received:
             received.append((signum, time.monotonic()))
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        run.start()
-        while not run.wait(0.25):
-            pass
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    _run_until_done(run, on_signal)
     if run.error is not None:
         if isinstance(run.error, PeerLost):
             print(f"tuigpt rank {rank} stopped: {run.error}", file=sys.stderr, flush=True)
