@@ -28,6 +28,7 @@ SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun 
 TRAIN_HELP = """\
 usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
+       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
        tuigpt watch [RUN_DIR] [--compare RUN_DIR] | tuigpt runs [--out_dir DIR]
        tuigpt info | tuigpt calibrate
 
@@ -47,6 +48,7 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
 
 subcommands:
   sample          generate text from a checkpoint (tuigpt sample --help)
+  bench           time N training steps, project run times, compare variants (tuigpt bench --help)
   info            this machine's CPU, GPU, sensors and peak FLOP/s
   calibrate       re-measure the peak FLOP/s MFU is reported against
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
