@@ -268,9 +268,8 @@ class Subscriber(Protocol):
 class EventBus:
     """Fan-out of events to any number of subscribers, safe across threads.
 
-    A subscriber that raises is reported once on stderr-free terms: the error is
-    swallowed for that call so one broken front end cannot stop training, and
-    published as a Notice to the other subscribers.
+    A subscriber that raises cannot stop training: its error is caught for that
+    call and published as an error Notice to the other subscribers.
     """
 
     def __init__(self) -> None:
