@@ -91,6 +91,15 @@ class MetricsWriter:
                 self._file = None
 
 
+def parse_record(line: bytes) -> dict[str, Any] | None:
+    """One metrics.jsonl line as a record; None for a garbled line or JSON that is not an object."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def repair_torn_tail(path: Path) -> None:
     """Cut a last line that a crash left without its newline, so appends start on a fresh line."""
     if not path.exists() or path.stat().st_size == 0:
@@ -125,11 +134,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         for raw in f:
             if not raw.endswith(b"\n"):
                 break  # torn last line
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
+            record = parse_record(raw)
+            if record is not None:
                 records.append(record)
     return records
 
@@ -218,11 +224,8 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
                     continue
             elif kind == b"telemetry":
                 continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
+            record = parse_record(line)
+            if record is not None:
                 records.append(record)
     return records
 

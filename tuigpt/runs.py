@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tuigpt.control_server import encode, socket_path
-from tuigpt.metrics_log import METRICS_FILE
+from tuigpt.metrics_log import METRICS_FILE, parse_record
 
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 256 * 1024
@@ -44,11 +44,8 @@ def _records(raw: bytes, partial_first: bool) -> list[dict[str, Any]]:
         lines = lines[1:]
     out = []
     for line in lines[:-1]:  # the last piece has no newline yet (or is empty)
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
+        record = parse_record(line)
+        if record is not None:
             out.append(record)
     return out
 

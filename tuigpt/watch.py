@@ -17,7 +17,6 @@ process vanished without it (SIGKILL, power cut) is reported as not running.
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import threading
 import time
@@ -31,7 +30,7 @@ from tuigpt.errors import UserError
 from tuigpt.events import (CheckpointWritten, ClusterStats, Command, EvalIntervalChanged, EvalResult, Event, EventBus,
                            HistoryLoaded, IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState,
                            SampleGenerated, StateChanged, TelemetrySnapshot)
-from tuigpt.metrics_log import METRICS_FILE, load_history
+from tuigpt.metrics_log import METRICS_FILE, load_history, parse_record
 
 KINDS: dict[str, type[Event]] = {
     "start": RunStarted, "iter": IterationStats, "eval": EvalResult, "checkpoint": CheckpointWritten,
@@ -241,9 +240,8 @@ class WatchController:
         for raw in lines:
             if b'"telemetry"' not in raw and b'"cluster"' not in raw:
                 continue
-            try:
-                record = json.loads(raw)
-            except ValueError:
+            record = parse_record(raw)
+            if record is None:
                 continue
             if record.get("type") == "telemetry":
                 found[f"telemetry-{record.get('kind')}"] = record
@@ -270,11 +268,8 @@ class WatchController:
             return False  # a torn line: wait for its newline
         self._offset += cut + 1
         for raw in data[:cut].split(b"\n"):
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and publish:
+            record = parse_record(raw)
+            if record is not None and publish:
                 self._publish_record(record)
         return True
 
@@ -325,11 +320,8 @@ class WatchController:
             self._not_running("the connection closed without a finish record: the process was killed or crashed")
 
     def _on_line(self, line: bytes) -> None:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(record, dict):
+        record = parse_record(line)
+        if record is None:
             return
         if record.get("type") == "reply":
             if not record.get("ok"):
