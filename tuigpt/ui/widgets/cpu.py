@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
 
+from tuigpt.ui.widgets.reading_pane import ReadingPane
 from tuigpt.ui.widgets.fmt import NA, na, size_bytes
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -35,16 +35,8 @@ def _ghz(mhz: Any) -> str:
     return na(None if mhz is None else mhz / 1000, "{:.2f}")
 
 
-class CpuPane(Static):
-    def on_mount(self) -> None:
-        self.border_title = "CPU"
-        self.update(Text("no reading yet", style="dim"))
-
-    def show(self, data: Any) -> None:
-        try:
-            self.update(self.describe(data), layout=False)  # fixed-size pane: no relayout
-        except Exception as exc:  # a half-written sampler must never take the UI down
-            self.update(Text(f"CPU reading unreadable: {exc!r}", style="yellow"))
+class CpuPane(ReadingPane):
+    TITLE = "CPU"
 
     @staticmethod
     def describe(data: Any) -> Text:

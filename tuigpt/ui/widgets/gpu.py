@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
 
+from tuigpt.ui.widgets.reading_pane import ReadingPane
 from tuigpt.ui.widgets.fmt import NA, bar, na, size_bytes
 
 
@@ -29,16 +29,8 @@ def _frac(used: Any, total: Any) -> float | None:
         return None
 
 
-class GpuPane(Static):
-    def on_mount(self) -> None:
-        self.border_title = "GPU"
-        self.update(Text("no reading yet", style="dim"))
-
-    def show(self, data: Any) -> None:
-        try:
-            self.update(self.describe(data), layout=False)  # fixed-size pane: no relayout
-        except Exception as exc:  # a half-written sampler must never take the UI down
-            self.update(Text(f"GPU reading unreadable: {exc!r}", style="yellow"))
+class GpuPane(ReadingPane):
+    TITLE = "GPU"
 
     @staticmethod
     def describe(data: Any) -> Text:
