@@ -23,10 +23,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tuigpt.cli import split_overrides  # noqa: E402
-from tuigpt.config import load_config  # noqa: E402
-from tuigpt.events import EvalResult  # noqa: E402
-from tuigpt.trainer import Trainer  # noqa: E402
+from tuigpt.cli.args import split_overrides  # noqa: E402
+from tuigpt.run.config import load_config  # noqa: E402
+from tuigpt.run.events import EvalResult  # noqa: E402
+from tuigpt.engine.trainer import Trainer  # noqa: E402
 
 TARGET = 0.03
 

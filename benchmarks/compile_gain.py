@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tuigpt.bench import bench_config  # noqa: E402
-from tuigpt.cli import split_overrides  # noqa: E402
-from tuigpt.config import load_config  # noqa: E402
+from tuigpt.cli.bench import bench_config  # noqa: E402
+from tuigpt.cli.args import split_overrides  # noqa: E402
+from tuigpt.run.config import load_config  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
 
 DEFAULT_CONFIGS = [str(REPO / "configs" / "train_shakespeare_char_tiny.yaml"),

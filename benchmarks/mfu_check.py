@@ -29,10 +29,10 @@ def counted_flops_per_iter(config_path: str, overrides: list[str], device: str) 
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from tuigpt.cli import split_overrides
-    from tuigpt.config import load_config
-    from tuigpt.data import load_dataset
-    from tuigpt.model import GPT, ModelArgs
+    from tuigpt.cli.args import split_overrides
+    from tuigpt.run.config import load_config
+    from tuigpt.engine.data import load_dataset
+    from tuigpt.engine.model import GPT, ModelArgs
 
     cfg = load_config(config_path, split_overrides(overrides))
     data = load_dataset(cfg.dataset, cfg.data_path, cfg.tokenizer)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tuigpt.metrics_log import cut_after, load_history  # noqa: E402
+from tuigpt.run.metrics_log import cut_after, load_history  # noqa: E402
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-from tuigpt.events import Event
+from tuigpt.run.events import Event
 from tuigpt.telemetry.cpu import CpuSampler
 from tuigpt.telemetry.gpu import GpuSampler
 from tuigpt.telemetry.sampler import TelemetrySampler

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from fake_run import FakeController, demo_script, script_end_time  # noqa: E402
+from support.fake_run import FakeController, demo_script, script_end_time  # noqa: E402
 
 from tuigpt.ui.app import TuiGptApp  # noqa: E402
 

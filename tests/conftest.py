@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+E2E = Path(__file__).resolve().parent / "e2e"
 SHARED = REPO.parent / "shared"
 SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
 TIKTOKEN_CACHE = SHARED / "data" / "tiktoken-cache"
@@ -55,7 +56,7 @@ TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_it
 @pytest.fixture
 def tiny_config(tmp_path: Path, shakespeare: Path):
     """Factory of a very small TrainConfig writing under tmp_path (trains ~100 it/s on one core)."""
-    from tuigpt.config import TrainConfig
+    from tuigpt.run.config import TrainConfig
 
     def make(**overrides):
         values = dict(TINY, run_name="tiny", out_dir=str(tmp_path / "runs"), data_path=str(shakespeare))
@@ -74,3 +75,10 @@ def tiny_yaml(tmp_path: Path, shakespeare: Path) -> Path:
     values = dict(TINY, out_dir=str(tmp_path / "runs"), data_path=str(shakespeare))
     path.write_text(yaml.safe_dump(values))
     return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e/ (subprocesses, torchrun, tmux, signals) are the slow ones: marked by directory."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

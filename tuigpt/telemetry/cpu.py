@@ -2,7 +2,7 @@
 
 Every field is read on its own: a reading the machine does not expose is None and
 ``unavailable[field]`` says why (a VM with no sensors shows "n/a", never 0). A
-sampler never raises.
+sampler never raises. The reading type is :class:`tuigpt.run.readings.CpuSnapshot`.
 """
 
 from __future__ import annotations
@@ -12,42 +12,18 @@ import os
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import psutil
+
+from tuigpt.run.readings import CpuSnapshot
 
 # psutil.sensors_temperatures() names of CPU sensors, best first. Other chips
 # (nvme, wifi, GPU, battery) are not CPU temperatures and are left out.
 CPU_SENSORS = ("coretemp", "k10temp", "zenpower", "cpu_thermal", "cpu-thermal", "soc_thermal", "x86_pkg_temp", "acpitz")
 
 BUSY_PERCENT = 80.0  # above this mean load, a clock under base means throttling
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """One CPU reading; None means "this machine does not say", with the reason in ``unavailable``."""
-
-    per_core_percent: list[float] | None
-    freq_mhz: float | None  # current clock (mean over cores when per-core clocks are known)
-    freq_min_mhz: float | None
-    freq_max_mhz: float | None
-    per_core_freq_mhz: list[float] | None
-    temperatures: dict[str, float]  # "sensor:label" → °C; empty when no sensor
-    temp_max_c: float | None
-    throttle_count: int | None  # sum of thermal_throttle/*_throttle_count over cores
-    throttling: bool | None  # counters rising, or clock under base while busy
-    package_power_w: float | None  # RAPL energy delta over time, summed over packages
-    load_avg: tuple[float, float, float] | None
-    process_rss_bytes: int | None
-    mem_used_bytes: int | None  # total - available
-    mem_total_bytes: int | None
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def mean_percent(self) -> float | None:
-        return statistics.fmean(self.per_core_percent) if self.per_core_percent else None
 
 
 def _read_int(path: Path | str) -> int | None:

@@ -8,8 +8,9 @@ support (NVMLError_NotSupported) is None while the others are shown.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from tuigpt.run.readings import GpuReading, GpuSnapshot
 
 # nvmlClocksEventReason* / nvmlClocksThrottleReason* bits, in NVML's order.
 THROTTLE_REASONS: tuple[tuple[int, str], ...] = (
@@ -35,34 +36,6 @@ def decode_throttle_reasons(mask: int) -> list[str]:
     if mask & ~known:
         names.append(f"other (0x{mask & ~known:x})")
     return names
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU; None for what NVML would not tell."""
-
-    index: int
-    name: str | None
-    mem_used_bytes: int | None
-    mem_total_bytes: int | None
-    util_percent: float | None
-    temp_c: float | None
-    power_w: float | None
-    power_limit_w: float | None
-    sm_clock_mhz: float | None
-    throttle_reasons: list[str] | None  # [] when not held back; None when unknown
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GpuSnapshot:
-    """All GPUs at one time; ``status`` is "ok", "no GPU", or why NVML could not be used."""
-
-    gpus: list[GpuReading]
-    torch_allocated: int | None
-    torch_reserved: int | None
-    torch_max_allocated: int | None
-    status: str
 
 
 def _text(value: Any) -> str:

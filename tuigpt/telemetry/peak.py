@@ -4,28 +4,27 @@ MFU (model FLOPs utilisation) = achieved FLOP/s / peak FLOP/s. nanoGPT divides b
 an A100's 312 TFLOP/s whatever the machine, which prints "MFU 0.03%" on a laptop.
 Here the denominator is the peak of *this* device for *this* dtype:
 
-* CPU: a short matmul calibration (``measure_peak``), cached on disk, with the
-  ISA's theoretical peak beside it (``cpu_theoretical_peak``) for context.
+* CPU: a short matmul calibration (:mod:`tuigpt.engine.calibration` times it; the result is cached here),
+  with the ISA's theoretical peak beside it (``cpu_theoretical_peak``) for context.
 * Known GPU: the vendor's dense (non-sparse) tensor-core figure (``GPU_TABLE``).
 * Unknown GPU: measured like a CPU.
 
-See docs/TELEMETRY.md for the sources and the heuristics.
+Nothing here imports torch. See docs/TELEMETRY.md for the sources and the heuristics.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuigpt.paths import cache_dir
-from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
+from tuigpt.run import fmt
+from tuigpt.run.files import atomic_write
+from tuigpt.run.paths import cache_dir
+from tuigpt.telemetry.cpuinfo import CpuInfo
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16")
 
@@ -57,58 +56,19 @@ class PeakFlops:
     label: str  # e.g. "188 GFLOP/s (fp32, measured)"
 
 
-# ---------------------------------------------------------------- formatting and MFU
-
-
-def format_flops(x: float | None) -> str:
-    """A rate with three significant digits: "188 GFLOP/s", "19.5 TFLOP/s"; "n/a" for None."""
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    for scale, unit in ((1e15, "PFLOP/s"), (1e12, "TFLOP/s"), (1e9, "GFLOP/s"), (1e6, "MFLOP/s")):
-        if abs(x) >= scale:
-            return f"{_sig3(x / scale)} {unit}"
-    return f"{_sig3(x)} FLOP/s"
-
-
-def _sig3(v: float) -> str:
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}".rstrip("0").rstrip(".")
-    return f"{v:.2f}".rstrip("0").rstrip(".")
-
-
-def _percent(fraction: float) -> str:
-    p = fraction * 100
-    if p >= 10:
-        return f"{p:.0f}%"
-    if p >= 1:
-        return f"{p:.1f}%"
-    return f"{p:.2f}%"
+# ---------------------------------------------------------------- labels
 
 
 def make_label(flops: float, dtype: str, source: str) -> str:
-    return f"{format_flops(flops)} ({dtype}, {_SOURCE_WORDS.get(source, source)})"
+    """e.g. "188 GFLOP/s (fp32, measured)"."""
+    return f"{fmt.flops(flops)} ({dtype}, {_SOURCE_WORDS.get(source, source)})"
 
 
-def mfu(achieved: float, peak: PeakFlops) -> float:
-    """Fraction of the peak: achieved FLOP/s (flops_per_token × tokens/s) / peak FLOP/s."""
-    return achieved / peak.flops
-
-
-def format_mfu(achieved_flops: float, peak: PeakFlops) -> str:
-    """e.g. "MFU 56% of 188 GFLOP/s (fp32, measured) · 39% of theoretical"."""
-    text = f"MFU {_percent(mfu(achieved_flops, peak))} of {peak.label}"
-    if peak.source == "measured" and peak.theoretical_flops:
-        text += f" · {_percent(achieved_flops / peak.theoretical_flops)} of theoretical"
-    return text
-
-
-def normalize_dtype(dtype: str, device: str = "cpu", *, allow_tf32: bool | None = None) -> str:
+def normalize_dtype(dtype: str, device: str = "cpu", *, allow_tf32: bool = False) -> str:
     """fp32/tf32/bf16/fp16 from a torch-style name.
 
-    On CUDA, float32 matmuls run as tf32 only when torch.backends.cuda.matmul.allow_tf32
-    is on (pass ``allow_tf32`` to override the lookup); on CPU there is no tf32.
+    On CUDA, float32 matmuls run as tf32 only when torch.backends.cuda.matmul.allow_tf32 is on (the
+    engine passes it as ``allow_tf32``); on CPU there is no tf32.
     """
     key = _DTYPE_ALIASES.get(str(dtype).lower().removeprefix("torch."))
     if key is None:
@@ -116,13 +76,6 @@ def normalize_dtype(dtype: str, device: str = "cpu", *, allow_tf32: bool | None 
     if not device.startswith("cuda"):
         return "fp32" if key == "tf32" else key
     if key == "fp32":
-        if allow_tf32 is None:
-            try:
-                import torch
-
-                allow_tf32 = bool(torch.backends.cuda.matmul.allow_tf32)
-            except Exception:
-                allow_tf32 = False
         return "tf32" if allow_tf32 else "fp32"
     return key
 
@@ -320,88 +273,16 @@ def cpu_theoretical_peak(info: CpuInfo, dtype: str, threads: int, *, psutil_modu
     return cores * mhz * 1e6 * per_cycle
 
 
-# ---------------------------------------------------------------- measured peak
-
-
-def _torch_dtype(d: str) -> Any:
-    import torch
-
-    return {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[d]
-
-
-def measure_peak(dtype: str, threads: int, device: str = "cpu", seconds: float = 2.0) -> float:
-    """FLOP/s of square matmuls in this dtype: warm up, size the matrix, time for ``seconds``.
-
-    The best of several timed chunks is reported (a peak, not an average: other
-    processes on the machine only ever slow a chunk down). Uses ``threads`` intra-op
-    threads on CPU and restores the previous count.
-    """
-    import torch
-
-    d = normalize_dtype(dtype, device)
-    tdtype = _torch_dtype(d)
-    is_cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if is_cuda else (lambda *a: None)
-    old_threads = torch.get_num_threads()
-    old_tf32 = torch.backends.cuda.matmul.allow_tf32 if is_cuda else None
-    deadline = time.perf_counter() + seconds
-    try:
-        if not is_cuda:
-            torch.set_num_threads(max(1, int(threads)))
-        else:
-            torch.backends.cuda.matmul.allow_tf32 = d == "tf32"
-        # Grow the matrix until one matmul takes long enough to time well (≥ 20 ms on CPU,
-        # ≥ 2 ms on GPU) or the size cap is hit; the first product also warms up the kernels.
-        n = 256 if not is_cuda else 2048
-        cap = 2048 if not is_cuda else 16384
-        target = 0.02 if not is_cuda else 0.002
-        while True:
-            a = torch.randn(n, n, device=device).to(tdtype)
-            b = torch.randn(n, n, device=device).to(tdtype)
-            a @ b
-            sync()
-            t0 = time.perf_counter()
-            a @ b
-            sync()
-            dt = time.perf_counter() - t0
-            if dt >= target or n >= cap or time.perf_counter() + 8 * dt > deadline:
-                break
-            n *= 2
-        flops_per_mm = 2.0 * n**3
-        reps = max(1, int(0.1 / max(dt, 1e-6)) if not is_cuda else int(0.05 / max(dt, 1e-6)))
-        best = flops_per_mm / max(dt, 1e-9)
-        chunks = 0
-        while chunks < 2 or time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                a @ b
-            sync()
-            dt = time.perf_counter() - t0
-            best = max(best, reps * flops_per_mm / dt) if chunks else reps * flops_per_mm / dt
-            chunks += 1
-            if time.perf_counter() + dt > deadline and chunks >= 2:
-                break
-        return float(best)
-    finally:
-        if not is_cuda:
-            torch.set_num_threads(old_threads)
-        elif old_tf32 is not None:
-            torch.backends.cuda.matmul.allow_tf32 = old_tf32
+# ---------------------------------------------------------------- the calibration cache
 
 
 def peaks_cache_path() -> Path:
     return cache_dir() / "peaks.json"
 
 
-def _cache_key(machine: str, dtype: str, threads: int, device: str) -> str:
-    try:
-        import torch
-
-        version = torch.__version__
-    except Exception:
-        version = "no-torch"
+def cache_key(machine: str, dtype: str, threads: int, device: str, torch_version: str) -> str:
     kind = "cuda" if device.startswith("cuda") else device
-    return f"{kind}|{machine}|torch {version}|{dtype}|{threads} threads"
+    return f"{kind}|{machine}|torch {torch_version}|{dtype}|{threads} threads"
 
 
 def _load_cache() -> dict[str, Any]:
@@ -412,91 +293,30 @@ def _load_cache() -> dict[str, Any]:
         return {}
 
 
-def _store_cache(key: str, value: dict[str, Any]) -> None:
-    """Write atomically so two processes calibrating at once cannot leave half a file."""
+def store_peak(key: str, entry: dict[str, Any]) -> None:
+    """Write a measurement atomically, so two processes calibrating at once cannot leave half a file."""
     path = peaks_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _load_cache()
-        data[key] = value
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".peaks.", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        data[key] = entry
+        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # a read-only cache only costs a re-measurement next time
 
 
-def cached_peak(machine: str, dtype: str, threads: int, device: str = "cpu") -> float | None:
-    """The cached measurement for this machine/torch/dtype/threads, None if never measured."""
-    entry = _load_cache().get(_cache_key(machine, dtype, threads, device))
+def cached_entry(key: str) -> dict[str, Any] | None:
+    """The cached measurement under ``key`` (flops, measured_at, ...), None if never measured or unreadable."""
+    entry = _load_cache().get(key)
+    if not isinstance(entry, dict):
+        return None
     try:
-        value = float(entry["flops"]) if entry else None
+        value = float(entry["flops"])
     except (KeyError, TypeError, ValueError):
         return None
-    return value if value and value > 0 and math.isfinite(value) else None
+    return entry if value > 0 and math.isfinite(value) else None
 
 
-def measured_peak(
-    machine: str, dtype: str, threads: int, device: str = "cpu", *, recalibrate: bool = False, seconds: float = 2.0
-) -> float:
-    """The cached measurement, or measure now (always when ``recalibrate``) and cache it."""
-    if not recalibrate:
-        hit = cached_peak(machine, dtype, threads, device)
-        if hit is not None:
-            return hit
-    flops = measure_peak(dtype, threads, device=device, seconds=seconds)
-    _store_cache(
-        _cache_key(machine, dtype, threads, device),
-        {"flops": flops, "measured_at": time.time(), "seconds": seconds, "machine": machine, "dtype": dtype},
-    )
-    return flops
-
-
-def device_name(device: str) -> str:
-    """CPU model name, or torch.cuda.get_device_name for cuda devices."""
-    if device.startswith("cuda"):
-        import torch
-
-        index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
-        return torch.cuda.get_device_name(index)
-    return read_cpu_info().model_name
-
-
-def resolve_peak(
-    device: str,
-    dtype: str,
-    threads: int,
-    *,
-    measure: bool = True,
-    recalibrate: bool = False,
-    seconds: float = 2.0,
-    cpu_info: CpuInfo | None = None,
-) -> PeakFlops | None:
-    """The peak to divide by.
-
-    CPU → measured (cached), with the theoretical peak beside it; known GPU → datasheet
-    table; unknown GPU → measured. With ``measure=False`` nothing is timed: a cached
-    measurement is used if there is one, else the table or theoretical figure; None only
-    when none of those exists (the caller then shows no MFU rather than a made-up one).
-    """
-    d = normalize_dtype(dtype, device)
-    if device.startswith("cuda"):
-        name = device_name(device)
-        table = gpu_table_peak(name, d)
-        if table is not None:
-            return PeakFlops(table, d, "table", name, table, make_label(table, d, "table"))
-        theoretical = None
-    else:
-        info = cpu_info or read_cpu_info()
-        name = info.model_name
-        theoretical = cpu_theoretical_peak(info, d, threads)
-    if measure or recalibrate:
-        flops = measured_peak(name, d, threads, device, recalibrate=recalibrate, seconds=seconds)
-    else:
-        flops = cached_peak(name, d, threads, device)
-    if flops is not None:
-        return PeakFlops(flops, d, "measured", name, theoretical, make_label(flops, d, "measured"))
-    if theoretical is not None:
-        return PeakFlops(theoretical, d, "theoretical", name, theoretical, make_label(theoretical, d, "theoretical"))
-    return None
+def cached_peak(key: str) -> float | None:
+    entry = cached_entry(key)
+    return float(entry["flops"]) if entry else None

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
-from tuigpt.events import Event, Notice, TelemetrySnapshot
+from tuigpt.run.events import Event, Notice, TelemetrySnapshot
 
 
 class Sampler(Protocol):

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from tuigpt.events import Event, IterationStats, Notice, TelemetrySnapshot
+from tuigpt.run.events import Event, IterationStats, Notice, TelemetrySnapshot
 
 # NVML reasons that mean "held back by heat or power", as decoded in gpu.py.
 _GPU_HOLDBACK = ("thermal", "power brake", "hardware slowdown", "power cap")

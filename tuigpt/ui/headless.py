@@ -7,9 +7,13 @@ import threading
 import time
 from typing import TextIO
 
-from tuigpt.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
-                           RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
-from tuigpt.metrics import RateWindow, eta_seconds, format_count, format_duration
+from tuigpt.run import fmt
+from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
+                               RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
+from tuigpt.run.numbers import RunProgress
+
+ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss",
+           "disk": "stopped: a checkpoint could not be written"}
 
 
 class HeadlessPrinter:
@@ -18,12 +22,8 @@ class HeadlessPrinter:
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self._lock = threading.Lock()
-        self._rates = RateWindow()
+        self.progress = RunProgress()  # the same speed and ETA as the monitor's
         self._log_interval = 10
-        self._max_iters = 0
-        self._eval_interval = 1
-        self._eval_seconds_total = 0.0
-        self._evals = 0
         self._state = RunState.STARTING
 
     def _print(self, line: str) -> None:
@@ -32,35 +32,27 @@ class HeadlessPrinter:
             self.out.flush()
 
     def __call__(self, event: Event) -> None:
+        self.progress.observe(event)
         handler = getattr(self, "_on_" + type(event).__name__, None)
         if handler is not None:
             handler(event)
 
     def _on_RunStarted(self, e: RunStarted) -> None:
         self._log_interval = int(e.config.get("log_interval", 10))
-        self._max_iters = e.max_iters
-        self._eval_interval = e.eval_interval
         what = "resuming" if e.resumed else "training"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
                     f"({e.dtype_reason}) | iter {e.start_iter}/{e.max_iters} | "
-                    f"{format_count(e.tokens_per_iter)} tokens/iter | MFU against {e.peak_label} | {e.run_dir}")
+                    f"{fmt.count(e.tokens_per_iter)} tokens/iter | MFU against {e.peak_label} | {e.run_dir}")
 
     def _on_IterationStats(self, e: IterationStats) -> None:
-        self._rates.add(e.ms_per_iter)
-        if e.iter % self._log_interval and e.iter != self._max_iters:
+        if e.iter % self._log_interval and e.iter != self.progress.max_iters:
             return
-        ms = self._rates.recent_ms or e.ms_per_iter
-        remaining = max(0, self._max_iters - e.iter)
-        evals_left = remaining // self._eval_interval + (1 if remaining % self._eval_interval else 0)
-        mean_eval = self._eval_seconds_total / self._evals if self._evals else 0.0
-        eta = eta_seconds(remaining, ms, evals_left, mean_eval)
-        mfu = f"MFU {e.mfu * 100:.1f}%" if e.mfu is not None else "MFU n/a"
-        self._print(f"iter {e.iter}/{self._max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | {e.ms_per_iter:.1f} ms/it"
-                    f" | {format_count(e.tokens_per_sec)} tok/s | {mfu} | ETA {format_duration(eta)}")
+        mfu = f"MFU {fmt.percent(e.mfu)}" if e.mfu is not None else "MFU n/a"
+        self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | "
+                    f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
+                    f"ETA {fmt.duration(self.progress.eta_seconds())}")
 
     def _on_EvalResult(self, e: EvalResult) -> None:
-        self._eval_seconds_total += e.seconds
-        self._evals += 1
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "
                     f"{e.seconds:.1f}s")
@@ -75,7 +67,6 @@ class HeadlessPrinter:
         self._print(f"{e.level}: {e.message}")
 
     def _on_EvalIntervalChanged(self, e: EvalIntervalChanged) -> None:
-        self._eval_interval = e.eval_interval
         self._print(f"eval interval now {e.eval_interval} (next eval at iter {e.next_eval_iter})")
 
     def _on_StateChanged(self, e: StateChanged) -> None:
@@ -87,11 +78,10 @@ class HeadlessPrinter:
 
     def _on_RunFinished(self, e: RunFinished) -> None:
         best = f"{e.best_val_loss:.4f}" if e.best_val_loss is not None else "n/a"
-        verb = "done" if e.reason == "done" else "stopped"
         where = e.last_checkpoint or "none written"
-        self._print(f"{verb} at iter {e.iter} in {format_duration(e.wall_seconds)} (train "
-                    f"{format_duration(e.train_seconds)}, eval {format_duration(e.eval_seconds)}, checkpoints "
-                    f"{format_duration(e.checkpoint_seconds)}) | best val loss {best} | checkpoint {where}")
+        self._print(f"{ENDINGS.get(e.reason, e.reason)} at iter {e.iter} in {fmt.duration(e.wall_seconds)} (train "
+                    f"{fmt.duration(e.train_seconds)}, eval {fmt.duration(e.eval_seconds)}, checkpoints "
+                    f"{fmt.duration(e.checkpoint_seconds)}) | best val loss {best} | checkpoint {where}")
 
     def _on_RunFailed(self, e: RunFailed) -> None:
         where = e.last_checkpoint or "none"

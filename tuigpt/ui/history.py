@@ -9,70 +9,25 @@ Memory stays bounded however long the run: :class:`DownsampledSeries` keeps the
 last ``recent`` points at full resolution plus a whole-run view that halves its
 resolution (merges pairs) whenever it reaches ``max_coarse`` points.
 
-The derived numbers (EMA of the loss, ETA) are small pure functions here, with
-their formulas, so every pane computes them the same way.
+The derived numbers (smoothed loss, speed, ETA) come from :mod:`tuigpt.run.numbers`, as for every other
+front end.
 """
 
 from __future__ import annotations
 
-import statistics
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from tuigpt.events import CheckpointWritten, EvalResult, Event, HistoryLoaded, IterationStats, RunStarted
+from tuigpt.run.events import CheckpointWritten, EvalResult, Event, HistoryLoaded, IterationStats, RunStarted
+from tuigpt.run.numbers import Ema, RunProgress
 
 # (iteration, raw loss, smoothed loss, tokens seen, wall-clock time) — the last two None when unknown
 # (old metrics files); they let the chart put tokens or time on the x axis
 LossPoint = tuple[int, float, float, "int | None", "float | None"]
 # (iteration, train loss, val loss)
 EvalPoint = tuple[int, float, float]
-
-WARMUP_ITERS = 5  # the first iterations of a session compile/warm caches: left out of averages
-EMA_BETA = 0.95
-
-
-def ema_step(prev: float, value: float, beta: float = EMA_BETA) -> float:
-    """One step of an exponential moving average: beta * prev + (1 - beta) * value."""
-    return beta * prev + (1.0 - beta) * value
-
-
-def ema_debiased(ema: float, steps: int, beta: float = EMA_BETA) -> float:
-    """Bias-corrected EMA (as in Adam / nanochat): an EMA started at 0 divided by 1 - beta**steps."""
-    return ema / (1.0 - beta**steps) if steps > 0 else ema
-
-
-def remaining_evals(iteration: int, max_iters: int, eval_interval: int, next_eval_iter: int | None = None) -> int:
-    """Evals still to come: one at every multiple of eval_interval in (iteration, max_iters]."""
-    if eval_interval < 1 or iteration >= max_iters:
-        return 0
-    first = next_eval_iter if next_eval_iter is not None and next_eval_iter > iteration else (iteration // eval_interval + 1) * eval_interval
-    if first > max_iters:
-        return 0
-    return (max_iters - first) // eval_interval + 1
-
-
-def eta_seconds(
-    iteration: int,
-    max_iters: int,
-    ms_per_iter: float | None,
-    eval_interval: int,
-    mean_eval_seconds: float | None,
-    next_eval_iter: int | None = None,
-) -> float | None:
-    """Time left: remaining iters x recent ms/iter, plus remaining evals x mean eval time.
-
-    None while no iteration time is known yet.
-    """
-    if ms_per_iter is None:
-        return None
-    remaining = max(0, max_iters - iteration)
-    seconds = remaining * ms_per_iter / 1000.0
-    if mean_eval_seconds:
-        seconds += remaining_evals(iteration, max_iters, eval_interval, next_eval_iter) * mean_eval_seconds
-    return seconds
 
 
 class DownsampledSeries:
@@ -158,18 +113,15 @@ class HistoryView:
     whole: list[LossPoint]
     evals: list[EvalPoint]
     best_eval: EvalPoint | None
-    ms_recent: list[float]
+    ms_recent: list[float]  # the speed window (what ms_per_iter is the median of)
     last: IterationStats | None
+    ms_per_iter: float | None
     tokens_per_sec_avg: float | None
     mfu_avg: float | None
     eval_seconds: float
     n_evals: int
     checkpoint_seconds: float
-
-    @property
-    def ms_per_iter_recent(self) -> float | None:
-        """Median of the last 50 ms/iter: robust to one slow iteration (an eval or GC pause)."""
-        return statistics.median(self.ms_recent[-50:]) if self.ms_recent else None
+    eta_seconds: float | None
 
     @property
     def mean_eval_seconds(self) -> float | None:
@@ -179,23 +131,14 @@ class HistoryView:
 class RunHistory:
     """Everything the panes draw from, appended from the subscriber thread."""
 
-    def __init__(self, recent: int = 2000, max_coarse: int = 2000, max_evals: int = 2000, speed_window: int = 120) -> None:
+    def __init__(self, recent: int = 2000, max_coarse: int = 2000, max_evals: int = 2000) -> None:
         self._lock = threading.Lock()
         self.loss = DownsampledSeries(recent, max_coarse)
         self._max_evals = max_evals
         self._evals: list[EvalPoint] = []
         self._best: EvalPoint | None = None
-        self._ms: deque[float] = deque(maxlen=speed_window)
-        self._ema = 0.0
-        self._ema_steps = 0
-        self._live_iters = 0  # iterations seen live this session (warm-up is left out of averages)
-        self._tps_sum = 0.0
-        self._tps_n = 0
-        self._mfu_sum = 0.0
-        self._mfu_n = 0
-        self._last: IterationStats | None = None
-        self._eval_seconds = 0.0
-        self._n_evals = 0
+        self._ema = Ema()
+        self.progress = RunProgress()
         self._checkpoint_seconds = 0.0
         self._version = 0
 
@@ -207,39 +150,37 @@ class RunHistory:
     @property
     def last(self) -> IterationStats | None:
         """The newest iteration (one attribute read: cheap enough for every redraw tick)."""
-        return self._last
+        return self.progress.last
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self.loss) + len(self._evals) + len(self._ms)
+            return len(self.loss) + len(self._evals)
 
     def record(self, event: Event) -> None:
         """Take in one event (called on the publishing thread; never blocks for long)."""
         with self._lock:
-            if isinstance(event, IterationStats):
-                self._add_loss(event.iter, event.loss, event.tokens_seen, event.time)
-                self._ms.append(event.ms_per_iter)
-                self._last = event
-                self._live_iters += 1
-                if self._live_iters > WARMUP_ITERS:
-                    self._tps_sum += event.tokens_per_sec
-                    self._tps_n += 1
-                    if event.mfu is not None:
-                        self._mfu_sum += event.mfu
-                        self._mfu_n += 1
-            elif isinstance(event, EvalResult):
-                self._add_eval(event.iter, event.train_loss, event.val_loss)
-                self._eval_seconds += event.seconds
-                self._n_evals += 1
-            elif isinstance(event, CheckpointWritten):
-                self._checkpoint_seconds += event.seconds
-            elif isinstance(event, HistoryLoaded):
-                self._load(event.records)
-            elif isinstance(event, RunStarted):
-                self._live_iters = 0  # a (re)started run warms up again
-            else:
-                return
-            self._version += 1
+            self.progress.observe(event)  # speed, evals, ETA
+            if self._take(event):
+                self._version += 1
+
+    def _take(self, event: Event) -> bool:
+        """Add what the charts draw; whether anything drawn changed."""
+        if isinstance(event, IterationStats):
+            self._add_loss(event.iter, event.loss, event.tokens_seen, event.time)
+        elif isinstance(event, EvalResult):
+            self._add_eval(event.iter, event.train_loss, event.val_loss)
+        elif isinstance(event, CheckpointWritten):
+            self._checkpoint_seconds += event.seconds
+        elif isinstance(event, HistoryLoaded):
+            for past in event.events:
+                self._take(past)
+        else:
+            return isinstance(event, RunStarted)
+        return True
+
+    def eta_seconds(self) -> float | None:
+        with self._lock:
+            return self.progress.eta_seconds()
 
     def extend_losses(self, points: Iterable[tuple[int, float]]) -> None:
         """Append many (iteration, loss) points at once."""
@@ -249,9 +190,7 @@ class RunHistory:
             self._version += 1
 
     def _add_loss(self, iteration: int, loss: float, tokens: int | None = None, when: float | None = None) -> None:
-        self._ema = ema_step(self._ema, loss)
-        self._ema_steps += 1
-        self.loss.append(iteration, loss, ema_debiased(self._ema, self._ema_steps), tokens, when)
+        self.loss.append(iteration, loss, self._ema.update(loss), tokens, when)
 
     def _add_eval(self, iteration: int, train: float, val: float) -> None:
         while self._evals and self._evals[-1][0] >= iteration:
@@ -264,35 +203,25 @@ class RunHistory:
             # thin out evenly, keeping the first and the newest
             self._evals = self._evals[:-1:2] + [self._evals[-1]]
 
-    def _load(self, records: Sequence[dict[str, Any]]) -> None:
-        for record in records:
-            kind = record.get("type")
-            try:
-                if kind == "iter":
-                    tokens, when = record.get("tokens_seen"), record.get("time")
-                    self._add_loss(int(record["iter"]), float(record["loss"]),
-                                   int(tokens) if tokens is not None else None, float(when) if when is not None else None)
-                elif kind == "eval":
-                    self._add_eval(int(record["iter"]), float(record["train_loss"]), float(record["val_loss"]))
-            except (KeyError, TypeError, ValueError):
-                continue  # a malformed line in an old metrics file must not break the view
-
     def snapshot(self, recent_window: int = 500) -> HistoryView:
         """Copies of what drawing needs; ``recent_window`` caps the zoomed-in view."""
         with self._lock:
+            p = self.progress
             return HistoryView(
                 version=self._version,
                 recent=self.loss.recent(recent_window),
                 whole=self.loss.whole(),
                 evals=list(self._evals),
                 best_eval=self._best,
-                ms_recent=list(self._ms),
-                last=self._last,
-                tokens_per_sec_avg=self._tps_sum / self._tps_n if self._tps_n else None,
-                mfu_avg=self._mfu_sum / self._mfu_n if self._mfu_n else None,
-                eval_seconds=self._eval_seconds,
-                n_evals=self._n_evals,
+                ms_recent=p.speed.values,
+                last=p.last,
+                ms_per_iter=p.ms_per_iter,
+                tokens_per_sec_avg=p.tokens_per_sec_avg,
+                mfu_avg=p.mfu_avg,
+                eval_seconds=p.eval_seconds,
+                n_evals=p.evals,
                 checkpoint_seconds=self._checkpoint_seconds,
+                eta_seconds=p.eta_seconds(),
             )
 
 
@@ -323,29 +252,3 @@ def eval_x(evals: Sequence[EvalPoint], points: Sequence[LossPoint], axis: str, t
         k = bisect.bisect_right(iters, e[0]) - 1
         out.append(xs[k] if k >= 0 else (xs[0] if xs else None))
     return out
-
-
-@dataclass(frozen=True)
-class CompareCurve:
-    """Another run's smoothed train loss and val losses, overlaid on the loss chart."""
-
-    name: str
-    points: list[LossPoint]
-    evals: list[EvalPoint]
-
-    @property
-    def t0(self) -> float | None:
-        return self.points[0][4] if self.points else None
-
-
-def load_compare(run_dir: Any, max_points: int = 4000) -> CompareCurve:
-    """A run directory's loss curves, read once from its metrics.jsonl (thinned like a watcher's history)."""
-    from pathlib import Path
-
-    from tuigpt.metrics_log import METRICS_FILE, load_history
-
-    path = Path(run_dir)
-    history = RunHistory(recent=max_points // 2, max_coarse=max_points // 2)
-    history.record(HistoryLoaded(records=load_history(path / METRICS_FILE)))
-    view = history.snapshot()
-    return CompareCurve(name=path.name, points=view.whole, evals=view.evals)

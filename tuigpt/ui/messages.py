@@ -1,16 +1,15 @@
-"""Textual messages that carry run events from the trainer thread into the app.
+"""Textual messages that carry run events from the publishing thread into the app.
 
-The subscriber callback wraps each event in one of these and calls
-``post_message`` (thread-safe). High-rate events use ``can_replace`` so an
-unprocessed older one is dropped when a newer one is queued right behind it;
-the loss history does not depend on these (it is appended in the callback).
+The subscriber wraps each event in one of these and calls ``post_message`` (thread-safe). Telemetry and
+cluster readings use ``can_replace``, so an unprocessed older one is dropped when a newer one of the same
+kind is queued behind it. Iterations never become messages: the redraw timer reads them from the history.
 """
 
 from __future__ import annotations
 
 from textual.message import Message
 
-from tuigpt.events import ClusterStats, Event, IterationStats, TelemetrySnapshot
+from tuigpt.run.events import ClusterStats, Event, TelemetrySnapshot
 
 
 class RunEvent(Message):
@@ -19,15 +18,6 @@ class RunEvent(Message):
     def __init__(self, event: Event) -> None:
         super().__init__()
         self.event = event
-
-
-class IterationUpdate(RunEvent):
-    """The newest IterationStats; a newer one supersedes it."""
-
-    event: IterationStats
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, IterationUpdate)
 
 
 class TelemetryUpdate(RunEvent):
@@ -54,8 +44,6 @@ class RunEnded(Message):
 
 def wrap(event: Event) -> RunEvent:
     """The message for an event."""
-    if isinstance(event, IterationStats):
-        return IterationUpdate(event)
     if isinstance(event, TelemetrySnapshot):
         return TelemetryUpdate(event)
     if isinstance(event, ClusterStats):

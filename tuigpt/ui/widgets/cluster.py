@@ -10,8 +10,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tuigpt.events import ClusterStats
-from tuigpt.ui.widgets.fmt import NA
+from tuigpt.run.events import ClusterStats
+from tuigpt.run.fmt import NA
 
 SLOW_RATIO = 1.15  # the same 15% the trainer's straggler detector uses
 MAX_RANK_ROWS = 16  # a big cluster: the slowest ranks first beyond this many

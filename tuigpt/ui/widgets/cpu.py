@@ -11,7 +11,7 @@ from typing import Any
 from rich.text import Text
 
 from tuigpt.ui.widgets.reading_pane import ReadingPane
-from tuigpt.ui.widgets.fmt import NA, na, size_bytes
+from tuigpt.run.fmt import NA, na, size
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -81,7 +81,7 @@ class CpuPane(ReadingPane):
         if n is not None:
             text.append(f" ({n} events)", style="bold yellow" if n else "dim")
         text.append("\nmem   ", style="bold")
-        text.append(f"{size_bytes(_get(data, 'mem_used_bytes'))} / {size_bytes(_get(data, 'mem_total_bytes'))}")
+        text.append(f"{size(_get(data, 'mem_used_bytes'))} / {size(_get(data, 'mem_total_bytes'))}")
         text.append("  RSS ", style="bold")
-        text.append(size_bytes(_get(data, "process_rss_bytes")))
+        text.append(size(_get(data, "process_rss_bytes")))
         return text

@@ -7,7 +7,7 @@ from collections import deque
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tuigpt.ui.widgets.fmt import hms
+from tuigpt.run.fmt import hms
 
 LEVEL_STYLES = {"info": "", "warning": "bold yellow", "error": "bold red", "user": "bold cyan", "good": "green", "dim": "dim"}
 

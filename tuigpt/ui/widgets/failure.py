@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tuigpt.events import RunFailed
+from tuigpt.run.events import RunFailed
 
 
 class FailureBanner(Static):

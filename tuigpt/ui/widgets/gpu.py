@@ -10,16 +10,12 @@ from typing import Any
 from rich.text import Text
 
 from tuigpt.ui.widgets.reading_pane import ReadingPane
-from tuigpt.ui.widgets.fmt import NA, bar, na, size_bytes
+from tuigpt.run.fmt import NA, bar, na, size
 
 
-def _get(obj: Any, *names: str) -> Any:
-    """The first of these attributes that is set (the sampler's names, then older spellings)."""
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return None
+def _get(obj: Any, name: str) -> Any:
+    """A reading's field, None when it is missing (a reading from another tuigpt version)."""
+    return getattr(obj, name, None)
 
 
 def _frac(used: Any, total: Any) -> float | None:
@@ -43,14 +39,14 @@ class GpuPane(ReadingPane):
                 text.append("\n")
             text.append(f"{na(_get(g, 'index'))} ", style="bold")
             text.append(str(_get(g, "name") or "GPU"))
-            util = _get(g, "util_percent", "util")
+            util = _get(g, "util_percent")
             text.append("\n  util ", style="bold")
             text.append(f"{na(util, '{:.0f}', '%'):>4} ")
             text.append(bar(None if util is None else float(util) / 100, 8), style="green")
-            used, total = _get(g, "mem_used_bytes", "mem_used"), _get(g, "mem_total_bytes", "mem_total")
+            used, total = _get(g, "mem_used_bytes"), _get(g, "mem_total_bytes")
             frac = _frac(used, total)
             text.append(" mem ", style="bold")
-            text.append(f"{size_bytes(used).replace(' GB', '')}/{size_bytes(total)}", style="bold red" if frac and frac > 0.95 else "")
+            text.append(f"{size(used)}/{size(total)}", style="bold red" if frac and frac > 0.95 else "")
             text.append("\n  ")
             text.append(na(_get(g, "temp_c"), "{:.0f}", "°C"))
             text.append(f"  {na(_get(g, 'power_w'), '{:.0f}')}/{na(_get(g, 'power_limit_w'), '{:.0f}', ' W')}")
@@ -62,5 +58,5 @@ class GpuPane(ReadingPane):
         alloc, reserved, peak = _get(data, "torch_allocated"), _get(data, "torch_reserved"), _get(data, "torch_max_allocated")
         if any(v is not None for v in (alloc, reserved, peak)):
             text.append("\ntorch ", style="bold")
-            text.append(f"{size_bytes(alloc)} alloc · {size_bytes(reserved)} resv\n      {size_bytes(peak)} peak alloc")
+            text.append(f"{size(alloc)} alloc · {size(reserved)} resv\n      {size(peak)} peak alloc")
         return text if text.plain else Text(NA)

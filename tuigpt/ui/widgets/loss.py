@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from tuigpt.ui.history import CompareCurve, HistoryView, eval_x, x_values
-from tuigpt.ui.widgets.fmt import duration
+from tuigpt.ui.compare import CompareCurve
+from tuigpt.ui.history import HistoryView, eval_x, x_values
+from tuigpt.run.fmt import count, duration
 
 # Plotext's named colours are the 16 ANSI ones ("+" = bright), so the series stay
 # distinguishable on 16-colour terminals; the eval markers differ in shape too.
@@ -35,9 +36,7 @@ def _tick_label(value: float, axis: str) -> str:
     if axis == "time":
         return duration(value)
     if axis == "tokens":
-        for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-            if abs(value) >= div:
-                return f"{value / div:.3g}{suffix}"
+        return count(value)
     return f"{value:,.0f}"
 
 

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tuigpt.ui.history import HistoryView
-from tuigpt.ui.widgets.fmt import NA, bar, percent
+from tuigpt.run.fmt import NA, bar, percent
 
 
 class MfuPane(Static):

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tuigpt.events import SampleGenerated
+from tuigpt.run.events import SampleGenerated
 
 
 class SamplesPane(VerticalScroll):

@@ -7,8 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from tuigpt.ui.history import WARMUP_ITERS, HistoryView
-from tuigpt.ui.widgets.fmt import NA, count, duration
+from tuigpt.run.numbers import WARMUP_ITERS
+from tuigpt.ui.history import HistoryView
+from tuigpt.run.fmt import NA, count, duration
 
 
 class SpeedPane(Vertical):
@@ -39,7 +40,7 @@ class SpeedPane(Vertical):
         self._spark.data = view.ms_recent
         last = view.last
         text = Text()
-        ms = view.ms_per_iter_recent
+        ms = view.ms_per_iter
         text.append("ms/iter ", style="bold")
         text.append(NA if last is None else f"{last.ms_per_iter:,.1f}")
         text.append(f"  (median {ms:,.1f})\n" if ms is not None else "\n", style="dim")

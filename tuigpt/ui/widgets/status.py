@@ -8,8 +8,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
 
-from tuigpt.events import RunStarted, RunState
-from tuigpt.ui.widgets.fmt import count
+from tuigpt.run.events import RunStarted, RunState
+from tuigpt.run.fmt import count
 
 # Named ANSI colours with a contrasting foreground: readable on 16-colour
 # terminals, and the state is spelled out too, so colour is never the only cue.

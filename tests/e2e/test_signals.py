@@ -1,0 +1,110 @@
+"""Signals and kills against a real headless training process: nothing reported saved is ever lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuigpt.engine.checkpoint import load_checkpoint
+from tuigpt.run.metrics_log import read_metrics
+
+from conftest import REPO  # noqa: E402
+
+
+def launch(tiny_yaml: Path, env: dict, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--headless", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            stdin=subprocess.DEVNULL)
+
+
+def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError(f"no line matching {pattern!r}; got {lines[-5:]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signal_stops_saves_and_exits_with_its_code(tiny_yaml: Path, cli_env, signum: int) -> None:
+    proc = launch(tiny_yaml, cli_env, "--max_iters=100000", "--eval_interval=100000")
+    wait_for_line(proc, r"^iter 20/")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "stopping at the next iteration and writing last.pt" in err
+    assert "Traceback" not in err
+    stopped = re.search(r"checkpoint (\S+last\.pt) \(iter (\d+), stop", out)
+    assert stopped, out[-500:]
+    assert load_checkpoint(stopped.group(1))["iter_num"] == int(stopped.group(2))
+    assert out.strip().splitlines()[-1].startswith(f"stopped at iter {stopped.group(2)}")
+    records = read_metrics(Path(stopped.group(1)).parent / "metrics.jsonl")
+    assert records[-1]["type"] == "finish" and records[-1]["reason"] == "stopped"
+
+
+def test_second_ctrl_c_exits_at_once_without_damage(tiny_yaml: Path, cli_env) -> None:
+    proc = launch(tiny_yaml, cli_env, "--max_iters=100000", "--eval_interval=100000")
+    wait_for_line(proc, r"^iter 10/")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    for line in (run_dir / "metrics.jsonl").read_bytes().splitlines(keepends=True)[:-1]:
+        assert line.endswith(b"\n")
+    if (run_dir / "last.pt").exists():
+        start_iter = load_checkpoint(run_dir / "last.pt")["iter_num"]
+        proc = launch(tiny_yaml, cli_env, "--resume", f"--max_iters={start_iter + 2}")
+    else:
+        proc = launch(tiny_yaml, cli_env, "--max_iters=2")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_loses_nothing_reported_saved(tiny_yaml: Path, cli_env) -> None:
+    rng = random.Random(20261121)
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    common = ["--max_iters=1000000", "--eval_interval=3", "--eval_iters=1"]  # a checkpoint every 3 iterations
+    reported_saved = 0
+    kills = 0
+    for attempt in range(20):
+        resume = ["--resume"] if (run_dir / "last.pt").exists() else []
+        proc = launch(tiny_yaml, cli_env, *common, *resume)
+        wait_for_line(proc, r"^tuigpt (training|resuming)")
+        time.sleep(rng.uniform(0.05, 1.5))  # inside training, evals and checkpoint writes alike
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        kills += 1
+        saves = [int(n) for n in re.findall(r"checkpoint \S+last\.pt \(iter (\d+)", out)]
+        if saves:
+            reported_saved = max(reported_saved, max(saves))
+        if reported_saved:
+            state = load_checkpoint(run_dir / "last.pt")  # never torn
+            assert state["iter_num"] >= reported_saved, (attempt, state["iter_num"], reported_saved)
+        raw = (run_dir / "metrics.jsonl").read_bytes() if (run_dir / "metrics.jsonl").exists() else b""
+        complete = raw[: raw.rfind(b"\n") + 1]
+        assert len(read_metrics(run_dir / "metrics.jsonl")) == complete.count(b"\n")  # every complete line parses
+    assert kills == 20 and reported_saved > 0
+    # the last resume continues from the newest checkpoint with the whole history before it
+    final = load_checkpoint(run_dir / "last.pt")["iter_num"]
+    proc = launch(tiny_yaml, cli_env, *common, "--resume", f"--max_iters={final + 3}")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    iters = [r["iter"] for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "iter"]
+    assert iters[-1] == final + 3
+    assert sorted(set(iters)) == list(range(1, final + 4))  # no gaps in the history

@@ -1,0 +1,184 @@
+"""End to end: `python -m tuigpt` in a real terminal (tmux), a tiny run, read the screen, quit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
+
+
+class Tmux:
+    """One tmux session on a private server socket (never touches the user's sessions)."""
+
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "tui")
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen shows:\n{screen}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(f"tuigpt-test-{os.getpid()}-{tmp_path.name}")
+    try:
+        yield t
+    finally:
+        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True)
+
+
+def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    command = (
+        f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=200 --eval_interval=50; "
+        f"echo $? > {exit_file}; sleep 30"
+    )
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" DONE ", timeout=90)
+    screen = tmux.wait_for("run finished at iter 200")  # the summary lands just after the state
+    assert "iter 200/200" in screen and "params" in screen and "cpu float32" in screen
+    assert "loss · whole run" in screen and "run finished at iter 200" in screen
+    assert "q Quit" in screen
+
+    tmux.run("resize-window", "-t", "tui", "-x", "80", "-y", "24")
+    screen = tmux.wait_for("Events  Sample  Speed")  # the compact layout's tabs
+    assert " DONE " in screen and "q Quit" in screen
+
+    tmux.run("send-keys", "-t", "tui", "q")
+    deadline = time.monotonic() + 20
+    while not exit_file.exists() or not exit_file.read_text().strip():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() == "0"
+
+
+def _iteration(screen: str) -> int:
+    import re
+
+    match = re.search(r"iter ([\d,]+)/", screen)
+    return int(match.group(1).replace(",", "")) if match else -1  # -1: the header has no iteration yet
+
+
+def test_keys_drive_the_real_run_in_tmux(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """p pauses (the counter stops) and resumes, c writes last.pt, s shows a sample, q + Enter saves and quits."""
+    exit_file = tmp_path / "exit"
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    command = (f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 "
+               f"--eval_interval=100000; echo $? > {exit_file}; sleep 30")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" RUNNING ", timeout=90)
+    deadline = time.monotonic() + 60
+    while _iteration(tmux.screen()) < 5:  # the panes update as it trains
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+
+    tmux.run("send-keys", "-t", "tui", "p")
+    tmux.wait_for(" PAUSED ")
+    time.sleep(0.5)
+    paused_at = _iteration(tmux.screen())
+    time.sleep(1.5)
+    assert _iteration(tmux.screen()) == paused_at  # nothing trains while paused
+
+    tmux.run("send-keys", "-t", "tui", "c")
+    tmux.wait_for(f"checkpoint @{paused_at} (command)")  # the path follows (it may wrap)
+    assert (run_dir / "last.pt").exists()
+
+    tmux.run("send-keys", "-t", "tui", "s")
+    screen = tmux.wait_for(f"sample @ iter {paused_at}", timeout=60)
+    assert "no sample yet" not in screen
+
+    tmux.run("send-keys", "-t", "tui", "p")
+    tmux.wait_for(" RUNNING ")
+    deadline = time.monotonic() + 30
+    while _iteration(tmux.screen()) <= paused_at:
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+
+    tmux.run("send-keys", "-t", "tui", "q")
+    tmux.wait_for("Save checkpoint and quit")
+    tmux.run("send-keys", "-t", "tui", "Enter")
+    deadline = time.monotonic() + 30
+    while not exit_file.exists() or not exit_file.read_text().strip():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    assert exit_file.read_text().strip() == "0"
+
+    from tuigpt.engine.checkpoint import load_checkpoint
+    from tuigpt.run.metrics_log import read_metrics
+
+    finish = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "finish"][-1]
+    assert finish["reason"] == "stopped" and finish["iter"] > paused_at
+    assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish["iter"]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "hang-up"])
+def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str, tmux: Tmux, tiny_yaml: Path,
+                                                                       cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A scheduler's SIGTERM, or the SSH session dropping (tmux closing the pane sends SIGHUP): last.pt is
+    written, metrics.jsonl records the stop, and the process ends with 128+N after restoring the terminal."""
+    import signal
+
+    from tuigpt.engine.checkpoint import load_checkpoint
+    from tuigpt.run.metrics_log import read_metrics
+
+    exit_file = tmp_path / "exit"
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    # the shell writes its pid and becomes tuigpt (exec), in the foreground of the pane's terminal
+    command = (f"cd {REPO} && sh -c 'echo $$ > {tmp_path / 'pid'}; exec env -u COLUMNS -u LINES {env} "
+               f"{sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 --eval_interval=100000'; "
+               f"echo $? > {exit_file}; sleep 30")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" RUNNING ", timeout=90)
+    pid = int((tmp_path / "pid").read_text())
+    if how == "SIGTERM":
+        os.kill(pid, signal.SIGTERM)
+        expected = 128 + signal.SIGTERM
+    else:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], check=True)  # the terminal is gone
+        expected = None  # the shell that would record the code went with the terminal
+    deadline = time.monotonic() + 60
+    while True:  # the training process saves and exits
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "tuigpt did not exit"
+        time.sleep(0.2)
+    finish = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "finish"]
+    assert finish and finish[-1]["reason"] == "stopped"
+    assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish[-1]["iter"]
+    if expected is not None:
+        deadline = time.monotonic() + 10
+        while not exit_file.exists() or not exit_file.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert exit_file.read_text().strip() == str(expected)
+        assert "stopped at iter" in tmux.screen()  # the closing line, printed after the monitor left

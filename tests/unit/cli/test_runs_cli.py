@@ -1,0 +1,67 @@
+"""`tuigpt runs`: states from file ends and a live socket, fast on a big file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from tuigpt.cli.main import main
+from tuigpt.control.server import ControlServer
+from tuigpt.run.events import EventBus
+from tuigpt.control.wire import ping
+from tuigpt.run.fmt import ago
+from tuigpt.run.status import summarize
+
+
+def write_run(root: Path, name: str, records: list[dict], n_iters: int = 0) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    start = {"type": "start", "time": 1.0, "max_iters": 5000, "device": "cuda:0", "run_name": name}
+    lines = [json.dumps(start)]
+    lines += [json.dumps({"type": "iter", "iter": i, "loss": 2.0, "tokens_per_sec": 12_345.0, "time": 2.0})
+              for i in range(n_iters)]
+    lines += [json.dumps(r) for r in records]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_runs_table(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    root = tmp_path / "checkpoints"
+    write_run(root, "done-run", [{"type": "eval", "iter": 100, "best_val_loss": 1.75},
+                                 {"type": "finish", "iter": 100, "reason": "done", "best_val_loss": 1.5}], n_iters=100)
+    write_run(root, "failed-run", [{"type": "failed", "iter": 7, "message": "boom"}], n_iters=8)
+    write_run(root, "killed-run", [], n_iters=50)
+    live = write_run(root, "live-run", [{"type": "state", "state": "RUNNING", "iter": 3}], n_iters=4)
+    bus = EventBus()
+    server = ControlServer(live, lambda c: None, bus.publish, bus.subscribe)
+    server.start()
+    old = time.time() - 3 * 3600
+    os.utime(root / "done-run" / "metrics.jsonl", (old, old))
+    try:
+        assert main(["runs", "--out_dir", str(root)]) == 0
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}
+    assert out.splitlines()[0].split()[:3] == ["RUN", "STATE", "ITER"]
+    assert rows["done-run"][1:4] == ["done", "100/5,000", "1.5000"] and "3 h ago" in out
+    assert rows["failed-run"][1] == "failed"
+    assert rows["killed-run"][1:3] == ["interrupted", "49/5,000"]
+    assert rows["live-run"][1] == "running" and "12.3k" in rows["live-run"] and "cuda:0" in rows["live-run"]
+    assert "watch one: tuigpt watch" in out
+
+
+def test_runs_reads_only_the_ends_of_a_big_file(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "big", [{"type": "finish", "iter": 299_999, "reason": "stopped", "best_val_loss": None}],
+                    n_iters=300_000)
+    t = time.perf_counter()
+    summary = summarize(run, ping)
+    assert time.perf_counter() - t < 0.5
+    assert summary.state == "stopped" and summary.iteration == 299_999 and summary.max_iters == 5000
+
+
+def test_relative_times_and_a_missing_out_dir(tmp_path: Path) -> None:
+    assert ago(5) == "5 s ago" and ago(600) == "10 min ago" and ago(7200) == "2 h ago" and ago(5 * 86400) == "5 d ago"
+    assert main(["runs", "--out_dir", str(tmp_path / "none")]) == 2

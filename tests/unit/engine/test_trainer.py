@@ -1,0 +1,163 @@
+"""The trainer on a tiny real model: commands at iteration boundaries, events out, exact resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuigpt.engine.checkpoint import load_checkpoint
+from tuigpt.run.errors import UserError
+from tuigpt.run.commands import CheckpointNow, Pause, Sample, SetEvalInterval, Stop, TogglePause
+from tuigpt.run.events import CheckpointWritten, EvalIntervalChanged, EvalResult, IterationStats, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged
+from tuigpt.run.rundir import METRICS_FILE
+from tuigpt.run.metrics_log import MetricsWriter
+from tuigpt.engine.trainer import Trainer
+
+from support import start_local as start
+
+
+def test_trains_evaluates_checkpoints_and_finishes(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=10, eval_interval=5))
+    run, rec = start(trainer)
+    assert run.wait(60)
+    assert run.error is None and run.outcome.reason == "done"
+    started = rec.of(RunStarted)[0]
+    assert started.max_iters == 10 and started.tokens_per_iter == 4 * 32
+    assert [e.iter for e in rec.of(IterationStats)] == list(range(1, 11))
+    assert [e.iter for e in rec.of(EvalResult)] == [0, 5, 10]
+    stats = rec.of(IterationStats)[-1]
+    assert stats.ms_per_iter > 0 and stats.tokens_per_sec > 0 and stats.tokens_seen == 10 * 128
+    finished = rec.of(RunFinished)[0]
+    assert finished.reason == "done" and finished.iter == 10
+    assert finished.train_seconds > 0 and finished.eval_seconds > 0
+    last = load_checkpoint(trainer.run_dir / "last.pt")
+    assert last["iter_num"] == 10
+    assert (trainer.run_dir / "best.pt").exists()
+
+
+def test_pause_holds_the_loop_and_resume_continues(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=6, eval_interval=100))
+    run, rec = start(trainer, Pause())
+    rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
+    time.sleep(0.5)
+    assert rec.of(IterationStats) == []  # nothing trained while paused
+    assert trainer.raw_model.training  # the initial eval put the model back in train mode
+    trainer.send(CheckpointNow())  # commands still work while paused
+    written = rec.wait_for(lambda e: isinstance(e, CheckpointWritten))
+    assert written.iter == 0 and Path(written.path).name == "last.pt"
+    trainer.send(TogglePause())
+    assert run.wait(60)
+    assert [e.iter for e in rec.of(IterationStats)] == list(range(1, 7))
+
+
+def test_sample_command_publishes_text(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=3, eval_interval=100))
+    run, rec = start(trainer, Sample(prompt="ROMEO:", max_new_tokens=30))
+    assert run.wait(60)
+    sample = rec.of(SampleGenerated)[0]
+    assert sample.iter == 0 and sample.prompt == "ROMEO:"
+    assert len(sample.text) == 30
+    assert trainer.raw_model.training
+
+
+def test_eval_interval_command_changes_when_evals_happen(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=9, eval_interval=100))
+    run, rec = start(trainer, SetEvalInterval(3))
+    assert run.wait(60)
+    changed = rec.of(EvalIntervalChanged)[0]
+    assert changed.eval_interval == 3 and changed.next_eval_iter == 3
+    assert [e.iter for e in rec.of(EvalResult)] == [0, 3, 6, 9]
+
+
+def test_stop_saves_last_checkpoint_and_reports_stopped(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=1000, eval_interval=1000))
+    run, rec = start(trainer)
+    rec.wait_for(lambda e: isinstance(e, IterationStats) and e.iter >= 3)
+    trainer.send(Stop(save=True))
+    assert run.wait(60)
+    finished = rec.of(RunFinished)[0]
+    assert finished.reason == "stopped" and finished.iter < 1000
+    assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] == finished.iter
+
+
+def test_stop_without_save_writes_nothing(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=1000, eval_interval=1000))
+    run, rec = start(trainer, Stop(save=False))
+    assert run.wait(60)
+    assert rec.of(RunFinished)[0].reason == "stopped"
+    assert not (trainer.run_dir / "last.pt").exists()
+
+
+def _iteration_losses(path: Path) -> dict:
+    out = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r["type"] == "iter":
+            out[("iter", r["iter"])] = r["loss"]
+        elif r["type"] == "eval":
+            out[("eval", r["iter"])] = (r["train_loss"], r["val_loss"])
+    return out
+
+
+def _train(cfg, resume: bool = False) -> Trainer:
+    trainer = Trainer(cfg, resume=resume)
+    writer = MetricsWriter(trainer.run_dir / METRICS_FILE, cfg.log_interval)
+    trainer.bus.subscribe(writer)
+    trainer.run()
+    writer.close()
+    return trainer
+
+
+def test_resume_gives_the_same_losses_as_a_straight_run(tiny_config) -> None:
+    """N iterations then --resume to 2N equals 2N straight, to 1e-6, evals included (dropout on)."""
+    cfg = dict(dropout=0.1, eval_interval=3, lr_decay_iters=12)  # same schedule in both
+    straight = _train(tiny_config(run_name="straight", max_iters=12, **cfg))
+    _train(tiny_config(run_name="split", max_iters=6, **cfg))
+    resumed = _train(tiny_config(run_name="split", max_iters=12, **cfg), resume=True)
+    a = _iteration_losses(straight.run_dir / METRICS_FILE)
+    b = _iteration_losses(resumed.run_dir / METRICS_FILE)
+    assert a.keys() == b.keys() and len(a) == 12 + 5  # 12 iterations, evals at 0, 3, 6, 9, 12
+    for key in a:
+        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    for p1, p2 in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()):
+        assert torch.allclose(p1, p2, atol=1e-6)
+
+
+def test_resume_refuses_a_different_model_shape(tiny_config) -> None:
+    _train(tiny_config(max_iters=2))
+    with pytest.raises(UserError, match=r"cannot resume .*n_embd was 32 in the checkpoint but is 64"):
+        Trainer(tiny_config(max_iters=4, n_embd=64), resume=True)
+
+
+def test_resume_reports_applied_and_kept_changes(tiny_config) -> None:
+    _train(tiny_config(max_iters=4, eval_interval=2, beta2=0.95))
+    trainer = Trainer(tiny_config(max_iters=6, eval_interval=3, beta2=0.99, seed=7), resume=True)
+    assert any("max_iters changed from 4 to 6" in n for n in trainer.pending_notices)
+    assert any("eval_interval changed from 2 to 3" in n for n in trainer.pending_notices)
+    assert any("beta2 changed from 0.95 to 0.99" in n for n in trainer.pending_notices)
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.99)  # applied, as reported
+    assert any("seed=7 ignored, 1337 kept" in n for n in trainer.pending_notices)
+    assert trainer.config.seed == 1337  # kept, as reported
+    assert trainer.iter_num == 4
+
+
+def test_new_run_refuses_to_overwrite_an_existing_one(tiny_config) -> None:
+    _train(tiny_config(max_iters=2))
+    with pytest.raises(UserError, match="already holds a run.*--resume"):
+        Trainer(tiny_config(max_iters=2))
+
+
+def test_resume_without_a_checkpoint(tiny_config) -> None:
+    with pytest.raises(UserError, match="nothing to resume"):
+        Trainer(tiny_config(), resume=True)
+
+
+def test_block_size_longer_than_the_data_is_refused_before_training(tiny_config, tmp_path: Path) -> None:
+    short = tmp_path / "short.txt"
+    short.write_text("to be or not to be, that is the question\n" * 3)
+    with pytest.raises(UserError, match="block_size=64 is too large"):
+        Trainer(tiny_config(data_path=str(short), block_size=64))

@@ -1,0 +1,149 @@
+"""The layers of tuigpt, enforced: arrows point down only, torch lives in engine/, textual in ui/.
+
+    run/ (the contract) < telemetry/ < engine/ < control/ < ui/ < host/ < cli/
+
+Every import is read from the source (lazy imports inside functions included; ``if TYPE_CHECKING:`` blocks
+excepted), so a violation fails here before it can fail on a user's machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+PACKAGE = REPO / "tuigpt"
+LAYERS = ["run", "telemetry", "engine", "control", "ui", "host", "cli"]
+MAX_LINES = 400
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module this file imports (absolute names), outside ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for child in node.body for n in ast.walk(child))
+    found: set[str] = set()
+    package = _module(path) if path.name == "__init__.py" else _module(path).rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from tuigpt.run import fmt`
+    return found
+
+
+MODULES = {_module(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+IMPORTS = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_layers_point_down_only() -> None:
+    wrong = []
+    for module, imported in IMPORTS.items():
+        mine = _layer(module)
+        for target in imported:
+            theirs = _layer(target)
+            if mine and theirs and LAYERS.index(theirs) > LAYERS.index(mine):
+                wrong.append(f"{module} imports {target} ({mine} may not depend on {theirs})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_run_imports_no_other_tuigpt_layer() -> None:
+    wrong = [f"{m} imports {t}" for m, imported in IMPORTS.items() if _layer(m) == "run"
+             for t in imported if t.startswith("tuigpt") and _layer(t) != "run" and t != "tuigpt"]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("layer, banned", [("run", "torch"), ("control", "torch"), ("ui", "torch"),
+                                           ("telemetry", "torch"), ("run", "textual"), ("engine", "textual"),
+                                           ("telemetry", "textual"), ("control", "textual"), ("host", "textual")])
+def test_third_party_packages_stay_in_their_layer(layer: str, banned: str) -> None:
+    wrong = [f"{m} imports {t}" for m, imported in IMPORTS.items() if _layer(m) == layer
+             for t in imported if t == banned or t.startswith(banned + ".")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles() -> None:
+    graph = {m: {t for t in imported if t in MODULES and t != m} for m, imported in IMPORTS.items()}
+    for m in graph:  # importing a.b.c imports its packages a and a.b first
+        parent = m.rpartition(".")[0]
+        while parent:
+            if parent in graph and parent != m:
+                graph[m].add(parent)
+            parent = parent.rpartition(".")[0]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            # a package importing its own submodule (an __init__ re-export) is the one allowed loop
+            if len(component) > 1 and not all(c.startswith(min(component, key=len)) for c in component):
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_runs_and_watch_help_work_where_torch_cannot_be_imported(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is not installed here')\n")
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"type":"start","time":1.0,"max_iters":10,"device":"cpu"}\n'
+                                       '{"type":"finish","iter":10,"reason":"done","best_val_loss":1.5}\n')
+    env = {"PYTHONPATH": f"{blocker.parent}:{REPO}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for args, needle in ((["runs", "--out_dir", str(tmp_path / "runs")], "done"), (["watch", "--help"], "RUN_DIR")):
+        result = subprocess.run([sys.executable, "-m", "tuigpt", *args], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert needle in result.stdout
+    check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
+    assert check.returncode != 0, "the blocker works"

@@ -1,0 +1,82 @@
+"""The headless printer's lines, fed a scripted event stream."""
+
+from __future__ import annotations
+
+import io
+
+from tuigpt.run.events import CheckpointWritten, EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, StateChanged
+from tuigpt.ui.headless import HeadlessPrinter
+
+
+def started(**kw) -> RunStarted:
+    values = dict(run_name="tiny", run_dir="checkpoints/tiny", config_path="c.yaml", config={"log_interval": 10},
+                  n_params=800_000, device="cpu", dtype="bfloat16", dtype_reason="auto: CPU has AMX_BF16",
+                  start_iter=0, max_iters=100, tokens_per_iter=768, flops_per_token=5_000_000, peak_flops=2e11,
+                  peak_label="200 GFLOP/s (fp32, measured)", eval_interval=50, resumed=False)
+    values.update(kw)
+    return RunStarted(**values)
+
+
+def stats(i: int, ms: float = 40.0) -> IterationStats:
+    return IterationStats(iter=i, loss=2.5, lr=1e-3, ms_per_iter=ms, tokens_per_sec=768 / (ms / 1000), mfu=0.5,
+                          tokens_seen=i * 768, train_seconds=i * ms / 1000)
+
+
+def test_first_line_says_device_dtype_reason_and_peak() -> None:
+    out = io.StringIO()
+    HeadlessPrinter(out)(started())
+    line = out.getvalue().strip()
+    assert line.startswith("tuigpt training tiny | 0.80M params | cpu, bfloat16 (auto: CPU has AMX_BF16)")
+    assert "MFU against 200 GFLOP/s (fp32, measured)" in line
+
+
+def test_iteration_lines_every_log_interval_with_eta() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    for i in range(1, 21):
+        printer(stats(i))
+    lines = out.getvalue().strip().splitlines()[1:]
+    assert len(lines) == 2
+    assert lines[1] == "iter 20/100 | loss 2.5000 | lr 1.00e-03 | 40.0 ms/it | 19.2k tok/s | MFU 50.0% | ETA 3s"
+
+
+def test_eta_counts_the_evals_still_to_come() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(EvalResult(iter=0, train_loss=4.2, val_loss=4.2, best_val_loss=4.2, is_best=True, seconds=10.0))
+    for i in range(1, 11):
+        printer(stats(i))
+    # 90 iterations x 40 ms = 3.6 s, plus 2 evals (50, 100) x 10 s
+    assert out.getvalue().strip().splitlines()[-1].endswith("ETA 24s")
+
+
+def test_eval_checkpoint_notice_pause_and_summary_lines() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(EvalResult(iter=50, train_loss=2.1, val_loss=2.2, best_val_loss=2.2, is_best=True, seconds=1.25))
+    printer(CheckpointWritten(iter=50, path="checkpoints/tiny/last.pt", reason="eval", seconds=0.02))
+    printer(Notice(level="warning", message="likely thermal throttling"))
+    printer(StateChanged(state=RunState.PAUSED, iter=51))
+    printer(StateChanged(state=RunState.RUNNING, iter=51))
+    printer(RunFinished(iter=100, reason="done", best_val_loss=2.2, last_val_loss=2.3, wall_seconds=75,
+                        train_seconds=60, eval_seconds=14, checkpoint_seconds=1, last_checkpoint="checkpoints/tiny/last.pt",
+                        tokens_seen=76_800))
+    lines = out.getvalue().strip().splitlines()[1:]
+    assert lines == [
+        "eval iter 50 | train loss 2.1000 | val loss 2.2000 (best) | 1.2s",
+        "checkpoint checkpoints/tiny/last.pt (iter 50, eval, 0.02s)",
+        "warning: likely thermal throttling",
+        "paused at iter 51",
+        "resumed at iter 51",
+        "done at iter 100 in 1m15s (train 1m00s, eval 14s, checkpoints 1s) | best val loss 2.2000 | "
+        "checkpoint checkpoints/tiny/last.pt",
+    ]
+
+
+def test_failure_line_names_the_last_good_checkpoint() -> None:
+    out = io.StringIO()
+    HeadlessPrinter(out)(RunFailed(iter=7, message="RuntimeError: boom", traceback="...", last_checkpoint="x/last.pt"))
+    assert out.getvalue().startswith("error at iter 7: RuntimeError: boom | last good checkpoint: x/last.pt")

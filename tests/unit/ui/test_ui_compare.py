@@ -1,0 +1,94 @@
+"""Pilot test of --compare: another run's loss curves on the chart, and the x axis key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support.fake_run import TOKENS_PER_ITER, FakeController, demo_script, fake_loss
+from test_ui_app import make_app, settle
+
+from tuigpt.ui.app import TuiGptApp
+from tuigpt.ui.widgets.loss import LossChart
+
+
+def iter_line(i: int, loss: float) -> str:
+    """A metrics.jsonl iteration record, as the writer makes them."""
+    return json.dumps({"type": "iter", "iter": i, "loss": loss, "lr": 1e-3, "ms_per_iter": 240.0,
+                       "tokens_per_sec": TOKENS_PER_ITER / 0.24, "mfu": None, "tokens_seen": (i + 1) * TOKENS_PER_ITER,
+                       "train_seconds": i * 0.24, "time": 1_700_000_000.0 + i * 0.24})
+
+
+def other_run(tmp_path: Path) -> Path:
+    """A slower run of the same model: half the tokens per second, a higher loss."""
+    run = tmp_path / "laptop-cpu"
+    run.mkdir()
+    lines = [iter_line(i, fake_loss(i) + 0.3) for i in range(600)]
+    lines += [json.dumps({"type": "eval", "iter": i, "train_loss": fake_loss(i) + 0.2, "val_loss": fake_loss(i) + 0.35,
+                          "best_val_loss": 0.0, "is_best": False, "seconds": 1.0, "time": 1_700_000_000.0})
+              for i in range(0, 600, 100)]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_compare_overlay_and_x_axis_cycle(tmp_path: Path) -> None:
+    import asyncio
+
+    controller = FakeController(demo_script(iters=300))
+    base = make_app(controller)
+    app = TuiGptApp(controller, config_path=base.config_path, clock=base.clock, compare=other_run(tmp_path))
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(100):
+                await settle(pilot)
+                if app.compare is not None:
+                    break
+            assert app.compare is not None and app.compare.name == "laptop-cpu"
+            app.redraw()
+            chart = app.query_one(LossChart)
+            assert chart.drawn_compare > 600 // 2, "the other run's EMA and val points are drawn"
+            assert "laptop-cpu" in str(chart.border_subtitle)
+            assert chart.drawn_range == (0, 299)
+            titles = []
+            for _ in range(3):
+                await pilot.press("x")
+                await settle(pilot)
+                titles.append(str(chart.border_title))
+                assert chart.drawn_compare > 0
+            assert "x: tokens seen" in titles[0] and "x: wall-clock time" in titles[1] and "x:" not in titles[2]
+            assert app.x_axis == "iter"
+            await pilot.press("z")  # zoomed: the other run is clipped to this run's range
+            await settle(pilot)
+            assert 0 < chart.drawn_compare
+
+    asyncio.run(main())
+
+
+def test_compare_follows_a_run_that_is_still_training(tmp_path: Path) -> None:
+    """The compared run's metrics.jsonl grows: the overlay is re-read, not frozen at start."""
+    import asyncio
+
+    run = other_run(tmp_path)
+    controller = FakeController(demo_script(iters=300))
+    base = make_app(controller)
+    app = TuiGptApp(controller, config_path=base.config_path, clock=base.clock, compare=run)
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(100):
+                await settle(pilot)
+                if app.compare is not None:
+                    break
+            assert max(p[0] for p in app.compare.points) == 599
+            with open(run / "metrics.jsonl", "a") as f:
+                for i in range(600, 900):
+                    f.write(iter_line(i, 1.0) + "\n")
+            app._reload_compare_if_grown()  # what the 10 s timer does
+            for _ in range(100):
+                await settle(pilot)
+                if max(p[0] for p in app.compare.points) == 899:
+                    break
+            assert max(p[0] for p in app.compare.points) == 899
+
+    asyncio.run(main())

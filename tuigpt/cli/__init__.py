@@ -1,0 +1,1 @@
+"""The command line: `tuigpt CONFIG` and its subcommands, one module each."""

@@ -1,0 +1,72 @@
+"""Argument parsing shared by every subcommand: the top-level help, one-line usage errors (exit 2) and
+``--key=value`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from tuigpt.run.errors import UserError
+
+HELP = """\
+usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
+       tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
+                     [--num_samples N] [--device D]
+       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
+       tuigpt watch [RUN_DIR] [--out_dir DIR] [--compare RUN_DIR]
+       tuigpt runs [--out_dir DIR]
+       tuigpt info [--no-measure]
+       tuigpt calibrate [--threads N]
+
+Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
+the monitor; with --headless, or when output is not a terminal, it prints log lines.
+
+  --key=value     override any config key (e.g. --max_iters=300 --device=cpu);
+                  typed and validated like the file. `--key value` works too.
+  --headless      plain log lines (nohup, CI, pipes)
+  --resume        continue checkpoints/<run_name>/last.pt with its history
+  --nproc N       train on N processes of this machine (data parallel): runs
+                  python -m torch.distributed.run --standalone --nproc_per_node=N
+                  -m tuigpt CONFIG.yaml <the other arguments>; several machines:
+                  torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
+  --compare DIR   overlay another run's loss curves on the chart (x cycles the x axis)
+  -h, --help      this help
+
+subcommands (each has --help):
+  sample          generate text from a checkpoint
+  bench           time N training steps, project run times, compare variants
+  watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
+  runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
+  info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
+  calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
+
+exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
+            4 checkpoint could not be written ·
+            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
+    """``--key=value`` and ``--key value`` pairs into a dict (keys keep their config spelling)."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise UserError(f"unexpected argument {token!r}: overrides look like --key=value (see tuigpt --help)")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+                raise UserError(f"--{key} needs a value: write --{key}=VALUE")
+            value = tokens[i + 1]
+            i += 1
+        overrides[key.replace("-", "_")] = value
+        i += 1
+    return overrides

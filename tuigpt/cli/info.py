@@ -1,0 +1,184 @@
+"""`tuigpt info` and `tuigpt calibrate`: what this machine is and what it can compute."""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, TextIO
+
+from tuigpt.cli.args import Parser
+from tuigpt.run.fmt import flops as format_flops
+from tuigpt.telemetry.cpu import CpuSampler
+from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
+from tuigpt.telemetry.gpu import GpuSampler
+from tuigpt.telemetry.peak import (DTYPES, cached_peak, cpu_flops_per_cycle, cpu_max_mhz, cpu_theoretical_peak,
+                                   gpu_table_peak, normalize_dtype, peaks_cache_path)
+
+CPU_DTYPES = ("fp32", "bf16")
+
+# (flag, shown as) for the features that decide matmul speed.
+_X86_FEATURES = (
+    ("avx2", "AVX2"),
+    ("fma", "FMA"),
+    ("avx512f", "AVX-512"),
+    ("avx512_bf16", "AVX512_BF16"),
+    ("avx512_fp16", "AVX512_FP16"),
+    ("amx_bf16", "AMX-BF16"),
+    ("amx_fp16", "AMX-FP16"),
+)
+_ARM_FEATURES = (("asimd", "NEON"), ("sve", "SVE"), ("sve2", "SVE2"), ("bf16", "BF16"), ("i8mm", "I8MM"))
+
+
+def _features(info: CpuInfo) -> str:
+    is_arm = info.arch.lower() in ("aarch64", "arm64") or "asimd" in info.flags
+    table = _ARM_FEATURES if is_arm else _X86_FEATURES
+    return "  ".join(f"{name} {'yes' if flag in info.flags else 'no'}" for flag, name in table)
+
+
+def _mhz(value: float | None) -> str:
+    return f"{value / 1000:.2f} GHz" if value else "n/a"
+
+
+def _gib(value: int | None) -> str:
+    return f"{value / 2**30:.1f} GiB" if value is not None else "n/a"
+
+
+def _default_threads(info: CpuInfo) -> int:
+    return max(1, info.physical_cores)
+
+
+def _torch() -> object | None:
+    try:
+        import torch
+
+        return torch
+    except Exception:
+        return None
+
+
+def _cuda_names(torch: object | None) -> list[str]:
+    try:
+        if torch is not None and torch.cuda.is_available():  # type: ignore[attr-defined]
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    return []
+
+
+def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
+    """Print the machine description and its peaks; measures (≤ 2 s a dtype) unless cached or ``measure`` is False."""
+    info = read_cpu_info()
+    cpu = CpuSampler().sample()
+    torch = _torch()
+    threads = _default_threads(info)
+    w = lambda *parts: print(*parts, file=out)  # noqa: E731
+
+    w("CPU")
+    w(f"  model        {info.model_name} ({info.vendor or 'unknown vendor'}, {info.arch})")
+    w(f"  cores        {info.physical_cores} physical, {info.logical_cores} logical")
+    w(f"  ISA          {_features(info)}")
+    w(f"  bf16         {'native' if info.native_bf16 else 'emulated'}: {info.bf16_reason}")
+    max_mhz, max_source = cpu_max_mhz(info)
+    w(f"  max clock    {_mhz(max_mhz)} ({max_source})" + ("" if max_mhz else ": cpufreq hidden (VM?), theoretical peak unknown"))
+    w(f"  base clock   {_mhz(info.base_mhz)}")
+    w(f"  clock now    {_mhz(cpu.freq_mhz)}" + (f" ({cpu.unavailable['freq_mhz']})" if "freq_mhz" in cpu.unavailable else ""))
+    if cpu.temperatures:
+        temps = ", ".join(f"{k} {v:.0f} °C" for k, v in cpu.temperatures.items())
+        w(f"  temperatures {temps}")
+    else:
+        w(f"  temperatures n/a ({cpu.unavailable.get('temperatures', 'unknown')})")
+    counter = cpu.throttle_count if cpu.throttle_count is not None else f"n/a ({cpu.unavailable.get('throttle_count')})"
+    w(f"  throttle cnt {counter}")
+    w(f"  RAPL power   {'readable' if 'package_power_w' not in cpu.unavailable or cpu.unavailable['package_power_w'] == 'needs two samples' else 'n/a (' + cpu.unavailable['package_power_w'] + ')'}")
+    w(f"  memory       {_gib(cpu.mem_used_bytes)} used of {_gib(cpu.mem_total_bytes)}")
+
+    w("torch")
+    if torch is None:
+        w("  not importable: no measured peaks")
+    else:
+        w(f"  version      {torch.__version__}")  # type: ignore[attr-defined]
+        w(f"  threads      {torch.get_num_threads()} intra-op (peaks below use {threads}: the physical cores)")  # type: ignore[attr-defined]
+
+    w("GPU")
+    gpus = GpuSampler().sample()
+    w(f"  NVML         {gpus.status}")
+    for g in gpus.gpus:
+        mem = f"{_gib(g.mem_used_bytes)} / {_gib(g.mem_total_bytes)}"
+        w(f"  [{g.index}] {g.name or 'n/a'}  {mem}  {g.temp_c if g.temp_c is not None else 'n/a'} °C  "
+          f"{g.power_w if g.power_w is not None else 'n/a'} W")
+    names = _cuda_names(torch)
+    if torch is not None and not names:
+        w("  torch.cuda   not available")
+
+    w(f"Peaks ({threads} threads on CPU)")
+    for d in CPU_DTYPES:
+        per_cycle, how = cpu_flops_per_cycle(info, d)
+        theo = cpu_theoretical_peak(info, d, threads)
+        theo_text = format_flops(theo) if theo else "unknown (max clock unknown)" if per_cycle else "unknown (ISA unknown)"
+        w(f"  CPU {d}     theoretical {theo_text} · {per_cycle if per_cycle else '?'} FLOPs/cycle/core ({how})")
+        if torch is None:
+            continue
+        from tuigpt.engine.calibration import measured_peak, peak_key
+
+        if measure:
+            flops: float | None = measured_peak(info.model_name, d, threads, "cpu")
+        else:
+            flops = cached_peak(peak_key(info.model_name, d, threads, "cpu"))
+        suffix = ""
+        if flops and theo:
+            suffix = f" ({flops / theo * 100:.0f}% of theoretical)"
+        w(f"  {'':8}    measured    {format_flops(flops) if flops else 'not measured (run tuigpt calibrate)'}{suffix}")
+    for i, name in enumerate(names):
+        for d in ("fp32", "tf32", "bf16", "fp16"):
+            table = gpu_table_peak(name, d)
+            if table is not None:
+                w(f"  GPU{i} {d}    datasheet {format_flops(table)} (dense)")
+        if all(gpu_table_peak(name, d) is None for d in DTYPES):
+            from tuigpt.engine.calibration import peak_key
+
+            cached = cached_peak(peak_key(name, "bf16", threads, "cuda"))
+            w(f"  GPU{i}         unknown GPU {name!r}, using measured peak: bf16 "
+              f"{format_flops(cached) if cached else 'not measured yet'}")
+    w(f"Calibration cache: {peaks_cache_path()}")
+    return 0
+
+
+def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, threads: int | None = None) -> int:
+    """Re-measure the peaks (CPU, and each CUDA device) and store them in the cache."""
+    info = read_cpu_info()
+    threads = threads or _default_threads(info)
+    torch = _torch()
+    if torch is None:
+        print("torch is not importable: nothing to measure", file=out)
+        return 1
+    from tuigpt.engine.calibration import measured_peak
+
+    wanted = [normalize_dtype(d) for d in (dtypes or CPU_DTYPES)]
+    print(f"Calibrating on {info.model_name}, {threads} threads, torch {torch.__version__}", file=out)  # type: ignore[attr-defined]
+    for d in wanted:
+        flops = measured_peak(info.model_name, d, threads, "cpu", recalibrate=True)
+        theo = cpu_theoretical_peak(info, d, threads)
+        ratio = f", {flops / theo * 100:.0f}% of theoretical {format_flops(theo)}" if theo else ", theoretical unknown"
+        print(f"  CPU {d}: {format_flops(flops)}{ratio}", file=out)
+    for i, name in enumerate(_cuda_names(torch)):
+        device = f"cuda:{i}"
+        for d in [normalize_dtype(x, device) for x in (dtypes or ("float32", "bfloat16"))]:  # no tf32 here
+            flops = measured_peak(name, d, threads, device, recalibrate=True)
+            table = gpu_table_peak(name, d)
+            beside = f", {flops / table * 100:.0f}% of datasheet {format_flops(table)}" if table else ""
+            print(f"  GPU{i} {name} {d}: {format_flops(flops)}{beside}", file=out)
+    print(f"Saved to {peaks_cache_path()}", file=out)
+    return 0
+
+
+def main(args: list[str]) -> int:
+    parser = Parser(prog="tuigpt info", description="Show this machine's CPU, GPUs, sensors and peak FLOP/s.")
+    parser.add_argument("--no-measure", action="store_true", help="skip the ~2 s matmul calibration")
+    ns = parser.parse_args(args)
+    return print_info(measure=not ns.no_measure)
+
+
+def calibrate_main(args: list[str]) -> int:
+    parser = Parser(prog="tuigpt calibrate", description="Re-measure the matmul peak FLOP/s MFU is reported against.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    ns = parser.parse_args(args)
+    return calibrate(threads=ns.threads)

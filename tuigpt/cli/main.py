@@ -1,0 +1,62 @@
+"""`tuigpt`: dispatch to the subcommands, one module each, imported only when used (so `tuigpt runs` and
+`tuigpt watch` never import torch). Exit codes: :mod:`tuigpt.run.exits`."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from tuigpt.cli.args import HELP
+from tuigpt.run.errors import UserError
+from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+
+SUBCOMMANDS = {"sample": "sample", "bench": "bench", "watch": "watch", "runs": "runs", "info": "info",
+               "calibrate": "info"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args or args[0] in ("-h", "--help"):
+            print(HELP, end="")
+            return EXIT_OK if args else EXIT_USAGE
+        if args[0] in SUBCOMMANDS:
+            module = importlib.import_module(f"tuigpt.cli.{SUBCOMMANDS[args[0]]}")
+            return int(module.main(args[1:]) if args[0] != "calibrate" else module.calibrate_main(args[1:]))
+        from tuigpt.cli.train import main as train_main
+
+        return train_main(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def entry_point() -> None:
+    """Console-script entry: unexpected errors get a short message, not a wall of traceback."""
+    try:
+        code = main()
+    except Exception as exc:  # the run's own errors are logged in train.log by the trainer
+        log = _crash_log(traceback.format_exc())
+        print(f"tuigpt: unexpected error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
+        code = EXIT_ERROR
+    sys.exit(code)
+
+
+def _crash_log(tb: str) -> Path:
+    from tuigpt.run.paths import cache_dir
+
+    path = cache_dir() / "crash.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(tb)
+    except OSError:
+        pass
+    return path

@@ -1,0 +1,75 @@
+"""`tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tuigpt.cli.args import HELP, split_overrides
+from tuigpt.run.config import load_config
+from tuigpt.run.errors import UserError
+from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
+
+
+def main(args: list[str]) -> int:
+    config_path, rest = args[0], args[1:]
+    if config_path.startswith("--"):
+        raise UserError(f"the first argument must be a config file, not {config_path!r} (e.g. tuigpt "
+                        f"configs/train_cpu_optimized.yaml {config_path})")
+    flags = {"--headless": False, "--resume": False}
+    remaining = []
+    passed_on = []  # what a --nproc launch hands to every rank
+    nproc: str | None = None
+    compare: str | None = None  # --compare RUN_DIR: another run's loss curves on the chart
+    tokens = iter(rest)
+    for token in tokens:
+        if token == "--compare" or token.startswith("--compare="):
+            compare = token.partition("=")[2] if "=" in token else next(tokens, "")
+            if not compare:
+                raise UserError("--compare needs a run directory, e.g. --compare checkpoints/other-run")
+            continue
+        if token == "--nproc" or token.startswith("--nproc="):
+            nproc = token.partition("=")[2] if "=" in token else next(tokens, "")
+            continue
+        passed_on.append(token)
+        if token in flags:
+            flags[token] = True
+        elif token in ("-h", "--help"):
+            print(HELP, end="")
+            return EXIT_OK
+        else:
+            remaining.append(token)
+    config = load_config(config_path, split_overrides(remaining))
+    if nproc is not None:
+        return launch_local(nproc, config_path, passed_on, config.gradient_accumulation_steps)
+    headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
+    from tuigpt.engine.distributed import launch_env
+    from tuigpt.host.wiring import train, train_rank
+
+    env = launch_env()
+    if env is not None:
+        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
+    if compare is not None:
+        from tuigpt.run.rundir import resolve_run_dir
+
+        compare = str(resolve_run_dir(compare, config.out_dir))
+    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare)
+
+
+def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:
+    """`--nproc N`: replace this process with torchrun on this machine, N ranks (signals then reach torchrun)."""
+    from tuigpt.engine.distributed import launch_env
+
+    if not nproc.isdigit() or int(nproc) < 1:
+        raise UserError(f"--nproc needs a positive number of processes, not {nproc!r} (e.g. --nproc 2)")
+    if accumulation % int(nproc):
+        raise UserError(f"gradient_accumulation_steps={accumulation} is not divisible by the {nproc} ranks: each "
+                        f"rank runs gradient_accumulation_steps / ranks micro-steps; use a multiple of {nproc}")
+    if launch_env() is not None:
+        raise UserError("--nproc inside torchrun: this process is already one rank; drop --nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "tuigpt", config_path, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return EXIT_ERROR  # not reached

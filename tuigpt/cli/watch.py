@@ -1,0 +1,28 @@
+"""`tuigpt watch [RUN_DIR] [--out_dir DIR] [--compare RUN_DIR]`: the monitor on a run in another process."""
+
+from __future__ import annotations
+
+from tuigpt.cli.args import Parser
+from tuigpt.run.rundir import resolve_run_dir
+
+
+def main(args: list[str]) -> int:
+    parser = Parser(prog="tuigpt watch", description="Open the monitor on a run in another process (or ended): "
+                    "follow its metrics.jsonl and steer it through its control socket.")
+    parser.add_argument("run_dir", nargs="?", default=None, help="the run's directory (default: the most recently "
+                        "updated run under --out_dir)")
+    parser.add_argument("--out_dir", default="checkpoints", help="where runs live (default: checkpoints)")
+    parser.add_argument("--compare", default=None, metavar="RUN_DIR", help="overlay another run's loss curves")
+    ns = parser.parse_args(args)
+    path = resolve_run_dir(ns.run_dir, ns.out_dir)
+    compare = resolve_run_dir(ns.compare, ns.out_dir) if ns.compare else None
+    from tuigpt.control.follower import WatchController
+    from tuigpt.ui.app import TuiGptApp
+
+    controller = WatchController(path)
+    app = TuiGptApp(controller, config_path=str(path), watching=True, compare=compare)
+    try:
+        app.run()
+    finally:
+        controller.close()
+    return 0

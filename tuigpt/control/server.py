@@ -1,0 +1,341 @@
+"""The control socket: a running tuigpt takes commands from `tuigpt watch` and streams its events back.
+
+``<run_dir>/control.sock`` is a Unix domain socket (never a TCP port) created with mode 0600 (bound
+under a umask, so it is never wider, even for an instant) and removed on exit. Peers are checked with
+SO_PEERCRED where the OS has it: a process of another uid is refused, whatever the file's mode.
+
+Protocol: newline-delimited JSON, one object a line, at most MAX_MESSAGE bytes.
+
+  client → server  {"cmd": "subscribe"}            stream every event from now on, as metrics.jsonl records
+                   {"cmd": "ping"}                 {"type": "reply", "ok": true, "cmd": "ping", "pid": ...}
+                   {"cmd": "pause"|"resume"|"toggle_pause"|"checkpoint"}
+                   {"cmd": "sample", "prompt": "...", "max_new_tokens": N, "temperature": T, "top_k": K}
+                   {"cmd": "set_eval_interval", "interval": N}
+                   {"cmd": "stop", "save": true}
+  server → client  {"type": "reply", "ok": true|false, "cmd": ..., "error": ...}  one per message
+                   {"type": "iter", ...}, {"type": "eval", ...}, ...               events, once subscribed
+
+Commands only queue on the trainer (``send`` never blocks); each is published as a Notice
+("watcher 1: pause"), so it shows in every front end and in metrics.jsonl. Training can never wait on
+a client: events go into a bounded per-client queue, and a client that falls behind is dropped.
+Iterations are streamed at most 20 times a second. Messages are decoded by :mod:`tuigpt.run.records`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import json
+import os
+import queue
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tuigpt.control.wire import LineReader, LineTooLong, is_live, peer_uid, socket_path
+from tuigpt.run.commands import Command, describe
+from tuigpt.run.events import Event, IterationStats, Notice
+from tuigpt.run.records import command_from_message, dumps, event_record, loads
+
+CLIENT_QUEUE = 4096  # event lines held for a client before it counts as dead
+SEND_TIMEOUT = 5.0  # seconds a client may take to read one line
+MAX_REJECTS = 20  # bad messages before a client is dropped (bounds what garbage can write into the log)
+MAX_CLIENTS = 16
+ITER_EVERY = 0.05  # seconds between streamed iterations: a tiny model runs 1000 it/s, a chart needs 20/s
+
+
+class _Client:
+    """One connection: a reader thread takes commands, a writer thread drains its bounded queue."""
+
+    def __init__(self, server: ControlServer, conn: socket.socket, number: int) -> None:
+        self.server = server
+        self.conn = conn
+        self.name = f"watcher {number}"
+        self.subscribed = False
+        self.closed = threading.Event()
+        self.out: queue.Queue[bytes | None] = queue.Queue(maxsize=CLIENT_QUEUE)
+        self.rejects = 0
+        conn.settimeout(SEND_TIMEOUT)
+        threading.Thread(target=self._read, name=f"tuigpt-control-{number}-in", daemon=True).start()
+        self.writer = threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True)
+        self.writer.start()
+
+    def push(self, line: bytes) -> None:
+        """From any thread, never blocks: a client whose queue is full is dropped."""
+        if self.closed.is_set():
+            return
+        try:
+            self.out.put_nowait(line)
+        except queue.Full:
+            self.close(f"{self.name} dropped: it did not keep up with the event stream")
+
+    def close(self, why: str | None = None, flush: bool = False) -> None:
+        """Hang up; with ``flush`` the replies already queued go out first (the writer hangs up after them)."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        try:
+            self.out.put_nowait(None)  # wakes the writer; after the queued lines when flushing
+        except queue.Full:
+            flush = False
+        if not flush:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server._forget(self, why)
+
+    def _write(self) -> None:
+        try:
+            while True:
+                line = self.out.get()
+                if line is None:
+                    break
+                self.conn.sendall(line)
+        except socket.timeout:  # SEND_TIMEOUT without reading: a stuck client
+            self.close(f"{self.name} dropped: it did not keep up with the event stream")
+        except OSError:  # gone
+            self.close()
+        finally:
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+
+    def _read(self) -> None:
+        reader = LineReader(self.conn)
+        try:
+            while not self.closed.is_set():
+                try:
+                    lines = reader.read()
+                except socket.timeout:
+                    continue
+                except LineTooLong as exc:
+                    self._reject(str(exc))
+                    self.close(f"{self.name} dropped: it sent a {exc}", flush=True)
+                    return
+                if lines is None:
+                    break
+                for line in lines:
+                    self._handle(line)
+                    if self.closed.is_set():
+                        return
+        except OSError:
+            pass
+        self.close()
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        self.push(dumps({"type": "reply", **obj}))
+
+    def _reject(self, error: str, cmd: Any = None) -> None:
+        self.rejects += 1
+        self._reply({"ok": False, "cmd": cmd, "error": error})
+        self.server.notice("warning", f"control socket: rejected a message from {self.name}: {error}")
+        if self.rejects >= MAX_REJECTS:
+            self.close(f"{self.name} dropped after {MAX_REJECTS} bad messages", flush=True)
+
+    def _handle(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        message = loads(line)
+        if message is None:
+            self._reject("not a JSON object" if _is_json(line) else "not JSON")
+            return
+        cmd = message.get("cmd")
+        if cmd == "ping":
+            self._reply({"ok": True, "cmd": "ping", "pid": os.getpid()})
+            return
+        if cmd == "subscribe":
+            if not self.subscribed:
+                self.subscribed = True
+                self.server.notice("info", f"{self.name} connected")
+            self._reply({"ok": True, "cmd": "subscribe"})
+            return
+        try:
+            command = command_from_message(message)
+        except ValueError as exc:
+            self._reject(str(exc), cmd=str(cmd)[:40] if cmd is not None else None)
+            return
+        self.server.send(command)
+        self._reply({"ok": True, "cmd": cmd})
+        self.server.notice("info", f"{self.name}: {describe(command)}")
+
+
+class ControlServer:
+    """Listens on ``<run_dir>/control.sock`` for the lifetime of a run; ``start`` then ``stop`` (idempotent).
+
+    ``send`` queues a command on the trainer; ``publish`` puts a Notice on the run's bus; ``subscribe``
+    adds the server's event sink to the bus and returns the unsubscribe function.
+    """
+
+    def __init__(self, run_dir: str | Path, send: Callable[[Command], None], publish: Callable[[Event], None],
+                 subscribe: Callable[[Callable[[Event], None]], Callable[[], None]]) -> None:
+        self.path = socket_path(run_dir)
+        self.send = send
+        self._publish = publish
+        self._subscribe = subscribe
+        self._unsubscribe: Callable[[], None] | None = None
+        self._listener: socket.socket | None = None
+        self._clients: list[_Client] = []
+        self._lock = threading.Lock()
+        self._count = 0
+        self._stopped = threading.Event()
+        self._inode: int | None = None
+        self._last_iter_sent = 0.0
+
+    # ------------------------------------------------------------ life
+
+    def start(self) -> bool:
+        """Bind and listen; False (with a warning Notice) when the socket cannot be made: training goes on."""
+        try:
+            self._clear_stale()
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old = os.umask(0o177)  # the socket file is born 0600: no moment where others could connect
+            try:
+                listener.bind(str(self.path))
+            finally:
+                os.umask(old)
+            os.chmod(self.path, 0o600)
+            self._inode = os.stat(self.path).st_ino
+            listener.listen(8)
+        except (OSError, RuntimeError) as exc:
+            self.notice("warning", f"no control socket, `tuigpt watch` can only look: {exc}")
+            return False
+        self._listener = listener
+        self._unsubscribe = self._subscribe(self._on_event)
+        atexit.register(self.stop)
+        threading.Thread(target=self._accept, name="tuigpt-control-accept", daemon=True).start()
+        return True
+
+    def stop(self) -> None:
+        """Close every connection and remove the socket file (only ours: a newer run's is left alone)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()
+            except OSError:
+                pass
+            try:
+                if os.stat(self.path).st_ino == self._inode:
+                    os.unlink(self.path)
+            except OSError:
+                pass
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:  # the last events (RunFinished) go out before the hang-up
+            client.close(flush=True)
+        deadline = time.monotonic() + 1.0
+        for client in clients:
+            client.writer.join(max(0.0, deadline - time.monotonic()))
+        atexit.unregister(self.stop)
+
+    def _clear_stale(self) -> None:
+        """A socket file left by a killed run answers no connect: remove it. A live one means another run."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise RuntimeError(f"{self.path} exists and is not a socket; remove it")
+        if is_live(self.path):
+            raise RuntimeError(f"another process is already serving {self.path}")
+        os.unlink(self.path)
+        self.notice("info", f"removed a stale control socket left by an earlier run ({self.path})")
+
+    # ------------------------------------------------------------ connections
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            listener = self._listener
+            if listener is None:
+                return
+            try:
+                conn, _ = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EINTR, errno.ECONNABORTED):
+                    continue
+                return  # closed by stop()
+            uid = peer_uid(conn)
+            if uid is not None and uid != os.getuid():
+                self._refuse(conn, f"refused a connection from uid {uid}: only uid {os.getuid()} may control this run")
+                continue
+            with self._lock:
+                if len(self._clients) >= MAX_CLIENTS:
+                    full = True
+                else:
+                    full = False
+                    self._count += 1
+                    client = _Client(self, conn, self._count)
+                    self._clients.append(client)
+            if full:
+                self._refuse(conn, f"refused a connection: {MAX_CLIENTS} watchers already connected")
+
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        try:
+            conn.settimeout(1.0)
+            conn.sendall(dumps({"type": "reply", "ok": False, "cmd": None, "error": why}))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        self.notice("warning", f"control socket: {why}")
+
+    def _forget(self, client: _Client, why: str | None) -> None:
+        with self._lock:
+            if client not in self._clients:
+                return
+            self._clients.remove(client)
+        if not self._stopped.is_set() and (why or client.subscribed):  # a `tuigpt runs` ping leaves no trace
+            self.notice("warning" if why else "info", why or f"{client.name} disconnected")
+
+    @property
+    def clients(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    # ------------------------------------------------------------ events
+
+    def notice(self, level: str, message: str) -> None:
+        self._publish(Notice(level=level, message=message))
+
+    def _on_event(self, event: Event) -> None:
+        """A bus subscriber (the trainer's thread): encode once, queue for every subscribed client."""
+        with self._lock:
+            targets = [c for c in self._clients if c.subscribed]
+        if not targets:
+            return
+        if isinstance(event, IterationStats):
+            now = time.monotonic()
+            if now - self._last_iter_sent < ITER_EVERY:
+                return
+            self._last_iter_sent = now
+        record = event_record(event)
+        if record is None:
+            return
+        try:
+            line = dumps(record)
+        except (TypeError, ValueError):
+            return
+        for client in targets:
+            client.push(line)
+
+
+def _is_json(line: bytes) -> bool:
+    """Whether a line is JSON at all (a refused message then says "not a JSON object", not "not JSON")."""
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True

@@ -1,0 +1,139 @@
+"""Measuring peak FLOP/s with torch matmuls, and choosing the peak MFU is measured against.
+
+The table, the theoretical CPU peak and the cache live in :mod:`tuigpt.telemetry.peak` (no torch there);
+this module times the matmuls and decides: CPU → measured (cached), with the theoretical peak beside it;
+known GPU → datasheet table; unknown GPU → measured.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
+from tuigpt.telemetry.peak import (PeakFlops, cache_key, cached_peak, cpu_theoretical_peak, gpu_table_peak,
+                                   make_label, normalize_dtype, store_peak)
+
+_TORCH_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def peak_dtype(dtype: str, device: str) -> str:
+    """fp32/tf32/bf16/fp16 as the matmuls of this device run it (tf32 where CUDA allows it)."""
+    allow_tf32 = device.startswith("cuda") and bool(torch.backends.cuda.matmul.allow_tf32)
+    return normalize_dtype(dtype, device, allow_tf32=allow_tf32)
+
+
+def measure_peak(dtype: str, threads: int, device: str = "cpu", seconds: float = 2.0) -> float:
+    """FLOP/s of square matmuls in this dtype: warm up, size the matrix, time for ``seconds``.
+
+    The best of several timed chunks is reported (a peak, not an average: other processes on the machine
+    only ever slow a chunk down). Uses ``threads`` intra-op threads on CPU and restores the previous count.
+    """
+    d = peak_dtype(dtype, device)
+    tdtype = _TORCH_DTYPES[d]
+    is_cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if is_cuda else (lambda *a: None)
+    old_threads = torch.get_num_threads()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32 if is_cuda else None
+    deadline = time.perf_counter() + seconds
+    try:
+        if not is_cuda:
+            torch.set_num_threads(max(1, int(threads)))
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = d == "tf32"
+        # Grow the matrix until one matmul takes long enough to time well (≥ 20 ms on CPU, ≥ 2 ms on GPU)
+        # or the size cap is hit; the first product also warms up the kernels.
+        n = 256 if not is_cuda else 2048
+        cap = 2048 if not is_cuda else 16384
+        target = 0.02 if not is_cuda else 0.002
+        while True:
+            a = torch.randn(n, n, device=device).to(tdtype)
+            b = torch.randn(n, n, device=device).to(tdtype)
+            a @ b
+            sync()
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            dt = time.perf_counter() - t0
+            if dt >= target or n >= cap or time.perf_counter() + 8 * dt > deadline:
+                break
+            n *= 2
+        flops_per_mm = 2.0 * n**3
+        reps = max(1, int(0.1 / max(dt, 1e-6)) if not is_cuda else int(0.05 / max(dt, 1e-6)))
+        best = flops_per_mm / max(dt, 1e-9)
+        chunks = 0
+        while chunks < 2 or time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            sync()
+            dt = time.perf_counter() - t0
+            best = max(best, reps * flops_per_mm / dt) if chunks else reps * flops_per_mm / dt
+            chunks += 1
+            if time.perf_counter() + dt > deadline and chunks >= 2:
+                break
+        return float(best)
+    finally:
+        if not is_cuda:
+            torch.set_num_threads(old_threads)
+        elif old_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32 = old_tf32
+
+
+def peak_key(machine: str, dtype: str, threads: int, device: str) -> str:
+    """The calibration-cache key of this machine, torch version, dtype and thread count."""
+    return cache_key(machine, dtype, threads, device, torch.__version__)
+
+
+def measured_peak(machine: str, dtype: str, threads: int, device: str = "cpu", *, recalibrate: bool = False,
+                  seconds: float = 2.0) -> float:
+    """The cached measurement, or measure now (always when ``recalibrate``) and cache it."""
+    key = peak_key(machine, dtype, threads, device)
+    if not recalibrate:
+        hit = cached_peak(key)
+        if hit is not None:
+            return hit
+    flops = measure_peak(dtype, threads, device=device, seconds=seconds)
+    store_peak(key, {"flops": flops, "measured_at": time.time(), "seconds": seconds, "machine": machine,
+                     "dtype": dtype})
+    return flops
+
+
+def device_name(device: str) -> str:
+    """CPU model name, or torch.cuda.get_device_name for cuda devices."""
+    if device.startswith("cuda"):
+        index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+        return torch.cuda.get_device_name(index)
+    return read_cpu_info().model_name
+
+
+def resolve_peak(device: str, dtype: str, threads: int, *, measure: bool = True, recalibrate: bool = False,
+                 seconds: float = 2.0, cpu_info: CpuInfo | None = None) -> PeakFlops | None:
+    """The peak to divide by.
+
+    With ``measure=False`` nothing is timed: a cached measurement is used if there is one, else the table or
+    theoretical figure; None only when none of those exists (the caller then shows no MFU rather than a
+    made-up one).
+    """
+    d = peak_dtype(dtype, device)
+    theoretical: float | None
+    if device.startswith("cuda"):
+        name = device_name(device)
+        table = gpu_table_peak(name, d)
+        if table is not None:
+            return PeakFlops(table, d, "table", name, table, make_label(table, d, "table"))
+        theoretical = None
+    else:
+        info = cpu_info or read_cpu_info()
+        name = info.model_name
+        theoretical = cpu_theoretical_peak(info, d, threads)
+    if measure or recalibrate:
+        flops: float | None = measured_peak(name, d, threads, device, recalibrate=recalibrate, seconds=seconds)
+    else:
+        flops = cached_peak(peak_key(name, d, threads, device))
+    if flops is not None:
+        return PeakFlops(flops, d, "measured", name, theoretical, make_label(flops, d, "measured"))
+    if theoretical is not None:
+        return PeakFlops(theoretical, d, "theoretical", name, theoretical, make_label(theoretical, d, "theoretical"))
+    return None

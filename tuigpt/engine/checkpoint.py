@@ -1,0 +1,83 @@
+"""Checkpoints: atomic save, safe load (weights_only), and the RNG state they carry.
+
+A checkpoint is a dict of tensors and plain Python values only, so it loads with
+``torch.load(weights_only=True)``: a file crafted to run code when unpickled is
+refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuigpt.run.errors import UserError
+from tuigpt.run.files import atomic_file
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "model", "model_args", "config", "iter_num", "tokenizer")
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` atomically: a crash at any moment leaves the previous file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a tuigpt checkpoint onto the CPU; every kind of bad file is a one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist: check the path (runs write checkpoints/<run_name>/last.pt)")
+    if path.is_dir():
+        raise UserError(f"checkpoint path {path} is a directory: give a .pt file such as {path / 'last.pt'}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains objects that could run code when loaded, so it was refused"
+        raise UserError(f"checkpoint {path} is not a safe tuigpt checkpoint: {reason}") from None
+    except Exception as exc:  # torch.load on arbitrary bytes fails in many ways (EOFError, KeyError, ...)
+        first = (str(exc).strip().splitlines() or ["unreadable"])[0]
+        raise UserError(f"checkpoint {path} is truncated or corrupted ({first[:120]}): "
+                        f"use another checkpoint (best.pt or last.pt) or retrain") from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise UserError(f"{path} is not a tuigpt checkpoint (missing model/config/iteration entries)")
+    if state["format"] != FORMAT_VERSION:
+        raise UserError(f"checkpoint {path} has format {state['format']!r}; this tuigpt reads format {FORMAT_VERSION}")
+    return state
+
+
+# ---------------------------------------------------------------- RNG state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch CPU and CUDA generator states, as tensors and plain values."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((np_name, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)

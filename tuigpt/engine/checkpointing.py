@@ -1,0 +1,163 @@
+"""Checkpoint policy: what a checkpoint holds, when one is written, and what a resume may change.
+
+Byte-level I/O (atomic writes, safe loads, RNG capture) is :mod:`tuigpt.engine.checkpoint`. The resume
+policy is the config's own table (:data:`tuigpt.run.config.RESUME_POLICY`): a key that must match
+refuses the resume, an applied change is reported, a kept key keeps the checkpoint's value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuigpt.engine.checkpoint import FORMAT_VERSION, load_checkpoint, restore_rng_state, save_checkpoint
+from tuigpt.engine.data import BatchSampler, TokenData
+from tuigpt.engine.distributed import reseed
+from tuigpt.run.config import APPLY, KEEP, MATCH, RESUME_POLICY, TOKENS_PER_ITER_KEYS, TrainConfig, config_from_dict
+from tuigpt.run.errors import UserError
+from tuigpt.run.files import remove_stale_temp_files
+from tuigpt.run.rundir import BEST, LAST, RunDir
+
+
+@dataclass
+class ResumePoint:
+    """A checked resume checkpoint, the config to train with, and what to tell the user about it."""
+
+    checkpoint: dict[str, Any]
+    config: TrainConfig
+    notices: list[str] = field(default_factory=list)
+
+
+class CheckpointManager:
+    """Checkpoints of one run directory; only rank 0 writes."""
+
+    def __init__(self, run_dir: RunDir, rank: int = 0) -> None:
+        self.run_dir = run_dir
+        self.rank = rank
+        self.last_written: Path | None = None
+
+    # ------------------------------------------------------------ before training
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
+        for name in (LAST, BEST):
+            remove_stale_temp_files(self.run_dir.path, name)
+
+    def refuse_overwrite(self) -> None:
+        if self.run_dir.last.exists():
+            raise UserError(f"{self.run_dir} already holds a run (last.pt): continue it with --resume, start a new "
+                            f"one with --run_name=NEW_NAME, or delete that folder")
+
+    def open_resume(self, config: TrainConfig) -> ResumePoint:
+        """Load last.pt and check it against ``config`` key by key (every failure is a UserError)."""
+        path = self.run_dir.last
+        if not path.exists():
+            raise UserError(f"nothing to resume: {path} does not exist (train without --resume first, or check "
+                            f"run_name/out_dir)")
+        checkpoint = load_checkpoint(path)
+        saved = config_from_dict(checkpoint["config"], str(path))
+        notices: list[str] = []
+        kept: dict[str, Any] = {}
+        for key, policy in RESUME_POLICY.items():
+            old, new = getattr(saved, key), getattr(config, key)
+            if old == new:
+                continue
+            if policy == MATCH:
+                raise UserError(f"cannot resume {self.run_dir}: {key} was {old!r} in the checkpoint but is {new!r} "
+                                f"now; use {key}={old!r} or start a new run with --run_name=NEW_NAME")
+            if policy == KEEP:
+                kept[key] = old
+                notices.append(f"resume: {key}={new!r} ignored, {old!r} kept from the checkpoint (its random "
+                               f"streams continue); start a new run to change it")
+            elif policy == APPLY:
+                note = " (changes the tokens per iteration)" if key in TOKENS_PER_ITER_KEYS else ""
+                notices.append(f"resume: {key} changed from {old!r} to {new!r}{note}")
+        if checkpoint["iter_num"] >= config.max_iters and not config.eval_only:
+            raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
+                            f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
+        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices)
+
+    # ------------------------------------------------------------ during training
+
+    @staticmethod
+    def wanted_at_eval(config: TrainConfig, is_best: bool) -> bool:
+        """Whether an eval writes last.pt: always (always_save_checkpoint) or when val loss improved."""
+        return config.always_save_checkpoint or is_best
+
+    def write(self, state: dict[str, Any], name: str = LAST) -> tuple[Path, float]:
+        """Write a checkpoint atomically: (its path, seconds taken). OSError when it could not be written
+        (the previous file is untouched)."""
+        path = self.run_dir.path / name
+        t0 = time.perf_counter()
+        save_checkpoint(state, path)
+        if name == LAST:
+            self.last_written = path
+        return path, time.perf_counter() - t0
+
+
+def finite(model: torch.nn.Module) -> bool:
+    """Whether every weight is finite (a checkpoint of NaN weights would be worse than none)."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               model_args: dict[str, Any], config: TrainConfig, iter_num: int, best_val_loss: float | None,
+               last_val_loss: float | None, data: TokenData, rng: dict[str, Any], sampler: dict[str, Any],
+               samplers: list[dict[str, Any]], world_size: int, train_seconds: float) -> dict[str, Any]:
+    """Everything a checkpoint holds: tensors and plain values only (loadable with weights_only=True)."""
+    return {
+        "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(), "model_args": model_args, "config": config.to_dict(), "iter_num": iter_num,
+        "best_val_loss": best_val_loss, "last_val_loss": last_val_loss, "tokenizer": data.tokenizer.to_meta(),
+        "dataset": data.dataset, "rng": rng, "sampler": sampler,
+        # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
+        "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
+    }
+
+
+def restore_weights(checkpoint: dict[str, Any], path: Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: TrainConfig) -> None:
+    """Model, optimizer and scaler state; the resumed run's hyper-parameters (betas, decay) come from the config."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UserError(f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:120]})") from None
+    for group in optimizer.param_groups:
+        group["betas"] = (config.beta1, config.beta2)
+        group["weight_decay"] = config.weight_decay if group["weight_decay"] else 0.0
+
+
+def restore_rng(checkpoint: dict[str, Any], rank: int, seed: int, iter_num: int) -> None:
+    """Rank 0 continues the saved random streams; the others (never saved) start fresh per-rank streams."""
+    if "rng" in checkpoint and rank == 0:
+        restore_rng_state(checkpoint["rng"])
+    elif rank:
+        torch.manual_seed(reseed(seed, rank, iter_num))
+
+
+def restore_sampler(checkpoint: dict[str, Any], sampler: BatchSampler, rank: int, world_size: int,
+                    iter_num: int) -> tuple[BatchSampler, str | None]:
+    """This rank's saved sampler state, or a deterministic fresh seed when the checkpoint came from fewer
+    ranks; (the sampler, a notice when the world size changed)."""
+    states = checkpoint.get("samplers") or [checkpoint["sampler"]]
+    saved_world = int(checkpoint.get("world_size", 1))
+    if rank < len(states):
+        sampler.load_state_dict(states[rank])
+    else:
+        sampler = BatchSampler(sampler.data, sampler.block_size, sampler.batch_size, sampler.device,
+                               seed=reseed(checkpoint["config"]["seed"], rank, iter_num))
+    if saved_world == world_size and len(states) >= world_size:
+        return sampler, None
+    fresh = list(range(len(states), world_size))
+    note = (f"; rank(s) {', '.join(map(str, fresh))} had no saved batch-sampler state and start from seeds derived "
+            f"from seed and iteration {iter_num}" if fresh else "")
+    return sampler, (f"resume: the checkpoint was written by {saved_world} rank(s) with {len(states)} saved batch "
+                     f"stream(s), this run has {world_size}{note}")

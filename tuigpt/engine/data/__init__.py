@@ -1,0 +1,133 @@
+"""Datasets, tokenizers, token caches and batches.
+
+A dataset is text (tiny Shakespeare, downloaded once, or the user's own files) encoded once into
+``cache_dir()/tokens/<dataset>-<tokenizer>-<sha256[:16]>/`` and memory-mapped from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuigpt.engine.data.cache import TRAIN_FRACTION, build_cache, open_cache
+from tuigpt.engine.data.download import DownloadError, download_file
+from tuigpt.engine.data.sampler import BatchSampler
+from tuigpt.engine.data.text import read_text, resolve_paths
+from tuigpt.engine.data.tokenizer import (
+    CharTokenizer,
+    TiktokenTokenizer,
+    Tokenizer,
+    check_tokenizer_name,
+    did_you_mean,
+    tiktoken_names,
+)
+from tuigpt.run.errors import UserError
+from tuigpt.run.paths import cache_dir
+
+__all__ = [
+    "DATASETS",
+    "SHAKESPEARE_URL",
+    "TRAIN_FRACTION",
+    "BatchSampler",
+    "CharTokenizer",
+    "DownloadError",
+    "TiktokenTokenizer",
+    "TokenData",
+    "Tokenizer",
+    "download_file",
+    "load_dataset",
+    "shakespeare_path",
+    "tiktoken_names",
+]
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_URL_ENV = "TUIGPT_SHAKESPEARE_URL"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_BYTES = 1_115_394
+
+# dataset name -> its default tokenizer; "text" is the user's own data_path
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": "char"}
+
+
+@dataclass
+class TokenData:
+    """A dataset's train and val tokens (memory-mapped) and the tokenizer that made them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    tokenizer: Tokenizer
+    dataset: str
+    source: str
+    source_sha256: str
+
+    def check_block_size(self, block_size: int) -> None:
+        """UserError unless both splits hold more than ``block_size + 1`` tokens."""
+        n_train, n_val = len(self.train), len(self.val)
+        if min(n_train, n_val) > block_size + 1:
+            return
+        largest = min(n_train, n_val) - 2
+        fix = f"use block_size <= {largest} or more text" if largest >= 1 else "use more text"
+        raise UserError(
+            f"block_size={block_size} is too large for dataset {self.dataset} ({self.source}): "
+            f"train has {n_train} tokens, val has {n_val}, and each needs more than block_size+1; {fix}"
+        )
+
+
+def shakespeare_path() -> Path:
+    """Where tiny Shakespeare lives once downloaded (a user may also put it there by hand)."""
+    return cache_dir() / "data" / "tinyshakespeare.txt"
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _ensure_shakespeare() -> Path:
+    path = shakespeare_path()
+    if _file_sha256(path) == SHAKESPEARE_SHA256:
+        return path
+    note = f"; the file at {path} has the wrong sha256" if path.exists() else ""
+    url = os.environ.get(SHAKESPEARE_URL_ENV) or SHAKESPEARE_URL
+    try:
+        return download_file(url, path, SHAKESPEARE_SHA256)
+    except DownloadError as e:
+        raise UserError(
+            f"could not download tiny Shakespeare from {url} ({e.reason}{note}): "
+            f"put the file at {path} or set data_path=FILE"
+        ) from e
+
+
+def load_dataset(dataset: str, data_path: str | None = None, tokenizer: str = "auto") -> TokenData:
+    """Load ``dataset``'s tokens, downloading and encoding on first use; UserError on any bad input."""
+    if dataset not in DATASETS:
+        valid = list(DATASETS)
+        raise UserError(f"unknown dataset {dataset!r}{did_you_mean(dataset, valid)}; valid: {', '.join(valid)}")
+    tok_name = DATASETS[dataset] if tokenizer == "auto" else tokenizer
+    check_tokenizer_name(tok_name)  # before any download
+    if data_path:
+        files = resolve_paths(str(data_path))
+        source = str(files[0]) if len(files) == 1 else f"{len(files)} files from {data_path}"
+    elif dataset == "text":
+        raise UserError("dataset=text needs data_path=FILE, DIR or GLOB pointing at your UTF-8 text")
+    else:
+        files = [_ensure_shakespeare()]
+        source = f"tiny Shakespeare ({files[0]})"
+    text = read_text(files, f"data_path {data_path}" if data_path else str(files[0]))
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    tok = None if tok_name == "char" else TiktokenTokenizer(tok_name)  # offline errors surface here
+    folder = cache_dir() / "tokens" / f"{dataset}-{tok_name}-{sha[:16]}"
+    opened = open_cache(folder, sha, tok_name)
+    if opened is None:
+        build_cache(folder, tok or CharTokenizer.from_text(text), text, sha)
+        opened = open_cache(folder, sha, tok_name)
+        if opened is None:
+            raise UserError(f"token cache {folder} could not be read back after writing it; check the disk")
+    train, val, tok = opened
+    return TokenData(train, val, tok, dataset, source, sha)

@@ -1,0 +1,44 @@
+"""The user's own text: FILE, DIR or GLOB resolved to files, read strictly as UTF-8."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from tuigpt.run.errors import UserError
+from tuigpt.run.files import read_user_text
+
+
+def resolve_paths(data_path: str) -> list[Path]:
+    """FILE, DIR (every *.txt under it) or GLOB -> sorted list of files."""
+    path = Path(data_path).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not files:
+            raise UserError(f"data_path {data_path} is a directory with no .txt files in it")
+        return files
+    if glob.has_magic(data_path):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(data_path), recursive=True))
+        files = [p for p in files if p.is_file()]
+        if not files:
+            raise UserError(f"data_path {data_path} matches no files")
+        return files
+    raise UserError(f"data_path {data_path} does not exist (give a FILE, a DIR of .txt files or a GLOB)")
+
+
+def read_text(files: list[Path], label: str) -> str:
+    """UTF-8 text of ``files``, newline-joined where a file does not end in one."""
+    parts = []
+    for path in files:
+        text = read_user_text(path, "data file", "data files must be UTF-8 text")
+        if "\0" in text:
+            raise UserError(f"{path} looks binary (NUL byte at offset {text.index(chr(0))}): data files must be UTF-8 "
+                            f"text")
+        parts.append(text.removeprefix("\ufeff"))
+    text = "".join(p if p.endswith("\n") or i == len(parts) - 1 else p + "\n" for i, p in enumerate(parts))
+    if not text:
+        raise UserError(f"{label} holds no text (empty file)")
+    return text

@@ -1,0 +1,78 @@
+"""Text generation, shared by the trainer (the `s` key, a watcher's sample) and `tuigpt sample`.
+
+Temperature 0 (or anything below GREEDY_BELOW) means greedy decoding: dividing logits by a tiny
+temperature would overflow float32 into inf/NaN. Prompt characters the tokenizer does not know are
+reported, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from tuigpt.engine.data import Tokenizer
+from tuigpt.engine.model import GPT
+
+GREEDY_BELOW = 1e-4  # temperatures under this pick the most likely token
+
+
+@dataclass(frozen=True)
+class Generated:
+    prompt: str  # the prompt as the model saw it (unknown characters removed)
+    text: str  # the new text only
+    unknown: str  # prompt characters the tokenizer has no token for (dropped)
+
+
+def settings(max_new_tokens: int | None, temperature: float | None, top_k: int | None,
+             config: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings: each one given, or else the run's ``sample_*`` config value."""
+    return {
+        "max_new_tokens": max_new_tokens or int(config.get("sample_max_new_tokens") or 200),
+        "temperature": temperature if temperature is not None else float(config.get("sample_temperature", 0.8)),
+        "top_k": top_k if top_k is not None else config.get("sample_top_k"),
+    }
+
+
+@torch.no_grad()
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Append ``max_new_tokens`` tokens to ``idx`` (B, T), cropping the context to block_size."""
+    block_size = model.args.block_size
+    for _ in range(max_new_tokens):
+        context = idx if idx.size(1) <= block_size else idx[:, -block_size:]
+        logits, _ = model(context)
+        logits = logits[:, -1, :].float()  # (B, V)
+        if temperature < GREEDY_BELOW:
+            idx_next = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float("inf")
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, *, max_new_tokens: int, temperature: float,
+                  top_k: int | None, generator: torch.Generator,
+                  autocast: contextlib.AbstractContextManager[Any] | None = None) -> Generated:
+    """Continue ``prompt``; the model is put in eval mode for the call and restored after."""
+    device = next(model.parameters()).device
+    ids = tokenizer.encode(prompt)
+    unknown = tokenizer.unknown_chars(prompt)
+    idx = torch.tensor([ids or [0]], dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast or contextlib.nullcontext():
+            out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+    finally:
+        model.train(was_training)
+    new_ids = [i for i in out[0, idx.size(1):].tolist() if i < tokenizer.vocab_size]
+    return Generated(prompt=tokenizer.decode(ids), text=tokenizer.decode(new_ids), unknown=unknown)

@@ -1,0 +1,202 @@
+"""One run in this process: set it up, attach its sinks and a front end, and turn how it ended into an exit code.
+
+With torchrun, rank 0 runs as a single process would (front end, metrics.jsonl, checkpoints, control socket)
+and the other ranks train without output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
+from tuigpt.engine.trainer import Trainer
+from tuigpt.host.local import LocalRun
+from tuigpt.host.signals import SignalStop
+from tuigpt.run.commands import Stop
+from tuigpt.run.config import TrainConfig
+from tuigpt.run.events import Notice
+from tuigpt.run.exits import EXIT_ERROR, exit_code
+from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
+
+SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
+
+
+class _PeerLostExit(Exception):
+    """Rank 0 or a worker lost the process group: the process must end at once (see train_rank)."""
+
+
+def train(config: TrainConfig, *, config_path: str | None, resume: bool, headless: bool,
+          cluster: Cluster | None = None, compare: str | None = None) -> int:
+    """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
+    the exit code."""
+    trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
+                      cluster=cluster)
+    if cluster is not None and cluster.rank != 0:
+        return _run_worker(LocalRun(trainer), cluster.rank)
+    _attach_peak(trainer)
+    writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
+                           resume_at=trainer.iter_num if resume else None)
+    history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
+    run = LocalRun(trainer, history)
+    trainer.bus.subscribe(writer)
+    telemetry = _start_telemetry(trainer)
+    from tuigpt.control.server import ControlServer
+
+    control = ControlServer(trainer.run_dir.path, trainer.send, trainer.bus.publish, trainer.bus.subscribe)
+    control.start()  # `tuigpt watch` connects here; removed in close_sinks (and atexit)
+
+    def close_sinks() -> None:
+        control.stop()
+        if telemetry is not None:
+            telemetry.stop()
+        writer.close()
+
+    try:
+        if headless:
+            signalled = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
+        else:
+            signalled = _run_tui(run, config_path, compare, close_sinks)
+    finally:
+        close_sinks()
+    if isinstance(run.error, PeerLost):
+        saved = (f"last.pt at iteration {trainer.iter_num} saved in {trainer.run_dir}: continue with --resume"
+                 if trainer.last_checkpoint else "no checkpoint written")
+        print(f"tuigpt: rank 0 stopped: {run.error}; {saved}", file=sys.stderr)
+        raise _PeerLostExit
+    if run.error is not None:
+        print(f"tuigpt: unexpected error: {type(run.error).__name__}: {run.error} (full traceback in "
+              f"{trainer.run_dir.train_log})", file=sys.stderr)
+        return EXIT_ERROR
+    return exit_code(run.ending, signalled)
+
+
+def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
+               headless: bool) -> int:
+    """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
+    collectives' state is unknown, so nothing may wait on it at exit)."""
+    try:
+        cluster = start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
+    except PeerLost as exc:
+        print(f"tuigpt: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+    except _PeerLostExit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_ERROR)
+    cluster.close()
+    return code
+
+
+def _attach_peak(trainer: Trainer) -> None:
+    from tuigpt.engine.calibration import resolve_peak
+
+    try:
+        peak = resolve_peak(str(trainer.device), trainer.precision.name, trainer.threads)
+    except Exception as exc:  # a failed calibration must not stop training; MFU then says n/a
+        trainer.use_peak(None, f"no peak ({type(exc).__name__}: {exc})")
+        return
+    trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known")
+
+
+def _start_telemetry(trainer: Trainer) -> Any:
+    if trainer.config.telemetry_interval <= 0:
+        return None
+    from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers
+    from tuigpt.telemetry.throttle import ThrottleDetector
+
+    trainer.bus.subscribe(ThrottleDetector(trainer.bus.publish))
+    sampler = TelemetrySampler(trainer.bus.publish, default_samplers(str(trainer.device)),
+                               interval=trainer.config.telemetry_interval)
+    sampler.start()
+    return sampler
+
+
+def _wait(run: LocalRun) -> None:
+    """Start the run and wait for it on the main thread, where signals arrive."""
+    run.start()
+    while not run.wait(0.25):
+        pass
+
+
+def _run_headless(run: LocalRun, grace: float) -> int | None:
+    from tuigpt.ui.headless import HeadlessPrinter
+
+    run.subscribe(HeadlessPrinter())
+
+    def stop(signum: int) -> None:
+        print(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt (send it "
+              f"again to exit at once)", file=sys.stderr, flush=True)
+        run.send(Stop(save=True))
+
+    with SignalStop(stop, grace=grace) as signals:
+        _wait(run)
+    return signals.received
+
+
+def _run_worker(run: LocalRun, rank: int) -> int:
+    """A rank other than 0 trains silently; rank 0's broadcast commands (stop included) steer it, so a signal
+    here only ends it when repeated after SIGNAL_GRACE. One line on failure."""
+    run.subscribe(lambda e: print(f"tuigpt rank {rank}: {e.message}", file=sys.stderr, flush=True)
+                  if isinstance(e, Notice) and e.level == "error" else None)
+    with SignalStop(lambda signum: None, grace=SIGNAL_GRACE) as signals:
+        _wait(run)
+    if isinstance(run.error, PeerLost):
+        print(f"tuigpt rank {rank} stopped: {run.error}", file=sys.stderr, flush=True)
+        raise _PeerLostExit
+    if run.error is not None:
+        print(f"tuigpt rank {rank}: unexpected error: {type(run.error).__name__}: {run.error} (traceback in "
+              f"{run.trainer.run_dir.train_log})", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    return exit_code(run.ending, signals.received)
+
+
+def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
+             close_sinks: Callable[[], None]) -> int | None:
+    from tuigpt.ui.app import TuiGptApp
+    from tuigpt.ui.headless import HeadlessPrinter
+
+    app = TuiGptApp(run, config_path=config_path, compare=compare)
+
+    def first(signum: int) -> None:
+        if signum == signal.SIGHUP:
+            _hang_up(run, close_sinks)
+        else:
+            app.request_stop(signum)  # the monitor shows it, saves, and leaves when the run has stopped
+
+    with SignalStop(first, on_repeat=lambda signum: app.leave(128 + signum)) as signals:
+        app.run()
+    # the terminal is restored: leave the run's closing line where the user will look
+    if app.outcome is not None:
+        HeadlessPrinter()(app.outcome)
+    elif not run.wait(0):
+        print("tuigpt: left the monitor while the run was still stopping; last.pt may not be written",
+              file=sys.stderr)
+    return signals.received
+
+
+def _hang_up(run: LocalRun, close_sinks: Callable[[], None]) -> None:
+    """The terminal is gone (SSH dropped without tmux): stop with a checkpoint and exit 129 without the UI.
+
+    Nothing can be drawn or restored any more, so the monitor is left as it is: stdio is pointed at /dev/null,
+    the run is stopped, and once it has saved, the sinks are closed and the process ends.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    run.send(Stop(save=True))
+
+    def finish() -> None:
+        run.wait()
+        close_sinks()
+        os._exit(128 + signal.SIGHUP)
+
+    threading.Thread(target=finish, name="tuigpt-hangup", daemon=True).start()

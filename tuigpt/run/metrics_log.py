@@ -1,0 +1,218 @@
+"""metrics.jsonl: a run's history, one record a line, append-only and flushed per line.
+
+:class:`MetricsWriter` is the event sink that owns the file: on a resume it first cuts what a crashed
+session wrote after the checkpoint it resumes from. Readers: :func:`read_metrics` (everything),
+:func:`load_history` (what a monitor draws, thinned, for million-line files), :func:`tail_records`
+(the last records of some types, from the end of the file). A line torn by a crash is skipped on read
+and cut off before the next session appends.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from tuigpt.run.events import Event, IterationStats, TelemetrySnapshot
+from tuigpt.run.files import lines_backwards, repair_torn_tail
+from tuigpt.run.records import dumps, event_from_record, event_record, loads
+
+TRAINING_TYPES = (b"iter", b"eval", b"checkpoint", b"sample")
+_TYPE = re.compile(rb'"type":\s*"(\w+)"')
+_ITER = re.compile(rb'"iter":\s*(-?\d+)')
+
+
+class MetricsWriter:
+    """Appends event records: iterations every ``log_interval`` (and the last), telemetry every
+    ``telemetry_every`` seconds per kind, every other kept event as it comes.
+
+    ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
+    wrote after it are cut before anything is appended.
+    """
+
+    def __init__(self, path: Path, log_interval: int, telemetry_every: float = 10.0,
+                 resume_at: int | None = None) -> None:
+        self.path = path
+        self.log_interval = log_interval
+        self.telemetry_every = telemetry_every
+        self._last_telemetry: dict[str, float] = {}
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(path)
+        if resume_at is not None:
+            cut_after(path, resume_at)
+        self._file: IO[bytes] | None = open(path, "ab")
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, IterationStats) and event.iter % self.log_interval:
+            return
+        if isinstance(event, TelemetrySnapshot):
+            last = self._last_telemetry.get(event.kind)
+            if last is not None and event.time - last < self.telemetry_every:
+                return
+            self._last_telemetry[event.kind] = event.time
+        record = event_record(event)
+        if record is None:
+            return
+        line = dumps(record)
+        with self._lock:
+            if self._file is None:
+                return
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Every complete, parseable record in a metrics.jsonl (torn or garbled lines are skipped)."""
+    records: list[dict[str, Any]] = []
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return records
+    with f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                break  # torn last line
+            record = loads(raw)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def record_type(line: bytes) -> bytes | None:
+    """A line's ``type`` without parsing the whole line."""
+    match = _TYPE.search(line)
+    return match.group(1) if match else None
+
+
+def cut_after(path: Path, upto_iter: int) -> None:
+    """Cut the records written after ``upto_iter`` (the checkpoint a resume continues from).
+
+    Records are appended in order, so everything from the first training record past ``upto_iter`` on
+    belongs to the lost stretch. The file is scanned backwards and truncated in place, so the cost is that
+    stretch's length, not the file's.
+    """
+    repair_torn_tail(path)
+    if not path.exists():
+        return
+    cut: int | None = None
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        for offset, line in lines_backwards(f, end):
+            if record_type(line) in TRAINING_TYPES:
+                match = _ITER.search(line)
+                if match and int(match.group(1)) <= upto_iter:
+                    break
+                cut = offset
+        if cut is not None:
+            f.truncate(cut)
+
+
+def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
+                 end: int | None = None) -> list[dict[str, Any]]:
+    """The records a monitor needs to redraw a run: every start, eval, checkpoint, sample, notice and state,
+    and the iteration records thinned to about ``max_iter_points`` (the last ``recent`` kept in full).
+
+    Only kept lines are parsed, so a million-line file loads in about a second. ``end``: read only the
+    first ``end`` bytes (a watcher then follows the file from there, seeing no line twice).
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:  # two streaming passes: count the iteration lines, then parse the ones kept
+        if end is not None:
+            f = io.BufferedReader(_Limited(f, end))  # type: ignore[arg-type]
+        iter_lines = sum(1 for line in f if line.endswith(b"\n") and record_type(line) == b"iter")
+        stride = max(1, (iter_lines - recent) // max(1, max_iter_points - recent))
+        records: list[dict[str, Any]] = []
+        seen_iters = 0
+        f.seek(0)
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # torn last line
+            kind = record_type(line)
+            if kind == b"iter":
+                seen_iters += 1
+                if seen_iters % stride and seen_iters <= iter_lines - recent:
+                    continue
+            elif kind == b"telemetry":
+                continue
+            record = loads(line)
+            if record is not None:
+                records.append(record)
+    return records
+
+
+HISTORY_TYPES = ("iter", "eval", "checkpoint", "sample", "notice")
+
+
+def history_events(records: list[dict[str, Any]]) -> list[Event]:
+    """What happened in earlier sessions, as events: iterations, evals, checkpoints, samples and notices (the
+    chart, the speed and ETA, the events log and the sample pane redraw from them)."""
+    events = []
+    for record in records:
+        if record.get("type") in HISTORY_TYPES:
+            event = event_from_record(record)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def tail_records(path: Path, end: int, types: tuple[str, ...], tail_bytes: int = 512 * 1024) -> list[dict[str, Any]]:
+    """The records of these types among the last ``tail_bytes`` before ``end`` (load_history skips telemetry)."""
+    try:
+        with open(path, "rb") as f:
+            start = max(0, end - tail_bytes)
+            f.seek(start)
+            block = f.read(end - start)
+    except OSError:
+        return []
+    lines = block.split(b"\n")
+    if start:
+        lines = lines[1:]  # the first may be a partial line
+    wanted = {t.encode() for t in types}
+    out = []
+    for raw in lines:
+        if record_type(raw) in wanted and (record := loads(raw)) is not None:
+            out.append(record)
+    return out
+
+
+class _Limited(io.RawIOBase):
+    """The first ``end`` bytes of a binary file, seekable back to 0 (load_history's two passes)."""
+
+    def __init__(self, f: IO[bytes], end: int) -> None:
+        self._f, self._end = f, end
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(min(offset, self._end), whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._end - self._f.tell()
+        if left <= 0:
+            return 0
+        view = memoryview(buffer)[:left]
+        data = self._f.read(len(view))
+        view[:len(data)] = data
+        return len(data)

@@ -1,0 +1,90 @@
+"""A run's status from its records: what `tuigpt runs` prints for each run directory.
+
+Only the head (the first "start" record) and the tail of metrics.jsonl are read, so a million-line
+history costs the same as a short one. Whether the process still lives is the caller's to say (it asks
+the control socket).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tuigpt.run.records import loads
+from tuigpt.run.rundir import RunDir
+
+HEAD_BYTES = 64 * 1024
+TAIL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `tuigpt runs`; None where the file does not say."""
+
+    name: str
+    path: Path
+    state: str  # running, paused, done, stopped, failed, interrupted
+    iteration: int | None
+    max_iters: int | None
+    best_val_loss: float | None
+    tokens_per_sec: float | None
+    device: str | None
+    updated: float
+
+
+def _records(raw: bytes, partial_first: bool) -> list[dict[str, Any]]:
+    lines = raw.split(b"\n")
+    if partial_first:
+        lines = lines[1:]
+    out = []
+    for line in lines[:-1]:  # the last piece has no newline yet (or is empty)
+        record = loads(line)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def read_ends(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Records from the first HEAD_BYTES and the last TAIL_BYTES of a metrics.jsonl."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        head = f.read(min(size, HEAD_BYTES))
+        start = max(0, size - TAIL_BYTES)
+        f.seek(start)
+        tail = f.read(size - start)
+    return _records(head, False), _records(tail, start > 0)
+
+
+def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
+    """The run's state, position and figures; ``alive(run_dir)`` says whether its process answers."""
+    path = RunDir(run_dir).metrics
+    head, tail = read_ends(path)
+    last: dict[str, dict[str, Any]] = {}
+    start_in_tail = None
+    for record in tail:
+        kind = record.get("type", "")
+        if kind == "start":
+            start_in_tail = record
+            last.pop("finish", None), last.pop("failed", None)  # a later session: earlier endings do not count
+        last[kind] = record
+    start = start_in_tail or next((r for r in reversed(head) if r.get("type") == "start"), {})
+    if alive(run_dir):
+        state = "paused" if last.get("state", {}).get("state") == "PAUSED" else "running"
+    elif "failed" in last:
+        state = "failed"
+    elif "finish" in last:
+        state = "done" if last["finish"].get("reason") == "done" else "stopped"
+    else:
+        state = "interrupted"
+    iteration = last.get("finish", last.get("failed", last.get("iter", {}))).get("iter")
+    best = last.get("finish", {}).get("best_val_loss")
+    if best is None:
+        best = last.get("eval", {}).get("best_val_loss")
+    return RunSummary(
+        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=start.get("max_iters"),
+        best_val_loss=best, tokens_per_sec=last.get("iter", {}).get("tokens_per_sec"), device=start.get("device"),
+        updated=path.stat().st_mtime,
+    )

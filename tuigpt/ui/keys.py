@@ -1,0 +1,42 @@
+"""The monitor's keys: bindings (footer) and the help screen's table, side by side."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+RECENT_WINDOW = 500  # iterations shown when zoomed in
+
+_EVAL = Binding.Group("Eval")  # footer text kept short: 80 columns must show every key
+_VIEW = Binding.Group("Log/zoom")
+BINDINGS = [
+    Binding("p", "toggle_pause", "Pause"),
+    Binding("c", "checkpoint", "Ckpt", tooltip="write a checkpoint now"),
+    Binding("s", "sample", "Sample"),
+    Binding("e", "eval_interval(0.5)", "Eval ½", group=_EVAL),
+    Binding("E", "eval_interval(2)", "Eval ×2", key_display="E", group=_EVAL),
+    Binding("i", "set_eval_interval", "Eval every…", group=_EVAL),
+    Binding("l", "toggle_log", "Log y", group=_VIEW),
+    Binding("z", "toggle_zoom", "Zoom", group=_VIEW),
+    Binding("x", "cycle_x", "X axis", show=False),  # in the help: the footer has no room at 80 columns
+    Binding("n", "next_pane", "Pane"),
+    Binding("question_mark", "help", "Help", key_display="?"),
+    Binding("q", "quit_request", "Quit"),
+    # ctrl+c works everywhere, dialogs included (a terminal habit); q only on the main screen
+    Binding("ctrl+c,ctrl+q", "interrupt", "Quit", show=False, priority=True),
+]
+HELP = [
+    ("p", "pause / resume training (at the next iteration boundary)"),
+    ("c", "write a checkpoint now (its path shows in the events log)"),
+    ("s", "generate a sample now (config's prompt and length)"),
+    ("e / E", "halve / double the eval interval"),
+    ("i", "type an exact eval interval"),
+    ("l", "loss chart: toggle log y axis"),
+    ("z", f"loss chart: whole run / last {RECENT_WINDOW} iterations"),
+    ("x", "loss chart x axis: iterations → tokens seen → wall-clock time"),
+    ("n", "next pane (small terminals show one pane at a time)"),
+    ("?", "this help"),
+    ("q, ctrl+c", "stop the run (save or not) and quit; quits at once when the run is over"),
+]
+# actions that steer the run: off while a dialog is open, disabled once the run is over
+RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
+VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "cycle_x", "next_pane", "help", "quit_request", "interrupt"}
