@@ -100,6 +100,19 @@ def percent(fraction: float | None, digits: int = 1) -> str:
     return NA if not _known(fraction) else f"{fraction * 100:.{digits}f}%"  # type: ignore[operator]
 
 
+STALE_PEAK = "impossible: the peak looks stale, run `tuigpt calibrate`"
+
+
+def mfu(value: float | None, short: bool = False) -> str:
+    """An MFU as a percentage; over 100% it is flagged, never shown plain ("139.7%?!" short)."""
+    if not _known(value):
+        return NA
+    text = percent(value)
+    if value > 1.0:  # type: ignore[operator]  (numbers.mfu_plausible)
+        return f"{text}?!" if short else f"{text} ({STALE_PEAK})"
+    return text
+
+
 def ms(value: float | None) -> str:
     """Milliseconds, switching to seconds above one: 37.1 ms, 1.24 s."""
     if not _known(value):

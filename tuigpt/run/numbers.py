@@ -27,6 +27,12 @@ def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float | None)
     return flops_per_token * tokens_per_sec / peak_flops
 
 
+def mfu_plausible(value: float | None) -> bool:
+    """Whether an MFU can be true: above 100% of the peak means the peak is wrong (measured while the machine
+    was busy, or a stale calibration), not that the model beat the hardware."""
+    return value is None or value <= 1.0
+
+
 def evals_remaining(iteration: int, max_iters: int, eval_interval: int) -> int:
     """Evals still to come after ``iteration``: one at every multiple of eval_interval up to max_iters, and
     the final one at max_iters when it is not a multiple (the trainer always evaluates the end)."""

@@ -47,7 +47,7 @@ class HeadlessPrinter:
     def _on_IterationStats(self, e: IterationStats) -> None:
         if e.iter % self._log_interval and e.iter != self.progress.max_iters:
             return
-        mfu = f"MFU {fmt.percent(e.mfu)}" if e.mfu is not None else "MFU n/a"
+        mfu = f"MFU {fmt.mfu(e.mfu)}"
         self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | "
                     f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
                     f"ETA {fmt.duration(self.progress.eta_seconds())}")

@@ -35,3 +35,9 @@ def test_clock_times_and_ago() -> None:
 
 def test_bar() -> None:
     assert fmt.bar(0.5, 4) == "██  " and fmt.bar(None, 3) == "···" and len(fmt.bar(1.7, 5)) == 5
+
+
+def test_an_impossible_mfu_is_flagged_not_shown_plain() -> None:
+    assert fmt.mfu(0.525) == "52.5%" and fmt.mfu(None) == "n/a"
+    assert fmt.mfu(1.397) == "139.7% (impossible: the peak looks stale, run `tuigpt calibrate`)"
+    assert fmt.mfu(1.397, short=True) == "139.7%?!"
