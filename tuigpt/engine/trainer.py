@@ -72,7 +72,7 @@ class Trainer:
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
         self.best_val_loss, self.last_val_loss = built.best_val_loss, built.last_val_loss
         self.eval_seconds = self.checkpoint_seconds = 0.0
-        self.pending_notices = built.notices
+        self.pending_notices: list[str | Notice] = list(built.notices)
         self.micro_steps = self.config.gradient_accumulation_steps // self.world_size  # per rank, per iteration
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
@@ -103,9 +103,11 @@ class Trainer:
         """Queue a command for the next iteration boundary (thread-safe, never blocks)."""
         self.gate.send(command)
 
-    def use_peak(self, flops: float | None, label: str) -> None:
-        """Set the peak FLOP/s MFU is measured against (call before run())."""
+    def use_peak(self, flops: float | None, label: str, warning: str | None = None) -> None:
+        """Set the peak FLOP/s MFU is measured against (before run()); a ``warning`` is published at the start."""
         self.peak_flops, self.peak_label = flops, label
+        if warning:  # e.g. the peak was measured on a busy machine
+            self.pending_notices.insert(0, Notice(level="warning", message=warning))
 
     @property
     def n_params(self) -> int:
@@ -160,8 +162,8 @@ class Trainer:
             resumed=self.resumed))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.micro_steps, cfg.batch_size, cfg.block_size))
-        for message in self.pending_notices:
-            self.bus.publish(Notice(level="info", message=message))
+        for notice in self.pending_notices:
+            self.bus.publish(notice if isinstance(notice, Notice) else Notice(level="info", message=notice))
         self._set_state(RunState.RUNNING)
         if cfg.eval_only:
             self._evaluate()

@@ -101,7 +101,8 @@ def _attach_peak(trainer: Trainer) -> None:
     except Exception as exc:  # a failed calibration must not stop training; MFU then says n/a
         trainer.use_peak(None, f"no peak ({type(exc).__name__}: {exc})")
         return
-    trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known")
+    trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known",
+                     peak.warning if peak else None)
 
 
 def _start_telemetry(trainer: Trainer) -> Any:

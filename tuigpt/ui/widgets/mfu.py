@@ -6,7 +6,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tuigpt.ui.history import HistoryView
-from tuigpt.run.fmt import NA, bar, percent
+from tuigpt.run.fmt import STALE_PEAK, bar, mfu
+from tuigpt.run.numbers import mfu_plausible
 
 
 class MfuPane(Static):
@@ -24,8 +25,10 @@ class MfuPane(Static):
             return
         now = view.last.mfu if view.last is not None else None
         text.append(bar(now, 12), style="green")
-        text.append(f" {percent(now)} now\n", style="bold")
+        text.append(f" {mfu(now, short=True)} now\n", style="bold")
         text.append("avg ", style="bold")
-        text.append(percent(view.mfu_avg) if view.mfu_avg is not None else NA)
+        text.append(mfu(view.mfu_avg, short=True))
         text.append(f"\nof {peak_label}", style="dim")
+        if not (mfu_plausible(now) and mfu_plausible(view.mfu_avg)):  # over 100%: never shown as if true
+            text.append(f"\n?! {STALE_PEAK}", style="bold red")
         self.update(text, layout=False)  # fixed-size pane: no relayout on every redraw
