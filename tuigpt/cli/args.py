@@ -13,7 +13,7 @@ usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] 
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
-       tuigpt watch [RUN_DIR] [--out_dir DIR] [--compare RUN_DIR]
+       tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
        tuigpt runs [--out_dir DIR]
        tuigpt info [--no-measure]
        tuigpt calibrate [--threads N]
@@ -36,7 +36,7 @@ subcommands (each has --help):
   sample          generate text from a checkpoint
   bench           time N training steps, project run times, compare variants
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
-  runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
+  runs            your runs, from any directory: state, iteration, best val loss, tokens/s
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
 

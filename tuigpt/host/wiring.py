@@ -21,6 +21,7 @@ from tuigpt.run.config import TrainConfig
 from tuigpt.run.events import Notice
 from tuigpt.run.exits import EXIT_ERROR, exit_code
 from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
+from tuigpt.run.runindex import remember_run
 
 SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
 
@@ -40,6 +41,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
                            resume_at=trainer.iter_num if resume else None)
+    remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
     trainer.bus.subscribe(writer)
