@@ -40,7 +40,10 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
         return _run_worker(LocalRun(trainer), cluster.rank)
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
-                           resume_at=trainer.iter_num if resume else None)
+                           resume_at=trainer.iter_num if resume else None, start_over=not resume)
+    if writer.cut_records:  # a session killed before its first checkpoint: its curve is not this run's
+        trainer.pending_notices.append(f"{trainer.run_dir.metrics}: cut the {writer.cut_records} records of an "
+                                       f"earlier session that wrote no checkpoint; this run starts the history anew")
     remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
