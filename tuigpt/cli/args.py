@@ -25,7 +25,8 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
                   typed and validated like the file. `--key value` works too.
   --headless      plain log lines (nohup, CI, pipes)
   --resume        continue checkpoints/<run_name>/last.pt with its history
-  --nproc N       train on N processes of this machine (data parallel): runs
+  --nproc N       train on N processes of this machine (data parallel; they share
+                  each iteration's batch: the same tokens per iteration): runs
                   python -m torch.distributed.run --standalone --nproc_per_node=N
                   -m tuigpt CONFIG.yaml <the other arguments>; several machines:
                   torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
@@ -33,7 +34,7 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
   -h, --help      this help
 
 subcommands (each has --help):
-  sample          generate text from a checkpoint
+  sample          generate text from a checkpoint (--temperature 0: greedy)
   bench           time N training steps, project run times, compare variants
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
   runs            your runs, from any directory: state, iteration, best val loss, tokens/s
