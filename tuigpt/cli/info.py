@@ -194,8 +194,9 @@ def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, thr
         print(f"  CPU {d}: {format_flops(fresh.flops)}{ratio}{load}", file=out)
         if used is not fresh:
             print(f"warning: CPU {d} was timed while the machine was busy, so {format_flops(fresh.flops)} is too low; "
-                  f"kept the idle measurement {format_flops(used.flops)} from {fmt.stamp(used.measured_at)}",
-                  file=err)
+                  f"kept the {'busy' if used.busy else 'idle'} measurement {format_flops(used.flops)} from "
+                  f"{fmt.stamp(used.measured_at)}" + (": run `tuigpt calibrate` again when the machine is idle"
+                                                     if used.busy else ""), file=err)
         elif fresh.busy and fresh.load is not None:
             print(f"warning: CPU {d} was timed while the machine was busy ({fresh.load.share()}), so "
                   f"{format_flops(fresh.flops)} is too low and MFU against it reads high; stored marked busy: run "

@@ -102,12 +102,14 @@ def calibrate_peak(machine: str, dtype: str, threads: int, device: str = "cpu",
                    seconds: float = 2.0) -> tuple[Calibration, Calibration]:
     """Measure now and cache it: (the new measurement, the one MFU divides by from now on).
 
-    A busy measurement never replaces an idle one: the idle one is kept (and returned second).
+    A busy measurement never replaces an idle one, nor a higher busy one (a busy timing only ever reads low): the
+    earlier one is kept (and returned second).
     """
     key = peak_key(machine, dtype, threads, device)
     before = cached_calibration(key)
     fresh = measure(dtype, threads, device, seconds)
-    if fresh.busy and before is not None and before.load is not None and not before.busy:
+    if fresh.busy and before is not None and before.load is not None and (not before.busy or
+                                                                          before.flops > fresh.flops):
         return fresh, before
     store_entry(key, fresh.to_entry(machine, dtype))
     return fresh, fresh

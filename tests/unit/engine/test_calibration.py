@@ -190,6 +190,17 @@ def test_a_busy_recalibration_never_replaces_an_idle_peak(
     assert used == idle_used and entry(private_cache)["flops"] == 100e9
 
 
+def test_of_two_busy_timings_the_higher_is_kept(private_cache: Path, fake_measure: list[tuple],
+                                                 machine: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    machine.during = 0.7
+    calibration.calibrate_peak("Test CPU", "fp32", 2)  # 100 GFLOP/s, busy
+    calibration.calibrate_peak("Test CPU", "fp32", 2)  # 200: the machine was less in the way
+    assert entry(private_cache)["flops"] == 200e9
+    monkeypatch.setattr(calibration, "measure_peak", lambda *a, **k: 50e9)
+    fresh, used = calibration.calibrate_peak("Test CPU", "fp32", 2)
+    assert fresh.flops == 50e9 and used.flops == 200e9 and entry(private_cache)["flops"] == 200e9
+
+
 def test_an_entry_without_a_load_or_a_month_old_is_redone_when_quiet(
     private_cache: Path, fake_measure: list[tuple], machine: Machine
 ) -> None:
