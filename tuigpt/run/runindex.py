@@ -8,13 +8,12 @@ loses nothing but the convenience: every run is still where its config put it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from tuigpt.run.files import atomic_write
+from tuigpt.run.files import atomic_write, locked
 from tuigpt.run.paths import cache_dir
 
 INDEX_FILE = "runs.json"
@@ -24,22 +23,6 @@ _METRICS = "metrics.jsonl"  # rundir.METRICS_FILE (rundir imports this module)
 
 def index_path() -> Path:
     return cache_dir() / INDEX_FILE
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside the index while it is read, changed and replaced."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): a lost race only loses an index entry
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _read(path: Path) -> dict[str, dict[str, Any]]:
@@ -64,7 +47,7 @@ def remember_run(run_dir: str | Path, now: float | None = None) -> None:
     where = str(Path(run_dir).resolve())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(path):
+        with locked(path):
             runs = _read(path)
             runs[where] = {"name": Path(where).name, "started": time.time() if now is None else now}
             _write(path, runs)
@@ -79,7 +62,7 @@ def indexed_runs() -> list[Path]:
     alive = [p for p in runs if (Path(p) / _METRICS).is_file()]
     if len(alive) < len(runs):
         try:
-            with _locked(path):
+            with locked(path):
                 current = _read(path)  # re-read under the lock: a run may have started meanwhile
                 _write(path, {k: v for k, v in current.items() if k in alive or k not in runs})
         except OSError:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuigpt.run import fmt
-from tuigpt.run.files import atomic_write
+from tuigpt.run.files import atomic_write, locked
 from tuigpt.run.paths import cache_dir
 from tuigpt.telemetry.load import Load
 
@@ -96,13 +96,15 @@ def _load_cache() -> dict[str, Any]:
 
 
 def store_entry(key: str, entry: dict[str, Any]) -> None:
-    """Write one entry atomically, so two processes calibrating at once cannot leave half a file."""
+    """Write one entry atomically and under a lock: two processes storing at once can neither leave half a file
+    nor drop each other's entry."""
     path = peaks_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = _load_cache()
-        data[key] = entry
-        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
+        with locked(path):
+            data = _load_cache()
+            data[key] = entry
+            atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # a read-only cache only costs a re-measurement next time
 
