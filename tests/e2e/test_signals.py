@@ -32,6 +32,7 @@ def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> 
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
+            lines.append(f"[exited: {proc.stderr.read()[-2000:]}]")  # show why
             break
         lines.append(line)
         if re.search(pattern, line):
