@@ -146,7 +146,8 @@ class FixedBatches:
         self.calls += 1
         parts = [self.batches[(step * self.gas + k) % len(self.batches)] for k in range(self.gas)]
         x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        rows = slice((self.rank * self.micro + m) * self.micro_batch, (self.rank * self.micro + m + 1) * self.micro_batch)
+        first = (self.rank * self.micro + m) * self.micro_batch
+        rows = slice(first, first + self.micro_batch)
         return x[rows], y[rows]
 
 

@@ -69,12 +69,12 @@ class BenchResult:
     forward_ms: float  # one forward-only batch, as an eval does it
     peak_flops: float | None
     peak_label: str
-    peak_warning: str | None  # the peak was measured on a busy machine: MFU reads high
     peak_rss_bytes: int | None  # the process's high-water mark so far
     gpu_max_bytes: int | None  # None when not on CUDA
     max_iters: int
     eval_interval: int
     eval_iters: int
+    peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
 
     @property
     def mean_ms(self) -> float:
@@ -208,7 +208,8 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         tokens_per_iter=trainer.tokens_per_iter, flops_per_token=trainer.flops_per_token,
         device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
         threads=trainer.threads, compile=trainer.compiled, step_ms=times, first_step_ms=first_ms,
-        forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning, peak_rss_bytes=peak_rss_bytes(),
+        forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
+        peak_rss_bytes=peak_rss_bytes(),
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
     del trainer

@@ -184,8 +184,9 @@ def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, thr
     from tuigpt.engine.calibration import calibrate_peak
 
     wanted = [normalize_dtype(d) for d in (dtypes or CPU_DTYPES)]
-    print(f"Calibrating on {info.model_name}, {threads} threads, torch {torch.__version__} (2 s a dtype, watching "  # type: ignore[attr-defined]
-          f"what other processes do meanwhile)", file=out)
+    version = torch.__version__  # type: ignore[attr-defined]
+    print(f"Calibrating on {info.model_name}, {threads} threads, torch {version} (2 s a dtype, watching what other "
+          f"processes do meanwhile)", file=out)
     for d in wanted:
         fresh, used = calibrate_peak(info.model_name, d, threads, "cpu")
         theo = cpu_theoretical_peak(info, d, threads)

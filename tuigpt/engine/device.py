@@ -137,8 +137,9 @@ def setup_device(config: object, cluster_device: torch.device | None = None,
     rank really runs (batch_size unless several ranks share it)."""
     c = config
     device = cluster_device if cluster_device is not None else resolve_device(c.device)  # type: ignore[attr-defined]
+    tokens = (micro_batch or c.batch_size) * c.block_size  # type: ignore[attr-defined]
     precision = resolve_precision(c.dtype, device, n_embd=c.n_embd,  # type: ignore[attr-defined]
-                                  tokens_per_micro_batch=(micro_batch or c.batch_size) * c.block_size)  # type: ignore[attr-defined]
+                                  tokens_per_micro_batch=tokens)
     compiled, reason = resolve_compile(c.compile, device)  # type: ignore[attr-defined]
     if device.type == "cpu":
         # this host's physical cores, shared among its ranks

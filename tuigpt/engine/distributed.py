@@ -230,9 +230,9 @@ class Cluster:
         if split.micro_batch != config.batch_size:  # the accumulation alone could not be shared: say what changed
             tokens = config.batch_size * config.gradient_accumulation_steps * config.block_size
             shared = (f" (batch_size {config.batch_size} x gradient_accumulation_steps "
-                      f"{config.gradient_accumulation_steps} shared by {self.world_size} ranks as {split.micro_steps} x "
-                      f"{split.micro_batch} each: the same {tokens:,} tokens per iteration, so the same learning "
-                      f"dynamics, as one process)")
+                      f"{config.gradient_accumulation_steps} shared by {self.world_size} ranks as "
+                      f"{split.micro_steps} x {split.micro_batch} each: the same {tokens:,} tokens per iteration, so "
+                      f"the same learning dynamics, as one process)")
         return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), {self.backend}; "
                 f"each rank runs {split.micro_steps} micro-step(s) of {split.micro_batch} x {config.block_size} tokens "
                 f"per iteration{shared}; tokens/s count every rank, MFU is per device")
