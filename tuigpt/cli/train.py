@@ -1,4 +1,4 @@
-"""`tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
+"""`tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import sys
 
 from tuigpt.cli.args import HELP, split_overrides
-from tuigpt.run.config import load_config
+from tuigpt.run.config import RESUME, load_config_with_notices
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 
@@ -39,7 +39,9 @@ def main(args: list[str]) -> int:
             return EXIT_OK
         else:
             remaining.append(token)
-    config = load_config(config_path, split_overrides(remaining))
+    config, notices = load_config_with_notices(config_path, split_overrides(remaining))
+    if config.init_from == RESUME:  # nanoGPT's way of saying --resume
+        flags["--resume"] = True
     if nproc is not None:
         return launch_local(nproc, config_path, passed_on, config.gradient_accumulation_steps)
     headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
@@ -47,6 +49,9 @@ def main(args: list[str]) -> int:
     from tuigpt.host.wiring import train, train_rank
 
     env = launch_env()
+    if env is None or env.rank == 0:
+        for notice in notices:
+            print(f"note: {notice}", file=sys.stderr)
     if env is not None:
         return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
     if compare is not None:
