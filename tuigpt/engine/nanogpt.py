@@ -64,7 +64,7 @@ def from_nanogpt(state: dict[str, Any], path: Path) -> dict[str, Any]:
     args = model_args_of(state, path)
     saved = state.get("config") if isinstance(state.get("config"), dict) else {}
     values, notices = pyconfig.translate({**pyconfig.NANOGPT_DEFAULTS, **saved}, f"{path}'s config",
-                                         list(TrainConfig.__dataclass_fields__), strict=False)
+                                         list(TrainConfig.__dataclass_fields__), saved=True)
     values.update({k: getattr(args, k) for k in MODEL_KEYS}, dropout=args.dropout, init_from="scratch")
     try:
         config = TrainConfig(**values)

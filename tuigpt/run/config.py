@@ -322,7 +322,7 @@ def _load_py(path: Path, overrides: dict[str, str]) -> tuple[TrainConfig, list[s
     raw, notices = pyconfig.read_py_config(path)
     for key, text in overrides.items():
         key = pyconfig.translate_override(key, known)
-        raw[key] = text if key in pyconfig.IGNORED else _typed_override(key, text)
+        raw[key] = pyconfig.ignored_value(text) if key in pyconfig.IGNORED else _typed_override(key, text)
     if "run_name" in raw:
         raise UserError(f"run_name in {path}: in a nanoGPT-style config out_dir names the run's folder "
                         f"(e.g. out_dir = 'out-shakespeare-char'); set out_dir instead")

@@ -195,20 +195,21 @@ def _fstring(node: ast.JoinedStr, scope: dict[str, Any], where: str) -> str:
 
 
 def translate(values: dict[str, Any], where: str, known: list[str], *,
-              strict: bool = True) -> tuple[dict[str, Any], list[str]]:
+              saved: bool = False) -> tuple[dict[str, Any], list[str]]:
     """nanoGPT keys and values as tuigpt keys: (values, notices). ``known`` are tuigpt's keys (also accepted
-    as they are). Unknown keys are a UserError with the closest name when ``strict``, else skipped and named in a
-    notice (a checkpoint written by a fork of nanoGPT)."""
+    as they are); an unknown key is a UserError with the closest name. ``saved``: the config stored in a nanoGPT
+    checkpoint, where unknown keys (a fork's) are skipped and named in a notice, and the machine it ran on
+    (device, dtype, compile, backend) and wandb settings are left out: this machine's are chosen here."""
     out: dict[str, Any] = {}
     notices: list[str] = []
     ignored = [k for k in IGNORED if k in values]  # the defaults hold none: these the file or command line set
-    if ignored:
+    if ignored and not saved:
         state = "on" if values.get("wandb_log") is True else "off"
         notices.append(f"{', '.join(ignored)} ignored (wandb logging {state} in nanoGPT): tuigpt does not log to "
                        f"Weights & Biases; every number is in the run's metrics.jsonl and on the screen")
     skipped = []
     for key, value in values.items():
-        if key in IGNORED:
+        if key in IGNORED or (saved and key in SYSTEM_KEYS):
             continue
         if key == "out_dir":
             out.update(run_folder(value, where))
@@ -220,7 +221,7 @@ def translate(values: dict[str, Any], where: str, known: list[str], *,
             out[RENAMED[key]] = value
         elif key in known:
             out[key] = value
-        elif strict:
+        elif not saved:
             raise unknown_key(key, where, known)
         else:
             skipped.append(key)
@@ -236,6 +237,14 @@ def translate_override(key: str, known: list[str]) -> str:
     if key in known or key in IGNORED or key in ("out_dir", "dataset"):
         return key
     raise unknown_key(key, "the command line", known)
+
+
+def ignored_value(text: str) -> Any:
+    """An ignored key's ``--key=value`` as nanoGPT's configurator reads it: a python literal, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def unknown_key(key: str, where: str, known: list[str]) -> UserError:
