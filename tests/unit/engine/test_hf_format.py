@@ -135,3 +135,16 @@ def test_gpt2_by_name_is_found_in_the_local_cache_and_never_downloaded(tmp_path:
     (repo / "refs" / "main").write_text("abc123")
     source = open_source("gpt2")
     assert source.path == repo / "snapshots" / "abc123" and source.tokenizer["name"] == "gpt2"
+
+
+def test_a_run_started_from_gpt2_weights_resumes_with_their_shape(tmp_path: Path, tiny_config, weights: dict) -> None:
+    snapshot = tmp_path / "gpt2"
+    write_hf_snapshot(snapshot, weights, n_head=2)
+    config = tiny_config(dataset="shakespeare", init_from=str(snapshot), n_layer=4, n_embd=64, max_iters=1,
+                         eval_interval=1)
+    Trainer(config).run()
+    resumed = Trainer(tiny_config(dataset="shakespeare", init_from=str(snapshot), n_layer=4, n_embd=64, max_iters=2,
+                                  eval_interval=1), resume=True)
+    args = resumed.model_args  # the shape, GELU and unpadded vocabulary of the source, not of the config
+    assert (resumed.iter_num, args.n_layer, args.n_embd, args.gelu, args.vocab_size) == (1, 2, 32, "tanh", VOCAB)
+    assert resumed.run().iter == 2
