@@ -47,7 +47,7 @@ def test_nanogpt_config_trains_exports_samples_and_resumes(tmp_path: Path, cli_e
     (tmp_path / "config" / "tiny.py").write_text(CONFIG.format(data=str(shakespeare)))
     trained = tuigpt("config/tiny.py", "--telemetry_interval=0", "--num_threads=1", env=env, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert "note: wandb_log, wandb_run_name ignored (wandb logging on in nanoGPT)" in trained.stderr
+    assert "info: wandb_log, wandb_run_name ignored (wandb logging on in nanoGPT)" in trained.stdout
     run = tmp_path / "out-tiny-char"  # nanoGPT's out_dir is the run's folder
     assert (run / "last.pt").is_file() and "eval iter 10" in trained.stdout
 
@@ -76,3 +76,16 @@ def test_nanogpt_config_trains_exports_samples_and_resumes(tmp_path: Path, cli_e
     assert "resuming out-nano" in resumed.stdout and "iter 10/15" in resumed.stdout
     assert "continuing nanoGPT's out-nano/ckpt.pt at iteration 10" in resumed.stdout
     assert "eval iter 15" in resumed.stdout and (nano / "last.pt").is_file()
+
+
+def test_a_bad_nanogpt_config_is_one_line(tmp_path: Path, cli_env: dict) -> None:
+    (tmp_path / "c.py").write_text("wandb_log = True\nbatch_size = 12\nn_layer = os.cpu_count()\n")
+    result = tuigpt("c.py", env=cli_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: config file {Path('c.py')} line 3: `os.cpu_count()` is not a literal value (tuigpt reads numbers, "
+        f"text, True/False/None and arithmetic on them, without running code)"]
+    (tmp_path / "c.py").write_text("wandb_log = True\ninit_from = 'gpt2'\ndataset = 'shakespeare'\n")
+    offline = tuigpt("c.py", env=dict(cli_env, HF_HOME=str(tmp_path)), cwd=tmp_path)  # notes would come later
+    assert offline.returncode == 2 and len(offline.stderr.strip().splitlines()) == 1
+    assert "does not download weights" in offline.stderr

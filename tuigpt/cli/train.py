@@ -49,16 +49,15 @@ def main(args: list[str]) -> int:
     from tuigpt.host.wiring import train, train_rank
 
     env = launch_env()
-    if env is None or env.rank == 0:
-        for notice in notices:
-            print(f"note: {notice}", file=sys.stderr)
     if env is not None:
-        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
+        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless,
+                          notices=notices)
     if compare is not None:
         from tuigpt.run.rundir import resolve_run_dir
 
         compare = str(resolve_run_dir(compare, config.out_dir))
-    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare)
+    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare,
+                 notices=notices)
 
 
 def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:

@@ -142,7 +142,7 @@ def to_nanogpt(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], bytes | None
     state = {
         "model": dict(checkpoint["model"]), "optimizer": checkpoint.get("optimizer"),
         "model_args": {k: getattr(args, k) for k in NANOGPT_MODEL_ARGS},
-        "iter_num": int(checkpoint["iter_num"]), "best_val_loss": checkpoint.get("best_val_loss") or 1e9,
+        "iter_num": int(checkpoint["iter_num"]), "best_val_loss": 1e9 if checkpoint.get("best_val_loss") is None else checkpoint["best_val_loss"],
         "config": _nanogpt_config(config, dataset),
     }
     return state, meta, notices

@@ -27,6 +27,7 @@ from tuigpt.run.rundir import BEST, LAST
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 NANOGPT_CKPT = "ckpt.pt"
+PICKLED_HF = "pytorch_model.bin"
 
 
 @dataclass
@@ -60,6 +61,9 @@ def open_source(spec: str) -> Source:
                       notices=[f"{path}: Hugging Face GPT-2 weights, tokenizer {where}"])
     if path.is_dir():
         found = next((path / n for n in (NANOGPT_CKPT, BEST, LAST) if (path / n).is_file()), None)
+        if found is None and (path / PICKLED_HF).is_file():
+            raise UserError(f"{path} holds {PICKLED_HF}, a pickle that could run code when loaded, which tuigpt does "
+                            f"not read: download model.safetensors (the same weights) beside it")
         if found is None:
             raise UserError(f"{path} holds no model: expected model.safetensors + config.json (Hugging Face), "
                             f"{NANOGPT_CKPT} (nanoGPT), or {BEST}/{LAST} (tuigpt)")
@@ -99,8 +103,8 @@ def hf_cache_snapshot(name: str) -> Path:
             candidates += sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True) \
                 if snapshots.is_dir() else []
             for snapshot in candidates:
-                if hf.is_hf_folder(snapshot):
-                    return snapshot
+                if hf.is_hf_folder(snapshot) or (snapshot / PICKLED_HF).is_file():
+                    return snapshot  # a pickle-only snapshot is refused by open_source, saying why
     raise UserError(f"init_from={name}: tuigpt does not download weights and found no {name} in the Hugging Face "
                     f"cache ({', '.join(map(str, roots))}); download it once where there is internet (huggingface-cli "
                     f"download openai-community/{name} model.safetensors config.json --local-dir {name}) and set "
