@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
 from tuigpt.engine.trainer import Trainer
@@ -30,11 +30,12 @@ class _PeerLostExit(Exception):
 
 
 def train(config: TrainConfig, *, config_path: str | None, resume: bool, headless: bool,
-          cluster: Cluster | None = None, compare: str | None = None) -> int:
+          cluster: Cluster | None = None, compare: str | None = None, notices: Sequence[str] = ()) -> int:
     """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
-    the exit code."""
+    the exit code. ``notices``: how the config file was read, shown with the run's own notices at its start."""
     trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                       cluster=cluster)
+    trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
     if cluster is not None and cluster.rank != 0:
         return _run_worker(LocalRun(trainer), cluster.rank)
     _attach_peak(trainer)
@@ -75,7 +76,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
 
 
 def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
-               headless: bool) -> int:
+               headless: bool, notices: Sequence[str] = ()) -> int:
     """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
     collectives' state is unknown, so nothing may wait on it at exit)."""
     try:
@@ -84,7 +85,8 @@ def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, 
         print(f"tuigpt: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster,
+                     notices=notices)
     except _PeerLostExit:
         sys.stdout.flush()
         sys.stderr.flush()
