@@ -256,7 +256,9 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
             self._pane_order.append(CLUSTER_PANE[0])
             self._tabs.add_tab(Tab(CLUSTER_PANE[1], id=f"tab-{CLUSTER_PANE[0]}"))
             self._body.add_class("-cluster")
-        self._speed.ranks = len(message.event.ranks)
+        if self._speed.ranks != len(message.event.ranks):
+            self._speed.ranks = len(message.event.ranks)
+            self._drawn_version = -1  # its note says whose steps it times: drawn again at the next tick
         self._cluster.steps = int(self._run.config.get("log_interval", 0)) if self._run is not None else 0
         self._cluster.show(message.event)
 
@@ -356,14 +358,14 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         evaluating = self._eval_progress if self._state == RunState.EVALUATING and outcome is None else None
         if evaluating is not None:
             first = " the untrained model" if self._evals_done == 0 and not run.resumed else ""
-            parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches "
-                             f"({fmt.duration(evaluating.seconds)})", "bold"))
+            parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches, "
+                             f"{fmt.duration(evaluating.seconds)}", "bold"))
         if last is None and outcome is None:  # nothing trained yet: what the empty chart is waiting for
             self._loss.set_waiting(parts[0][1] + "…" if evaluating is not None else
                                    "waiting for the first iteration…")
         if outcome is None:
             eta = self.history.eta_seconds()
-            parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step timed yet", ""))
+            parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step yet", ""))
             if self._state == RunState.PAUSED:
                 parts.append((9, "(paused)", "bold"))
             elif eta is not None:

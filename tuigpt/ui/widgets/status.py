@@ -71,6 +71,7 @@ class StatusBar(Widget):
     StatusBar #iter-label { width: auto; margin-right: 1; }
     StatusBar #time-label { width: 1fr; margin-left: 1; }
     StatusBar ProgressBar { width: auto; }
+    StatusBar Bar { width: 24; }
     """
 
     def __init__(self, config_path: str | None = None, *, id: str | None = None) -> None:
