@@ -63,6 +63,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tuigpt"
     ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None  # no pane focused until n (or Tab) picks one: then the arrow keys scroll it
     # compact layout (one secondary pane at a time) below 100 columns or 32 rows
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]

@@ -179,13 +179,20 @@ def _draw(grid: _Grid, layer: Layer, plot: Plot, style: int) -> None:
         return
     dots_h = grid.h * 4
     cols = _columns(layer, plot, grid.w * 2, dots_h)
-    if layer.kind == "area":
-        for dx, (top, _, _, _) in cols.items():
+    if layer.kind == "area":  # every dot column from the first point to the last, the top joined linearly
+        previous: tuple[int, int] | None = None
+        for dx in sorted(cols):
+            top = cols[dx][0]
+            if previous is not None:
+                px, pt = previous
+                for gx in range(px + 1, dx):
+                    grid.column_span(gx, int(round(pt + (top - pt) * (gx - px) / (dx - px))), dots_h - 1, style)
             grid.column_span(dx, top, dots_h - 1, style)
+            previous = (dx, top)
         return
     shown = (lambda gx: (gx // 3) % 2 == 0) if layer.dashed else (lambda gx: True)
     fresh: set[tuple[int, int]] | None = set() if layer.carve else None
-    previous: tuple[int, int] | None = None  # (dot column, its last point's row)
+    previous = None  # (dot column, its last point's row)
     for dx in sorted(cols):
         top, bottom, first, last = cols[dx]
         if previous is not None:  # a straight line from the previous column's last point to this one's first
