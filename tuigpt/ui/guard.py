@@ -92,7 +92,15 @@ class FailureIsolation:
 
 
 class ShowsFailure:
-    """Mixin of a Static pane: its failure replaces its content until it draws again."""
+    """Mixin of a Static pane: its failure replaces its content until it draws again; ``show_text`` relays out
+    only when the number of lines changed (the panes are sized by their content, and redraw every second)."""
+
+    _shown_lines = -1
+
+    def show_text(self, text: Text) -> None:
+        lines = text.plain.count("\n")
+        self.update(text, layout=lines != self._shown_lines)  # type: ignore[attr-defined]
+        self._shown_lines = lines
 
     def show_failure(self, text: Text) -> None:
-        self.update(text)  # type: ignore[attr-defined]
+        self.show_text(text)

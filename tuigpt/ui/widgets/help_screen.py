@@ -21,6 +21,8 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close"),
     ]
 
+    AUTO_FOCUS = "#help-dialog"  # ↑/↓ scroll a long help on a small terminal
+
     def __init__(self, keys: Sequence[tuple[str, str]], reasons: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._keys = list(keys)

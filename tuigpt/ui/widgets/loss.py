@@ -5,6 +5,9 @@ copies in data space) and the chart is laid out for whatever size it has when pa
 and zoom redraw the same picture from the same numbers every time. A log axis plots log10 of the values
 with ticks labelled in loss units; a value that cannot go on it (≤ 0) is left out and counted in the title.
 
+More lines (a dashed target-loss projection, say) go in through ``draw(..., extra=[braille.Layer("line", xs,
+ys, style, dashed=True)])``, in data space: they are scaled, log-transformed and clipped with the rest.
+
 Every series' look is one row of SERIES: the legend's swatch and the drawing use that same style, so the
 legend cannot disagree with the lines. Named ANSI colours only: they survive 16-colour terminals and tmux
 without COLORTERM.

@@ -26,7 +26,7 @@ class MfuPane(ShowsFailure, Static):
             text.append("MFU n/a: no peak FLOP/s known", style="bold")
             if peak_label:
                 text.append(f"\n{peak_label}", style="dim")
-            self.update(text)
+            self.show_text(text)
             return
         now = view.last.mfu if view.last is not None else None
         text.append(fmt.bar(min(now, 1.0) if now is not None else None, 12), style="green")
@@ -37,4 +37,4 @@ class MfuPane(ShowsFailure, Static):
         if not (mfu_plausible(now) and mfu_plausible(view.mfu_avg)):
             text.append(f"\n{fmt.STALE_PEAK}", style="bold yellow")
         text.append(f"\nof {peak_label}", style="dim")
-        self.update(text)
+        self.show_text(text)

@@ -31,10 +31,10 @@ class ReadingPane(ShowsFailure, Static):
 
     def show(self, data: Any) -> None:
         try:
-            self.update(self.describe(data))
+            self.show_text(self.describe(data))
             self.reasons_shown = self.reasons(data)
         except Exception as exc:  # a half-written or foreign reading must never take the UI down
-            self.update(Text(f"{self.TITLE} reading unreadable: {exc!r}", style="yellow"))
+            self.show_text(Text(f"{self.TITLE} reading unreadable: {exc!r}", style="yellow"))
             self.reasons_shown = {}
         self.tooltip = "\n".join(f"{k}: {v}" for k, v in self.reasons_shown.items()) or None
 
