@@ -233,9 +233,9 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
 
     # ------------------------------------------------------------ events in
 
-    @guarded("events")
     def _receive(self, event: Event) -> None:
-        """Runs on the publishing (trainer) thread: append and post, nothing else.
+        """Runs on the publishing (trainer) thread: append and post, nothing else. Not guarded here (no widget
+        may be touched from this thread): the EventBus catches what raises and the trainer goes on.
 
         (Not named _on_*: Textual would take that for a handler of RunEvent messages.)
         """

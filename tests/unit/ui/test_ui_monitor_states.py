@@ -17,8 +17,8 @@ from tuigpt.ui.widgets.status import StatusBar
 
 
 def footer_keys(app: TuiGptApp) -> set[str]:
-    return {b.binding.key for b in app.active_bindings.values()
-            if b.binding.show and app.check_action(b.binding.action, b.binding_parameters if hasattr(b, "binding_parameters") else ()) is True}
+    """The keys the footer shows as usable (a binding whose check_action is False is not listed at all)."""
+    return {b.binding.key for b in app.active_bindings.values() if b.binding.show and b.enabled}
 
 
 def test_the_first_eval_says_what_it_does_in_the_header_and_the_empty_chart() -> None:
