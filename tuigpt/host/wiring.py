@@ -172,7 +172,12 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
             app.request_stop(signum)  # the monitor shows it, saves, and leaves when the run has stopped
 
     with SignalStop(first, on_repeat=lambda signum: app.leave(128 + signum)) as signals:
-        app.run()
+        try:
+            app.run()
+        except Exception as exc:  # the monitor could not even run (a terminal it cannot drive, a Textual bug)
+            app.crashed = exc
+    if app.crashed is not None and not run.wait(0):
+        return _without_monitor(run, app.crashed, signals.received)
     # the terminal is restored: leave the run's closing line where the user will look
     if app.outcome is not None:
         HeadlessPrinter()(app.outcome)
@@ -180,6 +185,25 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
         print("tuigpt: left the monitor while the run was still stopping; last.pt may not be written",
               file=sys.stderr)
     return signals.received
+
+
+def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None) -> int | None:
+    """The monitor died while the run trains: say so, keep its traceback in train.log, and go on training with
+    the headless lines and the same signal path (ctrl+c stops and saves) until the run ends."""
+    import traceback
+
+    log = run.trainer.run_dir.train_log
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write("--- the monitor failed; training went on without it\n")
+            f.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    except OSError:
+        pass
+    print(f"tuigpt: the monitor failed ({type(error).__name__}: {error}); training goes on without it, one line "
+          f"per log_interval (ctrl+c stops and saves last.pt; traceback in {log})", file=sys.stderr, flush=True)
+    received = _run_headless(run, grace=0.0)
+    return signalled if signalled is not None else received
 
 
 def _hang_up(run: LocalRun, close_sinks: Callable[[], None]) -> None:
