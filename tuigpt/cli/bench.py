@@ -292,12 +292,9 @@ def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, o
           f"compile {'on' if r.compile else 'off'}, first step {fmt.ms(r.first_step_ms)}, peak {r.peak_label}")
     one_peak = all(r.peak_flops == base.peak_flops for r in results)
     common = [mfu(r.flops_per_token, r.tokens_per_sec, base.peak_flops) for r in results]
-    p("")
-    if one_peak:
-        p(f"MFU: every variant against {base.peak_label}")
-    else:
-        p(f"MFU common: every variant against {base.label}'s peak, {base.peak_label} (ranks throughput); "
-          f"MFU own: each against its own peak (above)")
+    p("\n" + (f"MFU: every variant against {base.peak_label}" if one_peak else
+                f"MFU common: every variant against {base.label}'s peak, {base.peak_label} (ranks throughput); "
+                f"MFU own: each against its own peak (above)"))
     header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU" if one_peak else "MFU common",
               *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters:,}"]
     rows = []
@@ -310,9 +307,7 @@ def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, o
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     align = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(row, widths)))
-    p(align(header))
-    p(align(["-" * w for w in widths]))
-    for row in rows:
+    for row in [header, ["-" * w for w in widths], *rows]:
         p(align(row))
     if any(not mfu_plausible(v) for v in [*common, *(r.mfu for r in results)]):
         p(f"?! over 100%: {fmt.STALE_PEAK}")
@@ -360,7 +355,9 @@ def main(args: list[str]) -> int:
     if ns.warmup < 0:
         raise UserError(f"--warmup must be 0 or more, not {ns.warmup}")
 
-    from tuigpt.run.config import load_config
+    import dataclasses
+
+    from tuigpt.run.config import RESUME, SCRATCH, load_config
 
     overrides = split_overrides(rest)
     key, values = parse_compare(ns.compare) if ns.compare else ("", [""])
@@ -368,11 +365,17 @@ def main(args: list[str]) -> int:
         # every variant is checked before any is timed: a typo in the third value fails in a second, not minutes
         configs = []
         for i, value in enumerate(values):
-            variant = dict(overrides, out_dir=tmp, run_name=f"bench{i}", telemetry_interval="0")
+            # a nanoGPT-style .py config names the run's folder with out_dir alone
+            where = ({"out_dir": f"{tmp}/bench{i}"} if ns.config.endswith(".py")
+                     else {"out_dir": tmp, "run_name": f"bench{i}"})
+            variant = dict(overrides, **where, telemetry_interval="0")
             if key:
                 variant[key] = value
             try:
-                configs.append(load_config(ns.config, variant))
+                config = load_config(ns.config, variant)
+                # init_from=resume: the same model, timed from fresh weights (nothing of the run is touched)
+                configs.append(dataclasses.replace(config, init_from=SCRATCH) if config.init_from == RESUME
+                               else config)
             except UserError as exc:
                 raise UserError(f"--compare {key}={value}: {exc}" if key else str(exc)) from None
         results = []
