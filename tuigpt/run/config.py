@@ -214,9 +214,41 @@ def _type_name(types_: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types_)
 
 
-def unknown_key_error(key: str, where: str) -> UserError:
+# Names people type from nanoGPT, Hugging Face and habit, for the "did you mean" hint only (never accepted as
+# keys: one spelling per key keeps configs comparable). difflib cannot get from "lr" to learning_rate.
+KEY_ALIASES = {
+    "lr": "learning_rate", "max_lr": "learning_rate", "min_learning_rate": "min_lr",
+    "iters": "max_iters", "steps": "max_iters", "max_steps": "max_iters", "num_iters": "max_iters",
+    "bs": "batch_size", "batch": "batch_size", "micro_batch_size": "batch_size",
+    "per_device_train_batch_size": "batch_size",
+    "grad_accum": "gradient_accumulation_steps", "accum": "gradient_accumulation_steps",
+    "accumulation_steps": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
+    "ctx": "block_size", "context": "block_size", "context_length": "block_size", "seq_len": "block_size",
+    "max_seq_len": "block_size", "n_ctx": "block_size", "n_positions": "block_size",
+    "layers": "n_layer", "num_layers": "n_layer", "num_hidden_layers": "n_layer",
+    "heads": "n_head", "num_heads": "n_head", "num_attention_heads": "n_head",
+    "d_model": "n_embd", "hidden_size": "n_embd", "n_embed": "n_embd", "emb_dim": "n_embd", "dim": "n_embd",
+    "wd": "weight_decay", "warmup": "warmup_iters", "warmup_steps": "warmup_iters",
+    "lr_decay_steps": "lr_decay_iters", "clip": "grad_clip", "max_grad_norm": "grad_clip",
+    "precision": "dtype", "threads": "num_threads", "output_dir": "out_dir", "name": "run_name",
+    "data": "data_path", "data_dir": "data_path", "eval_steps": "eval_iters",
+    "temperature": "sample_temperature", "top_k": "sample_top_k", "max_new_tokens": "sample_max_new_tokens",
+    "backend": "ddp_backend",
+}
+
+
+def suggest_key(key: str) -> str | None:
+    """The config key someone typing ``key`` most likely meant, or None."""
+    alias = KEY_ALIASES.get(key.lower())
+    if alias is not None:
+        return alias
     close = difflib.get_close_matches(key, list(_FIELDS), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else "see the README for every key"
+    return close[0] if close else None
+
+
+def unknown_key_error(key: str, where: str) -> UserError:
+    close = suggest_key(key)
+    hint = f"did you mean {close}?" if close else "see the README for every key"
     return UserError(f"unknown config key {key!r} in {where}: {hint}")
 
 
