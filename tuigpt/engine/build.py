@@ -15,9 +15,10 @@ from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
 from tuigpt.engine.device import DeviceSetup, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
-from tuigpt.engine.model import GPT, ModelArgs
+from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.metrics_log import set_aside
 
 
 @dataclass
@@ -48,7 +49,6 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
         raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
                         f"the {world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
                         f"micro-steps; use a multiple of {world_size}")
-    checkpoints.remove_stale_temp_files()
     point = checkpoints.open_resume(config) if resume else None
     if point is None:
         checkpoints.refuse_overwrite()
@@ -62,10 +62,7 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     if point is not None and point.checkpoint["tokenizer"] != data.tokenizer.to_meta():
         raise UserError(f"cannot resume {checkpoints.run_dir}: the data's tokenizer vocabulary differs from the "
                         f"checkpoint's (different text or tokenizer); resume with the original data")
-    vocab = data.tokenizer.vocab_size
-    if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
-        vocab = (vocab + 63) // 64 * 64
-    args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
+    args = ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
                      n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
     device = setup.device
     check_fits(args, config.batch_size, setup.precision.autocast, device)
@@ -80,6 +77,12 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size)
+    if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
+        checkpoints.check_room(model)
+        checkpoints.remove_stale_temp_files()
+        if point is None and (moved := set_aside(checkpoints.run_dir.metrics)) is not None:
+            built.notices.append(f"an earlier start of this run ended before its first checkpoint: its records "
+                                 f"were moved to {moved.name}, and this run starts a fresh history")
     return built
 
 

@@ -245,6 +245,13 @@ class Cluster:
         self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, self.host))
         self.hosts = [str(h) for h in hosts]
 
+    def wrap(self, model: Any) -> Any:
+        """The model in DistributedDataParallel; its constructor broadcasts rank 0's weights, so every replica
+        starts equal."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()

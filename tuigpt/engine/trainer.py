@@ -25,16 +25,17 @@ from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport,
 from tuigpt.engine.evaluation import estimate_loss
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import SpikeWatch
-from tuigpt.engine.sampling import generate_text, settings
+from tuigpt.engine.sampling import sample_events
 from tuigpt.engine.schedule import lr_for
 from tuigpt.engine.step import Stepper
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.config import TrainConfig
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, EventBus,
-                               IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated,
-                               StateChanged)
+from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, EventBus, IterationStats, Notice,
+                               RunFailed, RunFinished, RunStarted, RunState, StateChanged)
+from tuigpt.run.files import append_text
+from tuigpt.run.lock import RunLock
 from tuigpt.run.numbers import mfu
-from tuigpt.run.rundir import BEST, LAST, RunDir
+from tuigpt.run.rundir import BEST, LAST, RunDir, modes
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
                  peak_flops: float | None = None, peak_label: str = "no peak known", bus: EventBus | None = None,
-                 pause_on_trouble: bool = False, cluster: Cluster | None = None) -> None:
+                 pause_on_trouble: bool = False, cluster: Cluster | None = None, lock: RunLock | None = None) -> None:
         self.cluster = cluster
         self.rank = cluster.rank if cluster is not None else 0
         self.world_size = cluster.world_size if cluster is not None else 1
@@ -62,26 +63,29 @@ class Trainer:
         self.peak_flops, self.peak_label = peak_flops, peak_label
         self.run_dir = RunDir.of(config.out_dir, config.run_name)
         self.resumed = resume
-        self.checkpoints = ckpt.CheckpointManager(self.run_dir, self.rank)
-        built = build(config, self.checkpoints, resume=resume, cluster=cluster)
+        dir_mode, self.file_mode = modes(config.share_with_group)
+        # one writer per run directory, locked before anything in it is touched (rank 0 writes for every rank)
+        self._own_lock = lock is None and self.rank == 0  # a lock handed in is the caller's; ours ends with run()
+        self.lock = RunLock.acquire(self.run_dir.path, dir_mode) if self._own_lock else lock
+        self.checkpoints = ckpt.CheckpointManager(self.run_dir, self.rank, self.file_mode)
+        try:
+            built = build(config, self.checkpoints, resume=resume, cluster=cluster)
+        except BaseException:
+            self.close(remove_dir=True)  # a start that failed leaves no trace
+            raise
         self.config, self.data, self.model_args = built.config, built.data, built.model_args
         self.device, self.precision, self.threads = built.setup.device, built.setup.precision, built.setup.threads
         self.compiled, self.compile_reason = built.setup.compiled, built.setup.compile_reason
-        self.raw_model, self.optimizer, self.scaler = built.model, built.optimizer, built.scaler
-        self.sampler = built.sampler
+        self.raw_model, self.optimizer, self.scaler, self.sampler = built.model, built.optimizer, built.scaler, built.sampler
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
         self.best_val_loss, self.last_val_loss = built.best_val_loss, built.last_val_loss
         self.eval_seconds = self.checkpoint_seconds = 0.0
-        self.pending_notices = built.notices
+        self.pending_notices = built.notices + ([self.lock.warning] if self.lock and self.lock.warning else [])
         self.micro_steps = self.config.gradient_accumulation_steps // self.world_size  # per rank, per iteration
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
         if cluster is not None:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # the constructor broadcasts rank 0's weights, so every replica starts equal
-            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                 if self.device.type == "cuda" else None)
+            self.model = cluster.wrap(self.model)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
         self.eval_interval = self.config.eval_interval
@@ -93,15 +97,25 @@ class Trainer:
         self._paused = False
         self._stop: Stop | None = None
         self._halt: str | None = None  # set on trouble in headless mode: "nan" or "disk"
+        self._write_failure: str | None = None  # a sink could not write (see report_write_failure)
         self._spikes = SpikeWatch()
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------ public
 
-    def send(self, command: Command) -> None:
-        """Queue a command for the next iteration boundary (thread-safe, never blocks)."""
-        self.gate.send(command)
+    def send(self, command: Command) -> str | None:
+        """Queue a command for the next iteration boundary (thread-safe, never blocks); why it was refused, if."""
+        return self.gate.send(command)
+
+    def report_write_failure(self, message: str) -> None:
+        """From any thread: a sink could not write (metrics.jsonl, disk full): trouble at the next boundary."""
+        self._write_failure = message
+
+    def close(self, remove_dir: bool = False) -> None:
+        """Release the run directory's lock if this trainer took it (idempotent)."""
+        if self._own_lock and self.lock is not None:
+            self.lock.release(remove_dir=remove_dir)
 
     def use_peak(self, flops: float | None, label: str) -> None:
         """Set the peak FLOP/s MFU is measured against (call before run())."""
@@ -128,12 +142,14 @@ class Trainer:
             self._set_state(RunState.ERROR)
             self.bus.publish(RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
                                        last_checkpoint=self.last_checkpoint))
+            self.close()
             raise
         self.bus.publish(RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
                                      last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
                                      train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
                                      checkpoint_seconds=self.checkpoint_seconds, last_checkpoint=self.last_checkpoint,
                                      tokens_seen=self.tokens_seen))
+        self.close()
         return outcome
 
     def train_step(self) -> tuple[float, float]:
@@ -201,6 +217,9 @@ class Trainer:
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
         rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
+        if self._write_failure is not None:
+            message, self._write_failure = self._write_failure, None
+            self._trouble("disk", message)
         while True:
             waiting = self._paused and self._stop is None and self._halt is None
             commands, halt = self.gate.exchange(HEARTBEAT_SECONDS if waiting else 0.0, self._halt)
@@ -315,24 +334,11 @@ class Trainer:
         self._back_to_work()
 
     def _sample(self, command: Sample) -> None:
-        """Generate text for a front end; a failure is reported and training goes on."""
-        cfg = self.config
+        """Generate text for a front end; a failure is a warning Notice and training goes on."""
         self._set_state(RunState.SAMPLING)
-        t0 = time.perf_counter()
-        try:
-            out = generate_text(self.raw_model, self.data.tokenizer, command.prompt,
-                                **settings(command.max_new_tokens, command.temperature, command.top_k, cfg.to_dict()),
-                                generator=torch.Generator(device=self.device).manual_seed(cfg.seed + self.iter_num),
-                                autocast=self.stepper.autocast())
-        except Exception as exc:  # sampling must never end the run
-            self.bus.publish(Notice(level="warning", message=f"sampling failed, training goes on: "
-                                    f"{type(exc).__name__}: {str(exc)[:200]}"))
-        else:
-            if out.unknown:
-                self.bus.publish(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) "
-                                        f"not in the vocabulary were left out: {out.unknown[:40]!r}"))
-            self.bus.publish(SampleGenerated(iter=self.iter_num, prompt=out.prompt, text=out.text,
-                                             seconds=time.perf_counter() - t0))
+        for event in sample_events(self.raw_model, self.data.tokenizer, command, self.config.to_dict(),
+                                   iter_num=self.iter_num, device=self.device, autocast=self.stepper.autocast()):
+            self.bus.publish(event)
         self._back_to_work()
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -366,8 +372,8 @@ class Trainer:
         """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
         if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
             return True
-        if not ckpt.finite(self.raw_model):
-            self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
+        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
+            self.bus.publish(Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
                                     f"{name} not overwritten"))
             return False
         self._set_state(RunState.CHECKPOINTING)
@@ -386,12 +392,6 @@ class Trainer:
         return True
 
     def _log_traceback(self, tb: str) -> None:
-        try:
-            self.run_dir.path.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir.train_log, "a", encoding="utf-8") as f:
-                who = f" on rank {self.rank}" if self.cluster is not None else ""
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration "
-                        f"{self.iter_num}\n")
-                f.write(tb)
-        except OSError:
-            pass
+        who = f" on rank {self.rank}" if self.cluster is not None else ""
+        append_text(self.run_dir.train_log, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at "
+                    f"iteration {self.iter_num}\n{tb}", self.file_mode)

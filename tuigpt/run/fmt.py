@@ -154,3 +154,18 @@ def bar(fraction: float | None, width: int = 10) -> str:
     full, part = divmod(eighths, 8)
     out = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
     return out + " " * (width - len(out))
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """Text cut to ``limit`` characters with an ellipsis: an error line never repeats unbounded input."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as an error line shows it: its repr, clipped (a million-item YAML list stays one short line)."""
+    try:
+        text = repr(value) if not isinstance(value, (list, dict, tuple, set)) or len(value) <= 20 else \
+            f"<a {type(value).__name__} of {len(value):,} items>"
+    except (RecursionError, ValueError):  # a self-referencing value; an int too long to print
+        text = f"<a {type(value).__name__}>"
+    return clip(text, limit)

@@ -13,8 +13,9 @@ import io
 import os
 import re
 import threading
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from tuigpt.run.events import Event, IterationStats, TelemetrySnapshot
 from tuigpt.run.files import lines_backwards, repair_torn_tail
@@ -30,21 +31,29 @@ class MetricsWriter:
     ``telemetry_every`` seconds per kind, every other kept event as it comes.
 
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
-    wrote after it are cut before anything is appended.
+    wrote after it are cut before anything is appended. ``mode``: permission bits of a file made here.
+
+    A write that fails (disk full, I/O error) is reported once and ends the writing: ``on_failure`` gets one
+    line (the host makes it the run's trouble: exit 4, or a pause in the monitor); without it the error is
+    raised once, and the event bus detaches the writer. :meth:`close` never raises; ``error`` keeps the failure.
     """
 
     def __init__(self, path: Path, log_interval: int, telemetry_every: float = 10.0,
-                 resume_at: int | None = None) -> None:
+                 resume_at: int | None = None, mode: int = 0o600,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.log_interval = log_interval
         self.telemetry_every = telemetry_every
+        self.on_failure = on_failure
+        self.error: OSError | None = None
         self._last_telemetry: dict[str, float] = {}
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
         if resume_at is not None:
             cut_after(path, resume_at)
-        self._file: IO[bytes] | None = open(path, "ab")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        self._file: IO[bytes] | None = os.fdopen(fd, "ab")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, IterationStats) and event.iter % self.log_interval:
@@ -61,16 +70,61 @@ class MetricsWriter:
         with self._lock:
             if self._file is None:
                 return
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+                return
+            except OSError as exc:
+                message = self._fail(exc)
+        if self.on_failure is None:
+            raise OSError(self.error.errno if self.error else None, message)
+        self.on_failure(message)
+
+    def _fail(self, exc: OSError) -> str:
+        """Stop writing (under the lock); the one line that says so."""
+        self.error = exc
+        file, self._file = self._file, None
+        try:
+            file.close()  # type: ignore[union-attr]
+        except OSError:
+            pass  # the buffered rest cannot be written either
+        return (f"could not write {self.path} ({exc.strerror or exc}): the run's history stops here; free disk "
+                f"space or fix the folder, then --resume")
 
     def close(self) -> None:
+        """Flush, fsync and close; a failure here is kept in ``error`` (the records already flushed are safe)."""
         with self._lock:
-            if self._file is not None:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+            file, self._file = self._file, None
+            if file is None:
+                return
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError as exc:
+                self.error = exc
+            finally:
+                try:
+                    file.close()
+                except OSError as exc:
+                    self.error = self.error or exc
+
+
+def set_aside(path: Path) -> Path | None:
+    """Move a history that no checkpoint continues out of the way (``metrics.unfinished-<time>.jsonl``), so a fresh
+    start over it does not log its iterations twice; the new path, or None when there was nothing to move."""
+    try:
+        if path.stat().st_size == 0:
+            return None
+    except FileNotFoundError:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"metrics.unfinished-{stamp}.jsonl")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"metrics.unfinished-{stamp}-{n}.jsonl")
+    os.replace(path, target)
+    return target
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -6,6 +6,11 @@
 | metrics.jsonl   | the metrics writer (append-only, a line a record)|
 | train.log       | the trainer, when it crashes (the traceback)     |
 | control.sock    | the control server, while the run lives          |
+| run.lock        | the one process writing the run (its PID; flock) |
+
+A run directory is made 0700 and its files 0600 (the config, samples and weights are the user's own);
+``share_with_group: true`` makes them 0750/0640, for a group that reads them. An existing directory or
+file keeps the mode it has (a user's chmod stands).
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ LAST = "last.pt"
 BEST = "best.pt"
 TRAIN_LOG = "train.log"
 SOCKET = "control.sock"
+LOCK_FILE = "run.lock"
+
+
+def modes(share_with_group: bool) -> tuple[int, int]:
+    """(directory mode, file mode) of what a run creates: private, or readable by the owner's group."""
+    return (0o750, 0o640) if share_with_group else (0o700, 0o600)
 
 
 @dataclass(frozen=True)
