@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from tuigpt.cli.args import Parser
+from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_OK
 
@@ -22,27 +23,29 @@ def main(args: list[str]) -> int:
     parser.add_argument("--num_samples", type=int, default=1, help="how many samples (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
     ns = parser.parse_args(args)
-    if ns.max_new_tokens is not None and ns.max_new_tokens < 1:
-        raise UserError("--max_new_tokens must be a positive integer")
-    if ns.temperature is not None and not ns.temperature >= 0:
-        raise UserError("--temperature must be 0 (greedy) or more, e.g. 0.8")
-    if ns.top_k is not None and ns.top_k < 1:
-        raise UserError("--top_k must be a positive integer")
-    if ns.num_samples < 1:
-        raise UserError("--num_samples must be a positive integer")
+    if ns.max_new_tokens is not None and not 1 <= ns.max_new_tokens <= MAX_SAMPLE_TOKENS:
+        raise UserError(f"--max_new_tokens must be an integer from 1 to {MAX_SAMPLE_TOKENS:,}")
+    if ns.temperature is not None and not 0 <= ns.temperature <= MAX_TEMPERATURE:
+        raise UserError(f"--temperature must be 0 (greedy) to {MAX_TEMPERATURE:g}, e.g. 0.8")
+    if ns.top_k is not None and not 1 <= ns.top_k <= MAX_TOP_K:
+        raise UserError(f"--top_k must be an integer from 1 to {MAX_TOP_K:,}")
+    if not 1 <= ns.num_samples <= 10_000:
+        raise UserError("--num_samples must be an integer from 1 to 10,000")
+    if not 0 <= ns.seed < 2**63:
+        raise UserError("--seed must be an integer from 0 to 2**63 - 1")
 
     import torch
 
     from tuigpt.engine.checkpoint import load_checkpoint
-    from tuigpt.engine.data import Tokenizer
+    from tuigpt.engine.checkpoint_check import check_structure
     from tuigpt.engine.device import resolve_device
-    from tuigpt.engine.model import GPT, ModelArgs
+    from tuigpt.engine.model import GPT
     from tuigpt.engine.sampling import generate_text, settings
 
     state = load_checkpoint(ns.checkpoint)
+    saved, args, tokenizer = check_structure(state, ns.checkpoint, for_training=False)  # the tokenizer fits the model
     device = resolve_device(ns.device)
-    tokenizer = Tokenizer.from_meta(state["tokenizer"])
-    model = GPT(ModelArgs(**state["model_args"]))
+    model = GPT(args)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -50,7 +53,7 @@ def main(args: list[str]) -> int:
                         f"({str(exc).splitlines()[0][:100]})") from None
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(ns.seed)
-    config = state["config"] if isinstance(state["config"], dict) else {}
+    config = saved.to_dict()
     for n in range(ns.num_samples):
         out = generate_text(model, tokenizer, ns.prompt, **settings(ns.max_new_tokens, ns.temperature, ns.top_k,
                                                                       config), generator=generator)

@@ -173,10 +173,18 @@ def cut_after(path: Path, upto_iter: int) -> None:
             f.truncate(cut)
 
 
-def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
+# what a monitor redraws from, beyond the thinned iterations and evals: the last records of each kind
+KEEP_LAST: dict[bytes, int] = {b"notice": 500, b"checkpoint": 500, b"sample": 20, b"start": 20, b"state": 50,
+                               b"eval_interval": 50, b"finish": 20, b"failed": 20}
+
+
+def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000, max_eval_points: int = 2_000,
                  end: int | None = None) -> list[dict[str, Any]]:
-    """The records a monitor needs to redraw a run: every start, eval, checkpoint, sample, notice and state,
-    and the iteration records thinned to about ``max_iter_points`` (the last ``recent`` kept in full).
+    """The records a monitor needs to redraw a run, in file order, bounded in memory for any mix of records:
+    iterations thinned to about ``max_iter_points`` (the last ``recent`` kept in full), evals thinned to about
+    ``max_eval_points`` (the last ones, and the best, kept), and the last KEEP_LAST of every other kind a pane
+    shows (notices, checkpoints, samples, session starts and endings, states). Telemetry and cluster records
+    are left out (the follower reads the latest from the tail).
 
     Only kept lines are parsed, so a million-line file loads in about a second. ``end``: read only the
     first ``end`` bytes (a watcher then follows the file from there, seeing no line twice).
@@ -185,23 +193,37 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
         f = open(path, "rb")
     except FileNotFoundError:
         return []
-    with f:  # two streaming passes: count the iteration lines, then parse the ones kept
+    with f:  # two streaming passes: count the lines of each kind, then parse the ones kept
         if end is not None:
             f = io.BufferedReader(_Limited(f, end))  # type: ignore[arg-type]
-        iter_lines = sum(1 for line in f if line.endswith(b"\n") and record_type(line) == b"iter")
-        stride = max(1, (iter_lines - recent) // max(1, max_iter_points - recent))
+        counts: dict[bytes | None, int] = {}
+        last_best = -1  # the index, among eval lines, of the last new best (its point must stay on the chart)
+        for line in f:
+            if line.endswith(b"\n"):
+                kind = record_type(line)
+                counts[kind] = counts.get(kind, 0) + 1
+                if kind == b"eval" and b'"is_best":true' in line:
+                    last_best = counts[kind] - 1
+        iter_stride = max(1, (counts.get(b"iter", 0) - recent) // max(1, max_iter_points - recent))
+        eval_recent = max_eval_points // 5
+        eval_stride = max(1, (counts.get(b"eval", 0) - eval_recent) // max(1, max_eval_points - eval_recent))
         records: list[dict[str, Any]] = []
-        seen_iters = 0
+        seen: dict[bytes | None, int] = {}
         f.seek(0)
         for line in f:
             if not line.endswith(b"\n"):
                 break  # torn last line
             kind = record_type(line)
+            k = seen.get(kind, 0)
+            seen[kind] = k + 1
+            total = counts.get(kind, 0)
             if kind == b"iter":
-                seen_iters += 1
-                if seen_iters % stride and seen_iters <= iter_lines - recent:
+                if (k + 1) % iter_stride and k + 1 <= total - recent:
                     continue
-            elif kind == b"telemetry":
+            elif kind == b"eval":
+                if (k + 1) % eval_stride and k < total - eval_recent and k != last_best:
+                    continue
+            elif kind not in KEEP_LAST or k < total - KEEP_LAST[kind]:
                 continue
             record = loads(line)
             if record is not None:
