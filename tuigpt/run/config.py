@@ -171,10 +171,13 @@ def range_text(key: str) -> str:
     lo, hi, lo_open, hi_open = FLOAT_RANGES[key]
     if key == "telemetry_interval":
         lo = MIN_TELEMETRY_INTERVAL
+    def num(v: float) -> str:
+        return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
+
     if not (lo_open or hi_open):
-        return f"a number from {lo:g} to {hi:g}"
-    low = f"above {lo:g}" if lo_open else f"at least {lo:g}"
-    high = f"below {hi:g}" if hi_open else f"at most {hi:g}"
+        return f"a number from {num(lo)} to {num(hi)}"
+    low = f"above {num(lo)}" if lo_open else f"at least {num(lo)}"
+    high = f"below {num(hi)}" if hi_open else f"at most {num(hi)}"
     return f"a number {low} and {high}"
 
 

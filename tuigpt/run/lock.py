@@ -38,8 +38,8 @@ class RunLock:
 
     @classmethod
     def acquire(cls, run_dir: str | Path, dir_mode: int = 0o700) -> RunLock:
-        """Make the run directory if needed and lock it; UserError naming the holder, or why the folder is
-        unusable. ``dir_mode`` applies to a directory made here (an existing one keeps its mode)."""
+        """Make the run directory if needed and lock it; UserError naming the holder, or why the folder (or its
+        metrics.jsonl) is unusable. ``dir_mode`` applies to a directory made here (an existing one keeps its mode)."""
         run_dir = Path(run_dir)
         created = _make_dir(run_dir, dir_mode)
         path = run_dir / LOCK_FILE
@@ -71,6 +71,11 @@ class RunLock:
             os.close(fd)  # we locked a file its releasing holder had just removed: take the new one
         lock = cls(run_dir, fd, created)
         lock._write_pid()
+        try:
+            check_metrics_writable(run_dir)
+        except UserError:
+            lock.release(remove_dir=True)
+            raise
         return lock
 
     def _write_pid(self) -> None:
