@@ -29,11 +29,11 @@ _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # file
 class RunLock:
     """The held lock of one run directory; :meth:`release` (or the process's end) gives it back."""
 
-    def __init__(self, run_dir: Path, fd: int | None, created: bool, warning: str | None = None) -> None:
+    def __init__(self, run_dir: Path, fd: int | None, created: list[Path], warning: str | None = None) -> None:
         self.run_dir = run_dir
         self.path = run_dir / LOCK_FILE
         self._fd = fd
-        self.created = created  # this process made the run directory (it is removed again if the start fails)
+        self.created = created  # directories this process made, deepest first (removed again if the start fails)
         self.warning = warning  # a filesystem without locks: said once, and the run goes on unguarded
 
     @classmethod
@@ -157,8 +157,8 @@ def check_metrics_writable(run_dir: Path) -> None:
 # ---------------------------------------------------------------- helpers
 
 
-def _make_dir(run_dir: Path, mode: int) -> bool:
-    """Create the run directory (its parents as needed); True when it was made here."""
+def _make_dir(run_dir: Path, mode: int) -> list[Path]:
+    """Create the run directory (``mode``) and its missing parents; the directories made here, deepest first."""
     try:
         st = os.stat(run_dir)
     except FileNotFoundError:
@@ -167,27 +167,34 @@ def _make_dir(run_dir: Path, mode: int) -> bool:
         raise _unusable(run_dir, run_dir, exc) from None
     else:
         if not stat.S_ISDIR(st.st_mode):
-            raise UserError(f"{run_dir} exists and is not a directory: move it away, or pick another "
+            raise UserError(f"{str(run_dir)[:300]} exists and is not a directory: move it away, or pick another "
                             f"out_dir/run_name")
-        return False
+        return []
+    missing = [run_dir]
+    while not missing[-1].parent.exists() and missing[-1].parent != missing[-1]:
+        missing.append(missing[-1].parent)
+    created: list[Path] = []
     try:
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        run_dir.mkdir(mode=mode)
+        for directory in reversed(missing):
+            directory.mkdir(mode=mode if directory == run_dir else 0o777)
+            created.insert(0, directory)
     except FileExistsError:
-        if run_dir.parent.is_dir():
-            return False  # made by a concurrent start a moment ago: the lock decides between us
+        if run_dir.is_dir():
+            return created  # made by a concurrent start a moment ago: the lock decides between us
+        _remove_dir(run_dir, created)
         raise _unusable(run_dir, run_dir.parent, OSError(errno.ENOTDIR, "not a directory")) from None
     except OSError as exc:
+        _remove_dir(run_dir, created)
         raise _unusable(run_dir, run_dir, exc) from None
-    return True
+    return created
 
 
-def _remove_dir(run_dir: Path, created: bool) -> None:
-    if created:
+def _remove_dir(run_dir: Path, created: list[Path]) -> None:
+    for directory in created:  # deepest first, each only if empty: nothing of anyone else's is removed
         try:
-            run_dir.rmdir()  # only if empty: nothing of anyone else's is removed
+            directory.rmdir()
         except OSError:
-            pass
+            return
 
 
 def _unusable(run_dir: Path, path: Path, exc: OSError) -> UserError:
