@@ -76,7 +76,8 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
             raise damaged(path, "scaler", f"must be a mapping, not {_describe(state['scaler'])}")
         if "rng" in state:
             _rng(state["rng"], path)
-        samplers = state.get("samplers") or []
+        samplers = state.get("samplers")
+        samplers = [] if samplers is None else samplers
         if not isinstance(samplers, list):
             raise damaged(path, "samplers", f"must be a list of batch-sampler states, not {_describe(samplers)}")
         for k, sampler in enumerate(samplers):
