@@ -209,6 +209,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_rss_bytes=peak_rss_bytes(),
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
+    trainer.close()  # its run directory's lock (the folder is a temporary one)
     del trainer
     gc.collect()
     if on_cuda:
