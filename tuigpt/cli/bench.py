@@ -312,7 +312,7 @@ def parse_compare(text: str) -> tuple[str, list[str]]:
     key = key.strip().removeprefix("--").replace("-", "_")
     values = [v.strip() for v in values_text.split(",")] if eq else []
     if not key or not eq or len(values) < 2 or not all(values):
-        raise UserError(f"--compare {text!r} must look like KEY=V1,V2[,...] with at least two values "
+        raise UserError(f"--compare {fmt.shown(text)} must look like KEY=V1,V2[,...] with at least two values "
                         f"(e.g. --compare dtype=float32,bfloat16)")
     if key in ("out_dir", "run_name"):
         raise UserError(f"--compare {key}=... changes nothing the bench measures: compare a model, batch or system "
@@ -336,7 +336,7 @@ def main(args: list[str]) -> int:
     parser.add_argument("--compare", default=None)
     ns, rest = parser.parse_known_args(args)
     if ns.config.startswith("--"):
-        raise UserError(f"the first argument must be a config file, not {ns.config!r} "
+        raise UserError(f"the first argument must be a config file, not {fmt.shown(ns.config)} "
                         f"(e.g. tuigpt bench configs/train_cpu_optimized.yaml)")
     if ns.steps < 1:
         raise UserError(f"--steps must be a positive integer, not {ns.steps}")

@@ -8,13 +8,14 @@ import sys
 from tuigpt.cli.args import HELP, split_overrides
 from tuigpt.run.config import load_config
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import shown
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 
 
 def main(args: list[str]) -> int:
     config_path, rest = args[0], args[1:]
     if config_path.startswith("--"):
-        raise UserError(f"the first argument must be a config file, not {config_path!r} (e.g. tuigpt "
+        raise UserError(f"the first argument must be a config file, not {shown(config_path)} (e.g. tuigpt "
                         f"configs/train_cpu_optimized.yaml {config_path})")
     flags = {"--headless": False, "--resume": False}
     remaining = []
@@ -61,7 +62,7 @@ def launch_local(nproc: str, config_path: str, args: list[str], accumulation: in
     from tuigpt.engine.distributed import launch_env
 
     if not nproc.isdigit() or int(nproc) < 1:
-        raise UserError(f"--nproc needs a positive number of processes, not {nproc!r} (e.g. --nproc 2)")
+        raise UserError(f"--nproc needs a positive number of processes, not {shown(nproc)} (e.g. --nproc 2)")
     if accumulation % int(nproc):
         raise UserError(f"gradient_accumulation_steps={accumulation} is not divisible by the {nproc} ranks: each "
                         f"rank runs gradient_accumulation_steps / ranks micro-steps; use a multiple of {nproc}")

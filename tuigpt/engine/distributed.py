@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import shown
 from tuigpt.run.events import ClusterStats
 from tuigpt.run.numbers import comm_over_compute, rank_busy_ms, slowest_over_fastest
 
@@ -60,8 +61,8 @@ def launch_env(environ: dict[str, str] | None = None) -> LaunchEnv | None:
         local_rank = int(env.get("LOCAL_RANK", rank))
         local_world = int(env.get("LOCAL_WORLD_SIZE", world))
     except ValueError:
-        raise UserError(f"torchrun environment is malformed (WORLD_SIZE={env.get('WORLD_SIZE')!r}, "
-                        f"RANK={env.get('RANK')!r}): launch with torchrun or without those variables") from None
+        raise UserError(f"torchrun environment is malformed (WORLD_SIZE={shown(env.get('WORLD_SIZE'), 40)}, "
+                        f"RANK={shown(env.get('RANK'), 40)}): launch with torchrun or without those variables") from None
     return LaunchEnv(rank=rank, local_rank=local_rank, world_size=world, local_world_size=local_world)
 
 

@@ -139,12 +139,9 @@ def holder(run_dir: str | Path) -> int | None:
 def check_metrics_writable(run_dir: Path) -> None:
     """UserError unless metrics.jsonl can be appended to (checked before anything is written)."""
     path = run_dir / METRICS_FILE
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _stat(run_dir, path)
+    if st is None:
         return
-    except OSError as exc:
-        raise _unusable(run_dir, path, exc) from None
     if not stat.S_ISREG(st.st_mode):
         raise UserError(f"{path} is not a regular file: move it away (a run appends its history there)")
     try:
@@ -159,13 +156,8 @@ def check_metrics_writable(run_dir: Path) -> None:
 
 def _make_dir(run_dir: Path, mode: int) -> list[Path]:
     """Create the run directory (``mode``) and its missing parents; the directories made here, deepest first."""
-    try:
-        st = os.stat(run_dir)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise _unusable(run_dir, run_dir, exc) from None
-    else:
+    st = _stat(run_dir, run_dir)
+    if st is not None:
         if not stat.S_ISDIR(st.st_mode):
             raise UserError(f"{str(run_dir)[:300]} exists and is not a directory: move it away, or pick another "
                             f"out_dir/run_name")
@@ -187,6 +179,16 @@ def _make_dir(run_dir: Path, mode: int) -> list[Path]:
         _remove_dir(run_dir, created)
         raise _unusable(run_dir, run_dir, exc) from None
     return created
+
+
+def _stat(run_dir: Path, path: Path) -> os.stat_result | None:
+    """``path``'s stat, None when it does not exist; UserError when it cannot be looked at."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _unusable(run_dir, path, exc) from None
 
 
 def _remove_dir(run_dir: Path, created: list[Path]) -> None:
