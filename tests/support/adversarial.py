@@ -218,6 +218,7 @@ def config_cases(rng: random.Random, n: int) -> list[Case]:
         "!!python/object/apply:os.system ['true']\n", "- just\n- a list\n", "42\n", "", "{}", "\t\tbad: indent\n",
         "n_layer: 2\nn_layer: 3\n" * 3, "1: 2\n", "? [a, b]\n: c\n", "max_iters: !!binary aGVsbG8=\n",
         "out_dir: @OUT@\nmax_iters: 0\nbatch_size: 1e400\n", "learning_rate: .nan\n", "date: 2001-12-14\n",
+        "batch_size: [" + "1," * 300_000 + "1]\n", "dataset: " + "d" * 900_000 + "\n",
     ]
     cases = [Case("config", f"raw {k}", _train_case(text.encode() if "@OUT@" in text else
                                                   (f"out_dir: @OUT@\n" + text).encode()))

@@ -16,14 +16,20 @@ class _ConfigLoader(yaml.SafeLoader):
     """YAML's safe loader without aliases and with a nesting limit.
 
     A config is a page of ``key: value`` lines: an alias (``*name``) is never needed there, and a few lines of
-    nested aliases expand to billions of nodes; deep nesting would exhaust the composer's recursion.
+    nested aliases expand to billions of nodes; deep nesting would exhaust the composer's recursion, and a
+    megabyte of list items would take PyYAML's pure-Python composer most of a minute.
     """
 
     depth = 0
+    nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config file",
+                                              self.peek_event().start_mark)
+        self.nodes += 1
+        if self.nodes > MAX_CONFIG_NODES:  # half a million list items take PyYAML half a minute
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_CONFIG_NODES:,} values",
                                               self.peek_event().start_mark)
         self.depth += 1
         try:
@@ -36,6 +42,7 @@ class _ConfigLoader(yaml.SafeLoader):
 
 
 MAX_CONFIG_NESTING = 8
+MAX_CONFIG_NODES = 10_000  # a config has about fifty keys
 
 
 def read_mapping(path: Path, what: str, fix: str, max_bytes: int) -> dict[str, Any]:
