@@ -80,7 +80,7 @@ class RunDir:
 def run_dirs(out_dir: str | Path) -> list[Path]:
     """Directories under out_dir holding a metrics.jsonl, most recently updated first."""
     root = Path(out_dir)
-    found = [p.parent for p in root.glob(f"*/{METRICS_FILE}")] if root.is_dir() else []
+    found = [p.parent for p in root.glob(f"*/{METRICS_FILE}") if p.is_file()] if root.is_dir() else []  # no FIFO
     return sorted(found, key=lambda d: _mtime(d / METRICS_FILE), reverse=True)
 
 

@@ -177,3 +177,10 @@ def test_a_restart_after_a_kill_before_the_first_checkpoint_logs_no_iteration_tw
     assert any("moved to metrics.unfinished-" in r.get("message", "") for r in records)
     (moved,) = run_dir.glob("metrics.unfinished-*.jsonl")
     assert moved.read_text() == killed
+
+
+def test_runs_skips_a_metrics_file_that_is_a_fifo(tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs" / "odd").mkdir(parents=True)
+    os.mkfifo(tmp_path / "runs" / "odd" / "metrics.jsonl")
+    assert cli.main(["runs", "--out_dir", str(tmp_path / "runs")]) == 0  # returns (reading a FIFO would block)
+    assert "no runs under" in capsys.readouterr().out
