@@ -194,6 +194,14 @@ def _train_case(values: dict[str, Any] | str | bytes, extra: tuple[str, ...] = (
     return action
 
 
+def _py_case(text: str) -> Callable[[Path], int]:
+    def action(work: Path) -> int:
+        path = work / "case.py"
+        path.write_text(f"out_dir = {str(work / 'runs' / 'fresh')!r}\nmax_iters = 0\n" + text + "\n")
+        return _cli([str(path), "--headless"])
+    return action
+
+
 def _bad_values(rng: random.Random, key: str) -> list[Any]:
     from tuigpt.run.config import FLOAT_RANGES, INT_RANGES
 
@@ -224,6 +232,14 @@ def config_cases(rng: random.Random, n: int) -> list[Case]:
                                                   (f"out_dir: @OUT@\n" + text).encode()))
              for k, text in enumerate(raw)]
     cases.append(Case("config", "random bytes", _train_case(bytes(rng.randrange(256) for _ in range(300)))))
+    py = ["batch_size = " + "-(" * 300 + "1" + ")" * 300, "dataset = " + " + ".join(['"a"'] * 50_000),
+          'dataset = "x" * 10**9', "batch_size = 10**10**10", "batch_size = 1" + " * 99999999999" * 2000,
+          'dataset = f"{1:>1000000000}"', "batch_size = foo(" + "1," * 10_000 + ")", "import os\nos.system('true')",
+          "exec('1')", "batch_size = 1/0", "n_layer = 2.5", "x: int = 'a'\nbatch_size = x", "def f(): pass",
+          "batch_size = 12\nrun_name = 'r'", "out_dir = '../../x'", "dataset = 'a/b'", "batch_size = True + True",
+          "max_iters = 1e400", "batch_size = -0.0", "block_size = 2**40", "\x00", "batch_size = [1]*10**9"]
+    for k, text in enumerate(py):
+        cases.append(Case("config", f"python config {k}", _py_case(text)))
     while len(cases) < n:
         faults = {}
         for _ in range(rng.choice([1, 1, 2, 3])):

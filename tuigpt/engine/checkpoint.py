@@ -62,6 +62,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a tuigpt checkpoint onto the CPU; every kind of bad file is a one-line UserError."""
     path = Path(path)
     shown = clip(str(path), 200)
+    state = read_torch_file(path)
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise UserError(f"{shown} is not a tuigpt checkpoint (missing model/config/iteration entries)")
+    if type(state["format"]) is not int or state["format"] != FORMAT_VERSION:
+        raise UserError(f"checkpoint {shown} has format {clip(repr(state['format']), 40)}; this tuigpt reads format "
+                        f"{FORMAT_VERSION}")
+    return state
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of any checkpoint file (tuigpt's or nanoGPT's) onto the CPU; every kind
+    of bad file (missing, a directory, a FIFO or device, unsafe, truncated) is a one-line UserError."""
+    shown = clip(str(path), 200)
     stat_regular(path, "checkpoint", "give a .pt file such as checkpoints/<run_name>/last.pt")  # no FIFO, no device
     try:
         f = open_regular(path)
@@ -79,11 +92,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         first = (str(exc).strip().splitlines() or ["unreadable"])[0]
         raise UserError(f"checkpoint {shown} is truncated or corrupted ({first[:120]}): "
                         f"use another checkpoint (best.pt or last.pt) or retrain") from None
-    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise UserError(f"{shown} is not a tuigpt checkpoint (missing model/config/iteration entries)")
-    if type(state["format"]) is not int or state["format"] != FORMAT_VERSION:
-        raise UserError(f"checkpoint {shown} has format {clip(repr(state['format']), 40)}; this tuigpt reads format "
-                        f"{FORMAT_VERSION}")
     return state
 
 

@@ -9,6 +9,7 @@ and the tokenizer must fit the model's vocabulary (else `tuigpt sample` would pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +24,7 @@ from tuigpt.run.fmt import clip
 
 MAX_ITER = INT_RANGES["max_iters"][1]
 MAX_VOCAB = 1 << 24
+GELUS = ("exact", "tanh")
 
 
 def damaged(path: Path | str, field: str, problem: str) -> UserError:
@@ -88,7 +90,7 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
 
 
 def _model_args(raw: Any, path: Path | str) -> ModelArgs:
-    names = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias"}
+    names = {f.name for f in dataclasses.fields(ModelArgs)}
     if not isinstance(raw, dict) or not set(raw) <= names or not {"vocab_size", "block_size", "n_layer", "n_head",
                                                                     "n_embd"} <= set(raw):
         raise damaged(path, "model_args", f"must hold {', '.join(sorted(names))}, not {_describe(raw)}")
@@ -104,12 +106,14 @@ def _model_args(raw: Any, path: Path | str) -> ModelArgs:
         raise damaged(path, "model_args.dropout", "must be a number in [0, 1)")
     if not isinstance(raw.get("bias", False), bool):
         raise damaged(path, "model_args.bias", "must be true or false")
+    if raw.get("gelu", "exact") not in GELUS:
+        raise damaged(path, "model_args.gelu", f"must be one of {', '.join(GELUS)}")
     return ModelArgs(**raw)
 
 
 def _tokenizer(meta: Any, args: ModelArgs, path: Path | str) -> Tokenizer:
     tokenizer = Tokenizer.from_meta(meta)  # UserError: "invalid tokenizer metadata ... damaged"
-    if padded_vocab(tokenizer.vocab_size) != args.vocab_size:
+    if not tokenizer.vocab_size <= args.vocab_size <= padded_vocab(tokenizer.vocab_size):  # GPT-2: 50257 or 50304
         raise damaged(path, "tokenizer", f"({tokenizer.name}, {tokenizer.vocab_size:,} tokens) does not fit its "
                       f"model's vocabulary of {args.vocab_size:,}: the text it generated would be garbage")
     return tokenizer

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
 from tuigpt.engine.trainer import Trainer
@@ -21,6 +21,7 @@ from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Notice
 from tuigpt.run.exits import EXIT_DISK, EXIT_ERROR, EXIT_OK, exit_code
+from tuigpt.run.files import append_text
 from tuigpt.run.lock import RunLock
 from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
 from tuigpt.run.rundir import RunDir, modes
@@ -33,9 +34,9 @@ class _PeerLostExit(Exception):
 
 
 def train(config: TrainConfig, *, config_path: str | None, resume: bool, headless: bool,
-          cluster: Cluster | None = None, compare: str | None = None) -> int:
+          cluster: Cluster | None = None, compare: str | None = None, notices: Sequence[str] = ()) -> int:
     """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
-    the exit code."""
+    the exit code. ``notices``: how the config file was read, shown with the run's own notices at its start."""
     if cluster is not None and cluster.rank != 0:
         trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                           cluster=cluster)
@@ -47,6 +48,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
     try:
         trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                           cluster=cluster, lock=lock)
+        trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
         code = _train_locked(trainer, resume, headless, cluster, config_path, compare, file_mode)
     except BaseException:
         lock.release(remove_dir=True)  # a directory made by this start, still empty: a failed start leaves no trace
@@ -105,7 +107,7 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
 
 
 def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
-               headless: bool) -> int:
+               headless: bool, notices: Sequence[str] = ()) -> int:
     """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
     collectives' state is unknown, so nothing may wait on it at exit)."""
     try:
@@ -114,7 +116,8 @@ def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, 
         print(f"tuigpt: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster,
+                     notices=notices)
     except _PeerLostExit:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -203,7 +206,12 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
                              daemon=True).start()
 
     with SignalStop(first, on_repeat=lambda signum: app.leave(128 + signum)) as signals:
-        app.run()
+        try:
+            app.run()
+        except Exception as exc:  # the monitor could not even run (a terminal it cannot drive, a Textual bug)
+            app.crashed = exc
+    if app.crashed is not None and not run.wait(0):
+        return _without_monitor(run, app.crashed, signals.received)
     # the terminal is restored: leave the run's closing line where the user will look
     if app.outcome is not None:
         HeadlessPrinter()(app.outcome)
@@ -233,6 +241,20 @@ def _hang_up_when_gone(run: LocalRun, app: Any, close_sinks: Callable[[], None])
         if not terminal_alive():
             _hang_up(run, close_sinks)
             return
+
+
+def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None) -> int | None:
+    """The monitor died while the run trains: say so, keep its traceback in train.log, and go on training with
+    the headless lines and the same signal path (ctrl+c stops and saves) until the run ends."""
+    import traceback
+
+    log = run.trainer.run_dir.train_log
+    append_text(log, "--- the monitor failed; training went on without it\n"
+                + "".join(traceback.format_exception(type(error), error, error.__traceback__)), run.trainer.file_mode)
+    print(f"tuigpt: the monitor failed ({type(error).__name__}: {error}); training goes on without it, one line "
+          f"per log_interval (ctrl+c stops and saves last.pt; traceback in {log})", file=sys.stderr, flush=True)
+    received = _run_headless(run, grace=0.0)
+    return signalled if signalled is not None else received
 
 
 def _hang_up(run: LocalRun, close_sinks: Callable[[], None]) -> None:

@@ -8,10 +8,12 @@ import time
 from typing import TextIO
 
 from tuigpt.run import fmt
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
-                               RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
+from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalProgress, EvalResult, Event, IterationStats,
+                               Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
 from tuigpt.run.numbers import RunProgress
 
+EVAL_QUIET = 2.0  # an eval shorter than this prints only its result
+EVAL_EVERY = 10.0  # a long eval prints its progress this often
 ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss",
            "disk": "stopped: a checkpoint could not be written"}
 
@@ -25,6 +27,8 @@ class HeadlessPrinter:
         self.progress = RunProgress()  # the same speed and ETA as the monitor's
         self._log_interval = 10
         self._state = RunState.STARTING
+        self._evals_seen = 0
+        self._eval_printed: tuple[int, float] | None = None  # (iteration, seconds) of the last progress line
 
     def _print(self, line: str) -> None:
         with self._lock:
@@ -52,7 +56,21 @@ class HeadlessPrinter:
                     f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
                     f"ETA {fmt.duration(self.progress.eta_seconds())}")
 
+    def _on_EvalProgress(self, e: EvalProgress) -> None:
+        """The run's first eval says what it does at once (it can take tens of seconds); a later one once it has
+        taken EVAL_QUIET seconds; then every EVAL_EVERY seconds."""
+        last = self._eval_printed if self._eval_printed is not None and self._eval_printed[0] == e.iter else None
+        if last is None and e.seconds < EVAL_QUIET and self._evals_seen:
+            return
+        if last is not None and e.seconds - last[1] < EVAL_EVERY:
+            return
+        self._eval_printed = (e.iter, e.seconds)
+        what = " (the untrained model)" if not self._evals_seen and e.iter == 0 else ""
+        self._print(f"eval iter {e.iter}{what} | evaluating {e.done}/{e.total} batches | {fmt.duration(e.seconds)}")
+
     def _on_EvalResult(self, e: EvalResult) -> None:
+        self._evals_seen += 1
+        self._eval_printed = None
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "
                     f"{e.seconds:.1f}s")

@@ -116,3 +116,17 @@ def test_every_numeric_key_has_a_range() -> None:
             assert f.name in INT_RANGES, f"{f.name} has no range in INT_RANGES"
         elif float in args:
             assert f.name in FLOAT_RANGES, f"{f.name} has no range in FLOAT_RANGES"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("dataset = " + " + ".join(['"a"'] * 50_000), "nested or chained too deeply"),
+    ("batch_size = 1" + " * 99999999999" * 2000, "nested or chained too deeply"),
+    ('dataset = f"{1:>1000000000}"', "longer than"),
+    ("batch_size = foo(" + "1," * 10_000 + ")", "is not a literal value"),
+])
+def test_python_configs_cannot_blow_up_either(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "c.py"
+    path.write_text(text + "\n")
+    with pytest.raises(UserError, match=match) as err:
+        load_config(path)
+    assert len(str(err.value)) < 400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tuigpt.run.events import CheckpointWritten, EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, StateChanged
+from tuigpt.run.events import CheckpointWritten, EvalProgress, EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, StateChanged
 from tuigpt.ui.headless import HeadlessPrinter
 
 
@@ -80,3 +80,20 @@ def test_failure_line_names_the_last_good_checkpoint() -> None:
     out = io.StringIO()
     HeadlessPrinter(out)(RunFailed(iter=7, message="RuntimeError: boom", traceback="...", last_checkpoint="x/last.pt"))
     assert out.getvalue().startswith("error at iter 7: RuntimeError: boom | last good checkpoint: x/last.pt")
+
+
+def test_eval_progress_lines_for_the_first_eval_and_long_ones_only() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(EvalProgress(iter=0, done=1, total=40, seconds=0.6))  # the untrained eval: said at once
+    printer(EvalProgress(iter=0, done=9, total=40, seconds=5.0))  # then every 10 s only
+    printer(EvalProgress(iter=0, done=30, total=40, seconds=11.0))
+    printer(EvalResult(iter=0, train_loss=4.2, val_loss=4.2, best_val_loss=4.2, is_best=True, seconds=14.0))
+    printer(EvalProgress(iter=50, done=1, total=40, seconds=0.1))  # a quick later eval: only its result
+    printer(EvalProgress(iter=50, done=20, total=40, seconds=2.5))  # a slow one: once it took 2 s
+    lines = out.getvalue().strip().splitlines()[1:]
+    assert lines == ["eval iter 0 (the untrained model) | evaluating 1/40 batches | 1s",
+                     "eval iter 0 (the untrained model) | evaluating 30/40 batches | 11s",
+                     "eval iter 0 | train loss 4.2000 | val loss 4.2000 (best) | 14.0s",
+                     "eval iter 50 | evaluating 20/40 batches | 2s"]

@@ -31,6 +31,7 @@ class IntervalDialog(ModalScreen[int | None]):
     """Dismisses with the new interval, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#interval-input"  # the app focuses nothing by itself; this dialog's field must have the keys
 
     def __init__(self, current: int | None) -> None:
         super().__init__()
