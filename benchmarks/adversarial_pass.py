@@ -5,7 +5,7 @@ Config files (wrong types, out-of-range and overflowing values, aliases, deep ne
 (every field of the wrong type or shape, NaN/Inf weights and AdamW moments, bit flips, truncation; resumed and
 sampled) and control-socket messages (malformed JSON, deep nesting, oversized lines, floods, every command with
 junk arguments). Every case runs in-process next to a finished run it must not change; see
-tests/support/adversarial.py for the invariants.
+tests/support/adversarial.py for the invariants, tests/support/adversarial_cases.py for the cases.
 
     python benchmarks/adversarial_pass.py [--seed 1] [--scale 1.0] [--show 20]
 
@@ -34,7 +34,8 @@ def main() -> int:
         os.environ["TUIGPT_CACHE_DIR"] = str(Path(tmp) / "cache")
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(REPO.parent / "shared" / "data" / "tiktoken-cache"))
         os.environ["TUIGPT_SHAKESPEARE_URL"] = "http://127.0.0.1:9/unreachable"  # a case never downloads
-        from support.adversarial import SocketHarness, all_cases, run_all
+        from support.adversarial import SocketHarness, run_all
+        from support.adversarial_cases import all_cases
 
         harness = SocketHarness(Path(tmp) / "sock")
         done = [0]

@@ -127,13 +127,15 @@ def _weights(weights: Any, args: ModelArgs, path: Path | str) -> None:
         raise damaged(path, "model", "must map parameter names to tensors")
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in GPT(args).state_dict().items()}
-    if set(weights) != set(expected):
-        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-        raise damaged(path, "model", f"does not fit model_args (missing {clip(', '.join(missing), 80) or 'none'}; "
-                      f"unexpected {clip(', '.join(extra), 80) or 'none'})")
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
+    if missing or extra or wrong:
+        what = (f"no {missing[0]}" if missing else f"an unexpected {extra[0]}" if extra else
+                f"weight {wrong[0]} {tuple(weights[wrong[0]].shape)} (model_args make it {expected[wrong[0]]})")
+        raise damaged(path, "model", f"does not fit its model_args: {clip(what, 160)} ({len(missing)} missing, "
+                      f"{len(extra)} unexpected, {len(wrong)} of another shape)")
     for name, tensor in weights.items():
-        if tuple(tensor.shape) != expected[name]:
-            raise damaged(path, f"model.{name}", f"has shape {tuple(tensor.shape)}; model_args make it {expected[name]}")
         if not tensor.is_floating_point():
             raise damaged(path, f"model.{name}", f"must be floating point, not {tensor.dtype}")
     bad = first_not_finite(weights.items())

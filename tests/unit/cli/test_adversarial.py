@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.adversarial import SocketHarness, all_cases, run_all
+from support.adversarial import SocketHarness, run_all
+from support.adversarial_cases import all_cases
 
 
 def test_a_sample_of_the_adversarial_pass_keeps_every_invariant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
