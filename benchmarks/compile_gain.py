@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from tuigpt.cli.bench import bench_config  # noqa: E402
 from tuigpt.cli.args import split_overrides  # noqa: E402
-from tuigpt.run.config import load_config  # noqa: E402
+from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
 
 DEFAULT_CONFIGS = [str(REPO / "configs" / "train_shakespeare_char_tiny.yaml"),

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuigpt.cli.args import split_overrides  # noqa: E402
-from tuigpt.run.config import load_config  # noqa: E402
+from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402

@@ -30,7 +30,7 @@ def counted_flops_per_iter(config_path: str, overrides: list[str], device: str) 
     from torch.utils.flop_counter import FlopCounterMode
 
     from tuigpt.cli.args import split_overrides
-    from tuigpt.run.config import load_config
+    from tuigpt.run.configfile import load_config
     from tuigpt.engine.data import load_dataset
     from tuigpt.engine.model import GPT, ModelArgs
 

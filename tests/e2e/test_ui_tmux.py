@@ -138,11 +138,12 @@ def test_keys_drive_the_real_run_in_tmux(tmux: Tmux, tiny_yaml: Path, cli_env: d
     assert load_checkpoint(run_dir / "last.pt")["iter_num"] == finish["iter"]
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "hang-up"])
+@pytest.mark.parametrize("how", ["SIGTERM", "hang-up", "SIGHUP, terminal alive"])
 def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str, tmux: Tmux, tiny_yaml: Path,
                                                                        cli_env: dict[str, str], tmp_path: Path) -> None:
-    """A scheduler's SIGTERM, or the SSH session dropping (tmux closing the pane sends SIGHUP): last.pt is
-    written, metrics.jsonl records the stop, and the process ends with 128+N after restoring the terminal."""
+    """A scheduler's SIGTERM, the SSH session dropping (tmux closing the pane sends SIGHUP), or a SIGHUP the
+    terminal survives (kill -HUP): last.pt is written, metrics.jsonl records the stop, and the process ends with
+    128+N; where the terminal is still there it is restored (echo on, main screen, cursor shown)."""
     import signal
 
     from tuigpt.engine.checkpoint import load_checkpoint
@@ -154,13 +155,16 @@ def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str,
     # the shell writes its pid and becomes tuigpt (exec), in the foreground of the pane's terminal
     command = (f"cd {REPO} && sh -c 'echo $$ > {tmp_path / 'pid'}; exec env -u COLUMNS -u LINES {env} "
                f"{sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 --eval_interval=100000'; "
-               f"echo $? > {exit_file}; sleep 30")
+               f"echo $? > {exit_file}; stty -a > {tmp_path / 'stty'}; sleep 30")
     tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
     tmux.wait_for(" RUNNING ", timeout=90)
     pid = int((tmp_path / "pid").read_text())
     if how == "SIGTERM":
         os.kill(pid, signal.SIGTERM)
         expected = 128 + signal.SIGTERM
+    elif how == "SIGHUP, terminal alive":
+        os.kill(pid, signal.SIGHUP)
+        expected = 128 + signal.SIGHUP
     else:
         subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], check=True)  # the terminal is gone
         expected = None  # the shell that would record the code went with the terminal
@@ -182,6 +186,14 @@ def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str,
             time.sleep(0.1)
         assert exit_file.read_text().strip() == str(expected)
         assert "stopped at iter" in tmux.screen()  # the closing line, printed after the monitor left
+        flags = tmux.run("display-message", "-p", "-t", "tui", "#{alternate_on} #{cursor_flag}").split()
+        assert flags == ["0", "1"], "the main screen is back and the cursor shown"
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "stty").exists() or not (tmp_path / "stty").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        modes = (tmp_path / "stty").read_text().split()
+        assert "echo" in modes and "icanon" in modes, "the terminal is out of raw mode"
 
 
 def _resize_storm(tmux: Tmux) -> None:

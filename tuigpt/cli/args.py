@@ -7,6 +7,7 @@ import argparse
 from typing import Sequence
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import clip, shown
 
 HELP = """\
 usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
@@ -65,11 +66,11 @@ def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
     while i < len(tokens):
         token = tokens[i]
         if not token.startswith("--") or token == "--":
-            raise UserError(f"unexpected argument {token!r}: overrides look like --key=value (see tuigpt --help)")
+            raise UserError(f"unexpected argument {shown(token)}: overrides look like --key=value (see tuigpt --help)")
         key, eq, value = token[2:].partition("=")
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                raise UserError(f"--{key} needs a value: write --{key}=VALUE")
+                raise UserError(f"--{clip(key, 60)} needs a value: write --{clip(key, 60)}=VALUE")
             value = tokens[i + 1]
             i += 1
         overrides[key.replace("-", "_")] = value

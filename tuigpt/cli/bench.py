@@ -212,6 +212,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         peak_rss_bytes=peak_rss_bytes(),
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
+    trainer.close()  # its run directory's lock (the folder is a temporary one)
     del trainer
     gc.collect()
     if on_cuda:
@@ -318,13 +319,13 @@ def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, o
 
 def parse_compare(text: str) -> tuple[str, list[str]]:
     """``KEY=V1,V2`` into the key and its values, each typed and checked like a --key=value override."""
-    from tuigpt.run.config import parse_override
+    from tuigpt.run.configfile import parse_override
 
     key, eq, values_text = text.partition("=")
     key = key.strip().removeprefix("--").replace("-", "_")
     values = [v.strip() for v in values_text.split(",")] if eq else []
     if not key or not eq or len(values) < 2 or not all(values):
-        raise UserError(f"--compare {text!r} must look like KEY=V1,V2[,...] with at least two values "
+        raise UserError(f"--compare {fmt.shown(text)} must look like KEY=V1,V2[,...] with at least two values "
                         f"(e.g. --compare dtype=float32,bfloat16)")
     if key in ("out_dir", "run_name"):
         raise UserError(f"--compare {key}=... changes nothing the bench measures: compare a model, batch or system "
@@ -348,7 +349,7 @@ def main(args: list[str]) -> int:
     parser.add_argument("--compare", default=None)
     ns, rest = parser.parse_known_args(args)
     if ns.config.startswith("--"):
-        raise UserError(f"the first argument must be a config file, not {ns.config!r} "
+        raise UserError(f"the first argument must be a config file, not {fmt.shown(ns.config)} "
                         f"(e.g. tuigpt bench configs/train_cpu_optimized.yaml)")
     if ns.steps < 1:
         raise UserError(f"--steps must be a positive integer, not {ns.steps}")
@@ -357,7 +358,8 @@ def main(args: list[str]) -> int:
 
     import dataclasses
 
-    from tuigpt.run.config import RESUME, SCRATCH, load_config
+    from tuigpt.run.config import RESUME, SCRATCH
+    from tuigpt.run.configfile import load_config
 
     overrides = split_overrides(rest)
     key, values = parse_compare(ns.compare) if ns.compare else ("", [""])

@@ -12,8 +12,17 @@ from tuigpt.run.fmt import flops as format_flops
 from tuigpt.telemetry.cpu import CpuSampler
 from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
 from tuigpt.telemetry.gpu import GpuSampler
-from tuigpt.telemetry.peak import (DTYPES, Calibration, cached_calibration, cpu_flops_per_cycle, cpu_max_mhz,
-                                   cpu_theoretical_peak, gpu_table_peak, normalize_dtype, peaks_cache_path)
+from tuigpt.telemetry.peak import (
+    DTYPES,
+    Calibration,
+    cached_calibration,
+    cpu_flops_per_cycle,
+    cpu_max_mhz,
+    cpu_theoretical_peak,
+    gpu_table_peak,
+    normalize_dtype,
+    peaks_cache_path,
+)
 from tuigpt.telemetry.peak_cache import MAX_AGE_DAYS
 
 CPU_DTYPES = ("fp32", "bf16")

@@ -13,6 +13,7 @@ from tuigpt.cli.args import Parser
 from tuigpt.control.wire import ping
 from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
+from tuigpt.run.lock import holder
 from tuigpt.run.rundir import find_runs
 from tuigpt.run.runindex import index_path
 from tuigpt.run.status import RunSummary, summarize
@@ -46,6 +47,11 @@ def format_table(runs: list[RunSummary], now: float | None = None) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def alive(run_dir: Path) -> bool:
+    """A process holds the run's lock (even when every control-socket slot is taken), or answers a ping."""
+    return holder(run_dir) is not None or ping(run_dir)
+
+
 def main(args: list[str], out: TextIO | None = None) -> int:
     parser = Parser(prog="tuigpt runs", description="List your runs, newest first: every run you started (from any "
                     "directory) and those under ./checkpoints, or only those under --out_dir.")
@@ -58,7 +64,7 @@ def main(args: list[str], out: TextIO | None = None) -> int:
     runs = []
     for run_dir in find_runs(ns.out_dir):
         try:
-            runs.append(summarize(run_dir, ping))
+            runs.append(summarize(run_dir, alive))
         except OSError:
             continue  # removed while we looked
     if not runs:

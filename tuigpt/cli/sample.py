@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from tuigpt.cli.args import Parser
+from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_OK
 
@@ -24,14 +25,16 @@ def main(args: list[str]) -> int:
     parser.add_argument("--num_samples", type=int, default=1, help="how many samples (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
     ns = parser.parse_args(args)
-    if ns.max_new_tokens is not None and ns.max_new_tokens < 1:
-        raise UserError("--max_new_tokens must be a positive integer")
-    if ns.temperature is not None and not ns.temperature >= 0:
-        raise UserError("--temperature must be 0 (greedy) or more, e.g. 0.8")
-    if ns.top_k is not None and ns.top_k < 1:
-        raise UserError("--top_k must be a positive integer")
-    if ns.num_samples < 1:
-        raise UserError("--num_samples must be a positive integer")
+    if ns.max_new_tokens is not None and not 1 <= ns.max_new_tokens <= MAX_SAMPLE_TOKENS:
+        raise UserError(f"--max_new_tokens must be an integer from 1 to {MAX_SAMPLE_TOKENS:,}")
+    if ns.temperature is not None and not 0 <= ns.temperature <= MAX_TEMPERATURE:
+        raise UserError(f"--temperature must be 0 (greedy) to {MAX_TEMPERATURE:g}, e.g. 0.8")
+    if ns.top_k is not None and not 1 <= ns.top_k <= MAX_TOP_K:
+        raise UserError(f"--top_k must be an integer from 1 to {MAX_TOP_K:,}")
+    if not 1 <= ns.num_samples <= 10_000:
+        raise UserError("--num_samples must be an integer from 1 to 10,000")
+    if not 0 <= ns.seed < 2**63:
+        raise UserError("--seed must be an integer from 0 to 2**63 - 1")
 
     import torch
 

@@ -6,16 +6,18 @@ import os
 import sys
 
 from tuigpt.cli.args import HELP, split_overrides
-from tuigpt.run.config import RESUME, load_config_with_notices
+from tuigpt.run.config import RESUME
+from tuigpt.run.configfile import load_config_with_notices
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
+from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import split_batch, unsplittable_fix
 
 
 def main(args: list[str]) -> int:
     config_path, rest = args[0], args[1:]
     if config_path.startswith("--"):
-        raise UserError(f"the first argument must be a config file, not {config_path!r} (e.g. tuigpt "
+        raise UserError(f"the first argument must be a config file, not {shown(config_path)} (e.g. tuigpt "
                         f"configs/train_cpu_optimized.yaml {config_path})")
     flags = {"--headless": False, "--resume": False}
     remaining = []
@@ -69,7 +71,7 @@ def launch_local(nproc: str, config_path: str, args: list[str], batch_size: int,
     from tuigpt.engine.distributed import launch_env
 
     if not nproc.isdigit() or int(nproc) < 1:
-        raise UserError(f"--nproc needs a positive number of processes, not {nproc!r} (e.g. --nproc 2)")
+        raise UserError(f"--nproc needs a positive number of processes, not {shown(nproc)} (e.g. --nproc 2)")
     if split_batch(batch_size, accumulation, int(nproc)) is None:  # checked here, before torchrun starts N ranks
         raise UserError(unsplittable_fix(batch_size, accumulation, int(nproc)))
     if launch_env() is not None:

@@ -15,10 +15,16 @@ Protocol: newline-delimited JSON, one object a line, at most MAX_MESSAGE bytes.
   server → client  {"type": "reply", "ok": true|false, "cmd": ..., "error": ...}  one per message
                    {"type": "iter", ...}, {"type": "eval", ...}, ...               events, once subscribed
 
-Commands only queue on the trainer (``send`` never blocks); each is published as a Notice
-("watcher 1: pause"), so it shows in every front end and in metrics.jsonl. Training can never wait on
-a client: events go into a bounded per-client queue, and a client that falls behind is dropped.
-Iterations are streamed at most 20 times a second. Messages are decoded by :mod:`tuigpt.run.records`.
+Commands only queue on the trainer (``send`` never blocks, and refuses when too many of a kind wait);
+each is published as a Notice ("watcher 1: pause"), so it shows in every front end and in metrics.jsonl.
+Training can never wait on a client: events go into a bounded per-client queue, and a client that falls
+behind is dropped. Iterations are streamed at most 20 times a second. Messages are decoded by
+:mod:`tuigpt.run.records`.
+
+No same-user client can break it: every message gets a reply (a handler that fails answers with an error
+and the connection goes on), a connection that has not subscribed and sends nothing for IDLE_TIMEOUT is
+closed, at most MAX_CLIENTS are served (the next is told why), and the server's notices are budgeted, so
+a client looping on connect or garbage cannot grow metrics.jsonl without bound.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tuigpt.control.budget import NoticeBudget
 from tuigpt.control.wire import LineReader, LineTooLong, is_live, peer_uid, socket_path
 from tuigpt.run.commands import Command, describe
 from tuigpt.run.events import Event, IterationStats, Notice
@@ -44,6 +51,8 @@ CLIENT_QUEUE = 4096  # event lines held for a client before it counts as dead
 SEND_TIMEOUT = 5.0  # seconds a client may take to read one line
 MAX_REJECTS = 20  # bad messages before a client is dropped (bounds what garbage can write into the log)
 MAX_CLIENTS = 16
+IDLE_TIMEOUT = 10.0  # seconds a connection may stay without subscribing or sending a message
+BACKLOG = 64  # connections the kernel queues before accept
 ITER_EVERY = 0.05  # seconds between streamed iterations: a tiny model runs 1000 it/s, a chart needs 20/s
 
 
@@ -58,6 +67,7 @@ class _Client:
         self.closed = threading.Event()
         self.out: queue.Queue[bytes | None] = queue.Queue(maxsize=CLIENT_QUEUE)
         self.rejects = 0
+        self.active_at = time.monotonic()  # the last message, or the connection
         conn.settimeout(SEND_TIMEOUT)
         threading.Thread(target=self._read, name=f"tuigpt-control-{number}-in", daemon=True).start()
         self.writer = threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True)
@@ -116,6 +126,11 @@ class _Client:
                 try:
                     lines = reader.read()
                 except socket.timeout:
+                    if not self.subscribed and time.monotonic() - self.active_at > IDLE_TIMEOUT:
+                        self._reply({"ok": False, "cmd": None, "error": f"idle for {IDLE_TIMEOUT:g} s without "
+                                     f"subscribing: closed (send {{\"cmd\": \"subscribe\"}} to stay connected)"})
+                        self.close(f"{self.name} dropped: idle", flush=True)
+                        return
                     continue
                 except LineTooLong as exc:
                     self._reject(str(exc))
@@ -123,13 +138,18 @@ class _Client:
                     return
                 if lines is None:
                     break
+                self.active_at = time.monotonic()
                 for line in lines:
-                    self._handle(line)
+                    try:
+                        self._handle(line)
+                    except Exception as exc:  # a handler's bug must cost this message, never the slot
+                        self._reject(f"the run could not handle this message ({type(exc).__name__})")
                     if self.closed.is_set():
                         return
         except OSError:
             pass
-        self.close()
+        finally:
+            self.close()
 
     def _reply(self, obj: dict[str, Any]) -> None:
         self.push(dumps({"type": "reply", **obj}))
@@ -161,9 +181,12 @@ class _Client:
         try:
             command = command_from_message(message)
         except ValueError as exc:
-            self._reject(str(exc), cmd=str(cmd)[:40] if cmd is not None else None)
+            self._reject(str(exc), cmd=cmd[:40] if isinstance(cmd, str) else None)
             return
-        self.server.send(command)
+        refused = self.server.send(command)
+        if refused:
+            self._reply({"ok": False, "cmd": cmd, "error": refused})
+            return
         self._reply({"ok": True, "cmd": cmd})
         self.server.notice("info", f"{self.name}: {describe(command)}")
 
@@ -171,11 +194,12 @@ class _Client:
 class ControlServer:
     """Listens on ``<run_dir>/control.sock`` for the lifetime of a run; ``start`` then ``stop`` (idempotent).
 
-    ``send`` queues a command on the trainer; ``publish`` puts a Notice on the run's bus; ``subscribe``
+    ``send`` queues a command on the trainer (a text says why it was refused); ``publish`` puts a Notice on the
+    run's bus (within a :class:`NoticeBudget`); ``subscribe``
     adds the server's event sink to the bus and returns the unsubscribe function.
     """
 
-    def __init__(self, run_dir: str | Path, send: Callable[[Command], None], publish: Callable[[Event], None],
+    def __init__(self, run_dir: str | Path, send: Callable[[Command], str | None], publish: Callable[[Event], None],
                  subscribe: Callable[[Callable[[Event], None]], Callable[[], None]]) -> None:
         self.path = socket_path(run_dir)
         self.send = send
@@ -189,6 +213,7 @@ class ControlServer:
         self._stopped = threading.Event()
         self._inode: int | None = None
         self._last_iter_sent = 0.0
+        self.budget = NoticeBudget()
 
     # ------------------------------------------------------------ life
 
@@ -204,7 +229,7 @@ class ControlServer:
                 os.umask(old)
             os.chmod(self.path, 0o600)
             self._inode = os.stat(self.path).st_ino
-            listener.listen(8)
+            listener.listen(BACKLOG)
         except (OSError, RuntimeError) as exc:
             self.notice("warning", f"no control socket, `tuigpt watch` can only look: {exc}")
             return False
@@ -308,7 +333,10 @@ class ControlServer:
     # ------------------------------------------------------------ events
 
     def notice(self, level: str, message: str) -> None:
-        self._publish(Notice(level=level, message=message))
+        """Publish a notice of the server, within the budget (a flood of connections is not a flood of lines)."""
+        text = self.budget.take(message)
+        if text is not None:
+            self._publish(Notice(level=level, message=text))
 
     def _on_event(self, event: Event) -> None:
         """A bus subscriber (the trainer's thread): encode once, queue for every subscribed client."""

@@ -15,10 +15,11 @@ from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
 from tuigpt.engine.device import DeviceSetup, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
-from tuigpt.engine.model import GPT, ModelArgs
+from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
 from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.metrics_log import set_aside
 from tuigpt.run.numbers import BatchSplit, split_batch, unsplittable_fix
 
 
@@ -47,7 +48,6 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     """Everything a run needs, checked; on resume, restored from last.pt with the resume policy applied."""
     rank = cluster.rank if cluster is not None else 0
     world_size = cluster.world_size if cluster is not None else 1
-    checkpoints.remove_stale_temp_files()
     if config.init_from == RESUME and not resume:
         raise UserError("init_from=resume continues the run in its folder: start it with --resume")
     point = checkpoints.open_resume(config) if resume else None
@@ -76,11 +76,9 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     elif point is not None:  # the saved model (GELU and vocabulary included), with this session's dropout
         args = ModelArgs(**{**point.checkpoint["model_args"], "dropout": config.dropout})
     else:
-        vocab = data.tokenizer.vocab_size
-        if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
-            vocab = (vocab + 63) // 64 * 64
-        args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer,
-                         n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
+        args = ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size,
+                         n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
+                         bias=config.bias)
     device = setup.device
     check_fits(args, split.micro_batch, setup.precision.autocast, device)
     model = GPT(args)
@@ -97,6 +95,12 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size)
+    if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
+        checkpoints.check_room(model)
+        checkpoints.remove_stale_temp_files()
+        if point is None and (moved := set_aside(checkpoints.run_dir.metrics)) is not None:
+            built.notices.append(f"an earlier start of this run ended before its first checkpoint: its records "
+                                 f"were moved to {moved.name}, and this run starts a fresh history")
     return built
 
 

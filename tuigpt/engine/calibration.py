@@ -17,8 +17,17 @@ import torch
 
 from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
 from tuigpt.telemetry.load import LoadMeter, load_now
-from tuigpt.telemetry.peak import (Calibration, PeakFlops, cache_key, cached_calibration, cpu_theoretical_peak,
-                                   gpu_table_peak, make_label, normalize_dtype, store_entry)
+from tuigpt.telemetry.peak import (
+    Calibration,
+    PeakFlops,
+    cache_key,
+    cached_calibration,
+    cpu_theoretical_peak,
+    gpu_table_peak,
+    make_label,
+    normalize_dtype,
+    store_entry,
+)
 
 _TORCH_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import atomic_file
+from tuigpt.run.files import atomic_file, open_regular, stat_regular
+from tuigpt.run.fmt import clip
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "model_args", "config", "iter_num", "tokenizer")
@@ -27,47 +28,79 @@ _LEGACY_MAGIC = b"\x80\x02"  # the older pickle-based torch.save format
 _EXAMPLE = "checkpoints/<run_name>/best.pt"
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically: a crash at any moment leaves the previous file or the new one."""
+def save_checkpoint(state: dict[str, Any], path: Path, mode: int = 0o600) -> None:
+    """Write ``state`` to ``path`` atomically: a crash at any moment leaves the previous file or the new one.
+
+    A failed write (disk full, EIO) raises OSError: torch's writer turns the file's OSError into a RuntimeError
+    ("unexpected pos"), so the OSError is caught on its way through and raised again instead.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as f:
-        torch.save(state, f)
+    with atomic_file(path, mode=mode) as f:
+        recorder = _WriteRecorder(f)
+        try:
+            torch.save(state, recorder)
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
+
+class _WriteRecorder:
+    """A file for torch.save that keeps the OSError a write raised."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a tuigpt checkpoint onto the CPU; every kind of bad file is a one-line UserError."""
     path = Path(path)
+    shown = clip(str(path), 200)
     state = read_torch_file(path)
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise UserError(f"{path} is not a tuigpt checkpoint (missing model/config/iteration entries)")
-    if state["format"] != FORMAT_VERSION:
-        raise UserError(f"checkpoint {path} has format {state['format']!r}; this tuigpt reads format {FORMAT_VERSION}")
+        raise UserError(f"{shown} is not a tuigpt checkpoint (missing model/config/iteration entries)")
+    if type(state["format"]) is not int or state["format"] != FORMAT_VERSION:
+        raise UserError(f"checkpoint {shown} has format {clip(repr(state['format']), 40)}; this tuigpt reads format "
+                        f"{FORMAT_VERSION}")
     return state
 
 
 def read_torch_file(path: Path) -> Any:
     """``torch.load(weights_only=True)`` of any checkpoint file (tuigpt's or nanoGPT's) onto the CPU; every kind
-    of bad file is a one-line UserError."""
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist: check the path (runs write checkpoints/<run_name>/last.pt)")
-    if path.is_dir():
-        raise UserError(f"checkpoint path {path} is a directory: give a .pt file such as {path / 'last.pt'}")
+    of bad file (missing, a directory, a FIFO or device, unsafe, not a checkpoint) is a one-line UserError."""
+    shown = clip(str(path), 200)
+    stat_regular(path, "checkpoint", "give a .pt file such as checkpoints/<run_name>/last.pt")  # no FIFO, no device
     _check_torch_file(path)
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+        f = open_regular(path)
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {shown}: {exc.strerror or exc}") from None
+    try:
+        with f, warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = (str(exc).strip().splitlines() or ["unreadable"])[0]
         if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
             # a torch.save file holding more than tensors and plain values: pickled objects that run code
-            raise UserError(f"checkpoint {path} is not a safe tuigpt checkpoint: it contains objects that could run "
-                            f"code when loaded, so it was refused") from None
-        raise UserError(f"{path} is not a tuigpt checkpoint ({first[:120]}): give a .pt file a run wrote, e.g. "
-                        f"{_EXAMPLE}") from None
+            raise UserError(f"checkpoint {shown} is not a safe tuigpt checkpoint: it contains objects that could "
+                            f"run code when loaded, so it was refused") from None
+        raise UserError(f"{shown} is not a tuigpt checkpoint ({clip(first, 120)}): give a .pt file a run wrote, "
+                        f"e.g. {_EXAMPLE}") from None
     except Exception as exc:  # torch.load on arbitrary bytes fails in many ways (EOFError, KeyError, ...)
         first = (str(exc).strip().splitlines() or ["unreadable"])[0]
-        raise UserError(f"checkpoint {path} is truncated or corrupted ({first[:120]}): "
+        raise UserError(f"checkpoint {shown} is truncated or corrupted ({first[:120]}): "
                         f"use another checkpoint (best.pt or last.pt) or retrain") from None
     return state
 

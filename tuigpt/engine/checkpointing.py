@@ -8,6 +8,7 @@ refuses the resume, an applied change is reported, a kept key keeps the checkpoi
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +16,33 @@ from typing import Any
 
 import torch
 
-from tuigpt.engine.checkpoint import (FORMAT_VERSION, load_checkpoint, read_torch_file, restore_rng_state,
-                                     save_checkpoint)
+from tuigpt.engine.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    read_torch_file,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tuigpt.engine.checkpoint_check import check_optimizer, check_structure, first_not_finite
 from tuigpt.engine.data import BatchSampler, TokenData
 from tuigpt.engine.distributed import reseed
 from tuigpt.engine.nanogpt import from_nanogpt, is_nanogpt
-from tuigpt.run.config import (APPLY, KEEP, KEEP_WHY, MATCH, MODEL_KEYS, RESUME, RESUME_POLICY, SCRATCH,
-                               TOKENS_PER_ITER_KEYS, TrainConfig, config_from_dict)
+from tuigpt.run import fmt
+from tuigpt.run.config import (
+    APPLY,
+    KEEP,
+    KEEP_WHY,
+    MATCH,
+    MODEL_KEYS,
+    RESUME,
+    RESUME_POLICY,
+    SCRATCH,
+    TOKENS_PER_ITER_KEYS,
+    TrainConfig,
+)
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import remove_stale_temp_files
+from tuigpt.run.fmt import clip
 from tuigpt.run.rundir import BEST, LAST, RunDir
 
 NANOGPT_CKPT = "ckpt.pt"  # what nanoGPT writes into its out_dir: a run folder of nanoGPT's resumes from it
@@ -41,9 +60,10 @@ class ResumePoint:
 class CheckpointManager:
     """Checkpoints of one run directory; only rank 0 writes."""
 
-    def __init__(self, run_dir: RunDir, rank: int = 0) -> None:
+    def __init__(self, run_dir: RunDir, rank: int = 0, file_mode: int = 0o600) -> None:
         self.run_dir = run_dir
         self.rank = rank
+        self.file_mode = file_mode
         self.last_written: Path | None = None
 
     # ------------------------------------------------------------ before training
@@ -52,6 +72,18 @@ class CheckpointManager:
         """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
         for name in (LAST, BEST):
             remove_stale_temp_files(self.run_dir.path, name)
+
+    def check_room(self, model: torch.nn.Module) -> None:
+        """UserError when the disk cannot hold one more checkpoint of this model (weights and two AdamW moments;
+        a new file is written beside the old one before replacing it), found before anything is written."""
+        needed = 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + (1 << 20)
+        try:
+            free = shutil.disk_usage(self.run_dir.path).free
+        except OSError:
+            return  # an unreadable figure skips the check; a failed write is still reported (exit 4)
+        if free < needed:
+            raise UserError(f"the disk of {clip(str(self.run_dir), 200)} has {fmt.size(free)} free, and a checkpoint "
+                            f"of this model needs about {fmt.size(needed)}: free disk space or pick another out_dir")
 
     def refuse_overwrite(self) -> None:
         if self.run_dir.last.exists():
@@ -71,7 +103,7 @@ class CheckpointManager:
         else:
             raise UserError(f"nothing to resume: {path} does not exist (train without --resume first, or check "
                             f"run_name/out_dir)")
-        saved = config_from_dict(checkpoint["config"], str(path))
+        saved, _, _ = check_structure(checkpoint, path, for_training=True)
         if saved.init_from not in (SCRATCH, RESUME):  # the shape came from the source model, not the config
             config = dataclasses.replace(config, **{k: getattr(saved, k) for k in MODEL_KEYS})
         kept: dict[str, Any] = {}
@@ -120,15 +152,22 @@ class CheckpointManager:
         (the previous file is untouched)."""
         path = self.run_dir.path / name
         t0 = time.perf_counter()
-        save_checkpoint(state, path)
+        save_checkpoint(state, path, self.file_mode)
         if name == LAST:
             self.last_written = path
         return path, time.perf_counter() - t0
 
 
-def finite(model: torch.nn.Module) -> bool:
-    """Whether every weight is finite (a checkpoint of NaN weights would be worse than none)."""
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+def not_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
+    """The first weight or AdamW moment holding a NaN or Inf ("optimizer exp_avg_sq of transformer.h.0..."), or
+    None: a checkpoint of such a state would be worse than none (a resume would train on it)."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    tensors = list(model.named_parameters())
+    for p, entry in optimizer.state.items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors.append((f"optimizer {key} of {names.get(id(p), 'a parameter')}", value))
+    return first_not_finite((name, t.detach()) for name, t in tensors)
 
 
 def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -149,6 +188,7 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
 def restore_weights(checkpoint: dict[str, Any], path: Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: TrainConfig) -> None:
     """Model, optimizer and scaler state; the resumed run's hyper-parameters (betas, decay) come from the config."""
+    check_optimizer(checkpoint, path, optimizer)
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -25,9 +25,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import ClusterStats
-from tuigpt.run.config import TrainConfig
+from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import BatchSplit, comm_over_compute, rank_busy_ms, slowest_over_fastest
 
 BACKENDS = ("auto", "gloo", "nccl")
@@ -61,8 +62,8 @@ def launch_env(environ: dict[str, str] | None = None) -> LaunchEnv | None:
         local_rank = int(env.get("LOCAL_RANK", rank))
         local_world = int(env.get("LOCAL_WORLD_SIZE", world))
     except ValueError:
-        raise UserError(f"torchrun environment is malformed (WORLD_SIZE={env.get('WORLD_SIZE')!r}, "
-                        f"RANK={env.get('RANK')!r}): launch with torchrun or without those variables") from None
+        raise UserError(f"torchrun environment is malformed (WORLD_SIZE={shown(env.get('WORLD_SIZE'), 40)}, "
+                        f"RANK={shown(env.get('RANK'), 40)}): launch with torchrun or without those variables") from None
     return LaunchEnv(rank=rank, local_rank=local_rank, world_size=world, local_world_size=local_world)
 
 
@@ -252,6 +253,13 @@ class Cluster:
         hosts: list[Any] = [None] * self.world_size
         self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, self.host))
         self.hosts = [str(h) for h in hosts]
+
+    def wrap(self, model: Any) -> Any:
+        """The model in DistributedDataParallel; its constructor broadcasts rank 0's weights, so every replica
+        starts equal."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def close(self) -> None:
         if dist.is_initialized():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import queue
+import threading
 import time
 from typing import Sequence
 
@@ -19,6 +20,9 @@ from tuigpt.run import commands as cmds
 from tuigpt.run.commands import Command
 
 MAX_COMMANDS = 8  # per broadcast, a halt included; more queued commands go at the next boundary
+MAX_WAITING = 8  # commands of one kind waiting for the next boundary; more are refused (a flood stays bounded)
+# a checkpoint or a sample costs seconds: one of each kind waiting is enough (a second asks for the same thing)
+WAITING_LIMITS: dict[type[Command], int] = {cmds.CheckpointNow: 1, cmds.Sample: 1}
 HALT_WORD = 15  # not a command's word: ends every rank's loop
 HALT_REASONS = ("nan", "disk")
 WORDS = 1 + 2 * MAX_COMMANDS  # [count, code, arg, code, arg, ...]
@@ -64,10 +68,22 @@ class CommandGate:
         self.cluster = cluster
         self._queue: queue.Queue[Command] = queue.Queue()
         self._front: collections.deque[Command] = collections.deque()  # the trainer's own (a trouble pause)
+        self._waiting: collections.Counter[type[Command]] = collections.Counter()
+        self._lock = threading.Lock()
 
-    def send(self, command: Command) -> None:
-        """Queue a command for the next boundary (thread-safe, never blocks)."""
+    def send(self, command: Command) -> str | None:
+        """Queue a command for the next boundary (thread-safe, never blocks); when too many of its kind already
+        wait, it is refused: the reason, or None when queued."""
+        kind = type(command)
+        limit = WAITING_LIMITS.get(kind, MAX_WAITING)
+        with self._lock:
+            if self._waiting[kind] >= limit:
+                spec = cmds.spec_of(command)
+                return (f"{spec.wire}: {'one is' if limit == 1 else f'{limit} are'} already waiting for the next "
+                        f"iteration boundary")
+            self._waiting[kind] += 1
         self._queue.put(command)
+        return None
 
     def push_front(self, command: Command) -> None:
         """A command of the trainer itself, applied first at the next boundary (on every rank)."""
@@ -104,6 +120,8 @@ class CommandGate:
                     command = self._queue.get(timeout=left) if left > 0 and not taken else self._queue.get_nowait()
                 except queue.Empty:
                     break
+                with self._lock:
+                    self._waiting[type(command)] -= 1
             taken.append(command)
             shared += cmds.is_broadcast(command)
         return taken

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tuigpt.run.errors import UserError
 from tuigpt.engine.model import ModelArgs
+from tuigpt.run.errors import UserError
 
 GiB = 1024**3
 

@@ -30,6 +30,12 @@ class ModelArgs:
         return asdict(self)
 
 
+def padded_vocab(tokens: int) -> int:
+    """The model vocabulary for a tokenizer of ``tokens`` ids: large ones padded to a multiple of 64 (nanoGPT's
+    50304) for faster matmuls; the extra ids are never produced by the tokenizer and never decoded."""
+    return (tokens + 63) // 64 * 64 if tokens > 1024 else tokens
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (torch's has no bias=False before 2.1 in all paths)."""
 

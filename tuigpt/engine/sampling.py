@@ -8,6 +8,7 @@ reported, not silently dropped.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from torch.nn import functional as F
 
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT
+from tuigpt.run.commands import Sample
+from tuigpt.run.events import Event, Notice, SampleGenerated
 
 GREEDY_BELOW = 1e-4  # temperatures under this pick the most likely token
 
@@ -76,3 +79,24 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, *, max_new_toke
         model.train(was_training)
     new_ids = [i for i in out[0, idx.size(1):].tolist() if i < tokenizer.vocab_size]
     return Generated(prompt=tokenizer.decode(ids), text=tokenizer.decode(new_ids), unknown=unknown)
+
+
+def sample_events(model: GPT, tokenizer: Tokenizer, command: Sample, config: dict[str, Any], *, iter_num: int,
+                  device: torch.device, autocast: contextlib.AbstractContextManager[Any] | None = None) -> list[Event]:
+    """A sample asked for during training, as the events to publish; never raises: a failure is a warning
+    Notice (sampling must never end a run). Seeded by the run's seed and the iteration, so it is reproducible."""
+    t0 = time.perf_counter()
+    try:
+        out = generate_text(model, tokenizer, command.prompt,
+                            **settings(command.max_new_tokens, command.temperature, command.top_k, config),
+                            generator=torch.Generator(device=device).manual_seed(int(config["seed"]) + iter_num),
+                            autocast=autocast)
+    except Exception as exc:
+        return [Notice(level="warning", message=f"sampling failed, training goes on: {type(exc).__name__}: "
+                                                f"{str(exc)[:200]}")]
+    events: list[Event] = []
+    if out.unknown:
+        events.append(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) not in the "
+                                                      f"vocabulary were left out: {out.unknown[:40]!r}"))
+    events.append(SampleGenerated(iter=iter_num, prompt=out.prompt, text=out.text, seconds=time.perf_counter() - t0))
+    return events

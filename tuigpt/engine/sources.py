@@ -19,6 +19,7 @@ import torch
 
 from tuigpt.engine import hf, nanogpt
 from tuigpt.engine.checkpoint import read_torch_file
+from tuigpt.engine.checkpoint_check import check_structure, first_not_finite
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
@@ -82,10 +83,7 @@ def _from_file(path: Path) -> Source:
         checkpoint, kind = load_checkpoint(path), "tuigpt checkpoint"
     else:
         raise UserError(f"{path} is neither a tuigpt checkpoint nor a nanoGPT one (model, model_args, iter_num)")
-    try:
-        args = ModelArgs(**checkpoint["model_args"])
-    except TypeError as exc:
-        raise UserError(f"{path}: model_args {checkpoint['model_args']!r} do not describe a GPT ({exc})") from None
+    _, args, _ = check_structure(checkpoint, path, for_training=False)  # every field, the tokenizer fits the model
     return Source(kind, path, args, checkpoint["model"], checkpoint["tokenizer"], checkpoint.get("best_val_loss"),
                   checkpoint, list(checkpoint.get("notices", [])))
 
@@ -171,6 +169,8 @@ def load_source(model: GPT, source: Source) -> None:
     if wpe is not None and wpe.size(0) > model.args.block_size:
         state["transformer.wpe.weight"] = wpe[: model.args.block_size]
     check_state(state, model, source.describe())
+    if (bad := first_not_finite(state.items())) is not None:
+        raise UserError(f"{source.describe()}: weight {bad} is not finite (NaN or Inf): use other weights")
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
 

@@ -25,16 +25,17 @@ from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport,
 from tuigpt.engine.evaluation import estimate_loss
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import SpikeWatch
-from tuigpt.engine.sampling import generate_text, settings
+from tuigpt.engine.sampling import sample_events
 from tuigpt.engine.schedule import lr_for
 from tuigpt.engine.step import Stepper
+from tuigpt.run import events as ev
+from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.config import TrainConfig
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, EventBus,
-                               IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated,
-                               StateChanged)
+from tuigpt.run.files import append_text
+from tuigpt.run.lock import RunLock
 from tuigpt.run.numbers import mfu
-from tuigpt.run.rundir import BEST, LAST, RunDir
+from tuigpt.run.rundir import BEST, LAST, RunDir, modes
 
 
 @dataclass
@@ -50,38 +51,43 @@ class Trainer:
     """The training loop of one process (or one rank of several)."""
 
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
-                 peak_flops: float | None = None, peak_label: str = "no peak known", bus: EventBus | None = None,
-                 pause_on_trouble: bool = False, cluster: Cluster | None = None) -> None:
+                 peak_flops: float | None = None, peak_label: str = "no peak known", bus: ev.EventBus | None = None,
+                 pause_on_trouble: bool = False, cluster: Cluster | None = None, lock: RunLock | None = None) -> None:
         self.cluster = cluster
         self.rank = cluster.rank if cluster is not None else 0
         self.world_size = cluster.world_size if cluster is not None else 1
         self.pause_on_trouble = pause_on_trouble  # NaN or a failed write: pause (monitor) or stop (headless)
         self.config_path = config_path
-        self.bus = bus or EventBus()
+        self.bus = bus or ev.EventBus()
         self.gate = CommandGate(cluster)
         self.peak_flops, self.peak_label = peak_flops, peak_label
         self.run_dir = RunDir.of(config.out_dir, config.run_name)
         self.resumed = resume
-        self.checkpoints = ckpt.CheckpointManager(self.run_dir, self.rank)
-        built = build(config, self.checkpoints, resume=resume, cluster=cluster)
+        dir_mode, self.file_mode = modes(config.share_with_group)
+        # one writer per run directory, locked before anything in it is touched (rank 0 writes for every rank)
+        self._own_lock = lock is None and self.rank == 0  # a lock handed in is the caller's; ours ends with run()
+        self.lock = RunLock.acquire(self.run_dir.path, dir_mode) if self._own_lock else lock
+        self.checkpoints = ckpt.CheckpointManager(self.run_dir, self.rank, self.file_mode)
+        try:
+            built = build(config, self.checkpoints, resume=resume, cluster=cluster)
+        except BaseException:
+            self.close(remove_dir=True)  # a start that failed leaves no trace
+            raise
         self.config, self.data, self.model_args = built.config, built.data, built.model_args
         self.device, self.precision, self.threads = built.setup.device, built.setup.precision, built.setup.threads
         self.compiled, self.compile_reason = built.setup.compiled, built.setup.compile_reason
-        self.raw_model, self.optimizer, self.scaler = built.model, built.optimizer, built.scaler
-        self.sampler = built.sampler
+        self.raw_model, self.optimizer, self.scaler, self.sampler = built.model, built.optimizer, built.scaler, built.sampler
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
         self.best_val_loss, self.last_val_loss = built.best_val_loss, built.last_val_loss
         self.eval_seconds = self.checkpoint_seconds = 0.0
-        self.pending_notices: list[str | Notice] = list(built.notices)
+        self.pending_notices: list[str | ev.Notice] = list(built.notices)
+        if self.lock is not None and self.lock.warning:
+            self.pending_notices.append(self.lock.warning)
         self.split, self.micro_steps = built.split, built.split.micro_steps  # this rank's share of an iteration
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
         if cluster is not None:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # the constructor broadcasts rank 0's weights, so every replica starts equal
-            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                 if self.device.type == "cuda" else None)
+            self.model = cluster.wrap(self.model)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
         self.eval_interval = self.config.eval_interval
@@ -89,25 +95,35 @@ class Trainer:
         self.tokens_seen = self.iter_num * self.tokens_per_iter
         self.flops_per_token = self.raw_model.flops_per_token()
         self.last_checkpoint: str | None = str(self.run_dir.last) if resume else None
-        self.state = RunState.STARTING
+        self.state = ev.RunState.STARTING
         self._paused = False
         self._stop: Stop | None = None
         self._halt: str | None = None  # set on trouble in headless mode: "nan" or "disk"
+        self._write_failure: str | None = None  # a sink could not write (see report_write_failure)
         self._spikes = SpikeWatch()
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------ public
 
-    def send(self, command: Command) -> None:
-        """Queue a command for the next iteration boundary (thread-safe, never blocks)."""
-        self.gate.send(command)
+    def send(self, command: Command) -> str | None:
+        """Queue a command for the next iteration boundary (thread-safe, never blocks); why it was refused, if."""
+        return self.gate.send(command)
+
+    def report_write_failure(self, message: str) -> None:
+        """From any thread: a sink could not write (metrics.jsonl, disk full): trouble at the next boundary."""
+        self._write_failure = message
+
+    def close(self, remove_dir: bool = False) -> None:
+        """Release the run directory's lock if this trainer took it (idempotent)."""
+        if self._own_lock and self.lock is not None:
+            self.lock.release(remove_dir=remove_dir)
 
     def use_peak(self, flops: float | None, label: str, warning: str | None = None) -> None:
         """Set the peak FLOP/s MFU is measured against (before run()); a ``warning`` is published at the start."""
         self.peak_flops, self.peak_label = flops, label
         if warning:  # e.g. the peak was measured on a busy machine
-            self.pending_notices.insert(0, Notice(level="warning", message=warning))
+            self.pending_notices.insert(0, ev.Notice(level="warning", message=warning))
 
     @property
     def n_params(self) -> int:
@@ -127,15 +143,17 @@ class Trainer:
             if isinstance(exc, PeerLost) and self.rank == 0:
                 self._save_after_failure()
             self._log_traceback(tb)
-            self._set_state(RunState.ERROR)
-            self.bus.publish(RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
+            self._set_state(ev.RunState.ERROR)
+            self.bus.publish(ev.RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
                                        last_checkpoint=self.last_checkpoint))
+            self.close()
             raise
-        self.bus.publish(RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
+        self.bus.publish(ev.RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
                                      last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
                                      train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
                                      checkpoint_seconds=self.checkpoint_seconds, last_checkpoint=self.last_checkpoint,
                                      tokens_seen=self.tokens_seen))
+        self.close()
         return outcome
 
     def train_step(self) -> tuple[float, float]:
@@ -153,18 +171,18 @@ class Trainer:
 
     def _run(self) -> Outcome:
         cfg = self.config
-        self.bus.publish(RunStarted(
+        self.bus.publish(ev.RunStarted(
             run_name=cfg.run_name, run_dir=str(self.run_dir), config_path=self.config_path, config=cfg.to_dict(),
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
-            peak_flops=self.peak_flops, peak_label=self._peak_text(), eval_interval=self.eval_interval,
+            peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size), eval_interval=self.eval_interval,
             resumed=self.resumed))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:
-            self.bus.publish(notice if isinstance(notice, Notice) else Notice(level="info", message=notice))
-        self._set_state(RunState.RUNNING)
+            self.bus.publish(notice if isinstance(notice, ev.Notice) else ev.Notice(level="info", message=notice))
+        self._set_state(ev.RunState.RUNNING)
         if cfg.eval_only:
             self._evaluate()
             return Outcome("done", self.iter_num, self.last_checkpoint)
@@ -182,7 +200,7 @@ class Trainer:
                               f"the weights and checkpoints stay finite (lower learning_rate, or check the data)")
                 continue
             if (spike := self._spikes.check(self.iter_num, loss)) is not None:
-                self.bus.publish(Notice(level="warning", message=spike))
+                self.bus.publish(ev.Notice(level="warning", message=spike))
             self._publish_iteration(loss, ms)
             if self.cluster is not None and self.iter_num % cfg.log_interval == 0:
                 self._gather_cluster_stats()
@@ -195,14 +213,17 @@ class Trainer:
             if self._stop is not None:
                 return self._finish_stopped()
         if self._halt is not None:
-            self._set_state(RunState.ERROR)
+            self._set_state(ev.RunState.ERROR)
             return Outcome(self._halt, self.iter_num, self.last_checkpoint)
-        self._set_state(RunState.DONE)
+        self._set_state(ev.RunState.DONE)
         return Outcome("done", self.iter_num, self.last_checkpoint)
 
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
         rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
+        if self._write_failure is not None:
+            message, self._write_failure = self._write_failure, None
+            self._trouble("disk", message)
         while True:
             waiting = self._paused and self._stop is None and self._halt is None
             commands, halt = self.gate.exchange(HEARTBEAT_SECONDS if waiting else 0.0, self._halt)
@@ -218,10 +239,10 @@ class Trainer:
             command = Resume() if self._paused else Pause()
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
-            self._set_state(RunState.PAUSED)
+            self._set_state(ev.RunState.PAUSED)
         elif isinstance(command, Resume) and self._paused:
             self._paused = False
-            self._set_state(RunState.RUNNING)
+            self._set_state(ev.RunState.RUNNING)
         elif isinstance(command, CheckpointNow):
             self._gather_sampler_states()
             self._checkpoint("command")
@@ -231,7 +252,7 @@ class Trainer:
         elif isinstance(command, SetEvalInterval):
             self.eval_interval = max(1, int(command.interval))
             next_eval = (self.iter_num // self.eval_interval + 1) * self.eval_interval
-            self.bus.publish(EvalIntervalChanged(eval_interval=self.eval_interval,
+            self.bus.publish(ev.EvalIntervalChanged(eval_interval=self.eval_interval,
                                                  next_eval_iter=min(next_eval, self.config.max_iters)))
         elif isinstance(command, Stop):
             self._stop = command
@@ -243,40 +264,35 @@ class Trainer:
         if self.rank != 0:
             return
         if self.pause_on_trouble:
-            self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits"))
+            self.bus.publish(ev.Notice(level="error", message=message + " | paused: p resumes, q quits"))
             self.gate.push_front(Pause())
         else:
-            self.bus.publish(Notice(level="error", message=message + " | run stopped"))
+            self.bus.publish(ev.Notice(level="error", message=message + " | run stopped"))
             self._halt = reason
 
     def _finish_stopped(self) -> Outcome:
         if self._stop is not None and self._stop.save:
             self._gather_sampler_states()
             self._checkpoint("stop")
-        self._set_state(RunState.STOPPED)
+        self._set_state(ev.RunState.STOPPED)
         return Outcome("stopped", self.iter_num, self.last_checkpoint)
 
-    def _set_state(self, state: RunState) -> None:
+    def _set_state(self, state: ev.RunState) -> None:
         self.state = state
-        self.bus.publish(StateChanged(state=state, iter=self.iter_num))
+        self.bus.publish(ev.StateChanged(state=state, iter=self.iter_num))
 
     def _back_to_work(self) -> None:
         if self._halt is None:
-            self._set_state(RunState.PAUSED if self._paused else RunState.RUNNING)
+            self._set_state(ev.RunState.PAUSED if self._paused else ev.RunState.RUNNING)
 
     def _publish_iteration(self, loss: float, ms: float) -> None:
         tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
         # tokens_per_iter counts every rank's tokens; MFU is per device: FLOP/s / world_size / one device's peak
         peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
-        self.bus.publish(IterationStats(
+        self.bus.publish(ev.IterationStats(
             iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
             tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
             tokens_seen=self.tokens_seen, train_seconds=self.train_seconds))
-
-    def _peak_text(self) -> str:
-        if self.world_size == 1 or not self.peak_flops:
-            return self.peak_label
-        return f"{self.peak_label} (per device; MFU = all ranks' FLOP/s / {self.world_size} / this peak)"
 
     def _gather_cluster_stats(self) -> None:
         """Every rank's mean timings since the last gather (a collective); rank 0 publishes them."""
@@ -285,7 +301,7 @@ class Trainer:
         if stats is not None:
             self.bus.publish(stats)
         for warning in warnings:
-            self.bus.publish(Notice(level="warning", message=warning))
+            self.bus.publish(ev.Notice(level="warning", message=warning))
 
     # ------------------------------------------------------------ eval, sample, checkpoint
 
@@ -296,7 +312,7 @@ class Trainer:
                              autocast=self.stepper.autocast, publish=self.bus.publish)
 
     def _evaluate(self) -> None:
-        self._set_state(RunState.EVALUATING)
+        self._set_state(ev.RunState.EVALUATING)
         t0 = time.perf_counter()
         losses = self.estimate_loss()
         seconds = time.perf_counter() - t0
@@ -306,7 +322,7 @@ class Trainer:
         if is_best:
             self.best_val_loss = val
         self.last_val_loss = val
-        self.bus.publish(EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
+        self.bus.publish(ev.EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds))
         if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
@@ -317,24 +333,11 @@ class Trainer:
         self._back_to_work()
 
     def _sample(self, command: Sample) -> None:
-        """Generate text for a front end; a failure is reported and training goes on."""
-        cfg = self.config
-        self._set_state(RunState.SAMPLING)
-        t0 = time.perf_counter()
-        try:
-            out = generate_text(self.raw_model, self.data.tokenizer, command.prompt,
-                                **settings(command.max_new_tokens, command.temperature, command.top_k, cfg.to_dict()),
-                                generator=torch.Generator(device=self.device).manual_seed(cfg.seed + self.iter_num),
-                                autocast=self.stepper.autocast())
-        except Exception as exc:  # sampling must never end the run
-            self.bus.publish(Notice(level="warning", message=f"sampling failed, training goes on: "
-                                    f"{type(exc).__name__}: {str(exc)[:200]}"))
-        else:
-            if out.unknown:
-                self.bus.publish(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) "
-                                        f"not in the vocabulary were left out: {out.unknown[:40]!r}"))
-            self.bus.publish(SampleGenerated(iter=self.iter_num, prompt=out.prompt, text=out.text,
-                                             seconds=time.perf_counter() - t0))
+        """Generate text for a front end; a failure is a warning ev.Notice and training goes on."""
+        self._set_state(ev.RunState.SAMPLING)
+        for event in sample_events(self.raw_model, self.data.tokenizer, command, self.config.to_dict(),
+                                   iter_num=self.iter_num, device=self.device, autocast=self.stepper.autocast()):
+            self.bus.publish(event)
         self._back_to_work()
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -362,17 +365,17 @@ class Trainer:
         try:
             self._checkpoint("failure")
         except Exception as exc:  # the failure itself is what gets reported
-            self.bus.publish(Notice(level="error", message=f"could not write last.pt after the failure: {exc!r}"))
+            self.bus.publish(ev.Notice(level="error", message=f"could not write last.pt after the failure: {exc!r}"))
 
     def _checkpoint(self, reason: str, name: str = LAST) -> bool:
         """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
         if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
             return True
-        if not ckpt.finite(self.raw_model):
-            self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
+        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
+            self.bus.publish(ev.Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
                                     f"{name} not overwritten"))
             return False
-        self._set_state(RunState.CHECKPOINTING)
+        self._set_state(ev.RunState.CHECKPOINTING)
         try:
             path, seconds = self.checkpoints.write(self.checkpoint_state(), name)
         except OSError as exc:
@@ -383,17 +386,11 @@ class Trainer:
         self.checkpoint_seconds += seconds
         if name == LAST:
             self.last_checkpoint = str(path)
-        self.bus.publish(CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
+        self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
         self._back_to_work()
         return True
 
     def _log_traceback(self, tb: str) -> None:
-        try:
-            self.run_dir.path.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir.train_log, "a", encoding="utf-8") as f:
-                who = f" on rank {self.rank}" if self.cluster is not None else ""
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration "
-                        f"{self.iter_num}\n")
-                f.write(tb)
-        except OSError:
-            pass
+        who = f" on rank {self.rank}" if self.cluster is not None else ""
+        append_text(self.run_dir.train_log, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at "
+                    f"iteration {self.iter_num}\n{tb}", self.file_mode)

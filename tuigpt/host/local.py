@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from tuigpt.engine.trainer import Outcome, Trainer
 from tuigpt.run.commands import Command
-from tuigpt.run.events import Event, HistoryLoaded, RunFailed, RunFinished
+from tuigpt.run.events import Event, HistoryLoaded, Notice, RunFailed, RunFinished
 
 
 class LocalRun:
@@ -38,7 +38,9 @@ class LocalRun:
         return self.trainer.bus.subscribe(subscriber)
 
     def send(self, command: Command) -> None:
-        self.trainer.send(command)
+        refused = self.trainer.send(command)
+        if refused:  # a key pressed again before the trainer took the first: said, not queued twice
+            self.trainer.bus.publish(Notice(level="warning", message=f"not queued: {refused}"))
 
     def start(self) -> None:
         if self._thread.ident is not None:

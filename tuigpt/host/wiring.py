@@ -18,9 +18,13 @@ from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
 from tuigpt.run.commands import Stop
 from tuigpt.run.config import TrainConfig
+from tuigpt.run.errors import UserError
 from tuigpt.run.events import Notice
-from tuigpt.run.exits import EXIT_ERROR, exit_code
+from tuigpt.run.exits import EXIT_DISK, EXIT_ERROR, EXIT_OK, exit_code
+from tuigpt.run.files import append_text
+from tuigpt.run.lock import RunLock
 from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
+from tuigpt.run.rundir import RunDir, modes
 from tuigpt.run.runindex import remember_run
 
 SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
@@ -34,17 +38,36 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
           cluster: Cluster | None = None, compare: str | None = None, notices: Sequence[str] = ()) -> int:
     """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
     the exit code. ``notices``: how the config file was read, shown with the run's own notices at its start."""
-    trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
-                      cluster=cluster)
-    trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
     if cluster is not None and cluster.rank != 0:
+        trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
+                          cluster=cluster)
         return _run_worker(LocalRun(trainer), cluster.rank)
+    # rank 0 (or the only process) writes the run directory: its lock first, before anything there is touched,
+    # held until every sink is closed
+    dir_mode, file_mode = modes(config.share_with_group)
+    lock = RunLock.acquire(RunDir.of(config.out_dir, config.run_name).path, dir_mode)
+    try:
+        trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
+                          cluster=cluster, lock=lock)
+        trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
+        code = _train_locked(trainer, resume, headless, cluster, config_path, compare, file_mode)
+    except BaseException:
+        lock.release(remove_dir=True)  # a directory made by this start, still empty: a failed start leaves no trace
+        raise
+    lock.release()
+    return code
+
+
+def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Cluster | None, config_path: str | None,
+                  compare: str | None, file_mode: int) -> int:
     _attach_peak(trainer)
-    writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
-                           resume_at=trainer.iter_num if resume else None, start_over=not resume)
-    if writer.cut_records:  # a session killed before its first checkpoint: its curve is not this run's
-        trainer.pending_notices.append(f"{trainer.run_dir.metrics}: cut the {writer.cut_records} records of an "
-                                       f"earlier session that wrote no checkpoint; this run starts the history anew")
+    try:
+        writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
+                               resume_at=trainer.iter_num if resume else None, mode=file_mode,
+                               on_failure=trainer.report_write_failure)
+    except OSError as exc:
+        raise UserError(f"cannot write {trainer.run_dir.metrics} ({exc.strerror or exc}): free disk space or fix "
+                        f"the folder's permissions") from None
     remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
@@ -77,7 +100,12 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
         print(f"tuigpt: unexpected error: {type(run.error).__name__}: {run.error} (full traceback in "
               f"{trainer.run_dir.train_log})", file=sys.stderr)
         return EXIT_ERROR
-    return exit_code(run.ending, signalled)
+    code = exit_code(run.ending, signalled)
+    if writer.error is not None and code == EXIT_OK:  # the last records could not be made durable
+        print(f"tuigpt: could not finish writing {writer.path} ({writer.error.strerror or writer.error}); the "
+              f"checkpoint is intact", file=sys.stderr)
+        return EXIT_DISK
+    return code
 
 
 def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
@@ -172,10 +200,13 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
     app = TuiGptApp(run, config_path=config_path, compare=compare)
 
     def first(signum: int) -> None:
-        if signum == signal.SIGHUP:
+        if signum == signal.SIGHUP and not terminal_alive():
             _hang_up(run, close_sinks)
-        else:
-            app.request_stop(signum)  # the monitor shows it, saves, and leaves when the run has stopped
+            return
+        app.request_stop(signum)  # the monitor shows it, saves, and leaves when the run has stopped (restoring it)
+        if signum == signal.SIGHUP:  # a hang-up the terminal survived (kill -HUP): watch it all the same
+            threading.Thread(target=_hang_up_when_gone, args=(run, app, close_sinks), name="tuigpt-tty-watch",
+                             daemon=True).start()
 
     with SignalStop(first, on_repeat=lambda signum: app.leave(128 + signum)) as signals:
         try:
@@ -193,19 +224,36 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
     return signals.received
 
 
+def terminal_alive(fds: tuple[int, ...] = (0, 1)) -> bool:
+    """Whether the terminal still answers: after a hang-up the kernel fails every terminal ioctl (EIO), while a
+    SIGHUP sent by a person (kill -HUP) or a parent leaves it working, and it must then be restored, not dropped."""
+    import termios
+
+    for fd in fds:
+        try:
+            termios.tcgetattr(fd)
+        except (termios.error, OSError, ValueError):
+            return False
+    return True
+
+
+def _hang_up_when_gone(run: LocalRun, app: Any, close_sinks: Callable[[], None]) -> None:
+    """After a SIGHUP with a live terminal the monitor stops as for SIGTERM; if the terminal goes meanwhile (the
+    hang-up arrived just before the line dropped), fall back to the headless hang-up."""
+    while app.is_running and not run.wait(0.5):
+        if not terminal_alive():
+            _hang_up(run, close_sinks)
+            return
+
+
 def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None) -> int | None:
     """The monitor died while the run trains: say so, keep its traceback in train.log, and go on training with
     the headless lines and the same signal path (ctrl+c stops and saves) until the run ends."""
     import traceback
 
     log = run.trainer.run_dir.train_log
-    try:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a", encoding="utf-8") as f:
-            f.write("--- the monitor failed; training went on without it\n")
-            f.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-    except OSError:
-        pass
+    append_text(log, "--- the monitor failed; training went on without it\n"
+                + "".join(traceback.format_exception(type(error), error, error.__traceback__)), run.trainer.file_mode)
     print(f"tuigpt: the monitor failed ({type(error).__name__}: {error}); training goes on without it, one line "
           f"per log_interval (ctrl+c stops and saves last.pt; traceback in {log})", file=sys.stderr, flush=True)
     received = _run_headless(run, grace=0.0)

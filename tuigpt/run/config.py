@@ -8,19 +8,14 @@ Problems raise UserError with one line naming the key and the fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
-import typing
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tuigpt.run import pyconfig
+from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_text
+from tuigpt.run.fmt import shown
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -79,6 +74,8 @@ class TrainConfig:
     sample_max_new_tokens: int = 200
     sample_temperature: float = 0.8
     sample_top_k: int | None = 200  # empty: no top-k filtering
+    # --- files
+    share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -98,29 +95,18 @@ class TrainConfig:
     # ------------------------------------------------------------ checks
     def validate(self) -> None:
         """Refuse values and combinations that cannot train (all checkable before any data is read)."""
-        for name in ("eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
-                     "block_size", "n_layer", "n_head", "n_embd", "sample_max_new_tokens"):
-            _require(getattr(self, name) >= 1, name, getattr(self, name), "must be a positive integer")
-        for name in ("max_iters", "warmup_iters", "num_threads"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), "must be 0 or more")
-        for name in ("dropout", "learning_rate", "weight_decay", "beta1", "beta2", "grad_clip", "min_lr",
-                     "sample_temperature", "telemetry_interval"):
+        for name, (lo, hi) in INT_RANGES.items():
             value = getattr(self, name)
-            _require(value is None or math.isfinite(value), name, value, "must be a finite number")
-        _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
-        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be above 0")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be 0 or more")
-        _require(0 <= self.beta1 < 1, "beta1", self.beta1, "must be in [0, 1)")
-        _require(0 <= self.beta2 < 1, "beta2", self.beta2, "must be in [0, 1)")
-        _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be 0 (off) or more")
-        _require(self.sample_temperature > 0, "sample_temperature", self.sample_temperature, "must be above 0")
-        _require(self.telemetry_interval >= 0, "telemetry_interval", self.telemetry_interval, "must be 0 (off) or more")
-        if self.sample_top_k is not None:
-            _require(self.sample_top_k >= 1, "sample_top_k", self.sample_top_k, "must be a positive integer or empty")
-        if self.lr_decay_iters is not None:
-            _require(self.lr_decay_iters >= 1, "lr_decay_iters", self.lr_decay_iters, "must be a positive integer or empty")
-        if self.min_lr is not None:
-            _require(self.min_lr >= 0, "min_lr", self.min_lr, "must be 0 or more")
+            _require(value is None or lo <= value <= hi, name, value, f"must be {range_text(name)}")
+        for name, (lo, hi, lo_open, hi_open) in FLOAT_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            _require(math.isfinite(value), name, value, "must be a finite number")
+            inside = (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+            _require(inside, name, value, f"must be {range_text(name)}")
+        _require(self.telemetry_interval == 0 or self.telemetry_interval >= MIN_TELEMETRY_INTERVAL,
+                 "telemetry_interval", self.telemetry_interval, f"must be 0 (off) or {range_text('telemetry_interval')}")
         if self.decay_lr and self.effective_min_lr > self.learning_rate:  # min_lr is unused without decay
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
@@ -136,13 +122,78 @@ class TrainConfig:
         _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
         _require(self.ddp_backend in DDP_BACKENDS, "ddp_backend", self.ddp_backend,
                  "must be one of " + ", ".join(DDP_BACKENDS))
-        _require(math.isfinite(self.ddp_timeout) and self.ddp_timeout > 0, "ddp_timeout", self.ddp_timeout,
-                 "must be a number of seconds above 0")
-        _require(bool(self.dataset.strip()), "dataset", self.dataset, "must not be empty")
+        _require(bool(self.dataset.strip()) and len(self.dataset) <= MAX_NAME_CHARS, "dataset", self.dataset,
+                 f"must be a dataset name (at most {MAX_NAME_CHARS} characters)")
+        _require(len(self.tokenizer) <= MAX_NAME_CHARS, "tokenizer", self.tokenizer,
+                 f"must be a tokenizer name (at most {MAX_NAME_CHARS} characters)")
         _require(bool(self.init_from.strip()), "init_from", self.init_from,
                  "must be scratch, resume, a checkpoint file, a Hugging Face GPT-2 folder or a gpt2 model name")
         _require(self.run_name == "" or _safe_name(self.run_name), "run_name", self.run_name,
                  "must be a plain folder name (letters, digits, . _ -)")
+        _require(len(self.run_name.encode()) <= MAX_RUN_NAME_BYTES, "run_name", self.run_name,
+                 f"is too long: at most {MAX_RUN_NAME_BYTES} bytes")
+        for name in ("out_dir", "data_path", "init_from"):
+            problem = path_problem(getattr(self, name))
+            _require(problem is None, name, getattr(self, name), problem or "")
+
+
+# The range of every numeric key: what the code can run. Integers end up in C types (seed, num_threads), floats
+# must not overflow float32 in the optimizer (learning_rate), and a step, an eval or a sample must end in a time
+# a user would wait for (eval_iters, gradient_accumulation_steps, sample_max_new_tokens).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "eval_interval": (1, 1_000_000_000), "log_interval": (1, 1_000_000_000), "eval_iters": (1, 10_000),
+    "gradient_accumulation_steps": (1, 10_000), "batch_size": (1, 65_536), "block_size": (1, 1_048_576),
+    "n_layer": (1, 1_000), "n_head": (1, 1_024), "n_embd": (1, 65_536), "max_iters": (0, 10**12),
+    "warmup_iters": (0, 10**12), "lr_decay_iters": (1, 10**12), "seed": (0, 2**32 - 1), "num_threads": (0, 4_096),
+    "sample_max_new_tokens": (1, MAX_SAMPLE_TOKENS), "sample_top_k": (1, MAX_TOP_K),
+}
+# (low, high, low excluded, high excluded)
+FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "dropout": (0.0, 1.0, False, True), "learning_rate": (0.0, 10.0, True, False), "min_lr": (0.0, 10.0, False, False),
+    "weight_decay": (0.0, 100.0, False, False), "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True),
+    "grad_clip": (0.0, 1e6, False, False), "sample_temperature": (0.0, MAX_TEMPERATURE, False, False),
+    "telemetry_interval": (0.0, 3600.0, False, False), "ddp_timeout": (1.0, 604_800.0, False, False),
+}
+MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
+MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
+MAX_NAME_CHARS = 100  # dataset, tokenizer
+MAX_PATH_BYTES = 4000  # PATH_MAX is 4096 on Linux
+MAX_COMPONENT_BYTES = 255  # NAME_MAX
+
+
+def range_text(key: str) -> str:
+    """A key's accepted range as the README and the error lines write it."""
+    if key in INT_RANGES:
+        lo, hi = INT_RANGES[key]
+        return f"an integer from {lo:,} to {hi:,}"
+    lo, hi, lo_open, hi_open = FLOAT_RANGES[key]
+    if key == "telemetry_interval":
+        lo = MIN_TELEMETRY_INTERVAL
+    def num(v: float) -> str:
+        return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
+
+    if not (lo_open or hi_open):
+        return f"a number from {num(lo)} to {num(hi)}"
+    low = f"above {num(lo)}" if lo_open else f"at least {num(lo)}"
+    high = f"below {num(hi)}" if hi_open else f"at most {num(hi)}"
+    return f"a number {low} and {high}"
+
+
+def path_problem(path: str | None) -> str | None:
+    """Why a path cannot name a file on this system (NUL byte, too long), or None."""
+    if path is None:
+        return None
+    if "\0" in path:
+        return "contains a NUL byte"
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeError:
+        return "is not a valid file name (characters the file system cannot encode)"
+    if len(encoded) > MAX_PATH_BYTES:
+        return f"is too long: {len(encoded):,} bytes, at most {MAX_PATH_BYTES:,}"
+    if any(len(part) > MAX_COMPONENT_BYTES for part in encoded.split(b"/")):
+        return f"has a folder or file name longer than {MAX_COMPONENT_BYTES} bytes"
+    return None
 
 
 # What a resume may change, for every key (checked at import: a new key without a policy fails at once).
@@ -161,6 +212,7 @@ RESUME_POLICY: dict[str, str] = {
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY,
+    "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")
@@ -193,182 +245,4 @@ def _safe_name(name: str) -> bool:
 
 def _require(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
-        raise UserError(f"config key {key}={value!r} {why}")
-
-
-# ---------------------------------------------------------------- typing of raw values
-
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS = typing.get_type_hints(TrainConfig)
-
-
-def _allowed_types(key: str) -> tuple[type, ...]:
-    hint = _HINTS[key]
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return tuple(typing.get_args(hint))
-    return (hint,)
-
-
-def _type_name(types_: tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", bool: "true/false", str: "text", type(None): "empty"}
-    return " or ".join(names.get(t, t.__name__) for t in types_)
-
-
-# Names people type from nanoGPT, Hugging Face and habit, for the "did you mean" hint only (never accepted as
-# keys: one spelling per key keeps configs comparable). difflib cannot get from "lr" to learning_rate.
-KEY_ALIASES = {
-    "lr": "learning_rate", "max_lr": "learning_rate", "min_learning_rate": "min_lr",
-    "iters": "max_iters", "steps": "max_iters", "max_steps": "max_iters", "num_iters": "max_iters",
-    "bs": "batch_size", "batch": "batch_size", "micro_batch_size": "batch_size",
-    "per_device_train_batch_size": "batch_size",
-    "grad_accum": "gradient_accumulation_steps", "accum": "gradient_accumulation_steps",
-    "accumulation_steps": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
-    "ctx": "block_size", "context": "block_size", "context_length": "block_size", "seq_len": "block_size",
-    "max_seq_len": "block_size", "n_ctx": "block_size", "n_positions": "block_size",
-    "layers": "n_layer", "num_layers": "n_layer", "num_hidden_layers": "n_layer",
-    "heads": "n_head", "num_heads": "n_head", "num_attention_heads": "n_head",
-    "d_model": "n_embd", "hidden_size": "n_embd", "n_embed": "n_embd", "emb_dim": "n_embd", "dim": "n_embd",
-    "wd": "weight_decay", "warmup": "warmup_iters", "warmup_steps": "warmup_iters",
-    "lr_decay_steps": "lr_decay_iters", "clip": "grad_clip", "max_grad_norm": "grad_clip",
-    "precision": "dtype", "threads": "num_threads", "output_dir": "out_dir", "name": "run_name",
-    "data": "data_path", "data_dir": "data_path", "eval_steps": "eval_iters",
-    "temperature": "sample_temperature", "top_k": "sample_top_k", "max_new_tokens": "sample_max_new_tokens",
-    "backend": "ddp_backend",
-}
-
-
-def suggest_key(key: str) -> str | None:
-    """The config key someone typing ``key`` most likely meant, or None."""
-    alias = KEY_ALIASES.get(key.lower())
-    if alias is not None:
-        return alias
-    close = difflib.get_close_matches(key, list(_FIELDS), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def unknown_key_error(key: str, where: str) -> UserError:
-    close = suggest_key(key)
-    hint = f"did you mean {close}?" if close else "see the README for every key"
-    return UserError(f"unknown config key {key!r} in {where}: {hint}")
-
-
-def coerce_value(key: str, value: Any, where: str) -> Any:
-    """Check a YAML value against the key's type; ints are accepted for float keys."""
-    if key not in _FIELDS:
-        raise unknown_key_error(key, where)
-    allowed = _allowed_types(key)
-    if value is None and type(None) in allowed:
-        return None
-    if isinstance(value, bool):
-        if bool in allowed:
-            return value
-    elif isinstance(value, int) and int in allowed:
-        return value
-    elif isinstance(value, (int, float)) and float in allowed:
-        return float(value)
-    elif isinstance(value, str) and str in allowed:
-        return value
-    raise UserError(f"config key {key}={value!r} in {where} has the wrong type: expected {_type_name(allowed)}")
-
-
-def parse_override(key: str, text: str) -> Any:
-    """Type a ``--key=value`` string by the key's declared type."""
-    if key not in _FIELDS:
-        raise unknown_key_error(key, "the command line")
-    allowed = _allowed_types(key)
-    where = "the command line"
-    stripped = text.strip()
-    if stripped.lower() in ("", "none", "null", "~") and type(None) in allowed:
-        return None
-    if bool in allowed:
-        lowered = stripped.lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-    if int in allowed:
-        try:
-            return int(stripped)
-        except ValueError:
-            pass
-    if float in allowed:
-        try:
-            return float(stripped)
-        except ValueError:
-            pass
-    if str in allowed:
-        return text
-    raise UserError(f"--{key}={text!r} on {where} has the wrong type: expected {_type_name(allowed)}")
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a config file; every way it can be unreadable becomes a UserError."""
-    text = read_user_text(path, "config file", "give a YAML file such as configs/train_cpu_optimized.yaml",
-                          max_bytes=MAX_CONFIG_BYTES)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must be a mapping of key: value lines, not a {type(data).__name__}")
-    for key in data:
-        if not isinstance(key, str):
-            raise UserError(f"config file {path} has a non-text key {key!r}: keys are names like batch_size")
-    return data
-
-
-def load_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """Build a validated TrainConfig from a YAML or nanoGPT-style .py file plus ``--key=value`` overrides."""
-    return load_config_with_notices(path, overrides)[0]
-
-
-def load_config_with_notices(path: str | Path | None,
-                             overrides: dict[str, str] | None = None) -> tuple[TrainConfig, list[str]]:
-    """:func:`load_config`, and what the user should be told about how the file was read (ignored keys,
-    nanoGPT defaults)."""
-    if path is not None and Path(path).suffix == ".py":
-        return _load_py(Path(path), overrides or {})
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        for key, value in read_yaml(path).items():
-            values[key] = coerce_value(key, value, str(path))
-    for key, text in (overrides or {}).items():
-        values[key] = parse_override(key, text)
-    if not values.get("run_name") and path is not None:
-        values["run_name"] = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).stem)
-    if not values.get("run_name"):
-        values["run_name"] = "run"
-    return TrainConfig(**values), []
-
-
-def _load_py(path: Path, overrides: dict[str, str]) -> tuple[TrainConfig, list[str]]:
-    """A nanoGPT-style config: nanoGPT's defaults, the file, then nanoGPT-style ``--key=value`` overrides, all in
-    nanoGPT's key names (out_dir is the run's folder) and mapped onto tuigpt's."""
-    known = list(_FIELDS)
-    raw, notices = pyconfig.read_py_config(path)
-    for key, text in overrides.items():
-        key = pyconfig.translate_override(key, known)
-        raw[key] = pyconfig.ignored_value(text) if key in pyconfig.IGNORED else _typed_override(key, text)
-    if "run_name" in raw:
-        raise UserError(f"run_name in {path}: in a nanoGPT-style config out_dir names the run's folder "
-                        f"(e.g. out_dir = 'out-shakespeare-char'); set out_dir instead")
-    mapped, more = pyconfig.translate(raw, str(path), known)
-    values = {key: coerce_value(key, value, str(path)) for key, value in mapped.items()}
-    return TrainConfig(**values), notices + more
-
-
-def _typed_override(key: str, text: str) -> Any:
-    if key in ("out_dir", "dataset"):  # mapped by pyconfig.translate, as text
-        return text
-    return parse_override(key, text)
-
-
-def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
-    """A TrainConfig from a stored dict (checkpoint), checked like a file."""
-    return TrainConfig(**{k: coerce_value(k, v, where) for k, v in values.items()})
+        raise UserError(f"config key {key}={shown(value)} {why}")

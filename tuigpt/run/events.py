@@ -225,8 +225,8 @@ class Subscriber(Protocol):
 class EventBus:
     """Fan-out of events to any number of subscribers, safe across threads.
 
-    A subscriber that raises cannot stop training: its error is caught for that
-    call and published as an error Notice to the other subscribers.
+    A subscriber that raises cannot stop training: it is unsubscribed, and its error is published once, as an
+    error Notice, to the others (a sink on a full disk would otherwise fail, and say so, on every event).
     """
 
     def __init__(self) -> None:
@@ -239,11 +239,16 @@ class EventBus:
             self._subscribers.append(subscriber)
 
         def unsubscribe() -> None:
-            with self._lock:
-                if subscriber in self._subscribers:
-                    self._subscribers.remove(subscriber)
+            self._remove(subscriber)
 
         return unsubscribe
+
+    def _remove(self, subscriber: Callable[[Event], None]) -> bool:
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+                return True
+            return False
 
     def publish(self, event: Event) -> None:
         with self._lock:
@@ -255,10 +260,16 @@ class EventBus:
             except Exception as exc:  # a broken sink must not kill training
                 failed.append((subscriber, exc))
         for subscriber, exc in failed:
-            notice = Notice(level="error", message=f"event sink {getattr(subscriber, '__qualname__', subscriber)!s} failed: {exc!r}")
-            for other in subscribers:
-                if other is not subscriber:
-                    try:
-                        other(notice)
-                    except Exception:
-                        pass
+            if not self._remove(subscriber):
+                continue  # another thread removed and reported it
+            name = getattr(subscriber, "__qualname__", None) or type(subscriber).__name__
+            text = f"{type(exc).__name__}: {exc}"
+            notice = Notice(level="error", message=f"event sink {name} failed and was detached: "
+                                                   f"{text[:200]}")
+            with self._lock:
+                others = list(self._subscribers)
+            for other in others:
+                try:
+                    other(notice)
+                except Exception:
+                    pass

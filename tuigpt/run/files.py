@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+from tuigpt.run.fmt import clip
 
 TEMP_SUFFIX = ".tmp"
 
@@ -32,17 +35,19 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
+def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterator[IO]:
     """Write ``path`` through a temporary file that replaces it only when the block ends without error.
 
     Raising inside the block (a failed checksum, a full disk) leaves ``path`` as it was and removes
-    the temporary file.
+    the temporary file. The new file gets permission bits ``mode`` (the temporary file is born 0600).
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, mode) as f:
+        if mode != 0o600:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, open_mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -53,9 +58,9 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
     fsync_dir(path.parent)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically."""
-    with atomic_file(path) as f:
+    with atomic_file(path, mode=mode) as f:
         f.write(data)
 
 
@@ -74,6 +79,17 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_text(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Append to a log file (made with ``mode``); False when it cannot be written (a log must never fail a run)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False
 
 
 def remove_stale_temp_files(directory: Path, name: str) -> int:
@@ -143,27 +159,53 @@ def read_user_text(path: Path, what: str, fix: str, max_bytes: int | None = None
     Only regular files are read: a FIFO would block forever and /dev/zero never ends. ``what`` names the file in
     errors ("config file", "data file"); ``fix`` says what to give instead.
     """
-    import stat
-
     from tuigpt.run.errors import UserError
 
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{what} {path} does not exist: {fix}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UserError(f"{what} {path} is a directory: {fix}")
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{what} {path} is not a regular file (a pipe or a device): {fix}")
+    shown = clip(str(path), 200)
+    st = stat_regular(path, what, fix)
     if max_bytes is not None and st.st_size > max_bytes:
-        raise UserError(f"{what} {path} is {st.st_size:,} bytes, more than the {max_bytes:,} a {what} may be: {fix}")
+        raise UserError(f"{what} {shown} is {st.st_size:,} bytes, more than the {max_bytes:,} a {what} may be: {fix}")
     try:
-        raw = Path(path).read_bytes()
+        with open_regular(path) as f:
+            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
     except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise UserError(f"{what} {shown} is more than the {max_bytes:,} bytes a {what} may be: {fix}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from None
+        raise UserError(f"{what} {shown} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from None
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """Open a file for reading only if it is a regular file: a FIFO swapped in since a stat must not block the
+    open (O_NONBLOCK) nor be read (OSError ENXIO-like "not a regular file")."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file (a pipe or a device)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def stat_regular(path: Path, what: str, fix: str) -> os.stat_result:
+    """The stat of a file the user named, which must be a regular file (not a FIFO, a device, a directory, or a
+    path too long); a one-line UserError otherwise."""
+    from tuigpt.run.errors import UserError
+
+    shown = clip(str(path), 200)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{what} {shown} does not exist: {fix}") from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES; ValueError: a NUL byte
+        raise UserError(f"cannot read {what} {shown}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{what} {shown} is a directory: {fix}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what} {shown} is not a regular file (a pipe or a device): {fix}")
+    return st

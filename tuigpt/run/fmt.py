@@ -118,6 +118,13 @@ def mfu(value: float | None, short: bool = False) -> str:
     return text
 
 
+def peak_label(label: str, peak_flops: float | None, world_size: int) -> str:
+    """What MFU is measured against; with several ranks it is one device's peak (MFU is per device)."""
+    if world_size == 1 or not peak_flops:
+        return label
+    return f"{label} (per device; MFU = all ranks' FLOP/s / {world_size} / this peak)"
+
+
 def ms(value: float | None) -> str:
     """Milliseconds, switching to seconds above one: 37.1 ms, 1.24 s."""
     if not _known(value):
@@ -185,3 +192,18 @@ def size_pair(used: float | None, total: float | None) -> str:
         return f"{a}/{b}"
     (av, au), (bv, bu) = a.split(" ", 1), b.split(" ", 1)
     return f"{av}/{bv} {bu}" if au == bu else f"{a}/{b}"
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """Text cut to ``limit`` characters with an ellipsis: an error line never repeats unbounded input."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as an error line shows it: its repr, clipped (a million-item YAML list stays one short line)."""
+    try:
+        text = repr(value) if not isinstance(value, (list, dict, tuple, set)) or len(value) <= 20 else \
+            f"<a {type(value).__name__} of {len(value):,} items>"
+    except (RecursionError, ValueError):  # a self-referencing value; an int too long to print
+        text = f"<a {type(value).__name__}>"
+    return clip(text, limit)

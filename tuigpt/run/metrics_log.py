@@ -13,8 +13,9 @@ import io
 import os
 import re
 import threading
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from tuigpt.run.events import EvalProgress, Event, IterationStats, TelemetrySnapshot
 from tuigpt.run.files import lines_backwards, repair_torn_tail
@@ -30,28 +31,29 @@ class MetricsWriter:
     ``telemetry_every`` seconds per kind, every other kept event as it comes.
 
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
-    wrote after it are cut before anything is appended. ``start_over``: a new run in a directory with no
-    checkpoint: whatever an earlier session wrote there (killed or stopped before its first checkpoint) is a
-    history of weights that no longer exist, so it is cut (``cut_records`` says how many lines).
+    wrote after it are cut before anything is appended. ``mode``: permission bits of a file made here.
+
+    A write that fails (disk full, I/O error) is reported once and ends the writing: ``on_failure`` gets one
+    line (the host makes it the run's trouble: exit 4, or a pause in the monitor); without it the error is
+    raised once, and the event bus detaches the writer. :meth:`close` never raises; ``error`` keeps the failure.
     """
 
     def __init__(self, path: Path, log_interval: int, telemetry_every: float = 10.0,
-                 resume_at: int | None = None, start_over: bool = False) -> None:
+                 resume_at: int | None = None, mode: int = 0o600,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.log_interval = log_interval
         self.telemetry_every = telemetry_every
+        self.on_failure = on_failure
+        self.error: OSError | None = None
         self._last_telemetry: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.cut_records = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
         if resume_at is not None:
             cut_after(path, resume_at)
-        elif start_over and path.exists() and path.stat().st_size:
-            with open(path, "rb+") as f:
-                self.cut_records = sum(1 for _ in f)
-                f.truncate(0)
-        self._file: IO[bytes] | None = open(path, "ab")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        self._file: IO[bytes] | None = os.fdopen(fd, "ab")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, IterationStats) and event.iter % self.log_interval:
@@ -70,16 +72,61 @@ class MetricsWriter:
         with self._lock:
             if self._file is None:
                 return
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+                return
+            except OSError as exc:
+                message = self._fail(exc)
+        if self.on_failure is None:
+            raise OSError(self.error.errno if self.error else None, message)
+        self.on_failure(message)
+
+    def _fail(self, exc: OSError) -> str:
+        """Stop writing (under the lock); the one line that says so."""
+        self.error = exc
+        file, self._file = self._file, None
+        try:
+            file.close()  # type: ignore[union-attr]
+        except OSError:
+            pass  # the buffered rest cannot be written either
+        return (f"could not write {self.path} ({exc.strerror or exc}): the run's history stops here; free disk "
+                f"space or fix the folder, then --resume")
 
     def close(self) -> None:
+        """Flush, fsync and close; a failure here is kept in ``error`` (the records already flushed are safe)."""
         with self._lock:
-            if self._file is not None:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+            file, self._file = self._file, None
+            if file is None:
+                return
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+            except OSError as exc:
+                self.error = exc
+            finally:
+                try:
+                    file.close()
+                except OSError as exc:
+                    self.error = self.error or exc
+
+
+def set_aside(path: Path) -> Path | None:
+    """Move a history that no checkpoint continues out of the way (``metrics.unfinished-<time>.jsonl``), so a fresh
+    start over it does not log its iterations twice; the new path, or None when there was nothing to move."""
+    try:
+        if path.stat().st_size == 0:
+            return None
+    except FileNotFoundError:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"metrics.unfinished-{stamp}.jsonl")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"metrics.unfinished-{stamp}-{n}.jsonl")
+    os.replace(path, target)
+    return target
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -128,10 +175,18 @@ def cut_after(path: Path, upto_iter: int) -> None:
             f.truncate(cut)
 
 
-def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
+# what a monitor redraws from, beyond the thinned iterations and evals: the last records of each kind
+KEEP_LAST: dict[bytes, int] = {b"notice": 500, b"checkpoint": 500, b"sample": 20, b"start": 20, b"state": 50,
+                               b"eval_interval": 50, b"finish": 20, b"failed": 20}
+
+
+def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000, max_eval_points: int = 2_000,
                  end: int | None = None) -> list[dict[str, Any]]:
-    """The records a monitor needs to redraw a run: every start, eval, checkpoint, sample, notice and state,
-    and the iteration records thinned to about ``max_iter_points`` (the last ``recent`` kept in full).
+    """The records a monitor needs to redraw a run, in file order, bounded in memory for any mix of records:
+    iterations thinned to about ``max_iter_points`` (the last ``recent`` kept in full), evals thinned to about
+    ``max_eval_points`` (the last ones, and the best, kept), and the last KEEP_LAST of every other kind a pane
+    shows (notices, checkpoints, samples, session starts and endings, states). Telemetry and cluster records
+    are left out (the follower reads the latest from the tail).
 
     Only kept lines are parsed, so a million-line file loads in about a second. ``end``: read only the
     first ``end`` bytes (a watcher then follows the file from there, seeing no line twice).
@@ -140,23 +195,37 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
         f = open(path, "rb")
     except FileNotFoundError:
         return []
-    with f:  # two streaming passes: count the iteration lines, then parse the ones kept
+    with f:  # two streaming passes: count the lines of each kind, then parse the ones kept
         if end is not None:
             f = io.BufferedReader(_Limited(f, end))  # type: ignore[arg-type]
-        iter_lines = sum(1 for line in f if line.endswith(b"\n") and record_type(line) == b"iter")
-        stride = max(1, (iter_lines - recent) // max(1, max_iter_points - recent))
+        counts: dict[bytes | None, int] = {}
+        last_best = -1  # the index, among eval lines, of the last new best (its point must stay on the chart)
+        for line in f:
+            if line.endswith(b"\n"):
+                kind = record_type(line)
+                counts[kind] = counts.get(kind, 0) + 1
+                if kind == b"eval" and b'"is_best":true' in line:
+                    last_best = counts[kind] - 1
+        iter_stride = max(1, (counts.get(b"iter", 0) - recent) // max(1, max_iter_points - recent))
+        eval_recent = max_eval_points // 5
+        eval_stride = max(1, (counts.get(b"eval", 0) - eval_recent) // max(1, max_eval_points - eval_recent))
         records: list[dict[str, Any]] = []
-        seen_iters = 0
+        seen: dict[bytes | None, int] = {}
         f.seek(0)
         for line in f:
             if not line.endswith(b"\n"):
                 break  # torn last line
             kind = record_type(line)
+            k = seen.get(kind, 0)
+            seen[kind] = k + 1
+            total = counts.get(kind, 0)
             if kind == b"iter":
-                seen_iters += 1
-                if seen_iters % stride and seen_iters <= iter_lines - recent:
+                if (k + 1) % iter_stride and k + 1 <= total - recent:
                     continue
-            elif kind == b"telemetry":
+            elif kind == b"eval":
+                if (k + 1) % eval_stride and k < total - eval_recent and k != last_best:
+                    continue
+            elif kind not in KEEP_LAST or k < total - KEEP_LAST[kind]:
                 continue
             record = loads(line)
             if record is not None:

@@ -13,8 +13,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from tuigpt.run.events import (EvalIntervalChanged, EvalResult, Event, HistoryLoaded, IterationStats, RunFailed,
-                               RunFinished, RunStarted)
+from tuigpt.run.events import (
+    EvalIntervalChanged,
+    EvalResult,
+    Event,
+    HistoryLoaded,
+    IterationStats,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+)
 
 SPEED_WINDOW = 50  # ms/iter is the median of this many recent iterations: one slow step (a GC pause) moves nothing
 WARMUP_ITERS = 5  # the first iterations of every session (allocation, compile, caches) are left out of speeds

@@ -16,11 +16,13 @@ import ast
 import difflib
 import math
 import operator
+import re
 from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import read_user_text
+from tuigpt.run.fmt import clip, shown
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -67,7 +69,10 @@ def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         tree = ast.parse(text, str(path))
     except SyntaxError as exc:
-        raise UserError(f"config file {path} line {exc.lineno}: not valid python ({exc.msg})") from None
+        raise UserError(f"config file {path} line {exc.lineno}: not valid python ({clip(str(exc.msg), 120)})") from None
+    except (RecursionError, MemoryError, ValueError):  # 50,000 chained `+`: the parser's own recursion
+        raise UserError(f"config file {path}: an expression nested or chained too deeply to read (a config holds "
+                        f"plain values)") from None
     values: dict[str, Any] = dict(NANOGPT_DEFAULTS)
     assigned: dict[str, Any] = {}
     for node in tree.body:
@@ -86,16 +91,16 @@ def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
         names = []
         for target in targets:
             if not isinstance(target, ast.Name):
-                raise UserError(f"{where}: assign to a plain key name (`{ast.unparse(target)} = ...` is not one)")
+                raise UserError(f"{where}: assign to a plain key name (`{_src(target)} = ...` is not one)")
             names.append(target.id)
         scope = {**values, **assigned}
         if all(name in IGNORED for name in names):
             try:
-                result: Any = _evaluate(value, scope, where)
+                result: Any = _evaluate_bounded(value, scope, where)
             except UserError as exc:  # never used by tuigpt, so only an error if another line refers to it
                 result = _Unusable(node.lineno, str(exc))
         else:
-            result = _evaluate(value, scope, where)
+            result = _evaluate_bounded(value, scope, where)
         for name in names:
             assigned[name] = result
     return _merge(values, assigned, path)
@@ -119,15 +124,32 @@ def _describe(node: ast.AST) -> str:
             "ClassDef": "a class", "Try": "a try block", "Delete": "a del statement"}.get(kind, f"a {kind} statement")
 
 
+def _evaluate_bounded(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
+    """:func:`_evaluate`, with an expression too deep for the interpreter's recursion an error like any other."""
+    try:
+        return _evaluate(node, scope, where)
+    except RecursionError:
+        raise UserError(f"{where}: an expression nested or chained too deeply to read (a config holds plain "
+                        f"values)") from None
+
+
+def _src(node: ast.AST) -> str:
+    """An expression as an error line quotes it: its source, clipped."""
+    try:
+        return clip(ast.unparse(node), 80)
+    except (RecursionError, ValueError):
+        return "the expression"
+
+
 def _evaluate(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
     """The value of a literal expression; UserError naming ``where`` for anything that would need running code."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, (int, float, str, bool)) or node.value is None:
             return node.value
-        raise UserError(f"{where}: {node.value!r} is not a number, text, True, False or None")
+        raise UserError(f"{where}: {shown(node.value)} is not a number, text, True, False or None")
     if isinstance(node, ast.Name):
         if node.id not in scope:
-            raise UserError(f"{where}: {node.id!r} is not a key assigned above (tuigpt evaluates plain values only, "
+            raise UserError(f"{where}: {shown(node.id)} is not a key assigned above (tuigpt evaluates plain values only, "
                             f"it runs no imports or code)")
         value = scope[node.id]
         if isinstance(value, _Unusable):
@@ -142,13 +164,13 @@ def _evaluate(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
         return _binary(node, left, right, where)
     if isinstance(node, ast.JoinedStr):
         return _fstring(node, scope, where)
-    raise UserError(f"{where}: `{ast.unparse(node)}` is not a literal value (tuigpt reads numbers, text, "
+    raise UserError(f"{where}: `{_src(node)}` is not a literal value (tuigpt reads numbers, text, "
                     f"True/False/None and arithmetic on them, without running code)")
 
 
 def _require_number(value: Any, node: ast.expr, where: str) -> None:
     if not isinstance(value, (int, float)):
-        raise UserError(f"{where}: `{ast.unparse(node)}` does arithmetic on {value!r}, which is not a number")
+        raise UserError(f"{where}: `{_src(node)}` does arithmetic on {shown(value)}, which is not a number")
 
 
 def _binary(node: ast.BinOp, left: Any, right: Any, where: str) -> Any:
@@ -164,9 +186,9 @@ def _binary(node: ast.BinOp, left: Any, right: Any, where: str) -> Any:
     try:
         result = _BINARY[type(node.op)](left, right)
     except (ZeroDivisionError, OverflowError) as exc:
-        raise UserError(f"{where}: `{ast.unparse(node)}` cannot be computed ({exc})") from None
+        raise UserError(f"{where}: `{_src(node)}` cannot be computed ({exc})") from None
     if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
-        raise UserError(f"{where}: `{ast.unparse(node)}` is not a finite real number")
+        raise UserError(f"{where}: `{_src(node)}` is not a finite real number")
     return result
 
 
@@ -179,12 +201,15 @@ def _fstring(node: ast.JoinedStr, scope: dict[str, Any], where: str) -> str:
         assert isinstance(part, ast.FormattedValue)
         value = _evaluate(part.value, scope, where)
         spec = _fstring(part.format_spec, scope, where) if part.format_spec is not None else ""
+        if any(int(n) > MAX_TEXT for n in re.findall(r"\d+", spec)):  # f"{1:>1000000000}" would take a gigabyte
+            raise UserError(f"{where}: f-string format {shown(spec)} makes text longer than {MAX_TEXT} characters")
         if part.conversion == ord("r"):
             value = repr(value)
         try:
             parts.append(format(value, spec))
         except (ValueError, TypeError) as exc:
-            raise UserError(f"{where}: f-string format {spec!r} does not apply to {value!r} ({exc})") from None
+            raise UserError(f"{where}: f-string format {shown(spec)} does not apply to {shown(value)} "
+                            f"({clip(str(exc), 80)})") from None
     text = "".join(parts)
     if len(text) > MAX_TEXT:
         raise UserError(f"{where}: text longer than {MAX_TEXT} characters")
@@ -250,16 +275,16 @@ def ignored_value(text: str) -> Any:
 def unknown_key(key: str, where: str, known: list[str]) -> UserError:
     close = difflib.get_close_matches(key, sorted(set(known) | set(NANOGPT_KEYS)), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "see the README's key table and 'Coming from nanoGPT'"
-    return UserError(f"unknown config key {key!r} in {where}: {hint}")
+    return UserError(f"unknown config key {shown(key, 60)} in {clip(where, 200)}: {hint}")
 
 
 def run_folder(out_dir: Any, where: str) -> dict[str, str]:
     """nanoGPT's out_dir is the run's own folder: tuigpt's out_dir (its parent) and run_name (its name)."""
     if not isinstance(out_dir, str) or not out_dir.strip():
-        raise UserError(f"out_dir={out_dir!r} in {where} must name a folder, like 'out-shakespeare-char'")
+        raise UserError(f"out_dir={shown(out_dir)} in {clip(where, 200)} must name a folder, like 'out-shakespeare-char'")
     path = Path(out_dir.strip()).expanduser()
     if path.name in ("", ".", ".."):
-        raise UserError(f"out_dir={out_dir!r} in {where} must name the run's own folder, like "
+        raise UserError(f"out_dir={shown(out_dir)} in {clip(where, 200)} must name the run's own folder, like "
                         f"'out-shakespeare-char' (nanoGPT writes ckpt.pt into it)")
     return {"out_dir": str(path.parent), "run_name": path.name}
 
@@ -267,11 +292,11 @@ def run_folder(out_dir: Any, where: str) -> dict[str, str]:
 def dataset_keys(dataset: Any, data_path: Any, where: str) -> dict[str, Any]:
     """A nanoGPT dataset name as tuigpt's dataset (and data_path, for a prepared data/<name>/ folder)."""
     if not isinstance(dataset, str) or not dataset.strip():
-        raise UserError(f"dataset={dataset!r} in {where} must be a dataset name like 'shakespeare_char'")
+        raise UserError(f"dataset={shown(dataset)} in {clip(where, 200)} must be a dataset name like 'shakespeare_char'")
     if dataset in OWN_DATASETS:
         return {"dataset": dataset, **({"data_path": data_path} if data_path is not None else {})}
     if any(c in dataset for c in "/\\") or dataset.startswith("."):
-        raise UserError(f"dataset={dataset!r} in {where} must be a folder name under data/ (nanoGPT reads "
+        raise UserError(f"dataset={shown(dataset)} in {clip(where, 200)} must be a folder name under data/ (nanoGPT reads "
                         f"data/<dataset>/train.bin); for another folder set data_path")
     return {"dataset": "nanogpt", "data_path": data_path if data_path is not None else
             str(Path(NANOGPT_DATA_ROOT) / dataset)}

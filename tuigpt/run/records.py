@@ -13,9 +13,23 @@ from typing import Any
 
 from tuigpt.run import commands as cmds
 from tuigpt.run.commands import Command
-from tuigpt.run.events import (CheckpointWritten, ClusterStats, EvalIntervalChanged, EvalProgress, EvalResult, Event,
-                               IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated,
-                               StateChanged, TelemetrySnapshot)
+from tuigpt.run.events import (
+    CheckpointWritten,
+    ClusterStats,
+    EvalIntervalChanged,
+    EvalProgress,
+    EvalResult,
+    Event,
+    IterationStats,
+    Notice,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunState,
+    SampleGenerated,
+    StateChanged,
+    TelemetrySnapshot,
+)
 from tuigpt.run.readings import reading_from_record
 
 KINDS: dict[str, type[Event]] = {

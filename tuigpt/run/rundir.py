@@ -6,6 +6,11 @@
 | metrics.jsonl   | the metrics writer (append-only, a line a record)|
 | train.log       | the trainer, when it crashes (the traceback)     |
 | control.sock    | the control server, while the run lives          |
+| run.lock        | the one process writing the run (its PID; flock) |
+
+A run directory is made 0700 and its files 0600 (the config, samples and weights are the user's own);
+``share_with_group: true`` makes them 0750/0640, for a group that reads them. An existing directory or
+file keeps the mode it has (a user's chmod stands).
 
 Runs are found under an out_dir, or from any directory through the per-user index (:mod:`.runindex`).
 """
@@ -23,6 +28,12 @@ LAST = "last.pt"
 BEST = "best.pt"
 TRAIN_LOG = "train.log"
 SOCKET = "control.sock"
+LOCK_FILE = "run.lock"
+
+
+def modes(share_with_group: bool) -> tuple[int, int]:
+    """(directory mode, file mode) of what a run creates: private, or readable by the owner's group."""
+    return (0o750, 0o640) if share_with_group else (0o700, 0o600)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ DEFAULT_OUT_DIR = "checkpoints"  # TrainConfig.out_dir's default, relative to wh
 def run_dirs(out_dir: str | Path) -> list[Path]:
     """Directories under out_dir holding a metrics.jsonl, most recently updated first."""
     root = Path(out_dir)
-    found = [p.parent for p in root.glob(f"*/{METRICS_FILE}")] if root.is_dir() else []
+    found = [p.parent for p in root.glob(f"*/{METRICS_FILE}") if p.is_file()] if root.is_dir() else []  # no FIFO
     return sorted(found, key=lambda d: _mtime(d / METRICS_FILE), reverse=True)
 
 

@@ -22,9 +22,18 @@ from typing import Any
 
 from tuigpt.run import fmt
 from tuigpt.telemetry.cpuinfo import CpuInfo
+
 # the calibration cache lives in peak_cache; its functions are re-exported here, where callers look for them
-from tuigpt.telemetry.peak_cache import (Calibration, cache_key, cached_calibration, cached_entry,  # noqa: F401
-                                         cached_peak, peaks_cache_path, store_entry, store_peak)
+from tuigpt.telemetry.peak_cache import (  # noqa: F401
+    Calibration,
+    cache_key,
+    cached_calibration,
+    cached_entry,
+    cached_peak,
+    peaks_cache_path,
+    store_entry,
+    store_peak,
+)
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16")
 

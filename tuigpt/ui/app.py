@@ -23,8 +23,20 @@ from textual.widgets import Footer, Tab, Tabs
 
 from tuigpt.run import fmt
 from tuigpt.run.controller import RunController
-from tuigpt.run.events import (EvalIntervalChanged, EvalProgress, EvalResult, Event, HistoryLoaded, IterationStats,
-                               RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
+from tuigpt.run.events import (
+    EvalIntervalChanged,
+    EvalProgress,
+    EvalResult,
+    Event,
+    HistoryLoaded,
+    IterationStats,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunState,
+    SampleGenerated,
+    StateChanged,
+)
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
 from tuigpt.ui.compare import CompareCurve, CompareSource

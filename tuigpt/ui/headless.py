@@ -8,8 +8,21 @@ import time
 from typing import TextIO
 
 from tuigpt.run import fmt
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalProgress, EvalResult, Event, IterationStats,
-                               Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
+from tuigpt.run.events import (
+    CheckpointWritten,
+    EvalIntervalChanged,
+    EvalProgress,
+    EvalResult,
+    Event,
+    IterationStats,
+    Notice,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunState,
+    SampleGenerated,
+    StateChanged,
+)
 from tuigpt.run.numbers import RunProgress
 
 EVAL_QUIET = 2.0  # an eval shorter than this prints only its result

@@ -5,8 +5,19 @@ from __future__ import annotations
 from rich.text import Text
 
 from tuigpt.run import fmt
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, HistoryLoaded,
-                               IterationStats, Notice, RunFailed, RunFinished, RunStarted, SampleGenerated)
+from tuigpt.run.events import (
+    CheckpointWritten,
+    EvalIntervalChanged,
+    EvalResult,
+    Event,
+    HistoryLoaded,
+    IterationStats,
+    Notice,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    SampleGenerated,
+)
 
 Line = tuple["str | Text", str]  # (text, level: info, warning, error, user, good, dim)
 REPLAYED = 30  # earlier events shown in the log when a run's history is loaded

@@ -267,15 +267,17 @@ def test_binary_file_is_rejected(tmp_path: Path) -> None:
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuigpt.run import files
+
     f = write(tmp_path / "secret.txt", "hidden\n")
-    real_read = Path.read_bytes
+    real_open = files.open_regular
 
-    def read_bytes(self: Path) -> bytes:  # chmod 000 does not stop root, so deny it here
-        if self == f:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+    def open_regular(path: Path):  # chmod 000 does not stop root, so deny it here
+        if Path(path) == f:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(files, "open_regular", open_regular)
     with pytest.raises(UserError, match="Permission denied") as err:
         load_dataset("text", data_path=str(f))
     assert str(f) in str(err.value)

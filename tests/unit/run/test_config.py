@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tuigpt.run.config import KEY_ALIASES, TrainConfig, load_config
+from tuigpt.run.config import TrainConfig
+from tuigpt.run.configfile import KEY_ALIASES, load_config
 from tuigpt.run.errors import UserError
 
 from conftest import REPO  # noqa: E402

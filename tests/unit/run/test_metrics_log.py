@@ -41,20 +41,6 @@ def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
     assert path.read_text().count("\n") == 3
 
 
-def test_a_new_run_cuts_what_a_session_killed_before_its_first_checkpoint_wrote(tmp_path: Path) -> None:
-    """No checkpoint, so nothing to resume: the dead session's curve must not sit under the new run's."""
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"type":"start"}\n{"type":"iter","iter":1}\n{"type":"iter","iter":2}\n{"type":"it')
-    writer = MetricsWriter(path, log_interval=1, start_over=True)
-    assert writer.cut_records == 3  # the torn line was repaired away first
-    writer(stats(1))
-    writer.close()
-    assert [r["iter"] for r in read_metrics(path)] == [1]
-    fresh = MetricsWriter(tmp_path / "new.jsonl", log_interval=1, start_over=True)
-    assert fresh.cut_records == 0
-    fresh.close()
-
-
 def test_repair_of_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text('{"ty')
@@ -96,3 +82,31 @@ def test_history_thins_iterations_but_keeps_evals_and_the_recent_stretch(tmp_pat
     assert iters[-1000:] == list(range(49_001, 50_001))
     assert [r["iter"] for r in records if r["type"] == "eval"] == list(range(1000, 50_001, 1000))
     assert not [r for r in records if r["type"] == "telemetry"]
+
+
+def test_load_history_is_bounded_for_any_mix_of_records(tmp_path: Path) -> None:
+    """Notices, checkpoints, samples and evals by the ten thousand: the last of each kept, evals thinned with the
+    best kept, nothing else grows with the file."""
+    from tuigpt.run.metrics_log import KEEP_LAST, load_history
+
+    path = tmp_path / "metrics.jsonl"
+    lines = []
+    for i in range(20_000):
+        lines.append(f'{{"type":"notice","level":"warning","message":"n{i}","time":{i}}}')
+        lines.append(f'{{"type":"checkpoint","iter":{i},"path":"p","reason":"eval","seconds":0.1,"time":{i}}}')
+        lines.append(f'{{"type":"sample","iter":{i},"prompt":"","text":"t","seconds":0.1,"time":{i}}}')
+        best = "true" if i == 777 else "false"
+        val = 1.0 if i == 777 else 2.0
+        lines.append(f'{{"type":"eval","iter":{i},"train_loss":2.0,"val_loss":{val},"best_val_loss":1.0,'
+                     f'"is_best":{best},"seconds":0.1,"time":{i}}}')
+        lines.append(f'{{"type":"telemetry","kind":"cpu","data":{{}},"time":{i}}}')
+    path.write_text("\n".join(lines) + "\n")
+    records = load_history(path, max_eval_points=1000)
+    kinds = [r["type"] for r in records]
+    assert kinds.count("notice") == KEEP_LAST[b"notice"] and records[kinds.index("notice")]["message"] == \
+        f"n{20_000 - KEEP_LAST[b'notice']}"
+    assert kinds.count("checkpoint") == KEEP_LAST[b"checkpoint"] and kinds.count("sample") == KEEP_LAST[b"sample"]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert 900 <= len(evals) <= 1300 and evals[-1]["iter"] == 19_999
+    assert any(r["iter"] == 777 and r["is_best"] for r in evals), "the best eval stays on the chart"
+    assert "telemetry" not in kinds

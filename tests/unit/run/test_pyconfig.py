@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuigpt.run.config import load_config, load_config_with_notices
+from tuigpt.run.configfile import load_config, load_config_with_notices
 from tuigpt.run.errors import UserError
 
 SHAKESPEARE_CHAR = """

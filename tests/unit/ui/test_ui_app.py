@@ -13,7 +13,7 @@ from textual.widgets import Input, Static, Tabs
 from tuigpt.run.commands import CheckpointNow, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.events import EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunState, StateChanged, TelemetrySnapshot
 from tuigpt.ui.app import TuiGptApp
-from tuigpt.ui.messages import ClusterUpdate, TelemetryUpdate, wrap
+from tuigpt.ui.messages import TelemetryUpdate, wrap
 from tuigpt.ui.widgets.cpu import CpuPane
 from tuigpt.ui.widgets.events_log import EventsLog
 from tuigpt.ui.widgets.failure import FailureBanner

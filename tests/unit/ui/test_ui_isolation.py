@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from support import until
 from textual.app import App
-from textual.pilot import Pilot
 
 from tuigpt.engine.trainer import Trainer
 from tuigpt.host.local import LocalRun

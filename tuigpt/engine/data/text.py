@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import read_user_text
+from tuigpt.run.fmt import clip
 
 
 def resolve_paths(data_path: str) -> list[Path]:
     """FILE, DIR (every *.txt under it) or GLOB -> sorted list of files."""
     path = Path(data_path).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UserError(f"data_path {clip(data_path, 200)} is not a regular file (a pipe or a device): give a "
+                        f"FILE, a DIR of .txt files or a GLOB")
     if path.is_file():
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
-            raise UserError(f"data_path {data_path} is a directory with no .txt files in it")
+            raise UserError(f"data_path {clip(data_path, 200)} is a directory with no .txt files in it")
         return files
     if glob.has_magic(data_path):
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(data_path), recursive=True))
-        files = [p for p in files if p.is_file()]
+        files = [p for p in files if p.is_file()]  # FIFOs and devices a glob matches are left out
         if not files:
-            raise UserError(f"data_path {data_path} matches no files")
+            raise UserError(f"data_path {clip(data_path, 200)} matches no files")
         return files
-    raise UserError(f"data_path {data_path} does not exist (give a FILE, a DIR of .txt files or a GLOB)")
+    raise UserError(f"data_path {clip(data_path, 200)} does not exist (give a FILE, a DIR of .txt files or a GLOB)")
 
 
 def read_text(files: list[Path], label: str) -> str:

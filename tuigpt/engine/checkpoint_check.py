@@ -1,0 +1,217 @@
+"""What a checkpoint must hold, checked before anything is built from it.
+
+``torch.load(weights_only=True)`` refuses code, but a file of the right format can still hold fields of the wrong
+type or shape (a damaged disk, a hand edit, another tool's file): each is found here and refused as a UserError
+naming the field, instead of an exception deep inside a restore or a step. Weights and AdamW moments must be
+finite (a checkpoint of NaN weights is worse than none), the optimizer state must fit the model's parameters,
+and the tokenizer must fit the model's vocabulary (else `tuigpt sample` would print garbage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from tuigpt.engine.data import Tokenizer
+from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
+from tuigpt.run.config import INT_RANGES, TrainConfig
+from tuigpt.run.configfile import config_from_dict
+from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import clip
+
+MAX_ITER = INT_RANGES["max_iters"][1]
+MAX_VOCAB = 1 << 24
+GELUS = ("exact", "tanh")
+
+
+def damaged(path: Path | str, field: str, problem: str) -> UserError:
+    return UserError(f"checkpoint {clip(str(path), 200)} is damaged: {field} {problem} (use another checkpoint, "
+                     f"best.pt or last.pt, or retrain)")
+
+
+def _int(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {clip(repr(value), 40)}" if isinstance(value, (int, float, str)) else \
+        f"a {type(value).__name__}"
+
+
+def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bool) -> tuple[TrainConfig, ModelArgs,
+                                                                                             Tokenizer]:
+    """The checkpoint's own fields, each of the right type and range, and consistent with one another:
+    (its config, its model arguments, its tokenizer). ``for_training``: the optimizer, RNG and sampler states
+    a resume restores are checked too."""
+    if not _int(state.get("iter_num"), 0, MAX_ITER):
+        raise damaged(path, "iter_num", f"must be an integer from 0 to {MAX_ITER:,}, not {_describe(state.get('iter_num'))}")
+    if not isinstance(state.get("config"), dict):
+        raise damaged(path, "config", f"must be a mapping, not {_describe(state.get('config'))}")
+    try:
+        config = config_from_dict(state["config"], f"checkpoint {clip(str(path), 200)}")
+    except UserError as exc:
+        raise damaged(path, "config", f"is not a valid config ({exc})") from None
+    args = _model_args(state.get("model_args"), path)
+    tokenizer = _tokenizer(state.get("tokenizer"), args, path)
+    _weights(state.get("model"), args, path)
+    for key in ("best_val_loss", "last_val_loss"):
+        if state.get(key) is not None and not _real(state[key]):
+            raise damaged(path, key, f"must be a finite number or empty, not {_describe(state[key])}")
+    if "train_seconds" in state and not (_real(state["train_seconds"]) and state["train_seconds"] >= 0):
+        raise damaged(path, "train_seconds", f"must be a number of seconds, not {_describe(state['train_seconds'])}")
+    if "world_size" in state and not _int(state["world_size"], 1, 1 << 20):
+        raise damaged(path, "world_size", f"must be a positive integer, not {_describe(state['world_size'])}")
+    if for_training:
+        if not isinstance(state.get("optimizer"), dict) or not isinstance(state["optimizer"].get("state"), dict) \
+                or not isinstance(state["optimizer"].get("param_groups"), list):
+            raise damaged(path, "optimizer", "must be an AdamW state (state and param_groups)")
+        if "scaler" in state and not isinstance(state["scaler"], dict):
+            raise damaged(path, "scaler", f"must be a mapping, not {_describe(state['scaler'])}")
+        if "rng" in state:
+            _rng(state["rng"], path)
+        samplers = state.get("samplers")
+        samplers = [] if samplers is None else samplers
+        if not isinstance(samplers, list):
+            raise damaged(path, "samplers", f"must be a list of batch-sampler states, not {_describe(samplers)}")
+        for k, sampler in enumerate(samplers):
+            _sampler(sampler, f"samplers[{k}]", path)
+        if "sampler" in state:
+            _sampler(state["sampler"], "sampler", path)
+    return config, args, tokenizer
+
+
+def _model_args(raw: Any, path: Path | str) -> ModelArgs:
+    names = {f.name for f in dataclasses.fields(ModelArgs)}
+    if not isinstance(raw, dict) or not set(raw) <= names or not {"vocab_size", "block_size", "n_layer", "n_head",
+                                                                    "n_embd"} <= set(raw):
+        raise damaged(path, "model_args", f"must hold {', '.join(sorted(names))}, not {_describe(raw)}")
+    for key in ("block_size", "n_layer", "n_head", "n_embd"):
+        lo, hi = INT_RANGES[key]
+        if not _int(raw[key], lo, hi):
+            raise damaged(path, f"model_args.{key}", f"must be an integer from {lo:,} to {hi:,}, not {_describe(raw[key])}")
+    if not _int(raw["vocab_size"], 1, MAX_VOCAB):
+        raise damaged(path, "model_args.vocab_size", f"must be an integer from 1 to {MAX_VOCAB:,}")
+    if raw["n_embd"] % raw["n_head"]:
+        raise damaged(path, "model_args.n_embd", f"{raw['n_embd']} is not divisible by n_head {raw['n_head']}")
+    if not (_real(raw.get("dropout", 0.0)) and 0 <= raw.get("dropout", 0.0) < 1):
+        raise damaged(path, "model_args.dropout", "must be a number in [0, 1)")
+    if not isinstance(raw.get("bias", False), bool):
+        raise damaged(path, "model_args.bias", "must be true or false")
+    if raw.get("gelu", "exact") not in GELUS:
+        raise damaged(path, "model_args.gelu", f"must be one of {', '.join(GELUS)}")
+    return ModelArgs(**raw)
+
+
+def _tokenizer(meta: Any, args: ModelArgs, path: Path | str) -> Tokenizer:
+    tokenizer = Tokenizer.from_meta(meta)  # UserError: "invalid tokenizer metadata ... damaged"
+    if not tokenizer.vocab_size <= args.vocab_size <= padded_vocab(tokenizer.vocab_size):  # GPT-2: 50257 or 50304
+        raise damaged(path, "tokenizer", f"({tokenizer.name}, {tokenizer.vocab_size:,} tokens) does not fit its "
+                      f"model's vocabulary of {args.vocab_size:,}: the text it generated would be garbage")
+    return tokenizer
+
+
+def _weights(weights: Any, args: ModelArgs, path: Path | str) -> None:
+    """Every tensor the model has, of its shape, finite; checked against a model built on the meta device (no
+    memory), so absurd model_args never allocate."""
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise damaged(path, "model", "must map parameter names to tensors")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in GPT(args).state_dict().items()}
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
+    if missing or extra or wrong:
+        what = (f"no {missing[0]}" if missing else f"an unexpected {extra[0]}" if extra else
+                f"weight {wrong[0]} {tuple(weights[wrong[0]].shape)} (model_args make it {expected[wrong[0]]})")
+        raise damaged(path, "model", f"does not fit its model_args: {clip(what, 160)} ({len(missing)} missing, "
+                      f"{len(extra)} unexpected, {len(wrong)} of another shape)")
+    for name, tensor in weights.items():
+        if not tensor.is_floating_point():
+            raise damaged(path, f"model.{name}", f"must be floating point, not {tensor.dtype}")
+    bad = first_not_finite(weights.items())
+    if bad is not None:
+        raise damaged(path, f"model.{bad}", "is not finite (NaN or Inf weights)")
+
+
+def _rng(rng: Any, path: Path | str) -> None:
+    ok = isinstance(rng, dict)
+    py = rng.get("python") if ok else None
+    ok = ok and isinstance(py, (list, tuple)) and len(py) == 3 and _int(py[0], 0, 16) \
+        and isinstance(py[1], (list, tuple)) and len(py[1]) == 625 and all(_int(v, 0, 2**32) for v in py[1]) \
+        and (py[2] is None or _real(py[2]))
+    np_state = rng.get("numpy") if ok else None
+    ok = ok and isinstance(np_state, (list, tuple)) and len(np_state) == 5 and np_state[0] == "MT19937" \
+        and isinstance(np_state[1], torch.Tensor) and np_state[1].dtype == torch.int64 \
+        and tuple(np_state[1].shape) == (624,) \
+        and _int(np_state[2], 0, 624) and _int(np_state[3], 0, 1) and _real(np_state[4])
+    cpu = torch.get_rng_state()
+    ok = ok and _byte_state(rng.get("torch"), cpu)
+    ok = ok and ("cuda" not in rng or (isinstance(rng["cuda"], (list, tuple)) and all(
+        isinstance(s, torch.Tensor) and s.dtype == torch.uint8 and s.dim() == 1 for s in rng["cuda"])))
+    if not ok:
+        raise damaged(path, "rng", "is not a set of random-generator states (python, numpy, torch)")
+
+
+def _byte_state(value: Any, like: torch.Tensor) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and tuple(value.shape) == tuple(like.shape)
+
+
+def _sampler(state: Any, field: str, path: Path | str) -> None:
+    like = torch.Generator().get_state()
+    if not (isinstance(state, dict) and _int(state.get("seed"), 0, 1 << 62)
+            and _byte_state(state.get("train_generator"), like) and _byte_state(state.get("val_generator"), like)):
+        raise damaged(path, field, "is not a batch-sampler state (seed and two generator states)")
+
+
+def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.optim.Optimizer) -> None:
+    """The saved AdamW state fits ``optimizer``'s parameters one by one (shapes), and its moments are finite."""
+    saved = state["optimizer"]
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups) or not all(
+            isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        raise damaged(path, "optimizer.param_groups", f"has {len(groups)} groups; this model's optimizer has "
+                      f"{len(optimizer.param_groups)}")
+    for g, (saved_group, group) in enumerate(zip(groups, optimizer.param_groups)):
+        if len(saved_group["params"]) != len(group["params"]):
+            raise damaged(path, f"optimizer.param_groups[{g}]", f"holds {len(saved_group['params'])} parameters; the "
+                          f"model has {len(group['params'])}")
+        for pid, param in zip(saved_group["params"], group["params"]):
+            entry = saved["state"].get(pid)
+            if entry is None:
+                continue  # a parameter not stepped yet
+            field = f"optimizer.state[{pid}]"
+            if not isinstance(entry, dict):
+                raise damaged(path, field, "must be a mapping of AdamW moments")
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = entry.get(key)
+                if not isinstance(moment, torch.Tensor) or tuple(moment.shape) != tuple(param.shape):
+                    raise damaged(path, f"{field}.{key}", f"is {_describe(moment)}; the model's parameter has shape "
+                                  f"{tuple(param.shape)}")
+                if not moment.is_floating_point() or first_not_finite([(key, moment)]) is not None:
+                    raise damaged(path, f"{field}.{key}", "is not finite (NaN or Inf AdamW moments)")
+            step = entry.get("step")
+            if not ((isinstance(step, torch.Tensor) and step.numel() == 1 and bool(torch.isfinite(step).all())
+                     and float(step) >= 0) or (_real(step) and step >= 0)):
+                raise damaged(path, f"{field}.step", f"must be a step count, not {_describe(step)}")
+
+
+def first_not_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """The name of the first floating tensor holding a NaN or Inf, or None (one device sync for all of them)."""
+    items = [(name, t) for name, t in named if t.is_floating_point() and t.numel()]
+    if not items:
+        return None
+    flags = torch.stack([torch.isfinite(t).all().to(items[0][1].device) for _, t in items])
+    if bool(flags.all()):
+        return None
+    return items[int((~flags).nonzero()[0])][0]
