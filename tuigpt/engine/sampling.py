@@ -8,6 +8,7 @@ reported, not silently dropped.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from torch.nn import functional as F
 
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT
+from tuigpt.run.commands import Sample
+from tuigpt.run.events import Event, Notice, SampleGenerated
 
 GREEDY_BELOW = 1e-4  # temperatures under this pick the most likely token
 
@@ -76,3 +79,26 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, *, max_new_toke
         model.train(was_training)
     new_ids = [i for i in out[0, idx.size(1):].tolist() if i < tokenizer.vocab_size]
     return Generated(prompt=tokenizer.decode(ids), text=tokenizer.decode(new_ids), unknown=unknown)
+
+
+def sample_events(model: GPT, tokenizer: Tokenizer, command: Sample, config: dict[str, Any], seed: int,
+                  iteration: int, autocast: contextlib.AbstractContextManager[Any] | None,
+                  timeline: bool = False) -> list[Event]:
+    """A run's sample as events to publish: the text, with a warning for dropped prompt characters, or a
+    warning that it failed (sampling never ends a run)."""
+    t0 = time.perf_counter()
+    device = next(model.parameters()).device
+    try:
+        out = generate_text(model, tokenizer, command.prompt,
+                            **settings(command.max_new_tokens, command.temperature, command.top_k, config),
+                            generator=torch.Generator(device=device).manual_seed(seed), autocast=autocast)
+    except Exception as exc:  # sampling must never end the run
+        return [Notice(level="warning", message=f"sampling failed, training goes on: {type(exc).__name__}: "
+                       f"{str(exc)[:200]}")]
+    events: list[Event] = []
+    if out.unknown:
+        events.append(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) not in the "
+                             f"vocabulary were left out: {out.unknown[:40]!r}"))
+    events.append(SampleGenerated(iter=iteration, prompt=out.prompt, text=out.text,
+                                  seconds=time.perf_counter() - t0, timeline=timeline))
+    return events

@@ -24,16 +24,17 @@ from tuigpt.engine.checkpoint import capture_rng_state
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport, PeerLost
 from tuigpt.engine.evaluation import estimate_loss
 from tuigpt.engine.gate import CommandGate
-from tuigpt.engine.health import SpikeWatch
-from tuigpt.engine.sampling import generate_text, settings
+from tuigpt.engine.health import LossWatch, StallWatch
+from tuigpt.engine.nan_guard import NanGuard
+from tuigpt.engine.sampling import sample_events
 from tuigpt.engine.schedule import lr_for
-from tuigpt.engine.step import Stepper
+from tuigpt.engine.step import Stepper, StepResult
+from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.config import TrainConfig
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, EventBus,
-                               IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, SampleGenerated,
-                               StateChanged)
-from tuigpt.run.numbers import mfu
+from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, EventBus, IterationStats, Notice,
+                               RunFailed, RunFinished, RunStarted, RunState, StateChanged)
+from tuigpt.run.numbers import ClipRate, mfu
 from tuigpt.run.rundir import BEST, LAST, RunDir
 
 
@@ -93,7 +94,12 @@ class Trainer:
         self._paused = False
         self._stop: Stop | None = None
         self._halt: str | None = None  # set on trouble in headless mode: "nan" or "disk"
-        self._spikes = SpikeWatch()
+        self._loss_watch, self._clip_rate = LossWatch(), ClipRate()
+        self.guard = NanGuard(self.config, pause_on_trouble, self.world_size, built.lr_scale, built.nan_rewinds)
+        # rank 0 watches for stalls (a hung collective stalls every rank)
+        self._stall = StallWatch(self.bus.publish, self.config.stall_factor if self.rank == 0 else 0.0,
+                                 self.config.stall_min_seconds)
+        self.bus.subscribe(self._stall)
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
 
@@ -119,16 +125,19 @@ class Trainer:
             # its own GPU from the thread that trains, not cuda:0
             torch.cuda.set_device(self.device)
         try:
+            self._stall.start()
             outcome = self._run()
         except Exception as exc:
             tb = traceback.format_exc()
             if isinstance(exc, PeerLost) and self.rank == 0:
                 self._save_after_failure()
-            self._log_traceback(tb)
+            self.run_dir.log_traceback(tb, f" on rank {self.rank}" if self.cluster is not None else "", self.iter_num)
             self._set_state(RunState.ERROR)
             self.bus.publish(RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
                                        last_checkpoint=self.last_checkpoint))
             raise
+        finally:
+            self._stall.stop()
         self.bus.publish(RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
                                      last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
                                      train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
@@ -137,8 +146,11 @@ class Trainer:
         return outcome
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step, counted when applied: (loss, milliseconds)."""
-        result = self.stepper.step(lr_for(self.config, self.iter_num))
+        """One optimizer step, counted when applied: (loss, milliseconds); the whole result: ``stepper.last``."""
+        upcoming = self.iter_num + 1  # per-group norms on the iterations metrics.jsonl keeps
+        self.guard.skip_batches(upcoming, self.sampler, self.micro_steps)
+        result = self.stepper.step(lr_for(self.config, self.iter_num) * self.guard.lr_scale,
+                                       detail=upcoming % self.config.log_interval == 0)
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter
@@ -156,8 +168,8 @@ class Trainer:
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
-            peak_flops=self.peak_flops, peak_label=self._peak_text(), eval_interval=self.eval_interval,
-            resumed=self.resumed))
+            peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
+            eval_interval=self.eval_interval, resumed=self.resumed))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.micro_steps, cfg.batch_size, cfg.block_size))
         for message in self.pending_notices:
@@ -175,15 +187,15 @@ class Trainer:
             if self._halt is not None:
                 break
             loss, ms = self.train_step()
-            if not math.isfinite(loss):
-                self._trouble("nan", f"loss is {loss} at iteration {self.iter_num + 1}: the step was not applied, so "
-                              f"the weights and checkpoints stay finite (lower learning_rate, or check the data)")
+            if not self.stepper.last.applied:
+                self._not_finite(self.stepper.last)
                 continue
-            if (spike := self._spikes.check(self.iter_num, loss)) is not None:
-                self.bus.publish(Notice(level="warning", message=spike))
+            for event in self._loss_watch.check(self.iter_num, loss):
+                self.bus.publish(event)
             self._publish_iteration(loss, ms)
-            if self.cluster is not None and self.iter_num % cfg.log_interval == 0:
-                self._gather_cluster_stats()
+            if self._cluster_report is not None and self.iter_num % cfg.log_interval == 0:
+                for event in self._cluster_report.gather_events(self.iter_num):  # a collective: every rank
+                    self.bus.publish(event)
             if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
                 self._evaluate()
         else:
@@ -235,16 +247,29 @@ class Trainer:
             self._stop = command
             self._paused = False
 
-    def _trouble(self, reason: str, message: str) -> None:
+    def _not_finite(self, result: StepResult) -> None:
+        """A NaN/Inf loss or gradient (the step was not applied; every rank saw it): the forensics, then on_nan."""
+        report = self.guard.report(self.iter_num + 1, self.optimizer.param_groups[0]["lr"], result)
+        self.bus.publish(report)
+        if report.action != "rewind":
+            self._trouble("nan", self.guard.message(report), pause=report.action == "pause")
+            return
+        self.bus.publish(Notice(level="error", message=self.guard.message(report)))
+        rewound = self.guard.rewind(report.iter, self.run_dir.last, self.raw_model, self.optimizer, self.scaler,
+                                    self.sampler, self.config, self.iter_num)
+        self.iter_num, self.tokens_seen = rewound.iter, rewound.iter * self.tokens_per_iter
+        self.bus.publish(rewound)
+
+    def _trouble(self, reason: str, message: str, topic: str = "", pause: bool | None = None) -> None:
         """Something the user must decide on: pause (monitor) or end the run with ``reason`` (headless). Rank 0
         decides for every rank: its pause or halt goes out with the next command exchange."""
         if self.rank != 0:
             return
-        if self.pause_on_trouble:
-            self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits"))
+        if self.pause_on_trouble if pause is None else pause:
+            self.bus.publish(Notice(level="error", message=message + " | paused: p resumes, q quits", topic=topic))
             self.gate.push_front(Pause())
         else:
-            self.bus.publish(Notice(level="error", message=message + " | run stopped"))
+            self.bus.publish(Notice(level="error", message=message + " | run stopped", topic=topic))
             self._halt = reason
 
     def _finish_stopped(self) -> Outcome:
@@ -266,24 +291,15 @@ class Trainer:
         tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
         # tokens_per_iter counts every rank's tokens; MFU is per device: FLOP/s / world_size / one device's peak
         peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
-        self.bus.publish(IterationStats(
+        step = self.stepper.last
+        stats = IterationStats(
             iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
             tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
-            tokens_seen=self.tokens_seen, train_seconds=self.train_seconds))
-
-    def _peak_text(self) -> str:
-        if self.world_size == 1 or not self.peak_flops:
-            return self.peak_label
-        return f"{self.peak_label} (per device; MFU = all ranks' FLOP/s / {self.world_size} / this peak)"
-
-    def _gather_cluster_stats(self) -> None:
-        """Every rank's mean timings since the last gather (a collective); rank 0 publishes them."""
-        assert self._cluster_report is not None
-        stats, warnings = self._cluster_report.gather(self.iter_num)
-        if stats is not None:
-            self.bus.publish(stats)
-        for warning in warnings:
-            self.bus.publish(Notice(level="warning", message=warning))
+            tokens_seen=self.tokens_seen, train_seconds=self.train_seconds, grad_norm=step.grad_norm,
+            clipped=step.clipped, clip_rate=None if step.clipped is None else self._clip_rate.add(step.clipped),
+            update_ratio=step.update_ratio, layers=step.layers)
+        self.guard.good(stats)
+        self.bus.publish(stats)
 
     # ------------------------------------------------------------ eval, sample, checkpoint
 
@@ -307,32 +323,23 @@ class Trainer:
         self.bus.publish(EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds))
-        if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
+        # on_nan: rewind needs a good checkpoint to go back to, the untrained one included
+        if not self.config.eval_only and (self.iter_num > 0 or self.resumed or self.guard.mode == "rewind"):
             if self.checkpoints.wanted_at_eval(self.config, is_best):
                 self._gather_sampler_states()
                 if self._checkpoint("eval") and is_best:
                     self._checkpoint("best", name=BEST)
+        if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
+            self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
         self._back_to_work()
 
-    def _sample(self, command: Sample) -> None:
+    def _sample(self, command: Sample, timeline: bool = False) -> None:
         """Generate text for a front end; a failure is reported and training goes on."""
-        cfg = self.config
         self._set_state(RunState.SAMPLING)
-        t0 = time.perf_counter()
-        try:
-            out = generate_text(self.raw_model, self.data.tokenizer, command.prompt,
-                                **settings(command.max_new_tokens, command.temperature, command.top_k, cfg.to_dict()),
-                                generator=torch.Generator(device=self.device).manual_seed(cfg.seed + self.iter_num),
-                                autocast=self.stepper.autocast())
-        except Exception as exc:  # sampling must never end the run
-            self.bus.publish(Notice(level="warning", message=f"sampling failed, training goes on: "
-                                    f"{type(exc).__name__}: {str(exc)[:200]}"))
-        else:
-            if out.unknown:
-                self.bus.publish(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) "
-                                        f"not in the vocabulary were left out: {out.unknown[:40]!r}"))
-            self.bus.publish(SampleGenerated(iter=self.iter_num, prompt=out.prompt, text=out.text,
-                                             seconds=time.perf_counter() - t0))
+        seed = self.config.seed + (0 if timeline else self.iter_num)
+        for event in sample_events(self.raw_model, self.data.tokenizer, command, self.config.to_dict(), seed,
+                                   self.iter_num, self.stepper.autocast(), timeline):
+            self.bus.publish(event)
         self._back_to_work()
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -342,7 +349,8 @@ class Trainer:
             last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(),
             sampler=self.sampler.state_dict(),
             samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
-            world_size=self.world_size, train_seconds=self.train_seconds)
+            world_size=self.world_size, train_seconds=self.train_seconds,
+            health={"lr_scale": self.guard.lr_scale, "nan_rewinds": self.guard.rewinds})
 
     def _gather_sampler_states(self) -> None:
         """Before a checkpoint, on every rank: rank 0 collects every rank's sampler state (a collective)."""
@@ -368,7 +376,7 @@ class Trainer:
             return True
         if not ckpt.finite(self.raw_model):
             self.bus.publish(Notice(level="error", message=f"weights are not finite at iteration {self.iter_num}: "
-                                    f"{name} not overwritten"))
+                                    f"{name} not overwritten", topic="checkpoint"))
             return False
         self._set_state(RunState.CHECKPOINTING)
         try:
@@ -376,7 +384,8 @@ class Trainer:
         except OSError as exc:
             self._back_to_work()
             self._trouble("disk", f"could not write {self.run_dir.path / name} ({exc.strerror or exc}); the "
-                          f"previous checkpoint is untouched: free disk space or fix the folder's permissions")
+                          f"previous checkpoint is untouched: free disk space or fix the folder's permissions",
+                          topic="checkpoint")
             return False
         self.checkpoint_seconds += seconds
         if name == LAST:
@@ -384,14 +393,3 @@ class Trainer:
         self.bus.publish(CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
         self._back_to_work()
         return True
-
-    def _log_traceback(self, tb: str) -> None:
-        try:
-            self.run_dir.path.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir.train_log, "a", encoding="utf-8") as f:
-                who = f" on rank {self.rank}" if self.cluster is not None else ""
-                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration "
-                        f"{self.iter_num}\n")
-                f.write(tb)
-        except OSError:
-            pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import shlex
 import types
 import typing
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from tuigpt.run.files import read_user_text
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("auto", "true", "false")
+ON_NAN = ("auto", "pause", "stop", "rewind")
 DDP_BACKENDS = ("auto", "gloo", "nccl")
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page of key: value lines; anything bigger is a mistake
 
@@ -77,6 +79,16 @@ class TrainConfig:
     sample_max_new_tokens: int = 200
     sample_temperature: float = 0.8
     sample_top_k: int | None = 200  # empty: no top-k filtering
+    sample_every_eval: bool = False  # after every eval, a sample from a fixed prompt and seed (the sample timeline)
+    # --- health and alerts
+    on_nan: str = "auto"  # a NaN/Inf loss or gradient: auto (pause in the monitor, stop headless) | pause | stop | rewind
+    nan_max_rewinds: int = 3  # on_nan: rewind gives up (pauses or stops) after this many rewinds
+    nan_lr_factor: float = 0.5  # each rewind multiplies the learning rate by this
+    stall_factor: float = 10.0  # no iteration for this many times the median step time is a stall; 0 disables
+    stall_min_seconds: float = 30.0  # ...and never less than this many seconds
+    alerts: bool = True  # bell + desktop notification (OSC 9/777) + toast or marked line on done, failure, trouble
+    alert_command: str | None = None  # run on each alert, without a shell; the event JSON on stdin
+    target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +125,7 @@ class TrainConfig:
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be 0 (off) or more")
         _require(self.sample_temperature > 0, "sample_temperature", self.sample_temperature, "must be above 0")
         _require(self.telemetry_interval >= 0, "telemetry_interval", self.telemetry_interval, "must be 0 (off) or more")
+        self._validate_health()
         if self.sample_top_k is not None:
             _require(self.sample_top_k >= 1, "sample_top_k", self.sample_top_k, "must be a positive integer or empty")
         if self.lr_decay_iters is not None:
@@ -140,6 +153,26 @@ class TrainConfig:
         _require(self.run_name == "" or _safe_name(self.run_name), "run_name", self.run_name,
                  "must be a plain folder name (letters, digits, . _ -)")
 
+    def _validate_health(self) -> None:
+        _require(self.on_nan in ON_NAN, "on_nan", self.on_nan, "must be one of " + ", ".join(ON_NAN))
+        _require(self.nan_max_rewinds >= 0, "nan_max_rewinds", self.nan_max_rewinds, "must be 0 or more")
+        for name in ("nan_lr_factor", "stall_factor", "stall_min_seconds", "target_loss"):
+            value = getattr(self, name)
+            _require(value is None or math.isfinite(value), name, value, "must be a finite number")
+        _require(0 < self.nan_lr_factor <= 1, "nan_lr_factor", self.nan_lr_factor, "must be in (0, 1]")
+        _require(self.stall_factor == 0 or self.stall_factor >= 2, "stall_factor", self.stall_factor,
+                 "must be 0 (off) or at least 2 (step times vary)")
+        _require(self.stall_min_seconds >= 0, "stall_min_seconds", self.stall_min_seconds, "must be 0 or more")
+        if self.target_loss is not None:
+            _require(self.target_loss > 0, "target_loss", self.target_loss, "must be above 0 (a loss) or empty")
+        if self.alert_command is not None and self.alert_command.strip():
+            try:
+                argv = shlex.split(self.alert_command)
+            except ValueError as exc:
+                raise UserError(f"config key alert_command={self.alert_command!r} cannot be split into words "
+                                f"({exc}): check its quotes") from None
+            _require(bool(argv), "alert_command", self.alert_command, "must name a program")
+
 
 # What a resume may change, for every key (checked at import: a new key without a policy fails at once).
 #   MATCH   the checkpoint is unusable with another value (model shape, meaning of the tokens): exit 2
@@ -156,7 +189,9 @@ RESUME_POLICY: dict[str, str] = {
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
-    "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY,
+    "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
+    "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
+    "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")

@@ -154,3 +154,10 @@ def bar(fraction: float | None, width: int = 10) -> str:
     full, part = divmod(eighths, 8)
     out = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
     return out + " " * (width - len(out))
+
+
+def peak_label(label: str, flops: float | None, world_size: int) -> str:
+    """What MFU is measured against; with several ranks, how (the peak is one device's)."""
+    if world_size == 1 or not flops:
+        return label
+    return f"{label} (per device; MFU = all ranks' FLOP/s / {world_size} / this peak)"

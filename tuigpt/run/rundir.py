@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,16 @@ class RunDir:
     @property
     def socket(self) -> Path:
         return self.path / SOCKET
+
+    def log_traceback(self, tb: str, who: str, iteration: int) -> None:
+        """Append an unexpected error's traceback to train.log (best effort: the error itself is reported)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(self.train_log, "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration {iteration}\n")
+                f.write(tb)
+        except OSError:
+            pass
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
