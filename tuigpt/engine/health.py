@@ -162,18 +162,20 @@ class StallWatch:
         if self._thread is not None:
             self._thread.join(5.0)
 
+    def check(self) -> Stalled | None:
+        """One look (the thread's loop; tests call it with their own clock): publish and return a new stall."""
+        threshold = self.threshold()
+        if threshold is None:
+            return None
+        with self._lock:
+            idle = self._clock() - self._last
+            if not (self._running and self._stalled_at is None and idle > threshold):
+                return None
+            self._stalled_at = self._clock()
+            event = Stalled(iter=self._iter, seconds=idle, median_ms=statistics.median(self._ms), threshold_s=threshold)
+        self._publish(event)
+        return event
+
     def _watch(self) -> None:
-        poll = STALL_POLL_MAX
-        while not self._stop.wait(poll):
-            threshold = self.threshold()
-            if threshold is None:
-                continue
-            poll = min(STALL_POLL_MAX, max(0.02, threshold / 10))
-            with self._lock:
-                idle = self._clock() - self._last
-                report = self._running and self._stalled_at is None and idle > threshold
-                if report:
-                    self._stalled_at = self._clock()
-                median, iteration = statistics.median(self._ms), self._iter
-            if report:
-                self._publish(Stalled(iter=iteration, seconds=idle, median_ms=median, threshold_s=threshold))
+        while not self._stop.wait(min(STALL_POLL_MAX, max(0.02, (self.threshold() or 10.0) / 10))):
+            self.check()
