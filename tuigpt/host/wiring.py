@@ -37,6 +37,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
                       cluster=cluster)
     if cluster is not None and cluster.rank != 0:
         return _run_worker(LocalRun(trainer), cluster.rank)
+    alert_command = _alert_command(trainer)  # a program that cannot run is a config error: before anything starts
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
                            resume_at=trainer.iter_num if resume else None)
@@ -53,6 +54,8 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
         control.stop()
         if telemetry is not None:
             telemetry.stop()
+        if alert_command is not None:
+            alert_command.close()  # the last alerts (the run's end) go out before the process does
         writer.close()
 
     try:
@@ -102,6 +105,17 @@ def _attach_peak(trainer: Trainer) -> None:
         trainer.use_peak(None, f"no peak ({type(exc).__name__}: {exc})")
         return
     trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known")
+
+
+def _alert_command(trainer: Trainer) -> Any:
+    config = trainer.config
+    if not config.alerts or not (config.alert_command or "").strip():
+        return None
+    from tuigpt.host.alerts import AlertCommand
+
+    hook = AlertCommand(config.alert_command or "", trainer.bus.publish, config.run_name, str(trainer.run_dir))
+    trainer.bus.subscribe(hook)
+    return hook
 
 
 def _start_telemetry(trainer: Trainer) -> Any:

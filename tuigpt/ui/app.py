@@ -27,6 +27,7 @@ from tuigpt.run.events import (EvalIntervalChanged, Event, HistoryLoaded, Iterat
                                RunState, SampleGenerated, StateChanged)
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
+from tuigpt.ui.alerts import MonitorAlerts
 from tuigpt.ui.compare import CompareCurve, CompareSource
 from tuigpt.ui.history import X_AXES, RunHistory
 from tuigpt.ui.log_lines import lines_for
@@ -101,6 +102,7 @@ class TuiGptApp(MonitorActions, App[int]):
         self._pane_order = [name for name, _ in PANES]
         self._was_compact: bool | None = None
         self._logged_state = RunState.RUNNING  # "started" already says it runs
+        self.alerts = MonitorAlerts(self)
 
     # ------------------------------------------------------------ layout
 
@@ -251,6 +253,7 @@ class TuiGptApp(MonitorActions, App[int]):
         event = message.event
         for line, level in lines_for(event):
             self._events_log.add(event.time, line, level)
+        self.alerts.observe(event)
         if isinstance(event, RunStarted):
             self._run = event
             self._drawn_version = -1  # the MFU pane needs the peak it is measured against

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from typing import TextIO
 
 from tuigpt.run import fmt
-from tuigpt.run.events import (CheckpointWritten, EvalIntervalChanged, EvalResult, Event, IterationStats, Notice,
-                               RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
+from tuigpt.run.alerts import alert_for, terminal_bytes
+from tuigpt.run.events import (CheckpointWritten, Diverging, EvalIntervalChanged, EvalResult, Event, IterationStats,
+                               NanDetected, Notice, Rewound, RunFailed, RunFinished, RunStarted, RunState,
+                               SampleGenerated, Stalled, StateChanged)
 from tuigpt.run.numbers import RunProgress
 
-ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss",
+ALERT_MARK = "!!! ALERT"  # headless alert lines start with this: grep for it, or point a log watcher at it
+
+ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss or gradient",
            "disk": "stopped: a checkpoint could not be written"}
 
 
 class HeadlessPrinter:
-    """Prints one line per log_interval iterations, each eval, checkpoint, notice, and a closing summary."""
+    """Prints one line per log_interval iterations, each eval, checkpoint, notice, and a closing summary; alerts
+    (when the run's config has ``alerts``) as a marked line, with the bell and a desktop notification when
+    the output is a terminal."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
@@ -25,6 +32,8 @@ class HeadlessPrinter:
         self.progress = RunProgress()  # the same speed and ETA as the monitor's
         self._log_interval = 10
         self._state = RunState.STARTING
+        self._alerts = False  # until a RunStarted says so (the closing line printed after the monitor alerts not)
+        self._run_name = ""
 
     def _print(self, line: str) -> None:
         with self._lock:
@@ -36,9 +45,13 @@ class HeadlessPrinter:
         handler = getattr(self, "_on_" + type(event).__name__, None)
         if handler is not None:
             handler(event)
+        if self._alerts and (alert := alert_for(event, self._run_name)) is not None:
+            ring = terminal_bytes(alert, os.environ) if self.out.isatty() else ""
+            self._print(f"{ring}{ALERT_MARK} [{alert.kind}] {alert.summary}")
 
     def _on_RunStarted(self, e: RunStarted) -> None:
         self._log_interval = int(e.config.get("log_interval", 10))
+        self._alerts, self._run_name = bool(e.config.get("alerts", True)), e.run_name
         what = "resuming" if e.resumed else "training"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
                     f"({e.dtype_reason}) | iter {e.start_iter}/{e.max_iters} | "
@@ -48,7 +61,8 @@ class HeadlessPrinter:
         if e.iter % self._log_interval and e.iter != self.progress.max_iters:
             return
         mfu = f"MFU {fmt.mfu(e.mfu)}"
-        self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | "
+        grad = f" | {fmt.grad_norm(e.grad_norm, e.clip_rate)}" if e.grad_norm is not None else ""
+        self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e}{grad} | "
                     f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
                     f"ETA {fmt.duration(self.progress.eta_seconds())}")
 
@@ -62,6 +76,18 @@ class HeadlessPrinter:
 
     def _on_SampleGenerated(self, e: SampleGenerated) -> None:
         self._print(f"sample at iter {e.iter}:\n{e.prompt if e.prompt.strip() else ''}{e.text}\n--- end of sample")
+
+    def _on_NanDetected(self, e: NanDetected) -> None:
+        self._print("\n".join(fmt.nan_report(e)))
+
+    def _on_Rewound(self, e: Rewound) -> None:
+        self._print(fmt.rewound(e))
+
+    def _on_Stalled(self, e: Stalled) -> None:
+        self._print(f"warning: {fmt.stalled(e)}")
+
+    def _on_Diverging(self, e: Diverging) -> None:
+        self._print(f"warning: {fmt.diverging(e)}")
 
     def _on_Notice(self, e: Notice) -> None:
         self._print(f"{e.level}: {e.message}")
