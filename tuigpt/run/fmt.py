@@ -220,3 +220,25 @@ def stalled(e: Any) -> str:
 def diverging(e: Any) -> str:
     return (f"loss trending up: median {e.loss_before:.4f} → {e.loss_now:.4f} over the last {e.window} iterations "
             f"(iter {e.iter:,}); lower learning_rate or raise warmup_iters if it goes on")
+
+
+def target(p: Any, max_iters: int | None = None, seconds: tuple[float | None, ...] | None = None,
+           now: float | None = None) -> str:
+    """A TargetProjection: ``loss 1.5 ≈ iter 7,200 (6,100–8,900) in 1h20m (1h05m–1h50m) → 14:05 [val fit]``,
+    ``loss 1.5 reached @5,300``, or ``loss 1.5: not converging towards it at this rate``."""
+    head = f"loss {p.target:g}"
+    if p.reached_at is not None:
+        return f"{head} reached @{p.reached_at:,}"
+    if p.iter is None:
+        return f"{head}: {p.why}"
+    text = f"{head} ≈ iter {p.iter:,}" + (f" ({p.iter_lo:,}–{p.iter_hi:,})" if p.iter_hi != p.iter_lo else "")
+    if max_iters and p.iter > max_iters:
+        text += f", past max_iters {max_iters:,}"
+    if seconds and seconds[0] is not None:
+        mid, lo, hi = (list(seconds) + [None, None])[:3]
+        text += f" in {duration(mid)}"
+        if lo is not None and hi is not None and duration(lo) != duration(hi):
+            text += f" ({duration(lo)}–{duration(hi)})"
+        if now is not None:
+            text += f" → {clock(now + mid, now)}"  # type: ignore[operator]
+    return text + f" [{p.basis} fit]"

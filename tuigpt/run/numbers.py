@@ -191,6 +191,14 @@ class RunProgress:
     def mfu_avg(self) -> float | None:
         return self._mfu_sum / self._mfu_n if self._mfu_n else None
 
+    def eta_to(self, iteration: int) -> float | None:
+        """Time from now to ``iteration`` at the recent speed, the evals on the way included (past max_iters too:
+        how long the run would need if it went on)."""
+        if self.iteration is None:
+            return None
+        evals = max(0, iteration // self.eval_interval - self.iteration // self.eval_interval)
+        return eta_seconds(iteration - self.iteration, self.ms_per_iter, evals, self.seconds_per_eval)
+
     def eta_seconds(self) -> float | None:
         """Training left at the recent speed, plus the evals still to come (the final one included)."""
         if self.iteration is None:

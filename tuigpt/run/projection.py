@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tuigpt.run import fmt
 from tuigpt.run.events import EvalResult, Event, HistoryLoaded, IterationStats, RunStarted
-from tuigpt.run.numbers import MIN_FIT_POINTS, Ema, fit_power_law, power_law_crossing
+from tuigpt.run.numbers import MIN_FIT_POINTS, Ema, RunProgress, fit_power_law, power_law_crossing
 
 FIT_WINDOWS = (0.5, 0.7, 0.3)  # fit on the points past this fraction of the tokens seen: central, then the range
 MAX_TRACK_POINTS = 4000  # smoothed train points kept (halved when full)
+FIT_MAX_POINTS = 100  # a window is thinned evenly to this many points before fitting (the monitor fits every second)
 HORIZON = 100.0  # a crossing beyond this many times the tokens seen so far counts as "not converging"
 NOT_CONVERGING = "not converging towards it at this rate"
 
@@ -51,6 +53,8 @@ class TargetTracker:
         self._seen = 0
         self._ema = Ema()
         self._last: tuple[int, float] | None = None  # (iteration, tokens) of the newest logged iteration
+        self._version = 0  # bumped by every point: a projection is only fitted again when it moved
+        self._cached: tuple[int, float, TargetProjection] | None = None
 
     def observe(self, event: Event) -> None:
         if isinstance(event, IterationStats):
@@ -71,6 +75,7 @@ class TargetTracker:
         while self.train and self.train[-1][2] >= iteration:  # a rewind or resume went back
             self.train.pop()
         self._last = (iteration, tokens)
+        self._version += 1
         smooth = self._ema.update(loss)
         self._seen += 1
         if self._seen % self._stride == 0 or not self.train:
@@ -87,6 +92,7 @@ class TargetTracker:
         tokens = self._tokens_at(iteration)
         if tokens is not None:
             self.val.append((tokens, val, iteration))
+            self._version += 1
 
     def _tokens_at(self, iteration: int) -> float | None:
         if self._last is not None and self.tokens_per_iter:
@@ -96,6 +102,14 @@ class TargetTracker:
 
     def project(self, target: float) -> TargetProjection:
         """Fit the val curve (enough evals in the window) or else the smoothed train curve, and project."""
+        cached = self._cached
+        if cached is not None and cached[0] == self._version and cached[1] == target:
+            return cached[2]
+        projection = self._project(target)
+        self._cached = (self._version, target, projection)
+        return projection
+
+    def _project(self, target: float) -> TargetProjection:
         val_window = self._window(self.val, FIT_WINDOWS[0])
         basis, curve = ("val", self.val) if len(val_window) >= MIN_FIT_POINTS else ("train", self.train)
         if not curve:
@@ -129,4 +143,17 @@ class TargetTracker:
         if not curve:
             return []
         start = curve[-1][0] * (1.0 - fraction)
-        return [p for p in curve if p[0] >= start and p[0] > 0]
+        window = [p for p in curve if p[0] >= start and p[0] > 0]
+        if len(window) > FIT_MAX_POINTS:
+            step = len(window) / FIT_MAX_POINTS
+            window = [window[int(k * step)] for k in range(FIT_MAX_POINTS - 1)] + [window[-1]]
+        return window
+
+
+def describe(tracker: TargetTracker, progress: RunProgress, target: float, now: float | None = None) -> str:
+    """The projection as one line, with the time to it at the run's recent speed (evals included)."""
+    p = tracker.project(target)
+    seconds = None
+    if p.iter is not None and p.iter_lo is not None and p.iter_hi is not None:
+        seconds = (progress.eta_to(p.iter), progress.eta_to(p.iter_lo), progress.eta_to(p.iter_hi))
+    return fmt.target(p, progress.max_iters or None, seconds, now)

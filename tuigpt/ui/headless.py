@@ -14,6 +14,7 @@ from tuigpt.run.events import (CheckpointWritten, Diverging, EvalIntervalChanged
                                NanDetected, Notice, Rewound, RunFailed, RunFinished, RunStarted, RunState,
                                SampleGenerated, Stalled, StateChanged)
 from tuigpt.run.numbers import RunProgress
+from tuigpt.run.projection import TargetTracker, describe
 
 ALERT_MARK = "!!! ALERT"  # headless alert lines start with this: grep for it, or point a log watcher at it
 
@@ -33,6 +34,8 @@ class HeadlessPrinter:
         self._log_interval = 10
         self._state = RunState.STARTING
         self._alerts = False  # until a RunStarted says so (the closing line printed after the monitor alerts not)
+        self.tracker = TargetTracker()  # the target_loss projection, on eval lines
+        self._target: float | None = None
         self._run_name = ""
 
     def _print(self, line: str) -> None:
@@ -42,6 +45,7 @@ class HeadlessPrinter:
 
     def __call__(self, event: Event) -> None:
         self.progress.observe(event)
+        self.tracker.observe(event)
         handler = getattr(self, "_on_" + type(event).__name__, None)
         if handler is not None:
             handler(event)
@@ -52,6 +56,7 @@ class HeadlessPrinter:
     def _on_RunStarted(self, e: RunStarted) -> None:
         self._log_interval = int(e.config.get("log_interval", 10))
         self._alerts, self._run_name = bool(e.config.get("alerts", True)), e.run_name
+        self._target = e.config.get("target_loss")
         what = "resuming" if e.resumed else "training"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
                     f"({e.dtype_reason}) | iter {e.start_iter}/{e.max_iters} | "
@@ -68,8 +73,9 @@ class HeadlessPrinter:
 
     def _on_EvalResult(self, e: EvalResult) -> None:
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
+        target = f" | {describe(self.tracker, self.progress, self._target, e.time)}" if self._target else ""
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "
-                    f"{e.seconds:.1f}s")
+                    f"{e.seconds:.1f}s{target}")
 
     def _on_CheckpointWritten(self, e: CheckpointWritten) -> None:
         self._print(f"checkpoint {e.path} (iter {e.iter}, {e.reason}, {e.seconds:.2f}s)")
