@@ -222,6 +222,18 @@ def diverging(e: Any) -> str:
             f"(iter {e.iter:,}); lower learning_rate or raise warmup_iters if it goes on")
 
 
+def target_short(p: Any, seconds: float | None = None, now: float | None = None) -> str:
+    """A TargetProjection for a status line: ``loss 1.5 ≈ iter 7,200 (6.1k–8.9k) 14:05``."""
+    head = f"loss {p.target:g}"
+    if p.reached_at is not None:
+        return f"{head} reached @{p.reached_at:,}"
+    if p.iter is None:
+        return f"{head}: {p.why}"
+    spread = f" ({count(p.iter_lo)}–{count(p.iter_hi)})" if p.iter_hi != p.iter_lo else ""
+    when = f" {clock(now + seconds, now)}" if seconds is not None and now is not None else ""
+    return f"{head} ≈ iter {p.iter:,}{spread}{when}"
+
+
 def target(p: Any, max_iters: int | None = None, seconds: tuple[float | None, ...] | None = None,
            now: float | None = None) -> str:
     """A TargetProjection: ``loss 1.5 ≈ iter 7,200 (6,100–8,900) in 1h20m (1h05m–1h50m) → 14:05 [val fit]``,

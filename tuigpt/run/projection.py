@@ -150,9 +150,13 @@ class TargetTracker:
         return window
 
 
-def describe(tracker: TargetTracker, progress: RunProgress, target: float, now: float | None = None) -> str:
-    """The projection as one line, with the time to it at the run's recent speed (evals included)."""
+def describe(tracker: TargetTracker, progress: RunProgress, target: float, now: float | None = None,
+             short: bool = False) -> str:
+    """The projection as one line, with the time to it at the run's recent speed (evals included); ``short``:
+    the iteration, its range and the clock time only (a chart title)."""
     p = tracker.project(target)
+    if short:
+        return fmt.target_short(p, progress.eta_to(p.iter) if p.iter is not None else None, now)
     seconds = None
     if p.iter is not None and p.iter_lo is not None and p.iter_hi is not None:
         seconds = (progress.eta_to(p.iter), progress.eta_to(p.iter_lo), progress.eta_to(p.iter_hi))

@@ -28,6 +28,8 @@ from tuigpt.run.events import (EvalIntervalChanged, Event, HistoryLoaded, Iterat
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
 from tuigpt.ui.alerts import MonitorAlerts
+from tuigpt.ui.health_actions import MonitorHealth
+from tuigpt.ui.health_history import HealthHistory
 from tuigpt.ui.compare import CompareCurve, CompareSource
 from tuigpt.ui.history import X_AXES, RunHistory
 from tuigpt.ui.log_lines import lines_for
@@ -37,12 +39,14 @@ from tuigpt.ui.widgets.cpu import CpuPane
 from tuigpt.ui.widgets.events_log import EventsLog
 from tuigpt.ui.widgets.failure import FailureBanner
 from tuigpt.ui.widgets.gpu import GpuPane
+from tuigpt.ui.widgets.health import HealthPane
 from tuigpt.ui.widgets.loss import LossChart
 from tuigpt.ui.widgets.mfu import MfuPane
 from tuigpt.ui.widgets.quit_dialog import SAVE
 from tuigpt.ui.widgets.samples import SamplesPane
 from tuigpt.ui.widgets.speed import SpeedPane
 from tuigpt.ui.widgets.status import StatusBar
+from tuigpt.ui.widgets.timeline import SampleTimeline
 
 # The monitor shares the CPU (and the GIL) with training: on a 2-core laptop every millisecond of drawing is a
 # millisecond the trainer waits.
@@ -57,7 +61,7 @@ RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 
 
-class TuiGptApp(MonitorActions, App[int]):
+class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
     """Live view of one training run; ``return_code`` says how the run ended (see run/exits.py)."""
 
     CSS_PATH = "app.tcss"
@@ -103,6 +107,7 @@ class TuiGptApp(MonitorActions, App[int]):
         self._was_compact: bool | None = None
         self._logged_state = RunState.RUNNING  # "started" already says it runs
         self.alerts = MonitorAlerts(self)
+        self.health = HealthHistory()  # the Health pane, the target projection, the sample timeline
 
     # ------------------------------------------------------------ layout
 
@@ -112,6 +117,8 @@ class TuiGptApp(MonitorActions, App[int]):
         self._status = StatusBar(self.config_path, id="status")
         self._failure = FailureBanner(id="failure")
         self._loss = LossChart(id="loss")
+        self._health_pane = HealthPane(id="health")
+        self._timeline = SampleTimeline(id="timeline", classes="pane")
         self._tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES), id="pane-tabs")
         self._events_log = EventsLog(id="events", classes="pane")
         self._samples = SamplesPane(id="samples", classes="pane")
@@ -127,9 +134,11 @@ class TuiGptApp(MonitorActions, App[int]):
         with Horizontal(id="body") as self._body:
             with Vertical(id="left"):
                 yield self._loss
+                yield self._health_pane
                 yield self._tabs
                 yield self._events_log
                 yield self._samples
+                yield self._timeline
             with Vertical(id="right"):
                 yield self._speed
                 yield self._mfu
@@ -192,6 +201,7 @@ class TuiGptApp(MonitorActions, App[int]):
         self._pane = pane
         for name, widget in self._panes.items():
             widget.set_class(name == pane, "-selected")
+        self._timeline.set_class(pane == "samples", "-selected")  # the timeline stands in for the sample pane
         self._body.set_class(pane in RIGHT_PANES, "-right-selected")
         if self._tabs.active != f"tab-{pane}":
             self._tabs.active = f"tab-{pane}"
@@ -232,6 +242,7 @@ class TuiGptApp(MonitorActions, App[int]):
         (Not named _on_*: Textual would take that for a handler of RunEvent messages.)
         """
         self.history.record(event)
+        self.health.record(event)
         if not isinstance(event, IterationStats):  # iterations: the redraw tick reads the history
             self.post_message(wrap(event))
 
@@ -314,7 +325,8 @@ class TuiGptApp(MonitorActions, App[int]):
 
     def redraw(self) -> None:
         """Charts only when the history or the view changed; the clock line always."""
-        view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare))
+        view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare), self.health.target)
+        drawn = None
         if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
             self._chart_drawn_at = time.monotonic()
             view = self.history.snapshot(keys.RECENT_WINDOW)
@@ -323,6 +335,8 @@ class TuiGptApp(MonitorActions, App[int]):
             self._speed.show(view)
             if self._run is not None:
                 self._mfu.show(view, self._run.peak_flops, self._run.peak_label)
+            drawn = view
+        self._draw_health(drawn)
         self._draw_progress()
 
     def _draw_progress(self) -> None:
@@ -341,4 +355,7 @@ class TuiGptApp(MonitorActions, App[int]):
                 parts.append("(paused)")
             elif eta is not None:
                 parts.append(f"→ {fmt.clock(now + eta, now)}")
+        target = self.health.target_text(now if outcome is None else None)
+        if target:
+            parts.append(target)
         self._status.set_progress(iteration, run.max_iters, "  ".join(parts))

@@ -31,8 +31,9 @@ def lines_for(event: Event) -> list[Line]:
         line.append(f"  ({event.seconds:.1f} s)", style="dim")
         return [(line, "info")]
     if isinstance(event, SampleGenerated):
-        what = "timeline sample" if event.timeline else "sample"
-        return [(f"{what} @{event.iter:,} ({event.seconds:.1f} s), see the sample pane", "info")]
+        if event.timeline:
+            return [(f"timeline sample @{event.iter:,} ({event.seconds:.1f} s): [ and ] browse the timeline", "dim")]
+        return [(f"sample @{event.iter:,} ({event.seconds:.1f} s), see the sample pane", "info")]
     if isinstance(event, NanDetected):
         report = fmt.nan_report(event)
         return [(report[0], "error")] + [(line, "warning") for line in report[1:]]

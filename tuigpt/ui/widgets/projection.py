@@ -1,0 +1,77 @@
+"""The target-loss projection on the loss chart: the fitted curve from now to where it reaches the target,
+dashed, and the target as a dotted line. Computed in data space (iterations, tokens or seconds on x), so any
+chart can draw it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuigpt.run.projection import TargetProjection
+from tuigpt.ui.history import HistoryView, x_values
+from tuigpt.ui.widgets.loss import int_ticks
+
+PROJECTION_COLOR = "green+"
+POINTS = 24  # points along the projected curve (every other segment drawn: dashed)
+MAX_STRETCH = 1.0  # the projection may add at most this much of the drawn x range to the chart
+
+
+def projection_curve(projection: TargetProjection | None, view: HistoryView, x_axis: str, tokens_per_iter: int | None,
+                     ms_per_iter: float | None, x_lo: float, x_hi: float) -> tuple[list[float], list[float], bool]:
+    """(xs, ys, cut) of the projected curve on the chart's x axis, from the newest point on; ``cut`` when it had
+    to stop before the crossing (it would have squashed the chart). Empty when there is nothing to draw."""
+    if projection is None or projection.fit is None or projection.tokens is None or not view.whole:
+        return [], [], False
+    last = view.whole[-1]
+    now_iter, now_tokens, now_time = last[0], last[3], last[4]
+    if now_tokens is None or not tokens_per_iter:
+        return [], [], False
+    e, a, alpha = projection.fit
+    t0 = view.whole[0][4]
+
+    def x_of(tokens: float) -> float | None:
+        iters = (tokens - now_tokens) / tokens_per_iter
+        if x_axis == "iter":
+            return now_iter + iters
+        if x_axis == "tokens":
+            return tokens
+        if now_time is None or t0 is None or not ms_per_iter:
+            return None
+        return now_time - t0 + iters * ms_per_iter / 1000.0
+
+    end = projection.tokens
+    x_end, x_now = x_of(end), x_of(now_tokens)
+    if x_end is None or x_now is None or x_end <= x_now:
+        return [], [], False
+    limit = x_hi + MAX_STRETCH * (x_hi - x_lo)
+    cut = x_end > limit
+    if cut:
+        end = now_tokens + (end - now_tokens) * (limit - x_now) / (x_end - x_now)
+    tokens = [now_tokens + (end - now_tokens) * k / (POINTS - 1) for k in range(POINTS)]
+    xs = [x_of(t) for t in tokens]
+    return [x for x in xs if x is not None], [e + a * t ** -alpha for t in tokens], cut
+
+
+def draw_on(chart: Any, projection: TargetProjection | None, view: HistoryView | None, x_axis: str,
+            tokens_per_iter: int | None, ms_per_iter: float | None, recent: bool = False, title: str = "") -> bool:
+    """Add the projection to a drawn LossChart (plotext): the projected curve dashed, the target as a line, the
+    projection's words (``title``) in the chart's title and a legend entry; True if drawn."""
+    if projection is None or view is None or chart.drawn_range is None:
+        return False
+    plt = chart.plt
+    legend = " [bold green]┄ target[/]"
+    shown = [x for x in x_values(view.recent if recent else view.whole, x_axis, view.whole[0][4]) if x is not None]
+    if not shown:
+        return False
+    lo, hi = shown[0], shown[-1]
+    xs, ys, cut = projection_curve(projection, view, x_axis, tokens_per_iter, ms_per_iter, lo, hi)
+    if len(xs) >= 2:
+        for k in range(0, len(xs) - 1, 2):  # every other segment: a dashed line
+            plt.plot(xs[k:k + 2], ys[k:k + 2], color=PROJECTION_COLOR, marker="braille")
+        if x_axis == "iter":
+            plt.xticks(int_ticks(int(lo), int(max(xs))))
+        legend = f" [bold green]┄ projection{' (cut)' if cut else ''}[/]"
+    plt.hline(projection.target, color=PROJECTION_COLOR)
+    chart.border_title = f"{chart.border_title} · {title}"
+    chart.border_subtitle = (chart.border_subtitle or "") + legend
+    chart.refresh()
+    return True
