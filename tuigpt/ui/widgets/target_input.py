@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import math
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Input, Static
+from tuigpt.ui.widgets.interval_input import InputDialog
 
 CLEAR = -1.0  # dismissed with this: no target (back to the config's target_loss, if any)
 
@@ -27,31 +23,16 @@ def parse_target(value: str) -> float | str:
     return target
 
 
-class TargetDialog(ModalScreen[float | None]):
+class TargetDialog(InputDialog):
     """Dismisses with the target, CLEAR, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    PREFIX = "target"
+    PROMPT = "Project when the loss reaches …"
+    PLACEHOLDER = "e.g. 1.5"
+    HINT = "Enter sets it · empty: no target · Esc cancels"
 
     def __init__(self, current: float | None) -> None:
-        super().__init__()
-        self._current = current
+        super().__init__("" if current is None else f"{current:g}")
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="target-dialog", classes="dialog"):
-            yield Static("Project when the loss reaches …", classes="dialog-title")
-            yield Input(value="" if self._current is None else f"{self._current:g}", placeholder="e.g. 1.5",
-                        id="target-input")
-            yield Static("", id="target-error")
-            yield Static("Enter sets it · empty: no target · Esc cancels", classes="dialog-hint")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        result = parse_target(event.value)
-        if isinstance(result, str):
-            self.query_one("#target-error", Static).update(result)
-            self.query_one("#target-error").add_class("-error")
-            return
-        self.dismiss(result)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def parse(self, value: str) -> float | str:
+        return parse_target(value)
