@@ -7,8 +7,8 @@ so every rank takes the same NaN decision, and marks inside the step time data, 
 communication for the Cluster pane. A non-finite loss or gradient skips the update: the weights stay as they
 were, and the step's per-group gradient norms and batch positions are kept for the NaN forensics.
 
-Health numbers cost little: the global gradient norm is the one clipping computes anyway (every step, in
-the same device sync as the loss); per-group gradient and weight norms and the update-to-weight ratio
+Health numbers cost little: the gradient norm is the one clipping computes anyway (every step, summed from
+per-group norms, read in the same device sync as the loss); weight norms and the update-to-weight ratio
 ‖Δw‖/‖w‖ (one copy of the weights) only when ``detail`` is asked for, on logged iterations.
 """
 
@@ -137,21 +137,20 @@ class Stepper:
         """Clip and step, unless the loss or the gradient is not finite: then the gradients are dropped."""
         self.scaler.unscale_(self.optimizer)  # no-op without float16: the norms are of the true gradients
         probe = self.probe
-        grads = probe.grads()
-        group_grads = probe.group_norms(grads) if detail else None
-        total = (group_grads.square().sum().sqrt() if group_grads is not None
-                 else torch.nn.utils.get_total_norm(grads))
+        # per-group norms cost what the global norm does (one foreach norm); the global one is their root sum
+        group_grads = probe.group_norms(probe.grads())
+        total = group_grads.square().sum().sqrt()
+        if self.grad_clip:  # queued before the sync, as clip_grad_norm_ would be; group_grads are from before it
+            torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
         loss_value, grad_norm = torch.stack([loss_sum.float(), total.float()]).tolist()  # one device sync
         clipped = grad_norm > self.grad_clip if self.grad_clip else None
         bad = "loss" if not math.isfinite(loss_value) else None
         if bad is None and not math.isfinite(grad_norm) and not self.scaler.is_enabled():
             bad = "gradient"  # (with float16 the scaler skips such steps itself and lowers its scale)
         if bad is not None:
-            layers = probe.layers(grad=probe.group_norms(grads).tolist())  # which group went bad (not clipped yet)
+            layers = probe.layers(grad=group_grads.tolist())  # which group went bad (norms from before clipping)
             self.optimizer.zero_grad(set_to_none=True)
             return StepResult(loss_value, 0.0, False, grad_norm=grad_norm, clipped=clipped, layers=layers, bad=bad)
-        if self.grad_clip:
-            torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
         weights = before = group_weights = None
         if detail:
             weights = [p.detach() for p in probe.params]
@@ -161,7 +160,7 @@ class Stepper:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         result = StepResult(loss_value, 0.0, True, grad_norm=grad_norm, clipped=clipped)
-        if weights is not None and before is not None and group_grads is not None and group_weights is not None:
+        if weights is not None and before is not None and group_weights is not None:
             torch._foreach_sub_(before, weights)  # before - after: the update, negated
             group_updates = probe.group_norms(before)
             table = torch.stack([group_grads, group_weights, group_updates]).tolist()

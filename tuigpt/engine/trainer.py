@@ -150,7 +150,7 @@ class Trainer:
         upcoming = self.iter_num + 1  # per-group norms on the iterations metrics.jsonl keeps
         self.guard.skip_batches(upcoming, self.sampler, self.micro_steps)
         result = self.stepper.step(lr_for(self.config, self.iter_num) * self.guard.lr_scale,
-                                       detail=upcoming % self.config.log_interval == 0)
+                                   detail=upcoming % self.config.log_interval == 0)
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter
