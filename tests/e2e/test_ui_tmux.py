@@ -182,3 +182,79 @@ def test_monitor_saves_and_exits_on_sigterm_and_when_the_terminal_goes(how: str,
             time.sleep(0.1)
         assert exit_file.read_text().strip() == str(expected)
         assert "stopped at iter" in tmux.screen()  # the closing line, printed after the monitor left
+
+
+def _resize_storm(tmux: Tmux) -> None:
+    """`l`, then 8 resizes within 2 s: 120x40 → 80x24 → 120x40 … (the plotext log crash took the run down)."""
+    tmux.run("send-keys", "-t", "tui", "l")
+    for k in range(8):
+        w, h = (80, 24) if k % 2 == 0 else (120, 40)
+        tmux.run("resize-window", "-t", "tui", "-x", str(w), "-y", str(h))
+        time.sleep(0.2)  # pacing the storm (8 in 1.6 s), not waiting for a state
+
+
+def _logged_iter(metrics: Path) -> int:
+    import json
+
+    iters = [json.loads(line)["iter"] for line in metrics.read_text().splitlines() if '"type":"iter"' in line]
+    return iters[-1] if iters else -1
+
+
+def _chart_survives(tmux: Tmux, metrics: Path) -> None:
+    before = _logged_iter(metrics)
+    _resize_storm(tmux)
+    screen = tmux.wait_for("log y", timeout=30)
+    deadline = time.monotonic() + 60
+    while _logged_iter(metrics) <= before + 2:  # training keeps logging
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    screen = tmux.wait_for("⣿", timeout=30)  # the chart is drawn (its filled area), at the final 120x40
+    assert "Traceback" not in screen and "Error" not in screen
+    assert "loss · whole run · log y" in screen
+
+
+def test_log_y_and_a_resize_storm_keep_the_monitor_and_the_run_alive(tmux: Tmux, tiny_yaml: Path,
+                                                                     cli_env: dict[str, str]) -> None:
+    env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+    command = (f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt {tiny_yaml} --max_iters=100000 "
+               f"--eval_interval=40 --log_interval=1; sleep 30")
+    tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
+    tmux.wait_for(" RUNNING ", timeout=90)
+    metrics = tiny_yaml.parent / "runs" / "tiny" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while _logged_iter(metrics) < 45:  # past the first eval after iteration 0: points and evals to draw
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    _chart_survives(tmux, metrics)
+    tmux.run("send-keys", "-t", "tui", "q")
+    tmux.wait_for("Save checkpoint and quit")
+    tmux.run("send-keys", "-t", "tui", "Enter")
+    tmux.wait_for("stopped at iter", timeout=60)  # the closing line, after the monitor left: no crash on the way
+
+
+def test_the_same_resize_storm_in_tuigpt_watch(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str]) -> None:
+    import signal
+
+    run = subprocess.Popen([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--headless", "--max_iters=100000",
+                            "--eval_interval=40", "--log_interval=1"], cwd=REPO, env=cli_env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        run_dir = tiny_yaml.parent / "runs" / "tiny"
+        metrics = run_dir / "metrics.jsonl"
+        deadline = time.monotonic() + 90
+        while not metrics.exists() or _logged_iter(metrics) < 45:
+            assert time.monotonic() < deadline and run.poll() is None, "the headless run did not start"
+            time.sleep(0.2)
+        env = " ".join(f"{k}={v}" for k, v in cli_env.items() if k in ("TUIGPT_CACHE_DIR", "TIKTOKEN_CACHE_DIR"))
+        tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40",
+                 f"cd {REPO} && env -u COLUMNS -u LINES {env} {sys.executable} -m tuigpt watch {run_dir}; sleep 30")
+        tmux.wait_for("connected to the run", timeout=60)
+        _chart_survives(tmux, metrics)
+        assert run.poll() is None  # the watched run trains on
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGTERM)
+            try:
+                run.wait(60)
+            except subprocess.TimeoutExpired:
+                run.kill()

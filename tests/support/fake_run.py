@@ -44,7 +44,7 @@ def run_started(*, max_iters: int = 5000, eval_interval: int = 250, start_iter: 
         run_name="shakespeare-char",
         run_dir=RUN_DIR,
         config_path="configs/shakespeare_char.py",
-        config={"batch_size": 64, "block_size": 256, "max_new_tokens": 200},
+        config={"batch_size": 64, "block_size": 256, "max_new_tokens": 200, "log_interval": 10},
         n_params=10_745_088,
         device="cuda",
         dtype="bfloat16",

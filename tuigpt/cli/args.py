@@ -9,7 +9,7 @@ from typing import Sequence
 from tuigpt.run.errors import UserError
 
 HELP = """\
-usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
+usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
@@ -17,9 +17,11 @@ usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] 
        tuigpt runs [--out_dir DIR]
        tuigpt info [--no-measure]
        tuigpt calibrate [--threads N]
+       tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
 the monitor; with --headless, or when output is not a terminal, it prints log lines.
+A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never run.
 
   --key=value     override any config key (e.g. --max_iters=300 --device=cpu);
                   typed and validated like the file. `--key value` works too.
@@ -33,12 +35,13 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
   -h, --help      this help
 
 subcommands (each has --help):
-  sample          generate text from a checkpoint
+  sample          generate text from a checkpoint (tuigpt's, nanoGPT's ckpt.pt, GPT-2 weights)
   bench           time N training steps, project run times, compare variants
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
   runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
+  export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·
             4 checkpoint could not be written ·

@@ -342,7 +342,9 @@ def main(args: list[str]) -> int:
     if ns.warmup < 0:
         raise UserError(f"--warmup must be 0 or more, not {ns.warmup}")
 
-    from tuigpt.run.config import load_config
+    import dataclasses
+
+    from tuigpt.run.config import RESUME, SCRATCH, load_config
 
     overrides = split_overrides(rest)
     key, values = parse_compare(ns.compare) if ns.compare else ("", [""])
@@ -350,11 +352,17 @@ def main(args: list[str]) -> int:
         # every variant is checked before any is timed: a typo in the third value fails in a second, not minutes
         configs = []
         for i, value in enumerate(values):
-            variant = dict(overrides, out_dir=tmp, run_name=f"bench{i}", telemetry_interval="0")
+            # a nanoGPT-style .py config names the run's folder with out_dir alone
+            where = ({"out_dir": f"{tmp}/bench{i}"} if ns.config.endswith(".py")
+                     else {"out_dir": tmp, "run_name": f"bench{i}"})
+            variant = dict(overrides, **where, telemetry_interval="0")
             if key:
                 variant[key] = value
             try:
-                configs.append(load_config(ns.config, variant))
+                config = load_config(ns.config, variant)
+                # init_from=resume: the same model, timed from fresh weights (nothing of the run is touched)
+                configs.append(dataclasses.replace(config, init_from=SCRATCH) if config.init_from == RESUME
+                               else config)
             except UserError as exc:
                 raise UserError(f"--compare {key}={value}: {exc}" if key else str(exc)) from None
         results = []

@@ -1,4 +1,4 @@
-"""`tuigpt sample CHECKPOINT`: generate text from a checkpoint."""
+"""`tuigpt sample CHECKPOINT`: generate text from a tuigpt or nanoGPT checkpoint, or Hugging Face GPT-2 weights."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from tuigpt.run.exits import EXIT_OK
 
 
 def main(args: list[str]) -> int:
-    parser = Parser(prog="tuigpt sample", description="Generate text from a tuigpt checkpoint.")
-    parser.add_argument("checkpoint", help="a .pt file, e.g. checkpoints/<run_name>/best.pt")
+    parser = Parser(prog="tuigpt sample", description="Generate text from a tuigpt or nanoGPT checkpoint, or from a "
+                    "folder of Hugging Face GPT-2 weights.")
+    parser.add_argument("checkpoint", help="a .pt file (checkpoints/<run_name>/best.pt, nanoGPT's out-*/ckpt.pt), a run "
+                        "folder, or a folder with model.safetensors + config.json")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     parser.add_argument("--max_new_tokens", type=int, default=None,
                         help="tokens to generate (default: the run's sample_max_new_tokens)")
@@ -33,24 +35,26 @@ def main(args: list[str]) -> int:
 
     import torch
 
-    from tuigpt.engine.checkpoint import load_checkpoint
     from tuigpt.engine.data import Tokenizer
     from tuigpt.engine.device import resolve_device
-    from tuigpt.engine.model import GPT, ModelArgs
+    from tuigpt.engine.model import GPT
     from tuigpt.engine.sampling import generate_text, settings
+    from tuigpt.engine.sources import load_source, open_source
 
-    state = load_checkpoint(ns.checkpoint)
+    source = open_source(ns.checkpoint)
     device = resolve_device(ns.device)
-    tokenizer = Tokenizer.from_meta(state["tokenizer"])
-    model = GPT(ModelArgs(**state["model_args"]))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise UserError(f"checkpoint {ns.checkpoint} is damaged: its weights don't fit its model "
-                        f"({str(exc).splitlines()[0][:100]})") from None
+    if source.tokenizer is None:
+        raise UserError(f"{source.path}: no record of the tokenizer this model was trained with, so its tokens "
+                        f"cannot be turned into text")
+    for notice in source.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    tokenizer = Tokenizer.from_meta(source.tokenizer)
+    model = GPT(source.args)
+    load_source(model, source)
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(ns.seed)
-    config = state["config"] if isinstance(state["config"], dict) else {}
+    saved = source.checkpoint["config"] if source.checkpoint is not None else None
+    config = saved if isinstance(saved, dict) else {}
     for n in range(ns.num_samples):
         out = generate_text(model, tokenizer, ns.prompt, **settings(ns.max_new_tokens, ns.temperature, ns.top_k,
                                                                       config), generator=generator)

@@ -1,4 +1,4 @@
-"""`tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
+"""`tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import sys
 
 from tuigpt.cli.args import HELP, split_overrides
-from tuigpt.run.config import load_config
+from tuigpt.run.config import RESUME, load_config_with_notices
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 
@@ -39,7 +39,9 @@ def main(args: list[str]) -> int:
             return EXIT_OK
         else:
             remaining.append(token)
-    config = load_config(config_path, split_overrides(remaining))
+    config, notices = load_config_with_notices(config_path, split_overrides(remaining))
+    if config.init_from == RESUME:  # nanoGPT's way of saying --resume
+        flags["--resume"] = True
     if nproc is not None:
         return launch_local(nproc, config_path, passed_on, config.gradient_accumulation_steps)
     headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
@@ -48,12 +50,14 @@ def main(args: list[str]) -> int:
 
     env = launch_env()
     if env is not None:
-        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless)
+        return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless,
+                          notices=notices)
     if compare is not None:
         from tuigpt.run.rundir import resolve_run_dir
 
         compare = str(resolve_run_dir(compare, config.out_dir))
-    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare)
+    return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare,
+                 notices=notices)
 
 
 def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:

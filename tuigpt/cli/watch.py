@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from tuigpt.cli.args import Parser
 from tuigpt.run.rundir import resolve_run_dir
 
@@ -25,4 +27,8 @@ def main(args: list[str]) -> int:
         app.run()
     finally:
         controller.close()
+    if app.crashed is not None:  # the run lives in its own process and goes on; only this view ended
+        print(f"tuigpt watch: the monitor failed ({type(app.crashed).__name__}: {app.crashed}); the run is not "
+              f"affected: `tuigpt watch {path}` opens it again", file=sys.stderr)
+        return 1
     return 0

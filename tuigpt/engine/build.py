@@ -16,7 +16,8 @@ from tuigpt.engine.device import DeviceSetup, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs
-from tuigpt.run.config import TrainConfig
+from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
+from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
 from tuigpt.run.errors import UserError
 
 
@@ -51,9 +52,15 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
                         f"the {world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
                         f"micro-steps; use a multiple of {world_size}")
     checkpoints.remove_stale_temp_files()
+    if config.init_from == RESUME and not resume:
+        raise UserError("init_from=resume continues the run in its folder: start it with --resume")
     point = checkpoints.open_resume(config) if resume else None
+    source, notices = None, []
     if point is None:
         checkpoints.refuse_overwrite()
+        if config.init_from != SCRATCH:  # weights from another model: it fixes the shape
+            source = open_source(config.init_from)
+            config, notices = fit_config(config, source)
     else:
         config = point.config
     setup = setup_device(config, cluster.device if cluster is not None else None,
@@ -64,21 +71,30 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     if point is not None and point.checkpoint["tokenizer"] != data.tokenizer.to_meta():
         raise UserError(f"cannot resume {checkpoints.run_dir}: the data's tokenizer vocabulary differs from the "
                         f"checkpoint's (different text or tokenizer); resume with the original data")
-    vocab = data.tokenizer.vocab_size
-    if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
-        vocab = (vocab + 63) // 64 * 64
-    args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
-                     n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
+    if source is not None:
+        check_tokenizer(source, data.tokenizer, config.init_from)
+        args = source_args(source, config)
+    elif point is not None:  # the saved model (GELU and vocabulary included), with this session's dropout
+        args = ModelArgs(**{**point.checkpoint["model_args"], "dropout": config.dropout})
+    else:
+        vocab = data.tokenizer.vocab_size
+        if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
+            vocab = (vocab + 63) // 64 * 64
+        args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer,
+                         n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
     device = setup.device
     check_fits(args, config.batch_size, setup.precision.autocast, device)
-    model = GPT(args).to(device)
+    model = GPT(args)
+    if source is not None:
+        load_source(model, source)
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.learning_rate,
                                   betas=(config.beta1, config.beta2), fused=True if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision.name == "float16")
     sampler = BatchSampler(data, config.block_size, config.batch_size, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks
         torch.manual_seed(config.seed + 1_000_003 * rank)
-    built = Built(config, setup, data, args, model, optimizer, scaler, sampler)
+    built = Built(config, setup, data, args, model, optimizer, scaler, sampler, notices=notices)
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size)
@@ -87,10 +103,9 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
 
 def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.CheckpointManager, rank: int,
              world_size: int) -> None:
-    saved_args = ModelArgs(**checkpoint["model_args"])
-    if saved_args.vocab_size != built.model_args.vocab_size:
-        raise UserError(f"cannot resume {checkpoints.run_dir}: vocabulary size {saved_args.vocab_size} in the "
-                        f"checkpoint, {built.model_args.vocab_size} now; resume with the original data")
+    if built.data.tokenizer.vocab_size > built.model_args.vocab_size:
+        raise UserError(f"cannot resume {checkpoints.run_dir}: the model has {built.model_args.vocab_size} tokens, "
+                        f"the data's tokenizer {built.data.tokenizer.vocab_size}; resume with the original data")
     config = built.config
     ckpt.restore_weights(checkpoint, checkpoints.run_dir.last, built.model, built.optimizer, built.scaler, config)
     built.iter_num = int(checkpoint["iter_num"])

@@ -32,6 +32,17 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a tuigpt checkpoint onto the CPU; every kind of bad file is a one-line UserError."""
     path = Path(path)
+    state = read_torch_file(path)
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise UserError(f"{path} is not a tuigpt checkpoint (missing model/config/iteration entries)")
+    if state["format"] != FORMAT_VERSION:
+        raise UserError(f"checkpoint {path} has format {state['format']!r}; this tuigpt reads format {FORMAT_VERSION}")
+    return state
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of any checkpoint file (tuigpt's or nanoGPT's) onto the CPU; every kind
+    of bad file is a one-line UserError."""
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist: check the path (runs write checkpoints/<run_name>/last.pt)")
     if path.is_dir():
@@ -47,10 +58,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         first = (str(exc).strip().splitlines() or ["unreadable"])[0]
         raise UserError(f"checkpoint {path} is truncated or corrupted ({first[:120]}): "
                         f"use another checkpoint (best.pt or last.pt) or retrain") from None
-    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise UserError(f"{path} is not a tuigpt checkpoint (missing model/config/iteration entries)")
-    if state["format"] != FORMAT_VERSION:
-        raise UserError(f"checkpoint {path} has format {state['format']!r}; this tuigpt reads format {FORMAT_VERSION}")
     return state
 
 

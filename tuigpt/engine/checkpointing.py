@@ -15,13 +15,18 @@ from typing import Any
 
 import torch
 
-from tuigpt.engine.checkpoint import FORMAT_VERSION, load_checkpoint, restore_rng_state, save_checkpoint
+from tuigpt.engine.checkpoint import (FORMAT_VERSION, load_checkpoint, read_torch_file, restore_rng_state,
+                                     save_checkpoint)
 from tuigpt.engine.data import BatchSampler, TokenData
 from tuigpt.engine.distributed import reseed
-from tuigpt.run.config import APPLY, KEEP, MATCH, RESUME_POLICY, TOKENS_PER_ITER_KEYS, TrainConfig, config_from_dict
+from tuigpt.engine.nanogpt import from_nanogpt, is_nanogpt
+from tuigpt.run.config import (APPLY, KEEP, KEEP_WHY, MATCH, MODEL_KEYS, RESUME, RESUME_POLICY, SCRATCH,
+                               TOKENS_PER_ITER_KEYS, TrainConfig, config_from_dict)
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import remove_stale_temp_files
 from tuigpt.run.rundir import BEST, LAST, RunDir
+
+NANOGPT_CKPT = "ckpt.pt"  # what nanoGPT writes into its out_dir: a run folder of nanoGPT's resumes from it
 
 
 @dataclass
@@ -56,12 +61,19 @@ class CheckpointManager:
     def open_resume(self, config: TrainConfig) -> ResumePoint:
         """Load last.pt and check it against ``config`` key by key (every failure is a UserError)."""
         path = self.run_dir.last
-        if not path.exists():
+        notices: list[str] = []
+        if path.exists():
+            checkpoint = load_checkpoint(path)
+        elif (self.run_dir.path / NANOGPT_CKPT).is_file():
+            path = self.run_dir.path / NANOGPT_CKPT
+            checkpoint = self._open_nanogpt(path)
+            notices += checkpoint["notices"]
+        else:
             raise UserError(f"nothing to resume: {path} does not exist (train without --resume first, or check "
                             f"run_name/out_dir)")
-        checkpoint = load_checkpoint(path)
         saved = config_from_dict(checkpoint["config"], str(path))
-        notices: list[str] = []
+        if saved.init_from not in (SCRATCH, RESUME):  # the shape came from the source model, not the config
+            config = dataclasses.replace(config, **{k: getattr(saved, k) for k in MODEL_KEYS})
         kept: dict[str, Any] = {}
         for key, policy in RESUME_POLICY.items():
             old, new = getattr(saved, key), getattr(config, key)
@@ -72,8 +84,9 @@ class CheckpointManager:
                                 f"now; use {key}={old!r} or start a new run with --run_name=NEW_NAME")
             if policy == KEEP:
                 kept[key] = old
-                notices.append(f"resume: {key}={new!r} ignored, {old!r} kept from the checkpoint (its random "
-                               f"streams continue); start a new run to change it")
+                if not (key == "init_from" and new == RESUME):
+                    notices.append(f"resume: {key}={new!r} ignored, {old!r} kept from the checkpoint "
+                                   f"({KEEP_WHY[key]}); start a new run to change it")
             elif policy == APPLY:
                 note = " (changes the tokens per iteration)" if key in TOKENS_PER_ITER_KEYS else ""
                 notices.append(f"resume: {key} changed from {old!r} to {new!r}{note}")
@@ -81,6 +94,19 @@ class CheckpointManager:
             raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
                             f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
         return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices)
+
+    @staticmethod
+    def _open_nanogpt(path: Path) -> dict[str, Any]:
+        state = read_torch_file(path)
+        if not is_nanogpt(state):
+            raise UserError(f"{path} is not a nanoGPT checkpoint (model, model_args, iter_num): nothing to resume")
+        checkpoint = from_nanogpt(state, path)
+        best = checkpoint["best_val_loss"]
+        checkpoint["notices"].append(
+            f"resume: continuing nanoGPT's {path} at iteration {checkpoint['iter_num']}"
+            f"{f' (best val loss {best:.4f})' if best is not None else ''}; last.pt and best.pt are written beside "
+            f"it, {path.name} is left as it is")
+        return checkpoint
 
     # ------------------------------------------------------------ during training
 

@@ -1,25 +1,35 @@
-"""Evaluation: the mean loss over ``eval_iters`` batches of each split."""
+"""Evaluation: the mean loss over ``eval_iters`` batches of each split, with its progress published as it goes."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Callable
 
 import torch
 
 from tuigpt.engine.data import BatchSampler
 from tuigpt.engine.distributed import Cluster
+from tuigpt.run.events import EvalProgress, Event
+
+PROGRESS_EVERY = 0.25  # seconds between EvalProgress events: a few a second is enough to read, and costs nothing
 
 
 @torch.no_grad()
 def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler, *, eval_iters: int,
                   seed: int, iter_num: int, rank: int = 0, cluster: Cluster | None = None,
                   autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-                  ) -> dict[str, float]:
+                  publish: Callable[[Event], None] | None = None) -> dict[str, float]:
     """{"train": ..., "val": ...}: batches fixed by seed and iteration, so every eval of a run (and of its resume)
-    sees the same kind of batches; each rank draws its own and the means are averaged over ranks."""
+    sees the same kind of batches; each rank draws its own and the means are averaged over ranks.
+
+    ``publish`` (rank 0's bus) gets an EvalProgress after the first batch and then at most every PROGRESS_EVERY
+    seconds: the untrained eval of a big config takes tens of seconds and must not look hung."""
     raw_model.eval()
     out = {}
+    total, done = 2 * eval_iters, 0
+    started = last = time.perf_counter()
+    report = publish if rank == 0 else None
     try:
         for split in ("train", "val"):
             g = torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
@@ -29,6 +39,11 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
                 with autocast():
                     _, loss = model(x, y)
                 losses[k] = loss.item()
+                done += 1
+                now = time.perf_counter()
+                if report is not None and done < total and (done == 1 or now - last >= PROGRESS_EVERY):
+                    last = now
+                    report(EvalProgress(iter=iter_num, done=done, total=total, seconds=now - started))
             out[split] = losses.mean().item()
     finally:
         raw_model.train()

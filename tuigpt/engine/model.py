@@ -23,6 +23,8 @@ class ModelArgs:
     n_embd: int
     dropout: float = 0.0
     bias: bool = False
+    # GELU as nanoGPT computes it ("exact", erf) or as OpenAI's GPT-2 weights were trained ("tanh", HF's gelu_new)
+    gelu: str = "exact"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +69,7 @@ class MLP(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         self.c_fc = nn.Linear(args.n_embd, 4 * args.n_embd, bias=args.bias)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh" if args.gelu == "tanh" else "none")
         self.c_proj = nn.Linear(4 * args.n_embd, args.n_embd, bias=args.bias)
         self.dropout = nn.Dropout(args.dropout)
 

@@ -307,7 +307,7 @@ class Trainer:
         """Mean loss over eval_iters batches per split (see :func:`.evaluation.estimate_loss`)."""
         return estimate_loss(self.eval_model, self.raw_model, self.sampler, eval_iters=self.config.eval_iters,
                              seed=self.config.seed, iter_num=self.iter_num, rank=self.rank, cluster=self.cluster,
-                             autocast=self.stepper.autocast)
+                             autocast=self.stepper.autocast, publish=self.bus.publish)
 
     def _evaluate(self) -> None:
         self._set_state(RunState.EVALUATING)

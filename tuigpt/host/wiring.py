@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
 from tuigpt.engine.trainer import Trainer
@@ -30,11 +30,12 @@ class _PeerLostExit(Exception):
 
 
 def train(config: TrainConfig, *, config_path: str | None, resume: bool, headless: bool,
-          cluster: Cluster | None = None, compare: str | None = None) -> int:
+          cluster: Cluster | None = None, compare: str | None = None, notices: Sequence[str] = ()) -> int:
     """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
-    the exit code."""
+    the exit code. ``notices``: how the config file was read, shown with the run's own notices at its start."""
     trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                       cluster=cluster)
+    trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
     if cluster is not None and cluster.rank != 0:
         return _run_worker(LocalRun(trainer), cluster.rank)
     alert_command = _alert_command(trainer)  # a program that cannot run is a config error: before anything starts
@@ -78,7 +79,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
 
 
 def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
-               headless: bool) -> int:
+               headless: bool, notices: Sequence[str] = ()) -> int:
     """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
     collectives' state is unknown, so nothing may wait on it at exit)."""
     try:
@@ -87,7 +88,8 @@ def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, 
         print(f"tuigpt: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster,
+                     notices=notices)
     except _PeerLostExit:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -184,7 +186,12 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
             app.request_stop(signum)  # the monitor shows it, saves, and leaves when the run has stopped
 
     with SignalStop(first, on_repeat=lambda signum: app.leave(128 + signum)) as signals:
-        app.run()
+        try:
+            app.run()
+        except Exception as exc:  # the monitor could not even run (a terminal it cannot drive, a Textual bug)
+            app.crashed = exc
+    if app.crashed is not None and not run.wait(0):
+        return _without_monitor(run, app.crashed, signals.received)
     # the terminal is restored: leave the run's closing line where the user will look
     if app.outcome is not None:
         HeadlessPrinter()(app.outcome)
@@ -192,6 +199,25 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
         print("tuigpt: left the monitor while the run was still stopping; last.pt may not be written",
               file=sys.stderr)
     return signals.received
+
+
+def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None) -> int | None:
+    """The monitor died while the run trains: say so, keep its traceback in train.log, and go on training with
+    the headless lines and the same signal path (ctrl+c stops and saves) until the run ends."""
+    import traceback
+
+    log = run.trainer.run_dir.train_log
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write("--- the monitor failed; training went on without it\n")
+            f.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    except OSError:
+        pass
+    print(f"tuigpt: the monitor failed ({type(error).__name__}: {error}); training goes on without it, one line "
+          f"per log_interval (ctrl+c stops and saves last.pt; traceback in {log})", file=sys.stderr, flush=True)
+    received = _run_headless(run, grace=0.0)
+    return signalled if signalled is not None else received
 
 
 def _hang_up(run: LocalRun, close_sinks: Callable[[], None]) -> None:

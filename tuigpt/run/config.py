@@ -1,8 +1,8 @@
 """TrainConfig: every key a run takes, its default, and the checks made before training starts.
 
-Values come from a YAML file (read with safe_load) and ``--key=value`` overrides,
-which go through the same typing and validation. Problems raise UserError with
-one line naming the key and the fix.
+Values come from a YAML file (read with safe_load) or a nanoGPT-style python config (read without running it,
+:mod:`tuigpt.run.pyconfig`) and ``--key=value`` overrides, which go through the same typing and validation.
+Problems raise UserError with one line naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tuigpt.run import pyconfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import read_user_text
 
@@ -40,6 +41,7 @@ class TrainConfig:
     eval_iters: int = 50  # batches per split averaged by each evaluation
     eval_only: bool = False  # evaluate once and exit (with --resume: the saved model)
     always_save_checkpoint: bool = True  # write last.pt at every eval; false: only when val loss improves
+    init_from: str = "scratch"  # scratch | resume | a tuigpt or nanoGPT .pt | a Hugging Face GPT-2 folder | gpt2*
     # --- data
     dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text (your data_path)
     data_path: str | None = None  # FILE, DIR (all *.txt) or GLOB of UTF-8 text to train on instead
@@ -132,7 +134,7 @@ class TrainConfig:
             _require(self.lr_decay_iters >= 1, "lr_decay_iters", self.lr_decay_iters, "must be a positive integer or empty")
         if self.min_lr is not None:
             _require(self.min_lr >= 0, "min_lr", self.min_lr, "must be 0 or more")
-        if self.effective_min_lr > self.learning_rate:
+        if self.decay_lr and self.effective_min_lr > self.learning_rate:  # min_lr is unused without decay
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
         if self.decay_lr and self.lr_decay_iters is not None and self.warmup_iters > self.lr_decay_iters:
@@ -150,6 +152,8 @@ class TrainConfig:
         _require(math.isfinite(self.ddp_timeout) and self.ddp_timeout > 0, "ddp_timeout", self.ddp_timeout,
                  "must be a number of seconds above 0")
         _require(bool(self.dataset.strip()), "dataset", self.dataset, "must not be empty")
+        _require(bool(self.init_from.strip()), "init_from", self.init_from,
+                 "must be scratch, resume, a checkpoint file, a Hugging Face GPT-2 folder or a gpt2 model name")
         _require(self.run_name == "" or _safe_name(self.run_name), "run_name", self.run_name,
                  "must be a plain folder name (letters, digits, . _ -)")
 
@@ -181,7 +185,7 @@ class TrainConfig:
 MATCH, APPLY, KEEP = "must match", "applied", "kept from the checkpoint"
 RESUME_POLICY: dict[str, str] = {
     "run_name": APPLY, "out_dir": APPLY, "eval_interval": APPLY, "log_interval": APPLY, "eval_iters": APPLY,
-    "eval_only": APPLY, "always_save_checkpoint": APPLY,
+    "eval_only": APPLY, "always_save_checkpoint": APPLY, "init_from": KEEP,
     "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
@@ -195,6 +199,11 @@ RESUME_POLICY: dict[str, str] = {
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")
+# why a KEEP key keeps the checkpoint's value, in the resume report
+KEEP_WHY = {"seed": "its random streams continue", "init_from": "a resumed run continues from its own weights"}
+# the model's shape: with init_from they come from the source model, not from the config
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+SCRATCH, RESUME = "scratch", "resume"
 
 
 def _check_policy_covers_every_key() -> None:
@@ -317,7 +326,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """Build a validated TrainConfig from a YAML file plus ``--key=value`` overrides."""
+    """Build a validated TrainConfig from a YAML or nanoGPT-style .py file plus ``--key=value`` overrides."""
+    return load_config_with_notices(path, overrides)[0]
+
+
+def load_config_with_notices(path: str | Path | None,
+                             overrides: dict[str, str] | None = None) -> tuple[TrainConfig, list[str]]:
+    """:func:`load_config`, and what the user should be told about how the file was read (ignored keys,
+    nanoGPT defaults)."""
+    if path is not None and Path(path).suffix == ".py":
+        return _load_py(Path(path), overrides or {})
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -329,7 +347,29 @@ def load_config(path: str | Path | None, overrides: dict[str, str] | None = None
         values["run_name"] = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(path).stem)
     if not values.get("run_name"):
         values["run_name"] = "run"
-    return TrainConfig(**values)
+    return TrainConfig(**values), []
+
+
+def _load_py(path: Path, overrides: dict[str, str]) -> tuple[TrainConfig, list[str]]:
+    """A nanoGPT-style config: nanoGPT's defaults, the file, then nanoGPT-style ``--key=value`` overrides, all in
+    nanoGPT's key names (out_dir is the run's folder) and mapped onto tuigpt's."""
+    known = list(_FIELDS)
+    raw, notices = pyconfig.read_py_config(path)
+    for key, text in overrides.items():
+        key = pyconfig.translate_override(key, known)
+        raw[key] = pyconfig.ignored_value(text) if key in pyconfig.IGNORED else _typed_override(key, text)
+    if "run_name" in raw:
+        raise UserError(f"run_name in {path}: in a nanoGPT-style config out_dir names the run's folder "
+                        f"(e.g. out_dir = 'out-shakespeare-char'); set out_dir instead")
+    mapped, more = pyconfig.translate(raw, str(path), known)
+    values = {key: coerce_value(key, value, str(path)) for key, value in mapped.items()}
+    return TrainConfig(**values), notices + more
+
+
+def _typed_override(key: str, text: str) -> Any:
+    if key in ("out_dir", "dataset"):  # mapped by pyconfig.translate, as text
+        return text
+    return parse_override(key, text)
 
 
 def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:

@@ -96,6 +96,18 @@ class EvalResult(Event):
 
 
 @dataclass(frozen=True)
+class EvalProgress(Event):
+    """An eval under way: ``done`` of ``total`` batches (both splits together) after ``seconds``, published at
+    most a few times a second, so a long first eval shows what it is doing. metrics.jsonl skips it; the
+    socket streams it."""
+
+    iter: int
+    done: int
+    total: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class CheckpointWritten(Event):
     """A checkpoint file is on disk, complete (written atomically)."""
 

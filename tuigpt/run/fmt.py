@@ -254,3 +254,29 @@ def target(p: Any, max_iters: int | None = None, seconds: tuple[float | None, ..
         if now is not None:
             text += f" → {clock(now + mid, now)}"  # type: ignore[operator]
     return text + f" [{p.basis} fit]"
+
+
+def short_reason(why: str | None, width: int = 40) -> str:
+    """Why a value is n/a, short enough for a pane: the reason without its parenthesis (and, when still too
+    long, without what follows a colon), cut to ``width``."""
+    text = (why or "not reported").split(" (", 1)[0].strip() or "not reported"
+    if len(text) > width and ": " in text:
+        text = text.split(": ", 1)[0]
+    if len(text) <= width:
+        return text
+    cut = text[: max(1, width - 1)]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"  # at a word boundary
+
+
+def na_why(value: str, why: str | None, width: int = 40) -> str:
+    """A shown value, or "n/a: <short reason>" when it is n/a."""
+    return value if value != NA else f"{NA}: {short_reason(why, max(4, width - len(NA) - 2))}"
+
+
+def size_pair(used: float | None, total: float | None) -> str:
+    """used/total in one unit when they share it: 41.0/80.0 GiB (else 512.0 MiB/80.0 GiB)."""
+    a, b = size(used), size(total)
+    if a == NA or b == NA:
+        return f"{a}/{b}"
+    (av, au), (bv, bu) = a.split(" ", 1), b.split(" ", 1)
+    return f"{av}/{bv} {bu}" if au == bu else f"{a}/{b}"

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from tuigpt.run.events import Event, IterationStats, TelemetrySnapshot
+from tuigpt.run.events import EvalProgress, Event, IterationStats, TelemetrySnapshot
 from tuigpt.run.files import lines_backwards, repair_torn_tail
 from tuigpt.run.records import dumps, event_from_record, event_record, loads
 
@@ -48,6 +48,8 @@ class MetricsWriter:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, IterationStats) and event.iter % self.log_interval:
+            return
+        if isinstance(event, EvalProgress):  # live progress only: the eval's result is what is kept
             return
         if isinstance(event, TelemetrySnapshot):
             last = self._last_telemetry.get(event.kind)

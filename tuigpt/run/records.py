@@ -13,9 +13,9 @@ from typing import Any
 
 from tuigpt.run import commands as cmds
 from tuigpt.run.commands import Command
-from tuigpt.run.events import (CheckpointWritten, ClusterStats, Diverging, EvalIntervalChanged, EvalResult, Event,
-                               IterationStats, NanDetected, Notice, Rewound, RunFailed, RunFinished, RunStarted, RunState,
-                               SampleGenerated, Stalled, StateChanged, TelemetrySnapshot)
+from tuigpt.run.events import (CheckpointWritten, ClusterStats, Diverging, EvalIntervalChanged, EvalProgress,
+                               EvalResult, Event, IterationStats, NanDetected, Notice, Rewound, RunFailed, RunFinished,
+                               RunStarted, RunState, SampleGenerated, Stalled, StateChanged, TelemetrySnapshot)
 from tuigpt.run.readings import reading_from_record
 
 KINDS: dict[str, type[Event]] = {
@@ -23,6 +23,7 @@ KINDS: dict[str, type[Event]] = {
     "sample": SampleGenerated, "notice": Notice, "state": StateChanged, "eval_interval": EvalIntervalChanged,
     "finish": RunFinished, "failed": RunFailed, "telemetry": TelemetrySnapshot, "cluster": ClusterStats,
     "nan": NanDetected, "rewind": Rewound, "stall": Stalled, "diverging": Diverging,
+    "eval_progress": EvalProgress,
 }
 KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in KINDS.items()}
 _FIELDS: dict[type[Event], frozenset[str]] = {cls: frozenset(f.name for f in dataclasses.fields(cls))

@@ -18,6 +18,8 @@ from tuigpt.ui import keys
 from tuigpt.ui.history import X_AXES
 from tuigpt.ui.messages import RunEnded
 from tuigpt.ui.widgets.help_screen import HelpScreen
+
+SCROLLABLE = ("events", "samples")  # what n focuses in the wide layout
 from tuigpt.ui.widgets.interval_input import IntervalDialog
 from tuigpt.ui.widgets.quit_dialog import CANCEL, DETACH, SAVE, QuitDialog
 
@@ -67,10 +69,8 @@ class MonitorActions(_Base):
             return True
         if len(self.screen_stack) > 1:
             return False  # a dialog is open: its keys only
-        if action == "next_pane":
-            return self.compact
         if action in keys.RUN_ACTIONS and (self._outcome is not None or self._stopping):
-            return None  # shown greyed out: the run is over
+            return False  # the run is over (or stopping): the footer offers only what still works
         return True
 
     def _send(self, command: Command, note: str) -> None:
@@ -118,11 +118,25 @@ class MonitorActions(_Base):
         self.redraw()
 
     def action_next_pane(self) -> None:
-        names = self._pane_order
-        self._select_pane(names[(names.index(self._pane) + 1) % len(names)])
+        """Compact layout: show the next pane. Wide layout (every pane on screen): move the keyboard focus
+        between the scrollable panes (events, samples), so ↑/↓ PgUp/PgDn scroll the one focused."""
+        if self.compact:
+            names = self._pane_order
+            self._select_pane(names[(names.index(self._pane) + 1) % len(names)])
+            pane = self._panes[self._pane]
+            if self._pane in SCROLLABLE:
+                pane.focus()
+            else:
+                self.set_focus(None)
+            return
+        focused = self.focused.id if self.focused is not None else None
+        target = SCROLLABLE[(SCROLLABLE.index(focused) + 1) % len(SCROLLABLE)] if focused in SCROLLABLE else SCROLLABLE[0]
+        self._panes[target].focus()
+        self.notify(f"{target} pane focused: ↑/↓ PgUp/PgDn Home/End scroll it (n: the other one)", timeout=3)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.HELP))
+        reasons = {**self._cpu.reasons_shown, **self._gpu.reasons_shown}
+        self.push_screen(HelpScreen(self.HELP, reasons))
 
     def action_interrupt(self) -> None:
         self.action_quit_request()

@@ -23,14 +23,15 @@ from textual.widgets import Footer, Tab, Tabs
 
 from tuigpt.run import fmt
 from tuigpt.run.controller import RunController
-from tuigpt.run.events import (EvalIntervalChanged, Event, HistoryLoaded, IterationStats, RunFailed, RunFinished, RunStarted,
-                               RunState, SampleGenerated, StateChanged)
+from tuigpt.run.events import (EvalIntervalChanged, EvalProgress, EvalResult, Event, HistoryLoaded, IterationStats,
+                               RunFailed, RunFinished, RunStarted, RunState, SampleGenerated, StateChanged)
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
 from tuigpt.ui.alerts import MonitorAlerts
 from tuigpt.ui.health_actions import MonitorHealth
 from tuigpt.ui.health_history import HealthHistory
 from tuigpt.ui.compare import CompareCurve, CompareSource
+from tuigpt.ui.guard import FailureIsolation, guarded
 from tuigpt.ui.history import X_AXES, RunHistory
 from tuigpt.ui.log_lines import lines_for
 from tuigpt.ui.messages import ClusterUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
@@ -55,18 +56,19 @@ CHART_SECONDS = 1.0  # at most this often for the loss chart and the panes
 COMPARE_RELOAD_SECONDS = 10.0  # a --compare run that is still training is re-read this often when it grew
 TERMINAL = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
 BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
-# In a small terminal these panes share one slot below the chart, picked with tabs.
+# In a small terminal these panes share one slot below the chart, picked with tabs (or n).
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
-RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster"}
+RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster", "samples"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 
 
-class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
+class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
     """Live view of one training run; ``return_code`` says how the run ended (see run/exits.py)."""
 
     CSS_PATH = "app.tcss"
     TITLE = "tuigpt"
     ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None  # no pane focused until n (or Tab) picks one: then the arrow keys scroll it
     # compact layout (one secondary pane at a time) below 100 columns or 32 rows
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
@@ -106,6 +108,8 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
         self._pane_order = [name for name, _ in PANES]
         self._was_compact: bool | None = None
         self._logged_state = RunState.RUNNING  # "started" already says it runs
+        self._eval_progress: EvalProgress | None = None  # the eval under way, until its result
+        self._evals_done = 0
         self.alerts = MonitorAlerts(self)
         self.health = HealthHistory()  # the Health pane, the target projection, the sample timeline
 
@@ -137,14 +141,14 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
                 yield self._health_pane
                 yield self._tabs
                 yield self._events_log
-                yield self._samples
-                yield self._timeline
             with Vertical(id="right"):
                 yield self._speed
                 yield self._mfu
                 yield self._cpu
                 yield self._cluster
                 yield self._gpu
+                yield self._samples
+                yield self._timeline
         yield Footer()
 
     def on_mount(self) -> None:
@@ -168,10 +172,15 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
             self._unsubscribe()
 
     def on_resize(self) -> None:
+        # the screen's breakpoint classes change with this resize: read them once it is laid out
+        self.call_after_refresh(self._layout_changed)
+
+    def _layout_changed(self) -> None:
         compact = self.compact
-        if compact != self._was_compact:  # "next pane" only shows in the compact layout
+        if compact != self._was_compact:
             self._was_compact = compact
             self.refresh_bindings()
+            self._select_pane(self._pane)
 
     @property
     def state(self) -> RunState:
@@ -237,7 +246,8 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
     # ------------------------------------------------------------ events in
 
     def _receive(self, event: Event) -> None:
-        """Runs on the publishing (trainer) thread: append and post, nothing else.
+        """Runs on the publishing (trainer) thread: append and post, nothing else. Not guarded here (no widget
+        may be touched from this thread): the EventBus catches what raises and the trainer goes on.
 
         (Not named _on_*: Textual would take that for a handler of RunEvent messages.)
         """
@@ -246,6 +256,7 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
         if not isinstance(event, IterationStats):  # iterations: the redraw tick reads the history
             self.post_message(wrap(event))
 
+    @guarded("telemetry")
     def on_telemetry_update(self, message: TelemetryUpdate) -> None:
         snapshot = message.event
         if snapshot.kind == "cpu":
@@ -253,18 +264,30 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
         elif snapshot.kind == "gpu":
             self._gpu.show(snapshot.data)
 
+    @guarded("cluster")
     def on_cluster_update(self, message: ClusterUpdate) -> None:
         if CLUSTER_PANE[0] not in self._pane_order:  # first timings of a multi-rank run: the pane appears
             self._pane_order.append(CLUSTER_PANE[0])
             self._tabs.add_tab(Tab(CLUSTER_PANE[1], id=f"tab-{CLUSTER_PANE[0]}"))
             self._body.add_class("-cluster")
+        if self._speed.ranks != len(message.event.ranks):
+            self._speed.ranks = len(message.event.ranks)
+            self._drawn_version = -1  # its note says whose steps it times: drawn again at the next tick
+        self._cluster.steps = int(self._run.config.get("log_interval", 0)) if self._run is not None else 0
         self._cluster.show(message.event)
 
+    @guarded("events")
     def on_run_event(self, message: RunEvent) -> None:
         event = message.event
         for line, level in lines_for(event):
             self._events_log.add(event.time, line, level)
         self.alerts.observe(event)
+        if isinstance(event, EvalProgress):
+            self._eval_progress = event
+            self._draw_progress()
+        elif isinstance(event, EvalResult):
+            self._eval_progress = None
+            self._evals_done += 1
         if isinstance(event, RunStarted):
             self._run = event
             self._drawn_version = -1  # the MFU pane needs the peak it is measured against
@@ -316,6 +339,7 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
 
     # ------------------------------------------------------------ drawing
 
+    @guarded("status")
     def _tick(self) -> None:
         """Timer: the status line every tick, the charts and panes at most every CHART_SECONDS."""
         if time.monotonic() - self._chart_drawn_at >= CHART_SECONDS:
@@ -323,39 +347,48 @@ class TuiGptApp(MonitorActions, MonitorHealth, App[int]):
         else:
             self._draw_progress()
 
+    @guarded("monitor")
     def redraw(self) -> None:
         """Charts only when the history or the view changed; the clock line always."""
         view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare), self.health.target)
-        drawn = None
         if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
             self._chart_drawn_at = time.monotonic()
             view = self.history.snapshot(keys.RECENT_WINDOW)
             self._drawn_version, self._drawn_view_opts = view.version, view_opts
-            self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare)
+            self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
+                            extra=self._projection_layers(view))
+            self._label_projection()
             self._speed.show(view)
             if self._run is not None:
                 self._mfu.show(view, self._run.peak_flops, self._run.peak_label)
-            drawn = view
-        self._draw_health(drawn)
+        self._draw_health()
         self._draw_progress()
 
     def _draw_progress(self) -> None:
         run, outcome = self._run, self._outcome
         if run is None:
-            self._status.set_progress(None, None, "")
+            self._status.set_progress(None, None, [])
             return
         last = self.history.last
         iteration = outcome.iter if outcome is not None else (last.iter if last is not None else run.start_iter)
         now = outcome.time if outcome is not None else self.clock()
-        parts = [f"elapsed {fmt.duration(now - run.time)}"]
+        parts = [(6, f"elapsed {fmt.duration(now - run.time)}", "")]
+        evaluating = self._eval_progress if self._state == RunState.EVALUATING and outcome is None else None
+        if evaluating is not None:
+            first = " the untrained model" if self._evals_done == 0 and not run.resumed else ""
+            parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches, "
+                             f"{fmt.duration(evaluating.seconds)}", "bold"))
+        if last is None and outcome is None:  # nothing trained yet: what the empty chart is waiting for
+            self._loss.set_waiting(parts[0][1] + "…" if evaluating is not None else
+                                   "waiting for the first iteration…")
         if outcome is None:
             eta = self.history.eta_seconds()
-            parts.append(f"ETA {fmt.duration(eta)}")
+            parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step yet", ""))
             if self._state == RunState.PAUSED:
-                parts.append("(paused)")
+                parts.append((9, "(paused)", "bold"))
             elif eta is not None:
-                parts.append(f"→ {fmt.clock(now + eta, now)}")
+                parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
         target = self.health.target_text(now if outcome is None else None)
         if target:
-            parts.append(target)
-        self._status.set_progress(iteration, run.max_iters, "  ".join(parts))
+            parts.append((7, target, ""))  # asked for (target_loss, T): kept before the elapsed time
+        self._status.set_progress(iteration, run.max_iters, parts)

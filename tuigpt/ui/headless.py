@@ -10,14 +10,15 @@ from typing import TextIO
 
 from tuigpt.run import fmt
 from tuigpt.run.alerts import alert_for, terminal_bytes
-from tuigpt.run.events import (CheckpointWritten, Diverging, EvalIntervalChanged, EvalResult, Event, IterationStats,
-                               NanDetected, Notice, Rewound, RunFailed, RunFinished, RunStarted, RunState,
-                               SampleGenerated, Stalled, StateChanged)
+from tuigpt.run.events import (CheckpointWritten, Diverging, EvalIntervalChanged, EvalProgress, EvalResult, Event,
+                               IterationStats, NanDetected, Notice, Rewound, RunFailed, RunFinished, RunStarted,
+                               RunState, SampleGenerated, Stalled, StateChanged)
 from tuigpt.run.numbers import RunProgress
 from tuigpt.run.projection import TargetTracker, describe
 
 ALERT_MARK = "!!! ALERT"  # headless alert lines start with this: grep for it, or point a log watcher at it
-
+EVAL_QUIET = 2.0  # an eval shorter than this prints only its result
+EVAL_EVERY = 10.0  # a long eval prints its progress this often
 ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss or gradient",
            "disk": "stopped: a checkpoint could not be written"}
 
@@ -37,6 +38,8 @@ class HeadlessPrinter:
         self.tracker = TargetTracker()  # the target_loss projection, on eval lines
         self._target: float | None = None
         self._run_name = ""
+        self._evals_seen = 0
+        self._eval_printed: tuple[int, float] | None = None  # (iteration, seconds) of the last progress line
 
     def _print(self, line: str) -> None:
         with self._lock:
@@ -71,7 +74,21 @@ class HeadlessPrinter:
                     f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
                     f"ETA {fmt.duration(self.progress.eta_seconds())}")
 
+    def _on_EvalProgress(self, e: EvalProgress) -> None:
+        """The run's first eval says what it does at once (it can take tens of seconds); a later one once it has
+        taken EVAL_QUIET seconds; then every EVAL_EVERY seconds."""
+        last = self._eval_printed if self._eval_printed is not None and self._eval_printed[0] == e.iter else None
+        if last is None and e.seconds < EVAL_QUIET and self._evals_seen:
+            return
+        if last is not None and e.seconds - last[1] < EVAL_EVERY:
+            return
+        self._eval_printed = (e.iter, e.seconds)
+        what = " (the untrained model)" if not self._evals_seen and e.iter == 0 else ""
+        self._print(f"eval iter {e.iter}{what} | evaluating {e.done}/{e.total} batches | {fmt.duration(e.seconds)}")
+
     def _on_EvalResult(self, e: EvalResult) -> None:
+        self._evals_seen += 1
+        self._eval_printed = None
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
         target = f" | {describe(self.tracker, self.progress, self._target, e.time)}" if self._target else ""
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "

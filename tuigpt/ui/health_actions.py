@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
+from textual.content import Content
+
+from tuigpt.ui import braille
 from tuigpt.ui.health_history import HealthView
 from tuigpt.ui.history import HistoryView
-from tuigpt.ui.widgets.projection import draw_on
+from tuigpt.ui.widgets.projection import projection_layers
 from tuigpt.ui.widgets.target_input import CLEAR, TargetDialog
 
 if TYPE_CHECKING:
@@ -25,6 +29,8 @@ class MonitorHealth(_Base):
     _show_health = False
     _timeline_shown = False
     _health_drawn = -1
+    _projection_legend: Text | None = None
+    _projection_title = ""
 
     def action_toggle_health(self) -> None:
         self._show_health = not self._show_health
@@ -62,14 +68,28 @@ class MonitorHealth(_Base):
         if shown and self.compact:
             self._select_pane("samples")
 
-    def _draw_health(self, view: HistoryView | None) -> HealthView:
-        """Called on every redraw: the Health pane when shown and changed, the timeline, the chart's projection."""
+    def _projection_layers(self, view: HistoryView) -> list[braille.Layer]:
+        """The target projection's layers for the loss chart about to be drawn (none without a target)."""
+        health = self.health.snapshot(self.clock())
+        layers, self._projection_legend = projection_layers(
+            health.projection, view, self._x_axis, self.health.tokens_per_iter(), self.health.ms_per_iter(),
+            self._recent)
+        self._projection_title = health.target_text
+        return layers
+
+    def _label_projection(self) -> None:
+        """After the chart is drawn: the projection's words in its title, its swatch in the legend."""
+        if self._projection_legend is None or self._loss.data is None:
+            return
+        self._loss.border_title = f"{self._loss.border_title} · {self._projection_title}"
+        legend = str(self._loss.border_subtitle or "")  # Textual keeps it as its own markup
+        self._loss.border_subtitle = f"{legend} {Content.from_rich_text(self._projection_legend).markup}"
+
+    def _draw_health(self) -> HealthView:
+        """On every redraw: the Health pane when shown and changed, and the timeline's samples."""
         health = self.health.snapshot(self.clock())
         if self._show_health and health.version != self._health_drawn:
             self._health_drawn = health.version
             self._health_pane.show(health)
         self._timeline.update_samples(health.timeline)
-        if view is not None:
-            draw_on(self._loss, health.projection, view, self._x_axis, self.health.tokens_per_iter(),
-                    self.health.ms_per_iter(), self._recent, health.target_text)
         return health

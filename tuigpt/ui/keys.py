@@ -7,7 +7,7 @@ from textual.binding import Binding
 RECENT_WINDOW = 500  # iterations shown when zoomed in
 
 _EVAL = Binding.Group("Eval")  # footer text kept short: 80 columns must show every key
-_VIEW = Binding.Group("Log/zoom")
+_VIEW = Binding.Group("View")
 BINDINGS = [
     Binding("p", "toggle_pause", "Pause"),
     Binding("c", "checkpoint", "Ckpt", tooltip="write a checkpoint now"),
@@ -17,12 +17,12 @@ BINDINGS = [
     Binding("i", "set_eval_interval", "Eval every…", group=_EVAL),
     Binding("l", "toggle_log", "Log y", group=_VIEW),
     Binding("z", "toggle_zoom", "Zoom", group=_VIEW),
-    Binding("x", "cycle_x", "X axis", show=False),  # in the help: the footer has no room at 80 columns
+    Binding("x", "cycle_x", "X", tooltip="loss chart x axis: iterations, tokens, time", group=_VIEW),
     Binding("h", "toggle_health", "Health", show=False),
     Binding("T", "set_target", "Target", key_display="T", show=False),
     Binding("left_square_bracket", "older_sample", "Older sample", key_display="[", show=False),
     Binding("right_square_bracket", "newer_sample", "Newer sample", key_display="]", show=False),
-    Binding("n", "next_pane", "Pane"),
+    Binding("n", "next_pane", "Pane", tooltip="next pane (small terminals) or focus the next scrollable pane"),
     Binding("question_mark", "help", "Help", key_display="?"),
     Binding("q", "quit_request", "Quit"),
     # ctrl+c works everywhere, dialogs included (a terminal habit); q only on the main screen
@@ -40,10 +40,12 @@ HELP = [
     ("h", "Health pane (gradient norm, clip rate, learning rate, per-group norms) in the loss chart's place"),
     ("T", "type a target loss: its projected iteration and time in the status line, dashed on the chart"),
     ("[ / ]", "sample timeline (sample_every_eval): older / newer eval sample"),
-    ("n", "next pane (small terminals show one pane at a time)"),
+    ("n", "next pane (small terminals show one at a time); on a big one, focus events / samples"),
+    ("↑↓ PgUp PgDn", "scroll the focused pane (events, samples: the last 10 samples, newest first)"),
     ("?", "this help"),
     ("q, ctrl+c", "stop the run (save or not) and quit; quits at once when the run is over"),
 ]
+# once the run is over (or when watching an ended run) p c s e E i are gone from the footer: nothing to steer
 # actions that steer the run: off while a dialog is open, disabled once the run is over
 RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
 VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "cycle_x", "next_pane", "help", "quit_request", "interrupt",

@@ -68,3 +68,15 @@ def test_lines_that_are_not_objects_or_absurdly_nested_are_not_records() -> None
     assert loads(b"[1, 2]") is None and loads(b"\x00\xff") is None and loads(b"") is None
     assert loads(b"[" * 60_000 + b"]" * 60_000) is None
     assert loads(b'{"type": "iter"}') == {"type": "iter"}
+
+
+def test_eval_progress_streams_on_the_socket_but_is_not_kept_in_metrics(tmp_path) -> None:  # noqa: ANN001
+    from tuigpt.run.events import EvalProgress
+    from tuigpt.run.metrics_log import MetricsWriter
+
+    event = EvalProgress(iter=0, done=3, total=40, seconds=1.5, time=2.0)
+    assert event_from_record(json.loads(json.dumps(event_record(event)))) == event
+    writer = MetricsWriter(tmp_path / "metrics.jsonl", log_interval=1)
+    writer(event)
+    writer.close()
+    assert (tmp_path / "metrics.jsonl").read_text() == ""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from tuigpt.run.events import (CheckpointWritten, EvalResult, IterationStats, NanDetected, Notice, Rewound, RunFailed,
-                               RunFinished, RunStarted, RunState, Stalled, StateChanged)
+from tuigpt.run.events import (CheckpointWritten, EvalProgress, EvalResult, IterationStats, NanDetected, Notice, Rewound,
+                               RunFailed, RunFinished, RunStarted, RunState, Stalled, StateChanged)
 from tuigpt.ui.headless import HeadlessPrinter
 
 
@@ -132,3 +132,20 @@ def test_alerts_false_prints_no_alert_lines() -> None:
     printer(started(config={"log_interval": 10, "alerts": False}))
     printer(Stalled(iter=44, seconds=42.0, median_ms=120.0, threshold_s=30.0))
     assert "ALERT" not in out.getvalue() and "\x07" not in out.getvalue() and "stalled" in out.getvalue()
+
+
+def test_eval_progress_lines_for_the_first_eval_and_long_ones_only() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(EvalProgress(iter=0, done=1, total=40, seconds=0.6))  # the untrained eval: said at once
+    printer(EvalProgress(iter=0, done=9, total=40, seconds=5.0))  # then every 10 s only
+    printer(EvalProgress(iter=0, done=30, total=40, seconds=11.0))
+    printer(EvalResult(iter=0, train_loss=4.2, val_loss=4.2, best_val_loss=4.2, is_best=True, seconds=14.0))
+    printer(EvalProgress(iter=50, done=1, total=40, seconds=0.1))  # a quick later eval: only its result
+    printer(EvalProgress(iter=50, done=20, total=40, seconds=2.5))  # a slow one: once it took 2 s
+    lines = out.getvalue().strip().splitlines()[1:]
+    assert lines == ["eval iter 0 (the untrained model) | evaluating 1/40 batches | 1s",
+                     "eval iter 0 (the untrained model) | evaluating 30/40 batches | 11s",
+                     "eval iter 0 | train loss 4.2000 | val loss 4.2000 (best) | 14.0s",
+                     "eval iter 50 | evaluating 20/40 batches | 2s"]

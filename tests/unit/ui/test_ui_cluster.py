@@ -43,6 +43,9 @@ def test_cluster_pane_shows_ranks_ratios_and_straggler() -> None:
         highlighted = [described.plain[s.start:s.end] for s in described.spans if "on yellow" in str(s.style)]
         assert len(highlighted) == 1 and highlighted[0].startswith(" 1 laptop-b"), highlighted
         assert cluster.border_title == "cluster · 3 ranks · gloo"
+        # why its ms/it differ from the Speed pane's, on screen (the demo run logs every 10 iterations)
+        assert "ms/it: each rank's mean over the last 10 steps, all-reduce waits included" in shown
+        assert "median of the last 50, rank 0" in text_of(app.query_one("#speed"))
         # the GPU pane stays on screen below it
         assert app.query_one("#gpu").region.height > 0
 

@@ -1,7 +1,8 @@
 """Datasets, tokenizers, token caches and batches.
 
 A dataset is text (tiny Shakespeare, downloaded once, or the user's own files) encoded once into
-``cache_dir()/tokens/<dataset>-<tokenizer>-<sha256[:16]>/`` and memory-mapped from there.
+``cache_dir()/tokens/<dataset>-<tokenizer>-<sha256[:16]>/`` and memory-mapped from there, or a folder of
+token ids nanoGPT's prepare.py wrote (dataset ``nanogpt``, memory-mapped where it is).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from tuigpt.engine.data.cache import TRAIN_FRACTION, build_cache, open_cache
 from tuigpt.engine.data.download import DownloadError, download_file
+from tuigpt.engine.data.nanogpt import open_bins
 from tuigpt.engine.data.sampler import BatchSampler
 from tuigpt.engine.data.text import read_text, resolve_paths
 from tuigpt.engine.data.tokenizer import (
@@ -49,8 +51,9 @@ SHAKESPEARE_URL_ENV = "TUIGPT_SHAKESPEARE_URL"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 SHAKESPEARE_BYTES = 1_115_394
 
-# dataset name -> its default tokenizer; "text" is the user's own data_path
-DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": "char"}
+# dataset name -> its default tokenizer; "text" is the user's own data_path; "nanogpt" a folder of nanoGPT's
+# train.bin/val.bin (its tokenizer: the folder's meta.pkl, else gpt2)
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": "char", "nanogpt": "auto"}
 
 
 @dataclass
@@ -109,6 +112,13 @@ def load_dataset(dataset: str, data_path: str | None = None, tokenizer: str = "a
     if dataset not in DATASETS:
         valid = list(DATASETS)
         raise UserError(f"unknown dataset {dataset!r}{did_you_mean(dataset, valid)}; valid: {', '.join(valid)}")
+    if dataset == "nanogpt":
+        if not data_path:
+            raise UserError("dataset=nanogpt needs data_path=DIR, the folder holding nanoGPT's train.bin and val.bin")
+        if tokenizer != "auto":
+            check_tokenizer_name(tokenizer)
+        train, val, tok, fingerprint = open_bins(Path(data_path).expanduser(), tokenizer)
+        return TokenData(train, val, tok, dataset, f"nanoGPT data {data_path}", fingerprint)
     tok_name = DATASETS[dataset] if tokenizer == "auto" else tokenizer
     check_tokenizer_name(tok_name)  # before any download
     if data_path:

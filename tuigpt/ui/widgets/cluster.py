@@ -12,6 +12,8 @@ from textual.widgets import Static
 
 from tuigpt.run.events import ClusterStats
 from tuigpt.run.fmt import NA
+from tuigpt.run.numbers import SPEED_WINDOW
+from tuigpt.ui.guard import ShowsFailure
 
 SLOW_RATIO = 1.15  # the same 15% the trainer's straggler detector uses
 MAX_RANK_ROWS = 16  # a big cluster: the slowest ranks first beyond this many
@@ -33,8 +35,11 @@ def _busy(rank: dict[str, Any]) -> float | None:
         return None
 
 
-class ClusterPane(Static):
+class ClusterPane(ShowsFailure, Static):
     """Redrawn from each ClusterStats; never raises into the app."""
+
+    steps = 0
+    """Steps between two gathers (the run's log_interval; 0: unknown): what each rank's means are over."""
 
     def on_mount(self) -> None:
         self.border_title = "cluster"
@@ -42,13 +47,13 @@ class ClusterPane(Static):
 
     def show(self, stats: ClusterStats) -> None:
         try:
-            self.update(self.describe(stats))
+            self.update(self.describe(stats, self.steps))
         except Exception as exc:  # a malformed record from an old metrics file must not take the UI down
             self.update(Text(f"cluster timings unreadable: {exc!r}", style="yellow"))
         self.border_title = f"cluster · {len(stats.ranks)} ranks" + (f" · {stats.backend}" if stats.backend else "")
 
     @staticmethod
-    def describe(stats: ClusterStats) -> Text:
+    def describe(stats: ClusterStats, steps: int = 0) -> Text:
         text = Text()
         text.append(f"{'rk':>2} {'host':<{HOST_WIDTH}} {'ms/it':>6} {'data':>5} {'comp':>6} {'comm':>5}", style="bold")
         ranks = list(stats.ranks)
@@ -75,6 +80,9 @@ class ClusterPane(Static):
         text.append(NA if coc is None else f"{coc:.2f}", style="bold yellow" if coc is not None and coc >= 1.0 else "")
         if stats.straggler is not None:
             text.append(f"\nstraggler: rank {stats.straggler}", style="bold yellow")
+        over = f"the last {steps} steps" if steps else "the steps since the last gather"
+        text.append(f"\nms/it: each rank's mean over {over}, all-reduce waits included; Speed shows rank 0's "
+                    f"median of {SPEED_WINDOW}, which slow steps do not move", style="dim")
         return text
 
 

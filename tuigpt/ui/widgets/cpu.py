@@ -1,7 +1,7 @@
 """CPU telemetry: per-core load, frequency, temperatures, throttling, power, load, memory.
 
-The sampler's snapshot is read with getattr(..., None): any field may be missing
-or None on a given machine, and is then shown as "n/a".
+One field a line, so nothing runs together at any width; a field the machine does not expose says n/a and
+why (the reading's ``unavailable``), cut to the pane; the full reasons are in ``?`` and the pane's tooltip.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from typing import Any
 
 from rich.text import Text
 
-from tuigpt.ui.widgets.reading_pane import ReadingPane
-from tuigpt.run.fmt import NA, na, size
+from tuigpt.run.fmt import NA, na, na_why, size, size_pair
+from tuigpt.ui.widgets.reading_pane import ReadingPane, get
 
 BLOCKS = "▁▂▃▄▅▆▇█"
-
-
-def _get(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None)
+LABEL = 9  # "throttle " is the longest label
+WIDTH = 38  # the pane's text width in the wide layout (42 columns less border and padding)
 
 
 def core_blocks(per_core: Any) -> str:
@@ -40,48 +38,55 @@ class CpuPane(ReadingPane):
 
     @staticmethod
     def describe(data: Any) -> Text:
+        why: dict[str, str] = get(data, "unavailable") or {}
+        room = WIDTH - LABEL
         text = Text()
-        per_core = _get(data, "per_core_percent")
-        text.append("load  ", style="bold")
+
+        def row(label: str, value: str, field: str, style: str = "") -> None:
+            if text.plain:
+                text.append("\n")
+            text.append(f"{label:<{LABEL}}", style="bold")
+            text.append(na_why(value, why.get(field), room), style="dim" if value == NA else style)
+
+        per_core = get(data, "per_core_percent")
         if per_core:
             cores = list(per_core)
             avg = sum(float(p) for p in cores) / len(cores)
-            text.append(f"{avg:3.0f}% avg of {len(cores)} ")
-            text.append(core_blocks(cores), style="green")
+            text.append(f"{'load':<{LABEL}}", style="bold")
+            text.append(f"{avg:3.0f}% of {len(cores)} ")
+            text.append(core_blocks(cores)[: max(1, room - 10)], style="green")
         else:
-            text.append(NA)
-        load = _get(data, "load_avg")
-        text.append("\nloadavg ", style="bold")
-        text.append(" ".join(f"{x:.2f}" for x in load) if load else NA)
-        text.append("\nfreq  ", style="bold")
-        text.append(f"{_ghz(_get(data, 'freq_mhz'))} GHz")
-        lo, hi = _get(data, "freq_min_mhz"), _get(data, "freq_max_mhz")
-        if lo is not None or hi is not None:
-            text.append(f" ({_ghz(lo)}–{_ghz(hi)})", style="dim")
-        text.append("\ntemp  ", style="bold")
-        tmax = _get(data, "temp_max_c")
-        temps = _get(data, "temperatures")
+            row("load", NA, "per_core_percent")
+        load = get(data, "load_avg")
+        row("loadavg", " ".join(f"{x:.2f}" for x in load) if load else NA, "load_avg")
+        freq = _ghz(get(data, "freq_mhz"))
+        lo, hi = get(data, "freq_min_mhz"), get(data, "freq_max_mhz")
+        span = f" ({_ghz(lo)}–{_ghz(hi)})" if lo is not None and hi is not None else ""
+        row("freq", freq if freq == NA else f"{freq} GHz{span}", "freq_mhz")
+        tmax = get(data, "temp_max_c")
+        temps = get(data, "temperatures")
         if tmax is None and temps:
             try:
                 tmax = max(temps.values())
             except (TypeError, ValueError):
                 tmax = None
-        text.append(na(tmax, "{:.0f}", "°C"), style="bold red" if tmax is not None and tmax >= 90 else "")
-        text.append("  power ", style="bold")
-        text.append(na(_get(data, "package_power_w"), "{:.1f}", " W"))
-        text.append("\nthrottle ", style="bold")
-        throttling = _get(data, "throttling")
-        if throttling is None:
-            text.append(NA)
-        elif throttling:
-            text.append("YES", style="bold black on yellow")
+        row("temp", na(tmax, "{:.0f}", "°C"), "temp_max_c", "bold red" if tmax is not None and tmax >= 90 else "")
+        row("power", na(get(data, "package_power_w"), "{:.1f}", " W"), "package_power_w")
+        throttling, n = get(data, "throttling"), get(data, "throttle_count")
+        shown = NA if throttling is None else "YES" if throttling else "no"
+        if shown != NA and n is not None:
+            shown += f" ({n} events)"
+        row("throttle", shown, "throttling", "bold black on yellow" if throttling else "")
+        used, total, rss = get(data, "mem_used_bytes"), get(data, "mem_total_bytes"), get(data, "process_rss_bytes")
+        mem = NA if used is None else size_pair(used, total)
+        both = f"{mem} · RSS {size(rss)}"
+        if mem != NA and rss is not None and len(both) <= room:
+            row("mem", both, "mem_used_bytes")
         else:
-            text.append("no")
-        n = _get(data, "throttle_count")
-        if n is not None:
-            text.append(f" ({n} events)", style="bold yellow" if n else "dim")
-        text.append("\nmem   ", style="bold")
-        text.append(f"{size(_get(data, 'mem_used_bytes'))} / {size(_get(data, 'mem_total_bytes'))}")
-        text.append("  RSS ", style="bold")
-        text.append(size(_get(data, "process_rss_bytes")))
+            row("mem", mem, "mem_used_bytes")
+            row("RSS", size(rss), "process_rss_bytes")
         return text
+
+    @staticmethod
+    def reasons(data: Any) -> dict[str, str]:
+        return dict(get(data, "unavailable") or {})

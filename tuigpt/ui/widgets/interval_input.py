@@ -38,6 +38,8 @@ class InputDialog(ModalScreen[Any]):
     PROMPT = ""
     PLACEHOLDER = ""
     HINT = "Enter sets it · Esc cancels"
+    AUTO_FOCUS = "#interval-input"  # the app focuses nothing by itself; this dialog's field must have the keys
+    # (a subclass with another PREFIX sets its own)
 
     def __init__(self, current: str) -> None:
         super().__init__()

@@ -1,17 +1,18 @@
-"""The target-loss projection on the loss chart: the fitted curve from now to where it reaches the target,
-dashed, and the target as a dotted line. Computed in data space (iterations, tokens or seconds on x), so any
-chart can draw it."""
+"""The target-loss projection on the loss chart: the fitted curve from now to where it reaches the target, dashed,
+and the target as a line across the chart. Computed in data space (iterations, tokens or seconds on x) as extra
+layers of the braille chart, which fits its ranges to them like to any other series."""
 
 from __future__ import annotations
 
-from typing import Any
+from rich.text import Text
 
 from tuigpt.run.projection import TargetProjection
+from tuigpt.ui import braille
 from tuigpt.ui.history import HistoryView, x_values
-from tuigpt.ui.widgets.loss import int_ticks
 
-PROJECTION_COLOR = "green+"
-POINTS = 24  # points along the projected curve (every other segment drawn: dashed)
+PROJECTION_STYLE = "bold bright_green"
+TARGET_STYLE = "green"
+POINTS = 48  # points along the projected curve
 MAX_STRETCH = 1.0  # the projection may add at most this much of the drawn x range to the chart
 
 
@@ -51,27 +52,23 @@ def projection_curve(projection: TargetProjection | None, view: HistoryView, x_a
     return [x for x in xs if x is not None], [e + a * t ** -alpha for t in tokens], cut
 
 
-def draw_on(chart: Any, projection: TargetProjection | None, view: HistoryView | None, x_axis: str,
-            tokens_per_iter: int | None, ms_per_iter: float | None, recent: bool = False, title: str = "") -> bool:
-    """Add the projection to a drawn LossChart (plotext): the projected curve dashed, the target as a line, the
-    projection's words (``title``) in the chart's title and a legend entry; True if drawn."""
-    if projection is None or view is None or chart.drawn_range is None:
-        return False
-    plt = chart.plt
-    legend = " [bold green]┄ target[/]"
-    shown = [x for x in x_values(view.recent if recent else view.whole, x_axis, view.whole[0][4]) if x is not None]
+def projection_layers(projection: TargetProjection | None, view: HistoryView | None, x_axis: str,
+                      tokens_per_iter: int | None, ms_per_iter: float | None,
+                      recent: bool = False) -> tuple[list[braille.Layer], Text | None]:
+    """The chart's extra layers for a projection (the dashed curve, the target line) and its legend entry."""
+    if projection is None or view is None or not view.whole:
+        return [], None
+    points = view.recent if recent else view.whole
+    shown = [x for x in x_values(points, x_axis, view.whole[0][4]) if x is not None]
     if not shown:
-        return False
+        return [], None
     lo, hi = shown[0], shown[-1]
     xs, ys, cut = projection_curve(projection, view, x_axis, tokens_per_iter, ms_per_iter, lo, hi)
+    layers = []
+    legend = Text.assemble(("┄", TARGET_STYLE), f" target {projection.target:g}")
     if len(xs) >= 2:
-        for k in range(0, len(xs) - 1, 2):  # every other segment: a dashed line
-            plt.plot(xs[k:k + 2], ys[k:k + 2], color=PROJECTION_COLOR, marker="braille")
-        if x_axis == "iter":
-            plt.xticks(int_ticks(int(lo), int(max(xs))))
-        legend = f" [bold green]┄ projection{' (cut)' if cut else ''}[/]"
-    plt.hline(projection.target, color=PROJECTION_COLOR)
-    chart.border_title = f"{chart.border_title} · {title}"
-    chart.border_subtitle = (chart.border_subtitle or "") + legend
-    chart.refresh()
-    return True
+        layers.append(braille.Layer("line", xs, ys, PROJECTION_STYLE, dashed=True))
+        hi = max(hi, xs[-1])
+        legend = Text.assemble(("┄", PROJECTION_STYLE), f" projection{' (cut)' if cut else ''} → {projection.target:g}")
+    layers.insert(0, braille.Layer("line", [lo, hi], [projection.target] * 2, TARGET_STYLE, dashed=True, carve=False))
+    return layers, legend

@@ -1,4 +1,7 @@
-"""Base of the telemetry panes: shows a sampler reading, or why it cannot, and never raises into the app."""
+"""Base of the telemetry panes: shows a sampler reading, or why it cannot, and never raises into the app.
+
+The full reasons of the reading's n/a fields become the pane's tooltip (and the ``?`` help lists them).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,20 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from tuigpt.ui.guard import ShowsFailure
 
-class ReadingPane(Static):
-    """Subclasses set TITLE and implement ``describe(data) -> Text``; the pane has a fixed size."""
+
+def get(obj: Any, name: str) -> Any:
+    """A reading's field, None when it is missing (a reading from another tuigpt version)."""
+    return getattr(obj, name, None)
+
+
+class ReadingPane(ShowsFailure, Static):
+    """Subclasses set TITLE and implement ``describe(data) -> Text`` (and ``reasons(data)``)."""
 
     TITLE = ""
+    reasons_shown: dict[str, str] = {}
+    """The full reasons of the n/a fields of the reading shown (for the help screen)."""
 
     def on_mount(self) -> None:
         self.border_title = self.TITLE
@@ -19,10 +31,17 @@ class ReadingPane(Static):
 
     def show(self, data: Any) -> None:
         try:
-            self.update(self.describe(data), layout=False)  # fixed-size pane: no relayout
+            self.show_text(self.describe(data))
+            self.reasons_shown = self.reasons(data)
         except Exception as exc:  # a half-written or foreign reading must never take the UI down
-            self.update(Text(f"{self.TITLE} reading unreadable: {exc!r}", style="yellow"))
+            self.show_text(Text(f"{self.TITLE} reading unreadable: {exc!r}", style="yellow"))
+            self.reasons_shown = {}
+        self.tooltip = "\n".join(f"{k}: {v}" for k, v in self.reasons_shown.items()) or None
 
     @staticmethod
     def describe(data: Any) -> Text:
         raise NotImplementedError
+
+    @staticmethod
+    def reasons(data: Any) -> dict[str, str]:
+        return {}

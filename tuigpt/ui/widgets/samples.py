@@ -1,6 +1,12 @@
-"""The latest generated sample and the iteration it came from."""
+"""Generated samples: the newest first, with a short history to scroll back through (iteration, prompt, text).
+
+Focus it (``n`` or Tab) and ↑/↓, PgUp/PgDn, Home/End scroll; a new sample scrolls back to the top only when the
+reader was already there.
+"""
 
 from __future__ import annotations
+
+from collections import deque
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -8,26 +14,53 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuigpt.run.events import SampleGenerated
+from tuigpt.ui.guard import guarded
+
+KEPT = 10  # samples kept for scrolling back
+
+
+def prompt_label(prompt: str) -> str:
+    """A prompt as one short line: newlines shown as ⏎, long ones cut."""
+    shown = prompt.replace("\n", "⏎")
+    return shown if len(shown) <= 24 else shown[:23] + "…"
 
 
 class SamplesPane(VerticalScroll):
-    def compose(self) -> ComposeResult:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.samples: deque[SampleGenerated] = deque(maxlen=KEPT)
         self._text = Static(Text("no sample yet (press s)", style="dim"), id="sample-text")
-        yield self._text
 
-    _sample: SampleGenerated | None = None
-    _ready = False
+    def compose(self) -> ComposeResult:
+        yield self._text
 
     def on_mount(self) -> None:
         self.border_title = "sample"
-        self._ready = True
-        if self._sample is not None:
-            self.show(self._sample)
+        if self.samples:
+            self._render_samples()
 
+    @guarded()
     def show(self, sample: SampleGenerated) -> None:
-        self._sample = sample
-        if not self._ready:
-            return  # drawn on mount
-        self.border_title = f"sample @ iter {sample.iter:,} ({sample.seconds:.1f} s)"
-        self._text.update(Text(sample.text.strip("\n") or "(empty)"))
-        self.scroll_home(animate=False)
+        if self.samples and (self.samples[-1].iter, self.samples[-1].time) == (sample.iter, sample.time):
+            return  # the same sample twice (history replay, then live)
+        self.samples.append(sample)
+        if self.is_mounted:
+            self._render_samples()
+
+    def _render_samples(self) -> None:
+        newest = self.samples[-1]
+        older = f" · {len(self.samples) - 1} older below" if len(self.samples) > 1 else ""
+        self.border_title = f"sample @ iter {newest.iter:,} ({newest.seconds:.1f} s){older}"
+        text = Text()
+        for k, sample in enumerate(reversed(self.samples)):
+            if k:
+                text.append("\n\n")
+                text.append(f"── @ iter {sample.iter:,} · prompt {prompt_label(sample.prompt)} ──\n", style="bold dim")
+            text.append(sample.text.strip("\n") or "(empty)")
+        at_top = self.scroll_y <= 0
+        self._text.update(text)
+        if at_top:
+            self.scroll_home(animate=False)
+
+    def show_failure(self, text: Text) -> None:
+        self._text.update(text)

@@ -1,4 +1,9 @@
-"""Speed: ms/iter sparkline, tokens/s now and average, time spent in evals and checkpoints."""
+"""Speed: ms/iter sparkline, ms/iter now and its median, tokens/s now and average, time in evals and checkpoints.
+
+ms/iter is one optimizer step's wall time on this process (rank 0 of several), the device synchronised; the
+median is of the last SPEED_WINDOW steps without the warm-up ones (run/numbers.py), so one slow step moves
+nothing. The Cluster pane's ms/it are means per rank, which a slow step does move: its footnote says so.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
-from tuigpt.run.numbers import WARMUP_ITERS
-from tuigpt.ui.history import HistoryView
 from tuigpt.run.fmt import NA, count, duration
+from tuigpt.run.numbers import SPEED_WINDOW, WARMUP_ITERS
+from tuigpt.ui.guard import guarded
+from tuigpt.ui.history import HistoryView
+
+LABEL = 9
 
 
 class SpeedPane(Vertical):
@@ -17,6 +25,9 @@ class SpeedPane(Vertical):
     SpeedPane Sparkline { height: 2; margin: 0 0 0 0; }
     SpeedPane Static { height: auto; }
     """
+
+    ranks = 1
+    """Processes of the run (the app sets it from the cluster timings): with several, this pane is rank 0's."""
 
     def compose(self) -> ComposeResult:
         self._spark = Sparkline([], summary_function=max, id="ms-spark")
@@ -33,25 +44,29 @@ class SpeedPane(Vertical):
         if self._view is not None:
             self.show(self._view)
 
+    @guarded()
     def show(self, view: HistoryView) -> None:
         self._view = view
         if not self._ready:
             return  # drawn on mount
         self._spark.data = view.ms_recent
-        last = view.last
+        last, ms = view.last, view.ms_per_iter
         text = Text()
-        ms = view.ms_per_iter
-        text.append("ms/iter ", style="bold")
-        text.append(NA if last is None else f"{last.ms_per_iter:,.1f}")
-        text.append(f"  (median {ms:,.1f})\n" if ms is not None else "\n", style="dim")
-        text.append("tok/s   ", style="bold")
-        text.append(NA if last is None else count(last.tokens_per_sec))
-        text.append(" now · ")
-        text.append(count(view.tokens_per_sec_avg) if view.tokens_per_sec_avg is not None else NA)
-        text.append(" avg\n")
-        text.append(f"        (avg skips {WARMUP_ITERS} warm-up iters)\n", style="dim")
-        text.append("evals   ", style="bold")
+        text.append(f"{'ms/iter':<{LABEL}}", style="bold")
+        text.append(NA if last is None else f"{last.ms_per_iter:,.1f} now")
+        if ms is not None:
+            text.append(f" · median {ms:,.1f}")
+        who = ", rank 0" if self.ranks > 1 else ""
+        text.append(f"\n{'':<{LABEL}}median of the last {SPEED_WINDOW}{who}\n", style="dim")
+        text.append(f"{'tok/s':<{LABEL}}", style="bold")
+        text.append(NA if last is None else f"{count(last.tokens_per_sec)} now")
+        text.append(f" · {count(view.tokens_per_sec_avg)} avg" if view.tokens_per_sec_avg is not None else "")
+        text.append(f"\n{'':<{LABEL}}avg skips {WARMUP_ITERS} warm-up iters\n", style="dim")
+        text.append(f"{'evals':<{LABEL}}", style="bold")
         text.append(f"{duration(view.eval_seconds)} ({view.n_evals})")
         text.append(" · ckpt ", style="bold")
         text.append(duration(view.checkpoint_seconds))
+        self._text.update(text)
+
+    def show_failure(self, text: Text) -> None:
         self._text.update(text)

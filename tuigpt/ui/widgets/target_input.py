@@ -27,6 +27,7 @@ class TargetDialog(InputDialog):
     """Dismisses with the target, CLEAR, or None when cancelled."""
 
     PREFIX = "target"
+    AUTO_FOCUS = "#target-input"
     PROMPT = "Project when the loss reaches …"
     PLACEHOLDER = "e.g. 1.5"
     HINT = "Enter sets it · empty: no target · Esc cancels"

@@ -1,0 +1,188 @@
+"""Hugging Face GPT-2 folders (``model.safetensors`` + ``config.json``, as in a downloaded ``gpt2`` snapshot),
+read into tuigpt's model and written from it. Nothing is downloaded and no pickle is read.
+
+GPT-2's attention and MLP layers are ``Conv1D`` modules whose weights are stored (in, out), the transpose of
+a Linear's (out, in): the four ``c_attn``/``c_proj``/``c_fc`` weights are transposed both ways, as nanoGPT's
+``from_pretrained`` does. OpenAI's weights were trained with the tanh GELU (``gelu_new``): a model read from
+them keeps it (ModelArgs.gelu), so its losses here are the source's. A folder written here also holds
+``tuigpt.json``: the tokenizer (a character vocabulary has no transformers tokenizer) and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuigpt.engine.model import ModelArgs
+from tuigpt.run.errors import UserError
+from tuigpt.run.files import atomic_write
+
+WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigpt.json", "model.safetensors.index.json"
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "exact"}
+GELU_NAME = {"tanh": "gelu_new", "exact": "gelu"}
+GPT2_EOS = 50256
+MAX_JSON_BYTES = 1 << 20
+
+
+def is_hf_folder(path: Path) -> bool:
+    return path.is_dir() and (path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / INDEX).is_file())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path} is over 1 MiB: not a model config")
+        data = json.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_args(folder: Path) -> ModelArgs:
+    """The model a GPT-2 config.json describes; UserError for anything tuigpt's GPT cannot compute exactly."""
+    path = folder / CONFIG
+    cfg = _read_json(path)
+    if cfg.get("model_type", "gpt2") != "gpt2":
+        raise UserError(f"{path}: model_type {cfg.get('model_type')!r} is not gpt2; tuigpt reads GPT-2-shaped models")
+    try:
+        n_embd, n_layer, n_head = int(cfg["n_embd"]), int(cfg["n_layer"]), int(cfg["n_head"])
+        vocab, positions = int(cfg["vocab_size"]), int(cfg.get("n_positions", cfg.get("n_ctx")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: needs n_embd, n_layer, n_head, vocab_size and n_positions ({exc})") from None
+    activation = cfg.get("activation_function", "gelu_new")
+    differences = []
+    if activation not in GELU:
+        differences.append(f"activation_function {activation!r} (tuigpt computes gelu or gelu_new)")
+    if cfg.get("n_inner") not in (None, 4 * n_embd):
+        differences.append(f"n_inner {cfg['n_inner']} (tuigpt's MLP is 4 * n_embd = {4 * n_embd} wide)")
+    if not math.isclose(float(cfg.get("layer_norm_epsilon", 1e-5)), 1e-5):
+        differences.append(f"layer_norm_epsilon {cfg['layer_norm_epsilon']} (tuigpt's is 1e-5)")
+    for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
+        if cfg.get(flag):
+            differences.append(f"{flag} true")
+    if cfg.get("scale_attn_weights") is False:
+        differences.append("scale_attn_weights false")
+    if n_head < 1 or n_embd % n_head:
+        differences.append(f"n_embd {n_embd} not divisible by n_head {n_head}")
+    if differences:
+        raise UserError(f"{path}: this GPT-2 variant cannot be computed by tuigpt's model: {'; '.join(differences)}")
+    return ModelArgs(vocab_size=vocab, block_size=positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                     dropout=0.0, bias=True, gelu=GELU[activation])
+
+
+def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if (folder / WEIGHTS).is_file():
+        files = [folder / WEIGHTS]
+    else:  # sharded: the index names the file of every tensor
+        weight_map = _read_json(folder / INDEX).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError(f"{folder / INDEX} has no weight_map")
+        files = [folder / name for name in sorted(set(map(str, weight_map.values()))) if "/" not in name]
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            tensors.update(load_file(file, device="cpu"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"{file} is not a readable safetensors file ({str(exc)[:120]})") from None
+    return tensors
+
+
+def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
+    """tuigpt's state dict from a GPT-2 folder: ``transformer.`` prefix optional (GPT2Model or GPT2LMHeadModel),
+    mask buffers dropped, Conv1D weights transposed, lm_head tied to wte, float32."""
+    raw = _load_tensors(folder)
+    state: dict[str, torch.Tensor] = {}
+    lm_head = raw.pop("lm_head.weight", None)
+    for key, value in raw.items():
+        key = key.removeprefix("transformer.")
+        if key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # the causal mask, a buffer in older transformers
+        value = value.to(torch.float32)
+        if key.endswith(CONV1D):
+            value = value.t().contiguous()
+        state[f"transformer.{key}"] = value
+    wte = state.get("transformer.wte.weight")
+    if wte is None:
+        raise UserError(f"{folder / WEIGHTS} has no wte.weight: not GPT-2 weights")
+    if lm_head is not None and not torch.equal(lm_head.to(torch.float32), wte):
+        raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings); tuigpt's GPT ties them")
+    state["lm_head.weight"] = wte
+    return state
+
+
+def read_tokenizer(folder: Path, args: ModelArgs) -> tuple[dict[str, Any] | None, str]:
+    """The tokenizer metadata tuigpt wrote beside the weights, else GPT-2's BPE for a GPT-2-sized vocabulary
+    (what a GPT-2 snapshot uses), else None: (metadata, where it came from)."""
+    if (folder / TUIGPT_META).is_file():
+        tok = _read_json(folder / TUIGPT_META).get("tokenizer")
+        if isinstance(tok, dict):
+            return tok, f"{folder / TUIGPT_META}"
+    if args.vocab_size >= 50257:
+        return {"kind": "tiktoken", "name": "gpt2", "vocab_size": 50257}, "GPT-2's BPE (a GPT-2-sized vocabulary)"
+    return None, f"none recorded ({args.vocab_size} tokens and no {TUIGPT_META})"
+
+
+# ---------------------------------------------------------------- tuigpt -> Hugging Face
+
+
+def hf_config(args: ModelArgs, tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """config.json for transformers' GPT2LMHeadModel computing the same function as tuigpt's GPT."""
+    cfg: dict[str, Any] = {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": args.vocab_size,
+        "n_positions": args.block_size, "n_ctx": args.block_size, "n_embd": args.n_embd, "n_layer": args.n_layer,
+        "n_head": args.n_head, "n_inner": None, "activation_function": GELU_NAME[args.gelu],
+        "resid_pdrop": args.dropout, "embd_pdrop": args.dropout, "attn_pdrop": args.dropout,
+        "layer_norm_epsilon": 1e-5, "initializer_range": 0.02, "scale_attn_weights": True,
+        "tie_word_embeddings": True, "torch_dtype": "float32",
+    }
+    if tokenizer.get("kind") == "tiktoken" and tokenizer.get("name") == "gpt2":
+        cfg.update(bos_token_id=GPT2_EOS, eos_token_id=GPT2_EOS)
+    return cfg
+
+
+def hf_tensors(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
+    """GPT2LMHeadModel's tensors (``transformer.`` names, Conv1D layout; lm_head left out as transformers does
+    for tied weights). A model without biases gets zero biases: the same function."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key == "lm_head.weight":
+            continue
+        value = value.detach().to("cpu", torch.float32)
+        out[key] = value.t().contiguous() if key.endswith(CONV1D) else value.contiguous()
+    if not args.bias:
+        c = args.n_embd
+        zeros = {"ln_1.bias": c, "attn.c_attn.bias": 3 * c, "attn.c_proj.bias": c, "ln_2.bias": c,
+                 "mlp.c_fc.bias": 4 * c, "mlp.c_proj.bias": c}
+        for layer in range(args.n_layer):
+            for name, size in zeros.items():
+                out[f"transformer.h.{layer}.{name}"] = torch.zeros(size)
+        out["transformer.ln_f.bias"] = torch.zeros(c)
+    return out
+
+
+def write_hf(folder: Path, state: dict[str, torch.Tensor], args: ModelArgs, tokenizer: dict[str, Any],
+             provenance: dict[str, Any]) -> list[Path]:
+    """Write model.safetensors, config.json and tuigpt.json into ``folder`` (each atomically)."""
+    from safetensors.torch import save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = {WEIGHTS: save(hf_tensors(state, args), metadata={"format": "pt"}),
+             CONFIG: json.dumps(hf_config(args, tokenizer), indent=2).encode("utf-8"),
+             TUIGPT_META: json.dumps({"tokenizer": tokenizer, **provenance}, indent=2).encode("utf-8")}
+    for name, data in files.items():
+        atomic_write(folder / name, data)
+        written.append(folder / name)
+    return written

@@ -1,0 +1,277 @@
+"""nanoGPT-style python configs (``config/train_shakespeare_char.py``), read without executing them.
+
+A nanoGPT config is a python file of plain assignments that nanoGPT's ``configurator.py`` ``exec``\\ s on top
+of train.py's defaults. Here the file is parsed with :mod:`ast` and only literal values are evaluated: numbers,
+strings, True/False/None, arithmetic on them (``5 * 8``, ``learning_rate / 10``), names assigned earlier
+(or nanoGPT's defaults) and f-strings of those. Anything else (a call, an attribute, a loop) is exit 2 naming the
+line. ``import`` lines are skipped, not run: nanoGPT's own ``finetune_shakespeare.py`` imports ``time`` only to
+name its wandb run, a key tuigpt ignores.
+
+The same key mapping turns a nanoGPT checkpoint's ``config`` dict into tuigpt keys (:func:`translate`).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import operator
+from pathlib import Path
+from typing import Any, Callable
+
+from tuigpt.run.errors import UserError
+from tuigpt.run.files import read_user_text
+
+MAX_CONFIG_BYTES = 1 << 20
+
+# nanoGPT's train.py defaults: what a key the file does not set means there. The system keys (device 'cuda',
+# dtype, compile=True, backend 'nccl') are left out on purpose: tuigpt's 'auto' picks what this machine has.
+NANOGPT_DEFAULTS: dict[str, Any] = {
+    "out_dir": "out", "eval_interval": 2000, "log_interval": 1, "eval_iters": 200, "eval_only": False,
+    "always_save_checkpoint": True, "init_from": "scratch", "dataset": "openwebtext",
+    "gradient_accumulation_steps": 5 * 8, "batch_size": 12, "block_size": 1024,
+    "n_layer": 12, "n_head": 12, "n_embd": 768, "dropout": 0.0, "bias": False,
+    "learning_rate": 6e-4, "max_iters": 600000, "weight_decay": 1e-1, "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0,
+    "decay_lr": True, "warmup_iters": 2000, "lr_decay_iters": 600000, "min_lr": 6e-5,
+}
+# nanoGPT keys tuigpt reads under another name, or not at all
+RENAMED = {"backend": "ddp_backend"}
+IGNORED = ("wandb_log", "wandb_project", "wandb_run_name")
+SYSTEM_KEYS = ("device", "dtype", "compile", "backend")
+NANOGPT_KEYS = (*NANOGPT_DEFAULTS, *IGNORED, *SYSTEM_KEYS)
+# datasets tuigpt has itself (the same text, tokenizer and 90/10 split as nanoGPT's prepare.py); any other
+# nanoGPT dataset name is a folder data/<name>/ of train.bin + val.bin written by its prepare.py
+OWN_DATASETS = ("shakespeare_char", "shakespeare", "text", "nanogpt")
+NANOGPT_DATA_ROOT = "data"
+
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+MAX_POWER = 64  # 10 ** 10 ** 10 would hang the parser; no config value needs a bigger exponent
+MAX_TEXT = 4096  # nor a longer string
+
+
+class _Unusable:
+    """An ignored key whose value could not be worked out: fine unless another line uses it."""
+
+    def __init__(self, line: int, why: str) -> None:
+        self.line, self.why = line, why
+
+
+def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The file's assignments, on top of nanoGPT's defaults, in nanoGPT's key names: (values, notices)."""
+    text = read_user_text(path, "config file", "give a nanoGPT-style .py config or a YAML file",
+                          max_bytes=MAX_CONFIG_BYTES)
+    try:
+        tree = ast.parse(text, str(path))
+    except SyntaxError as exc:
+        raise UserError(f"config file {path} line {exc.lineno}: not valid python ({exc.msg})") from None
+    values: dict[str, Any] = dict(NANOGPT_DEFAULTS)
+    assigned: dict[str, Any] = {}
+    for node in tree.body:
+        where = f"config file {path} line {node.lineno}"
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue  # not run: a name it would bring in makes the line that uses it fail instead
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring or a bare string used as a comment
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            raise UserError(f"{where}: only plain assignments like `batch_size = 12` are read (this is "
+                            f"{_describe(node)}); tuigpt never runs a config file")
+        names = []
+        for target in targets:
+            if not isinstance(target, ast.Name):
+                raise UserError(f"{where}: assign to a plain key name (`{ast.unparse(target)} = ...` is not one)")
+            names.append(target.id)
+        scope = {**values, **assigned}
+        if all(name in IGNORED for name in names):
+            try:
+                result: Any = _evaluate(value, scope, where)
+            except UserError as exc:  # never used by tuigpt, so only an error if another line refers to it
+                result = _Unusable(node.lineno, str(exc))
+        else:
+            result = _evaluate(value, scope, where)
+        for name in names:
+            assigned[name] = result
+    return _merge(values, assigned, path)
+
+
+def _merge(values: dict[str, Any], assigned: dict[str, Any], path: Path) -> tuple[dict[str, Any], list[str]]:
+    values.update(assigned)
+    unset = [k for k in ("n_layer", "n_embd", "block_size", "batch_size", "max_iters") if k not in assigned]
+    notices = []
+    if unset:
+        shown = ", ".join(f"{k}={NANOGPT_DEFAULTS[k]}" for k in unset)
+        notices.append(f"{path} is a nanoGPT-style config: keys it does not set take nanoGPT's train.py defaults "
+                       f"({shown}, ...); device, dtype and compile stay auto")
+    return values, notices
+
+
+def _describe(node: ast.AST) -> str:
+    kind = type(node).__name__
+    return {"If": "an if statement", "For": "a for loop", "While": "a while loop", "FunctionDef": "a function",
+            "Expr": "an expression", "AugAssign": "an in-place update like `x += 1`", "With": "a with block",
+            "ClassDef": "a class", "Try": "a try block", "Delete": "a del statement"}.get(kind, f"a {kind} statement")
+
+
+def _evaluate(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
+    """The value of a literal expression; UserError naming ``where`` for anything that would need running code."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, (int, float, str, bool)) or node.value is None:
+            return node.value
+        raise UserError(f"{where}: {node.value!r} is not a number, text, True, False or None")
+    if isinstance(node, ast.Name):
+        if node.id not in scope:
+            raise UserError(f"{where}: {node.id!r} is not a key assigned above (tuigpt evaluates plain values only, "
+                            f"it runs no imports or code)")
+        value = scope[node.id]
+        if isinstance(value, _Unusable):
+            raise UserError(f"{where}: uses {node.id}, whose line {value.line} could not be read ({value.why})")
+        return value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        operand = _evaluate(node.operand, scope, where)
+        _require_number(operand, node, where)
+        return _UNARY[type(node.op)](operand)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left, scope, where), _evaluate(node.right, scope, where)
+        return _binary(node, left, right, where)
+    if isinstance(node, ast.JoinedStr):
+        return _fstring(node, scope, where)
+    raise UserError(f"{where}: `{ast.unparse(node)}` is not a literal value (tuigpt reads numbers, text, "
+                    f"True/False/None and arithmetic on them, without running code)")
+
+
+def _require_number(value: Any, node: ast.expr, where: str) -> None:
+    if not isinstance(value, (int, float)):
+        raise UserError(f"{where}: `{ast.unparse(node)}` does arithmetic on {value!r}, which is not a number")
+
+
+def _binary(node: ast.BinOp, left: Any, right: Any, where: str) -> Any:
+    if isinstance(node.op, ast.Add) and isinstance(left, str) and isinstance(right, str):
+        result = left + right
+        if len(result) > MAX_TEXT:
+            raise UserError(f"{where}: text longer than {MAX_TEXT} characters")
+        return result
+    _require_number(left, node, where)
+    _require_number(right, node, where)
+    if isinstance(node.op, ast.Pow) and abs(right) > MAX_POWER:
+        raise UserError(f"{where}: exponent {right} is too large for a config value")
+    try:
+        result = _BINARY[type(node.op)](left, right)
+    except (ZeroDivisionError, OverflowError) as exc:
+        raise UserError(f"{where}: `{ast.unparse(node)}` cannot be computed ({exc})") from None
+    if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
+        raise UserError(f"{where}: `{ast.unparse(node)}` is not a finite real number")
+    return result
+
+
+def _fstring(node: ast.JoinedStr, scope: dict[str, Any], where: str) -> str:
+    parts = []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            parts.append(str(part.value))
+            continue
+        assert isinstance(part, ast.FormattedValue)
+        value = _evaluate(part.value, scope, where)
+        spec = _fstring(part.format_spec, scope, where) if part.format_spec is not None else ""
+        if part.conversion == ord("r"):
+            value = repr(value)
+        try:
+            parts.append(format(value, spec))
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"{where}: f-string format {spec!r} does not apply to {value!r} ({exc})") from None
+    text = "".join(parts)
+    if len(text) > MAX_TEXT:
+        raise UserError(f"{where}: text longer than {MAX_TEXT} characters")
+    return text
+
+
+# ---------------------------------------------------------------- nanoGPT keys -> tuigpt keys
+
+
+def translate(values: dict[str, Any], where: str, known: list[str], *,
+              saved: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """nanoGPT keys and values as tuigpt keys: (values, notices). ``known`` are tuigpt's keys (also accepted
+    as they are); an unknown key is a UserError with the closest name. ``saved``: the config stored in a nanoGPT
+    checkpoint, where unknown keys (a fork's) are skipped and named in a notice, and the machine it ran on
+    (device, dtype, compile, backend) and wandb settings are left out: this machine's are chosen here."""
+    out: dict[str, Any] = {}
+    notices: list[str] = []
+    ignored = [k for k in IGNORED if k in values]  # the defaults hold none: these the file or command line set
+    if ignored and not saved:
+        state = "on" if values.get("wandb_log") is True else "off"
+        notices.append(f"{', '.join(ignored)} ignored (wandb logging {state} in nanoGPT): tuigpt does not log to "
+                       f"Weights & Biases; every number is in the run's metrics.jsonl and on the screen")
+    skipped = []
+    for key, value in values.items():
+        if key in IGNORED or (saved and key in SYSTEM_KEYS):
+            continue
+        if key == "out_dir":
+            out.update(run_folder(value, where))
+        elif key == "dataset":
+            out.update(dataset_keys(value, values.get("data_path"), where))
+        elif key == "data_path" and "dataset" in values:
+            continue  # set together with dataset above
+        elif key in RENAMED:
+            out[RENAMED[key]] = value
+        elif key in known:
+            out[key] = value
+        elif not saved:
+            raise unknown_key(key, where, known)
+        else:
+            skipped.append(key)
+    if skipped:
+        notices.append(f"{where}: nanoGPT keys tuigpt has no use for were left out: {', '.join(skipped)}")
+    return out, notices
+
+
+def translate_override(key: str, known: list[str]) -> str:
+    """The tuigpt key a ``--key=value`` on a nanoGPT-style config's command line sets."""
+    if key in RENAMED:
+        return RENAMED[key]
+    if key in known or key in IGNORED or key in ("out_dir", "dataset"):
+        return key
+    raise unknown_key(key, "the command line", known)
+
+
+def ignored_value(text: str) -> Any:
+    """An ignored key's ``--key=value`` as nanoGPT's configurator reads it: a python literal, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def unknown_key(key: str, where: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(key, sorted(set(known) | set(NANOGPT_KEYS)), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see the README's key table and 'Coming from nanoGPT'"
+    return UserError(f"unknown config key {key!r} in {where}: {hint}")
+
+
+def run_folder(out_dir: Any, where: str) -> dict[str, str]:
+    """nanoGPT's out_dir is the run's own folder: tuigpt's out_dir (its parent) and run_name (its name)."""
+    if not isinstance(out_dir, str) or not out_dir.strip():
+        raise UserError(f"out_dir={out_dir!r} in {where} must name a folder, like 'out-shakespeare-char'")
+    path = Path(out_dir.strip()).expanduser()
+    if path.name in ("", ".", ".."):
+        raise UserError(f"out_dir={out_dir!r} in {where} must name the run's own folder, like "
+                        f"'out-shakespeare-char' (nanoGPT writes ckpt.pt into it)")
+    return {"out_dir": str(path.parent), "run_name": path.name}
+
+
+def dataset_keys(dataset: Any, data_path: Any, where: str) -> dict[str, Any]:
+    """A nanoGPT dataset name as tuigpt's dataset (and data_path, for a prepared data/<name>/ folder)."""
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise UserError(f"dataset={dataset!r} in {where} must be a dataset name like 'shakespeare_char'")
+    if dataset in OWN_DATASETS:
+        return {"dataset": dataset, **({"data_path": data_path} if data_path is not None else {})}
+    if any(c in dataset for c in "/\\") or dataset.startswith("."):
+        raise UserError(f"dataset={dataset!r} in {where} must be a folder name under data/ (nanoGPT reads "
+                        f"data/<dataset>/train.bin); for another folder set data_path")
+    return {"dataset": "nanogpt", "data_path": data_path if data_path is not None else
+            str(Path(NANOGPT_DATA_ROOT) / dataset)}
