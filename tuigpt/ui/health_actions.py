@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.content import Content
 
 from tuigpt.ui import braille
+from tuigpt.ui.guard import guarded
 from tuigpt.ui.health_history import HealthView
 from tuigpt.ui.history import HistoryView
 from tuigpt.ui.widgets.projection import projection_layers
@@ -32,12 +33,14 @@ class MonitorHealth(_Base):
     _projection_legend: Text | None = None
     _projection_title = ""
 
+    @guarded("health")
     def action_toggle_health(self) -> None:
         self._show_health = not self._show_health
         self._body.set_class(self._show_health, "-health")
         self._health_drawn = -1
         self.redraw()
 
+    @guarded("target")
     def action_set_target(self) -> None:
         def chosen(target: float | None) -> None:
             if target is None:
@@ -50,9 +53,11 @@ class MonitorHealth(_Base):
 
         self.push_screen(TargetDialog(self.health.target), chosen)
 
+    @guarded("timeline")
     def action_older_sample(self) -> None:
         self._step_timeline(-1)
 
+    @guarded("timeline")
     def action_newer_sample(self) -> None:
         self._step_timeline(+1)
 
@@ -68,6 +73,7 @@ class MonitorHealth(_Base):
         if shown and self.compact:
             self._select_pane("samples")
 
+    @guarded("projection")
     def _projection_layers(self, view: HistoryView) -> list[braille.Layer]:
         """The target projection's layers for the loss chart about to be drawn (none without a target)."""
         health = self.health.snapshot(self.clock())
@@ -77,6 +83,7 @@ class MonitorHealth(_Base):
         self._projection_title = health.target_text
         return layers
 
+    @guarded("projection")
     def _label_projection(self) -> None:
         """After the chart is drawn: the projection's words in its title, its swatch in the legend."""
         if self._projection_legend is None or self._loss.data is None:
@@ -85,6 +92,7 @@ class MonitorHealth(_Base):
         legend = str(self._loss.border_subtitle or "")  # Textual keeps it as its own markup
         self._loss.border_subtitle = f"{legend} {Content.from_rich_text(self._projection_legend).markup}"
 
+    @guarded("health")
     def _draw_health(self) -> HealthView:
         """On every redraw: the Health pane when shown and changed, and the timeline's samples."""
         health = self.health.snapshot(self.clock())

@@ -42,6 +42,7 @@ class HealthView:
     projection: TargetProjection | None
     target_text: str  # the chart title's words about the target: iteration, range, time ("" without a target)
     timeline: list[SampleGenerated] = field(default_factory=list)
+    error: str | None = None  # recording an event failed: what is shown may be incomplete
 
 
 class HealthHistory:
@@ -58,10 +59,16 @@ class HealthHistory:
         self._config_target: float | None = None
         self._target: float | None = None  # typed with T: overrides the config's
         self.version = 0
+        self.error: str | None = None
 
     def record(self, event: Event) -> None:
+        """Called on the publishing thread, before the app posts the event: it must not raise (a failure is
+        kept in ``error`` and the Health pane says so)."""
         with self._lock:
-            self._take(event)
+            try:
+                self._take(event)
+            except Exception as exc:  # the rest of the monitor must still get the event
+                self.error = f"{type(exc).__name__}: {exc}"
 
     def _take(self, event: Event) -> None:
         self._tracker.observe(event)
@@ -105,7 +112,7 @@ class HealthHistory:
             text = describe(self._tracker, self._progress, target, now, short=True) if target is not None else ""
             layers_iter, layers = self._layers if self._layers is not None else (None, None)
             return HealthView(self.version, list(self._points), layers, layers_iter, self._grad_clip, target,
-                              projection, text, list(self._timeline))
+                              projection, text, list(self._timeline), self.error)
 
     def target_text(self, now: float | None = None) -> str:
         """The status line's words about the target ("" without one): short, the clock time only while live."""

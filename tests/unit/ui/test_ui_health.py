@@ -161,3 +161,16 @@ def test_alerts_toast_and_ring_and_can_be_off() -> None:
     script = health_script(60)
     script[0] = replace(script[0], config=dict(script[0].config, alerts=False))  # type: ignore[attr-defined]
     drive(off, script)
+
+
+def test_a_bad_event_never_escapes_the_health_history_and_the_pane_says_so() -> None:
+    from tuigpt.ui.health_history import HealthHistory
+
+    history = HealthHistory()
+    start = health_script(1)[0]
+    history.record(replace(start, config=dict(start.config, grad_clip="not a number")))  # type: ignore[arg-type]
+    for event in health_script(20)[1:]:
+        history.record(event)
+    view = history.snapshot()
+    assert "ValueError" in (view.error or "") and len(view.points) == 20
+    assert str(render_health(view, 100, 12)).startswith("health numbers incomplete: ValueError")

@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tuigpt.run import fmt
+from tuigpt.ui.guard import failure_text, guarded
 from tuigpt.ui.health_history import HealthPoint, HealthView
 
 TICKS = "▁▂▃▄▅▆▇█"
@@ -59,6 +60,9 @@ def _bar(fraction: float, width: int) -> str:
 def render_health(view: HealthView | None, width: int, height: int) -> Text:
     """The pane's content for a ``width`` × ``height`` region."""
     text = Text(no_wrap=True, overflow="crop")
+    if view is not None and view.error:
+        text.append(f"health numbers incomplete: {view.error}"[:width] + "\n", style="bold yellow")
+        height -= 1
     points = view.points if view is not None else []
     if not points:
         text.append("waiting for the first iteration with a gradient norm…", style="dim")
@@ -133,12 +137,19 @@ class HealthPane(Widget):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._view: HealthView | None = None
+        self._failure: Text | None = None
 
     def on_mount(self) -> None:
         self.border_title = "health · h: back to the loss chart"
 
+    @guarded()
     def show(self, view: HealthView) -> None:
         self._view = view
+        self._failure = None
+        self.refresh()
+
+    def show_failure(self, text: Text) -> None:
+        self._failure = text
         self.refresh()
 
     @property
@@ -146,8 +157,13 @@ class HealthPane(Widget):
         return self._view
 
     def render(self) -> Text:
+        if self._failure is not None:
+            return self._failure
         size = self.content_size
-        return render_health(self._view, size.width, size.height)
+        try:
+            return render_health(self._view, size.width, size.height)
+        except Exception as exc:  # a pane that cannot draw says so in place; the monitor goes on
+            return failure_text("health", exc)
 
 
 __all__ = ["HealthPane", "HealthPoint", "render_health", "spark"]

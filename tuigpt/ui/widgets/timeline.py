@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuigpt.run.events import SampleGenerated
+from tuigpt.ui.guard import guarded
 
 
 class SampleTimeline(VerticalScroll):
@@ -28,6 +29,7 @@ class SampleTimeline(VerticalScroll):
         self.border_title = "sample timeline"
         self._draw()
 
+    @guarded()
     def update_samples(self, samples: list[SampleGenerated]) -> None:
         if [s.time for s in samples] != [s.time for s in self.samples]:
             self.samples = samples
@@ -46,6 +48,9 @@ class SampleTimeline(VerticalScroll):
         self.index = max(0, target)
         self._draw()
         return True
+
+    def show_failure(self, text: Text) -> None:
+        self._text.update(text)
 
     @property
     def shown(self) -> SampleGenerated | None:
