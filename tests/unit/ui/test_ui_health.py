@@ -7,6 +7,7 @@ import asyncio
 import math
 from dataclasses import replace
 
+import pytest
 from support.fake_run import T0, FakeController, iteration, run_started
 from textual.pilot import Pilot
 
@@ -174,3 +175,25 @@ def test_a_bad_event_never_escapes_the_health_history_and_the_pane_says_so() -> 
     view = history.snapshot()
     assert "ValueError" in (view.error or "") and len(view.points) == 20
     assert str(render_health(view, 100, 12)).startswith("health numbers incomplete: ValueError")
+
+
+def test_the_chart_gets_the_dashed_projection_and_the_target_only_when_it_is_in_reach() -> None:
+    from tuigpt.ui.health_history import HealthHistory
+    from tuigpt.ui.history import RunHistory
+    from tuigpt.ui.widgets.projection import projection_layers
+
+    health, history = HealthHistory(), RunHistory()
+    for event in health_script(600, target=1.6):
+        health.record(event)
+        history.record(event)
+    view = history.snapshot()
+    hv = health.snapshot()
+    layers, legend = projection_layers(hv.projection, view, "iter", health.tokens_per_iter(), health.ms_per_iter())
+    target_line, curve = layers
+    assert curve.dashed and curve.xs[0] == pytest.approx(600, abs=1) and curve.ys[-1] == pytest.approx(1.6, abs=0.01)
+    assert target_line.ys == [1.6, 1.6] and "projection" in legend.plain
+    assert curve.xs[-1] == pytest.approx(hv.projection.iter, rel=0.02) or "(cut)" in legend.plain
+    health.set_target(0.5)  # far below a curve that flattens out near 1.45: no projection, no line squashing it
+    hv = health.snapshot()
+    layers, legend = projection_layers(hv.projection, view, "iter", health.tokens_per_iter(), health.ms_per_iter())
+    assert hv.projection.iter is None and layers == [] and "target 0.5" in legend.plain

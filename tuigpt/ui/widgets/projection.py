@@ -70,5 +70,9 @@ def projection_layers(projection: TargetProjection | None, view: HistoryView | N
         layers.append(braille.Layer("line", xs, ys, PROJECTION_STYLE, dashed=True))
         hi = max(hi, xs[-1])
         legend = Text.assemble(("┄", PROJECTION_STYLE), f" projection{' (cut)' if cut else ''} → {projection.target:g}")
-    layers.insert(0, braille.Layer("line", [lo, hi], [projection.target] * 2, TARGET_STYLE, dashed=True, carve=False))
+    # the target as a line: where the projection heads, or where the curve already is; a target far below a curve
+    # that is not heading there would only squash the chart (the title says why there is no projection)
+    if layers or projection.target >= min(p[2] for p in points):
+        layers.insert(0, braille.Layer("line", [lo, hi], [projection.target] * 2, TARGET_STYLE, dashed=True,
+                                       carve=False))
     return layers, legend
