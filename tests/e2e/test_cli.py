@@ -35,19 +35,32 @@ def test_help_documents_commands_and_exit_codes(cli_env) -> None:
     assert tuigpt(env=cli_env).returncode == 2
 
 
+def _missing_cuda_device() -> tuple[list[str], list[str]]:
+    """A CUDA device this machine does not have: any on a CPU-only torch, one past the last on a GPU machine."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ["{cfg}", "--device=cuda"], ["device=cuda", "CUDA is not available"]
+    count = torch.cuda.device_count()
+    return ["{cfg}", f"--device=cuda:{count}"], [f"device=cuda:{count}", f"this machine has {count} CUDA device(s)"]
+
+
 @pytest.mark.parametrize("args, needles", [
     (["missing.yaml"], ["missing.yaml", "does not exist"]),
     (["{cfg}", "--n_layers=3"], ["n_layers", "did you mean n_layer"]),
     (["{cfg}", "--batch_size=big"], ["--batch_size", "expected integer"]),
     (["{cfg}", "--n_embd=30", "--n_head=4"], ["n_embd 30 is not divisible by n_head 4"]),
     (["{cfg}", "--min_lr=1", "--learning_rate=0.1"], ["min_lr 1 is above learning_rate"]),
-    (["{cfg}", "--device=cuda"], ["device=cuda", "CUDA is not available"]),
+    _missing_cuda_device(),
     (["{cfg}", "--dtype=float16"], ["dtype=float16", "CPU"]),
     (["{cfg}", "--block_size=2000000"], ["block_size=2000000 is too large"]),
     (["{cfg}", "--data_path=/no/such/file.txt"], ["/no/such/file.txt"]),
     (["{cfg}", "--resume"], ["nothing to resume"]),
     (["{cfg}", "stray"], ["stray"]),
     (["sample", "nothing.pt"], ["nothing.pt", "does not exist"]),
+    (["sample", "README.md"], ["README.md is not a checkpoint"]),
+    (["{cfg}", "--lr=0.1"], ["'lr'", "did you mean learning_rate"]),
+    (["{cfg}", "--nproc", "2", "--batch_size=1"], ["cannot be shared evenly by 2 ranks", "--batch_size=2"]),
     (["sample"], ["checkpoint"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli_env, tiny_yaml: Path, args: list[str], needles: list[str]) -> None:
@@ -77,6 +90,11 @@ def test_train_sample_and_resume(cli_env, tiny_yaml: Path) -> None:
     sample = tuigpt("sample", str(run_dir / "best.pt"), "--prompt", "ROMEO:", "--max_new_tokens=40", env=cli_env)
     assert sample.returncode == 0, sample.stderr
     assert sample.stdout.startswith("ROMEO:") and len(sample.stdout.rstrip("\n")) >= 40
+    greedy = tuigpt("sample", str(run_dir / "best.pt"), "--prompt", "ROMEO:", "--max_new_tokens=30",
+                    "--temperature", "0", "--num_samples", "2", env=cli_env)
+    assert greedy.returncode == 0, greedy.stderr
+    first, second = greedy.stdout.split("---------------\n")
+    assert first == second  # temperature 0 is greedy: no randomness left between the two samples
 
     again = tuigpt(str(tiny_yaml), "--headless", "--max_iters=8", env=cli_env)
     assert_one_line_error(again, "already holds a run", "--resume")

@@ -112,10 +112,12 @@ def test_communication_longer_than_the_backward_is_reported() -> None:
     assert straggler is None and "communication outlasts the backward pass" in warnings[0]
 
 
-def test_accumulation_must_split_evenly_over_ranks(tiny_config) -> None:
+def test_a_batch_the_ranks_cannot_share_evenly_names_the_flags_that_fix_it(tiny_config) -> None:
     from tuigpt.engine.trainer import Trainer
 
-    with pytest.raises(UserError, match="gradient_accumulation_steps=4 is not divisible by the 3 ranks"):
+    with pytest.raises(UserError, match=r"batch_size=4 × gradient_accumulation_steps=4 = 16 sequences per iteration "
+                                        r"cannot be shared evenly by 3 ranks: use --batch_size=3 or --batch_size=6 or "
+                                        r"--gradient_accumulation_steps=6"):
         Trainer(tiny_config(gradient_accumulation_steps=4), cluster=SimpleNamespace(rank=0, world_size=3))
 
 
@@ -129,18 +131,24 @@ def test_torchrun_environment_is_detected() -> None:
 
 
 class FixedBatches:
-    """Replaces a sampler's train batches: global micro-batch k of step s is batches[s * gas + k], wherever it runs."""
+    """Replaces a sampler's train batches with fixed ones, the same global batch wherever it runs: step s's global
+    batch is batches[s * gas .. s * gas + gas - 1] stacked (gas x 4 sequences), and micro-step m of a rank takes
+    its own rows of it (rank * micro + m)-th slice of micro_batch sequences."""
 
-    def __init__(self, original, batches, rank: int, micro: int, gas: int) -> None:
+    def __init__(self, original, batches, rank: int, micro: int, gas: int, micro_batch: int) -> None:
         self.original, self.batches = original, batches
-        self.rank, self.micro, self.gas, self.calls = rank, micro, gas, 0
+        self.rank, self.micro, self.gas, self.micro_batch, self.calls = rank, micro, gas, micro_batch, 0
 
     def __call__(self, split: str, generator=None):
         if split != "train" or generator is not None:
             return self.original(split, generator=generator)
         step, m = divmod(self.calls, self.micro)
         self.calls += 1
-        return self.batches[(step * self.gas + self.rank * self.micro + m) % len(self.batches)]
+        parts = [self.batches[(step * self.gas + k) % len(self.batches)] for k in range(self.gas)]
+        x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        first = (self.rank * self.micro + m) * self.micro_batch
+        rows = slice(first, first + self.micro_batch)
+        return x[rows], y[rows]
 
 
 def _batches(n: int = 24) -> list:
@@ -157,7 +165,8 @@ def _train_with_fixed_batches(config, cluster=None, pause_for: float = 0.0):
 
     trainer = Trainer(config, cluster=cluster)
     trainer.sampler.get_batch = FixedBatches(trainer.sampler.get_batch, _batches(), trainer.rank,
-                                             trainer.micro_steps, config.gradient_accumulation_steps)
+                                             trainer.micro_steps, config.gradient_accumulation_steps,
+                                             trainer.split.micro_batch)
     if pause_for:  # longer than ddp_timeout: rank 0's heartbeats keep the others from timing out
         trainer.send(Pause())
         threading.Timer(pause_for, trainer.send, (Resume(),)).start()
@@ -165,24 +174,30 @@ def _train_with_fixed_batches(config, cluster=None, pause_for: float = 0.0):
     return trainer
 
 
-def _spawned_rank(rank: int, port: int, values: dict, out: str) -> None:
+def _spawned_rank(rank: int, port: int, values: dict, out: str, pause_for: float) -> None:
     from tuigpt.run.config import TrainConfig
     from tuigpt.engine.distributed import start_cluster
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
     cluster = start_cluster(launch_env(), "gloo", torch.device("cpu"), values["ddp_timeout"])
-    trainer = _train_with_fixed_batches(TrainConfig(**values), cluster, pause_for=6.0 if rank == 0 else 0.0)
+    trainer = _train_with_fixed_batches(TrainConfig(**values), cluster, pause_for=pause_for if rank == 0 else 0.0)
     torch.save(trainer.raw_model.state_dict(), Path(out) / f"rank{rank}.pt")
     cluster.close()
 
 
-def test_two_ranks_stay_equal_and_match_one_process_with_the_same_global_batches(tiny_config, tmp_path) -> None:
-    """2 ranks x 2 micro-steps == 1 rank x 4 micro-steps on the same 4 micro-batches per step (float tolerance);
-    a 6 s pause with ddp_timeout=4 s does not time out."""
-    common = dict(gradient_accumulation_steps=4, max_iters=4, eval_interval=100, dropout=0.0)
+@pytest.mark.parametrize("accumulation, pause_for", [(4, 6.0), (1, 0.0)],
+                         ids=["2 ranks x 2 micro-steps vs 1 x 4", "accumulation 1: 2 ranks x 2 sequences vs 1 x 4"])
+def test_two_ranks_stay_equal_and_match_one_process_with_the_same_global_batches(tiny_config, tmp_path,
+                                                                                 accumulation: int,
+                                                                                 pause_for: float) -> None:
+    """The same global batch per step on 2 ranks as on 1 process gives the same weights (float tolerance): with
+    accumulation 4 each rank runs 2 of the 4 micro-steps; with accumulation 1 (every shipped config) each rank runs
+    half of the one micro-batch. A 6 s pause with ddp_timeout=4 s does not time out."""
+    common = dict(gradient_accumulation_steps=accumulation, max_iters=4, eval_interval=100, dropout=0.0)
     values = tiny_config(run_name="two", ddp_timeout=4.0, **common).to_dict()
-    torch.multiprocessing.spawn(_spawned_rank, args=(free_port(), values, str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_spawned_rank, args=(free_port(), values, str(tmp_path), pause_for), nprocs=2,
+                                join=True)
     rank0 = torch.load(tmp_path / "rank0.pt")
     rank1 = torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # bitwise equal replicas
@@ -230,18 +245,24 @@ def test_torchrun_trains_and_checkpoints_move_between_world_sizes(tiny_yaml: Pat
     assert "written by 2 rank(s) with 2 saved batch stream(s), this run has 1" in one.stdout
     assert load_checkpoint(run_dir / "last.pt")["world_size"] == 1
 
-    bad = subprocess.run([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--nproc", "2", "--resume"],
+    bad = subprocess.run([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--nproc", "2", "--resume", "--batch_size=1"],
                          capture_output=True, text=True, env=cli_env, cwd=REPO, timeout=60)
-    assert bad.returncode == 2 and "gradient_accumulation_steps=1 is not divisible by the 2 ranks" in bad.stderr
+    assert bad.returncode == 2 and "cannot be shared evenly by 2 ranks: use --batch_size=2" in bad.stderr
     assert "OMP_NUM_THREADS" not in bad.stderr  # refused before launching anything
 
+    # the README's `--nproc 2` with the config's accumulation of 1: the ranks share the one micro-batch
     proc = subprocess.Popen([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--nproc", "2", "--headless",
                              "--resume", "--max_iters=100000", "--eval_interval=100000", "--log_interval=1",
-                             "--gradient_accumulation_steps=2", f"--ddp_timeout={TIMEOUT}"],
+                             f"--ddp_timeout={TIMEOUT}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env, cwd=REPO,
                             stdin=subprocess.DEVNULL)
     lines = wait_for_line(proc, r"^iter 20/", timeout=90)
     assert any("rank(s) 1 had no saved batch-sampler state" in line for line in lines)
+    first = next(line for line in lines if line.startswith("tuigpt resuming"))
+    assert "| 128 tokens/iter |" in first  # batch_size 4 x block_size 32, as on one process
+    assert any("each rank runs 1 micro-step(s) of 2 x 32 tokens per iteration (batch_size 4 x "
+               "gradient_accumulation_steps 1 shared by 2 ranks as 1 x 2 each: the same 128 tokens per iteration"
+               in line for line in lines), lines[:6]
     children = ranks_of(proc)
     assert sorted(children) == [0, 1]
     proc.send_signal(signal.SIGTERM)  # the launcher (--nproc replaced itself with torchrun)

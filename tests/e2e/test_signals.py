@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> 
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
+            lines.append(f"[exited: {proc.stderr.read()[-2000:]}]")  # show why
             break
         lines.append(line)
         if re.search(pattern, line):
@@ -75,7 +77,38 @@ def test_second_ctrl_c_exits_at_once_without_damage(tiny_yaml: Path, cli_env) ->
     assert not list(run_dir.glob(".*.tmp"))
 
 
+class Drained:
+    """A launched run whose stdout a thread reads as it comes: the run never blocks on a full pipe (so a kill
+    lands at a random moment of its work, not while it waits for the test to read), no line is lost to a reader
+    buffer, and waiting for a line has a real timeout."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(re.search(pattern, line) for line in list(self.lines)):
+            if time.monotonic() > deadline or (self.proc.poll() is not None and not self._reader.is_alive()):
+                raise AssertionError(f"no line matching {pattern!r}; got {self.lines[-5:]}; stderr: "
+                                     f"{self.proc.stderr.read()[-2000:] if self.proc.poll() is not None else ''}")
+            time.sleep(0.01)
+
+    def kill(self) -> str:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=30)
+        self.proc.stderr.close()
+        return "".join(self.lines)
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 21 cold starts of a torch process: over the 300 s default on a loaded 2-core machine
 def test_sigkill_at_20_random_moments_loses_nothing_reported_saved(tiny_yaml: Path, cli_env) -> None:
     rng = random.Random(20261121)
     run_dir = tiny_yaml.parent / "runs" / "tiny"
@@ -84,11 +117,10 @@ def test_sigkill_at_20_random_moments_loses_nothing_reported_saved(tiny_yaml: Pa
     kills = 0
     for attempt in range(20):
         resume = ["--resume"] if (run_dir / "last.pt").exists() else []
-        proc = launch(tiny_yaml, cli_env, *common, *resume)
-        wait_for_line(proc, r"^tuigpt (training|resuming)")
+        run = Drained(launch(tiny_yaml, cli_env, *common, *resume))
+        run.wait_for(r"^tuigpt (training|resuming)")
         time.sleep(rng.uniform(0.05, 1.5))  # inside training, evals and checkpoint writes alike
-        os.kill(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
+        out = run.kill()
         kills += 1
         saves = [int(n) for n in re.findall(r"checkpoint \S+last\.pt \(iter (\d+)", out)]
         if saves:
@@ -106,5 +138,6 @@ def test_sigkill_at_20_random_moments_loses_nothing_reported_saved(tiny_yaml: Pa
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     iters = [r["iter"] for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "iter"]
-    assert iters[-1] == final + 3
-    assert sorted(set(iters)) == list(range(1, final + 4))  # no gaps in the history
+    # no gaps, and no iteration twice: neither the stretch after a checkpoint nor a session killed before its
+    # first checkpoint (whose curve belongs to weights that no longer exist) survives into the history
+    assert iters == list(range(1, final + 4))

@@ -13,7 +13,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
-       tuigpt watch [RUN_DIR] [--out_dir DIR] [--compare RUN_DIR]
+       tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
        tuigpt runs [--out_dir DIR]
        tuigpt info [--no-measure]
        tuigpt calibrate [--threads N]
@@ -27,7 +27,8 @@ A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never
                   typed and validated like the file. `--key value` works too.
   --headless      plain log lines (nohup, CI, pipes)
   --resume        continue checkpoints/<run_name>/last.pt with its history
-  --nproc N       train on N processes of this machine (data parallel): runs
+  --nproc N       train on N processes of this machine (data parallel; they share
+                  each iteration's batch: the same tokens per iteration): runs
                   python -m torch.distributed.run --standalone --nproc_per_node=N
                   -m tuigpt CONFIG.yaml <the other arguments>; several machines:
                   torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
@@ -35,10 +36,11 @@ A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never
   -h, --help      this help
 
 subcommands (each has --help):
-  sample          generate text from a checkpoint (tuigpt's, nanoGPT's ckpt.pt, GPT-2 weights)
+  sample          generate text from a checkpoint (tuigpt's, nanoGPT's ckpt.pt, GPT-2 weights;
+                  --temperature 0: greedy)
   bench           time N training steps, project run times, compare variants
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
-  runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
+  runs            your runs, from any directory: state, iteration, best val loss, tokens/s
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights

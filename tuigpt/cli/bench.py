@@ -24,7 +24,7 @@ from typing import Any, Callable, TextIO
 from tuigpt.cli.args import Parser, split_overrides
 from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
-from tuigpt.run.numbers import eta_seconds, evals_in_run, evals_remaining, mfu, percentile
+from tuigpt.run.numbers import eta_seconds, evals_in_run, evals_remaining, mfu, mfu_plausible, percentile
 
 PROJECTED_STEPS = (100, 500, 1_000, 5_000, 10_000)
 FORWARD_REPEATS = 3  # forward-only batches timed for the eval estimate (after one untimed)
@@ -74,6 +74,7 @@ class BenchResult:
     max_iters: int
     eval_interval: int
     eval_iters: int
+    peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
 
     @property
     def mean_ms(self) -> float:
@@ -175,8 +176,9 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
     try:
         peak = resolve_peak(str(trainer.device), trainer.precision.name, trainer.threads)
         peak_flops, peak_label = (peak.flops, peak.label) if peak is not None else (None, "no peak known")
+        peak_warning = peak.warning if peak is not None else None
     except Exception as exc:  # a failed calibration must not stop the bench; MFU then says n/a
-        peak_flops, peak_label = None, f"no peak ({type(exc).__name__}: {exc})"
+        peak_flops, peak_label, peak_warning = None, f"no peak ({type(exc).__name__}: {exc})", None
     on_cuda = trainer.device.type == "cuda"
     if on_cuda:
         torch.cuda.reset_peak_memory_stats(trainer.device)
@@ -206,7 +208,8 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         tokens_per_iter=trainer.tokens_per_iter, flops_per_token=trainer.flops_per_token,
         device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
         threads=trainer.threads, compile=trainer.compiled, step_ms=times, first_step_ms=first_ms,
-        forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_rss_bytes=peak_rss_bytes(),
+        forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
+        peak_rss_bytes=peak_rss_bytes(),
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
     del trainer
@@ -257,7 +260,7 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
     p("")
     p(f"ms/step    mean {result.mean_ms:.1f} · p50 {result.p50_ms:.1f} · p90 {result.p90_ms:.1f}")
     p(f"tokens/s   {result.tokens_per_sec:,.0f}")
-    p(f"MFU        {fmt.percent(result.mfu)} of {result.peak_label} · {result.flops_per_token / 1e6:.2f} MFLOP/token")
+    p(f"MFU        {fmt.mfu(result.mfu)} of {result.peak_label} · {result.flops_per_token / 1e6:.2f} MFLOP/token")
     p(f"memory     peak RSS {fmt.size(result.peak_rss_bytes)} · GPU max allocated "
       f"{fmt.size(result.gpu_max_bytes)}")
     p("")
@@ -274,30 +277,40 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
 
 
 def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, out: TextIO) -> None:
-    """Variants side by side, speed-ups against the first."""
+    """Variants side by side, speed-ups against the first.
+
+    MFU compares variants only against one peak: when their peaks differ (dtype=float32,bfloat16 divides by the
+    fp32 and the bf16 peak) the common column divides every row by the first variant's peak, so it ranks
+    throughput like tokens/s, and a second column gives each row's MFU against its own peak.
+    """
     p = lambda *a: print(*a, file=out)  # noqa: E731
     base = results[0]
     p(f"{base.device} · {base.threads} threads · {len(base.step_ms)} timed steps each · speed-up from mean ms/step "
       f"against {base.label}")
     for r in results:
         p(f"  {r.label}: {fmt.count(r.n_params)} params ({r.shape}), dtype {r.dtype} ({r.dtype_reason}), "
-          f"compile {'on' if r.compile else 'off'}, first step {fmt.ms(r.first_step_ms)}, MFU vs {r.peak_label}")
-    p("")
-    header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU", "speed-up",
-              f"max_iters {base.max_iters:,}"]
+          f"compile {'on' if r.compile else 'off'}, first step {fmt.ms(r.first_step_ms)}, peak {r.peak_label}")
+    one_peak = all(r.peak_flops == base.peak_flops for r in results)
+    common = [mfu(r.flops_per_token, r.tokens_per_sec, base.peak_flops) for r in results]
+    p("\n" + (f"MFU: every variant against {base.peak_label}" if one_peak else
+                f"MFU common: every variant against {base.label}'s peak, {base.peak_label} (ranks throughput); "
+                f"MFU own: each against its own peak (above)"))
+    header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU" if one_peak else "MFU common",
+              *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters:,}"]
     rows = []
-    for r in results:
+    for r, shared in zip(results, common):
         seconds = r.projected_seconds(r.max_iters)
         rows.append([r.label, f"{r.mean_ms:.1f}", f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.tokens_per_sec:,.0f}",
-                     fmt.percent(r.mfu), f"{r.tokens_per_sec / base.tokens_per_sec:.2f}x",
+                     fmt.mfu(shared, short=True), *([] if one_peak else [fmt.mfu(r.mfu, short=True)]),
+                     f"{r.tokens_per_sec / base.tokens_per_sec:.2f}x",
                      f"{fmt.duration(seconds)} → {finish_clock(seconds, now)}"])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     align = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(row, widths)))
-    p(align(header))
-    p(align(["-" * w for w in widths]))
-    for row in rows:
+    for row in [header, ["-" * w for w in widths], *rows]:
         p(align(row))
+    if any(not mfu_plausible(v) for v in [*common, *(r.mfu for r in results)]):
+        p(f"?! over 100%: {fmt.STALE_PEAK}")
 
 
 # ---------------------------------------------------------------- command line
@@ -372,6 +385,8 @@ def main(args: list[str]) -> int:
                 results.append(bench_config(config, steps=ns.steps, warmup=ns.warmup, label=label))
             except UserError as exc:  # e.g. a dtype this device cannot do: name the variant
                 raise UserError(f"--compare {label}: {exc}" if key else str(exc)) from None
+    for warning in dict.fromkeys(r.peak_warning for r in results if r.peak_warning):
+        print(f"warning: {warning}", file=sys.stderr)
     now = _dt.datetime.now()
     print(f"tuigpt bench {os.path.basename(ns.config)}" + (f" {' '.join(rest)}" if rest else "")
           + f" · {now:%Y-%m-%d %H:%M}")

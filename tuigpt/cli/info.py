@@ -6,14 +6,18 @@ import sys
 from typing import Iterable, TextIO
 
 from tuigpt.cli.args import Parser
+from tuigpt.run import fmt
+from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import flops as format_flops
 from tuigpt.telemetry.cpu import CpuSampler
 from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
 from tuigpt.telemetry.gpu import GpuSampler
-from tuigpt.telemetry.peak import (DTYPES, cached_peak, cpu_flops_per_cycle, cpu_max_mhz, cpu_theoretical_peak,
-                                   gpu_table_peak, normalize_dtype, peaks_cache_path)
+from tuigpt.telemetry.peak import (DTYPES, Calibration, cached_calibration, cpu_flops_per_cycle, cpu_max_mhz,
+                                   cpu_theoretical_peak, gpu_table_peak, normalize_dtype, peaks_cache_path)
+from tuigpt.telemetry.peak_cache import MAX_AGE_DAYS
 
 CPU_DTYPES = ("fp32", "bf16")
+_INDENT = " " * 15  # under "  CPU fp32     "
 
 # (flag, shown as) for the features that decide matmul speed.
 _X86_FEATURES = (
@@ -120,13 +124,17 @@ def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
         from tuigpt.engine.calibration import measured_peak, peak_key
 
         if measure:
-            flops: float | None = measured_peak(info.model_name, d, threads, "cpu")
+            calibration: Calibration | None = measured_peak(info.model_name, d, threads, "cpu")
         else:
-            flops = cached_peak(peak_key(info.model_name, d, threads, "cpu"))
-        suffix = ""
-        if flops and theo:
-            suffix = f" ({flops / theo * 100:.0f}% of theoretical)"
-        w(f"  {'':8}    measured    {format_flops(flops) if flops else 'not measured (run tuigpt calibrate)'}{suffix}")
+            calibration = cached_calibration(peak_key(info.model_name, d, threads, "cpu"))
+        if calibration is None:
+            w(f"{_INDENT}measured    not measured (run tuigpt calibrate)")
+            continue
+        w(f"{_INDENT}measured    {format_flops(calibration.flops)}{of_theoretical(calibration.flops, theo)} · "
+          f"{describe(calibration)}")
+        if calibration.busy:
+            w(f"{_INDENT}            measured while busy, so MFU against it reads high: run `tuigpt calibrate` when "
+              f"the machine is idle")
     for i, name in enumerate(names):
         for d in ("fp32", "tf32", "bf16", "fp16"):
             table = gpu_table_peak(name, d)
@@ -135,37 +143,73 @@ def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
         if all(gpu_table_peak(name, d) is None for d in DTYPES):
             from tuigpt.engine.calibration import peak_key
 
-            cached = cached_peak(peak_key(name, "bf16", threads, "cuda"))
+            cached = cached_calibration(peak_key(name, "bf16", threads, "cuda"))
             w(f"  GPU{i}         unknown GPU {name!r}, using measured peak: bf16 "
-              f"{format_flops(cached) if cached else 'not measured yet'}")
-    w(f"Calibration cache: {peaks_cache_path()}")
+              f"{format_flops(cached.flops) + ' (' + cached.when() + ')' if cached else 'not measured yet'}")
+    w(f"Calibration cache: {peaks_cache_path()} (a peak measured while busy, or over {MAX_AGE_DAYS} days ago, "
+      f"is re-measured when a run starts on a quiet machine)")
     return 0
 
 
-def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, threads: int | None = None) -> int:
-    """Re-measure the peaks (CPU, and each CUDA device) and store them in the cache."""
+def describe(calibration: Calibration) -> str:
+    """When a peak was measured and how busy the machine was: "2026-11-22 10:32, idle: other processes ..."."""
+    when = fmt.stamp(calibration.measured_at)
+    if calibration.load is None:
+        return f"{when}, machine load not recorded"
+    return f"{when}, {calibration.load.describe()}"
+
+
+def of_theoretical(flops: float, theoretical: float | None) -> str:
+    """" (41% of theoretical)"; above 100% it says the theoretical figure is the one that is wrong."""
+    if not theoretical:
+        return ""
+    ratio = flops / theoretical
+    if ratio > 1.0:
+        return (f" ({fmt.percent(ratio, 0)} of theoretical: above the ceiling, so the theoretical figure is too low: "
+                f"its max clock or FMA-unit count is a guess)")
+    return f" ({fmt.percent(ratio, 0)} of theoretical)"
+
+
+def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, threads: int | None = None,
+              err: TextIO | None = None) -> int:
+    """Re-measure the peaks (CPU, and each CUDA device) and store them in the cache; a timing the machine was
+    too busy for is stored marked busy (or an earlier idle one kept) with a warning on ``err``."""
+    err = err or sys.stderr
     info = read_cpu_info()
     threads = threads or _default_threads(info)
     torch = _torch()
     if torch is None:
         print("torch is not importable: nothing to measure", file=out)
         return 1
-    from tuigpt.engine.calibration import measured_peak
+    from tuigpt.engine.calibration import calibrate_peak
 
     wanted = [normalize_dtype(d) for d in (dtypes or CPU_DTYPES)]
-    print(f"Calibrating on {info.model_name}, {threads} threads, torch {torch.__version__}", file=out)  # type: ignore[attr-defined]
+    version = torch.__version__  # type: ignore[attr-defined]
+    print(f"Calibrating on {info.model_name}, {threads} threads, torch {version} (2 s a dtype, watching what other "
+          f"processes do meanwhile)", file=out)
     for d in wanted:
-        flops = measured_peak(info.model_name, d, threads, "cpu", recalibrate=True)
+        fresh, used = calibrate_peak(info.model_name, d, threads, "cpu")
         theo = cpu_theoretical_peak(info, d, threads)
-        ratio = f", {flops / theo * 100:.0f}% of theoretical {format_flops(theo)}" if theo else ", theoretical unknown"
-        print(f"  CPU {d}: {format_flops(flops)}{ratio}", file=out)
+        ratio = of_theoretical(fresh.flops, theo) if theo else ", theoretical unknown"
+        load = f" · {fresh.load.describe()}" if fresh.load is not None else ""
+        print(f"  CPU {d}: {format_flops(fresh.flops)}{ratio}{load}", file=out)
+        if used is not fresh:
+            print(f"warning: CPU {d} was timed while the machine was busy, so {format_flops(fresh.flops)} is too low; "
+                  f"kept the {'busy' if used.busy else 'idle'} measurement {format_flops(used.flops)} from "
+                  f"{fmt.stamp(used.measured_at)}" + (": run `tuigpt calibrate` again when the machine is idle"
+                                                     if used.busy else ""), file=err)
+        elif fresh.busy and fresh.load is not None:
+            print(f"warning: CPU {d} was timed while the machine was busy ({fresh.load.share()}), so "
+                  f"{format_flops(fresh.flops)} is too low and MFU against it reads high; stored marked busy: run "
+                  f"`tuigpt calibrate` again when the machine is idle (a run also re-measures by itself when it "
+                  f"starts on a quiet machine)", file=err)
     for i, name in enumerate(_cuda_names(torch)):
         device = f"cuda:{i}"
         for d in [normalize_dtype(x, device) for x in (dtypes or ("float32", "bfloat16"))]:  # no tf32 here
-            flops = measured_peak(name, d, threads, device, recalibrate=True)
+            fresh, _ = calibrate_peak(name, d, threads, device)
             table = gpu_table_peak(name, d)
-            beside = f", {flops / table * 100:.0f}% of datasheet {format_flops(table)}" if table else ""
-            print(f"  GPU{i} {name} {d}: {format_flops(flops)}{beside}", file=out)
+            beside = f", {fmt.percent(fresh.flops / table, 0)} of datasheet {format_flops(table)}" if table else ""
+            print(f"  GPU{i} {name} {d}: {format_flops(fresh.flops)}{beside}", file=out)
     print(f"Saved to {peaks_cache_path()}", file=out)
     return 0
 
@@ -181,4 +225,6 @@ def calibrate_main(args: list[str]) -> int:
     parser = Parser(prog="tuigpt calibrate", description="Re-measure the matmul peak FLOP/s MFU is reported against.")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     ns = parser.parse_args(args)
+    if ns.threads is not None and ns.threads < 1:
+        raise UserError(f"--threads must be a positive integer, not {ns.threads}")
     return calibrate(threads=ns.threads)

@@ -9,6 +9,7 @@ from tuigpt.cli.args import HELP, split_overrides
 from tuigpt.run.config import RESUME, load_config_with_notices
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
+from tuigpt.run.numbers import split_batch, unsplittable_fix
 
 
 def main(args: list[str]) -> int:
@@ -43,7 +44,7 @@ def main(args: list[str]) -> int:
     if config.init_from == RESUME:  # nanoGPT's way of saying --resume
         flags["--resume"] = True
     if nproc is not None:
-        return launch_local(nproc, config_path, passed_on, config.gradient_accumulation_steps)
+        return launch_local(nproc, config_path, passed_on, config.batch_size, config.gradient_accumulation_steps)
     headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
     from tuigpt.engine.distributed import launch_env
     from tuigpt.host.wiring import train, train_rank
@@ -60,15 +61,17 @@ def main(args: list[str]) -> int:
                  notices=notices)
 
 
-def launch_local(nproc: str, config_path: str, args: list[str], accumulation: int) -> int:
-    """`--nproc N`: replace this process with torchrun on this machine, N ranks (signals then reach torchrun)."""
+def launch_local(nproc: str, config_path: str, args: list[str], batch_size: int, accumulation: int) -> int:
+    """`--nproc N`: replace this process with torchrun on this machine, N ranks (signals then reach torchrun).
+
+    The ranks share each iteration's batch_size × gradient_accumulation_steps sequences (run.numbers.split_batch):
+    the tokens per iteration stay those of one process."""
     from tuigpt.engine.distributed import launch_env
 
     if not nproc.isdigit() or int(nproc) < 1:
         raise UserError(f"--nproc needs a positive number of processes, not {nproc!r} (e.g. --nproc 2)")
-    if accumulation % int(nproc):
-        raise UserError(f"gradient_accumulation_steps={accumulation} is not divisible by the {nproc} ranks: each "
-                        f"rank runs gradient_accumulation_steps / ranks micro-steps; use a multiple of {nproc}")
+    if split_batch(batch_size, accumulation, int(nproc)) is None:  # checked here, before torchrun starts N ranks
+        raise UserError(unsplittable_fix(batch_size, accumulation, int(nproc)))
     if launch_env() is not None:
         raise UserError("--nproc inside torchrun: this process is already one rank; drop --nproc")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

@@ -1,4 +1,5 @@
-"""`tuigpt watch [RUN_DIR] [--out_dir DIR] [--compare RUN_DIR]`: the monitor on a run in another process."""
+"""`tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]`: the monitor on a run in another process,
+found from any directory (the per-user run index)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from tuigpt.run.rundir import resolve_run_dir
 def main(args: list[str]) -> int:
     parser = Parser(prog="tuigpt watch", description="Open the monitor on a run in another process (or ended): "
                     "follow its metrics.jsonl and steer it through its control socket.")
-    parser.add_argument("run_dir", nargs="?", default=None, help="the run's directory (default: the most recently "
-                        "updated run under --out_dir)")
-    parser.add_argument("--out_dir", default="checkpoints", help="where runs live (default: checkpoints)")
+    parser.add_argument("run_dir", nargs="?", default=None, help="the run's directory or name (default: the most "
+                        "recently updated of your runs, see `tuigpt runs`)")
+    parser.add_argument("--out_dir", default=None, help="look only under this directory")
     parser.add_argument("--compare", default=None, metavar="RUN_DIR", help="overlay another run's loss curves")
     ns = parser.parse_args(args)
     path = resolve_run_dir(ns.run_dir, ns.out_dir)

@@ -19,6 +19,7 @@ from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
 from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.numbers import BatchSplit, split_batch, unsplittable_fix
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Built:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     sampler: BatchSampler
+    split: BatchSplit  # how this rank runs its share of an iteration (see run.numbers.split_batch)
     iter_num: int = 0
     best_val_loss: float | None = None
     last_val_loss: float | None = None
@@ -47,10 +49,6 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     """Everything a run needs, checked; on resume, restored from last.pt with the resume policy applied."""
     rank = cluster.rank if cluster is not None else 0
     world_size = cluster.world_size if cluster is not None else 1
-    if config.gradient_accumulation_steps % world_size:
-        raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
-                        f"the {world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
-                        f"micro-steps; use a multiple of {world_size}")
     checkpoints.remove_stale_temp_files()
     if config.init_from == RESUME and not resume:
         raise UserError("init_from=resume continues the run in its folder: start it with --resume")
@@ -63,8 +61,11 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
             config, notices = fit_config(config, source)
     else:
         config = point.config
+    split = split_batch(config.batch_size, config.gradient_accumulation_steps, world_size)
+    if split is None:
+        raise UserError(unsplittable_fix(config.batch_size, config.gradient_accumulation_steps, world_size))
     setup = setup_device(config, cluster.device if cluster is not None else None,
-                         cluster.local_world_size if cluster is not None else 1)
+                         cluster.local_world_size if cluster is not None else 1, split.micro_batch)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_path, config.tokenizer)
     data.check_block_size(config.block_size)
@@ -83,7 +84,7 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
         args = ModelArgs(vocab_size=vocab, block_size=config.block_size, n_layer=config.n_layer,
                          n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
     device = setup.device
-    check_fits(args, config.batch_size, setup.precision.autocast, device)
+    check_fits(args, split.micro_batch, setup.precision.autocast, device)
     model = GPT(args)
     if source is not None:
         load_source(model, source)
@@ -91,10 +92,10 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     optimizer = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.learning_rate,
                                   betas=(config.beta1, config.beta2), fused=True if device.type == "cuda" else None)
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision.name == "float16")
-    sampler = BatchSampler(data, config.block_size, config.batch_size, device, seed=rank_seed(config.seed, rank))
+    sampler = BatchSampler(data, config.block_size, split.micro_batch, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks
         torch.manual_seed(config.seed + 1_000_003 * rank)
-    built = Built(config, setup, data, args, model, optimizer, scaler, sampler, notices=notices)
+    built = Built(config, setup, data, args, model, optimizer, scaler, sampler, split, notices=notices)
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size)

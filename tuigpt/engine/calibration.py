@@ -1,8 +1,12 @@
 """Measuring peak FLOP/s with torch matmuls, and choosing the peak MFU is measured against.
 
-The table, the theoretical CPU peak and the cache live in :mod:`tuigpt.telemetry.peak` (no torch there);
-this module times the matmuls and decides: CPU → measured (cached), with the theoretical peak beside it;
-known GPU → datasheet table; unknown GPU → measured.
+The table and the theoretical CPU peak live in :mod:`tuigpt.telemetry.peak`, the cache in
+:mod:`tuigpt.telemetry.peak_cache` (no torch there); this module times the matmuls and decides: CPU → measured
+(cached), with the theoretical peak beside it; known GPU → datasheet table; unknown GPU → measured.
+
+A CPU timing records how busy the machine was meanwhile (:class:`~tuigpt.telemetry.load.LoadMeter`). One taken
+while other processes shared the CPUs is cached marked busy (its label and a warning say so), never in place of
+an idle one, and is taken again at the first start that finds the machine quiet.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import time
 import torch
 
 from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
-from tuigpt.telemetry.peak import (PeakFlops, cache_key, cached_peak, cpu_theoretical_peak, gpu_table_peak,
-                                   make_label, normalize_dtype, store_peak)
+from tuigpt.telemetry.load import LoadMeter, load_now
+from tuigpt.telemetry.peak import (Calibration, PeakFlops, cache_key, cached_calibration, cpu_theoretical_peak,
+                                   gpu_table_peak, make_label, normalize_dtype, store_entry)
 
 _TORCH_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -86,18 +91,46 @@ def peak_key(machine: str, dtype: str, threads: int, device: str) -> str:
     return cache_key(machine, dtype, threads, device, torch.__version__)
 
 
-def measured_peak(machine: str, dtype: str, threads: int, device: str = "cpu", *, recalibrate: bool = False,
-                  seconds: float = 2.0) -> float:
-    """The cached measurement, or measure now (always when ``recalibrate``) and cache it."""
-    key = peak_key(machine, dtype, threads, device)
-    if not recalibrate:
-        hit = cached_peak(key)
-        if hit is not None:
-            return hit
+def measure(dtype: str, threads: int, device: str = "cpu", seconds: float = 2.0) -> Calibration:
+    """Time the peak now; on a CPU, with what other processes did meanwhile."""
+    meter = None if device.startswith("cuda") else LoadMeter()
     flops = measure_peak(dtype, threads, device=device, seconds=seconds)
-    store_peak(key, {"flops": flops, "measured_at": time.time(), "seconds": seconds, "machine": machine,
-                     "dtype": dtype})
-    return flops
+    return Calibration(flops, time.time(), meter.stop() if meter is not None else None, seconds)
+
+
+def calibrate_peak(machine: str, dtype: str, threads: int, device: str = "cpu",
+                   seconds: float = 2.0) -> tuple[Calibration, Calibration]:
+    """Measure now and cache it: (the new measurement, the one MFU divides by from now on).
+
+    A busy measurement never replaces an idle one, nor a higher busy one (a busy timing only ever reads low): the
+    earlier one is kept (and returned second).
+    """
+    key = peak_key(machine, dtype, threads, device)
+    before = cached_calibration(key)
+    fresh = measure(dtype, threads, device, seconds)
+    if fresh.busy and before is not None and before.load is not None and (not before.busy or
+                                                                          before.flops > fresh.flops):
+        return fresh, before
+    store_entry(key, fresh.to_entry(machine, dtype))
+    return fresh, fresh
+
+
+def measured_peak(machine: str, dtype: str, threads: int, device: str = "cpu", *, recalibrate: bool = False,
+                  seconds: float = 2.0) -> Calibration:
+    """The cached measurement; measured now when there is none, when ``recalibrate``, or when the cached one is
+    worth redoing (busy, load unknown, old) and the machine is quiet right now."""
+    cached = cached_calibration(peak_key(machine, dtype, threads, device))
+    if cached is not None and not recalibrate:
+        on_cpu = not device.startswith("cuda")
+        if not cached.worth_redoing(time.time(), cpu=on_cpu) or (on_cpu and not quiet_now()):
+            return cached
+    return calibrate_peak(machine, dtype, threads, device, seconds)[1]
+
+
+def quiet_now() -> bool:
+    """Whether other processes leave the CPUs alone right now (a quarter-second look)."""
+    load = load_now()
+    return load is not None and not load.busy
 
 
 def device_name(device: str) -> str:
@@ -129,11 +162,13 @@ def resolve_peak(device: str, dtype: str, threads: int, *, measure: bool = True,
         name = info.model_name
         theoretical = cpu_theoretical_peak(info, d, threads)
     if measure or recalibrate:
-        flops: float | None = measured_peak(name, d, threads, device, recalibrate=recalibrate, seconds=seconds)
+        calibration: Calibration | None = measured_peak(name, d, threads, device, recalibrate=recalibrate,
+                                                        seconds=seconds)
     else:
-        flops = cached_peak(peak_key(name, d, threads, device))
-    if flops is not None:
-        return PeakFlops(flops, d, "measured", name, theoretical, make_label(flops, d, "measured"))
+        calibration = cached_calibration(peak_key(name, d, threads, device))
+    if calibration is not None:
+        return PeakFlops(calibration.flops, d, "measured", name, theoretical,
+                         make_label(calibration.flops, d, "measured", calibration), calibration)
     if theoretical is not None:
         return PeakFlops(theoretical, d, "theoretical", name, theoretical, make_label(theoretical, d, "theoretical"))
     return None

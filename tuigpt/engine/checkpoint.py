@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pickle
 import random
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from tuigpt.run.files import atomic_file
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "model_args", "config", "iter_num", "tokenizer")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6
+_LEGACY_MAGIC = b"\x80\x02"  # the older pickle-based torch.save format
+_EXAMPLE = "checkpoints/<run_name>/best.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -47,18 +52,50 @@ def read_torch_file(path: Path) -> Any:
         raise UserError(f"checkpoint {path} does not exist: check the path (runs write checkpoints/<run_name>/last.pt)")
     if path.is_dir():
         raise UserError(f"checkpoint path {path} is a directory: give a .pt file such as {path / 'last.pt'}")
+    _check_torch_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            reason = "it contains objects that could run code when loaded, so it was refused"
-        raise UserError(f"checkpoint {path} is not a safe tuigpt checkpoint: {reason}") from None
+        first = (str(exc).strip().splitlines() or ["unreadable"])[0]
+        if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
+            # a torch.save file holding more than tensors and plain values: pickled objects that run code
+            raise UserError(f"checkpoint {path} is not a safe tuigpt checkpoint: it contains objects that could run "
+                            f"code when loaded, so it was refused") from None
+        raise UserError(f"{path} is not a tuigpt checkpoint ({first[:120]}): give a .pt file a run wrote, e.g. "
+                        f"{_EXAMPLE}") from None
     except Exception as exc:  # torch.load on arbitrary bytes fails in many ways (EOFError, KeyError, ...)
         first = (str(exc).strip().splitlines() or ["unreadable"])[0]
         raise UserError(f"checkpoint {path} is truncated or corrupted ({first[:120]}): "
                         f"use another checkpoint (best.pt or last.pt) or retrain") from None
     return state
+
+
+def _check_torch_file(path: Path) -> None:
+    """A file torch.save did not write (text, an image, an empty file, another zip) is "not a checkpoint", said
+    before torch.load can call it unsafe or corrupted."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise UserError(f"{path} is empty: not a checkpoint (an interrupted copy?); give a .pt file a run wrote, e.g. "
+                        f"{_EXAMPLE}")
+    if head.startswith(_LEGACY_MAGIC):
+        return
+    if head != _ZIP_MAGIC:
+        raise UserError(f"{path} is not a checkpoint (not a file written by torch.save): give a .pt file a run "
+                        f"wrote, e.g. {_EXAMPLE}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return  # a torch archive cut short: torch.load names it truncated
+    if not any(name.endswith("data.pkl") for name in names):
+        raise UserError(f"{path} is not a checkpoint (a zip archive, but not one torch.save wrote): give a .pt file "
+                        f"a run wrote, e.g. {_EXAMPLE}")
 
 
 # ---------------------------------------------------------------- RNG state

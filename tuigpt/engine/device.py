@@ -131,13 +131,15 @@ class DeviceSetup:
 
 
 def setup_device(config: object, cluster_device: torch.device | None = None,
-                 local_world_size: int = 1) -> DeviceSetup:
+                 local_world_size: int = 1, micro_batch: int | None = None) -> DeviceSetup:
     """Resolve device, dtype and compile for a TrainConfig, and set torch's CPU threads (the physical cores,
-    shared among this host's ranks when num_threads is 0)."""
+    shared among this host's ranks when num_threads is 0). ``micro_batch``: the sequences one micro-step of this
+    rank really runs (batch_size unless several ranks share it)."""
     c = config
     device = cluster_device if cluster_device is not None else resolve_device(c.device)  # type: ignore[attr-defined]
+    tokens = (micro_batch or c.batch_size) * c.block_size  # type: ignore[attr-defined]
     precision = resolve_precision(c.dtype, device, n_embd=c.n_embd,  # type: ignore[attr-defined]
-                                  tokens_per_micro_batch=c.batch_size * c.block_size)  # type: ignore[attr-defined]
+                                  tokens_per_micro_batch=tokens)
     compiled, reason = resolve_compile(c.compile, device)  # type: ignore[attr-defined]
     if device.type == "cpu":
         # this host's physical cores, shared among its ranks

@@ -26,8 +26,9 @@ import torch
 import torch.distributed as dist
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.config import TrainConfig
 from tuigpt.run.events import ClusterStats, Event, Notice
-from tuigpt.run.numbers import comm_over_compute, rank_busy_ms, slowest_over_fastest
+from tuigpt.run.numbers import BatchSplit, comm_over_compute, rank_busy_ms, slowest_over_fastest
 
 BACKENDS = ("auto", "gloo", "nccl")
 HEARTBEAT_SECONDS = 1.0  # while paused, rank 0 broadcasts at least this often so no peer hits ddp_timeout
@@ -222,12 +223,19 @@ class Cluster:
         self.host = socket.gethostname()
         self.hosts: list[str] = [self.host] * self.world_size
 
-    def describe(self, micro_steps: int, batch_size: int, block_size: int) -> str:
-        """The run's first notice: who trains where, and how tokens/s and MFU count."""
+    def describe(self, split: BatchSplit, config: TrainConfig) -> str:
+        """The run's first notice: who trains where, how the ranks share an iteration, how tokens/s and MFU count."""
         hosts = sorted(set(self.hosts))
+        shared = ""
+        if split.micro_batch != config.batch_size:  # the accumulation alone could not be shared: say what changed
+            tokens = config.batch_size * config.gradient_accumulation_steps * config.block_size
+            shared = (f" (batch_size {config.batch_size} x gradient_accumulation_steps "
+                      f"{config.gradient_accumulation_steps} shared by {self.world_size} ranks as "
+                      f"{split.micro_steps} x {split.micro_batch} each: the same {tokens:,} tokens per iteration, so "
+                      f"the same learning dynamics, as one process)")
         return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), {self.backend}; "
-                f"each rank runs {micro_steps} micro-step(s) of {batch_size} x {block_size} tokens per iteration; "
-                f"tokens/s count every rank, MFU is per device")
+                f"each rank runs {split.micro_steps} micro-step(s) of {split.micro_batch} x {config.block_size} tokens "
+                f"per iteration{shared}; tokens/s count every rank, MFU is per device")
 
     def start(self) -> None:
         """Join the group (blocks until every rank has arrived, at most ``timeout`` seconds)."""

@@ -73,8 +73,8 @@ class Trainer:
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
         self.best_val_loss, self.last_val_loss = built.best_val_loss, built.last_val_loss
         self.eval_seconds = self.checkpoint_seconds = 0.0
-        self.pending_notices = built.notices
-        self.micro_steps = self.config.gradient_accumulation_steps // self.world_size  # per rank, per iteration
+        self.pending_notices: list[str | Notice] = list(built.notices)
+        self.split, self.micro_steps = built.split, built.split.micro_steps  # this rank's share of an iteration
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
         if cluster is not None:
@@ -86,7 +86,7 @@ class Trainer:
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
         self.eval_interval = self.config.eval_interval
-        self.tokens_per_iter = self.config.batch_size * self.config.block_size * self.micro_steps * self.world_size
+        self.tokens_per_iter = self.split.micro_batch * self.config.block_size * self.micro_steps * self.world_size
         self.tokens_seen = self.iter_num * self.tokens_per_iter
         self.flops_per_token = self.raw_model.flops_per_token()
         self.last_checkpoint: str | None = str(self.run_dir.last) if resume else None
@@ -109,9 +109,11 @@ class Trainer:
         """Queue a command for the next iteration boundary (thread-safe, never blocks)."""
         self.gate.send(command)
 
-    def use_peak(self, flops: float | None, label: str) -> None:
-        """Set the peak FLOP/s MFU is measured against (call before run())."""
+    def use_peak(self, flops: float | None, label: str, warning: str | None = None) -> None:
+        """Set the peak FLOP/s MFU is measured against (before run()); a ``warning`` is published at the start."""
         self.peak_flops, self.peak_label = flops, label
+        if warning:  # e.g. the peak was measured on a busy machine
+            self.pending_notices.insert(0, Notice(level="warning", message=warning))
 
     @property
     def n_params(self) -> int:
@@ -171,9 +173,9 @@ class Trainer:
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
             eval_interval=self.eval_interval, resumed=self.resumed))
         if self.cluster is not None:
-            self.pending_notices.insert(0, self.cluster.describe(self.micro_steps, cfg.batch_size, cfg.block_size))
-        for message in self.pending_notices:
-            self.bus.publish(Notice(level="info", message=message))
+            self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
+        for notice in self.pending_notices:
+            self.bus.publish(notice if isinstance(notice, Notice) else Notice(level="info", message=notice))
         self._set_state(RunState.RUNNING)
         if cfg.eval_only:
             self._evaluate()

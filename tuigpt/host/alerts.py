@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shlex
 import shutil
 import subprocess
 import threading
 import time
 from typing import Callable
 
-from tuigpt.run.alerts import Alert, alert_for
+from tuigpt.run.alerts import Alert, alert_for, split_command
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Event, Notice, RunStarted
 
@@ -28,7 +27,9 @@ QUEUE_LIMIT = 32  # alerts waiting for the command; more are dropped (and that i
 
 def command_words(command: str) -> list[str]:
     """The command's words, its program checked: UserError when it cannot run at all."""
-    words = shlex.split(command)
+    words = split_command(command)
+    if not words:
+        raise UserError("config key alert_command is blank: name a program, or leave it empty")
     program = words[0]
     found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
     if found is None:

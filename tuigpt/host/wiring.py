@@ -21,6 +21,7 @@ from tuigpt.run.config import TrainConfig
 from tuigpt.run.events import Notice
 from tuigpt.run.exits import EXIT_ERROR, exit_code
 from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
+from tuigpt.run.runindex import remember_run
 
 SIGNAL_GRACE = 5.0  # several ranks: a repeat of a signal this soon is torchrun forwarding it, not a second ask
 
@@ -41,7 +42,11 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
     alert_command = _alert_command(trainer)  # a program that cannot run is a config error: before anything starts
     _attach_peak(trainer)
     writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
-                           resume_at=trainer.iter_num if resume else None)
+                           resume_at=trainer.iter_num if resume else None, start_over=not resume)
+    if writer.cut_records:  # a session killed before its first checkpoint: its curve is not this run's
+        trainer.pending_notices.append(f"{trainer.run_dir.metrics}: cut the {writer.cut_records} records of an "
+                                       f"earlier session that wrote no checkpoint; this run starts the history anew")
+    remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
     trainer.bus.subscribe(writer)
@@ -106,7 +111,8 @@ def _attach_peak(trainer: Trainer) -> None:
     except Exception as exc:  # a failed calibration must not stop training; MFU then says n/a
         trainer.use_peak(None, f"no peak ({type(exc).__name__}: {exc})")
         return
-    trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known")
+    trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known",
+                     peak.warning if peak else None)
 
 
 def _alert_command(trainer: Trainer) -> Any:

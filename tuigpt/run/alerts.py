@@ -8,10 +8,12 @@ passthrough (``\\ePtmux;…\\e\\\\``), which tmux forwards with ``set -g allow-p
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuigpt.run.errors import UserError
 from tuigpt.run.events import Diverging, Event, NanDetected, Notice, RunFailed, RunFinished, Stalled
 from tuigpt.run.records import event_record
 
@@ -94,3 +96,12 @@ def terminal_bytes(alert: Alert, env: Mapping[str, str]) -> str:
     if env.get("TMUX"):
         sequences = [f"{ESC}Ptmux;{s.replace(ESC, ESC + ESC)}{ESC}\\" for s in sequences]
     return BEL + "".join(sequences)
+
+
+def split_command(command: str) -> list[str]:
+    """alert_command's words, split as a shell would (it runs without one); UserError for unbalanced quotes."""
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise UserError(f"config key alert_command={command!r} cannot be split into words ({exc}): check its "
+                        f"quotes") from None

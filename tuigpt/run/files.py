@@ -59,6 +59,23 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s lock file (``NAME.lock`` beside it) for a read-change-replace of a small
+    shared file, so two processes updating it at once both keep their change."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): a lost race only loses one update
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def remove_stale_temp_files(directory: Path, name: str) -> int:
     """Remove what an interrupted atomic write of ``directory/name`` left behind; returns how many."""
     removed = 0

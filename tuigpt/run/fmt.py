@@ -57,6 +57,11 @@ def clock(t: float, now: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", local)
 
 
+def stamp(t: float) -> str:
+    """A date and time that stays true when read later (what a cached measurement says): 2026-11-22 10:32."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
 def hms(t: float) -> str:
     """The time of day of an event, to the second (the events log)."""
     return time.strftime("%H:%M:%S", time.localtime(t))

@@ -30,20 +30,27 @@ class MetricsWriter:
     ``telemetry_every`` seconds per kind, every other kept event as it comes.
 
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
-    wrote after it are cut before anything is appended.
+    wrote after it are cut before anything is appended. ``start_over``: a new run in a directory with no
+    checkpoint: whatever an earlier session wrote there (killed or stopped before its first checkpoint) is a
+    history of weights that no longer exist, so it is cut (``cut_records`` says how many lines).
     """
 
     def __init__(self, path: Path, log_interval: int, telemetry_every: float = 10.0,
-                 resume_at: int | None = None) -> None:
+                 resume_at: int | None = None, start_over: bool = False) -> None:
         self.path = path
         self.log_interval = log_interval
         self.telemetry_every = telemetry_every
         self._last_telemetry: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.cut_records = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
         if resume_at is not None:
             cut_after(path, resume_at)
+        elif start_over and path.exists() and path.stat().st_size:
+            with open(path, "rb+") as f:
+                self.cut_records = sum(1 for _ in f)
+                f.truncate(0)
         self._file: IO[bytes] | None = open(path, "ab")
 
     def __call__(self, event: Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from tuigpt.run.events import (EvalIntervalChanged, EvalResult, Event, HistoryLoaded, IterationStats, RunFailed,
@@ -31,6 +32,47 @@ def mfu_plausible(value: float | None) -> bool:
     """Whether an MFU can be true: above 100% of the peak means the peak is wrong (measured while the machine
     was busy, or a stale calibration), not that the model beat the hardware."""
     return value is None or value <= 1.0
+
+
+@dataclass(frozen=True)
+class BatchSplit:
+    """How the ranks share one iteration: each runs ``micro_steps`` micro-batches of ``micro_batch`` sequences."""
+
+    micro_batch: int
+    micro_steps: int
+
+
+def split_batch(batch_size: int, accumulation: int, ranks: int) -> BatchSplit | None:
+    """Share one iteration's batch_size × gradient_accumulation_steps sequences among ``ranks`` processes, so the
+    tokens per iteration (and with them the learning dynamics) are those of one process; None when they cannot be
+    shared evenly.
+
+    An accumulation that divides by the ranks is shared as nanoGPT shares it (each rank accumulation / ranks
+    micro-steps of batch_size). Otherwise the micro-batch is split too: the fewest micro-steps per rank whose
+    micro-batch divides evenly, never larger than batch_size (64 × 1 on 2 ranks: each rank 1 micro-step of 32).
+    """
+    if ranks < 1 or batch_size < 1 or accumulation < 1:
+        return None
+    if accumulation % ranks == 0:
+        return BatchSplit(batch_size, accumulation // ranks)
+    sequences = batch_size * accumulation
+    for steps in range(-(-accumulation // ranks), sequences // ranks + 1):
+        if sequences % (steps * ranks) == 0:
+            return BatchSplit(sequences // (steps * ranks), steps)
+    return None
+
+
+def unsplittable_fix(batch_size: int, accumulation: int, ranks: int) -> str:
+    """The one-line fix when :func:`split_batch` finds no even share: the nearest batch_size values that have one,
+    or the accumulation rounded up to a multiple of the ranks."""
+    step = ranks // math.gcd(accumulation, ranks)  # batch_size × accumulation must divide by ranks
+    below, above = batch_size // step * step, (batch_size // step + 1) * step
+    accumulation_up = -(-accumulation // ranks) * ranks
+    choices = " or ".join([*(f"--batch_size={b}" for b in (below, above) if b > 0),
+                           f"--gradient_accumulation_steps={accumulation_up}"])
+    return (f"batch_size={batch_size} × gradient_accumulation_steps={accumulation} = {batch_size * accumulation} "
+            f"sequences per iteration cannot be shared evenly by {ranks} ranks: use {choices} (this changes the tokens "
+            f"per iteration)")
 
 
 def evals_remaining(iteration: int, max_iters: int, eval_interval: int) -> int:

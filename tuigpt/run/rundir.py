@@ -6,6 +6,8 @@
 | metrics.jsonl   | the metrics writer (append-only, a line a record)|
 | train.log       | the trainer, when it crashes (the traceback)     |
 | control.sock    | the control server, while the run lives          |
+
+Runs are found under an out_dir, or from any directory through the per-user index (:mod:`.runindex`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.runindex import index_path, indexed_runs
 
 METRICS_FILE = "metrics.jsonl"
 LAST = "last.pt"
@@ -77,11 +80,25 @@ class RunDir:
         return str(self.path)
 
 
+DEFAULT_OUT_DIR = "checkpoints"  # TrainConfig.out_dir's default, relative to where a run was started
+
+
 def run_dirs(out_dir: str | Path) -> list[Path]:
     """Directories under out_dir holding a metrics.jsonl, most recently updated first."""
     root = Path(out_dir)
     found = [p.parent for p in root.glob(f"*/{METRICS_FILE}")] if root.is_dir() else []
     return sorted(found, key=lambda d: _mtime(d / METRICS_FILE), reverse=True)
+
+
+def find_runs(out_dir: str | Path | None) -> list[Path]:
+    """The runs a user means, most recently updated first: those under ``out_dir`` when one is given, else
+    every run in the per-user index (started from any directory) and those under ./checkpoints."""
+    if out_dir is not None:
+        return run_dirs(out_dir)
+    found: dict[Path, Path] = {}
+    for path in [*run_dirs(DEFAULT_OUT_DIR), *indexed_runs()]:
+        found.setdefault(path.resolve(), path)
+    return sorted(found.values(), key=lambda d: _mtime(d / METRICS_FILE), reverse=True)
 
 
 def _mtime(path: Path) -> float:
@@ -91,24 +108,36 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def resolve_run_dir(run_dir: str | None, out_dir: str) -> Path:
-    """The run meant: the one named (a directory, its metrics.jsonl, or a name under out_dir), or the most
-    recently updated under out_dir; UserError naming what to do otherwise."""
+def _where(out_dir: str | Path | None) -> str:
+    return f"under {out_dir}/" if out_dir is not None else f"under {DEFAULT_OUT_DIR}/ or in {index_path()}"
+
+
+def resolve_run_dir(run_dir: str | None, out_dir: str | Path | None = None) -> Path:
+    """The run meant: the one named (a directory, its metrics.jsonl, a name under out_dir, or a name in the
+    per-user index), or the most recently updated one; UserError naming what to do otherwise."""
     if run_dir is None:
-        runs = run_dirs(out_dir)
+        runs = find_runs(out_dir)
         if not runs:
-            raise UserError(f"no runs under {out_dir}/ (no */{METRICS_FILE}): name one, `tuigpt watch RUN_DIR`, "
-                            f"or pick another --out_dir")
+            raise UserError(f"no runs {_where(out_dir)}: name one, `tuigpt watch RUN_DIR`, or pick another --out_dir")
         return runs[0]
     path = Path(run_dir)
     if path.is_file() and path.name == METRICS_FILE:
         path = path.parent
     if not path.is_dir():
-        candidate = Path(out_dir) / run_dir  # `tuigpt watch tiny` for checkpoints/tiny
-        if candidate.is_dir():
-            path = candidate
-        else:
-            raise UserError(f"{run_dir} is not a run directory (see `tuigpt runs` for the runs under {out_dir}/)")
+        candidate = Path(out_dir if out_dir is not None else DEFAULT_OUT_DIR) / run_dir  # `tuigpt watch tiny`
+        path = candidate if candidate.is_dir() else _by_name(run_dir, out_dir)
     if not (path / METRICS_FILE).is_file():
         raise UserError(f"{path} has no {METRICS_FILE}: not a tuigpt run directory (see `tuigpt runs`)")
     return path
+
+
+def _by_name(name: str, out_dir: str | Path | None) -> Path:
+    """A run started elsewhere, found by its name in the per-user index."""
+    matches = [p for p in indexed_runs() if p.name == name]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listed = ", ".join(str(p) for p in matches[:5])
+        raise UserError(f"{len(matches)} runs are named {name}: {listed}; give the directory, e.g. "
+                        f"`tuigpt watch {matches[0]}`")
+    raise UserError(f"{name} is not a run directory, and no run of that name is {_where(out_dir)} (see `tuigpt runs`)")

@@ -4,8 +4,9 @@ MFU (model FLOPs utilisation) = achieved FLOP/s / peak FLOP/s. nanoGPT divides b
 an A100's 312 TFLOP/s whatever the machine, which prints "MFU 0.03%" on a laptop.
 Here the denominator is the peak of *this* device for *this* dtype:
 
-* CPU: a short matmul calibration (:mod:`tuigpt.engine.calibration` times it; the result is cached here),
-  with the ISA's theoretical peak beside it (``cpu_theoretical_peak``) for context.
+* CPU: a short matmul calibration (:mod:`tuigpt.engine.calibration` times it, :mod:`.load` watches how busy
+  the machine was meanwhile, :mod:`.peak_cache` keeps both), with the ISA's theoretical peak beside it
+  (``cpu_theoretical_peak``) for context.
 * Known GPU: the vendor's dense (non-sparse) tensor-core figure (``GPU_TABLE``).
 * Unknown GPU: measured like a CPU.
 
@@ -14,17 +15,16 @@ Nothing here imports torch. See docs/TELEMETRY.md for the sources and the heuris
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tuigpt.run import fmt
-from tuigpt.run.files import atomic_write
-from tuigpt.run.paths import cache_dir
 from tuigpt.telemetry.cpuinfo import CpuInfo
+# the calibration cache lives in peak_cache; its functions are re-exported here, where callers look for them
+from tuigpt.telemetry.peak_cache import (Calibration, cache_key, cached_calibration, cached_entry,  # noqa: F401
+                                         cached_peak, peaks_cache_path, store_entry, store_peak)
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16")
 
@@ -53,14 +53,23 @@ class PeakFlops:
     source: str  # "measured" | "table" | "theoretical"
     device_name: str  # CPU model or GPU name
     theoretical_flops: float | None  # hardware ceiling, None when unknown
-    label: str  # e.g. "188 GFLOP/s (fp32, measured)"
+    label: str  # e.g. "188 GFLOP/s (fp32, measured 2026-11-22 10:32, idle)"
+    calibration: Calibration | None = None  # the measurement, when source is "measured"
+
+    @property
+    def warning(self) -> str | None:
+        """What a run or a bench must say loudly about this peak (measured while busy), or None."""
+        return self.calibration.busy_warning("the MFU peak") if self.calibration is not None else None
 
 
 # ---------------------------------------------------------------- labels
 
 
-def make_label(flops: float, dtype: str, source: str) -> str:
-    """e.g. "188 GFLOP/s (fp32, measured)"."""
+def make_label(flops: float, dtype: str, source: str, calibration: Calibration | None = None) -> str:
+    """e.g. "188 GFLOP/s (fp32, measured 2026-11-22 10:32, idle)", "989 TFLOP/s (bf16, datasheet)"."""
+    if source == "measured" and calibration is not None:
+        busy = ": MFU reads high" if calibration.busy else ""
+        return f"{fmt.flops(flops)} ({dtype}, {calibration.when()}{busy})"
     return f"{fmt.flops(flops)} ({dtype}, {_SOURCE_WORDS.get(source, source)})"
 
 
@@ -271,52 +280,3 @@ def cpu_theoretical_peak(info: CpuInfo, dtype: str, threads: int, *, psutil_modu
         return None
     cores = max(1, min(int(threads), info.physical_cores))
     return cores * mhz * 1e6 * per_cycle
-
-
-# ---------------------------------------------------------------- the calibration cache
-
-
-def peaks_cache_path() -> Path:
-    return cache_dir() / "peaks.json"
-
-
-def cache_key(machine: str, dtype: str, threads: int, device: str, torch_version: str) -> str:
-    kind = "cuda" if device.startswith("cuda") else device
-    return f"{kind}|{machine}|torch {torch_version}|{dtype}|{threads} threads"
-
-
-def _load_cache() -> dict[str, Any]:
-    try:
-        data = json.loads(peaks_cache_path().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def store_peak(key: str, entry: dict[str, Any]) -> None:
-    """Write a measurement atomically, so two processes calibrating at once cannot leave half a file."""
-    path = peaks_cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _load_cache()
-        data[key] = entry
-        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode())
-    except OSError:
-        pass  # a read-only cache only costs a re-measurement next time
-
-
-def cached_entry(key: str) -> dict[str, Any] | None:
-    """The cached measurement under ``key`` (flops, measured_at, ...), None if never measured or unreadable."""
-    entry = _load_cache().get(key)
-    if not isinstance(entry, dict):
-        return None
-    try:
-        value = float(entry["flops"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return entry if value > 0 and math.isfinite(value) else None
-
-
-def cached_peak(key: str) -> float | None:
-    entry = cached_entry(key)
-    return float(entry["flops"]) if entry else None

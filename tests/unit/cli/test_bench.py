@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import io
 import re
 import subprocess
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tuigpt.cli.bench import finish_clock, parse_compare
+from tuigpt.cli.bench import BenchResult, finish_clock, parse_compare, report, report_comparison
 from tuigpt.run.errors import UserError
 
 from conftest import REPO  # noqa: E402
@@ -42,7 +44,7 @@ def test_compare_prints_variants_side_by_side(cli_env, tiny_yaml: Path) -> None:
     assert "speed-up" in out and "tokens/s" in out and "MFU" in out
     rows = [line for line in out.splitlines() if line.startswith("dtype=")]
     assert [r.split()[0] for r in rows] == ["dtype=float32", "dtype=bfloat16"], out
-    assert rows[0].split()[6] == "1.00x"  # the first variant is the reference
+    assert re.search(r"\s1\.00x\s", rows[0]), out  # the first variant is the reference
     assert re.search(r"\d+\.\d\dx", rows[1]), out
 
 
@@ -78,3 +80,50 @@ def test_helpers() -> None:
     assert parse_compare("dtype=float32,bfloat16") == ("dtype", ["float32", "bfloat16"])
     with pytest.raises(UserError, match="run_name"):
         parse_compare("run_name=a,b")
+
+
+def result(label: str, ms: float, peak: float | None, peak_label: str, **extra: object) -> BenchResult:
+    values = dict(label=label, n_params=1000, shape="2 layers x 32", tokens_per_iter=1000, flops_per_token=1e6,
+                  device="cpu", dtype="float32", dtype_reason="set", threads=2, compile=False, step_ms=[ms] * 3,
+                  first_step_ms=ms, forward_ms=ms / 3, peak_flops=peak, peak_label=peak_label, peak_warning=None,
+                  peak_rss_bytes=None, gpu_max_bytes=None, max_iters=100, eval_interval=50, eval_iters=2)
+    values.update(extra)
+    return BenchResult(**values)  # type: ignore[arg-type]
+
+
+def table(results: list[BenchResult]) -> dict[str, list[str]]:
+    out = io.StringIO()
+    report_comparison("dtype", results, dt.datetime(2026, 3, 2, 14, 0), out)
+    lines = out.getvalue().splitlines()
+    header = next(line for line in lines if line.startswith("variant"))
+    cells = re.split(r"\s{2,}", header.strip())
+    return {"_text": [out.getvalue()], "_header": cells,
+            **{line.split()[0]: re.split(r"\s{2,}", line.strip()) for line in lines if line.startswith("dtype=")}}
+
+
+def test_compare_puts_dtypes_with_different_peaks_against_one_common_peak() -> None:
+    """The slower bf16 must not read as the better MFU because it divides by a smaller bf16 peak."""
+    fp32 = result("dtype=float32", 10.0, 300e9, "300 GFLOP/s (fp32, measured)")  # 1e6 * 1e5 / 300e9 = 33.3%
+    bf16 = result("dtype=bfloat16", 20.0, 91.2e9, "91.2 GFLOP/s (bf16, measured)")  # own peak: 54.8%
+    rows = table([fp32, bf16])
+    header = rows["_header"]
+    common, own = header.index("MFU common"), header.index("MFU own")
+    assert rows["dtype=float32"][common] == "33.3%" and rows["dtype=bfloat16"][common] == "16.7%"
+    assert rows["dtype=bfloat16"][own] == "54.8%"  # still there, said to be against its own peak
+    assert "every variant against dtype=float32's peak, 300 GFLOP/s (fp32, measured)" in rows["_text"][0]
+
+
+def test_compare_with_one_peak_has_one_mfu_column_and_flags_an_impossible_one() -> None:
+    slow = result("dtype=float32", 10.0, 100e9, "100 GFLOP/s (fp32, measured)")
+    fast = result("dtype=bfloat16", 5.0, 100e9, "100 GFLOP/s (fp32, measured)")  # 200% of the peak: stale
+    rows = table([slow, fast])
+    assert "MFU" in rows["_header"] and "MFU own" not in rows["_header"]
+    assert rows["dtype=bfloat16"][rows["_header"].index("MFU")] == "200.0%?!"
+    assert "?! over 100%: impossible: the peak looks stale, run `tuigpt calibrate`" in rows["_text"][0]
+
+
+def test_single_report_flags_an_mfu_over_100_percent() -> None:
+    out = io.StringIO()
+    report(result("", 5.0, 100e9, "100 GFLOP/s (fp32, measured)"), dt.datetime(2026, 3, 2, 14, 0), out)
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("MFU"))
+    assert "200.0% (impossible: the peak looks stale, run `tuigpt calibrate`) of 100 GFLOP/s" in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +16,23 @@ from conftest import REPO
 from tuigpt.cli import info
 from tuigpt.engine import calibration
 from tuigpt.telemetry.cpuinfo import read_cpu_info
+from tuigpt.telemetry.load import Load
+
+
+class QuietMeter:
+    def stop(self) -> Load:
+        return Load(0.01, 2, 0.1)
 
 
 @pytest.fixture
 def fake_measure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     monkeypatch.setenv("TUIGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibration, "LoadMeter", QuietMeter)
     calls: list[tuple] = []
 
     def measure(dtype: str, threads: int, device: str = "cpu", seconds: float = 2.0) -> float:
         calls.append((dtype, threads, device))
-        return {"fp32": 188e9, "bf16": 1.5e12}[dtype]
+        return {"fp32": 188e9, "bf16": 1.5e12}[dtype] * (100 if device.startswith("cuda") else 1)
 
     monkeypatch.setattr(calibration, "measure_peak", measure)
     return calls
@@ -41,16 +49,35 @@ def test_info_without_measuring_describes_the_machine(fake_measure: list[tuple])
     assert fake_measure == []
 
 
-def test_calibrate_measures_again_and_info_then_shows_it(fake_measure: list[tuple], tmp_path: Path) -> None:
+# What torch reports decides whether calibrate times GPUs too: both machines are tested on every machine.
+@pytest.mark.parametrize("gpus", [[], ["NVIDIA H200"]], ids=["no GPU", "one GPU"])
+def test_calibrate_measures_again_and_info_then_shows_it(fake_measure: list[tuple], tmp_path: Path, gpus: list[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(info, "_cuda_names", lambda torch: gpus)
     out = io.StringIO()
-    assert info.calibrate(out, threads=2) == 0
+    assert info.calibrate(out, threads=2, err=io.StringIO()) == 0
     text = out.getvalue()
     assert "CPU fp32: 188 GFLOP/s" in text and "CPU bf16: 1.5 TFLOP/s" in text
+    assert "idle: other processes used 1% of 2 CPUs" in text
     assert str(tmp_path / "cache" / "peaks.json") in text
-    assert [c[:2] for c in fake_measure] == [("fp32", 2), ("bf16", 2)]
-    info.calibrate(io.StringIO(), dtypes=["float32"], threads=2)
-    assert len(fake_measure) == 3  # recalibrates even though cached
-    assert len(json.loads((tmp_path / "cache" / "peaks.json").read_text())) == 2
+    cpu_calls = [("fp32", 2, "cpu"), ("bf16", 2, "cpu")]
+    gpu_calls = [("fp32", 2, "cuda:0"), ("bf16", 2, "cuda:0")] if gpus else []
+    assert fake_measure == cpu_calls + gpu_calls
+    if gpus:  # measured beside the datasheet figure it is compared with
+        assert "GPU0 NVIDIA H200 bf16: 150 TFLOP/s, 15% of datasheet 990 TFLOP/s" in text
+    info.calibrate(io.StringIO(), dtypes=["float32"], threads=2, err=io.StringIO())
+    assert len(fake_measure) == len(cpu_calls + gpu_calls) + 1 + len(gpus)  # recalibrates even though cached
+    assert len(json.loads((tmp_path / "cache" / "peaks.json").read_text())) == 2 + 2 * len(gpus)
+
+    shown = io.StringIO()
+    info.print_info(shown, measure=False)
+    assert re.search(r"measured +188 GFLOP/s.* · \d{4}-\d\d-\d\d \d\d:\d\d, idle: other processes used 1% of 2 CPUs",
+                     shown.getvalue()), shown.getvalue()
+
+
+def test_a_measurement_above_the_theoretical_ceiling_blames_the_ceiling() -> None:
+    assert info.of_theoretical(100e9, 200e9) == " (50% of theoretical)"
+    assert "above the ceiling, so the theoretical figure is too low" in info.of_theoretical(300e9, 200e9)
 
 
 def test_telemetry_never_imports_textual() -> None:

@@ -90,3 +90,22 @@ def test_runs_with_a_target_loss_show_where_the_loss_reaches_it(tmp_path: Path, 
     row = out.splitlines()[1]
     assert "interrupted" in row and "loss 1.35 ≈ iter " in row and "[val fit]" in row
     assert "→" not in row  # a run that is not running gets no clock time
+
+
+def test_runs_and_watch_find_a_run_from_any_directory(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    """The README's "from any terminal": the run started in one project is listed from another directory."""
+    from tuigpt.run.rundir import resolve_run_dir
+    from tuigpt.run.runindex import remember_run
+
+    monkeypatch.setenv("TUIGPT_CACHE_DIR", str(tmp_path / "cache"))
+    run = write_run(tmp_path / "project" / "checkpoints", "far-run", [], n_iters=3)
+    remember_run(run)  # what a run does when it starts
+    elsewhere = tmp_path / "somewhere-else"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("far-run"))
+    assert row.split()[-1] == str(run.resolve())  # where it lives, since it is not below this directory
+    assert f"watch one: tuigpt watch {run.resolve()}" in out
+    assert resolve_run_dir("far-run") == run

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -74,11 +77,22 @@ def test_truncated_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n", os.urandom(2048)])
-def test_garbage_files(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize("content", [b"", b"# tuigpt\n\nTrain a small GPT...\n", random.Random(7).randbytes(2048),
+                                     pickle.dumps({"format": 1})])
+def test_a_file_torch_did_not_write_is_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+    """`tuigpt sample README.md` says what the file is not, not that it is unsafe or damaged."""
     path = tmp_path / "x.pt"
     path.write_bytes(content)
-    with pytest.raises(UserError, match=str(path)):
+    with pytest.raises(UserError, match=re.escape(str(path)) + r" is (empty: )?not a checkpoint") as info:
+        load_checkpoint(path)
+    assert "safe" not in str(info.value) and "corrupted" not in str(info.value)
+
+
+def test_a_zip_that_torch_did_not_write_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "archive.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(UserError, match="not a checkpoint"):
         load_checkpoint(path)
 
 

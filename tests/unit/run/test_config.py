@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 
-from tuigpt.run.config import TrainConfig, load_config
+from tuigpt.run.config import KEY_ALIASES, TrainConfig, load_config
 from tuigpt.run.errors import UserError
 
 from conftest import REPO  # noqa: E402
@@ -48,6 +49,20 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
 def test_unknown_override_suggests_the_closest(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"'learning_rat'.*command line.*did you mean learning_rate"):
         load_config(write(tmp_path, ""), {"learning_rat": "1"})
+
+
+@pytest.mark.parametrize("typed, meant", [("lr", "learning_rate"), ("LR", "learning_rate"), ("bs", "batch_size"),
+                                          ("grad_accum", "gradient_accumulation_steps"), ("max_steps", "max_iters"),
+                                          ("d_model", "n_embd"), ("n_embed", "n_embd")])
+def test_short_and_nanogpt_style_names_get_the_key_they_mean(tmp_path: Path, typed: str, meant: str) -> None:
+    with pytest.raises(UserError, match=rf"unknown config key '{typed}'.*did you mean {meant}\?"):
+        load_config(write(tmp_path, ""), {typed: "1"})
+
+
+def test_every_alias_points_at_a_real_key_and_none_is_one() -> None:
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(KEY_ALIASES.values()) <= keys
+    assert not set(KEY_ALIASES) & keys  # an alias is only ever a hint, never a second spelling
 
 
 @pytest.mark.parametrize("text, key", [

@@ -41,6 +41,20 @@ def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
     assert path.read_text().count("\n") == 3
 
 
+def test_a_new_run_cuts_what_a_session_killed_before_its_first_checkpoint_wrote(tmp_path: Path) -> None:
+    """No checkpoint, so nothing to resume: the dead session's curve must not sit under the new run's."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"type":"start"}\n{"type":"iter","iter":1}\n{"type":"iter","iter":2}\n{"type":"it')
+    writer = MetricsWriter(path, log_interval=1, start_over=True)
+    assert writer.cut_records == 3  # the torn line was repaired away first
+    writer(stats(1))
+    writer.close()
+    assert [r["iter"] for r in read_metrics(path)] == [1]
+    fresh = MetricsWriter(tmp_path / "new.jsonl", log_interval=1, start_over=True)
+    assert fresh.cut_records == 0
+    fresh.close()
+
+
 def test_repair_of_a_file_that_is_only_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text('{"ty')

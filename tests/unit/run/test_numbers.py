@@ -99,3 +99,29 @@ def test_run_started_resets_iteration_only_on_resume() -> None:
                              tokens_seen=10, train_seconds=0.1, time=1.0))
     assert p.iteration == 10
     assert isinstance(run_started(), RunStarted)
+
+
+def test_ranks_share_an_iteration_without_changing_its_tokens() -> None:
+    from tuigpt.run.numbers import BatchSplit, split_batch
+
+    assert split_batch(12, 4, 2) == BatchSplit(12, 2)  # nanoGPT's way: the accumulation is shared
+    assert split_batch(64, 1, 2) == BatchSplit(32, 1)  # every shipped config on --nproc 2: the micro-batch is
+    assert split_batch(12, 4, 3) == BatchSplit(8, 2)  # the fewest micro-steps with an even, no larger micro-batch
+    for batch, accumulation, ranks in ((64, 1, 2), (12, 4, 3), (12, 3, 2), (32, 8, 4), (6, 1, 3)):
+        split = split_batch(batch, accumulation, ranks)
+        assert split is not None and split.micro_batch <= batch
+        assert split.micro_batch * split.micro_steps * ranks == batch * accumulation
+    assert split_batch(12, 1, 5) is None and split_batch(1, 1, 2) is None
+
+
+def test_a_batch_that_cannot_be_shared_names_the_flags_that_fix_it() -> None:
+    from tuigpt.run.numbers import split_batch, unsplittable_fix
+
+    text = unsplittable_fix(12, 1, 5)
+    assert "12 sequences per iteration cannot be shared evenly by 5 ranks" in text
+    for flag in ("--batch_size=10", "--batch_size=15", "--gradient_accumulation_steps=5"):
+        assert flag in text
+        key, value = flag[2:].split("=")
+        batch, accumulation = (int(value), 1) if key == "batch_size" else (12, int(value))
+        assert split_batch(batch, accumulation, 5) is not None  # each suggested fix really works
+    assert "--batch_size=0" not in unsplittable_fix(1, 1, 2)

@@ -135,3 +135,22 @@ def test_labels_name_the_source() -> None:
     p = PeakFlops(188e9, "fp32", "measured", "cpu", 480e9, make_label(188e9, "fp32", "measured"))
     assert p.label == "188 GFLOP/s (fp32, measured)"
     assert make_label(312e12, "bf16", "table") == "312 TFLOP/s (bf16, datasheet)"
+
+
+def test_entries_stored_at_once_all_stay_beside_each_other(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Other measured decisions live in the same file as the peaks: concurrent writers keep every entry."""
+    import threading
+
+    from tuigpt.telemetry.peak import cached_calibration, cached_entry, store_entry
+
+    monkeypatch.setenv("TUIGPT_CACHE_DIR", str(tmp_path))
+    threads = [threading.Thread(target=store_entry, args=(f"k{i}", {"flops": 1e9 * (i + 1), "measured_at": 0.0}))
+               for i in range(10)]
+    threads.append(threading.Thread(target=store_entry, args=("dtype|some decision", {"choice": "bfloat16"})))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [cached_calibration(f"k{i}").flops for i in range(10)] == [1e9 * (i + 1) for i in range(10)]
+    assert cached_entry("dtype|some decision") == {"choice": "bfloat16"}
+    assert cached_calibration("dtype|some decision") is None  # not a peak: never read as one

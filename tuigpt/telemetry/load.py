@@ -1,0 +1,122 @@
+"""How busy the machine is while a peak is timed: the CPU time other processes took meanwhile.
+
+A matmul peak timed while something else runs reads low (on a 2-core VM a busy box gave 97 GFLOP/s where a
+quiet one gave 200), and every MFU divided by it then reads high. What decides is the share of this process's
+CPUs (its affinity mask) that *other* processes, and a hypervisor's steal, used during the timing: all the
+busy CPU time the kernel counts on those CPUs minus this process's own. The 1-minute load average is kept
+beside it for context only: it lags by a minute and counts this process too.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+BUSY_SHARE = 0.20  # others used more than a fifth of our CPUs: the timing shared its cores
+PROBE_SECONDS = 0.25  # a quick "is it quiet now?" look before re-measuring
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the rest of the machine did during a measurement."""
+
+    others: float  # share (0..1) of this process's CPUs that other processes and steal used
+    cpus: int  # how many CPUs that share is of
+    load_avg: float | None  # the 1-minute load average at the end (this process included)
+
+    @property
+    def busy(self) -> bool:
+        return self.others > BUSY_SHARE
+
+    def share(self) -> str:
+        """e.g. "other processes used 48% of 2 CPUs"."""
+        return f"other processes used {self.others * 100:.0f}% of {self.cpus} CPU{'s' * (self.cpus != 1)}"
+
+    def describe(self) -> str:
+        """e.g. "busy: other processes used 48% of 2 CPUs", "idle: other processes used 3% of 16 CPUs"."""
+        return f"{'busy' if self.busy else 'idle'}: {self.share()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"others": round(self.others, 4), "cpus": self.cpus, "load_avg": self.load_avg}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Load | None:
+        """The Load a cache entry recorded; None when it recorded none (or garbage)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            load_avg = data.get("load_avg")
+            return cls(float(data["others"]), int(data["cpus"]), None if load_avg is None else float(load_avg))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _our_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS has no affinity: every CPU
+        return list(range(os.cpu_count() or 1))
+
+
+class LoadMeter:
+    """Measures what others did between construction (or :meth:`start`) and :meth:`stop`.
+
+    ``stop()`` returns None where psutil cannot read the CPU times (the caller then claims nothing).
+    """
+
+    def __init__(self, psutil_module: Any = None) -> None:
+        try:
+            if psutil_module is None:
+                import psutil as psutil_module
+            self._psutil = psutil_module
+            self._process = psutil_module.Process()
+        except Exception:
+            self._psutil = None
+        self._cpus = _our_cpus()
+        self._start: tuple[float, float, float] | None = None
+        self.start()
+
+    def _snapshot(self) -> tuple[float, float, float] | None:
+        if self._psutil is None:
+            return None
+        try:
+            per_cpu = self._psutil.cpu_times(percpu=True)
+            own = self._process.cpu_times()
+        except Exception:
+            return None
+        busy = 0.0
+        for index in self._cpus:
+            if index >= len(per_cpu):
+                continue
+            t = per_cpu[index]
+            # guest time is already inside user on Linux; idle and iowait are the only idle states
+            busy += sum(getattr(t, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+        return time.perf_counter(), busy, own.user + own.system
+
+    def start(self) -> None:
+        self._start = self._snapshot()
+
+    def stop(self) -> Load | None:
+        end = self._snapshot()
+        if self._start is None or end is None:
+            return None
+        wall = end[0] - self._start[0]
+        if wall <= 0:
+            return None
+        others = (end[1] - self._start[1] - (end[2] - self._start[2])) / (wall * len(self._cpus))
+        try:
+            load_avg: float | None = round(os.getloadavg()[0], 2)
+        except (AttributeError, OSError):
+            load_avg = None
+        return Load(min(1.0, max(0.0, others)), len(self._cpus), load_avg)
+
+
+def load_now(seconds: float = PROBE_SECONDS, psutil_module: Any = None) -> Load | None:
+    """What others do over the next ``seconds`` while this process waits (is the machine quiet right now?)."""
+    meter = LoadMeter(psutil_module)
+    time.sleep(seconds)
+    return meter.stop()
