@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuigpt.cli.args import split_overrides  # noqa: E402
+from tuigpt.engine.trainer import Trainer  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import EvalResult  # noqa: E402
-from tuigpt.engine.trainer import Trainer  # noqa: E402
 
 TARGET = 0.03
 

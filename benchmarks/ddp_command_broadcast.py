@@ -29,10 +29,10 @@ TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_it
 
 
 def rank_main(rank: int, port: int, rounds: int, iterations: int, out_dir: str) -> None:
-    from tuigpt.run.config import TrainConfig
-    from tuigpt.engine.gate import MAX_COMMANDS, encode_commands
     from tuigpt.engine.distributed import launch_env, start_cluster
+    from tuigpt.engine.gate import MAX_COMMANDS, encode_commands
     from tuigpt.engine.trainer import Trainer
+    from tuigpt.run.config import TrainConfig
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")

@@ -30,9 +30,9 @@ def counted_flops_per_iter(config_path: str, overrides: list[str], device: str) 
     from torch.utils.flop_counter import FlopCounterMode
 
     from tuigpt.cli.args import split_overrides
-    from tuigpt.run.configfile import load_config
     from tuigpt.engine.data import load_dataset
     from tuigpt.engine.model import GPT, ModelArgs
+    from tuigpt.run.configfile import load_config
 
     cfg = load_config(config_path, split_overrides(overrides))
     data = load_dataset(cfg.dataset, cfg.data_path, cfg.tokenizer)

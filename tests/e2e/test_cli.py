@@ -84,7 +84,8 @@ def test_train_sample_and_resume(cli_env, tiny_yaml: Path) -> None:
     assert "tuigpt training tiny" in out.splitlines()[0]
     assert "iter 8/8 | loss" in out and "ms/it" in out and "tok/s" in out and "MFU" in out
     assert "eval iter 4 | train loss" in out
-    assert out.strip().splitlines()[-1].startswith("done at iter 8")
+    assert out.strip().splitlines()[-2].startswith("done at iter 8")
+    assert out.strip().splitlines()[-1].startswith("!!! ALERT [done] tiny: finished at iter 8")
     assert (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists()
 
     sample = tuigpt("sample", str(run_dir / "best.pt"), "--prompt", "ROMEO:", "--max_new_tokens=40", env=cli_env)

@@ -46,7 +46,7 @@ subcommands (each has --help):
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
 
-exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
+exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·
             4 checkpoint could not be written ·
             128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
 """

@@ -40,6 +40,8 @@ class Built:
     best_val_loss: float | None = None
     last_val_loss: float | None = None
     train_seconds: float = 0.0
+    lr_scale: float = 1.0  # left by on_nan: rewind in an earlier session
+    nan_rewinds: int = 0
     notices: list[str] = field(default_factory=list)
 
 
@@ -115,6 +117,10 @@ def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.Checkpo
     built.best_val_loss = checkpoint.get("best_val_loss")
     built.last_val_loss = checkpoint.get("last_val_loss")
     built.train_seconds = float(checkpoint.get("train_seconds", 0.0))
+    built.lr_scale, built.nan_rewinds = float(checkpoint.get("lr_scale", 1.0)), int(checkpoint.get("nan_rewinds", 0))
+    if built.nan_rewinds:
+        built.notices.append(f"resume: the learning rate stays scaled by {built.lr_scale:g} after "
+                             f"{built.nan_rewinds} NaN rewind(s)")
     ckpt.restore_rng(checkpoint, rank, config.seed, built.iter_num)
     if "sampler" in checkpoint and config.batch_size == checkpoint["config"]["batch_size"]:
         built.sampler, note = ckpt.restore_sampler(checkpoint, built.sampler, rank, world_size, built.iter_num)

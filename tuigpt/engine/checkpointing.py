@@ -173,7 +173,8 @@ def not_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str 
 def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                model_args: dict[str, Any], config: TrainConfig, iter_num: int, best_val_loss: float | None,
                last_val_loss: float | None, data: TokenData, rng: dict[str, Any], sampler: dict[str, Any],
-               samplers: list[dict[str, Any]], world_size: int, train_seconds: float) -> dict[str, Any]:
+               samplers: list[dict[str, Any]], world_size: int, train_seconds: float,
+               health: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a checkpoint holds: tensors and plain values only (loadable with weights_only=True)."""
     return {
         "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -182,6 +183,8 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
         "dataset": data.dataset, "rng": rng, "sampler": sampler,
         # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
         "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
+        # the NaN rewinds so far and the learning-rate scale they left (a resume keeps them)
+        **(health or {}),
     }
 
 

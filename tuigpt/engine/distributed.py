@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
-from tuigpt.run.events import ClusterStats
+from tuigpt.run.events import ClusterStats, Event, Notice
 from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import BatchSplit, comm_over_compute, rank_busy_ms, slowest_over_fastest
 
@@ -363,3 +363,8 @@ class ClusterReport:
                              comm_over_compute=None if comm is None else round(comm, 4), straggler=straggler,
                              backend=self.cluster.backend)
         return stats, warnings
+
+    def gather_events(self, iter_num: int) -> list[Event]:
+        """gather() as events to publish: the stats and a warning per straggler verdict (rank 0; none elsewhere)."""
+        stats, warnings = self.gather(iter_num)
+        return ([stats] if stats is not None else []) + [Notice(level="warning", message=w) for w in warnings]

@@ -81,22 +81,24 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, *, max_new_toke
     return Generated(prompt=tokenizer.decode(ids), text=tokenizer.decode(new_ids), unknown=unknown)
 
 
-def sample_events(model: GPT, tokenizer: Tokenizer, command: Sample, config: dict[str, Any], *, iter_num: int,
-                  device: torch.device, autocast: contextlib.AbstractContextManager[Any] | None = None) -> list[Event]:
-    """A sample asked for during training, as the events to publish; never raises: a failure is a warning
-    Notice (sampling must never end a run). Seeded by the run's seed and the iteration, so it is reproducible."""
+def sample_events(model: GPT, tokenizer: Tokenizer, command: Sample, config: dict[str, Any], seed: int,
+                  iteration: int, autocast: contextlib.AbstractContextManager[Any] | None,
+                  timeline: bool = False) -> list[Event]:
+    """A run's sample as events to publish: the text, with a warning for dropped prompt characters, or a
+    warning that it failed (sampling never ends a run)."""
     t0 = time.perf_counter()
+    device = next(model.parameters()).device
     try:
         out = generate_text(model, tokenizer, command.prompt,
                             **settings(command.max_new_tokens, command.temperature, command.top_k, config),
-                            generator=torch.Generator(device=device).manual_seed(int(config["seed"]) + iter_num),
-                            autocast=autocast)
-    except Exception as exc:
+                            generator=torch.Generator(device=device).manual_seed(seed), autocast=autocast)
+    except Exception as exc:  # sampling must never end the run
         return [Notice(level="warning", message=f"sampling failed, training goes on: {type(exc).__name__}: "
-                                                f"{str(exc)[:200]}")]
+                       f"{str(exc)[:200]}")]
     events: list[Event] = []
     if out.unknown:
         events.append(Notice(level="warning", message=f"sample prompt: {len(out.unknown)} character(s) not in the "
-                                                      f"vocabulary were left out: {out.unknown[:40]!r}"))
-    events.append(SampleGenerated(iter=iter_num, prompt=out.prompt, text=out.text, seconds=time.perf_counter() - t0))
+                             f"vocabulary were left out: {out.unknown[:40]!r}"))
+    events.append(SampleGenerated(iter=iteration, prompt=out.prompt, text=out.text,
+                                  seconds=time.perf_counter() - t0, timeline=timeline))
     return events

@@ -4,7 +4,12 @@ A step runs ``micro_steps`` forward/backward passes on micro-batches (gradient a
 and applies the update. With several ranks the model is wrapped in DistributedDataParallel: the gradient
 all-reduce runs on the last micro-step only (``no_sync`` on the others), the loss is averaged over ranks
 so every rank takes the same NaN decision, and marks inside the step time data, compute and exposed
-communication for the Cluster pane. A non-finite loss skips the update: the weights stay as they were.
+communication for the Cluster pane. A non-finite loss or gradient skips the update: the weights stay as they
+were, and the step's per-group gradient norms and batch positions are kept for the NaN forensics.
+
+Health numbers cost little: the gradient norm is the one clipping computes anyway (every step, summed from
+per-group norms, read in the same device sync as the loss); weight norms and the update-to-weight ratio
+‖Δw‖/‖w‖ (one copy of the weights) only when ``detail`` is asked for, on logged iterations.
 """
 
 from __future__ import annotations
@@ -20,14 +25,21 @@ import torch
 from tuigpt.engine.data import BatchSampler
 from tuigpt.engine.device import Precision
 from tuigpt.engine.distributed import Cluster, PeerLost, StepTimer, first_line, split_step
+from tuigpt.engine.health import HealthProbe
 
 
 @dataclass
 class StepResult:
     loss: float  # mean over micro-batches (and ranks)
     ms: float  # wall time of the whole step, the device synchronised
-    applied: bool  # False when the loss was not finite and the update was skipped
+    applied: bool  # False when the loss or gradient was not finite and the update was skipped
     parts: dict[str, float] | None = None  # data/compute/comm/backward ms with several ranks
+    grad_norm: float | None = None  # global gradient norm before clipping
+    clipped: bool | None = None  # None: clipping is off
+    update_ratio: float | None = None  # ‖Δw‖/‖w‖ (detail steps)
+    layers: list[dict[str, Any]] | None = None  # per group: grad, weight, update (detail); grad only when bad
+    bad: str | None = None  # "loss" or "gradient" when not finite
+    batch_starts: list[list[int]] | None = None  # the windows' token offsets, per micro-step (when bad)
 
 
 class Stepper:
@@ -47,6 +59,8 @@ class Stepper:
         self.grad_clip = grad_clip
         self.cluster = cluster
         self._timer = StepTimer(device) if cluster is not None else None
+        self.probe = HealthProbe(raw_model)
+        self.last = StepResult(float("nan"), 0.0, False)  # the latest step's whole result
         self.start_sampler_state: dict[str, Any] | None = None  # several ranks: what a failure checkpoint saves
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -58,8 +72,8 @@ class Stepper:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def step(self, lr: float) -> StepResult:
-        """One optimizer step at learning rate ``lr``."""
+    def step(self, lr: float, detail: bool = False) -> StepResult:
+        """One optimizer step at learning rate ``lr``; ``detail``: per-group norms and the update ratio too."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         timer = self._timer
@@ -71,8 +85,10 @@ class Stepper:
             timer.start()
             timer.mark()
         loss_sum = torch.zeros((), device=self.device)
+        starts: list[torch.Tensor] = []
         for micro in range(self.micro_steps):
             x, y = self.sampler.get_batch("train")
+            starts.append(self.sampler.last_starts["train"])
             last = micro == self.micro_steps - 1
             if timer is not None:
                 timer.mark()
@@ -88,13 +104,17 @@ class Stepper:
             loss_sum += loss.detach()
         if self.cluster is not None:
             loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
-        loss_value, applied = self._update(loss_sum)
+        result = self._update(loss_sum, detail)
         self.sync()
-        ms = (time.perf_counter() - t0) * 1000.0
-        parts = split_step(timer.intervals(), self.micro_steps) if timer is not None and applied else None
-        if applied:
+        result.ms = (time.perf_counter() - t0) * 1000.0
+        if timer is not None and result.applied:
+            result.parts = split_step(timer.intervals(), self.micro_steps)
+        if result.applied:
             self.start_sampler_state = None
-        return StepResult(loss_value, ms, applied, parts)
+        else:
+            result.batch_starts = [s.tolist() for s in starts]
+        self.last = result
+        return result
 
     def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP all-reduces gradients in the backward of the last micro-step only."""
@@ -112,16 +132,40 @@ class Stepper:
             raise PeerLost(f"rank {self.cluster.rank} lost the group in the gradient all-reduce "
                            f"({first_line(exc)})") from exc
 
-    def _update(self, loss_sum: torch.Tensor) -> tuple[float, bool]:
-        """Clip and step, unless the loss is not finite: then the gradients are dropped."""
-        if self.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.grad_clip)
-        loss_value = loss_sum.item()  # synchronises the device, and lets a NaN loss skip the update
-        if not math.isfinite(loss_value):
+    @torch.no_grad()
+    def _update(self, loss_sum: torch.Tensor, detail: bool) -> StepResult:
+        """Clip and step, unless the loss or the gradient is not finite: then the gradients are dropped."""
+        self.scaler.unscale_(self.optimizer)  # no-op without float16: the norms are of the true gradients
+        probe = self.probe
+        # per-group norms cost what the global norm does (one foreach norm); the global one is their root sum
+        group_grads = probe.group_norms(probe.grads())
+        total = group_grads.square().sum().sqrt()
+        if self.grad_clip:  # queued before the sync, as clip_grad_norm_ would be; group_grads are from before it
+            torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
+        loss_value, grad_norm = torch.stack([loss_sum.float(), total.float()]).tolist()  # one device sync
+        clipped = grad_norm > self.grad_clip if self.grad_clip else None
+        bad = "loss" if not math.isfinite(loss_value) else None
+        if bad is None and not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+            bad = "gradient"  # (with float16 the scaler skips such steps itself and lowers its scale)
+        if bad is not None:
+            layers = probe.layers(grad=group_grads.tolist())  # which group went bad (norms from before clipping)
             self.optimizer.zero_grad(set_to_none=True)
-            return loss_value, False
+            return StepResult(loss_value, 0.0, False, grad_norm=grad_norm, clipped=clipped, layers=layers, bad=bad)
+        weights = before = group_weights = None
+        if detail:
+            weights = [p.detach() for p in probe.params]
+            group_weights = probe.group_norms(weights)
+            before = [w.clone() for w in weights]
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, True
+        result = StepResult(loss_value, 0.0, True, grad_norm=grad_norm, clipped=clipped)
+        if weights is not None and before is not None and group_weights is not None:
+            torch._foreach_sub_(before, weights)  # before - after: the update, negated
+            group_updates = probe.group_norms(before)
+            table = torch.stack([group_grads, group_weights, group_updates]).tolist()
+            weight_total = sum(w * w for w in table[1]) ** 0.5
+            result.update_ratio = sum(d * d for d in table[2]) ** 0.5 / weight_total if weight_total else None
+            ratios = [d / w if w else 0.0 for d, w in zip(table[2], table[1])]
+            result.layers = probe.layers(grad=table[0], weight=table[1], update=ratios)
+        return result

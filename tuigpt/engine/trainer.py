@@ -1,16 +1,14 @@
 """The training loop as a class: commands in at iteration boundaries, events out.
 
-``Trainer(config)`` does all set-up that can fail on bad input (data, resume checkpoint, device) in the
-constructor, so a UserError surfaces before any thread or UI starts. ``run()`` trains in whichever thread
-calls it and never waits on a front end. The work itself is elsewhere: one optimizer step
-(:mod:`.step`), commands at boundaries (:mod:`.gate`), checkpoint policy (:mod:`.checkpointing`),
-generation (:mod:`.sampling`). With a :class:`~tuigpt.engine.distributed.Cluster` (torchrun) this
-process is one rank: rank 0 publishes the events and writes the checkpoints, every rank trains.
+``Trainer(config)`` does all set-up that can fail on bad input in the constructor, so a UserError surfaces
+before any thread or UI starts; ``run()`` trains in whichever thread calls it and never waits on a front end.
+The work itself is elsewhere: :mod:`.step`, :mod:`.gate` (commands), :mod:`.checkpointing`, :mod:`.sampling`,
+:mod:`.nan_guard`. With a :class:`~.distributed.Cluster` (torchrun) this process is one rank: rank 0
+publishes the events and writes the checkpoints, every rank trains.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,22 +18,20 @@ import torch
 
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
-from tuigpt.engine.checkpoint import capture_rng_state
+from tuigpt.engine.chores import Chores
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport, PeerLost
-from tuigpt.engine.evaluation import estimate_loss
 from tuigpt.engine.gate import CommandGate
-from tuigpt.engine.health import SpikeWatch
-from tuigpt.engine.sampling import sample_events
+from tuigpt.engine.health import LossWatch, StallWatch
+from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.schedule import lr_for
-from tuigpt.engine.step import Stepper
+from tuigpt.engine.step import Stepper, StepResult
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.config import TrainConfig
-from tuigpt.run.files import append_text
 from tuigpt.run.lock import RunLock
-from tuigpt.run.numbers import mfu
-from tuigpt.run.rundir import BEST, LAST, RunDir, modes
+from tuigpt.run.numbers import ClipRate, mfu
+from tuigpt.run.rundir import RunDir, modes
 
 
 @dataclass
@@ -47,7 +43,7 @@ class Outcome:
     last_checkpoint: str | None
 
 
-class Trainer:
+class Trainer(Chores):
     """The training loop of one process (or one rank of several)."""
 
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
@@ -100,7 +96,12 @@ class Trainer:
         self._stop: Stop | None = None
         self._halt: str | None = None  # set on trouble in headless mode: "nan" or "disk"
         self._write_failure: str | None = None  # a sink could not write (see report_write_failure)
-        self._spikes = SpikeWatch()
+        self._loss_watch, self._clip_rate = LossWatch(), ClipRate()
+        self.guard = NanGuard(self.config, pause_on_trouble, self.world_size, built.lr_scale, built.nan_rewinds)
+        # rank 0 watches for stalls (a hung collective stalls every rank)
+        self._stall = StallWatch(self.bus.publish, self.config.stall_factor if self.rank == 0 else 0.0,
+                                 self.config.stall_min_seconds)
+        self.bus.subscribe(self._stall)
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
 
@@ -137,17 +138,21 @@ class Trainer:
             # its own GPU from the thread that trains, not cuda:0
             torch.cuda.set_device(self.device)
         try:
+            self._stall.start()
             outcome = self._run()
         except Exception as exc:
             tb = traceback.format_exc()
             if isinstance(exc, PeerLost) and self.rank == 0:
                 self._save_after_failure()
-            self._log_traceback(tb)
+            self.run_dir.log_traceback(tb, f" on rank {self.rank}" if self.cluster is not None else "", self.iter_num,
+                                       self.file_mode)
             self._set_state(ev.RunState.ERROR)
             self.bus.publish(ev.RunFailed(iter=self.iter_num, message=f"{type(exc).__name__}: {exc}", traceback=tb,
                                        last_checkpoint=self.last_checkpoint))
             self.close()
             raise
+        finally:
+            self._stall.stop()
         self.bus.publish(ev.RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
                                      last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
                                      train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
@@ -157,8 +162,11 @@ class Trainer:
         return outcome
 
     def train_step(self) -> tuple[float, float]:
-        """One optimizer step, counted when applied: (loss, milliseconds)."""
-        result = self.stepper.step(lr_for(self.config, self.iter_num))
+        """One optimizer step, counted when applied: (loss, milliseconds); the whole result: ``stepper.last``."""
+        upcoming = self.iter_num + 1  # per-group norms on the iterations metrics.jsonl keeps
+        self.guard.skip_batches(upcoming, self.sampler, self.micro_steps)
+        result = self.stepper.step(lr_for(self.config, self.iter_num) * self.guard.lr_scale,
+                                   detail=upcoming % self.config.log_interval == 0)
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter
@@ -176,8 +184,8 @@ class Trainer:
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
-            peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size), eval_interval=self.eval_interval,
-            resumed=self.resumed))
+            peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
+            eval_interval=self.eval_interval, resumed=self.resumed))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:
@@ -195,15 +203,15 @@ class Trainer:
             if self._halt is not None:
                 break
             loss, ms = self.train_step()
-            if not math.isfinite(loss):
-                self._trouble("nan", f"loss is {loss} at iteration {self.iter_num + 1}: the step was not applied, so "
-                              f"the weights and checkpoints stay finite (lower learning_rate, or check the data)")
+            if not self.stepper.last.applied:
+                self._not_finite(self.stepper.last)
                 continue
-            if (spike := self._spikes.check(self.iter_num, loss)) is not None:
-                self.bus.publish(ev.Notice(level="warning", message=spike))
+            for event in self._loss_watch.check(self.iter_num, loss):
+                self.bus.publish(event)
             self._publish_iteration(loss, ms)
-            if self.cluster is not None and self.iter_num % cfg.log_interval == 0:
-                self._gather_cluster_stats()
+            if self._cluster_report is not None and self.iter_num % cfg.log_interval == 0:
+                for event in self._cluster_report.gather_events(self.iter_num):  # a collective: every rank
+                    self.bus.publish(event)
             if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
                 self._evaluate()
         else:
@@ -258,16 +266,29 @@ class Trainer:
             self._stop = command
             self._paused = False
 
-    def _trouble(self, reason: str, message: str) -> None:
+    def _not_finite(self, result: StepResult) -> None:
+        """A NaN/Inf loss or gradient (the step was not applied; every rank saw it): the forensics, then on_nan."""
+        report = self.guard.report(self.iter_num + 1, self.optimizer.param_groups[0]["lr"], result)
+        self.bus.publish(report)
+        if report.action != "rewind":
+            self._trouble("nan", self.guard.message(report), pause=report.action == "pause")
+            return
+        self.bus.publish(ev.Notice(level="error", message=self.guard.message(report)))
+        rewound = self.guard.rewind(report.iter, self.run_dir.last, self.raw_model, self.optimizer, self.scaler,
+                                    self.sampler, self.config, self.iter_num)
+        self.iter_num, self.tokens_seen = rewound.iter, rewound.iter * self.tokens_per_iter
+        self.bus.publish(rewound)
+
+    def _trouble(self, reason: str, message: str, topic: str = "", pause: bool | None = None) -> None:
         """Something the user must decide on: pause (monitor) or end the run with ``reason`` (headless). Rank 0
         decides for every rank: its pause or halt goes out with the next command exchange."""
         if self.rank != 0:
             return
-        if self.pause_on_trouble:
-            self.bus.publish(ev.Notice(level="error", message=message + " | paused: p resumes, q quits"))
+        if self.pause_on_trouble if pause is None else pause:
+            self.bus.publish(ev.Notice(level="error", message=message + " | paused: p resumes, q quits", topic=topic))
             self.gate.push_front(Pause())
         else:
-            self.bus.publish(ev.Notice(level="error", message=message + " | run stopped"))
+            self.bus.publish(ev.Notice(level="error", message=message + " | run stopped", topic=topic))
             self._halt = reason
 
     def _finish_stopped(self) -> Outcome:
@@ -289,108 +310,12 @@ class Trainer:
         tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
         # tokens_per_iter counts every rank's tokens; MFU is per device: FLOP/s / world_size / one device's peak
         peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
-        self.bus.publish(ev.IterationStats(
+        step = self.stepper.last
+        stats = ev.IterationStats(
             iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
             tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
-            tokens_seen=self.tokens_seen, train_seconds=self.train_seconds))
-
-    def _gather_cluster_stats(self) -> None:
-        """Every rank's mean timings since the last gather (a collective); rank 0 publishes them."""
-        assert self._cluster_report is not None
-        stats, warnings = self._cluster_report.gather(self.iter_num)
-        if stats is not None:
-            self.bus.publish(stats)
-        for warning in warnings:
-            self.bus.publish(ev.Notice(level="warning", message=warning))
-
-    # ------------------------------------------------------------ eval, sample, checkpoint
-
-    def estimate_loss(self) -> dict[str, float]:
-        """Mean loss over eval_iters batches per split (see :func:`.evaluation.estimate_loss`)."""
-        return estimate_loss(self.eval_model, self.raw_model, self.sampler, eval_iters=self.config.eval_iters,
-                             seed=self.config.seed, iter_num=self.iter_num, rank=self.rank, cluster=self.cluster,
-                             autocast=self.stepper.autocast, publish=self.bus.publish)
-
-    def _evaluate(self) -> None:
-        self._set_state(ev.RunState.EVALUATING)
-        t0 = time.perf_counter()
-        losses = self.estimate_loss()
-        seconds = time.perf_counter() - t0
-        self.eval_seconds += seconds
-        val = losses["val"]
-        is_best = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
-        if is_best:
-            self.best_val_loss = val
-        self.last_val_loss = val
-        self.bus.publish(ev.EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
-                                    best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
-                                    is_best=is_best, seconds=seconds))
-        if not self.config.eval_only and (self.iter_num > 0 or self.resumed):
-            if self.checkpoints.wanted_at_eval(self.config, is_best):
-                self._gather_sampler_states()
-                if self._checkpoint("eval") and is_best:
-                    self._checkpoint("best", name=BEST)
-        self._back_to_work()
-
-    def _sample(self, command: Sample) -> None:
-        """Generate text for a front end; a failure is a warning ev.Notice and training goes on."""
-        self._set_state(ev.RunState.SAMPLING)
-        for event in sample_events(self.raw_model, self.data.tokenizer, command, self.config.to_dict(),
-                                   iter_num=self.iter_num, device=self.device, autocast=self.stepper.autocast()):
-            self.bus.publish(event)
-        self._back_to_work()
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        return ckpt.make_state(
-            model=self.raw_model, optimizer=self.optimizer, scaler=self.scaler, model_args=self.model_args.to_dict(),
-            config=self.config, iter_num=self.iter_num, best_val_loss=self.best_val_loss,
-            last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(),
-            sampler=self.sampler.state_dict(),
-            samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
-            world_size=self.world_size, train_seconds=self.train_seconds)
-
-    def _gather_sampler_states(self) -> None:
-        """Before a checkpoint, on every rank: rank 0 collects every rank's sampler state (a collective)."""
-        if self.cluster is not None:
-            self._sampler_states = self.cluster.gather_objects(self.sampler.state_dict(),
-                                                               "gathering batch-sampler states")
-
-    def _save_after_failure(self) -> None:
-        """Rank 0 after losing the group: its replica is the model at iter_num (no step was half applied), so it
-        writes last.pt without any collective; the other ranks' sampler states are unknown."""
-        if self.iter_num == 0 and not self.resumed:
-            return
-        self._sampler_states = [self.stepper.start_sampler_state or self.sampler.state_dict()]
-        self._stop = Stop(save=True)  # a trouble pause must not wait for a command now
-        try:
-            self._checkpoint("failure")
-        except Exception as exc:  # the failure itself is what gets reported
-            self.bus.publish(ev.Notice(level="error", message=f"could not write last.pt after the failure: {exc!r}"))
-
-    def _checkpoint(self, reason: str, name: str = LAST) -> bool:
-        """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
-        if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
-            return True
-        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
-            self.bus.publish(ev.Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
-                                    f"{name} not overwritten"))
-            return False
-        self._set_state(ev.RunState.CHECKPOINTING)
-        try:
-            path, seconds = self.checkpoints.write(self.checkpoint_state(), name)
-        except OSError as exc:
-            self._back_to_work()
-            self._trouble("disk", f"could not write {self.run_dir.path / name} ({exc.strerror or exc}); the "
-                          f"previous checkpoint is untouched: free disk space or fix the folder's permissions")
-            return False
-        self.checkpoint_seconds += seconds
-        if name == LAST:
-            self.last_checkpoint = str(path)
-        self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
-        self._back_to_work()
-        return True
-
-    def _log_traceback(self, tb: str) -> None:
-        who = f" on rank {self.rank}" if self.cluster is not None else ""
-        append_text(self.run_dir.train_log, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at "
-                    f"iteration {self.iter_num}\n{tb}", self.file_mode)
+            tokens_seen=self.tokens_seen, train_seconds=self.train_seconds, grad_norm=step.grad_norm,
+            clipped=step.clipped, clip_rate=None if step.clipped is None else self._clip_rate.add(step.clipped),
+            update_ratio=step.update_ratio, layers=step.layers)
+        self.guard.good(stats)
+        self.bus.publish(stats)

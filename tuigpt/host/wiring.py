@@ -60,6 +60,7 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
 
 def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Cluster | None, config_path: str | None,
                   compare: str | None, file_mode: int) -> int:
+    alert_command = _alert_command(trainer)  # a program that cannot run is a config error: before anything starts
     _attach_peak(trainer)
     try:
         writer = MetricsWriter(trainer.run_dir.metrics, trainer.config.log_interval,
@@ -82,6 +83,8 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
         control.stop()
         if telemetry is not None:
             telemetry.stop()
+        if alert_command is not None:
+            alert_command.close()  # the last alerts (the run's end) go out before the process does
         writer.close()
 
     try:
@@ -138,6 +141,17 @@ def _attach_peak(trainer: Trainer) -> None:
         return
     trainer.use_peak(peak.flops if peak else None, peak.label if peak else "no peak known",
                      peak.warning if peak else None)
+
+
+def _alert_command(trainer: Trainer) -> Any:
+    config = trainer.config
+    if not config.alerts or not (config.alert_command or "").strip():
+        return None
+    from tuigpt.host.alerts import AlertCommand
+
+    hook = AlertCommand(config.alert_command or "", trainer.bus.publish, config.run_name, str(trainer.run_dir))
+    trainer.bus.subscribe(hook)
+    return hook
 
 
 def _start_telemetry(trainer: Trainer) -> Any:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from tuigpt.run.alerts import split_command
 from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import shown
@@ -74,6 +75,16 @@ class TrainConfig:
     sample_max_new_tokens: int = 200
     sample_temperature: float = 0.8
     sample_top_k: int | None = 200  # empty: no top-k filtering
+    sample_every_eval: bool = False  # after every eval, a sample from a fixed prompt and seed (the sample timeline)
+    # --- health and alerts
+    on_nan: str = "auto"  # a NaN/Inf loss or gradient: auto (pause in the monitor, stop headless) | pause | stop | rewind
+    nan_max_rewinds: int = 3  # on_nan: rewind gives up (pauses or stops) after this many rewinds
+    nan_lr_factor: float = 0.5  # each rewind multiplies the learning rate by this
+    stall_factor: float = 10.0  # no iteration for this many times the median step time is a stall; 0 disables
+    stall_min_seconds: float = 30.0  # ...and never less than this many seconds
+    alerts: bool = True  # bell + desktop notification (OSC 9/777) + toast or marked line on done, failure, trouble
+    alert_command: str | None = None  # run on each alert, without a shell; the event JSON on stdin
+    target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
     # --- files
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
 
@@ -107,6 +118,7 @@ class TrainConfig:
             _require(inside, name, value, f"must be {range_text(name)}")
         _require(self.telemetry_interval == 0 or self.telemetry_interval >= MIN_TELEMETRY_INTERVAL,
                  "telemetry_interval", self.telemetry_interval, f"must be 0 (off) or {range_text('telemetry_interval')}")
+        self._validate_health()
         if self.decay_lr and self.effective_min_lr > self.learning_rate:  # min_lr is unused without decay
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
@@ -145,7 +157,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "gradient_accumulation_steps": (1, 10_000), "batch_size": (1, 65_536), "block_size": (1, 1_048_576),
     "n_layer": (1, 1_000), "n_head": (1, 1_024), "n_embd": (1, 65_536), "max_iters": (0, 10**12),
     "warmup_iters": (0, 10**12), "lr_decay_iters": (1, 10**12), "seed": (0, 2**32 - 1), "num_threads": (0, 4_096),
-    "sample_max_new_tokens": (1, MAX_SAMPLE_TOKENS), "sample_top_k": (1, MAX_TOP_K),
+    "sample_max_new_tokens": (1, MAX_SAMPLE_TOKENS), "sample_top_k": (1, MAX_TOP_K), "nan_max_rewinds": (0, 100),
 }
 # (low, high, low excluded, high excluded)
 FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -153,6 +165,8 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "weight_decay": (0.0, 100.0, False, False), "beta1": (0.0, 1.0, False, True), "beta2": (0.0, 1.0, False, True),
     "grad_clip": (0.0, 1e6, False, False), "sample_temperature": (0.0, MAX_TEMPERATURE, False, False),
     "telemetry_interval": (0.0, 3600.0, False, False), "ddp_timeout": (1.0, 604_800.0, False, False),
+    "nan_lr_factor": (0.0, 1.0, True, False), "stall_factor": (0.0, 1000.0, False, False),
+    "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
@@ -195,6 +209,13 @@ def path_problem(path: str | None) -> str | None:
         return f"has a folder or file name longer than {MAX_COMPONENT_BYTES} bytes"
     return None
 
+    def _validate_health(self) -> None:
+        _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
+                 "must be one of auto, pause, stop, rewind")
+        _require(self.stall_factor == 0 or self.stall_factor >= 2, "stall_factor", self.stall_factor,
+                 "must be 0 (off) or from 2 to 1,000")
+        split_command(self.alert_command or "")  # run without a shell: split as a shell would (bad quotes: UserError)
+
 
 # What a resume may change, for every key (checked at import: a new key without a policy fails at once).
 #   MATCH   the checkpoint is unusable with another value (model shape, meaning of the tokens): exit 2
@@ -211,7 +232,9 @@ RESUME_POLICY: dict[str, str] = {
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
-    "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY,
+    "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
+    "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
+    "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
     "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so

@@ -73,6 +73,14 @@ class IterationStats(Event):
     mfu: float | None  # fraction of peak_flops, None when no peak is known
     tokens_seen: int
     train_seconds: float  # training time so far, eval and checkpoints excluded
+    # training health (None in metrics files written before it existed)
+    grad_norm: float | None = None  # global gradient norm before clipping (unscaled), every iteration
+    clipped: bool | None = None  # this step's gradients were clipped to grad_clip (None: clipping is off)
+    clip_rate: float | None = None  # fraction of the last CLIP_WINDOW steps that were clipped
+    update_ratio: float | None = None  # ‖Δw‖/‖w‖ of this step's update, whole model: logged iterations only
+    # logged iterations only: one dict per parameter group ("embed", "block N", "head") with its gradient norm
+    # before clipping ("grad"), weight norm before the update ("weight") and ‖Δw‖/‖w‖ ("update")
+    layers: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class SampleGenerated(Event):
     prompt: str
     text: str
     seconds: float
+    timeline: bool = False  # generated after an eval with the fixed prompt and seed (sample_every_eval)
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,7 @@ class Notice(Event):
 
     level: str
     message: str
+    topic: str = ""  # what it is about, for alerts: "throttling", "checkpoint" (a write failed), or ""
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ class RunFailed(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     """Training is over: max_iters reached ("done"), stopped by a command ("stopped"), or ended on a NaN loss
-    ("nan") or an unwritable checkpoint ("disk") in a headless run."""
+    or gradient ("nan") or an unwritable checkpoint ("disk") in a headless run."""
 
     iter: int
     reason: str  # "done", "stopped", "nan" or "disk"
@@ -168,6 +178,55 @@ class RunFinished(Event):
     checkpoint_seconds: float
     last_checkpoint: str | None
     tokens_seen: int
+
+
+@dataclass(frozen=True)
+class NanDetected(Event):
+    """A loss or gradient went NaN/Inf; the step was not applied. What was known when it happened."""
+
+    iter: int  # the iteration that failed (not counted: the run stands at iter - 1)
+    cause: str  # "loss" or "gradient"
+    loss: float | None  # None in records: NaN/Inf are not JSON
+    grad_norm: float | None
+    lr: float
+    layers: list[dict[str, Any]]  # this step's gradient norm per parameter group: name, grad
+    recent: list[dict[str, Any]]  # the last good steps, oldest first: iter, loss, grad_norm, lr
+    recent_layers: list[dict[str, Any]]  # the last good logged steps' per-group norms: iter, layers
+    batch_starts: list[list[int]]  # token offsets of this step's training windows, one list per micro-step
+    action: str  # what happens now: "pause", "stop" or "rewind"
+
+
+@dataclass(frozen=True)
+class Rewound(Event):
+    """on_nan: rewind put the run back on its last good checkpoint after a NaN, with a lower learning rate."""
+
+    from_iter: int  # the iteration that failed
+    iter: int  # where training goes on
+    checkpoint: str | None  # what was restored; None: no checkpoint yet, the (finite) weights in memory were kept
+    lr_scale: float  # the schedule's learning rate is multiplied by this from now on
+    rewinds: int  # rewinds so far in this run
+    max_rewinds: int
+    skipped: list[int]  # iterations whose batches are drawn and left out
+
+
+@dataclass(frozen=True)
+class Stalled(Event):
+    """No iteration finished for stall_factor × the median step time (a hung collective, a stuck data path)."""
+
+    iter: int  # the last iteration that finished
+    seconds: float  # since it finished
+    median_ms: float  # the median step time the threshold is measured against
+    threshold_s: float
+
+
+@dataclass(frozen=True)
+class Diverging(Event):
+    """The loss trended up over the last ``window`` iterations."""
+
+    iter: int
+    window: int
+    loss_before: float  # median loss of the window's first quarter
+    loss_now: float  # median loss of its last quarter
 
 
 @dataclass(frozen=True)

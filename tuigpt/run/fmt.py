@@ -168,6 +168,99 @@ def bar(fraction: float | None, width: int = 10) -> str:
     return out + " " * (width - len(out))
 
 
+# ---------------------------------------------------------------- training health
+
+
+def sig(value: float | None) -> str:
+    """Three significant digits (1.23, 0.0456, 7.89e+05); nan/inf spelled out; n/a when unknown."""
+    if value is None:
+        return NA
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.3g}"
+
+
+def grad_norm(value: float | None, clip_rate: float | None) -> str:
+    """``grad 0.853 (12% clipped)``: the gradient norm before clipping and the share of recent steps clipped."""
+    clipped = f" ({clip_rate * 100:.0f}% clipped)" if clip_rate is not None else ""
+    return f"grad {sig(value)}{clipped}"
+
+
+def _groups(layers: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+    return " · ".join(f"{g.get('name', '?')} " + " ".join(sig(g.get(k)) for k in keys) for g in layers)
+
+
+def nan_report(e: Any) -> list[str]:
+    """The lines of a NanDetected: the bad step, its per-group gradient norms, the last good steps, the batch."""
+    lines = [f"NaN/Inf {e.cause} at iteration {e.iter:,} (lr {e.lr:.2e}): loss {sig(e.loss)}, grad norm "
+             f"{sig(e.grad_norm)} → {e.action}"]
+    if e.layers:
+        lines.append("  gradient norm per group at that step: " + _groups(e.layers, ("grad",)))
+    if e.recent:
+        lines.append("  last good steps: " + " · ".join(f"iter {s['iter']:,} loss {sig(s.get('loss'))} grad "
+                                                        f"{sig(s.get('grad_norm'))}" for s in e.recent[-4:]))
+    if e.recent_layers:
+        last = e.recent_layers[-1]
+        lines.append(f"  last logged group norms (iter {last['iter']:,}; grad weight update): "
+                     + _groups(last["layers"], ("grad", "weight", "update")))
+    if e.batch_starts:
+        lines.append(f"  batch windows (train token offsets): {', '.join(map(str, e.batch_starts[0][:16]))}"
+                     + (" …" if len(e.batch_starts[0]) > 16 or len(e.batch_starts) > 1 else ""))
+    return lines
+
+
+def rewound(e: Any) -> str:
+    where = (f"from {e.checkpoint} at iteration {e.iter:,}" if e.checkpoint else
+             f"at iteration {e.iter:,} (no checkpoint yet: weights kept, optimizer moments reset)")
+    return (f"rewound {e.rewinds} of {e.max_rewinds} after the NaN at iteration {e.from_iter:,}: restarted {where}; "
+            f"learning rate now ×{e.lr_scale:g}, batches of iteration(s) {', '.join(map(str, e.skipped))} left out")
+
+
+def stalled(e: Any) -> str:
+    return (f"stalled: no iteration for {e.seconds:.0f} s after iteration {e.iter:,} (threshold {e.threshold_s:.0f} s "
+            f"= stall_factor × median step {e.median_ms:.0f} ms, or stall_min_seconds): a hung collective or data "
+            f"read? (py-spy dump --pid PID shows where)")
+
+
+def diverging(e: Any) -> str:
+    return (f"loss trending up: median {e.loss_before:.4f} → {e.loss_now:.4f} over the last {e.window} iterations "
+            f"(iter {e.iter:,}); lower learning_rate or raise warmup_iters if it goes on")
+
+
+def target_short(p: Any, seconds: float | None = None, now: float | None = None) -> str:
+    """A TargetProjection for a status line: ``loss 1.5 ≈ iter 7,200 (6.1k–8.9k) 14:05``."""
+    head = f"loss {p.target:g}"
+    if p.reached_at is not None:
+        return f"{head} reached @{p.reached_at:,}"
+    if p.iter is None:
+        return f"{head}: {p.why}"
+    spread = f" ({count(p.iter_lo)}–{count(p.iter_hi)})" if p.iter_hi != p.iter_lo else ""
+    when = f" {clock(now + seconds, now)}" if seconds is not None and now is not None else ""
+    return f"{head} ≈ iter {p.iter:,}{spread}{when}"
+
+
+def target(p: Any, max_iters: int | None = None, seconds: tuple[float | None, ...] | None = None,
+           now: float | None = None) -> str:
+    """A TargetProjection: ``loss 1.5 ≈ iter 7,200 (6,100–8,900) in 1h20m (1h05m–1h50m) → 14:05 [val fit]``,
+    ``loss 1.5 reached @5,300``, or ``loss 1.5: not converging towards it at this rate``."""
+    head = f"loss {p.target:g}"
+    if p.reached_at is not None:
+        return f"{head} reached @{p.reached_at:,}"
+    if p.iter is None:
+        return f"{head}: {p.why}"
+    text = f"{head} ≈ iter {p.iter:,}" + (f" ({p.iter_lo:,}–{p.iter_hi:,})" if p.iter_hi != p.iter_lo else "")
+    if max_iters and p.iter > max_iters:
+        text += f", past max_iters {max_iters:,}"
+    if seconds and seconds[0] is not None:
+        mid, lo, hi = (list(seconds) + [None, None])[:3]
+        text += f" in {duration(mid)}"
+        if lo is not None and hi is not None and duration(lo) != duration(hi):
+            text += f" ({duration(lo)}–{duration(hi)})"
+        if now is not None:
+            text += f" → {clock(now + mid, now)}"  # type: ignore[operator]
+    return text + f" [{p.basis} fit]"
+
+
 def short_reason(why: str | None, width: int = 40) -> str:
     """Why a value is n/a, short enough for a pane: the reason without its parenthesis (and, when still too
     long, without what follows a colon), cut to ``width``."""

@@ -233,12 +233,12 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
     return records
 
 
-HISTORY_TYPES = ("iter", "eval", "checkpoint", "sample", "notice")
+HISTORY_TYPES = ("iter", "eval", "checkpoint", "sample", "notice", "nan", "rewind", "stall", "diverging")
 
 
 def history_events(records: list[dict[str, Any]]) -> list[Event]:
-    """What happened in earlier sessions, as events: iterations, evals, checkpoints, samples and notices (the
-    chart, the speed and ETA, the events log and the sample pane redraw from them)."""
+    """What happened in earlier sessions, as events: iterations, evals, checkpoints, samples, notices and health
+    events (the chart, the speed and ETA, the events log and the sample pane redraw from them)."""
     events = []
     for record in records:
         if record.get("type") in HISTORY_TYPES:

@@ -241,6 +241,14 @@ class RunProgress:
     def mfu_avg(self) -> float | None:
         return self._mfu_sum / self._mfu_n if self._mfu_n else None
 
+    def eta_to(self, iteration: int) -> float | None:
+        """Time from now to ``iteration`` at the recent speed, the evals on the way included (past max_iters too:
+        how long the run would need if it went on)."""
+        if self.iteration is None:
+            return None
+        evals = max(0, iteration // self.eval_interval - self.iteration // self.eval_interval)
+        return eta_seconds(iteration - self.iteration, self.ms_per_iter, evals, self.seconds_per_eval)
+
     def eta_seconds(self) -> float | None:
         """Training left at the recent speed, plus the evals still to come (the final one included)."""
         if self.iteration is None:
@@ -274,3 +282,73 @@ def comm_over_compute(ranks: list[dict[str, Any]]) -> float | None:
 
 def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------- training health
+
+CLIP_WINDOW = 100  # the clip rate is the fraction of this many recent optimizer steps that were clipped
+
+
+class ClipRate:
+    """Fraction of the last CLIP_WINDOW optimizer steps whose gradient norm was above grad_clip."""
+
+    def __init__(self, window: int = CLIP_WINDOW) -> None:
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._clipped = 0
+
+    def add(self, clipped: bool) -> float:
+        if len(self._recent) == self._recent.maxlen and self._recent[0]:
+            self._clipped -= 1
+        self._recent.append(clipped)
+        self._clipped += clipped
+        return self._clipped / len(self._recent)
+
+
+def loss_rise(losses: list[float]) -> tuple[float, float]:
+    """The divergence test's two numbers: the median loss of a window's first quarter and of its last quarter."""
+    quarter = max(1, len(losses) // 4)
+    return statistics.median(losses[:quarter]), statistics.median(losses[-quarter:])
+
+
+# ---------------------------------------------------------------- when the loss reaches a target
+
+MIN_FIT_POINTS = 4  # fewer points than this in the window: no projection
+FLOOR_STEPS = 20  # candidate loss floors tried between 0 and the lowest loss seen
+
+
+def fit_power_law(xs: list[float], ys: list[float], floor: bool = True) -> tuple[float, float, float] | None:
+    """(E, A, alpha) of L(x) = E + A·x^(-alpha) fitted by least squares on positive x.
+
+    For each candidate floor E (0 and FLOOR_STEPS fractions of the lowest loss; only 0 when ``floor`` is
+    False), log(L - E) against log x is a straight line (closed form); the floor whose curve has the least
+    squared error in loss units wins. None with fewer than MIN_FIT_POINTS points.
+    """
+    pts = [(math.log(x), y) for x, y in zip(xs, ys) if x > 0 and math.isfinite(y) and y > 0]
+    if len(pts) < MIN_FIT_POINTS:
+        return None
+    low = min(y for _, y in pts)
+    best: tuple[float, float, float, float] | None = None
+    for k in range(FLOOR_STEPS if floor else 1):
+        e = low * k / FLOOR_STEPS
+        us = [u for u, _ in pts]
+        vs = [math.log(y - e) for _, y in pts]
+        n = len(us)
+        mu, mv = sum(us) / n, sum(vs) / n
+        suu = sum((u - mu) ** 2 for u in us)
+        if suu <= 0:
+            return None
+        slope = sum((u - mu) * (v - mv) for u, v in zip(us, vs)) / suu
+        c = mv - slope * mu
+        sse = sum((e + math.exp(c + slope * u) - y) ** 2 for u, (_, y) in zip(us, pts))
+        if best is None or sse < best[0]:
+            best = (sse, e, math.exp(c), -slope)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def power_law_crossing(fit: tuple[float, float, float], target: float) -> float | None:
+    """The x where E + A·x^(-alpha) comes down to ``target``; None when it never does (rising, or a floor above)."""
+    e, a, alpha = fit
+    if alpha <= 0 or a <= 0 or target <= e:
+        return None
+    return ((target - e) / a) ** (-1.0 / alpha)

@@ -16,17 +16,21 @@ from tuigpt.run.commands import Command
 from tuigpt.run.events import (
     CheckpointWritten,
     ClusterStats,
+    Diverging,
     EvalIntervalChanged,
     EvalProgress,
     EvalResult,
     Event,
     IterationStats,
+    NanDetected,
     Notice,
+    Rewound,
     RunFailed,
     RunFinished,
     RunStarted,
     RunState,
     SampleGenerated,
+    Stalled,
     StateChanged,
     TelemetrySnapshot,
 )
@@ -36,6 +40,7 @@ KINDS: dict[str, type[Event]] = {
     "start": RunStarted, "iter": IterationStats, "eval": EvalResult, "checkpoint": CheckpointWritten,
     "sample": SampleGenerated, "notice": Notice, "state": StateChanged, "eval_interval": EvalIntervalChanged,
     "finish": RunFinished, "failed": RunFailed, "telemetry": TelemetrySnapshot, "cluster": ClusterStats,
+    "nan": NanDetected, "rewind": Rewound, "stall": Stalled, "diverging": Diverging,
     "eval_progress": EvalProgress,
 }
 KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in KINDS.items()}

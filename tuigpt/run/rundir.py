@@ -17,10 +17,12 @@ Runs are found under an out_dir, or from any directory through the per-user inde
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.files import append_text
 from tuigpt.run.runindex import index_path, indexed_runs
 
 METRICS_FILE = "metrics.jsonl"
@@ -69,6 +71,11 @@ class RunDir:
     @property
     def socket(self) -> Path:
         return self.path / SOCKET
+
+    def log_traceback(self, tb: str, who: str, iteration: int, mode: int = 0o600) -> None:
+        """Append an unexpected error's traceback to train.log (best effort: the error itself is reported)."""
+        append_text(self.train_log, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} unexpected error{who} at iteration "
+                    f"{iteration}\n{tb}", mode)
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name

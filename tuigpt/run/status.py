@@ -8,11 +8,15 @@ the control socket).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuigpt.run.records import loads
+from tuigpt.run.metrics_log import load_history
+from tuigpt.run.numbers import RunProgress
+from tuigpt.run.projection import TargetTracker, describe
+from tuigpt.run.records import event_from_record, loads
 from tuigpt.run.rundir import RunDir
 
 HEAD_BYTES = 64 * 1024
@@ -32,6 +36,7 @@ class RunSummary:
     tokens_per_sec: float | None
     device: str | None
     updated: float
+    target: str | None = None  # when the run has a target_loss: where the loss reaches it
 
 
 def _records(raw: bytes, partial_first: bool) -> list[dict[str, Any]]:
@@ -83,8 +88,21 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
     best = last.get("finish", {}).get("best_val_loss")
     if best is None:
         best = last.get("eval", {}).get("best_val_loss")
+    target_loss = (start.get("config") or {}).get("target_loss")
     return RunSummary(
         name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=start.get("max_iters"),
         best_val_loss=best, tokens_per_sec=last.get("iter", {}).get("tokens_per_sec"), device=start.get("device"),
         updated=path.stat().st_mtime,
+        target=_target(path, float(target_loss), state == "running") if isinstance(target_loss, (int, float)) else None,
     )
+
+
+def _target(path: Path, target: float, running: bool) -> str:
+    """The target-loss projection from the whole history (every eval, the iterations thinned), as the monitor
+    draws it; the clock time only while the run is running."""
+    tracker, progress = TargetTracker(), RunProgress()
+    for record in load_history(path, max_iter_points=4000):
+        if record.get("type") in ("start", "iter", "eval") and (event := event_from_record(record)) is not None:
+            tracker.observe(event)
+            progress.observe(event)
+    return describe(tracker, progress, target, time.time() if running else None)

@@ -130,6 +130,7 @@ class ThrottleDetector:
                     f"(+{pct:.0f}%); " + "; ".join(evidence)
                 ),
                 time=stats.time,
+                topic="throttling",
             )
         )
 

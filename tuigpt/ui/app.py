@@ -39,8 +39,11 @@ from tuigpt.run.events import (
 )
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
+from tuigpt.ui.alerts import MonitorAlerts
 from tuigpt.ui.compare import CompareCurve, CompareSource
 from tuigpt.ui.guard import FailureIsolation, guarded
+from tuigpt.ui.health_actions import MonitorHealth
+from tuigpt.ui.health_history import HealthHistory
 from tuigpt.ui.history import X_AXES, RunHistory
 from tuigpt.ui.log_lines import lines_for
 from tuigpt.ui.messages import ClusterUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
@@ -49,12 +52,14 @@ from tuigpt.ui.widgets.cpu import CpuPane
 from tuigpt.ui.widgets.events_log import EventsLog
 from tuigpt.ui.widgets.failure import FailureBanner
 from tuigpt.ui.widgets.gpu import GpuPane
+from tuigpt.ui.widgets.health import HealthPane
 from tuigpt.ui.widgets.loss import LossChart
 from tuigpt.ui.widgets.mfu import MfuPane
 from tuigpt.ui.widgets.quit_dialog import SAVE
 from tuigpt.ui.widgets.samples import SamplesPane
 from tuigpt.ui.widgets.speed import SpeedPane
 from tuigpt.ui.widgets.status import StatusBar
+from tuigpt.ui.widgets.timeline import SampleTimeline
 
 # The monitor shares the CPU (and the GIL) with training: on a 2-core laptop every millisecond of drawing is a
 # millisecond the trainer waits.
@@ -69,7 +74,7 @@ RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster", "samples"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 
 
-class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
+class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
     """Live view of one training run; ``return_code`` says how the run ended (see run/exits.py)."""
 
     CSS_PATH = "app.tcss"
@@ -117,6 +122,8 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         self._logged_state = RunState.RUNNING  # "started" already says it runs
         self._eval_progress: EvalProgress | None = None  # the eval under way, until its result
         self._evals_done = 0
+        self.alerts = MonitorAlerts(self)
+        self.health = HealthHistory()  # the Health pane, the target projection, the sample timeline
 
     # ------------------------------------------------------------ layout
 
@@ -126,6 +133,8 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         self._status = StatusBar(self.config_path, id="status")
         self._failure = FailureBanner(id="failure")
         self._loss = LossChart(id="loss")
+        self._health_pane = HealthPane(id="health")
+        self._timeline = SampleTimeline(id="timeline", classes="pane")
         self._tabs = Tabs(*(Tab(title, id=f"tab-{pane}") for pane, title in PANES), id="pane-tabs")
         self._events_log = EventsLog(id="events", classes="pane")
         self._samples = SamplesPane(id="samples", classes="pane")
@@ -141,6 +150,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         with Horizontal(id="body") as self._body:
             with Vertical(id="left"):
                 yield self._loss
+                yield self._health_pane
                 yield self._tabs
                 yield self._events_log
             with Vertical(id="right"):
@@ -150,6 +160,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
                 yield self._cluster
                 yield self._gpu
                 yield self._samples
+                yield self._timeline
         yield Footer()
 
     def on_mount(self) -> None:
@@ -211,6 +222,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         self._pane = pane
         for name, widget in self._panes.items():
             widget.set_class(name == pane, "-selected")
+        self._timeline.set_class(pane == "samples", "-selected")  # the timeline stands in for the sample pane
         self._body.set_class(pane in RIGHT_PANES, "-right-selected")
         if self._tabs.active != f"tab-{pane}":
             self._tabs.active = f"tab-{pane}"
@@ -252,6 +264,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         (Not named _on_*: Textual would take that for a handler of RunEvent messages.)
         """
         self.history.record(event)
+        self.health.record(event)
         if not isinstance(event, IterationStats):  # iterations: the redraw tick reads the history
             self.post_message(wrap(event))
 
@@ -280,6 +293,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
         event = message.event
         for line, level in lines_for(event):
             self._events_log.add(event.time, line, level)
+        self.alerts.observe(event)
         if isinstance(event, EvalProgress):
             self._eval_progress = event
             self._draw_progress()
@@ -348,15 +362,18 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
     @guarded("monitor")
     def redraw(self) -> None:
         """Charts only when the history or the view changed; the clock line always."""
-        view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare))
+        view_opts = (self._log_y, self._recent, self._x_axis, id(self._compare), self.health.target)
         if self.history.version != self._drawn_version or view_opts != self._drawn_view_opts:
             self._chart_drawn_at = time.monotonic()
             view = self.history.snapshot(keys.RECENT_WINDOW)
             self._drawn_version, self._drawn_view_opts = view.version, view_opts
-            self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare)
+            self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
+                            extra=self._projection_layers(view))
+            self._label_projection()
             self._speed.show(view)
             if self._run is not None:
                 self._mfu.show(view, self._run.peak_flops, self._run.peak_label)
+        self._draw_health()
         self._draw_progress()
 
     def _draw_progress(self) -> None:
@@ -383,4 +400,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, App[int]):
                 parts.append((9, "(paused)", "bold"))
             elif eta is not None:
                 parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
+        target = self.health.target_text(now if outcome is None else None)
+        if target:
+            parts.append((7, target, ""))  # asked for (target_loss, T): kept before the elapsed time
         self._status.set_progress(iteration, run.max_iters, parts)

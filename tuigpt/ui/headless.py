@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from typing import TextIO
 
 from tuigpt.run import fmt
+from tuigpt.run.alerts import alert_for, terminal_bytes
 from tuigpt.run.events import (
     CheckpointWritten,
+    Diverging,
     EvalIntervalChanged,
     EvalProgress,
     EvalResult,
     Event,
     IterationStats,
+    NanDetected,
     Notice,
+    Rewound,
     RunFailed,
     RunFinished,
     RunStarted,
     RunState,
     SampleGenerated,
+    Stalled,
     StateChanged,
 )
 from tuigpt.run.numbers import RunProgress
+from tuigpt.run.projection import TargetTracker, describe
 
+ALERT_MARK = "!!! ALERT"  # headless alert lines start with this: grep for it, or point a log watcher at it
 EVAL_QUIET = 2.0  # an eval shorter than this prints only its result
 EVAL_EVERY = 10.0  # a long eval prints its progress this often
-ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss",
+ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss or gradient",
            "disk": "stopped: a checkpoint could not be written"}
 
 
 class HeadlessPrinter:
-    """Prints one line per log_interval iterations, each eval, checkpoint, notice, and a closing summary."""
+    """Prints one line per log_interval iterations, each eval, checkpoint, notice, and a closing summary; alerts
+    (when the run's config has ``alerts``) as a marked line, with the bell and a desktop notification when
+    the output is a terminal."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
@@ -40,6 +50,10 @@ class HeadlessPrinter:
         self.progress = RunProgress()  # the same speed and ETA as the monitor's
         self._log_interval = 10
         self._state = RunState.STARTING
+        self._alerts = False  # until a RunStarted says so (the closing line printed after the monitor alerts not)
+        self.tracker = TargetTracker()  # the target_loss projection, on eval lines
+        self._target: float | None = None
+        self._run_name = ""
         self._evals_seen = 0
         self._eval_printed: tuple[int, float] | None = None  # (iteration, seconds) of the last progress line
 
@@ -50,12 +64,18 @@ class HeadlessPrinter:
 
     def __call__(self, event: Event) -> None:
         self.progress.observe(event)
+        self.tracker.observe(event)
         handler = getattr(self, "_on_" + type(event).__name__, None)
         if handler is not None:
             handler(event)
+        if self._alerts and (alert := alert_for(event, self._run_name)) is not None:
+            ring = terminal_bytes(alert, os.environ) if self.out.isatty() else ""
+            self._print(f"{ring}{ALERT_MARK} [{alert.kind}] {alert.summary}")
 
     def _on_RunStarted(self, e: RunStarted) -> None:
         self._log_interval = int(e.config.get("log_interval", 10))
+        self._alerts, self._run_name = bool(e.config.get("alerts", True)), e.run_name
+        self._target = e.config.get("target_loss")
         what = "resuming" if e.resumed else "training"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
                     f"({e.dtype_reason}) | iter {e.start_iter}/{e.max_iters} | "
@@ -65,7 +85,8 @@ class HeadlessPrinter:
         if e.iter % self._log_interval and e.iter != self.progress.max_iters:
             return
         mfu = f"MFU {fmt.mfu(e.mfu)}"
-        self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e} | "
+        grad = f" | {fmt.grad_norm(e.grad_norm, e.clip_rate)}" if e.grad_norm is not None else ""
+        self._print(f"iter {e.iter}/{self.progress.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e}{grad} | "
                     f"{e.ms_per_iter:.1f} ms/it | {fmt.count(e.tokens_per_sec)} tok/s | {mfu} | "
                     f"ETA {fmt.duration(self.progress.eta_seconds())}")
 
@@ -85,14 +106,27 @@ class HeadlessPrinter:
         self._evals_seen += 1
         self._eval_printed = None
         best = " (best)" if e.is_best else f" (best {e.best_val_loss:.4f})"
+        target = f" | {describe(self.tracker, self.progress, self._target, e.time)}" if self._target else ""
         self._print(f"eval iter {e.iter} | train loss {e.train_loss:.4f} | val loss {e.val_loss:.4f}{best} | "
-                    f"{e.seconds:.1f}s")
+                    f"{e.seconds:.1f}s{target}")
 
     def _on_CheckpointWritten(self, e: CheckpointWritten) -> None:
         self._print(f"checkpoint {e.path} (iter {e.iter}, {e.reason}, {e.seconds:.2f}s)")
 
     def _on_SampleGenerated(self, e: SampleGenerated) -> None:
         self._print(f"sample at iter {e.iter}:\n{e.prompt if e.prompt.strip() else ''}{e.text}\n--- end of sample")
+
+    def _on_NanDetected(self, e: NanDetected) -> None:
+        self._print("\n".join(fmt.nan_report(e)))
+
+    def _on_Rewound(self, e: Rewound) -> None:
+        self._print(fmt.rewound(e))
+
+    def _on_Stalled(self, e: Stalled) -> None:
+        self._print(f"warning: {fmt.stalled(e)}")
+
+    def _on_Diverging(self, e: Diverging) -> None:
+        self._print(f"warning: {fmt.diverging(e)}")
 
     def _on_Notice(self, e: Notice) -> None:
         self._print(f"{e.level}: {e.message}")

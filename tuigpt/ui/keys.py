@@ -18,6 +18,10 @@ BINDINGS = [
     Binding("l", "toggle_log", "Log y", group=_VIEW),
     Binding("z", "toggle_zoom", "Zoom", group=_VIEW),
     Binding("x", "cycle_x", "X", tooltip="loss chart x axis: iterations, tokens, time", group=_VIEW),
+    Binding("h", "toggle_health", "Health", show=False),
+    Binding("T", "set_target", "Target", key_display="T", show=False),
+    Binding("left_square_bracket", "older_sample", "Older sample", key_display="[", show=False),
+    Binding("right_square_bracket", "newer_sample", "Newer sample", key_display="]", show=False),
     Binding("n", "next_pane", "Pane", tooltip="next pane (small terminals) or focus the next scrollable pane"),
     Binding("question_mark", "help", "Help", key_display="?"),
     Binding("q", "quit_request", "Quit"),
@@ -33,6 +37,9 @@ HELP = [
     ("l", "loss chart: toggle log y axis"),
     ("z", f"loss chart: whole run / last {RECENT_WINDOW} iterations"),
     ("x", "loss chart x axis: iterations → tokens seen → wall-clock time"),
+    ("h", "Health pane (gradient norm, clip rate, learning rate, per-group norms) in the loss chart's place"),
+    ("T", "type a target loss: its projected iteration and time in the status line, dashed on the chart"),
+    ("[ / ]", "sample timeline (sample_every_eval): older / newer eval sample"),
     ("n", "next pane (small terminals show one at a time); on a big one, focus events / samples"),
     ("↑↓ PgUp PgDn", "scroll the focused pane (events, samples: the last 10 samples, newest first)"),
     ("?", "this help"),
@@ -41,4 +48,5 @@ HELP = [
 # once the run is over (or when watching an ended run) p c s e E i are gone from the footer: nothing to steer
 # actions that steer the run: off while a dialog is open, disabled once the run is over
 RUN_ACTIONS = {"toggle_pause", "checkpoint", "sample", "eval_interval", "set_eval_interval"}
-VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "cycle_x", "next_pane", "help", "quit_request", "interrupt"}
+VIEW_ACTIONS = {"toggle_log", "toggle_zoom", "cycle_x", "next_pane", "help", "quit_request", "interrupt",
+                "toggle_health", "set_target", "older_sample", "newer_sample"}

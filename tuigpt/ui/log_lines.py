@@ -7,16 +7,20 @@ from rich.text import Text
 from tuigpt.run import fmt
 from tuigpt.run.events import (
     CheckpointWritten,
+    Diverging,
     EvalIntervalChanged,
     EvalResult,
     Event,
     HistoryLoaded,
     IterationStats,
+    NanDetected,
     Notice,
+    Rewound,
     RunFailed,
     RunFinished,
     RunStarted,
     SampleGenerated,
+    Stalled,
 )
 
 Line = tuple["str | Text", str]  # (text, level: info, warning, error, user, good, dim)
@@ -41,7 +45,18 @@ def lines_for(event: Event) -> list[Line]:
         line.append(f"  ({event.seconds:.1f} s)", style="dim")
         return [(line, "info")]
     if isinstance(event, SampleGenerated):
+        if event.timeline:
+            return [(f"timeline sample @{event.iter:,} ({event.seconds:.1f} s): [ and ] browse the timeline", "dim")]
         return [(f"sample @{event.iter:,} ({event.seconds:.1f} s), see the sample pane", "info")]
+    if isinstance(event, NanDetected):
+        report = fmt.nan_report(event)
+        return [(report[0], "error")] + [(line, "warning") for line in report[1:]]
+    if isinstance(event, Rewound):
+        return [(fmt.rewound(event), "warning")]
+    if isinstance(event, Stalled):
+        return [(fmt.stalled(event), "warning")]
+    if isinstance(event, Diverging):
+        return [(fmt.diverging(event), "warning")]
     if isinstance(event, EvalIntervalChanged):
         return [(f"eval interval now {event.eval_interval:,} (next eval at {event.next_eval_iter:,})", "info")]
     if isinstance(event, Notice):
@@ -60,7 +75,8 @@ def lines_for(event: Event) -> list[Line]:
 def _history(event: HistoryLoaded) -> list[Line]:
     iters = sum(1 for e in event.events if isinstance(e, IterationStats))
     evals = sum(1 for e in event.events if isinstance(e, EvalResult))
-    loggable = [e for e in event.events if isinstance(e, (Notice, CheckpointWritten, EvalResult))][-REPLAYED:]
+    loggable = [e for e in event.events if isinstance(e, (Notice, CheckpointWritten, EvalResult, NanDetected, Rewound,
+                                                          Stalled, Diverging))][-REPLAYED:]
     lines: list[Line] = [(f"earlier history: {iters:,} logged iterations, {evals:,} evals; the last "
                           f"{len(loggable)} events:", "dim")]
     for e in loggable:
@@ -69,7 +85,7 @@ def _history(event: HistoryLoaded) -> list[Line]:
 
 
 def _summary(done: RunFinished) -> list[Line]:
-    head = {"done": "run finished", "stopped": "run stopped", "nan": "run stopped on a NaN/Inf loss",
+    head = {"done": "run finished", "stopped": "run stopped", "nan": "run stopped on a NaN/Inf loss or gradient",
             "disk": "run stopped: a checkpoint could not be written"}.get(done.reason, f"run ended ({done.reason})")
     line = Text(f"{head} at iter {done.iter:,}: ", style="bold green" if done.reason in ("done", "stopped") else
                 "bold red")

@@ -67,6 +67,31 @@ def test_relative_times_and_a_missing_out_dir(tmp_path: Path) -> None:
     assert main(["runs", "--out_dir", str(tmp_path / "none")]) == 2
 
 
+def test_runs_with_a_target_loss_show_where_the_loss_reaches_it(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    root = tmp_path / "checkpoints"
+    run = root / "aiming"
+    run.mkdir(parents=True)
+    start = {"type": "start", "time": 1.0, "max_iters": 5000, "device": "cpu", "run_name": "aiming", "run_dir": str(run),
+             "config_path": None, "config": {"target_loss": 1.35, "log_interval": 10}, "n_params": 1, "dtype": "float32",
+             "dtype_reason": "", "start_iter": 0, "tokens_per_iter": 1000, "flops_per_token": 1, "peak_flops": None,
+             "peak_label": "", "eval_interval": 100, "resumed": False}
+    lines = [start]
+    for i in range(10, 2001, 10):
+        loss = 1.2 + 40.0 * (i * 1000) ** -0.35
+        lines.append({"type": "iter", "time": 2.0 + i, "iter": i, "loss": loss + 0.3, "lr": 1e-3, "ms_per_iter": 100.0,
+                      "tokens_per_sec": 1e4, "mfu": None, "tokens_seen": i * 1000, "train_seconds": i / 10})
+        if i % 100 == 0:
+            lines.append({"type": "eval", "time": 2.0 + i, "iter": i, "train_loss": loss + 0.3, "val_loss": loss,
+                          "best_val_loss": loss, "is_best": True, "seconds": 1.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(["runs", "--out_dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[-1] == "TARGET"
+    row = out.splitlines()[1]
+    assert "interrupted" in row and "loss 1.35 ≈ iter " in row and "[val fit]" in row
+    assert "→" not in row  # a run that is not running gets no clock time
+
+
 def test_runs_and_watch_find_a_run_from_any_directory(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     """The README's "from any terminal": the run started in one project is listed from another directory."""
     from tuigpt.run.rundir import resolve_run_dir

@@ -26,7 +26,7 @@ def test_writer_keeps_every_log_interval_and_every_eval(tmp_path: Path) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["iter"] for r in records if r["type"] == "iter"] == [5, 10, 15, 20]
     assert records[-2]["type"] == "eval" and records[-2]["val_loss"] == 2.1
-    assert records[-1] == {"type": "notice", "time": records[-1]["time"], "level": "warning", "message": "hot"}
+    assert records[-1] == {"type": "notice", "time": records[-1]["time"], "level": "warning", "message": "hot", "topic": ""}
     writer.close()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from tuigpt.run.events import CheckpointWritten, EvalProgress, EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunStarted, RunState, StateChanged
+from tuigpt.run.events import (CheckpointWritten, EvalProgress, EvalResult, IterationStats, NanDetected, Notice, Rewound,
+                               RunFailed, RunFinished, RunStarted, RunState, Stalled, StateChanged)
 from tuigpt.ui.headless import HeadlessPrinter
 
 
@@ -73,6 +74,7 @@ def test_eval_checkpoint_notice_pause_and_summary_lines() -> None:
         "resumed at iter 51",
         "done at iter 100 in 1m15s (train 1m00s, eval 14s, checkpoints 1s) | best val loss 2.2000 | "
         "checkpoint checkpoints/tiny/last.pt",
+        "!!! ALERT [done] tiny: finished at iter 100, best val 2.2000",  # not a terminal: no bell, no OSC
     ]
 
 
@@ -80,6 +82,56 @@ def test_failure_line_names_the_last_good_checkpoint() -> None:
     out = io.StringIO()
     HeadlessPrinter(out)(RunFailed(iter=7, message="RuntimeError: boom", traceback="...", last_checkpoint="x/last.pt"))
     assert out.getvalue().startswith("error at iter 7: RuntimeError: boom | last good checkpoint: x/last.pt")
+
+
+def test_iteration_lines_add_the_gradient_norm_and_clip_rate() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(IterationStats(iter=10, loss=2.5, lr=1e-3, ms_per_iter=40.0, tokens_per_sec=19200, mfu=0.5, tokens_seen=7680,
+                           train_seconds=0.4, grad_norm=0.8531, clipped=False, clip_rate=0.12))
+    assert "| lr 1.00e-03 | grad 0.853 (12% clipped) | 40.0 ms/it" in out.getvalue()
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_nan_forensics_rewind_and_stall_lines_and_alerts_ring_a_terminal() -> None:
+    out = Tty()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(NanDetected(iter=31, cause="loss", loss=float("nan"), grad_norm=float("nan"), lr=6e-4,
+                        layers=[{"name": "embed", "grad": float("inf")}, {"name": "block 0", "grad": 2.5}],
+                        recent=[{"iter": 29, "loss": 2.4, "grad_norm": 0.9, "lr": 6e-4},
+                                {"iter": 30, "loss": 2.6, "grad_norm": 40.0, "lr": 6e-4}],
+                        recent_layers=[{"iter": 30, "layers": [{"name": "embed", "grad": 30.0, "weight": 12.0,
+                                                                 "update": 0.01}]}],
+                        batch_starts=[[101, 202, 303]], action="rewind"))
+    printer(Rewound(from_iter=31, iter=20, checkpoint="runs/tiny/last.pt", lr_scale=0.5, rewinds=1, max_rewinds=3,
+                    skipped=[31]))
+    printer(Stalled(iter=44, seconds=42.0, median_ms=120.0, threshold_s=30.0))
+    text = out.getvalue()
+    assert "NaN/Inf loss at iteration 31 (lr 6.00e-04): loss nan, grad norm nan → rewind" in text
+    assert "gradient norm per group at that step: embed inf · block 0 2.5" in text
+    assert "last good steps: iter 29 loss 2.4 grad 0.9 · iter 30 loss 2.6 grad 40" in text
+    assert "last logged group norms (iter 30; grad weight update): embed 30 12 0.01" in text
+    assert "batch windows (train token offsets): 101, 202, 303" in text
+    assert "rewound 1 of 3 after the NaN at iteration 31: restarted from runs/tiny/last.pt at iteration 20; " \
+           "learning rate now ×0.5" in text
+    assert "warning: stalled: no iteration for 42 s after iteration 44" in text
+    alerts = [line for line in text.splitlines() if "!!! ALERT" in line]
+    assert [a.split("!!! ALERT ")[1].split("]")[0] for a in alerts] == ["[nan", "[stall"]
+    assert all(a.startswith("\x07") and "\x1b]9;tuigpt " in a for a in alerts)  # a terminal: bell + notification
+
+
+def test_alerts_false_prints_no_alert_lines() -> None:
+    out = Tty()
+    printer = HeadlessPrinter(out)
+    printer(started(config={"log_interval": 10, "alerts": False}))
+    printer(Stalled(iter=44, seconds=42.0, median_ms=120.0, threshold_s=30.0))
+    assert "ALERT" not in out.getvalue() and "\x07" not in out.getvalue() and "stalled" in out.getvalue()
 
 
 def test_eval_progress_lines_for_the_first_eval_and_long_ones_only() -> None:

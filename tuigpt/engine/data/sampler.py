@@ -39,6 +39,7 @@ class BatchSampler:
             "val": torch.Generator().manual_seed(seed + 1),
         }
         self._offsets = np.arange(block_size + 1)
+        self.last_starts: dict[str, torch.Tensor] = {}  # per split, the token offsets of the last batch's windows
 
     def get_batch(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y) int64 of shape (batch_size, block_size); y is x shifted one token left."""
@@ -50,6 +51,7 @@ class BatchSampler:
             raise ValueError(f"unknown split {split!r}: expected 'train' or 'val'")
         g = generator if generator is not None else self._generators[split]
         starts = torch.randint(len(tokens) - self.block_size - 1, (self.batch_size,), generator=g)
+        self.last_starts[split] = starts  # NaN forensics name the windows of a bad batch
         # one fancy-indexing read of all B windows of T+1 tokens from the memmap
         windows = tokens[starts.numpy()[:, None] + self._offsets]
         x = torch.from_numpy(np.ascontiguousarray(windows[:, :-1], dtype=np.int64))

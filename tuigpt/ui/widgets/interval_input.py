@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -27,31 +29,53 @@ def parse_interval(value: str) -> int | str:
     return n
 
 
-class IntervalDialog(ModalScreen[int | None]):
-    """Dismisses with the new interval, or None when cancelled."""
+class InputDialog(ModalScreen[Any]):
+    """A one-field dialog: Enter dismisses with ``parse(value)`` unless that is an error message (shown in
+    place), Esc with None. Subclasses set the texts, the ids' prefix and ``parse``."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    PREFIX = "interval"
+    PROMPT = ""
+    PLACEHOLDER = ""
+    HINT = "Enter sets it · Esc cancels"
     AUTO_FOCUS = "#interval-input"  # the app focuses nothing by itself; this dialog's field must have the keys
+    # (a subclass with another PREFIX sets its own)
 
-    def __init__(self, current: int | None) -> None:
+    def __init__(self, current: str) -> None:
         super().__init__()
         self._current = current
 
+    def parse(self, value: str) -> Any:
+        raise NotImplementedError
+
     def compose(self) -> ComposeResult:
-        with Vertical(id="interval-dialog", classes="dialog"):
-            yield Static("Evaluate every … iterations", classes="dialog-title")
-            yield Input(value="" if self._current is None else str(self._current), placeholder="e.g. 250", id="interval-input")
-            yield Static("", id="interval-error")
-            yield Static("Enter sets it · Esc cancels", classes="dialog-hint")
+        with Vertical(id=f"{self.PREFIX}-dialog", classes="dialog"):
+            yield Static(self.PROMPT, classes="dialog-title")
+            yield Input(value=self._current, placeholder=self.PLACEHOLDER, id=f"{self.PREFIX}-input")
+            yield Static("", id=f"{self.PREFIX}-error")
+            yield Static(self.HINT, classes="dialog-hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        result = parse_interval(event.value)
+        result = self.parse(event.value)
         if isinstance(result, str):
-            self.query_one("#interval-error", Static).update(result)
-            self.query_one("#interval-error").add_class("-error")
+            self.query_one(f"#{self.PREFIX}-error", Static).update(result)
+            self.query_one(f"#{self.PREFIX}-error").add_class("-error")
             return
         self.dismiss(result)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class IntervalDialog(InputDialog):
+    """Dismisses with the new interval, or None when cancelled."""
+
+    PROMPT = "Evaluate every … iterations"
+    PLACEHOLDER = "e.g. 250"
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__("" if current is None else str(current))
+
+    def parse(self, value: str) -> int | str:
+        return parse_interval(value)

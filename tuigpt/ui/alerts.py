@@ -1,0 +1,39 @@
+"""Alerts in the monitor: the bell and a desktop notification, and a toast.
+
+The app owns the terminal while it runs, so the escape sequences go out through Textual's driver — the
+way ``App.bell`` rings — between two frames, never in the middle of one. Called on the app's thread.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tuigpt.run.alerts import alert_for, terminal_bytes
+from tuigpt.run.events import Event, RunStarted
+
+TOAST_SECONDS = {"information": 15.0, "warning": 60.0, "error": 600.0}  # an error stays until someone looks
+
+
+class MonitorAlerts:
+    """Turns a run's events into alerts for one app (off until the run's config says ``alerts: true``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.enabled = False
+        self.run_name = ""
+        self.sent: list[str] = []  # the kinds alerted, in order (tests read it)
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.enabled, self.run_name = bool(event.config.get("alerts", True)), event.run_name
+            return
+        alert = alert_for(event, self.run_name) if self.enabled else None
+        if alert is None:
+            return
+        self.sent.append(alert.kind)
+        driver = getattr(self.app, "_driver", None)
+        if driver is not None and not self.app.is_headless:
+            driver.write(terminal_bytes(alert, os.environ))
+        self.app.notify(alert.summary, title=f"tuigpt {alert.kind}", severity=alert.severity,
+                        timeout=TOAST_SECONDS.get(alert.severity, 60.0))
