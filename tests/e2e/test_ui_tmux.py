@@ -247,8 +247,10 @@ def test_log_y_and_a_resize_storm_keep_the_monitor_and_the_run_alive(tmux: Tmux,
 def test_the_same_resize_storm_in_tuigpt_watch(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str]) -> None:
     import signal
 
+    # evals far apart: each eval and checkpoint adds lines to the events pane, and at 40 the line this test
+    # waits for ("connected to the run") scrolled out of sight within a second on a fast machine
     run = subprocess.Popen([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--headless", "--max_iters=100000",
-                            "--eval_interval=40", "--log_interval=1"], cwd=REPO, env=cli_env,
+                            "--eval_interval=2000", "--log_interval=1"], cwd=REPO, env=cli_env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run_dir = tiny_yaml.parent / "runs" / "tiny"

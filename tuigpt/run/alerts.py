@@ -47,8 +47,8 @@ def alert_for(event: Event, run_name: str = "") -> Alert | None:
         if event.reason == "done":
             kind, severity, text = "done", "information", f"finished at iter {event.iter:,}{best}"
         else:
-            kind, severity, text = "ended", "error", (f"stopped at iter {event.iter:,} on "
-                                                      f"{'a NaN' if event.reason == 'nan' else 'a failed checkpoint'}")
+            why = "on a NaN" if event.reason == "nan" else "a file could not be written (disk full or permissions)"
+            kind, severity, text = "ended", "error", f"stopped at iter {event.iter:,}: {why}"
     elif isinstance(event, RunFailed):
         kind, severity, text = "failed", "error", f"failed at iter {event.iter:,}: {event.message}"
     elif isinstance(event, NanDetected):

@@ -148,6 +148,13 @@ class TrainConfig:
             problem = path_problem(getattr(self, name))
             _require(problem is None, name, getattr(self, name), problem or "")
 
+    def _validate_health(self) -> None:
+        _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
+                 "must be one of auto, pause, stop, rewind")
+        _require(self.stall_factor == 0 or self.stall_factor >= MIN_STALL_FACTOR, "stall_factor", self.stall_factor,
+                 f"must be 0 (off) or {range_text('stall_factor')}")
+        split_command(self.alert_command or "")  # run without a shell: split as a shell would (bad quotes: UserError)
+
 
 # The range of every numeric key: what the code can run. Integers end up in C types (seed, num_threads), floats
 # must not overflow float32 in the optimizer (learning_rate), and a step, an eval or a sample must end in a time
@@ -169,6 +176,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
+MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
 MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
 MAX_NAME_CHARS = 100  # dataset, tokenizer
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096 on Linux
@@ -181,8 +189,10 @@ def range_text(key: str) -> str:
         lo, hi = INT_RANGES[key]
         return f"an integer from {lo:,} to {hi:,}"
     lo, hi, lo_open, hi_open = FLOAT_RANGES[key]
-    if key == "telemetry_interval":
+    if key == "telemetry_interval":  # 0 is off; the README and the error lines say so
         lo = MIN_TELEMETRY_INTERVAL
+    elif key == "stall_factor":
+        lo = MIN_STALL_FACTOR
     def num(v: float) -> str:
         return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
 
@@ -208,13 +218,6 @@ def path_problem(path: str | None) -> str | None:
     if any(len(part) > MAX_COMPONENT_BYTES for part in encoded.split(b"/")):
         return f"has a folder or file name longer than {MAX_COMPONENT_BYTES} bytes"
     return None
-
-    def _validate_health(self) -> None:
-        _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
-                 "must be one of auto, pause, stop, rewind")
-        _require(self.stall_factor == 0 or self.stall_factor >= 2, "stall_factor", self.stall_factor,
-                 "must be 0 (off) or from 2 to 1,000")
-        split_command(self.alert_command or "")  # run without a shell: split as a shell would (bad quotes: UserError)
 
 
 # What a resume may change, for every key (checked at import: a new key without a policy fails at once).

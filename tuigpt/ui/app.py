@@ -21,22 +21,9 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Tab, Tabs
 
+from tuigpt.run import events as ev
 from tuigpt.run import fmt
 from tuigpt.run.controller import RunController
-from tuigpt.run.events import (
-    EvalIntervalChanged,
-    EvalProgress,
-    EvalResult,
-    Event,
-    HistoryLoaded,
-    IterationStats,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    RunState,
-    SampleGenerated,
-    StateChanged,
-)
 from tuigpt.ui import keys
 from tuigpt.ui.actions import MonitorActions
 from tuigpt.ui.alerts import MonitorAlerts
@@ -66,8 +53,8 @@ from tuigpt.ui.widgets.timeline import SampleTimeline
 REDRAW_SECONDS = 0.5
 CHART_SECONDS = 1.0  # at most this often for the loss chart and the panes
 COMPARE_RELOAD_SECONDS = 10.0  # a --compare run that is still training is re-read this often when it grew
-TERMINAL = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
-BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
+TERMINAL = (ev.RunState.DONE, ev.RunState.STOPPED, ev.RunState.ERROR)
+BUSY_STATES = (ev.RunState.EVALUATING, ev.RunState.CHECKPOINTING, ev.RunState.SAMPLING)
 # In a small terminal these panes share one slot below the chart, picked with tabs (or n).
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
 RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster", "samples"}
@@ -104,11 +91,11 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         self.history = RunHistory()
         self._unsubscribe: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._run: RunStarted | None = None
-        self._state = RunState.STARTING
+        self._run: ev.RunStarted | None = None
+        self._state = ev.RunState.STARTING
         self._eval_interval: int | None = None
         self._requested_interval: int | None = None  # asked for, not yet confirmed by the trainer
-        self._outcome: RunFinished | RunFailed | None = None
+        self._outcome: ev.RunFinished | ev.RunFailed | None = None
         self._stopping = False  # Stop sent from the quit dialog: exit when the run ends
         self._signalled: int | None = None  # the signal that asked this app to stop, if any
         self._chart_drawn_at = float("-inf")
@@ -119,8 +106,8 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         self._pane = PANES[0][0]
         self._pane_order = [name for name, _ in PANES]
         self._was_compact: bool | None = None
-        self._logged_state = RunState.RUNNING  # "started" already says it runs
-        self._eval_progress: EvalProgress | None = None  # the eval under way, until its result
+        self._logged_state = ev.RunState.RUNNING  # "started" already says it runs
+        self._eval_progress: ev.EvalProgress | None = None  # the eval under way, until its result
         self._evals_done = 0
         self.alerts = MonitorAlerts(self)
         self.health = HealthHistory()  # the Health pane, the target projection, the sample timeline
@@ -195,12 +182,12 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
             self._select_pane(self._pane)
 
     @property
-    def state(self) -> RunState:
+    def state(self) -> ev.RunState:
         """The run's state as last reported."""
         return self._state
 
     @property
-    def outcome(self) -> RunFinished | RunFailed | None:
+    def outcome(self) -> ev.RunFinished | ev.RunFailed | None:
         """How the run ended; None while it runs."""
         return self._outcome
 
@@ -257,7 +244,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
 
     # ------------------------------------------------------------ events in
 
-    def _receive(self, event: Event) -> None:
+    def _receive(self, event: ev.Event) -> None:
         """Runs on the publishing (trainer) thread: append and post, nothing else. Not guarded here (no widget
         may be touched from this thread): the EventBus catches what raises and the trainer goes on.
 
@@ -265,7 +252,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         """
         self.history.record(event)
         self.health.record(event)
-        if not isinstance(event, IterationStats):  # iterations: the redraw tick reads the history
+        if not isinstance(event, ev.IterationStats):  # iterations: the redraw tick reads the history
             self.post_message(wrap(event))
 
     @guarded("telemetry")
@@ -294,36 +281,36 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         for line, level in lines_for(event):
             self._events_log.add(event.time, line, level)
         self.alerts.observe(event)
-        if isinstance(event, EvalProgress):
+        if isinstance(event, ev.EvalProgress):
             self._eval_progress = event
             self._draw_progress()
-        elif isinstance(event, EvalResult):
+        elif isinstance(event, ev.EvalResult):
             self._eval_progress = None
             self._evals_done += 1
-        if isinstance(event, RunStarted):
+        if isinstance(event, ev.RunStarted):
             self._run = event
             self._drawn_version = -1  # the MFU pane needs the peak it is measured against
             self._eval_interval = event.eval_interval
             self._status.set_run(event)
             self._draw_progress()  # iteration i/N from the first moment, not the next tick
-        elif isinstance(event, StateChanged):
+        elif isinstance(event, ev.StateChanged):
             self._set_state(event.state, event.time)
-        elif isinstance(event, SampleGenerated):
+        elif isinstance(event, ev.SampleGenerated):
             self._samples.show(event)
-        elif isinstance(event, HistoryLoaded):
+        elif isinstance(event, ev.HistoryLoaded):
             for past in event.events:
-                if isinstance(past, SampleGenerated):
+                if isinstance(past, ev.SampleGenerated):
                     self._samples.show(past)
-        elif isinstance(event, EvalIntervalChanged):
+        elif isinstance(event, ev.EvalIntervalChanged):
             self._eval_interval = event.eval_interval
             self._requested_interval = None
             self._status.set_eval_interval(event.eval_interval, event.next_eval_iter)
-        elif isinstance(event, (RunFailed, RunFinished)):
+        elif isinstance(event, (ev.RunFailed, ev.RunFinished)):
             self._outcome = event
-            if isinstance(event, RunFailed):
+            if isinstance(event, ev.RunFailed):
                 self._failure.show_failure(event)
-            state = {"done": RunState.DONE, "stopped": RunState.STOPPED}.get(getattr(event, "reason", ""),
-                                                                            RunState.ERROR)
+            state = {"done": ev.RunState.DONE, "stopped": ev.RunState.STOPPED}.get(getattr(event, "reason", ""),
+                                                                            ev.RunState.ERROR)
             self._set_state(state, event.time)
             self._run_over()
 
@@ -331,7 +318,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         if self._stopping:
             self._exit_with_outcome()
 
-    def _set_state(self, state: RunState, when: float) -> None:
+    def _set_state(self, state: ev.RunState, when: float) -> None:
         self._state = state
         if self._stopping and state not in TERMINAL:
             self._status.set_state(state)  # keep the "saving…" note
@@ -341,7 +328,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         # gets the settled state when it changes (RUNNING <-> PAUSED)
         if state not in BUSY_STATES and state not in TERMINAL and state != self._logged_state:
             self._logged_state = state
-            self._events_log.add(when, f"state → {state.value}", "warning" if state == RunState.PAUSED else "info")
+            self._events_log.add(when, f"state → {state.value}", "warning" if state == ev.RunState.PAUSED else "info")
 
     def _run_over(self) -> None:
         self.refresh_bindings()
@@ -385,7 +372,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         iteration = outcome.iter if outcome is not None else (last.iter if last is not None else run.start_iter)
         now = outcome.time if outcome is not None else self.clock()
         parts = [(6, f"elapsed {fmt.duration(now - run.time)}", "")]
-        evaluating = self._eval_progress if self._state == RunState.EVALUATING and outcome is None else None
+        evaluating = self._eval_progress if self._state == ev.RunState.EVALUATING and outcome is None else None
         if evaluating is not None:
             first = " the untrained model" if self._evals_done == 0 and not run.resumed else ""
             parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches, "
@@ -396,7 +383,7 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
         if outcome is None:
             eta = self.history.eta_seconds()
             parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step yet", ""))
-            if self._state == RunState.PAUSED:
+            if self._state == ev.RunState.PAUSED:
                 parts.append((9, "(paused)", "bold"))
             elif eta is not None:
                 parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
