@@ -21,7 +21,7 @@ import torch
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
 from tuigpt.engine.checkpoint import capture_rng_state
-from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport, PeerLost
+from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport, PeerLost, ddp_options
 from tuigpt.engine.evaluation import estimate_loss
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import SpikeWatch
@@ -76,12 +76,11 @@ class Trainer:
         self.micro_steps = self.config.gradient_accumulation_steps // self.world_size  # per rank, per iteration
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
-        if cluster is not None:
+        if cluster is not None:  # the DDP constructor broadcasts rank 0's weights: every replica starts equal
             from torch.nn.parallel import DistributedDataParallel
 
-            # the constructor broadcasts rank 0's weights, so every replica starts equal
-            self.model = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                 if self.device.type == "cuda" else None)
+            self.model = DistributedDataParallel(self.model, **ddp_options(self.device, self.compiled,
+                                                                            self.micro_steps))
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
         self.eval_interval = self.config.eval_interval
@@ -157,7 +156,7 @@ class Trainer:
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=self._peak_text(), eval_interval=self.eval_interval,
-            resumed=self.resumed))
+            resumed=self.resumed, compiled=self.compiled, compile_reason=self.compile_reason))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.micro_steps, cfg.batch_size, cfg.block_size))
         for message in self.pending_notices:

@@ -320,3 +320,31 @@ def cached_entry(key: str) -> dict[str, Any] | None:
 def cached_peak(key: str) -> float | None:
     entry = cached_entry(key)
     return float(entry["flops"]) if entry else None
+
+
+# ---------------------------------------------------------------- trials in the same cache
+
+# dtype: auto and compile: auto store what their trials measured (tuigpt.engine.auto) in this file too, under
+# keys with this prefix; their entries carry "speedup", never "flops", so peak readers never mistake one for a peak.
+TRIAL_PREFIX = "trial|"
+
+
+def cached_trial(key: str) -> dict[str, Any] | None:
+    """The cached trial under ``key`` (a dict with "speedup"), None if never measured or unreadable."""
+    entry = _load_cache().get(key)
+    if not key.startswith(TRIAL_PREFIX) or not isinstance(entry, dict) or "speedup" not in entry:
+        return None
+    return entry
+
+
+def forget_trials() -> int:
+    """Drop every cached trial, so each is measured again on its next run; how many were dropped."""
+    data = _load_cache()
+    kept = {k: v for k, v in data.items() if not k.startswith(TRIAL_PREFIX)}
+    dropped = len(data) - len(kept)
+    if dropped:
+        try:
+            atomic_write(peaks_cache_path(), json.dumps(kept, indent=1, sort_keys=True).encode())
+        except OSError:
+            return 0
+    return dropped
