@@ -133,8 +133,8 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, *, remaining
     """Resolve device, threads, dtype and compile for a TrainConfig and the model it trains.
 
     Threads come first (the physical cores, shared among this host's ranks when num_threads is 0) because the
-    trials behind ``auto`` time the run as it will train. With several ranks every rank measures under the same
-    load, and rank 0's decisions are used by all of them. ``recalibrate`` measures again what is cached.
+    trials behind ``auto`` time the run with the threads it will train with. With several ranks rank 0 measures
+    (or reads its cache) and every rank uses its answers. ``recalibrate`` measures again what is cached.
     """
     c = config
     device = cluster.device if cluster is not None else resolve_device(c.device)
@@ -148,17 +148,15 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, *, remaining
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     rank0 = cluster is None or cluster.rank == 0
-    say = auto._stderr if rank0 else (lambda _message: None)
-    trial = dict(weight_decay=c.weight_decay, grad_clip=c.grad_clip, recalibrate=recalibrate, store=store and rank0,
-                 say=say)
-
+    trial = dict(weight_decay=c.weight_decay, grad_clip=c.grad_clip, recalibrate=recalibrate, store=store)
     measured: dict[str, Any] = {}  # the dtype trial, whose step times spare the compile trial a timing
 
     def dtype_trial(low: str) -> tuple[str, str]:
         measured.update(auto.dtype_entry(device, args, c.batch_size, threads, low, **trial))
         return auto.dtype_decision(measured, c.batch_size)
 
-    precision = resolve_precision(c.dtype, device, dtype_trial)
+    # with several ranks only rank 0 measures (the others wait for its answers in the gather below)
+    precision = resolve_precision(c.dtype, device, dtype_trial if rank0 else None)
     remaining = c.max_iters if remaining_iters is None else remaining_iters
     micro_steps = c.gradient_accumulation_steps // (cluster.world_size if cluster is not None else 1)
 
@@ -167,7 +165,7 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, *, remaining
                                    step_ms=auto.step_ms(measured, precision.name, c.batch_size), **trial)
         return auto.compile_decision(entry, remaining * micro_steps)
 
-    compiled, reason = resolve_compile(c.compile, device, compile_trial)
+    compiled, reason = resolve_compile(c.compile, device, compile_trial if rank0 else None)
     if cluster is not None:  # one decision for every rank: rank 0's
         precision, compiled, reason = cluster.gather_objects((precision, compiled, reason), "agreeing on dtype")[0]
     return DeviceSetup(device, precision, compiled, reason, threads)
