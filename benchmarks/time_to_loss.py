@@ -39,11 +39,12 @@ TUI_EVAL = re.compile(r"^eval iter (\d+) \| train loss [\d.]+ \| val loss ([\d.]
 def race(command: list[str], pattern: re.Pattern[str], target: float | None, timeout: float,
          env: dict[str, str]) -> dict:
     """Run ``command``; the wall time when an eval line first reports val <= target (None target: run to the end).
-    Returns {"reached": seconds or None, "evals": [(iter, val, seconds)], "total": seconds, "first": line}."""
+    Returns {"reached": seconds or None, "cpu": the process's CPU seconds then, "evals": [(iter, val, seconds, cpu)],
+    "total": seconds, "first": line}."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=REPO, bufsize=1, start_new_session=True)
-    out: dict = {"reached": None, "evals": [], "first": None, "tail": []}
+    out: dict = {"reached": None, "cpu": None, "evals": [], "first": None, "tail": []}
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -63,9 +64,9 @@ def race(command: list[str], pattern: re.Pattern[str], target: float | None, tim
             m = pattern.match(line)
             if m:
                 val = float(m.group(2))
-                out["evals"].append((int(m.group(1)), val, now))
+                out["evals"].append((int(m.group(1)), val, now, _cpu_seconds(proc.pid)))
                 if target is not None and val <= target:
-                    out["reached"] = now
+                    out["reached"], out["cpu"] = now, out["evals"][-1][3]
                     break
     finally:
         out["total"] = time.perf_counter() - t0
@@ -73,6 +74,17 @@ def race(command: list[str], pattern: re.Pattern[str], target: float | None, tim
             os.killpg(proc.pid, signal.SIGKILL)  # its own session: the whole run, nothing else
         proc.wait()
     return out
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (with one thread a run, the time it would take alone)."""
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except Exception:  # noqa: BLE001 - a figure we cannot read is left out
+        return None
 
 
 def main() -> None:
@@ -83,6 +95,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200.0)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tinyshakespeare.txt"))
     parser.add_argument("--first-run", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for both (0: each one's default, the physical cores). With 1, the CPU "
+                             "seconds printed beside the wall time are what a quiet core would take")
     args, rest = parser.parse_known_args()
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     py = sys.executable
@@ -95,11 +110,15 @@ def main() -> None:
           f"{info.logical_cores} threads | torch {torch.__version__} | Python {platform.python_version()} | "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="ttl-") as tmp:
-        tui = [py, "-m", "tuigpt", args.config, "--headless", f"--data_path={args.data}", f"--out_dir={tmp}", *rest]
+        threads = [f"--num_threads={args.threads}"] if args.threads else []
+        tui = [py, "-m", "tuigpt", args.config, "--headless", f"--data_path={args.data}", f"--out_dir={tmp}",
+               *threads, *rest]
         if not args.first_run:
-            subprocess.run([py, "-m", "tuigpt", "calibrate", args.config, f"--data_path={args.data}", *rest],
+            subprocess.run([py, "-m", "tuigpt", "calibrate", args.config, f"--data_path={args.data}", *threads,
+                            *rest],
                            env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-        nano = [py, "benchmarks/nanogpt_loop.py", f"--data={args.data}"]
+        nano = [py, "benchmarks/nanogpt_loop.py", f"--data={args.data}",
+                *([f"--threads={args.threads}"] if args.threads else [])]
         target = args.target
         rows = []
         for r in range(args.rounds):
@@ -110,7 +129,8 @@ def main() -> None:
                     got[who] = race(nano, NANO_EVAL, target, args.timeout, env)
                     if target is None:  # the first nanoGPT run sets the target: the val its recipe ends at
                         target = got[who]["evals"][-1][1]
-                        got[who]["reached"] = next(s for _, v, s in got[who]["evals"] if v <= target)
+                        got[who]["reached"], got[who]["cpu"] = next((s, c) for _, v, s, c in got[who]["evals"]
+                                                                    if v <= target)
                         print(f"target: val {target:.4f}, where nanoGPT's recipe ended", flush=True)
                 else:
                     got[who] = race([*tui, f"--run_name=ttl{r}"], TUI_EVAL, target, args.timeout, env)
@@ -122,6 +142,7 @@ def main() -> None:
             if r == 0:
                 print(f"  tuigpt: {t['first'] or t['tail']}", flush=True)
     ratios = [x for _, _, x in rows if x is not None]
+    cpu = [t["cpu"] / n["cpu"] for n, t, _ in rows if t["cpu"] and n["cpu"]]
     nano_s = [n["reached"] for n, _, _ in rows if n["reached"]]
     tui_s = [t["reached"] for _, t, _ in rows if t["reached"]]
     print(f"\ntime to val <= {target:.4f} (wall-clock from process start, evals and checkpoints included), "
@@ -134,12 +155,16 @@ def main() -> None:
     if ratios:
         print(f"  tuigpt / nanoGPT: median {statistics.median(ratios):.2f} (rounds {_list(ratios, 2)}; "
               f"target <= 0.6)")
+    if cpu:
+        print(f"  in CPU seconds (rounds where both were measured at the target): tuigpt / nanoGPT median "
+              f"{statistics.median(cpu):.2f} (rounds {_list(cpu, 2)})")
 
 
 def _when(result: dict, target: float | None) -> str:
     last = result["evals"][-1] if result["evals"] else None
     if result["reached"] is not None:
-        return f"{result['reached']:.1f} s (iter {last[0]}, val {last[1]:.4f})"
+        cpu = f", {result['cpu']:.1f} CPU s" if result.get("cpu") else ""
+        return f"{result['reached']:.1f} s{cpu} (iter {last[0]}, val {last[1]:.4f})"
     ended = f"ended at iter {last[0]}, val {last[1]:.4f}" if last else f"no eval line; {result['tail']}"
     return f"did not reach {target} in {result['total']:.0f} s ({ended})"
 
