@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from tuigpt.cli.args import split_overrides  # noqa: E402
 from tuigpt.engine.step import Stepper, StepResult  # noqa: E402
 from tuigpt.engine.trainer import Trainer  # noqa: E402
-from tuigpt.run.config import load_config  # noqa: E402
+from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 

@@ -14,10 +14,11 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
+       tuigpt tune CONFIG.yaml [--steps N] [--rounds R] [--ranks N] [--write FILE] [--apply] [--key=value ...]
        tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
        tuigpt runs [--out_dir DIR]
        tuigpt info [--no-measure]
-       tuigpt calibrate [--threads N]
+       tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
@@ -40,10 +41,13 @@ subcommands (each has --help):
   sample          generate text from a checkpoint (tuigpt's, nanoGPT's ckpt.pt, GPT-2 weights;
                   --temperature 0: greedy)
   bench           time N training steps, project run times, compare variants
+  tune            the fastest micro-batch / accumulation split (and dtype, compile) of a config's
+                  global batch on this machine; --apply trains with it
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
   runs            your runs, from any directory: state, iteration, best val loss, tokens/s
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
-  calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
+  calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N) and forget the
+                  measured dtype/compile choices; with CONFIG: time that config's choices now
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·

@@ -75,6 +75,8 @@ class BenchResult:
     eval_interval: int
     eval_iters: int
     peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
+    rss_bytes: int | None = None  # the process's resident memory right after the timed steps, the trainer alive
+    compile_reason: str = ""
 
     @property
     def mean_ms(self) -> float:
@@ -123,6 +125,16 @@ def peak_rss_bytes() -> int | None:
     except (OSError, ValueError):
         return None
     return int(rss) if sys.platform == "darwin" else int(rss) * 1024
+
+
+def rss_bytes() -> int | None:
+    """The process's resident set size now."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # noqa: BLE001 - a figure we cannot read is shown as n/a
+        return None
 
 
 # ---------------------------------------------------------------- progress
@@ -195,6 +207,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         if bar is not None:
             phase = "warm-up" if i < warmup else f"{ms:.0f} ms/step"
             bar.update(i + 1, phase)
+    rss_now = rss_bytes()
     forward_ms = _time_forward(trainer)
     if bar is not None:
         bar.close(f"done: {statistics.fmean(times):.1f} ms/step over {steps} steps")
@@ -209,7 +222,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
         threads=trainer.threads, compile=trainer.compiled, step_ms=times, first_step_ms=first_ms,
         forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
-        peak_rss_bytes=peak_rss_bytes(),
+        peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_now, compile_reason=trainer.compile_reason,
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
     trainer.close()  # its run directory's lock (the folder is a temporary one)
@@ -255,7 +268,7 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"model      {fmt.count(result.n_params)} params ({result.shape}; {result.tokens_per_iter:,} tokens/step)")
     p(f"device     {result.device} · {result.threads} threads · dtype {result.dtype} ({result.dtype_reason}) · "
-      f"compile {'on' if result.compile else 'off'}")
+      f"compile {'on' if result.compile else 'off'} ({result.compile_reason})")
     p(f"steps      {len(result.step_ms)} timed after warm-up · first step {fmt.ms(result.first_step_ms)}"
       + (" (includes compile)" if result.compile else ""))
     p("")

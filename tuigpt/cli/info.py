@@ -24,6 +24,7 @@ from tuigpt.telemetry.peak import (
     peaks_cache_path,
 )
 from tuigpt.telemetry.peak_cache import MAX_AGE_DAYS
+from tuigpt.telemetry.peak_cache import forget_trials
 
 CPU_DTYPES = ("fp32", "bf16")
 _INDENT = " " * 15  # under "  CPU fp32     "
@@ -53,6 +54,15 @@ def _mhz(value: float | None) -> str:
 
 def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value is not None else "n/a"
+
+
+def _smt(info: CpuInfo) -> str:
+    """Whether the cores run two (or more) hardware threads, and what tuigpt does about it."""
+    if info.logical_cores > info.physical_cores:
+        per = info.logical_cores // info.physical_cores
+        return (f"SMT on, {per} threads a core: tuigpt trains on {info.physical_cores} threads, one a physical core, "
+                f"as the siblings share its FMA units")
+    return "no SMT: one thread a core"
 
 
 def _default_threads(info: CpuInfo) -> int:
@@ -87,7 +97,7 @@ def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
 
     w("CPU")
     w(f"  model        {info.model_name} ({info.vendor or 'unknown vendor'}, {info.arch})")
-    w(f"  cores        {info.physical_cores} physical, {info.logical_cores} logical")
+    w(f"  cores        {info.physical_cores} physical, {info.logical_cores} logical ({_smt(info)})")
     w(f"  ISA          {_features(info)}")
     w(f"  bf16         {'native' if info.native_bf16 else 'emulated'}: {info.bf16_reason}")
     max_mhz, max_source = cpu_max_mhz(info)
@@ -230,10 +240,44 @@ def main(args: list[str]) -> int:
     return print_info(measure=not ns.no_measure)
 
 
+def calibrate_config(path: str, overrides: dict[str, str], out: TextIO | None = None) -> int:
+    """Time this config's dtype and compile trials again now (as if both were auto) and cache the answers."""
+    from tuigpt.engine.build import measure_auto
+    from tuigpt.run.configfile import load_config
+
+    out = out or sys.stdout
+    config = load_config(path, overrides)
+    print(f"Timing dtype and compile for {path} ({config.n_layer} layers x {config.n_embd}, context "
+          f"{config.block_size}, micro-batch {config.batch_size}), as `auto` does on a config's first run", file=out)
+    setup = measure_auto(config)
+    print(f"  device   {setup.device}, {setup.threads} threads", file=out)
+    print(f"  dtype    {setup.precision.name} ({setup.precision.reason})", file=out)
+    print(f"  compile  {'on' if setup.compiled else 'off'} ({setup.compile_reason})", file=out)
+    print(f"Saved to {peaks_cache_path()}: runs of this shape with dtype/compile auto use these answers", file=out)
+    return 0
+
+
 def calibrate_main(args: list[str]) -> int:
-    parser = Parser(prog="tuigpt calibrate", description="Re-measure the matmul peak FLOP/s MFU is reported against.")
+    parser = Parser(prog="tuigpt calibrate",
+                    description="Re-measure the matmul peak FLOP/s MFU is reported against, and forget the measured "
+                                "dtype/compile choices (each config measures again on its next run). With CONFIG: "
+                                "time that config's dtype and compile choices again now.")
+    parser.add_argument("config", nargs="?", default=None, help="a training config (and --key=value overrides)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
-    ns = parser.parse_args(args)
+    ns, rest = parser.parse_known_args(args)
     if ns.threads is not None and ns.threads < 1:
         raise UserError(f"--threads must be a positive integer, not {ns.threads}")
-    return calibrate(threads=ns.threads)
+    if ns.config is not None:
+        from tuigpt.cli.args import split_overrides
+
+        overrides = split_overrides(rest)
+        if ns.threads is not None:
+            overrides["num_threads"] = str(ns.threads)
+        return calibrate_config(ns.config, overrides)
+    if rest:
+        raise UserError(f"unexpected argument {rest[0]!r} (see `tuigpt calibrate --help`)")
+    code = calibrate(threads=ns.threads)
+    dropped = forget_trials()
+    print(f"Forgot {dropped} measured dtype/compile choice(s): each config measures again on its next run "
+          f"(or now: tuigpt calibrate CONFIG)")
+    return code

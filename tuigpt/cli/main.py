@@ -14,8 +14,8 @@ from tuigpt.cli.args import HELP
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
-SUBCOMMANDS = {"sample": "sample", "bench": "bench", "watch": "watch", "runs": "runs", "info": "info",
-               "calibrate": "info", "export": "export"}
+SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
+               "info": "info", "calibrate": "info", "export": "export"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

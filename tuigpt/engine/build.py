@@ -5,6 +5,7 @@ Everything that can fail on the user's input fails here, as a UserError, before 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,8 @@ import torch
 
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
-from tuigpt.engine.device import DeviceSetup, setup_device
+from tuigpt.engine.auto import low_precision_candidate
+from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
@@ -45,6 +47,38 @@ class Built:
     notices: list[str] = field(default_factory=list)
 
 
+def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
+    """The model a config trains on this data (its vocabulary padded for fast matmuls)."""
+    return ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
+                     n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
+
+
+def measure_auto(config: TrainConfig) -> DeviceSetup:
+    """`tuigpt calibrate CONFIG`: time the dtype and compile trials of this config again now, whatever its dtype
+    and compile keys say, and cache the answers for its runs."""
+    data = load_dataset(config.dataset, config.data_path, config.tokenizer)
+    as_auto = dataclasses.replace(config, dtype="auto", compile="auto")
+    return setup_device(as_auto, model_args(config, data), recalibrate=True)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a config trains with here, and the alternatives worth timing against it (tuigpt tune)."""
+
+    dtype: str  # the dtype the config resolves to (auto: measured, cached)
+    compiled: bool
+    low_precision: str | None  # the 16-bit dtype this device could try, None where float32 is the only one
+    can_compile: bool
+
+
+def resolved_choices(config: TrainConfig) -> Choices:
+    """The config's dtype and compile as a run of it would resolve them (running the trials if not cached)."""
+    data = load_dataset(config.dataset, config.data_path, config.tokenizer)
+    setup = setup_device(config, model_args(config, data))
+    return Choices(setup.precision.name, setup.compiled, low_precision_candidate(setup.device)[0],
+                   can_compile(setup.device))
+
+
 def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: bool,
           cluster: Cluster | None = None) -> Built:
     """Everything a run needs, checked; on resume, restored from last.pt with the resume policy applied."""
@@ -64,9 +98,6 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     split = split_batch(config.batch_size, config.gradient_accumulation_steps, world_size)
     if split is None:
         raise UserError(unsplittable_fix(config.batch_size, config.gradient_accumulation_steps, world_size))
-    setup = setup_device(config, cluster.device if cluster is not None else None,
-                         cluster.local_world_size if cluster is not None else 1, split.micro_batch)
-    torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_path, config.tokenizer)
     data.check_block_size(config.block_size)
     if point is not None and point.checkpoint["tokenizer"] != data.tokenizer.to_meta():
@@ -78,17 +109,20 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     elif point is not None:  # the saved model (GELU and vocabulary included), with this session's dropout
         args = ModelArgs(**{**point.checkpoint["model_args"], "dropout": config.dropout})
     else:
-        args = ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size,
-                         n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
-                         bias=config.bias)
-    device = setup.device
+        args = model_args(config, data)
+    device = cluster.device if cluster is not None else resolve_device(config.device)
+    check_fits(args, split.micro_batch, True, device)  # the lowest estimate, before a trial allocates anything
+    # dtype and compile "auto" time this model here before it is built (the trials leave the RNG as it was)
+    done = int(point.checkpoint["iter_num"]) if point is not None else 0
+    setup = setup_device(config, args, cluster, split, remaining_iters=max(0, config.max_iters - done))
     check_fits(args, split.micro_batch, setup.precision.autocast, device)
+    torch.manual_seed(config.seed)
     model = GPT(args)
     if source is not None:
         load_source(model, source)
     model = model.to(device)
-    optimizer = torch.optim.AdamW(model.param_groups(config.weight_decay), lr=config.learning_rate,
-                                  betas=(config.beta1, config.beta2), fused=True if device.type == "cuda" else None)
+    optimizer = model.make_optimizer(config.weight_decay, config.learning_rate, (config.beta1, config.beta2),
+                                     device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision.name == "float16")
     sampler = BatchSampler(data, config.block_size, split.micro_batch, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks

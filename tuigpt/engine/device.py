@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
+from tuigpt.engine import auto
+from tuigpt.engine.model import ModelArgs
 from tuigpt.run.errors import UserError
 from tuigpt.telemetry.cpuinfo import read_cpu_info
 
@@ -51,64 +54,59 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-# On CPUs with native bf16, autocast pays off only when the matmuls are big enough to keep the bf16 units
-# busy; below that its casts cost more than they save. Measured on a 2-core Sapphire Rapids VM
-# (docs/PERFORMANCE.md): width 128 ran 0.68x fp32 speed even at 8k tokens per step, width 256 ran 0.63x at
-# 768 tokens but 1.32x at 2,048, width 384 at 16k tokens 2.58x.
-CPU_BF16_MIN_WIDTH = 256
-CPU_BF16_MIN_TOKENS = 2048  # batch_size x block_size of one micro-batch
-
-
-def resolve_precision(requested: str, device: torch.device, *, n_embd: int | None = None,
-                      tokens_per_micro_batch: int | None = None) -> Precision:
+def resolve_precision(requested: str, device: torch.device,
+                      measure: Callable[[str], tuple[str, str]] | None = None) -> Precision:
     """The dtype to train in and why; refuses a dtype the device cannot do.
 
-    On a CPU, ``auto`` also weighs the model's width and micro-batch size (when given): bf16 autocast only
-    where it measured faster than float32.
+    ``auto`` times float32 against the device's 16-bit dtype (``measure(low)`` returns the winner and why: see
+    :mod:`tuigpt.engine.auto`); a CPU without bf16 instructions never tries bf16, MPS trains in float32.
     """
+    if requested == "auto":
+        low, why = auto.low_precision_candidate(device)
+        if low is None:
+            return Precision("float32", f"auto: float32, {why}" if device.type == "cpu" else f"auto: {why}")
+        if measure is None:  # nothing to time with (no model yet): the safe choice, said as such
+            return Precision("float32", f"auto: float32 (not measured; {why})")
+        return Precision(*measure(low))
     if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        if requested == "auto":
-            if bf16:
-                return Precision("bfloat16", "auto: GPU supports bf16")
-            return Precision("float16", "auto: GPU has no bf16, fp16 with gradient scaling")
-        if requested == "bfloat16" and not bf16:
+        if requested == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
             raise UserError(f"dtype=bfloat16 but {torch.cuda.get_device_name(device)} has no bf16 support: "
                             f"use dtype=float16 or dtype=auto")
         return Precision(requested, "set in config")
     if device.type == "mps":
-        if requested == "auto":
-            return Precision("float32", "auto: float32 on MPS")
         if requested == "bfloat16":
             raise UserError("dtype=bfloat16 is not supported on mps here: use dtype=float16 or float32")
         return Precision(requested, "set in config")
-    # CPU
-    info = read_cpu_info()
-    if requested == "auto":
-        if not info.native_bf16:
-            return Precision("float32", f"auto: {info.bf16_reason}, float32")
-        if n_embd is not None and n_embd < CPU_BF16_MIN_WIDTH:
-            return Precision("float32", f"auto: float32, n_embd {n_embd} < {CPU_BF16_MIN_WIDTH} is too narrow for "
-                                        f"bf16 to pay off (CPU has bf16)")
-        if tokens_per_micro_batch is not None and tokens_per_micro_batch < CPU_BF16_MIN_TOKENS:
-            return Precision("float32", f"auto: float32, {tokens_per_micro_batch} tokens per micro-batch < "
-                                        f"{CPU_BF16_MIN_TOKENS} is too few for bf16 to pay off (CPU has bf16)")
-        return Precision("bfloat16", f"auto: {info.bf16_reason}, bf16 autocast")
     if requested == "float16":
         raise UserError("dtype=float16 is not supported on CPU (no fast fp16 matmuls, needs loss scaling): "
                         "use dtype=bfloat16 or float32")
+    info = read_cpu_info()
     if requested == "bfloat16" and not info.native_bf16:
         return Precision("bfloat16", f"set in config; slow here: {info.bf16_reason}")
     return Precision(requested, "set in config")
 
 
-def resolve_compile(requested: bool | str, device: torch.device) -> tuple[bool, str]:
-    """Whether to torch.compile, and why. ``auto``: on CUDA (1.34x on GPT-2 124M on an H200), off on CPUs,
-    where no gain could be measured and a cold compile costs up to a minute (docs/PERFORMANCE.md)."""
+def can_compile(device: torch.device) -> bool:
+    """Whether torch.compile can run here: inductor needs a C++ compiler on CPU; MPS is not supported."""
+    if device.type == "cpu":
+        return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    return device.type != "mps"
+
+
+def resolve_compile(requested: bool | str, device: torch.device,
+                    measure: Callable[[], tuple[bool, str]] | None = None) -> tuple[bool, str]:
+    """Whether to torch.compile, and why. ``auto`` times eager against compiled steps (``measure``: see
+    :mod:`tuigpt.engine.auto`) where a compiler is there; true on a CPU without a C++ compiler is a UserError."""
+    has_compiler = can_compile(device)
     if requested == "auto":
-        on = device.type == "cuda"
-        return on, "auto: on for CUDA" if on else f"auto: off on {device.type} (no measured gain)"
-    if requested and device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        if device.type == "mps":
+            return False, "auto: not on mps"
+        if not has_compiler:
+            return False, "auto: no C++ compiler on PATH for inductor's CPU backend (c++, g++, clang++)"
+        if measure is None:
+            return False, "auto: not measured"
+        return measure()
+    if requested and not has_compiler:
         raise UserError("compile: true on CPU needs a C++ compiler for torch.compile's inductor backend, and none "
                         "is on PATH (c++, g++, clang++): install one (e.g. apt install g++) or set compile: false")
     return bool(requested), "set in config"
@@ -130,19 +128,47 @@ class DeviceSetup:
     threads: int
 
 
-def setup_device(config: object, cluster_device: torch.device | None = None,
-                 local_world_size: int = 1, micro_batch: int | None = None) -> DeviceSetup:
-    """Resolve device, dtype and compile for a TrainConfig, and set torch's CPU threads (the physical cores,
-    shared among this host's ranks when num_threads is 0). ``micro_batch``: the sequences one micro-step of this
-    rank really runs (batch_size unless several ranks share it)."""
+def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any = None, *,
+                 remaining_iters: int | None = None, recalibrate: bool = False, store: bool = True) -> DeviceSetup:
+    """Resolve device, threads, dtype and compile for a TrainConfig and the model it trains.
+
+    Threads come first (the physical cores, shared among this host's ranks when num_threads is 0) because the
+    trials behind ``auto`` time the run with the threads it will train with. With several ranks rank 0 measures
+    (or reads its cache) and every rank uses its answers. ``recalibrate`` measures again what is cached.
+    ``split`` (a :class:`~tuigpt.run.numbers.BatchSplit`): what one rank's micro-step really runs; by default
+    the config's batch_size and accumulation on one process.
+    """
     c = config
-    device = cluster_device if cluster_device is not None else resolve_device(c.device)  # type: ignore[attr-defined]
-    tokens = (micro_batch or c.batch_size) * c.block_size  # type: ignore[attr-defined]
-    precision = resolve_precision(c.dtype, device, n_embd=c.n_embd,  # type: ignore[attr-defined]
-                                  tokens_per_micro_batch=tokens)
-    compiled, reason = resolve_compile(c.compile, device)  # type: ignore[attr-defined]
+    micro_batch = split.micro_batch if split is not None else c.batch_size
+    micro_steps = split.micro_steps if split is not None else c.gradient_accumulation_steps
+    device = cluster.device if cluster is not None else resolve_device(c.device)
     if device.type == "cpu":
-        # this host's physical cores, shared among its ranks
-        threads = c.num_threads or max(1, default_threads() // max(1, local_world_size))  # type: ignore[attr-defined]
-        torch.set_num_threads(threads)
-    return DeviceSetup(device, precision, compiled, reason, torch.get_num_threads())
+        local = cluster.local_world_size if cluster is not None else 1
+        torch.set_num_threads(c.num_threads or max(1, default_threads() // max(1, local)))
+    threads = torch.get_num_threads()
+    if device.type == "cuda":
+        # float32 matmuls and convolutions on tensor cores (TF32), as nanoGPT does: under autocast only the few
+        # float32 ops (the loss) use them; a float32 run is several times faster
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    rank0 = cluster is None or cluster.rank == 0
+    trial = dict(weight_decay=c.weight_decay, grad_clip=c.grad_clip, recalibrate=recalibrate, store=store)
+    measured: dict[str, Any] = {}  # the dtype trial, whose step times spare the compile trial a timing
+
+    def dtype_trial(low: str) -> tuple[str, str]:
+        measured.update(auto.dtype_entry(device, args, micro_batch, threads, low, **trial))
+        return auto.dtype_decision(measured, micro_batch)
+
+    # with several ranks only rank 0 measures (the others wait for its answers in the gather below)
+    precision = resolve_precision(c.dtype, device, dtype_trial if rank0 else None)
+    remaining = c.max_iters if remaining_iters is None else remaining_iters
+
+    def compile_trial() -> tuple[bool, str]:
+        entry = auto.compile_entry(device, args, micro_batch, threads, precision.name, remaining * micro_steps,
+                                   step_ms=auto.step_ms(measured, precision.name, micro_batch), **trial)
+        return auto.compile_decision(entry, remaining * micro_steps)
+
+    compiled, reason = resolve_compile(c.compile, device, compile_trial if rank0 else None)
+    if cluster is not None:  # one decision for every rank: rank 0's
+        precision, compiled, reason = cluster.gather_objects((precision, compiled, reason), "agreeing on dtype")[0]
+    return DeviceSetup(device, precision, compiled, reason, threads)

@@ -67,6 +67,33 @@ def launch_env(environ: dict[str, str] | None = None) -> LaunchEnv | None:
     return LaunchEnv(rank=rank, local_rank=local_rank, world_size=world, local_world_size=local_world)
 
 
+DDP_BUCKET_MB = 25.0  # torch's default; TUIGPT_DDP_BUCKET_MB overrides it (benchmarks/gpu_speed.sh sweeps it)
+
+
+def ddp_options(device: torch.device, compiled: bool, micro_steps: int,
+                environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The DistributedDataParallel keywords a run wraps its model with.
+
+    - gradient_as_bucket_view: gradients live in the all-reduce buckets instead of being copied in and out (one
+      copy of the gradients less in memory and time).
+    - static_graph: every step uses every parameter in the same order (no unused parameters, no control flow), so
+      DDP can skip its per-step bookkeeping. Only where it is valid: eager, and one micro-step a rank (with
+      no_sync accumulation the reducer fails an internal assert, torch 2.13); TUIGPT_DDP_STATIC_GRAPH=0/1
+      overrides it.
+    - bucket_cap_mb: the all-reduce granularity (TUIGPT_DDP_BUCKET_MB overrides it).
+    """
+    env = os.environ if environ is None else environ
+    static = env.get("TUIGPT_DDP_STATIC_GRAPH", "").strip()
+    bucket = env.get("TUIGPT_DDP_BUCKET_MB", "").strip()
+    try:
+        bucket_mb = float(bucket) if bucket else DDP_BUCKET_MB
+    except ValueError:
+        raise UserError(f"TUIGPT_DDP_BUCKET_MB={bucket!r} is not a number of megabytes (e.g. 25 or 100)") from None
+    return {"device_ids": [device.index] if device.type == "cuda" else None, "gradient_as_bucket_view": True,
+            "static_graph": static == "1" if static in ("0", "1") else not compiled and micro_steps == 1,
+            "bucket_cap_mb": bucket_mb}
+
+
 def resolve_backend(requested: str, device: torch.device) -> str:
     """gloo for CPUs, NCCL for CUDA devices, unless the config names one."""
     if requested == "auto":
@@ -254,12 +281,12 @@ class Cluster:
         self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, self.host))
         self.hosts = [str(h) for h in hosts]
 
-    def wrap(self, model: Any) -> Any:
-        """The model in DistributedDataParallel; its constructor broadcasts rank 0's weights, so every replica
-        starts equal."""
+    def wrap(self, model: Any, compiled: bool, micro_steps: int) -> Any:
+        """The model in DistributedDataParallel (with :func:`ddp_options`); its constructor broadcasts rank 0's
+        weights, so every replica starts equal."""
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return DistributedDataParallel(model, **ddp_options(self.device, compiled, micro_steps))
 
     def close(self) -> None:
         if dist.is_initialized():

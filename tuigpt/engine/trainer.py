@@ -83,7 +83,7 @@ class Trainer(Chores):
         self.model: Callable[..., Any] = torch.compile(self.raw_model) if self.compiled else self.raw_model
         self.eval_model = self.model  # evals and samples never go through DDP (no gradients to sync)
         if cluster is not None:
-            self.model = cluster.wrap(self.model)
+            self.model = cluster.wrap(self.model, self.compiled, self.micro_steps)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
         self.eval_interval = self.config.eval_interval
@@ -185,7 +185,8 @@ class Trainer(Chores):
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
-            eval_interval=self.eval_interval, resumed=self.resumed))
+            eval_interval=self.eval_interval, resumed=self.resumed, compiled=self.compiled,
+            compile_reason=self.compile_reason))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:

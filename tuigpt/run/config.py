@@ -63,8 +63,8 @@ class TrainConfig:
     min_lr: float | None = None  # floor of the decay; empty: learning_rate / 10
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (bf16 where the hardware has it) | float32 | bfloat16 | float16
-    compile: bool | str = "auto"  # torch.compile: auto (on for CUDA, off on CPU) | true | false
+    dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
+    compile: bool | str = "auto"  # torch.compile: auto (timed here, on where it wins and repays) | true | false
     seed: int = 1337
     num_threads: int = 0  # CPU threads for torch; 0: all physical cores
     telemetry_interval: float = 1.0  # seconds between CPU/GPU telemetry readings; 0 disables

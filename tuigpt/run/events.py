@@ -59,6 +59,14 @@ class RunStarted(Event):
     peak_label: str
     eval_interval: int
     resumed: bool
+    compiled: bool = False  # torch.compile on (records written before this field say nothing: off)
+    compile_reason: str = ""  # why, shown with the dtype's reason on the run's first line
+
+    @property
+    def compile_text(self) -> str:
+        """e.g. "compile off (auto: off, compiled steps measured 0.95x of eager here)"."""
+        return f"compile {'on' if self.compiled else 'off'}" + (f" ({self.compile_reason})" if self.compile_reason
+                                                                 else "")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,13 @@ def eta_seconds(remaining_iters: int, ms_per_iter: float | None, evals_left: int
     return max(0, remaining_iters) * ms_per_iter / 1000.0 + evals_left * (seconds_per_eval or 0.0)
 
 
+def iterations_to_repay(extra_ms: float, step_ms: float, speedup: float) -> float | None:
+    """Iterations after which a one-off cost (a compile's first step beyond a normal one) is won back by steps
+    ``speedup`` times faster than ``step_ms``; None when nothing is won back (speed-up 1 or less)."""
+    saved = step_ms * (1.0 - 1.0 / speedup) if speedup > 0 else 0.0
+    return max(0.0, extra_ms) / saved if saved > 0 else None
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
     ordered = sorted(values)

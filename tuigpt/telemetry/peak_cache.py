@@ -126,3 +126,32 @@ def cached_calibration(key: str) -> Calibration | None:
 def cached_peak(key: str) -> float | None:
     calibration = cached_calibration(key)
     return calibration.flops if calibration else None
+
+
+# ---------------------------------------------------------------- trials in the same cache
+
+# dtype: auto and compile: auto store what their trials measured (tuigpt.engine.auto) in this file too, under
+# keys with this prefix; their entries carry "speedup", never "flops", so peak readers never mistake one for a peak.
+TRIAL_PREFIX = "trial|"
+
+
+def cached_trial(key: str) -> dict[str, Any] | None:
+    """The cached trial under ``key`` (a dict with "speedup"), None if never measured or unreadable."""
+    entry = cached_entry(key)
+    if not key.startswith(TRIAL_PREFIX) or entry is None or "speedup" not in entry:
+        return None
+    return entry
+
+
+def forget_trials() -> int:
+    """Drop every cached trial, so each is measured again on its next run; how many were dropped."""
+    path = peaks_cache_path()
+    try:
+        with locked(path):
+            data = _load_cache()
+            kept = {k: v for k, v in data.items() if not k.startswith(TRIAL_PREFIX)}
+            if len(kept) < len(data):
+                atomic_write(path, json.dumps(kept, indent=1, sort_keys=True).encode())
+    except OSError:
+        return 0
+    return len(data) - len(kept)

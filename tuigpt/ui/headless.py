@@ -78,7 +78,7 @@ class HeadlessPrinter:
         self._target = e.config.get("target_loss")
         what = "resuming" if e.resumed else "training"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
-                    f"({e.dtype_reason}) | iter {e.start_iter}/{e.max_iters} | "
+                    f"({e.dtype_reason}) | {e.compile_text} | iter {e.start_iter}/{e.max_iters} | "
                     f"{fmt.count(e.tokens_per_iter)} tokens/iter | MFU against {e.peak_label} | {e.run_dir}")
 
     def _on_IterationStats(self, e: IterationStats) -> None:

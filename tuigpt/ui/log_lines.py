@@ -32,7 +32,8 @@ def lines_for(event: Event) -> list[Line]:
     if isinstance(event, RunStarted):
         what = f"resumed {event.run_name} at iter {event.start_iter:,}" if event.resumed else f"started {event.run_name}"
         return [(f"{what}: {event.max_iters:,} iters, eval every {event.eval_interval:,}, run dir {event.run_dir}",
-                 "info")]
+                 "info"),
+                (f"{event.device} {event.dtype} ({event.dtype_reason}) · {event.compile_text}", "dim")]
     if isinstance(event, EvalResult):
         line = Text(f"eval @{event.iter:,}: train {event.train_loss:.4f} · val {event.val_loss:.4f}")
         if event.is_best:

@@ -90,3 +90,39 @@ def test_telemetry_never_imports_textual() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("logical, says", [(8, "SMT on, 2 threads a core: tuigpt trains on 4 threads"),
+                                           (4, "no SMT: one thread a core")])
+def test_info_says_whether_the_cores_run_two_threads(fake_measure, monkeypatch, logical: int, says: str) -> None:
+    from tuigpt.telemetry.cpuinfo import CpuInfo
+
+    monkeypatch.setattr(info, "read_cpu_info", lambda: CpuInfo("Test CPU", "x86_64", "GenuineIntel", 4, logical,
+                                                               frozenset({"avx2", "fma"}), None, None))
+    out = io.StringIO()
+    info.print_info(out, measure=False)
+    assert f"4 physical, {logical} logical ({says}" in out.getvalue()
+
+
+def test_calibrate_config_times_its_choices_and_plain_calibrate_forgets_them(
+        fake_measure, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tiny_yaml: Path) -> None:
+    from tuigpt.engine import auto
+    from tuigpt.engine.trial import Timing
+
+    timed: list[tuple[str, str]] = []
+
+    def time_pair(args, batch, device, a, b, **kw):  # noqa: ANN001, ANN003
+        timed.append((a.label, b.label))
+        speed = 1.8 if not b.compiled else 0.9  # bf16 wins, compiling loses
+        return Timing(a, b, batch, ms={a.label: 10 * speed, b.label: 10}, best_ms={a.label: 10 * speed, b.label: 10},
+                      first_ms={a.label: 20, b.label: 900}, ratios=[speed] * 3)
+
+    monkeypatch.setattr(auto, "time_pair", time_pair)
+    monkeypatch.setattr(auto, "low_precision_candidate", lambda device: ("bfloat16", "CPU has AVX512_BF16"))
+    assert info.calibrate_main([str(tiny_yaml)]) == 0  # tiny_yaml says dtype float32: timed as if auto anyway
+    out = capsys.readouterr().out
+    assert timed == [("float32", "bf16 autocast"), ("bf16 autocast", "bf16 autocast compiled")]
+    assert "dtype    bfloat16 (auto: measured 1.80x float32's speed here, 3 rounds)" in out
+    assert "compile  off (auto: compiled steps measured 0.90x eager's speed here, 3 rounds)" in out
+    assert info.calibrate_main([]) == 0
+    assert "Forgot 2 measured dtype/compile choice(s)" in capsys.readouterr().out
