@@ -76,7 +76,7 @@ def main() -> None:
             # auto's speed relative to the faster dtype's, from the median per-round ratio
             auto_vs = 1.0 if auto.dtype == faster else (1 / speedup if faster == "bfloat16" else speedup)
             rows.append((Path(path).name, steps, speedup, ratios, faster, auto.dtype, auto_vs))
-    print(f"\n| config | timed steps | bf16 speed-up (median; rounds) | faster | auto picks | auto vs faster |")
+    print("\n| config | timed steps | bf16 speed-up (median; rounds) | faster | auto picks | auto vs faster |")
     print("|---|---|---|---|---|---|")
     for name, steps, speedup, ratios, faster, picked, vs in rows:
         print(f"| {name} | {steps} | {speedup:.2f}x ({', '.join(f'{x:.2f}' for x in ratios)}) | {faster} | {picked} |"

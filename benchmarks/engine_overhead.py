@@ -35,13 +35,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import nanogpt_loop  # noqa: E402
+
 from tuigpt.cli.args import split_overrides  # noqa: E402
 from tuigpt.engine.model import GPT  # noqa: E402
 from tuigpt.engine.trainer import Trainer  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
-from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
 from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers  # noqa: E402
 from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402

@@ -13,7 +13,6 @@ import contextlib
 import datetime as _dt
 import gc
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from tuigpt.cli.args import Parser, split_overrides
 from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
 from tuigpt.run.numbers import eta_seconds, evals_in_run, evals_remaining, mfu, mfu_plausible, percentile
+from tuigpt.telemetry.process_memory import peak_rss_bytes, rss_bytes
 
 PROJECTED_STEPS = (100, 500, 1_000, 5_000, 10_000)
 FORWARD_REPEATS = 3  # forward-only batches timed for the eval estimate (after one untimed)
@@ -116,25 +116,6 @@ class BenchResult:
 def finish_clock(seconds: float, now: _dt.datetime) -> str:
     """The local clock time ``seconds`` after ``now`` (fmt.clock's style)."""
     return fmt.clock(now.timestamp() + seconds, now.timestamp())
-
-
-def peak_rss_bytes() -> int | None:
-    """The process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    try:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (OSError, ValueError):
-        return None
-    return int(rss) if sys.platform == "darwin" else int(rss) * 1024
-
-
-def rss_bytes() -> int | None:
-    """The process's resident set size now."""
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:  # noqa: BLE001 - a figure we cannot read is shown as n/a
-        return None
 
 
 # ---------------------------------------------------------------- progress

@@ -23,8 +23,7 @@ from tuigpt.telemetry.peak import (
     normalize_dtype,
     peaks_cache_path,
 )
-from tuigpt.telemetry.peak_cache import MAX_AGE_DAYS
-from tuigpt.telemetry.peak_cache import forget_trials
+from tuigpt.telemetry.peak_cache import MAX_AGE_DAYS, forget_trials
 
 CPU_DTYPES = ("fp32", "bf16")
 _INDENT = " " * 15  # under "  CPU fp32     "

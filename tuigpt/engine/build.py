@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from tuigpt.engine import checkpointing as ckpt
-from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
 from tuigpt.engine.auto import low_precision_candidate
+from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
 from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits

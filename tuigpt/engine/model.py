@@ -144,7 +144,22 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Without targets: the last position's logits (B, 1, V) for generation. With them: (None, the loss)."""
-        _, t = idx.size()  # idx: (B, T) token ids
+        x = self._hidden(idx)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None  # generation needs only the last position: (B, 1, V)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+        # No logits with the loss: a caller holding them would keep (B, T, V) alive through the backward pass
+        # (3.3 GB in bf16 at GPT-2's 32 x 1024 micro-batch), and a compiled graph would have to write them out.
+        return None, loss
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Every position's logits (B, T, V), for checks and conversions; training never asks for them."""
+        return self.lm_head(self._hidden(idx))
+
+    def _hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final layer norm's output (B, T, C) for token ids (B, T)."""
+        _, t = idx.size()
         if t > self.args.block_size:
             raise ValueError(f"sequence of {t} tokens is longer than block_size {self.args.block_size}")
         pos = torch.arange(0, t, dtype=torch.long, device=idx.device)  # (T,)
@@ -153,14 +168,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(tok_emb + pos_emb)
         for block in self.transformer.h:
             x = block(x)  # (B, T, C)
-        x = self.transformer.ln_f(x)
-        if targets is None:
-            return self.lm_head(x[:, [-1], :]), None  # generation needs only the last position: (B, 1, V)
-        logits = self.lm_head(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
-        # No logits with the loss: a caller holding them would keep (B, T, V) alive through the backward pass
-        # (3.3 GB in bf16 at GPT-2's 32 x 1024 micro-batch), and a compiled graph would have to write them out.
-        return None, loss
+        return self.transformer.ln_f(x)
 
     def make_optimizer(self, weight_decay: float, learning_rate: float, betas: tuple[float, float],
                        device_type: str) -> torch.optim.AdamW:

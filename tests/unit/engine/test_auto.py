@@ -10,7 +10,7 @@ import torch
 from tuigpt.engine import auto
 from tuigpt.engine.model import ModelArgs
 from tuigpt.engine.trial import Timing, Variant
-from tuigpt.telemetry import peak
+from tuigpt.telemetry import peak_cache as peak
 
 ARGS = ModelArgs(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=16)
 CPU = torch.device("cpu")

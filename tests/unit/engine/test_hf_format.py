@@ -45,7 +45,7 @@ def test_gpt2_snapshot_seeds_a_run_at_the_source_loss(tmp_path: Path, tiny_confi
                               conv1d=True, gelu="tanh")
     assert first_val_loss(trainer) == pytest.approx(expected, abs=1e-4)
     idx = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(0))
-    logits, _ = trainer.raw_model.eval()(idx, idx)  # the tanh GELU kept: exact GELU is ~2e-3 off here
+    logits = trainer.raw_model.eval().logits(idx)  # the tanh GELU kept: exact GELU is ~2e-3 off here
     assert torch.allclose(logits, reference_logits(read_hf_as_nanogpt(snapshot), idx, 2, conv1d=True, gelu="tanh"),
                           atol=1e-4)
 
@@ -69,7 +69,7 @@ def test_export_hf_round_trips_and_computes_the_same_function(tmp_path: Path, ti
         assert torch.equal(back.state[key], value), key
     idx = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
     ours = trainer.raw_model.eval()
-    full, _ = ours(idx, idx)  # logits at every position
+    full = ours.logits(idx)  # logits at every position
     theirs = reference_logits(read_hf_as_nanogpt(out), idx, 2, conv1d=True, gelu="tanh")
     assert torch.allclose(full, theirs, atol=1e-4)
     assert main(["export", str(run), "--format", "hf", "--checkpoint", "last"]) == 2  # never overwrites
@@ -84,7 +84,7 @@ def test_a_model_without_biases_is_written_with_zero_biases(tmp_path: Path, tiny
     tensors = read_hf_as_nanogpt(out)
     assert torch.count_nonzero(tensors["transformer.h.0.attn.c_attn.bias"]) == 0
     idx = torch.randint(0, 65, (1, 10), generator=torch.Generator().manual_seed(1))
-    ours, _ = trainer.raw_model.eval()(idx, idx)
+    ours = trainer.raw_model.eval().logits(idx)
     assert torch.allclose(ours, reference_logits(tensors, idx, 2, conv1d=True, gelu="exact"), atol=1e-5)
     back = open_source(str(out))  # the character vocabulary comes back from tuigpt.json
     assert back.tokenizer == trainer.data.tokenizer.to_meta() and back.args.bias
