@@ -44,24 +44,29 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     """Everything a run needs, checked; on resume, restored from last.pt with the resume policy applied."""
     rank = cluster.rank if cluster is not None else 0
     world_size = cluster.world_size if cluster is not None else 1
-    if config.gradient_accumulation_steps % world_size:
-        raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
-                        f"the {world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
-                        f"micro-steps; use a multiple of {world_size}")
     checkpoints.remove_stale_temp_files()
     point = checkpoints.open_resume(config) if resume else None
     if point is None:
         checkpoints.refuse_overwrite()
     else:
         config = point.config
+    built = assemble(config, cluster)
+    if point is not None:
+        built.notices += point.notices
+        _restore(built, point.checkpoint, checkpoints, rank, world_size)
+    return built
+
+
+def assemble(config: TrainConfig, cluster: Cluster | None = None) -> Built:
+    """Device, data, model, optimizer and batch sampler for ``config``, checked; no run directory is touched
+    (``tuigpt netcheck`` times the same model a run would train)."""
+    rank = cluster.rank if cluster is not None else 0
+    check_accumulation(config, cluster.world_size if cluster is not None else 1)
     setup = setup_device(config, cluster.device if cluster is not None else None,
                          cluster.local_world_size if cluster is not None else 1)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset, config.data_path, config.tokenizer)
     data.check_block_size(config.block_size)
-    if point is not None and point.checkpoint["tokenizer"] != data.tokenizer.to_meta():
-        raise UserError(f"cannot resume {checkpoints.run_dir}: the data's tokenizer vocabulary differs from the "
-                        f"checkpoint's (different text or tokenizer); resume with the original data")
     vocab = data.tokenizer.vocab_size
     if vocab > 1024:  # pad large vocabularies to a multiple of 64 for faster matmuls (nanoGPT's 50304)
         vocab = (vocab + 63) // 64 * 64
@@ -76,15 +81,22 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     sampler = BatchSampler(data, config.block_size, config.batch_size, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks
         torch.manual_seed(config.seed + 1_000_003 * rank)
-    built = Built(config, setup, data, args, model, optimizer, scaler, sampler)
-    if point is not None:
-        built.notices += point.notices
-        _restore(built, point.checkpoint, checkpoints, rank, world_size)
-    return built
+    return Built(config, setup, data, args, model, optimizer, scaler, sampler)
+
+
+def check_accumulation(config: TrainConfig, world_size: int) -> None:
+    """Each rank runs gradient_accumulation_steps / world_size micro-steps: it must divide."""
+    if config.gradient_accumulation_steps % world_size:
+        raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
+                        f"the {world_size} ranks: each rank runs gradient_accumulation_steps / ranks "
+                        f"micro-steps; use a multiple of {world_size}")
 
 
 def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.CheckpointManager, rank: int,
              world_size: int) -> None:
+    if checkpoint["tokenizer"] != built.data.tokenizer.to_meta():
+        raise UserError(f"cannot resume {checkpoints.run_dir}: the data's tokenizer vocabulary differs from the "
+                        f"checkpoint's (different text or tokenizer); resume with the original data")
     saved_args = ModelArgs(**checkpoint["model_args"])
     if saved_args.vocab_size != built.model_args.vocab_size:
         raise UserError(f"cannot resume {checkpoints.run_dir}: vocabulary size {saved_args.vocab_size} in the "

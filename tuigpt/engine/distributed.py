@@ -15,6 +15,7 @@ Every collective goes through this module, so a dead or hung peer always surface
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import re
 import socket
@@ -25,6 +26,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from tuigpt.engine.netroute import Route
+from tuigpt.engine.netroute import choose as choose_interface
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import ClusterStats
 from tuigpt.run.numbers import comm_over_compute, rank_busy_ms, slowest_over_fastest
@@ -221,13 +224,23 @@ class Cluster:
         self.comm_device = device if backend == "nccl" else torch.device("cpu")
         self.host = socket.gethostname()
         self.hosts: list[str] = [self.host] * self.world_size
+        self.route: Route | None = None  # gloo: the interface chosen to reach master_addr
+        self.interfaces: list[str] = []  # every rank's, after start()
 
     def describe(self, micro_steps: int, batch_size: int, block_size: int) -> str:
         """The run's first notice: who trains where, and how tokens/s and MFU count."""
         hosts = sorted(set(self.hosts))
-        return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), {self.backend}; "
-                f"each rank runs {micro_steps} micro-step(s) of {batch_size} x {block_size} tokens per iteration; "
-                f"tokens/s count every rank, MFU is per device")
+        return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), "
+                f"{self.link()}; each rank runs {micro_steps} micro-step(s) of {batch_size} x {block_size} tokens "
+                f"per iteration; tokens/s count every rank, MFU is per device")
+
+    def link(self) -> str:
+        """The backend and, for gloo, every host's interface: 'gloo over tnv0 (10.77.0.1), the interface ...'."""
+        if self.route is None:
+            return self.backend
+        others = sorted({f"{iface} on {host}" for host, iface in zip(self.hosts, self.interfaces)
+                         if host != self.host})
+        return f"gloo over {self.route.describe()}" + (f" (other hosts: {', '.join(others)})" if others else "")
 
     def start(self) -> None:
         """Join the group (blocks until every rank has arrived, at most ``timeout`` seconds)."""
@@ -235,6 +248,10 @@ class Cluster:
             torch.cuda.set_device(self.device)
             # a hung NCCL collective then raises after `timeout` instead of aborting the process
             os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
+        elif self.backend == "gloo":  # before init: gloo reads GLOO_SOCKET_IFNAME when it creates its device
+            self.route = choose_interface(os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                                          int(os.environ.get("MASTER_PORT", "29500")),
+                                          multi_node=self.world_size > self.local_world_size)
         try:
             dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=self.timeout),
                                     rank=self.rank, world_size=self.world_size)
@@ -242,10 +259,16 @@ class Cluster:
             raise PeerLost(f"rank {self.rank} could not join the process group within {self.timeout:g}s "
                            f"({first_line(exc)})") from exc
         hosts: list[Any] = [None] * self.world_size
-        self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, self.host))
-        self.hosts = [str(h) for h in hosts]
+        mine = (self.host, self.route.interface if self.route is not None else "")
+        self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, mine))
+        self.hosts = [str(h[0]) for h in hosts]
+        self.interfaces = [str(h[1]) for h in hosts]
 
     def close(self) -> None:
+        """Leave the group. Call it once nothing uses the group any more: DDP holds it in reference cycles, which
+        are collected first, so gloo's threads end here and not during interpreter teardown (where gloo aborts
+        the process, "terminate called without an active exception", and torchrun reports the rank as failed)."""
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -275,6 +298,16 @@ class Cluster:
         work = tensor.detach().to(self.comm_device, torch.float32).reshape(1).clone()
         self._guard(what, lambda: dist.all_reduce(work, op=dist.ReduceOp.SUM))
         return (work / self.world_size).to(tensor.device).reshape(())
+
+    def reduce_buffers(self, tensors: Sequence[torch.Tensor], what: str) -> None:
+        """All-reduce (SUM) every tensor in place, all launched before any is waited for, as DDP does with its
+        gradient buckets (``tuigpt netcheck`` times the link this way)."""
+        def op() -> None:
+            works = [dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True) for t in tensors]
+            for work in works:
+                work.wait()
+
+        self._guard(what, op)
 
     def gather_timings(self, means: list[float]) -> list[dict[str, Any]]:
         """One all_gather of every rank's TIMING_FIELDS means: a dict per rank with its rank and host."""

@@ -72,29 +72,33 @@ class Stepper:
             timer.mark()
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(self.micro_steps):
-            x, y = self.sampler.get_batch("train")
-            last = micro == self.micro_steps - 1
-            if timer is not None:
-                timer.mark()
-            with self._gradient_sync(last):
-                with self.autocast():
-                    _, loss = self.model(x, y)
-                    loss = loss / self.micro_steps
-                if timer is not None:
-                    timer.mark()
-                self._backward(loss, last)
-            if timer is not None:
-                timer.mark()
-            loss_sum += loss.detach()
+            loss_sum += self.micro_step(micro == self.micro_steps - 1, timer)
         if self.cluster is not None:
             loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
-        loss_value, applied = self._update(loss_sum)
+        loss_value, applied = self.update(loss_sum)
         self.sync()
         ms = (time.perf_counter() - t0) * 1000.0
         parts = split_step(timer.intervals(), self.micro_steps) if timer is not None and applied else None
         if applied:
             self.start_sampler_state = None
         return StepResult(loss_value, ms, applied, parts)
+
+    def micro_step(self, last: bool, timer: StepTimer | None = None) -> torch.Tensor:
+        """Forward and backward of the next batch, the loss divided by micro_steps; with several ranks the
+        gradients are all-reduced only when ``last``. Marks ``timer`` after the batch, the forward and the backward."""
+        x, y = self.sampler.get_batch("train")
+        if timer is not None:
+            timer.mark()
+        with self._gradient_sync(last):
+            with self.autocast():
+                _, loss = self.model(x, y)
+                loss = loss / self.micro_steps
+            if timer is not None:
+                timer.mark()
+            self._backward(loss, last)
+        if timer is not None:
+            timer.mark()
+        return loss.detach()
 
     def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP all-reduces gradients in the backward of the last micro-step only."""
@@ -112,7 +116,7 @@ class Stepper:
             raise PeerLost(f"rank {self.cluster.rank} lost the group in the gradient all-reduce "
                            f"({first_line(exc)})") from exc
 
-    def _update(self, loss_sum: torch.Tensor) -> tuple[float, bool]:
+    def update(self, loss_sum: torch.Tensor) -> tuple[float, bool]:
         """Clip and step, unless the loss is not finite: then the gradients are dropped."""
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
