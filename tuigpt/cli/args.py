@@ -9,7 +9,7 @@ from typing import Sequence
 from tuigpt.run.errors import UserError
 
 HELP = """\
-usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
+usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
@@ -17,6 +17,7 @@ usage: tuigpt CONFIG.yaml [--key=value ...] [--headless] [--resume] [--nproc N] 
        tuigpt runs [--out_dir DIR]
        tuigpt info [--no-measure]
        tuigpt calibrate [--threads N]
+       torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--key=value ...]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
 the monitor; with --headless, or when output is not a terminal, it prints log lines.
@@ -29,6 +30,8 @@ the monitor; with --headless, or when output is not a terminal, it prints log li
                   python -m torch.distributed.run --standalone --nproc_per_node=N
                   -m tuigpt CONFIG.yaml <the other arguments>; several machines:
                   torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
+  --netcheck      several ranks: first measure the link and predict the speed-up
+                  over one process (tuigpt netcheck), then train
   --compare DIR   overlay another run's loss curves on the chart (x cycles the x axis)
   -h, --help      this help
 
@@ -39,6 +42,8 @@ subcommands (each has --help):
   runs            the runs under checkpoints/: state, iteration, best val loss, tokens/s
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N)
+  netcheck        under torchrun: will these ranks beat one process? the link, each
+                  rank's compute, the predicted speed-up and a verdict
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss ·
             4 checkpoint could not be written ·

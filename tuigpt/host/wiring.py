@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable
 
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
+from tuigpt.engine.netcheck import MIN_SECONDS, ROUNDS, NetcheckResult, measure
 from tuigpt.engine.trainer import Trainer
 from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
@@ -30,11 +31,12 @@ class _PeerLostExit(Exception):
 
 
 def train(config: TrainConfig, *, config_path: str | None, resume: bool, headless: bool,
-          cluster: Cluster | None = None, compare: str | None = None) -> int:
+          cluster: Cluster | None = None, compare: str | None = None, notices: list[str] | None = None) -> int:
     """Set the trainer up (bad input → UserError before anything starts), run it under a front end, and return
-    the exit code."""
+    the exit code. ``notices`` go to the run's events log after its own."""
     trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                       cluster=cluster)
+    trainer.pending_notices += notices or []
     if cluster is not None and cluster.rank != 0:
         return _run_worker(LocalRun(trainer), cluster.rank)
     _attach_peak(trainer)
@@ -74,17 +76,41 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
     return exit_code(run.ending, signalled)
 
 
-def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
-               headless: bool) -> int:
-    """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
-    collectives' state is unknown, so nothing may wait on it at exit)."""
+def join(config: TrainConfig, env: LaunchEnv) -> Cluster | None:
+    """Join torchrun's group (None, said in one line, when the other ranks never came)."""
     try:
-        cluster = start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
+        return start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
     except PeerLost as exc:
         print(f"tuigpt: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return None
+
+
+def check_link(config: TrainConfig, cluster: Cluster, rounds: int = ROUNDS,
+               seconds: float = MIN_SECONDS) -> NetcheckResult | None:
+    """`tuigpt netcheck` on every rank; rank 0 prints the report and gets the result. A lost peer ends the
+    process at once, as in training."""
     try:
-        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster)
+        result = measure(config, cluster, rounds, seconds)
+    except PeerLost as exc:
+        print(f"tuigpt netcheck rank {cluster.rank} stopped: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_ERROR)
+    if result is not None:
+        print("\n".join(result.lines()), flush=True)
+    return result
+
+
+def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
+               headless: bool, netcheck: bool = False) -> int:
+    """One rank of a torchrun launch: join the group, (check the link,) train, leave. A lost group ends the
+    process at once (the collectives' state is unknown, so nothing may wait on it at exit)."""
+    cluster = join(config, env)
+    if cluster is None:
+        return EXIT_ERROR
+    result = check_link(config, cluster) if netcheck else None
+    try:
+        code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster,
+                     notices=[result.summary()] if result is not None else None)
     except _PeerLostExit:
         sys.stdout.flush()
         sys.stderr.flush()
