@@ -30,7 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -50,38 +53,43 @@ def overrides(config: str, iters: int, out_dir: str) -> list[str]:
     gas = int(values.get("gradient_accumulation_steps", 1))
     gas = gas if gas % 2 == 0 else gas * 2
     return [f"--gradient_accumulation_steps={gas}", "--num_threads=1", f"--max_iters={iters}",
-            f"--eval_interval={iters * 10}", "--eval_iters=1", f"--log_interval={max(1, iters // 20)}",
+            f"--eval_interval={iters * 10}", "--eval_iters=1", f"--log_interval={min(10, max(1, iters // 6))}",
             "--telemetry_interval=0",
             f"--out_dir={out_dir}", f"--data_path={SHARED / 'tinyshakespeare.txt'}", "--ddp_timeout=120",
             "--always_save_checkpoint=false"]
 
 
 def pair_run(pair: NetnsPair, args: list[str], env: dict[str, str], groups: list[CpuGroup]) -> str:
-    procs = [subprocess.Popen(pair.command(n, pair.torchrun(n, sys.executable, args), cpu=n, group=groups[n]), env=env,
-                              cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
-    outs = [p.communicate(timeout=1800) for p in procs]
+    """Both nodes' torchrun; node 0's output. A node that fails ends the other (it would wait at the rendezvous)."""
+    with tempfile.TemporaryFile("w+") as out0, tempfile.TemporaryFile("w+") as out1:
+        outs = (out0, out1)
+        procs = [subprocess.Popen(pair.command(n, pair.torchrun(n, sys.executable, args), cpu=n, group=groups[n]),
+                                  env=env, cwd=REPO, stdout=outs[n], stderr=subprocess.STDOUT, text=True)
+                 for n in (0, 1)]
+        try:
+            while not all(p.poll() is not None for p in procs) and not any(p.poll() for p in procs):
+                time.sleep(0.2)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    for child in psutil.Process(p.pid).children(recursive=True):
+                        child.kill()
+                    p.kill()
+                p.wait()
+        texts = []
+        for f in outs:
+            f.seek(0)
+            texts.append(f.read())
     if any(p.returncode for p in procs):
-        raise SystemExit("a node failed:\n" + "\n".join(f"node {n} exited {p.returncode}:\n{out[-2000:]}\n{err[-3000:]}"
-                                                        for n, (p, (out, err)) in enumerate(zip(procs, outs))))
-    return outs[0][0]
+        raise SystemExit("a node failed:\n" + "\n".join(f"node {n} exited {p.returncode}:\n{text[-3000:]}"
+                                                        for n, (p, text) in enumerate(zip(procs, texts))))
+    return "\n".join(line for line in texts[0].splitlines() if not line.startswith(("W1", "[W")))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="gigabit")
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    ns, extra = parser.parse_known_args()
-    why = unavailable()
-    if why:
-        raise SystemExit(f"cannot run: {why}")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TIKTOKEN_CACHE_DIR=str(SHARED / "tiktoken-cache"))
+def measure(ns: argparse.Namespace, extra: list[str], env: dict[str, str], groups: list[CpuGroup]) -> list[tuple]:
+    """(predicted, measured) per repeat: netcheck, then two nodes, then one process."""
     skip = max(3, ns.iters // 5)
     rows = []
-    groups = [CpuGroup(owned=True), CpuGroup(owned=True)]
     with tempfile.TemporaryDirectory(prefix="tuigpt-twonode-") as tmp, NetnsPair(PROFILES[ns.profile]) as pair:
         print(f"link: {ns.profile}, {pair.shaping}; config {ns.config} {' '.join(extra)}", flush=True)
         for k in range(ns.repeats):
@@ -103,8 +111,27 @@ def main() -> None:
             print(f"repeat {k + 1}: predicted {predicted:.2f}x | measured {measured:.2f}x (one process "
                   f"{one:.1f} ms/iter, two nodes {two:.1f} ms/iter) | predicted/measured {predicted / measured:.2f}",
                   flush=True)
-    for group in groups:
-        group.remove()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="gigabit")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    ns, extra = parser.parse_known_args()
+    why = unavailable()
+    if why:
+        raise SystemExit(f"cannot run: {why}")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TIKTOKEN_CACHE_DIR=str(SHARED / "tiktoken-cache"))
+    groups = [CpuGroup(owned=True), CpuGroup(owned=True)]
+    try:
+        rows = measure(ns, extra, env, groups)
+    finally:
+        for group in groups:
+            group.remove()
     pred = statistics.median(r[0] for r in rows)
     meas = statistics.median(r[1] for r in rows)
     print(f"median of {len(rows)}: predicted {pred:.2f}x, measured {meas:.2f}x, predicted/measured {pred / meas:.2f}")

@@ -2,8 +2,9 @@
 with its own host name, each running `torchrun --nnodes=2 --node_rank=R --master_addr=<node 0>`.
 
 Trains to the end with checkpoints and resume, shows both hosts' ranks, checks netcheck's prediction against
-the measured speed-up, names a CPU-throttled node as the straggler, and survives the other node being killed.
-Needs root and iproute2; skipped, with the reason, where namespaces cannot be made.
+the measured speed-up, names a CPU-throttled node as the straggler, ends cleanly when the other node is killed
+or its cable pulled, and refuses a rank with no route to node 0. Needs root, iproute2 and cgroups; skipped,
+with the reason, where they cannot be had.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from tuigpt.engine.checkpoint import load_checkpoint
 from tuigpt.run.metrics_log import read_metrics
 from tuigpt.run.numbers import measured_speedup
 
-WHY_NOT = unavailable()
-pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"two-node tests need network namespaces: {WHY_NOT}")
-
 TIMEOUT = 20  # ddp_timeout: a lost node must end the other well within it
 TWO = ["--headless", "--gradient_accumulation_steps=2", f"--ddp_timeout={TIMEOUT}"]
 # the speed-up check: a model whose step is mostly compute (~10 ms a micro-step on one core), not scheduling
@@ -39,12 +37,15 @@ AGREE = 0.25
 
 @pytest.fixture(scope="module")
 def pair():
+    why_not = unavailable()
+    if why_not is not None:
+        pytest.skip(f"two-node tests need network namespaces and cgroups: {why_not}")
     with NetnsPair(GIGABIT) as made:
         yield made
 
 
 @pytest.fixture(scope="module")
-def owned():
+def owned(pair: NetnsPair):
     """A cgroup of the largest CPU weight per node: each "machine" gets its core, whatever else the box is doing
     (timings mean something, and the tests take the same time on a busy box; the single process of the
     speed-up check runs in node 0's)."""

@@ -59,17 +59,17 @@ PROFILES = {p.name: p for p in (GIGABIT, WIFI)}
 
 
 def unavailable() -> str | None:
-    """Why two namespaces cannot be made here, or None."""
+    """Why two shaped namespaces and cgroups cannot be made here, or None (tries a pair and a group)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "tc", "unshare", "taskset"):
+    for tool in ("ip", "tc", "unshare", "taskset", "hostname"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is missing (apt-get install iproute2 util-linux)"
-    probe = f"tgprobe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"cannot create a network namespace: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+            return f"`{tool}` is missing (apt-get install iproute2 util-linux hostname)"
+    try:
+        NetnsPair().close()
+        CpuGroup(owned=True).remove()
+    except (RuntimeError, OSError) as exc:
+        return f"cannot make them here: {exc}"
     return None
 
 
@@ -147,8 +147,12 @@ class NetnsPair:
         self._batch: list[subprocess.Popen] = []
         self._wander: threading.Thread | None = None
         self._stop = threading.Event()
-        self._up()
-        self.shape(profile)
+        try:
+            self._up()
+            self.shape(profile)
+        except BaseException:
+            self.close()  # nothing half made may stay behind
+            raise
 
     def _up(self) -> None:
         for ns in self.ns:
@@ -231,6 +235,7 @@ class NetnsPair:
         self._stop_wander()
         for ns in self.ns:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)  # takes its end of the veth with it
+        subprocess.run(["ip", "link", "del", self.dev[0]], capture_output=True)  # a veth never moved into one
 
     def __enter__(self) -> "NetnsPair":
         return self

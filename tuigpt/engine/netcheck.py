@@ -47,6 +47,7 @@ LINK_ROUNDS = 10  # all-reduces of the gradient buckets, the link alone
 LATENCY_ROUNDS = 20
 ROUND_FIELDS = ("data_ms", "compute_ms", "comm_ms", "backward_ms", "sync_ms", "update_ms")
 HIDDEN_ENOUGH = 0.25  # an all-reduce of which at most this fraction is exposed "hides under the backward"
+SHORT_ITERATION_MS = 20.0  # below this the prediction says it leaves the trainer's per-iteration costs out
 GRAD_BYTES = 4  # gradients are float32 (autocast leaves the parameters, and so their gradients, in float32)
 
 
@@ -129,6 +130,9 @@ class NetcheckResult:
                    f"{fmt.ms(p.ranks_ms)}/iter ({per_rank} x {fmt.ms(pace['micro_ms'])} at the slowest rank's pace "
                    f"+ {fmt.ms(pace['comm_ms'])} comm + {fmt.ms(pace['update_ms'])} update + "
                    f"{fmt.ms(pace['sync_ms'])} sync)")
+        if p.ranks_ms < SHORT_ITERATION_MS:
+            out.append(f"note: an iteration of {fmt.ms(p.ranks_ms)} is mostly fixed costs; the trainer's own "
+                       f"bookkeeping per iteration (~1-3 ms) is not in this prediction: expect less")
         out.append(f"verdict: {self.verdict}{self._advice()}")
         return out
 

@@ -67,3 +67,9 @@ def test_a_slow_link_and_a_straggler_are_named_with_what_to_do() -> None:
     assert straggler.prediction.speedup == pytest.approx(205 / 188)
     assert straggler.lines()[-1].endswith("(rank 1 on lap1 is slow: cool it, or free it of other work)")
     assert straggler.summary().startswith("netcheck: 2 nodes ≈ 1.09× — no real gain")
+
+
+def test_a_few_millisecond_iteration_is_flagged_as_mostly_fixed_costs() -> None:
+    lines = _result((3.0, 3.0), comm=2.0, allreduce=2.5).lines()
+    assert lines[-2].startswith("note: an iteration of 11.0 ms is mostly fixed costs")  # 3 + 2 + 5 + 1
+    assert not any(line.startswith("note:") for line in _result((100.0, 100.0), comm=2.0, allreduce=20.0).lines())
