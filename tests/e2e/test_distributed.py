@@ -20,7 +20,8 @@ import torch
 
 from tuigpt.engine.checkpoint import load_checkpoint
 from tuigpt.engine.gate import MAX_COMMANDS, decode_commands, encode_commands
-from tuigpt.engine.distributed import STRAGGLER_GATHERS, StragglerWatch, cluster_summary, launch_env, split_step
+from tuigpt.engine.distributed import launch_env
+from tuigpt.engine.rank_timing import STRAGGLER_GATHERS, StragglerWatch, cluster_summary, split_step
 from tuigpt.run.errors import UserError
 from tuigpt.run.commands import CheckpointNow, Pause, Resume, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.events import ClusterStats

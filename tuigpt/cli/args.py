@@ -10,7 +10,7 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import clip, shown
 
 HELP = """\
-usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]
+usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
@@ -21,6 +21,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
+       torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--key=value ...]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
 the monitor; with --headless, or when output is not a terminal, it prints log lines.
@@ -35,6 +36,8 @@ A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never
                   python -m torch.distributed.run --standalone --nproc_per_node=N
                   -m tuigpt CONFIG.yaml <the other arguments>; several machines:
                   torchrun --nnodes ... -m tuigpt CONFIG.yaml (docs/DISTRIBUTED.md)
+  --netcheck      several ranks: first measure the link and predict the speed-up
+                  over one process (tuigpt netcheck), then train
   --compare DIR   overlay another run's loss curves on the chart (x cycles the x axis)
   -h, --help      this help
 
@@ -50,6 +53,8 @@ subcommands (each has --help):
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N) and forget the
                   measured dtype/compile choices; with CONFIG: time that config's choices now
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
+  netcheck        under torchrun: will these ranks beat one process? the link, each
+                  rank's compute, the predicted speed-up and a verdict
 
 exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·
             4 checkpoint could not be written ·

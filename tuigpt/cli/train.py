@@ -1,4 +1,4 @@
-"""`tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--compare RUN_DIR]`."""
+"""`tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def main(args: list[str]) -> int:
     if config_path.startswith("--"):
         raise UserError(f"the first argument must be a config file, not {shown(config_path)} (e.g. tuigpt "
                         f"configs/train_cpu_optimized.yaml {config_path})")
-    flags = {"--headless": False, "--resume": False}
+    flags = {"--headless": False, "--resume": False, "--netcheck": False}
     remaining = []
     passed_on = []  # what a --nproc launch hands to every rank
     nproc: str | None = None
@@ -54,7 +54,10 @@ def main(args: list[str]) -> int:
     env = launch_env()
     if env is not None:
         return train_rank(config, env, config_path=config_path, resume=flags["--resume"], headless=headless,
-                          notices=notices)
+                          notices=notices, netcheck=flags["--netcheck"])
+    if flags["--netcheck"]:
+        raise UserError("--netcheck measures what several ranks gain over one, and this is a single process: add "
+                        "--nproc N, or launch with torchrun (docs/DISTRIBUTED.md)")
     if compare is not None:
         from tuigpt.run.rundir import resolve_run_dir
 

@@ -49,8 +49,9 @@ class Built:
 
 def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
     """The model a config trains on this data (its vocabulary padded for fast matmuls)."""
-    return ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size, n_layer=config.n_layer, n_head=config.n_head,
-                     n_embd=config.n_embd, dropout=config.dropout, bias=config.bias)
+    return ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size,
+                     n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
+                     bias=config.bias)
 
 
 def measure_auto(config: TrainConfig) -> DeviceSetup:
@@ -95,26 +96,48 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
             config, notices = fit_config(config, source)
     else:
         config = point.config
+    done = int(point.checkpoint["iter_num"]) if point is not None else 0
+    built = assemble(config, cluster, source=source, resumed=point.checkpoint if point is not None else None,
+                     where=str(checkpoints.run_dir), remaining_iters=max(0, config.max_iters - done))
+    built.notices = notices + built.notices
+    if point is not None:
+        built.notices += point.notices
+        _restore(built, point.checkpoint, checkpoints, rank, world_size)
+    if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
+        checkpoints.check_room(built.model)
+        checkpoints.remove_stale_temp_files()
+        if point is None and (moved := set_aside(checkpoints.run_dir.metrics)) is not None:
+            built.notices.append(f"an earlier start of this run ended before its first checkpoint: its records "
+                                 f"were moved to {moved.name}, and this run starts a fresh history")
+    return built
+
+
+def assemble(config: TrainConfig, cluster: Cluster | None = None, *, source: Any = None,
+             resumed: dict[str, Any] | None = None, where: str = "", remaining_iters: int | None = None) -> Built:
+    """Device, data, model, optimizer and batch sampler for ``config``, checked; no run directory is touched
+    (``tuigpt netcheck`` times the same model a run would train). ``source``: init_from's weights, loaded;
+    ``resumed``: the checkpoint a resume continues (its model shape and tokenizer), restored by the caller."""
+    rank = cluster.rank if cluster is not None else 0
+    world_size = cluster.world_size if cluster is not None else 1
     split = split_batch(config.batch_size, config.gradient_accumulation_steps, world_size)
     if split is None:
         raise UserError(unsplittable_fix(config.batch_size, config.gradient_accumulation_steps, world_size))
     data = load_dataset(config.dataset, config.data_path, config.tokenizer)
     data.check_block_size(config.block_size)
-    if point is not None and point.checkpoint["tokenizer"] != data.tokenizer.to_meta():
-        raise UserError(f"cannot resume {checkpoints.run_dir}: the data's tokenizer vocabulary differs from the "
+    if resumed is not None and resumed["tokenizer"] != data.tokenizer.to_meta():
+        raise UserError(f"cannot resume {where}: the data's tokenizer vocabulary differs from the "
                         f"checkpoint's (different text or tokenizer); resume with the original data")
     if source is not None:
         check_tokenizer(source, data.tokenizer, config.init_from)
         args = source_args(source, config)
-    elif point is not None:  # the saved model (GELU and vocabulary included), with this session's dropout
-        args = ModelArgs(**{**point.checkpoint["model_args"], "dropout": config.dropout})
+    elif resumed is not None:  # the saved model (GELU and vocabulary included), with this session's dropout
+        args = ModelArgs(**{**resumed["model_args"], "dropout": config.dropout})
     else:
         args = model_args(config, data)
     device = cluster.device if cluster is not None else resolve_device(config.device)
     check_fits(args, split.micro_batch, True, device)  # the lowest estimate, before a trial allocates anything
     # dtype and compile "auto" time this model here before it is built (the trials leave the RNG as it was)
-    done = int(point.checkpoint["iter_num"]) if point is not None else 0
-    setup = setup_device(config, args, cluster, split, remaining_iters=max(0, config.max_iters - done))
+    setup = setup_device(config, args, cluster, split, remaining_iters=remaining_iters)
     check_fits(args, split.micro_batch, setup.precision.autocast, device)
     torch.manual_seed(config.seed)
     model = GPT(args)
@@ -127,17 +150,7 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     sampler = BatchSampler(data, config.block_size, split.micro_batch, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks
         torch.manual_seed(config.seed + 1_000_003 * rank)
-    built = Built(config, setup, data, args, model, optimizer, scaler, sampler, split, notices=notices)
-    if point is not None:
-        built.notices += point.notices
-        _restore(built, point.checkpoint, checkpoints, rank, world_size)
-    if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
-        checkpoints.check_room(model)
-        checkpoints.remove_stale_temp_files()
-        if point is None and (moved := set_aside(checkpoints.run_dir.metrics)) is not None:
-            built.notices.append(f"an earlier start of this run ended before its first checkpoint: its records "
-                                 f"were moved to {moved.name}, and this run starts a fresh history")
-    return built
+    return Built(config, setup, data, args, model, optimizer, scaler, sampler, split)
 
 
 def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.CheckpointManager, rank: int,

@@ -15,26 +15,26 @@ Every collective goes through this module, so a dead or hung peer always surface
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import re
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
 
+from tuigpt.engine.netroute import Route
+from tuigpt.engine.netroute import choose as choose_interface
+from tuigpt.engine.rank_timing import TIMING_FIELDS
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
-from tuigpt.run.events import ClusterStats, Event, Notice
 from tuigpt.run.fmt import shown
-from tuigpt.run.numbers import BatchSplit, comm_over_compute, rank_busy_ms, slowest_over_fastest
+from tuigpt.run.numbers import BatchSplit
 
 BACKENDS = ("auto", "gloo", "nccl")
 HEARTBEAT_SECONDS = 1.0  # while paused, rank 0 broadcasts at least this often so no peer hits ddp_timeout
-STRAGGLER_RATIO = 1.15  # a rank this much slower than the fastest ...
-STRAGGLER_GATHERS = 3  # ... at this many gathers in a row is reported as a straggler
 
 
 class PeerLost(RuntimeError):
@@ -116,125 +116,6 @@ def reseed(seed: int, rank: int, iter_num: int) -> int:
     return rank_seed(seed, rank) + 1_000_003 * (iter_num + 1)
 
 
-# ---------------------------------------------------------------- per-rank timings
-
-TIMING_FIELDS = ("ms_per_iter", "data_ms", "compute_ms", "comm_ms", "backward_ms")
-
-
-class StepTimer:
-    """Marks inside one optimizer step. On CUDA the marks are events on the compute stream (they time the
-    device, not the kernel launches) and are read after the step has synchronised."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self._marks: list[Any] = []
-
-    def start(self) -> None:
-        self._marks = []
-
-    def mark(self) -> None:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self._marks.append(event)
-        else:
-            self._marks.append(time.perf_counter())
-
-    def intervals(self) -> list[float]:
-        """Milliseconds between consecutive marks (call after the device has synchronised)."""
-        m = self._marks
-        if self.cuda:
-            return [m[i].elapsed_time(m[i + 1]) for i in range(len(m) - 1)]
-        return [(m[i + 1] - m[i]) * 1000.0 for i in range(len(m) - 1)]
-
-
-def split_step(intervals: Sequence[float], micro_steps: int) -> dict[str, float]:
-    """data, compute, comm and backward milliseconds of one step from its marks.
-
-    Each micro-step has three intervals: data (get_batch), forward, backward. Only the last
-    micro-step's backward waits for the gradient all-reduce, so the exposed communication is
-    that backward minus a backward without sync: the mean of the no_sync micro-steps' backwards,
-    or, with one micro-step per rank, twice its forward (a backward costs twice the FLOPs).
-    """
-    data = [intervals[3 * i] for i in range(micro_steps)]
-    fwd = [intervals[3 * i + 1] for i in range(micro_steps)]
-    bwd = [intervals[3 * i + 2] for i in range(micro_steps)]
-    plain_backward = sum(bwd[:-1]) / (micro_steps - 1) if micro_steps > 1 else 2.0 * fwd[-1]
-    comm = max(0.0, bwd[-1] - plain_backward)
-    backward = sum(bwd) - comm
-    return {"data_ms": sum(data), "compute_ms": sum(fwd) + backward, "comm_ms": comm, "backward_ms": backward}
-
-
-class TimingWindow:
-    """Per-rank sums between two gathers."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums = dict.fromkeys(TIMING_FIELDS, 0.0)
-        self.steps = 0
-
-    def add(self, ms_per_iter: float, parts: dict[str, float]) -> None:
-        self.sums["ms_per_iter"] += ms_per_iter
-        for key, value in parts.items():
-            self.sums[key] += value
-        self.steps += 1
-
-    def means(self) -> list[float]:
-        n = max(1, self.steps)
-        return [self.sums[k] / n for k in TIMING_FIELDS]
-
-
-def cluster_summary(ranks: list[dict[str, Any]]) -> tuple[float, float | None]:
-    """(slowest_over_fastest, comm_over_compute) of gathered per-rank means (formulas in run/numbers.py)."""
-    return slowest_over_fastest(ranks), comm_over_compute(ranks)
-
-
-class StragglerWatch:
-    """Warns once when a rank is STRAGGLER_RATIO slower than the fastest for STRAGGLER_GATHERS gathers in
-    a row, and once when communication outlasts the backward pass; warns again only after it cleared."""
-
-    def __init__(self) -> None:
-        self._slow_rank: int | None = None
-        self._streak = 0
-        self._straggler_warned = False
-        self._comm_warned = False
-
-    def check(self, ranks: list[dict[str, Any]]) -> tuple[int | None, list[str]]:
-        """(rank flagged as straggler or None, warnings to publish now)."""
-        warnings: list[str] = []
-        busy = {r["rank"]: rank_busy_ms(r) for r in ranks}
-        fastest = min(busy.values())
-        slowest = max(busy, key=busy.__getitem__)
-        if fastest > 0 and busy[slowest] >= STRAGGLER_RATIO * fastest:
-            self._streak = self._streak + 1 if slowest == self._slow_rank else 1
-            self._slow_rank = slowest
-        else:
-            self._streak, self._slow_rank, self._straggler_warned = 0, None, False
-        straggler = self._slow_rank if self._streak >= STRAGGLER_GATHERS else None
-        if straggler is not None and not self._straggler_warned:
-            self._straggler_warned = True
-            host = next(r["host"] for r in ranks if r["rank"] == straggler)
-            warnings.append(f"straggler: rank {straggler} ({host}) works {busy[straggler] / fastest:.2f}x as long "
-                            f"as the fastest rank per iteration over the last {self._streak} gathers; every rank "
-                            f"waits for it (throttled CPU/GPU, busy machine, slow data?)")
-        comm = sum(r["comm_ms"] for r in ranks) / len(ranks)
-        backward = sum(r["backward_ms"] for r in ranks) / len(ranks)
-        if backward > 0 and comm > backward:
-            if not self._comm_warned:
-                self._comm_warned = True
-                warnings.append(f"communication outlasts the backward pass: the gradient all-reduce adds "
-                                f"{comm:.1f} ms per iteration after a {backward:.1f} ms backward (slow network? "
-                                f"raise gradient_accumulation_steps or batch_size to amortise it)")
-        else:
-            self._comm_warned = False
-        return straggler, warnings
-
-
-# ---------------------------------------------------------------- the process group
-
-
 class Cluster:
     """This process's place in the group and the few collectives the trainer needs."""
 
@@ -250,6 +131,8 @@ class Cluster:
         self.comm_device = device if backend == "nccl" else torch.device("cpu")
         self.host = socket.gethostname()
         self.hosts: list[str] = [self.host] * self.world_size
+        self.route: Route | None = None  # gloo: the interface chosen to reach master_addr
+        self.interfaces: list[str] = []  # every rank's, after start()
 
     def describe(self, split: BatchSplit, config: TrainConfig) -> str:
         """The run's first notice: who trains where, how the ranks share an iteration, how tokens/s and MFU count."""
@@ -261,9 +144,17 @@ class Cluster:
                       f"{config.gradient_accumulation_steps} shared by {self.world_size} ranks as "
                       f"{split.micro_steps} x {split.micro_batch} each: the same {tokens:,} tokens per iteration, so "
                       f"the same learning dynamics, as one process)")
-        return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), {self.backend}; "
+        return (f"data parallel: {self.world_size} ranks on {len(hosts)} host(s) ({', '.join(hosts)}), {self.link()}; "
                 f"each rank runs {split.micro_steps} micro-step(s) of {split.micro_batch} x {config.block_size} tokens "
                 f"per iteration{shared}; tokens/s count every rank, MFU is per device")
+
+    def link(self) -> str:
+        """The backend and, for gloo, every host's interface: 'gloo over tnv0 (10.77.0.1), the interface ...'."""
+        if self.route is None:
+            return self.backend
+        others = sorted({f"{iface} on {host}" for host, iface in zip(self.hosts, self.interfaces)
+                         if host != self.host})
+        return f"gloo over {self.route.describe()}" + (f" (other hosts: {', '.join(others)})" if others else "")
 
     def start(self) -> None:
         """Join the group (blocks until every rank has arrived, at most ``timeout`` seconds)."""
@@ -271,6 +162,10 @@ class Cluster:
             torch.cuda.set_device(self.device)
             # a hung NCCL collective then raises after `timeout` instead of aborting the process
             os.environ.setdefault("TORCH_NCCL_BLOCKING_WAIT", "1")
+        elif self.backend == "gloo":  # before init: gloo reads GLOO_SOCKET_IFNAME when it creates its device
+            self.route = choose_interface(os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                                          int(os.environ.get("MASTER_PORT", "29500")),
+                                          multi_node=self.world_size > self.local_world_size)
         try:
             dist.init_process_group(self.backend, timeout=datetime.timedelta(seconds=self.timeout),
                                     rank=self.rank, world_size=self.world_size)
@@ -278,8 +173,10 @@ class Cluster:
             raise PeerLost(f"rank {self.rank} could not join the process group within {self.timeout:g}s "
                            f"({first_line(exc)})") from exc
         hosts: list[Any] = [None] * self.world_size
-        self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, self.host))
-        self.hosts = [str(h) for h in hosts]
+        mine = (self.host, self.route.interface if self.route is not None else "")
+        self._guard("exchanging host names", lambda: dist.all_gather_object(hosts, mine))
+        self.hosts = [str(h[0]) for h in hosts]
+        self.interfaces = [str(h[1]) for h in hosts]
 
     def wrap(self, model: Any, compiled: bool, micro_steps: int) -> Any:
         """The model in DistributedDataParallel (with :func:`ddp_options`); its constructor broadcasts rank 0's
@@ -289,6 +186,10 @@ class Cluster:
         return DistributedDataParallel(model, **ddp_options(self.device, compiled, micro_steps))
 
     def close(self) -> None:
+        """Leave the group. Call it once nothing uses the group any more: DDP holds it in reference cycles, which
+        are collected first, so gloo's threads end here and not during interpreter teardown (where gloo aborts
+        the process, "terminate called without an active exception", and torchrun reports the rank as failed)."""
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -318,6 +219,16 @@ class Cluster:
         work = tensor.detach().to(self.comm_device, torch.float32).reshape(1).clone()
         self._guard(what, lambda: dist.all_reduce(work, op=dist.ReduceOp.SUM))
         return (work / self.world_size).to(tensor.device).reshape(())
+
+    def reduce_buffers(self, tensors: Sequence[torch.Tensor], what: str) -> None:
+        """All-reduce (SUM) every tensor in place, all launched before any is waited for, as DDP does with its
+        gradient buckets (``tuigpt netcheck`` times the link this way)."""
+        def op() -> None:
+            works = [dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True) for t in tensors]
+            for work in works:
+                work.wait()
+
+        self._guard(what, op)
 
     def gather_timings(self, means: list[float]) -> list[dict[str, Any]]:
         """One all_gather of every rank's TIMING_FIELDS means: a dict per rank with its rank and host."""
@@ -365,33 +276,3 @@ def rank_device(requested: str, env: LaunchEnv) -> torch.device:
                             f"CUDA device(s); launch at most that many processes per node (--nproc_per_node)")
         return torch.device("cuda", env.local_rank)
     return device
-
-
-class ClusterReport:
-    """Per-rank timings between two gathers and the straggler verdicts: what rank 0 publishes as ClusterStats."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self._window = TimingWindow()
-        self._watch = StragglerWatch()
-
-    def add(self, ms_per_iter: float, parts: dict[str, float]) -> None:
-        self._window.add(ms_per_iter, parts)
-
-    def gather(self, iter_num: int) -> tuple[ClusterStats | None, list[str]]:
-        """One all_gather on every rank; rank 0 gets (the stats, warnings to publish), the others (None, [])."""
-        ranks = self.cluster.gather_timings(self._window.means())
-        self._window.reset()
-        if self.cluster.rank != 0:
-            return None, []
-        ratio, comm = cluster_summary(ranks)
-        straggler, warnings = self._watch.check(ranks)
-        stats = ClusterStats(iter=iter_num, ranks=ranks, slowest_over_fastest=round(ratio, 4),
-                             comm_over_compute=None if comm is None else round(comm, 4), straggler=straggler,
-                             backend=self.cluster.backend)
-        return stats, warnings
-
-    def gather_events(self, iter_num: int) -> list[Event]:
-        """gather() as events to publish: the stats and a warning per straggler verdict (rank 0; none elsewhere)."""
-        stats, warnings = self.gather(iter_num)
-        return ([stats] if stats is not None else []) + [Notice(level="warning", message=w) for w in warnings]

@@ -24,8 +24,9 @@ import torch
 
 from tuigpt.engine.data import BatchSampler
 from tuigpt.engine.device import Precision
-from tuigpt.engine.distributed import Cluster, PeerLost, StepTimer, first_line, split_step
+from tuigpt.engine.distributed import Cluster, PeerLost, first_line
 from tuigpt.engine.health import HealthProbe
+from tuigpt.engine.rank_timing import StepTimer, split_step
 
 
 @dataclass
@@ -87,24 +88,10 @@ class Stepper:
         loss_sum = torch.zeros((), device=self.device)
         starts: list[torch.Tensor] = []
         for micro in range(self.micro_steps):
-            x, y = self.sampler.get_batch("train")
-            starts.append(self.sampler.last_starts["train"])
-            last = micro == self.micro_steps - 1
-            if timer is not None:
-                timer.mark()
-            with self._gradient_sync(last):
-                with self.autocast():
-                    _, loss = self.model(x, y)
-                    loss = loss / self.micro_steps
-                if timer is not None:
-                    timer.mark()
-                self._backward(loss, last)
-            if timer is not None:
-                timer.mark()
-            loss_sum += loss.detach()
+            loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts)
         if self.cluster is not None:
             loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
-        result = self._update(loss_sum, detail)
+        result = self.update(loss_sum, detail)
         self.sync()
         result.ms = (time.perf_counter() - t0) * 1000.0
         if timer is not None and result.applied:
@@ -115,6 +102,27 @@ class Stepper:
             result.batch_starts = [s.tolist() for s in starts]
         self.last = result
         return result
+
+    def micro_step(self, last: bool, timer: StepTimer | None = None,
+                   starts: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Forward and backward of the next batch, the loss divided by micro_steps; with several ranks the
+        gradients are all-reduced only when ``last``. Marks ``timer`` after the batch, the forward and the backward;
+        appends the batch's sample positions to ``starts`` (NaN forensics)."""
+        x, y = self.sampler.get_batch("train")
+        if starts is not None:
+            starts.append(self.sampler.last_starts["train"])
+        if timer is not None:
+            timer.mark()
+        with self._gradient_sync(last):
+            with self.autocast():
+                _, loss = self.model(x, y)
+                loss = loss / self.micro_steps
+            if timer is not None:
+                timer.mark()
+            self._backward(loss, last)
+        if timer is not None:
+            timer.mark()
+        return loss.detach()
 
     def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """DDP all-reduces gradients in the backward of the last micro-step only."""
@@ -133,7 +141,7 @@ class Stepper:
                            f"({first_line(exc)})") from exc
 
     @torch.no_grad()
-    def _update(self, loss_sum: torch.Tensor, detail: bool) -> StepResult:
+    def update(self, loss_sum: torch.Tensor, detail: bool = False) -> StepResult:
         """Clip and step, unless the loss or the gradient is not finite: then the gradients are dropped."""
         self.scaler.unscale_(self.optimizer)  # no-op without float16: the norms are of the true gradients
         probe = self.probe

@@ -19,10 +19,11 @@ import torch
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
 from tuigpt.engine.chores import Chores
-from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, ClusterReport, PeerLost
+from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
+from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.schedule import lr_for
 from tuigpt.engine.step import Stepper, StepResult
 from tuigpt.run import events as ev

@@ -13,6 +13,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
+from tuigpt.engine.netcheck import MIN_SECONDS, ROUNDS, NetcheckResult, measure
 from tuigpt.engine.trainer import Trainer
 from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
@@ -111,18 +112,41 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     return code
 
 
-def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
-               headless: bool, notices: Sequence[str] = ()) -> int:
-    """One rank of a torchrun launch: join the group, train, leave. A lost group ends the process at once (the
-    collectives' state is unknown, so nothing may wait on it at exit)."""
+def join(config: TrainConfig, env: LaunchEnv) -> Cluster | None:
+    """Join torchrun's group (None, said in one line, when the other ranks never came)."""
     try:
-        cluster = start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
+        return start_cluster(env, config.ddp_backend, rank_device(config.device, env), config.ddp_timeout)
     except PeerLost as exc:
         print(f"tuigpt: {exc}", file=sys.stderr)
+        return None
+
+
+def check_link(config: TrainConfig, cluster: Cluster, rounds: int = ROUNDS,
+               seconds: float = MIN_SECONDS) -> NetcheckResult | None:
+    """`tuigpt netcheck` on every rank; rank 0 prints the report and gets the result. A lost peer ends the
+    process at once, as in training."""
+    try:
+        result = measure(config, cluster, rounds, seconds)
+    except PeerLost as exc:
+        print(f"tuigpt netcheck rank {cluster.rank} stopped: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(EXIT_ERROR)
+    if result is not None:
+        print("\n".join(result.lines()), flush=True)
+    return result
+
+
+def train_rank(config: TrainConfig, env: LaunchEnv, *, config_path: str | None, resume: bool,
+               headless: bool, netcheck: bool = False, notices: Sequence[str] = ()) -> int:
+    """One rank of a torchrun launch: join the group, (check the link,) train, leave. A lost group ends the
+    process at once (the collectives' state is unknown, so nothing may wait on it at exit)."""
+    cluster = join(config, env)
+    if cluster is None:
         return EXIT_ERROR
+    result = check_link(config, cluster) if netcheck else None
     try:
         code = train(config, config_path=config_path, resume=resume, headless=headless, cluster=cluster,
-                     notices=notices)
+                     notices=[*notices, *([result.summary()] if result is not None else [])])
     except _PeerLostExit:
         sys.stdout.flush()
         sys.stderr.flush()

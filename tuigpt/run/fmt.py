@@ -100,6 +100,17 @@ def size(n: float | None) -> str:
     return f"{n:.0f} B"
 
 
+def bandwidth(bytes_per_second: float | None) -> str:
+    """A link's rate in bits per second, as network cards are sold: 940 Mbit/s, 9.41 Gbit/s."""
+    if not _known(bytes_per_second):
+        return NA
+    bits = float(bytes_per_second) * 8  # type: ignore[arg-type]
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if bits >= scale:
+            return f"{_sig3(bits / scale)} {unit}"
+    return f"{bits:.0f} bit/s"
+
+
 def percent(fraction: float | None, digits: int = 1) -> str:
     """0.525 → 52.5%."""
     return NA if not _known(fraction) else f"{fraction * 100:.{digits}f}%"  # type: ignore[operator]

@@ -41,3 +41,10 @@ def test_an_impossible_mfu_is_flagged_not_shown_plain() -> None:
     assert fmt.mfu(0.525) == "52.5%" and fmt.mfu(None) == "n/a"
     assert fmt.mfu(1.397) == "139.7% (impossible: the peak looks stale, run `tuigpt calibrate`)"
     assert fmt.mfu(1.397, short=True) == "139.7%?!"
+
+
+def test_link_rates_are_in_bits_per_second() -> None:
+    assert fmt.bandwidth(125e6) == "1 Gbit/s"
+    assert fmt.bandwidth(117.5e6) == "940 Mbit/s"
+    assert fmt.bandwidth(1.5e3) == "12 kbit/s"
+    assert fmt.bandwidth(None) == fmt.NA
