@@ -21,7 +21,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
-       torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--key=value ...]
+       torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--headless] [--resume] [--key=value ...]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
 the monitor; with --headless, or when output is not a terminal, it prints log lines.

@@ -59,7 +59,7 @@ def main(args: list[str]) -> int:
         raise UserError(f"--rounds must be a positive integer, not {ns.rounds}")
     if ns.seconds is not None and not 0 <= ns.seconds <= 3600:
         raise UserError(f"--seconds must be between 0 and 3600, not {ns.seconds:g}")
-    from tuigpt.run.config import load_config
+    from tuigpt.run.configfile import load_config
 
     config = load_config(ns.config, split_overrides(rest))
     from tuigpt.engine.distributed import launch_env
