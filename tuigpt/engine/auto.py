@@ -27,6 +27,8 @@ CPU_TRIAL_TOKENS = 4096  # a CPU trial times at most this many tokens a micro-ba
 # A run whose eager training is projected shorter than this is not worth a compile trial: the cold compiles measured
 # took 22-180 s on a 2-core CPU (docs/PERFORMANCE.md) and ~40 s for GPT-2 on an H200.
 COMPILE_TRIAL_MIN_RUN_S = 120.0
+# ... and a run this short is not timed at all: no step could be slow enough for a compile to pay within it
+COMPILE_TRIAL_MIN_ITERS = 100
 
 Say = Callable[[str], None]
 
@@ -172,6 +174,8 @@ def compile_entry(device: torch.device, args: ModelArgs, batch_size: int, thread
         say("timing eager against torch.compile steps for this model on this machine (once; the answer is cached)")
         return None
 
+    if remaining_iters < COMPILE_TRIAL_MIN_ITERS and not recalibrate:
+        return {"skipped": f"{remaining_iters:,} iterations are too few to repay a compile"}
     if (short := too_short(step_ms) if step_ms is not None else None) is not None:
         return {"skipped": short}
     timing = time_pair(args, b, device, Variant(dtype), Variant(dtype, compiled=True), weight_decay=weight_decay,

@@ -169,6 +169,8 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any =
         return auto.compile_decision(entry, remaining * micro_steps)
 
     compiled, reason = resolve_compile(c.compile, device, compile_trial if rank0 else None)
-    if cluster is not None:  # one decision for every rank: rank 0's
-        precision, compiled, reason = cluster.gather_objects((precision, compiled, reason), "agreeing on dtype")[0]
+    if cluster is not None:  # one decision for every rank: rank 0's (the others wait here while it times)
+        what = (f"agreeing on dtype and compile (rank 0 times dtype/compile auto once per shape: if that outlasts "
+                f"ddp_timeout, {c.ddp_timeout:g} s, raise ddp_timeout or set dtype and compile in the config)")
+        precision, compiled, reason = cluster.gather_objects((precision, compiled, reason), what)[0]
     return DeviceSetup(device, precision, compiled, reason, threads)
