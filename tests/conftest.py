@@ -49,8 +49,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=2, eval_interval=5,
-            log_interval=1, max_iters=10, warmup_iters=2, dtype="float32", device="cpu",
-            telemetry_interval=0.0, num_threads=1)
+            log_interval=1, max_iters=10, warmup_iters=2, dtype="float32", device="cpu", compile=False,
+            telemetry_interval=0.0, num_threads=1)  # no dtype/compile trial: tests time nothing they do not test
 
 
 @pytest.fixture

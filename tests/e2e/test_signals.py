@@ -119,6 +119,8 @@ def test_sigkill_at_20_random_moments_loses_nothing_reported_saved(tiny_yaml: Pa
         resume = ["--resume"] if (run_dir / "last.pt").exists() else []
         run = Drained(launch(tiny_yaml, cli_env, *common, *resume))
         run.wait_for(r"^tuigpt (training|resuming)")
+        if attempt == 0:  # at least one checkpoint to keep, however slowly a loaded machine starts
+            run.wait_for(r"checkpoint \S+last\.pt")
         time.sleep(rng.uniform(0.05, 1.5))  # inside training, evals and checkpoint writes alike
         out = run.kill()
         kills += 1

@@ -54,6 +54,7 @@ def test_info_without_measuring_describes_the_machine(fake_measure: list[tuple])
 def test_calibrate_measures_again_and_info_then_shows_it(fake_measure: list[tuple], tmp_path: Path, gpus: list[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(info, "_cuda_names", lambda torch: gpus)
+    monkeypatch.setattr(info, "_default_threads", lambda cpu: 2)  # info shows the peaks of the threads calibrated
     out = io.StringIO()
     assert info.calibrate(out, threads=2, err=io.StringIO()) == 0
     text = out.getvalue()

@@ -120,7 +120,7 @@ def test_a_run_measures_once_says_so_and_trains_as_if_it_had_not(tiny_config, mo
         info.flags | {"avx512_bf16"}, info.max_mhz, info.base_mhz))
     first = Trainer(tiny_config(dtype="auto", n_embd=24, run_name="a"))
     assert "float32's speed here" in first.precision.reason and "cached" not in first.precision.reason
-    second = Trainer(tiny_config(dtype="auto", n_embd=24, run_name="b"))
+    second = Trainer(tiny_config(dtype="auto", compile="auto", n_embd=24, run_name="b"))
     assert second.precision == dataclasses.replace(first.precision, reason=second.precision.reason)
     assert "cached" in second.precision.reason
     for a, b in zip(first.raw_model.state_dict().values(), second.raw_model.state_dict().values()):
