@@ -8,7 +8,7 @@ One GPU (--gpus 1, about 7 minutes on an H100/H200):
   5. benchmarks/nanogpt_loop.py (nanoGPT's train.py loop: bf16, torch.compile, fused AdamW, TF32) at the config's
      split and at the tuned split.
 Two GPUs (--gpus 2, about 6 minutes): the tuned split on 1 GPU and on 2 (torchrun, NCCL), tuigpt with torch's DDP
-bucket size and with TUIGPT_DDP_BUCKET_MB=100, and nanoGPT's loop on 1 and 2 GPUs.
+bucket size (100 MB on CUDA) and with torch's 25 MB, and nanoGPT's loop on 1 and 2 GPUs.
 
 ms/iter is the median of the timed iterations (warm-up and compile left out); tokens/s = tokens per iteration /
 that; MFU = tuigpt's FLOPs per token x tokens/s / GPUs / the GPU's dense bf16 datasheet peak (run/numbers.mfu).
@@ -160,9 +160,11 @@ def main() -> None:
         skip = args.iters // 3
         one = dict(os.environ, CUDA_VISIBLE_DEVICES="0")
         record(f"tuigpt 1 GPU ({b} x {a})", headless_ms(sh([*run, "--run_name=g1"], 300, one), skip), tokens, 1)
-        record(f"tuigpt 2 GPUs ({b} x {a // 2} each)", headless_ms(sh([*ddp, "--run_name=g2"], 300), skip), tokens, 2)
-        big = dict(os.environ, TUIGPT_DDP_BUCKET_MB="100")
-        record("tuigpt 2 GPUs, 100 MB buckets", headless_ms(sh([*ddp, "--run_name=g2b"], 300, big), skip), tokens, 2)
+        record(f"tuigpt 2 GPUs ({b} x {a // 2} each, 100 MB buckets)", headless_ms(sh([*ddp, "--run_name=g2"], 300),
+                                                                              skip), tokens, 2)
+        small = dict(os.environ, TUIGPT_DDP_BUCKET_MB="25")
+        record("tuigpt 2 GPUs, torch's 25 MB buckets", headless_ms(sh([*ddp, "--run_name=g2b"], 300, small), skip),
+               tokens, 2)
         record(f"nanoGPT loop 1 GPU ({b} x {a})", nano_ms(sh(nano_cmd(cfg, args.data, b, a, args.iters, 1), 300,
                                                                one)), tokens, 1)
         record("nanoGPT loop 2 GPUs", nano_ms(sh(nano_cmd(cfg, args.data, b, a, args.iters, 2), 300)), tokens, 2)

@@ -67,7 +67,10 @@ def launch_env(environ: dict[str, str] | None = None) -> LaunchEnv | None:
     return LaunchEnv(rank=rank, local_rank=local_rank, world_size=world, local_world_size=local_world)
 
 
-DDP_BUCKET_MB = 25.0  # torch's default; TUIGPT_DDP_BUCKET_MB overrides it (benchmarks/gpu_speed.sh sweeps it)
+# The all-reduce bucket size; TUIGPT_DDP_BUCKET_MB overrides it (benchmarks/gpu_speed.sh sweeps it). On CUDA 100 MB:
+# GPT-2 on 2 H200s (NCCL), alternating runs, measured 44.6/45.3 ms/iter against 57.2/59.7 at torch's 25 MB
+# (docs/PERFORMANCE.md). gloo keeps torch's 25 MB: netcheck's and the two-node figures were measured with it.
+DDP_BUCKET_MB = {"cuda": 100.0, "cpu": 25.0}
 
 
 def ddp_options(device: torch.device, compiled: bool, micro_steps: int,
@@ -80,13 +83,13 @@ def ddp_options(device: torch.device, compiled: bool, micro_steps: int,
       DDP can skip its per-step bookkeeping. Only where it is valid: eager, and one micro-step a rank (with
       no_sync accumulation the reducer fails an internal assert, torch 2.13); TUIGPT_DDP_STATIC_GRAPH=0/1
       overrides it.
-    - bucket_cap_mb: the all-reduce granularity (TUIGPT_DDP_BUCKET_MB overrides it).
+    - bucket_cap_mb: the all-reduce granularity, by device type (DDP_BUCKET_MB; TUIGPT_DDP_BUCKET_MB overrides it).
     """
     env = os.environ if environ is None else environ
     static = env.get("TUIGPT_DDP_STATIC_GRAPH", "").strip()
     bucket = env.get("TUIGPT_DDP_BUCKET_MB", "").strip()
     try:
-        bucket_mb = float(bucket) if bucket else DDP_BUCKET_MB
+        bucket_mb = float(bucket) if bucket else DDP_BUCKET_MB.get(device.type, 25.0)
     except ValueError:
         raise UserError(f"TUIGPT_DDP_BUCKET_MB={bucket!r} is not a number of megabytes (e.g. 25 or 100)") from None
     return {"device_ids": [device.index] if device.type == "cuda" else None, "gradient_as_bucket_view": True,
