@@ -34,7 +34,7 @@ from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 
 
 def update_without_health(stepper: Stepper, loss_sum: torch.Tensor, detail: bool) -> StepResult:
-    """Stepper._update as it was before the health numbers (the baseline)."""
+    """Stepper.update as it was before the health numbers (the baseline)."""
     if stepper.grad_clip:
         stepper.scaler.unscale_(stepper.optimizer)
         torch.nn.utils.clip_grad_norm_(stepper.raw_model.parameters(), stepper.grad_clip)
@@ -52,9 +52,9 @@ def chunk(trainer: Trainer, steps: int, health: bool) -> float:
     """Seconds for ``steps`` iterations of the trainer's loop body, with or without the health numbers."""
     stepper = trainer.stepper
     if health:
-        stepper.__dict__.pop("_update", None)  # the class's own (health) update
+        stepper.__dict__.pop("update", None)  # the class's own (health) update
     else:
-        stepper._update = lambda loss_sum, detail: update_without_health(stepper, loss_sum, detail)  # type: ignore[method-assign]
+        stepper.update = lambda loss_sum, detail=False: update_without_health(stepper, loss_sum, detail)  # type: ignore[method-assign]
     t0 = time.perf_counter()
     for _ in range(steps):
         loss, ms = trainer.train_step()
