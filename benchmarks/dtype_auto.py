@@ -29,7 +29,7 @@ from tuigpt.cli.bench import bench_config  # noqa: E402
 from tuigpt.engine.build import resolved_choices  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
-from tuigpt.telemetry.peak import forget_trials  # noqa: E402
+from tuigpt.telemetry.peak_cache import forget_trials  # noqa: E402
 
 CONFIGS = {  # config: timed steps a round (a few seconds each on 2 cores)
     "configs/train_cpu_optimized.yaml": 8,
