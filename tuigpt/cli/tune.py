@@ -133,6 +133,10 @@ def report(rows: list[Row], base: Row, winner: Row | None, header: str, tokens_p
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(header)
     cols = ["micro-batch", "accum", "dtype", "compile", "ms/iter", "tokens/s", "MFU", "memory", "first step", "vs config"]
+    # one peak for every row, the first timed row's (the header names it): with each dtype's own peak, a slower
+    # float32 row would show the higher MFU
+    first = next((row.result for row in rows if row.result is not None), None)
+    common = first.peak_flops if first is not None else None
     table = []
     for row in rows:
         s, r, ms = row.split, row.result, row.ms_per_iter
@@ -146,7 +150,7 @@ def report(rows: list[Row], base: Row, winner: Row | None, header: str, tokens_p
                       else f"{fmt.size(r.rss_bytes)} RSS")
             vs = f"{base.ms_per_iter / ms:.2f}x" if base.ms_per_iter else "n/a"
             cells = [str(s.batch_size), str(s.accumulation), s.dtype, "on" if s.compile else "off", f"{ms:.1f}",
-                     f"{tokens_per_iter / (ms / 1000.0):,.0f}", fmt.percent(r.mfu), memory,
+                     f"{tokens_per_iter / (ms / 1000.0):,.0f}", fmt.mfu(_on_peak(r, common), short=True), memory,
                      fmt.ms(r.first_step_ms), vs]
         table.append((cells, mark))
     widths = [max(len(c), *(len(cells[i]) for cells, _ in table)) for i, c in enumerate(cols)]
@@ -219,7 +223,7 @@ def main(args: list[str]) -> int:
               f"global batch {sequences} sequences x {config.block_size} tokens = {tokens:,} tokens/iter, kept in "
               f"every row: the same learning dynamics, only speed and memory change\n"
               f"{_where(rows)} · {ns.steps} timed steps a row after {ns.warmup} warm-up, median of {ns.rounds} "
-              f"round(s) · MFU against {_peak(rows)}")
+              f"round(s) · MFU of every row against {_peak(rows)}")
     report(rows, base, winner, header, tokens, ns.ranks, sys.stdout)
     if winner is None:
         print("nothing ran: no split fits in memory here (lower block_size or the model size)")
@@ -302,6 +306,13 @@ def _time_all(config_path: str, overrides: dict[str, str], rows: list[Row], rank
 def _where(rows: list[Row]) -> str:
     r = next((row.result for row in rows if row.result is not None), None)
     return f"{r.device} · {r.threads} thread{'s' if r.threads != 1 else ''}" if r is not None else "no row ran"
+
+
+def _on_peak(result: Any, common: float | None) -> float | None:
+    """A row's MFU against the common peak: its achieved FLOP/s (its MFU × its own peak) over that peak."""
+    if result.mfu is None or not result.peak_flops or not common:
+        return None
+    return result.mfu * result.peak_flops / common
 
 
 def _peak(rows: list[Row]) -> str:

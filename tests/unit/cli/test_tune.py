@@ -61,3 +61,20 @@ def test_bad_input_is_one_line_and_apply_trains(cli_env: dict, tiny_yaml: Path) 
     ok = run(str(tiny_yaml), "--steps", "1", "--warmup", "0", "--only-splits", "--apply")
     assert ok.returncode == 0, ok.stderr
     assert "fastest" in ok.stdout and "tuigpt training tiny" in ok.stdout
+
+
+def test_every_row_is_measured_against_one_peak() -> None:
+    """A slower float32 row must not show the higher MFU because float32's own peak is lower (#10's bench bug)."""
+    import io
+    from types import SimpleNamespace
+
+    def result(mfu: float, peak: float) -> SimpleNamespace:
+        return SimpleNamespace(mfu=mfu, peak_flops=peak, gpu_max_bytes=None, rss_bytes=1 << 28, first_step_ms=80.0)
+
+    bf16 = tune.Row(tune.Split(12, 1, "bfloat16", False), ms=[57.0], result=result(0.373, 407e9))
+    fp32 = tune.Row(tune.Split(12, 1, "float32", False), ms=[70.0], result=result(0.615, 200e9))
+    out = io.StringIO()
+    tune.report([bf16, fp32], bf16, bf16, "header", 768, 1, out)
+    rows = [line.split() for line in out.getvalue().splitlines() if line.strip()[:1].isdigit()]
+    assert [r[2] for r in rows] == ["bfloat16", "float32"]
+    assert rows[0][6] == "37.3%" and rows[1][6] == "30.2%"  # 0.615 x 200/407: below the faster row, as it must be
