@@ -41,14 +41,14 @@ def lines_for(event: Event) -> list[Line]:
         line.append(f"  ({fmt.duration(event.seconds)})", style="dim")
         return [(line, "info")]
     if isinstance(event, CheckpointWritten):
-        line = Text(f"checkpoint @{event.iter:,} ({event.reason}) → ", style="green")
+        # the time before the path: a long path wraps, the figure stays whole
+        line = Text(f"checkpoint @{event.iter:,} ({event.reason}, {_took(event.seconds)}) → ", style="green")
         line.append(event.path, style="bold")
-        line.append(f"  ({event.seconds:.1f} s)", style="dim")
         return [(line, "info")]
     if isinstance(event, SampleGenerated):
         if event.timeline:
-            return [(f"timeline sample @{event.iter:,} ({event.seconds:.1f} s): [ and ] browse the timeline", "dim")]
-        return [(f"sample @{event.iter:,} ({event.seconds:.1f} s), see the sample pane", "info")]
+            return [(f"timeline sample @{event.iter:,} ({_took(event.seconds)}): [ and ] browse the timeline", "dim")]
+        return [(f"sample @{event.iter:,} ({_took(event.seconds)}), see the sample pane", "info")]
     if isinstance(event, NanDetected):
         report = fmt.nan_report(event)
         return [(report[0], "error")] + [(line, "warning") for line in report[1:]]
@@ -101,3 +101,8 @@ def _summary(done: RunFinished) -> list[Line]:
          f"{fmt.duration(done.eval_seconds)} eval + {fmt.duration(done.checkpoint_seconds)} checkpoints", "info"),
         (f"last checkpoint: {done.last_checkpoint or 'none'}   (q quits)", "good" if done.last_checkpoint else "warning"),
     ]
+
+
+def _took(seconds: float) -> str:
+    """How long a checkpoint or sample took: "12.3 ms", "1.24 s"."""
+    return fmt.ms(seconds * 1000.0)
