@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from support.fake_run import T0, FakeController, cpu_data, demo_script, gpu_data, iteration, run_started, script_end_time
+from support.fake_run import (
+    T0,
+    FakeController,
+    cpu_data,
+    demo_script,
+    gpu_data,
+    iteration,
+    run_started,
+    script_end_time,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, Tabs
 
 from tuigpt.run.commands import CheckpointNow, Sample, SetEvalInterval, Stop, TogglePause
-from tuigpt.run.events import EvalResult, IterationStats, Notice, RunFailed, RunFinished, RunState, StateChanged, TelemetrySnapshot
+from tuigpt.run.events import (
+    EvalResult,
+    IterationStats,
+    Notice,
+    RunFailed,
+    RunFinished,
+    RunState,
+    StateChanged,
+    TelemetrySnapshot,
+)
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.messages import TelemetryUpdate, wrap
 from tuigpt.ui.widgets.cpu import CpuPane
@@ -191,7 +210,7 @@ def test_p_c_s_send_their_commands_and_show_the_result() -> None:
         await settle(pilot)
         assert c.commands[-1] == CheckpointNow()
         assert "you: checkpoint now" in log_text(app)
-        assert "(command) → checkpoints/shakespeare-char/last.pt" in log_text(app)
+        assert re.search(r"checkpoint @\S+ \(command, [\d.]+ m?s\) → checkpoints/shakespeare-char/last\.pt", log_text(app))
 
         await pilot.press("s")
         await settle(pilot)

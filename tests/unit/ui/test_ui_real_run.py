@@ -74,7 +74,7 @@ def test_keys_steer_a_real_run_and_save_and_quit_writes_last_pt(tiny_config) -> 
         last = app.history.snapshot().last
         assert isinstance(last, IterationStats)
         await pilot.press("c")
-        await until(pilot, lambda: "(command) →" in log_text(app))
+        await until(pilot, lambda: "(command, " in log_text(app))  # "(command, 12.3 ms) → …/last.pt"
         await pilot.press("E")
         await until(pilot, lambda: "eval interval now 200,000" in log_text(app))
         await pilot.press("q", "enter")
