@@ -44,7 +44,8 @@ split, and prints ms/iter, tokens/s, MFU and memory of each, the winner, and the
                  in this one process with one rank's share (default 1)
   --only-splits  time only the splits, in the dtype and compile setting the config resolves to
   --batch-sizes B1,B2,...  only these micro-batch sizes (each must divide the global batch)
-  --write FILE   write CONFIG with the winning keys to FILE (comments kept)
+  --write FILE   write CONFIG with the winning keys to FILE (comments kept): a new file, or
+                 CONFIG itself to update it in place; another existing file is refused
   --apply        train with the winner right after (as `tuigpt CONFIG --key=value ...`)
   --key=value    override any config key first, as for training
   -h, --help     this help
@@ -167,6 +168,17 @@ def winner_args(winner: Row, base: Row) -> list[str]:
     return [f"--{k}={v}" for k, v in winner.split.overrides().items() if base.split.overrides()[k] != v]
 
 
+def check_write_target(source: str, target: str) -> None:
+    """--write edits a YAML config's text: into a new file, or into CONFIG itself (asked for by naming it);
+    another file that exists is never overwritten, and a .py config is not YAML."""
+    if Path(source).suffix == ".py" or Path(target).suffix == ".py":
+        raise UserError(f"--write {target}: tune writes YAML configs; for a .py config, add the --key=value "
+                        f"line it prints to your command")
+    if Path(target).exists() and not Path(target).resolve() == Path(source).resolve():
+        raise UserError(f"--write {target}: that file already exists and tune never overwrites it; name a new file, "
+                        f"or {source} itself to update it in place")
+
+
 def write_config(source: str, target: str, keys: dict[str, str]) -> None:
     """CONFIG's text with ``keys`` set: existing lines edited in place (comments kept), missing keys appended."""
     from tuigpt.run.files import atomic_write, read_user_text
@@ -205,6 +217,8 @@ def main(args: list[str]) -> int:
             raise UserError(f"--{name} must be a positive integer, not {getattr(ns, name)}")
     if ns.warmup < 0:
         raise UserError(f"--warmup must be 0 or more, not {ns.warmup}")
+    if ns.write:
+        check_write_target(ns.config, ns.write)  # before minutes of timing, not after
 
     from tuigpt.run.configfile import load_config
 

@@ -11,6 +11,7 @@ import torch
 
 from tuigpt.cli import tune
 from tuigpt.cli.tune import splits_of
+from tuigpt.run.errors import UserError
 
 from conftest import REPO  # noqa: E402
 
@@ -78,3 +79,14 @@ def test_every_row_is_measured_against_one_peak() -> None:
     rows = [line.split() for line in out.getvalue().splitlines() if line.strip()[:1].isdigit()]
     assert [r[2] for r in rows] == ["bfloat16", "float32"]
     assert rows[0][6] == "37.3%" and rows[1][6] == "30.2%"  # 0.615 x 200/407: below the faster row, as it must be
+
+
+def test_write_never_overwrites_another_file_and_refuses_python_configs(tiny_yaml: Path, tmp_path: Path) -> None:
+    other = tmp_path / "mine.yaml"
+    other.write_text("keep: me\n")
+    for target, message in ((other, "already exists and tune never overwrites it"),
+                            (tmp_path / "new.py", "tune writes YAML configs")):
+        with pytest.raises(UserError, match=message):
+            tune.main([str(tiny_yaml), "--write", str(target)])  # refused before anything is timed
+    assert other.read_text() == "keep: me\n" and not (tmp_path / "new.py").exists()
+    tune.check_write_target(str(tiny_yaml), str(tiny_yaml))  # the config itself: an update in place, allowed
