@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Sequence
@@ -18,8 +19,25 @@ SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "w
                "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck"}
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP before a run's own signal handling is in place (set-up, dtype/compile trials): unwound
+    like Ctrl+C, so a start that is stopped leaves no half-made run folder behind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():  # (signal handlers can only be set there)
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # a run replaces these with its own while it trains
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _stop)
     try:
         if not args or args[0] in ("-h", "--help"):
             print(HELP, end="")
@@ -36,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except Stopped as stop:
+        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
 
 
 def entry_point() -> None:

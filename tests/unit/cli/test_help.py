@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import REPO  # noqa: E402
 
 from tuigpt.cli.args import HELP
 from tuigpt.cli.main import SUBCOMMANDS, main
-
-from conftest import REPO  # noqa: E402
 
 README = (REPO / "README.md").read_text()
 
@@ -48,3 +47,38 @@ def test_top_level_help_and_readme_list_every_option_of(sub: str, capsys: pytest
         block = _usage_block(text, sub)
         missing = sorted(o for o in options if o not in block)
         assert not missing, f"{where} omits {missing} of `tuigpt {sub}`: {block!r}"
+
+
+
+def test_sigterm_during_set_up_is_a_clean_stop(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before a run's own handlers are in place (data, dtype/compile trials) SIGTERM unwinds like Ctrl+C, so the
+    host's clean-up runs (a start's run folder is removed), and the exit code says which signal."""
+    import os
+    import signal
+    import time
+
+    import tuigpt.cli.train
+    from tuigpt.cli import main as cli
+
+    unwound = []
+
+    def slow_set_up(args: list[str]) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal arrives during this
+        except BaseException:
+            unwound.append(True)  # where the host releases the lock and removes the folder it made
+            raise
+        return 0
+
+    monkeypatch.setattr(tuigpt.cli.train, "main", slow_set_up)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for s in before:
+            signal.signal(s, signal.SIG_DFL)  # as in a fresh process
+        assert cli.main(["some.yaml"]) == 128 + signal.SIGTERM
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert unwound == [True]
+    assert capsys.readouterr().err.strip() == "stopped by SIGTERM"
