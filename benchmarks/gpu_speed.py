@@ -155,7 +155,7 @@ def main() -> None:
         # compile and dtype as a 2,000-iteration run of the config gets them: a 60-iteration run would not compile
         run = [py, "-m", "tuigpt", args.config, "--headless", d, "--compile=true", "--dtype=bfloat16", f"--batch_size={b}",
                f"--gradient_accumulation_steps={a}", f"--max_iters={args.iters}", "--eval_interval=1000000",
-               "--eval_iters=1", "--log_interval=1", "--out_dir=/tmp/gpu-speed", "--always_save_checkpoint=false"]
+               "--eval_iters=1", "--log_interval=10", "--out_dir=/tmp/gpu-speed", "--always_save_checkpoint=false"]  # log_interval as shipped: health detail on logged steps only
         ddp = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tuigpt", *run[3:]]
         skip = args.iters // 3
         one = dict(os.environ, CUDA_VISIBLE_DEVICES="0")

@@ -89,6 +89,7 @@ class Stepper:
         starts: list[torch.Tensor] = []
         for micro in range(self.micro_steps):
             loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts)
+        self.sampler.prefetch()  # the next step's first batch, drawn and copied while this backward runs
         if self.cluster is not None:
             loss_sum = self.cluster.mean_tensor(loss_sum, "averaging the loss")
         result = self.update(loss_sum, detail)
@@ -142,7 +143,12 @@ class Stepper:
 
     @torch.no_grad()
     def update(self, loss_sum: torch.Tensor, detail: bool = False) -> StepResult:
-        """Clip and step, unless the loss or the gradient is not finite: then the gradients are dropped."""
+        """Clip and step, unless the loss or the gradient is not finite: then the update is skipped.
+
+        With a fused AdamW (CUDA, and CPUs where torch has the kernel) and no float16 scaler, the finiteness check
+        stays on the device: the fused kernel takes a ``found_inf`` flag and skips the whole update (step count
+        included) where it is set, so the loss and the norm are read in one sync at the end of the step instead of
+        one before the optimizer too (on a GPU that sync left it idle while the optimizer step was launched)."""
         self.scaler.unscale_(self.optimizer)  # no-op without float16: the norms are of the true gradients
         probe = self.probe
         # per-group norms cost what the global norm does (one foreach norm); the global one is their root sum
@@ -150,24 +156,29 @@ class Stepper:
         total = group_grads.square().sum().sqrt()
         if self.grad_clip:  # queued before the sync, as clip_grad_norm_ would be; group_grads are from before it
             torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
-        loss_value, grad_norm = torch.stack([loss_sum.float(), total.float()]).tolist()  # one device sync
-        clipped = grad_norm > self.grad_clip if self.grad_clip else None
-        bad = "loss" if not math.isfinite(loss_value) else None
-        if bad is None and not math.isfinite(grad_norm) and not self.scaler.is_enabled():
-            bad = "gradient"  # (with float16 the scaler skips such steps itself and lowers its scale)
-        if bad is not None:
-            layers = probe.layers(grad=group_grads.tolist())  # which group went bad (norms from before clipping)
-            self.optimizer.zero_grad(set_to_none=True)
-            return StepResult(loss_value, 0.0, False, grad_norm=grad_norm, clipped=clipped, layers=layers, bad=bad)
+        on_device = self._skips_on_device
+        if on_device:
+            self.optimizer.found_inf = (~(torch.isfinite(loss_sum) & torch.isfinite(total))).float()
+            self.optimizer.grad_scale = None
+        else:
+            checked = self._checked(loss_sum, total, group_grads)
+            if not checked.applied:
+                return checked
         weights = before = group_weights = None
         if detail:
             weights = [p.detach() for p in probe.params]
             group_weights = probe.group_norms(weights)
             before = [w.clone() for w in weights]
-        self.scaler.step(self.optimizer)
+        try:
+            self.scaler.step(self.optimizer)
+        finally:
+            if on_device:
+                del self.optimizer.found_inf, self.optimizer.grad_scale
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        result = StepResult(loss_value, 0.0, True, grad_norm=grad_norm, clipped=clipped)
+        result = self._checked(loss_sum, total, group_grads) if on_device else checked
+        if not result.applied:
+            return result  # the kernel skipped the update: the weights are as they were
         if weights is not None and before is not None and group_weights is not None:
             torch._foreach_sub_(before, weights)  # before - after: the update, negated
             group_updates = probe.group_norms(before)
@@ -177,3 +188,23 @@ class Stepper:
             ratios = [d / w if w else 0.0 for d, w in zip(table[2], table[1])]
             result.layers = probe.layers(grad=table[0], weight=table[1], update=ratios)
         return result
+
+    @property
+    def _skips_on_device(self) -> bool:
+        # the groups, not the defaults: a loaded optimizer state (a nanoGPT checkpoint's) brings its own flag
+        fused = all(group.get("fused") for group in self.optimizer.param_groups)
+        return fused and not self.scaler.is_enabled()
+
+    def _checked(self, loss_sum: torch.Tensor, total: torch.Tensor, group_grads: torch.Tensor) -> StepResult:
+        """Read the loss and the gradient norm (one device sync); a result not applied where either is not finite
+        (its gradients dropped, the per-group norms kept for the forensics)."""
+        loss_value, grad_norm = torch.stack([loss_sum.float(), total.float()]).tolist()
+        clipped = grad_norm > self.grad_clip if self.grad_clip else None
+        bad = "loss" if not math.isfinite(loss_value) else None
+        if bad is None and not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+            bad = "gradient"  # (with float16 the scaler skips such steps itself and lowers its scale)
+        if bad is None:
+            return StepResult(loss_value, 0.0, True, grad_norm=grad_norm, clipped=clipped)
+        layers = self.probe.layers(grad=group_grads.tolist())  # which group went bad (norms from before clipping)
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepResult(loss_value, 0.0, False, grad_norm=grad_norm, clipped=clipped, layers=layers, bad=bad)

@@ -367,3 +367,22 @@ def test_batches_land_on_the_gpu(char_data: TokenData) -> None:
     x, y = BatchSampler(char_data, 8, 4, device="cuda", seed=3).get_batch("train")
     assert x.is_cuda and y.is_cuda
     assert torch.equal(x.cpu(), cpu_x) and torch.equal(y.cpu(), cpu_y)
+
+
+def test_a_prefetched_batch_is_the_next_one_and_a_checkpoint_meanwhile_resumes_with_it(char_data: TokenData) -> None:
+    plain = BatchSampler(char_data, block_size=16, batch_size=4, seed=7)
+    ahead = BatchSampler(char_data, block_size=16, batch_size=4, seed=7)
+    expected = [plain.get_batch("train") for _ in range(3)]
+    first = ahead.get_batch("train")
+    ahead.prefetch()
+    state = ahead.state_dict()  # taken between the prefetch and the step that uses the batch
+    second = ahead.get_batch("train")
+    assert torch.equal(first[0], expected[0][0])
+    assert torch.equal(second[0], expected[1][0]) and torch.equal(second[1], expected[1][1])
+    resumed = BatchSampler(char_data, block_size=16, batch_size=4, seed=0)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.get_batch("train")[0], expected[1][0])  # the prefetched batch is not skipped
+    ahead.prefetch()
+    ahead.load_state_dict(state)  # a rewind drops the batch drawn ahead
+    assert torch.equal(ahead.get_batch("train")[0], expected[1][0])
+    assert torch.equal(ahead.get_batch("val")[0], plain.get_batch("val")[0])  # val batches are not drawn ahead

@@ -70,6 +70,28 @@ class PoisonFrom:
         return logits, loss
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused kernel skips it", "foreach is not stepped"])
+def test_a_non_finite_step_changes_neither_the_weights_nor_the_optimizer_state(tiny_config, fused: bool) -> None:
+    """A fused AdamW is told on the device to skip (no sync before it); the others are not stepped at all."""
+    trainer = Trainer(tiny_config(max_iters=5, warmup_iters=0))
+    stepper = trainer.stepper
+    for group in stepper.optimizer.param_groups:
+        group["fused"] = fused
+    assert stepper._skips_on_device is fused
+    stepper.step(1e-3)  # one good step, so the moments are not zero
+    weights = [p.detach().clone() for p in trainer.raw_model.parameters()]
+    moments = {k: v.clone() for k, v in stepper.optimizer.state[next(trainer.raw_model.parameters())].items()}
+    stepper.model = PoisonFrom(trainer.raw_model, at=1)
+    bad = stepper.step(1e-3)
+    assert not bad.applied and bad.bad == "loss" and not math.isfinite(bad.loss)
+    assert all(torch.equal(a, p) for a, p in zip(weights, trainer.raw_model.parameters()))
+    state = stepper.optimizer.state[next(trainer.raw_model.parameters())]
+    assert all(torch.equal(moments[k], state[k]) for k in moments)  # step count and both moments
+    good = stepper.step(1e-3)
+    assert good.applied and math.isfinite(good.loss)
+    assert not all(torch.equal(a, p) for a, p in zip(weights, trainer.raw_model.parameters()))
+
+
 def test_a_nan_is_reported_with_its_forensics_and_rewind_recovers(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=20, min_lr=0.0, warmup_iters=2, eval_interval=10,
                                   on_nan="rewind", nan_lr_factor=1e-5))

@@ -40,9 +40,30 @@ class BatchSampler:
         }
         self._offsets = np.arange(block_size + 1)
         self.last_starts: dict[str, torch.Tensor] = {}  # per split, the token offsets of the last batch's windows
+        # a train batch drawn ahead (prefetch): (generator state before it, x, y, starts)
+        self._ahead: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def get_batch(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y) int64 of shape (batch_size, block_size); y is x shifted one token left."""
+        if split == "train" and generator is None and self._ahead is not None:
+            _, x, y, starts = self._ahead
+            self._ahead = None
+            self.last_starts[split] = starts
+            return x, y
+        x, y, starts = self._draw(split, generator)
+        self.last_starts[split] = starts  # NaN forensics name the windows of a bad batch
+        return x, y
+
+    def prefetch(self) -> None:
+        """Draw the next train batch now and start its copy to the device; the next ``get_batch("train")`` returns
+        it. A step calls this while its backward still runs on a GPU, so the next step starts without waiting for
+        the batch. The sampler's state stays the state before this batch: a checkpoint taken in between resumes
+        with it, and :meth:`load_state_dict` drops it."""
+        if self._ahead is None:
+            state = self._generators["train"].get_state()
+            self._ahead = (state, *self._draw("train", None))
+
+    def _draw(self, split: str, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if split == "train":
             tokens = self.data.train
         elif split == "val":
@@ -51,20 +72,20 @@ class BatchSampler:
             raise ValueError(f"unknown split {split!r}: expected 'train' or 'val'")
         g = generator if generator is not None else self._generators[split]
         starts = torch.randint(len(tokens) - self.block_size - 1, (self.batch_size,), generator=g)
-        self.last_starts[split] = starts  # NaN forensics name the windows of a bad batch
         # one fancy-indexing read of all B windows of T+1 tokens from the memmap
         windows = tokens[starts.numpy()[:, None] + self._offsets]
         x = torch.from_numpy(np.ascontiguousarray(windows[:, :-1], dtype=np.int64))
         y = torch.from_numpy(np.ascontiguousarray(windows[:, 1:], dtype=np.int64))
         if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device), y.to(self.device)
+            return (x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True),
+                    starts)
+        return x.to(self.device), y.to(self.device), starts
 
     def state_dict(self) -> dict:
         """Generator states (ByteTensors) and ints: loadable with ``torch.load(weights_only=True)``."""
         return {
             "seed": self.seed,
-            "train_generator": self._generators["train"].get_state(),
+            "train_generator": self._ahead[0] if self._ahead is not None else self._generators["train"].get_state(),
             "val_generator": self._generators["val"].get_state(),
         }
 
@@ -76,4 +97,5 @@ class BatchSampler:
         except (KeyError, TypeError, RuntimeError) as e:
             raise UserError(f"the batch sampler state in the checkpoint is damaged ({type(e).__name__}: {e})") from e
         self._generators = restored  # all or nothing: a damaged state leaves the sampler as it was
+        self._ahead = None
         self.seed = int(state.get("seed", self.seed))
