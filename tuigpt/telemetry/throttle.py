@@ -33,7 +33,7 @@ class _Hardware:
     cpu_throttling: bool | None = None
     gpu_mhz: float | None = None
     gpu_temp: float | None = None
-    gpu_reasons: tuple[str, ...] = ()
+    gpu_reasons: tuple[str, ...] | None = None  # None: NVML could not say; (): it says nothing holds the clock
 
 
 class ThrottleDetector:
@@ -92,7 +92,8 @@ class ThrottleDetector:
         gpu = gpus[0]  # tuigpt trains on one device
         self._now.gpu_mhz = gpu.sm_clock_mhz
         self._now.gpu_temp = gpu.temp_c
-        self._now.gpu_reasons = tuple(gpu.throttle_reasons or ())
+        reasons = gpu.throttle_reasons
+        self._now.gpu_reasons = tuple(reasons) if reasons is not None else None
 
     def _on_iteration(self, stats: IterationStats) -> None:
         self._seen += 1
@@ -143,21 +144,31 @@ class ThrottleDetector:
         return _Hardware()
 
     def _evidence(self, ok: _Hardware) -> list[str]:
+        """What the hardware says about the slowdown. A falling clock, throttle counters or NVML's reasons are
+        evidence; a warmer chip alone is not where its clock (or NVML's reasons) can be read and show nothing:
+        a GPU that warms from 46 to 51 °C at a steady clock has not throttled (an H200 run was told it had)."""
         now = self._now
-        found: list[str] = []
+        cpu: list[str] = []
         if now.cpu_mhz and ok.cpu_mhz and now.cpu_mhz <= ok.cpu_mhz * (1 - self._freq_drop):
-            found.append(f"CPU clock {ok.cpu_mhz / 1000:.2f} → {now.cpu_mhz / 1000:.2f} GHz")
-        if now.cpu_temp is not None and ok.cpu_temp is not None and now.cpu_temp >= ok.cpu_temp + self._temp_rise:
-            found.append(f"CPU temperature {ok.cpu_temp:.0f} → {now.cpu_temp:.0f} °C")
+            cpu.append(f"CPU clock {ok.cpu_mhz / 1000:.2f} → {now.cpu_mhz / 1000:.2f} GHz")
         if now.cpu_count is not None and ok.cpu_count is not None and now.cpu_count > ok.cpu_count:
-            found.append(f"CPU throttle counters +{now.cpu_count - ok.cpu_count}")
+            cpu.append(f"CPU throttle counters +{now.cpu_count - ok.cpu_count}")
         elif now.cpu_throttling:
-            found.append("CPU reports throttling")
+            cpu.append("CPU reports throttling")
+        cpu_hot = (now.cpu_temp is not None and ok.cpu_temp is not None
+                   and now.cpu_temp >= ok.cpu_temp + self._temp_rise)
+        cpu_known = bool(now.cpu_mhz and ok.cpu_mhz) or now.cpu_count is not None
+        gpu: list[str] = []
         if now.gpu_mhz and ok.gpu_mhz and now.gpu_mhz <= ok.gpu_mhz * (1 - self._freq_drop):
-            found.append(f"GPU SM clock {ok.gpu_mhz:.0f} → {now.gpu_mhz:.0f} MHz")
-        if now.gpu_temp is not None and ok.gpu_temp is not None and now.gpu_temp >= ok.gpu_temp + self._temp_rise:
-            found.append(f"GPU temperature {ok.gpu_temp:.0f} → {now.gpu_temp:.0f} °C")
-        held = [r for r in now.gpu_reasons if any(word in r for word in _GPU_HOLDBACK)]
+            gpu.append(f"GPU SM clock {ok.gpu_mhz:.0f} → {now.gpu_mhz:.0f} MHz")
+        held = [r for r in now.gpu_reasons or () if any(word in r for word in _GPU_HOLDBACK)]
         if held:
-            found.append("GPU held back: " + ", ".join(held))
-        return found
+            gpu.append("GPU held back: " + ", ".join(held))
+        gpu_hot = (now.gpu_temp is not None and ok.gpu_temp is not None
+                   and now.gpu_temp >= ok.gpu_temp + self._temp_rise)
+        gpu_known = bool(now.gpu_mhz and ok.gpu_mhz) or now.gpu_reasons is not None
+        if cpu_hot and (cpu or not cpu_known):
+            cpu.append(f"CPU temperature {ok.cpu_temp:.0f} → {now.cpu_temp:.0f} °C")
+        if gpu_hot and (gpu or not gpu_known):
+            gpu.append(f"GPU temperature {ok.gpu_temp:.0f} → {now.gpu_temp:.0f} °C")
+        return cpu + gpu

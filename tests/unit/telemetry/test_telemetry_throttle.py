@@ -108,3 +108,32 @@ def test_other_events_are_ignored() -> None:
     run.detector(Event())
     run.detector(TelemetrySnapshot(kind="gpu", data=SimpleNamespace(gpus=[])))
     assert run.notices == []
+
+
+def _gpu(run: Run, mhz: float | None, temp: float, reasons: list[str] | None) -> None:
+    reading = SimpleNamespace(sm_clock_mhz=mhz, temp_c=temp, throttle_reasons=reasons)
+    run.detector(TelemetrySnapshot(kind="gpu", data=SimpleNamespace(gpus=[reading]), time=run.t))
+
+
+def test_a_warmer_gpu_at_a_steady_clock_is_not_called_throttling() -> None:
+    """What an H200 run showed: 10 -> 13 ms/iter (evals, samples, a busy host) while the GPU warmed 46 -> 51 C at
+    1980 MHz with no NVML reason set. That is no evidence of throttling."""
+    run = Run()
+    _gpu(run, 1980.0, 46.0, [])
+    run.iters(60, 10.0)
+    _gpu(run, 1980.0, 51.0, [])
+    run.iters(60, 13.0)
+    assert run.warnings == []
+
+
+def test_temperature_counts_only_where_the_clock_cannot_be_read() -> None:
+    run = Run()  # a laptop whose cpufreq is hidden: the temperature is all there is
+    run.iters(60, 100.0, cpu={"mhz": None, "temp": 60.0})
+    run.iters(40, 130.0, cpu={"mhz": None, "temp": 90.0})
+    assert len(run.warnings) == 1 and "CPU temperature 60 → 90 °C" in run.warnings[0]
+    gpu_run = Run()  # NVML answers neither the clock nor the reasons
+    _gpu(gpu_run, None, 45.0, None)
+    gpu_run.iters(60, 10.0)
+    _gpu(gpu_run, None, 83.0, None)
+    gpu_run.iters(60, 13.0)
+    assert len(gpu_run.warnings) == 1 and "GPU temperature 45 → 83 °C" in gpu_run.warnings[0]
