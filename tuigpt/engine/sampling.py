@@ -3,6 +3,12 @@
 Temperature 0 (or anything below GREEDY_BELOW) means greedy decoding: dividing logits by a tiny
 temperature would overflow float32 into inf/NaN. Prompt characters the tokenizer does not know are
 reported, not silently dropped.
+
+On CUDA, generation keeps attention off cuDNN: the context grows by one token a step, and cuDNN's attention
+builds an execution plan for every new shape (hundreds of ms each, reported for torch 2.11 on Hopper and
+Blackwell), which torch 2.11 on an H200 picks first; a 200-token sample of the baby GPT there was still running
+after 8 s (a CPU samples the default model's 200 tokens in 0.6 s). Flash, memory-efficient and math attention
+have no per-shape set-up. Training keeps whatever torch picks: its shapes never change.
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ def settings(max_new_tokens: int | None, temperature: float | None, top_k: int |
     }
 
 
+def varying_length_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Attention backends for calls whose sequence length changes every time (generation): on CUDA every
+    backend but cuDNN, in torch's own order; elsewhere torch's choice."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
+
 @torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -47,7 +63,8 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
     block_size = model.args.block_size
     for _ in range(max_new_tokens):
         context = idx if idx.size(1) <= block_size else idx[:, -block_size:]
-        logits, _ = model(context)
+        with varying_length_attention(idx.device):
+            logits, _ = model(context)
         logits = logits[:, -1, :].float()  # (B, V)
         if temperature < GREEDY_BELOW:
             idx_next = logits.argmax(dim=-1, keepdim=True)

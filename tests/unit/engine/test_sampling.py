@@ -43,3 +43,20 @@ def test_generate_text_reports_unknown_prompt_characters_and_restores_train_mode
                         generator=torch.Generator().manual_seed(0))
     assert out.unknown == "€¥" and out.prompt == "ab" and len(out.text) == 5
     assert model.training
+
+
+def test_generation_on_cuda_keeps_attention_off_cudnn_and_leaves_the_flags_as_they_were() -> None:
+    """cuDNN builds an execution plan for every new sequence length; a sample grows by one token a step."""
+    from tuigpt.engine.sampling import varying_length_attention
+
+    before = (torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+              torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.math_sdp_enabled())
+    with varying_length_attention(torch.device("cuda", 0)):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    after = (torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+             torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.math_sdp_enabled())
+    assert after == before
+    with varying_length_attention(torch.device("cpu")):  # elsewhere torch chooses
+        assert (torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled()) == before[:2]
