@@ -136,7 +136,7 @@ def report(rows: list[Row], base: Row, winner: Row | None, header: str, tokens_p
     cols = ["micro-batch", "accum", "dtype", "compile", "ms/iter", "tokens/s", "MFU", "memory", "first step", "vs config"]
     # one peak for every row, the first timed row's (the header names it): with each dtype's own peak, a slower
     # float32 row would show the higher MFU
-    first = next((row.result for row in rows if row.result is not None), None)
+    first = _first_result(rows)
     common = first.peak_flops if first is not None else None
     table = []
     for row in rows:
@@ -174,7 +174,7 @@ def check_write_target(source: str, target: str) -> None:
     if Path(source).suffix == ".py" or Path(target).suffix == ".py":
         raise UserError(f"--write {target}: tune writes YAML configs; for a .py config, add the --key=value "
                         f"line it prints to your command")
-    if Path(target).exists() and not Path(target).resolve() == Path(source).resolve():
+    if Path(target).exists() and Path(target).resolve() != Path(source).resolve():
         raise UserError(f"--write {target}: that file already exists and tune never overwrites it; name a new file, "
                         f"or {source} itself to update it in place")
 
@@ -317,8 +317,13 @@ def _time_all(config_path: str, overrides: dict[str, str], rows: list[Row], rank
             tick()
 
 
+def _first_result(rows: list[Row]) -> Any:
+    """The first row that ran: its device, threads and peak describe the table."""
+    return next((row.result for row in rows if row.result is not None), None)
+
+
 def _where(rows: list[Row]) -> str:
-    r = next((row.result for row in rows if row.result is not None), None)
+    r = _first_result(rows)
     return f"{r.device} · {r.threads} thread{'s' if r.threads != 1 else ''}" if r is not None else "no row ran"
 
 
@@ -330,5 +335,5 @@ def _on_peak(result: Any, common: float | None) -> float | None:
 
 
 def _peak(rows: list[Row]) -> str:
-    r = next((row.result for row in rows if row.result is not None), None)
+    r = _first_result(rows)
     return r.peak_label if r is not None else "n/a"

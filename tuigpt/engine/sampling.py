@@ -61,21 +61,21 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: fl
              top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Append ``max_new_tokens`` tokens to ``idx`` (B, T), cropping the context to block_size."""
     block_size = model.args.block_size
-    for _ in range(max_new_tokens):
-        context = idx if idx.size(1) <= block_size else idx[:, -block_size:]
-        with varying_length_attention(idx.device):
+    with varying_length_attention(idx.device):
+        for _ in range(max_new_tokens):
+            context = idx if idx.size(1) <= block_size else idx[:, -block_size:]
             logits, _ = model(context)
-        logits = logits[:, -1, :].float()  # (B, V)
-        if temperature < GREEDY_BELOW:
-            idx_next = logits.argmax(dim=-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float("inf")
-            probs = F.softmax(logits, dim=-1)
-            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
-        idx = torch.cat((idx, idx_next), dim=1)
+            logits = logits[:, -1, :].float()  # (B, V)
+            if temperature < GREEDY_BELOW:
+                idx_next = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
+            idx = torch.cat((idx, idx_next), dim=1)
     return idx
 
 

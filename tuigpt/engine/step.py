@@ -163,6 +163,7 @@ class Stepper:
         else:
             checked = self._checked(loss_sum, total, group_grads)
             if not checked.applied:
+                self.optimizer.zero_grad(set_to_none=True)  # the update is skipped: its gradients go
                 return checked
         weights = before = group_weights = None
         if detail:
@@ -197,7 +198,7 @@ class Stepper:
 
     def _checked(self, loss_sum: torch.Tensor, total: torch.Tensor, group_grads: torch.Tensor) -> StepResult:
         """Read the loss and the gradient norm (one device sync); a result not applied where either is not finite
-        (its gradients dropped, the per-group norms kept for the forensics)."""
+        (the per-group norms kept for the forensics)."""
         loss_value, grad_norm = torch.stack([loss_sum.float(), total.float()]).tolist()
         clipped = grad_norm > self.grad_clip if self.grad_clip else None
         bad = "loss" if not math.isfinite(loss_value) else None
@@ -206,5 +207,4 @@ class Stepper:
         if bad is None:
             return StepResult(loss_value, 0.0, True, grad_norm=grad_norm, clipped=clipped)
         layers = self.probe.layers(grad=group_grads.tolist())  # which group went bad (norms from before clipping)
-        self.optimizer.zero_grad(set_to_none=True)
         return StepResult(loss_value, 0.0, False, grad_norm=grad_norm, clipped=clipped, layers=layers, bad=bad)
