@@ -209,6 +209,59 @@ def test_two_ranks_stay_equal_and_match_one_process_with_the_same_global_batches
     assert not torch.equal(one.raw_model.state_dict()["transformer.wte.weight"], _untrained(tiny_config))
 
 
+def _spawned_rank_asking(rank: int, port: int, values: dict, out: str) -> None:
+    """A rank of a 2-rank run in which rank 0's front end asks for a checkpoint and a new eval interval while
+    the run trains (after iteration 3): every rank must hold the same boundary for them."""
+    from tuigpt.engine.distributed import start_cluster
+    from tuigpt.engine.trainer import Trainer
+    from tuigpt.run.config import TrainConfig
+    from tuigpt.run.events import CheckpointWritten, IterationStats
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    cluster = start_cluster(launch_env(), "gloo", torch.device("cpu"), values["ddp_timeout"])
+    trainer = Trainer(TrainConfig(**values), cluster=cluster)
+    written: list[int] = []
+
+    def front_end(event) -> None:
+        if isinstance(event, IterationStats) and event.iter == 3:
+            trainer.send(CheckpointNow())
+            trainer.send(SetEvalInterval(5))
+        if isinstance(event, CheckpointWritten) and event.reason == "command":
+            written.append(event.iter)
+
+    if rank == 0:
+        trainer.bus.subscribe(front_end)
+    trainer.run()
+    torch.save({"weights": trainer.raw_model.state_dict(), "written": written, "iter": trainer.iter_num,
+                "ahead": trainer.stepper.can_run_ahead}, Path(out) / f"rank{rank}.pt")
+    cluster.close()
+
+
+def test_ranks_running_ahead_hold_the_same_boundaries_and_train_as_without(tiny_config, tmp_path,
+                                                                           monkeypatch) -> None:
+    """Run-ahead (on by default on CUDA, asked for here on the CPU): rank 0's commands reach the other ranks
+    with a step, so all of them stop running ahead at the same boundary (a mismatch would leave one rank in a
+    collective alone until ddp_timeout). Same weights as 2 ranks without run-ahead, bit for bit."""
+    runs = {}
+    for ahead in ("1", "0"):
+        monkeypatch.setenv("TUIGPT_RUN_AHEAD", ahead)
+        out = tmp_path / f"ahead{ahead}"
+        out.mkdir()
+        values = tiny_config(run_name=f"ahead{ahead}", ddp_timeout=float(TIMEOUT), max_iters=12, eval_interval=100,
+                             dropout=0.0).to_dict()
+        torch.multiprocessing.spawn(_spawned_rank_asking, args=(free_port(), values, str(out)), nprocs=2, join=True)
+        runs[ahead] = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
+    ahead, inline = runs["1"], runs["0"]
+    assert ahead[0]["ahead"] and ahead[1]["ahead"] and not inline[0]["ahead"]
+    assert inline[0]["written"] == [3]  # without run-ahead, at the boundary right after the request
+    assert len(ahead[0]["written"]) == 1 and 4 <= ahead[0]["written"][0] <= 6  # within the steps already queued
+    for run in (ahead, inline):
+        assert run[0]["iter"] == run[1]["iter"] == 12
+        assert all(torch.equal(run[0]["weights"][k], run[1]["weights"][k]) for k in run[0]["weights"])
+    assert all(torch.equal(ahead[0]["weights"][k], inline[0]["weights"][k]) for k in ahead[0]["weights"])
+
+
 def _untrained(tiny_config) -> torch.Tensor:
     from tuigpt.engine.model import GPT, ModelArgs
 

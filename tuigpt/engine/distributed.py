@@ -219,9 +219,13 @@ class Cluster:
 
     def mean_tensor(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
         """Mean over ranks of a scalar tensor on the training device (stays on the device)."""
-        work = tensor.detach().to(self.comm_device, torch.float32).reshape(1).clone()
+        return (self.sum_tensor(tensor.reshape(1), what) / self.world_size).reshape(())
+
+    def sum_tensor(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """Sum over ranks of a tensor on the training device (stays on the device: no sync)."""
+        work = tensor.detach().to(self.comm_device, torch.float32).clone()
         self._guard(what, lambda: dist.all_reduce(work, op=dist.ReduceOp.SUM))
-        return (work / self.world_size).to(tensor.device).reshape(())
+        return work.to(tensor.device)
 
     def reduce_buffers(self, tensors: Sequence[torch.Tensor], what: str) -> None:
         """All-reduce (SUM) every tensor in place, all launched before any is waited for, as DDP does with its

@@ -85,6 +85,10 @@ class CommandGate:
         self._queue.put(command)
         return None
 
+    def waiting(self) -> bool:
+        """Whether a command waits for the next boundary (a peek: nothing is taken)."""
+        return bool(self._front) or not self._queue.empty()
+
     def push_front(self, command: Command) -> None:
         """A command of the trainer itself, applied first at the next boundary (on every rank)."""
         self._front.append(command)

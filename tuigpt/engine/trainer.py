@@ -25,7 +25,7 @@ from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.schedule import lr_for
-from tuigpt.engine.step import Stepper, StepResult
+from tuigpt.engine.step import Launched, Stepper, StepResult
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
@@ -105,6 +105,8 @@ class Trainer(Chores):
         self.bus.subscribe(self._stall)
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
+        self._ahead: Launched | None = None  # the next step, queued on the device before the last one was read
+        self._boundary_wanted = False  # several ranks: rank 0 asked, with the last step read, for a boundary
 
     # ------------------------------------------------------------ public
 
@@ -162,12 +164,23 @@ class Trainer(Chores):
         self.close()
         return outcome
 
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step, counted when applied: (loss, milliseconds); the whole result: ``stepper.last``."""
+    def train_step(self, run_ahead: bool = True) -> tuple[float, float]:
+        """One optimizer step, counted when applied: (loss, milliseconds); the whole result: ``stepper.last``.
+
+        On a GPU the step after it is queued before this one is read (``run_ahead``, where the boundary between
+        them has nothing to do), so the GPU computes while the host publishes; a command that arrives meanwhile
+        waits for the boundary after that step (one step later)."""
         upcoming = self.iter_num + 1  # per-group norms on the iterations metrics.jsonl keeps
-        self.guard.skip_batches(upcoming, self.sampler, self.micro_steps)
-        result = self.stepper.step(lr_for(self.config, self.iter_num) * self.guard.lr_scale,
-                                   detail=upcoming % self.config.log_interval == 0)
+        launched, self._ahead = self._ahead, None
+        if launched is None:
+            launched = self._launch(upcoming)
+        if run_ahead and self._may_run_ahead(upcoming):
+            self._ahead = self._launch(upcoming + 1, after=launched)
+        result = self.stepper.read(launched)
+        self._boundary_wanted = self._boundary_wanted or result.wants_boundary
+        if self._ahead is not None and not result.applied:
+            self.stepper.cancel(self._ahead)  # skipped on the device behind the bad step; its batches go back
+            self._ahead = None
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter
@@ -175,6 +188,26 @@ class Trainer(Chores):
             if result.parts is not None and self._cluster_report is not None:
                 self._cluster_report.add(result.ms, result.parts)
         return result.loss, result.ms
+
+    def _launch(self, iteration: int, after: Launched | None = None) -> Launched:
+        """Queue the step that becomes ``iteration`` (``after``: behind a step not read yet)."""
+        self.guard.skip_batches(iteration, self.sampler, self.micro_steps)
+        wants = self.rank == 0 and self.cluster is not None and (self.gate.waiting() or self._write_failure is not None)
+        return self.stepper.launch(lr_for(self.config, iteration - 1) * self.guard.lr_scale,
+                                   detail=iteration % self.config.log_interval == 0, after=after, wants_boundary=wants)
+
+    def _may_run_ahead(self, upcoming: int) -> bool:
+        """Whether the step after ``upcoming`` may be queued before ``upcoming`` is read: the boundary between them
+        must have nothing to do (no eval, no end, nothing queued, no trouble, not paused). Every rank of several
+        must decide alike: what waits on rank 0 reaches them with a step (``wants_boundary``), so they hold a
+        boundary after the step they are reading."""
+        if self.cluster is not None:
+            quiet = not self._boundary_wanted
+        else:
+            quiet = not self.gate.waiting() and self._write_failure is None
+        return (self.stepper.can_run_ahead and quiet and upcoming < self.config.max_iters
+                and upcoming % self.eval_interval != 0 and self._halt is None and self._stop is None
+                and not self._paused)
 
     # ------------------------------------------------------------ the loop
 
@@ -230,7 +263,11 @@ class Trainer(Chores):
 
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
-        rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
+        rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout. While a
+        step is queued ahead nothing is taken: it was queued because nothing waited; what came since waits one step."""
+        if self._ahead is not None:
+            return
+        self._boundary_wanted = False
         if self._write_failure is not None:
             message, self._write_failure = self._write_failure, None
             self._trouble("disk", message)
@@ -270,7 +307,7 @@ class Trainer(Chores):
 
     def _not_finite(self, result: StepResult) -> None:
         """A NaN/Inf loss or gradient (the step was not applied; every rank saw it): the forensics, then on_nan."""
-        report = self.guard.report(self.iter_num + 1, self.optimizer.param_groups[0]["lr"], result)
+        report = self.guard.report(self.iter_num + 1, result.lr, result)
         self.bus.publish(report)
         if report.action != "rewind":
             self._trouble("nan", self.guard.message(report), pause=report.action == "pause")
@@ -314,7 +351,7 @@ class Trainer(Chores):
         peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
         step = self.stepper.last
         stats = ev.IterationStats(
-            iter=self.iter_num, loss=loss, lr=self.optimizer.param_groups[0]["lr"], ms_per_iter=ms,
+            iter=self.iter_num, loss=loss, lr=step.lr, ms_per_iter=ms,
             tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
             tokens_seen=self.tokens_seen, train_seconds=self.train_seconds, grad_norm=step.grad_norm,
             clipped=step.clipped, clip_rate=None if step.clipped is None else self._clip_rate.add(step.clipped),
