@@ -73,8 +73,9 @@ def main() -> None:
             t = json.loads(out.strip().splitlines()[-1])
             cold[variant].append(t["cold"])
             print(f"round {r}  {variant:<5}  first sample {t['cold']:.2f} s · second {t['warm']:.2f} s", flush=True)
-    print(f"first sample, median: generation's backends {statistics.median(cold['ours']):.2f} s · torch's pick "
-          f"{statistics.median(cold['torch']):.2f} s ({statistics.median(cold['torch']) / statistics.median(cold['ours']):.1f}x)")
+    ours, theirs = statistics.median(cold["ours"]), statistics.median(cold["torch"])
+    print(f"first sample, median: generation's backends {ours:.2f} s · torch's pick {theirs:.2f} s "
+          f"({theirs / ours:.1f}x)")
 
 
 if __name__ == "__main__":
