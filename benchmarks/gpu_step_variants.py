@@ -8,8 +8,9 @@ coordinate-descent tuning, and for two GPUs the DDP and NCCL settings. Run from 
     B=16 torchrun --standalone --nproc_per_node 2 benchmarks/gpu_step_variants.py step
 
 Variants (environment): B micro-batch (32), A accumulation (1), ITERS (50), ATTN=default|cudnn (flash and
-mem-efficient off), CDT=1 (coordinate-descent tuning); with torchrun: BUCKET MB (100), OPT_DDP=0 (no DDP graph
-splitting), ORDER=ddp_first (compile the DDP module), HOOK=bf16 (bf16-compressed all-reduce), any NCCL_* variable;
+mem-efficient off), CDT=1 (coordinate-descent tuning), MODE (torch.compile's mode, e.g.
+max-autotune-no-cudagraphs); with torchrun: BUCKET MB (100), OPT_DDP=0 (no DDP graph splitting),
+ORDER=ddp_first (compile the DDP module), HOOK=bf16 (bf16-compressed all-reduce), any NCCL_* variable;
 PROFILE=1 prints the GPU time of NCCL and the busy time of the other kernels per step. Prints the median ms/step after
 15 warm-up steps (compile included in the first).
 """
@@ -81,17 +82,17 @@ def steps() -> None:
     ddp = "WORLD_SIZE" in os.environ
     rank = 0
     if ddp:
-        import torch._dynamo
+        import torch._dynamo as dynamo  # (a bare `import torch._dynamo` would make torch local to this function)
         import torch.distributed as dist
 
         rank = int(os.environ["LOCAL_RANK"])
         torch.cuda.set_device(rank)
         dist.init_process_group("nccl")
-        torch._dynamo.config.optimize_ddp = env("OPT_DDP", "1") == "1"
+        dynamo.config.optimize_ddp = env("OPT_DDP", "1") == "1"
     torch.manual_seed(0)
     model = GPT(ModelArgs(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)).cuda()
     optimizer = model.make_optimizer(0.1, 6e-4, (0.9, 0.95), "cuda")
-    run = torch.compile(model)
+    run = torch.compile(model, mode=env("MODE") or None)
     if ddp:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -138,7 +139,8 @@ def steps() -> None:
     per_gpu_tokens = batch * accum * 1024
     if rank == 0:
         variant = " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
-                           if k in ("B", "A", "ATTN", "CDT", "BUCKET", "OPT_DDP", "ORDER", "HOOK") or k.startswith("NCCL_"))
+                           if k in ("B", "A", "ATTN", "CDT", "MODE", "BUCKET", "OPT_DDP", "ORDER", "HOOK")
+                           or k.startswith("NCCL_"))
         print(f"{variant or 'default'}{' (2 GPUs)' if ddp else ''}: first step {times[0] / 1000:.1f} s, {ms:.2f} ms/step, "
               f"MFU {model.flops_per_token() * per_gpu_tokens / (ms / 1000) / PEAK * 100:.1f}% a GPU", flush=True)
     if prof is not None and rank == 0:
