@@ -7,6 +7,9 @@ What the README shows is captured from an actual run in tmux, not from a scripte
     # ... let it train a few hundred iterations ...
     python docs/capture_tmux.py shots m docs/screenshots/monitor-cpu-120x40 "tuigpt · CPU run · 120x40"
 
+    # or from a `tmux capture-pane -p -e` file taken on another machine:
+    python docs/capture_tmux.py --ansi pane.ansi 120x40 docs/screenshots/monitor-gpu-120x40 "tuigpt · H200 · 120x40"
+
 The pane's text and colours are read with ``tmux capture-pane -e`` (the colours the terminal was sent:
 256 colours when TERM=xterm-256color and COLORTERM is unset, as in most tmux setups), rendered by rich's SVG
 export, then to PNG with docs/svg_to_png.py.
@@ -41,9 +44,14 @@ def capture(socket: str, target: str) -> tuple[list[str], int, int]:
 
 
 def main(argv: list[str]) -> int:
-    socket, target, out = argv[0], argv[1], Path(argv[2])
-    title = argv[3] if len(argv) > 3 else "tuigpt"
-    lines, width, height = capture(socket, target)
+    if argv[0] == "--ansi":  # a capture-pane -e file taken elsewhere (e.g. on a lent GPU machine), WIDTHxHEIGHT
+        width, height = (int(n) for n in argv[2].split("x"))
+        lines, out = Path(argv[1]).read_text().splitlines(), Path(argv[3])
+        title = argv[4] if len(argv) > 4 else "tuigpt"
+    else:
+        socket, target, out = argv[0], argv[1], Path(argv[2])
+        title = argv[3] if len(argv) > 3 else "tuigpt"
+        lines, width, height = capture(socket, target)
     console = Console(record=True, width=width, height=height, file=io.StringIO(), force_terminal=True,
                       color_system="truecolor", legacy_windows=False)
     for line in (lines + [""] * height)[:height]:
