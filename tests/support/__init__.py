@@ -113,3 +113,18 @@ def start_local(trainer: Any, *commands: Any) -> tuple[Any, Recorder]:
     run = LocalRun(trainer)
     run.start()
     return run, rec
+
+
+class PoisonFrom:
+    """Wraps a model for Stepper.model: training calls number ``at`` .. ``at + times - 1`` return a NaN loss."""
+
+    def __init__(self, model: Any, at: int, times: int = 1) -> None:
+        self.model, self.at, self.times, self.calls = model, at, times, 0
+
+    def __call__(self, x: Any, y: Any) -> Any:
+        logits, loss = self.model(x, y)
+        if self.model.training:
+            self.calls += 1
+            if self.at <= self.calls < self.at + self.times:
+                loss = loss * float("nan")
+        return logits, loss

@@ -99,6 +99,7 @@ class Stepper:
         self.last = StepResult(float("nan"), 0.0, False)  # the latest step's whole result
         self.start_sampler_state: dict[str, Any] | None = None  # several ranks: what a failure checkpoint saves
         self.runs_ahead = run_ahead_default(device)
+        self._no_boundary = torch.zeros((), device=device)  # the readout's "wants boundary" of a single process
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.precision.autocast:
@@ -127,13 +128,13 @@ class Stepper:
         it rides in the loss's all-reduce and every rank reads it with the step."""
         if after is not None and not self.can_run_ahead:
             raise RuntimeError("a step can only be queued behind another when the optimizer skips on the device")
-        sampler_state = self.sampler.state_dict() if after is not None else None
+        # the state before this step's batches: for cancel() (queued behind another) and a failure checkpoint (ranks)
+        state = self.sampler.state_dict() if after is not None or self.cluster is not None else None
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         timer = self._timer
-        start_sampler_state = None
         if self.cluster is not None:
-            self.start_sampler_state = start_sampler_state = self.sampler.state_dict()
+            self.start_sampler_state = state
         cuda = self.device.type == "cuda"
         start: Any = None
         if after is None:
@@ -152,9 +153,10 @@ class Stepper:
         for micro in range(self.micro_steps):
             loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts)
         self.sampler.prefetch()  # the next step's first batch, drawn and copied while this backward runs
-        wanted = torch.full((), float(wants_boundary), device=self.device)
+        wanted = self._no_boundary
         if self.cluster is not None:
-            summed = self.cluster.sum_tensor(torch.stack([loss_sum.float(), wanted]), "averaging the loss")
+            flag = torch.full((), float(wants_boundary), device=self.device)
+            summed = self.cluster.sum_tensor(torch.stack([loss_sum.float(), flag]), "averaging the loss")
             loss_sum, wanted = summed[0] / self.cluster.world_size, summed[1]
         readout, flag, result = self.update(loss_sum, detail, None if after is None else after.flag, wanted)
         end = None
@@ -165,7 +167,8 @@ class Stepper:
             end = torch.cuda.Event(enable_timing=True)
             end.record()
         return Launched(lr, detail, readout, flag, result, starts, t0, start, end,
-                        timer.marks if timer is not None else None, sampler_state, start_sampler_state)
+                        timer.marks if timer is not None else None, state if after is not None else None,
+                        state if self.cluster is not None else None)
 
     def read(self, launched: Launched) -> StepResult:
         """Wait for a launched step and take its numbers: its whole result (also kept as :attr:`last`)."""
@@ -264,7 +267,7 @@ class Stepper:
         if self.grad_clip:  # queued before the sync, as clip_grad_norm_ would be; group_grads are from before it
             torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
         if wanted is None:
-            wanted = torch.zeros((), device=total.device)
+            wanted = self._no_boundary
         head = [loss_sum.float().reshape(1), total.float().reshape(1), wanted.float().reshape(1), group_grads]
         flag = None
         if self._skips_on_device:

@@ -15,7 +15,7 @@ from tuigpt.run.events import (Diverging, IterationStats, NanDetected, Notice, R
                                StateChanged)
 from tuigpt.run.metrics_log import MetricsWriter, read_metrics
 
-from support import Recorder, start_local
+from support import PoisonFrom, Recorder, start_local
 
 
 def _run_with_metrics(trainer: Trainer) -> tuple[Recorder, list[dict]]:
@@ -52,22 +52,6 @@ def test_grad_norm_is_the_norm_before_clipping(tiny_config) -> None:
     stats = rec.of(IterationStats)
     assert all(s.grad_norm > 1e-3 and s.clipped for s in stats)
     assert stats[-1].clip_rate == 1.0
-
-
-class PoisonFrom:
-    """Wraps the model: training calls number ``at`` .. ``at + times - 1`` return a NaN loss (learning_rate is
-    capped at 10, too low to make the tiny model diverge on its own)."""
-
-    def __init__(self, model, at: int, times: int = 1) -> None:
-        self.model, self.at, self.times, self.calls = model, at, times, 0
-
-    def __call__(self, x, y):
-        logits, loss = self.model(x, y)
-        if self.model.training:
-            self.calls += 1
-            if self.at <= self.calls < self.at + self.times:
-                loss = loss * float("nan")
-        return logits, loss
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused kernel skips it", "foreach is not stepped"])

@@ -17,22 +17,7 @@ from tuigpt.engine.trainer import Trainer
 from tuigpt.run.commands import CheckpointNow, Resume
 from tuigpt.run.events import CheckpointWritten, IterationStats, NanDetected, RunState, StateChanged
 
-from support import Recorder, start_local
-
-
-class PoisonCall:
-    """Wraps the model: training call number ``at`` returns a NaN loss."""
-
-    def __init__(self, model, at: int) -> None:
-        self.model, self.at, self.calls = model, at, 0
-
-    def __call__(self, x, y):
-        logits, loss = self.model(x, y)
-        if self.model.training:
-            self.calls += 1
-            if self.calls == self.at:
-                loss = loss * float("nan")
-        return logits, loss
+from support import PoisonFrom, Recorder, start_local
 
 
 def _trainer(tiny_config, monkeypatch, ahead: bool, pause_on_trouble: bool = False,
@@ -100,7 +85,7 @@ def test_the_step_behind_a_non_finite_one_is_skipped_and_its_batch_goes_back(tin
     weights = _weights(trainer)
     param = next(trainer.raw_model.parameters())
     moments = {k: v.clone() for k, v in stepper.optimizer.state[param].items()}
-    stepper.model = PoisonCall(trainer.raw_model, at=1)
+    stepper.model = PoisonFrom(trainer.raw_model, at=1)
     bad = stepper.launch(1e-3)
     behind = stepper.launch(1e-3, after=bad)  # finite itself, but queued behind the bad one
     its_batch = trainer.sampler.last_starts["train"].clone()
@@ -120,7 +105,7 @@ def test_a_nan_behind_which_a_step_ran_ahead_pauses_where_it_would_have(tiny_con
     results = {}
     for ahead in (False, True):
         trainer, _ = _trainer(tiny_config, monkeypatch, ahead, True, max_iters=12, eval_interval=100)
-        trainer.stepper.model = PoisonCall(trainer.raw_model, at=5)
+        trainer.stepper.model = PoisonFrom(trainer.raw_model, at=5)
         run, rec = start_local(trainer)
         rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
         assert trainer.iter_num == 4

@@ -16,27 +16,12 @@ from tuigpt.engine.memory import estimate_training_memory
 from tuigpt.engine.model import ModelArgs
 from tuigpt.engine.trainer import Trainer
 
-from support import Recorder, start_local as start
-
-
-class PoisonAt:
-    """Wraps the model: training call number ``at`` returns a NaN loss."""
-
-    def __init__(self, model, at: int) -> None:
-        self.model, self.at, self.calls = model, at, 0
-
-    def __call__(self, x, y):
-        logits, loss = self.model(x, y)
-        if self.model.training:
-            self.calls += 1
-            if self.calls == self.at:
-                loss = loss * float("nan")
-        return logits, loss
+from support import PoisonFrom, Recorder, start_local as start
 
 
 def test_headless_nan_stops_names_the_iteration_and_keeps_finite_weights(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=20, eval_interval=2))
-    trainer.stepper.model = PoisonAt(trainer.raw_model, at=5)
+    trainer.stepper.model = PoisonFrom(trainer.raw_model, at=5)
     rec = Recorder()
     trainer.bus.subscribe(rec)
     outcome = trainer.run()
@@ -51,7 +36,7 @@ def test_headless_nan_stops_names_the_iteration_and_keeps_finite_weights(tiny_co
 
 def test_monitor_nan_pauses_and_resume_continues(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=8, eval_interval=100), pause_on_trouble=True)
-    trainer.stepper.model = PoisonAt(trainer.raw_model, at=3)
+    trainer.stepper.model = PoisonFrom(trainer.raw_model, at=3)
     run, rec = start(trainer)
     rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
     assert trainer.iter_num == 2
@@ -63,7 +48,7 @@ def test_monitor_nan_pauses_and_resume_continues(tiny_config) -> None:
 def test_loss_spike_is_a_warning(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=30, eval_interval=100))
 
-    class SpikeAt(PoisonAt):
+    class SpikeAt(PoisonFrom):
         def __call__(self, x, y):
             logits, loss = self.model(x, y)
             if self.model.training:
