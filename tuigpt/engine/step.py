@@ -34,6 +34,7 @@ from tuigpt.engine.device import Precision
 from tuigpt.engine.distributed import Cluster, PeerLost, first_line
 from tuigpt.engine.health import HealthProbe
 from tuigpt.engine.rank_timing import StepTimer, split_step
+from tuigpt.run.errors import UserError
 
 
 @dataclass
@@ -71,11 +72,22 @@ class Launched:
     start_sampler_state: dict[str, Any] | None  # several ranks: the same, for a failure checkpoint
 
 
+def run_ahead_setting(environ: dict[str, str] | None = None) -> bool | None:
+    """TUIGPT_RUN_AHEAD: True (1), False (0) or None (unset: by device); any other value is a UserError."""
+    value = (os.environ if environ is None else environ).get("TUIGPT_RUN_AHEAD", "").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    if value:
+        raise UserError(f"TUIGPT_RUN_AHEAD={value!r} is not 0 or 1: use 0 (off), 1 (on) or leave it unset "
+                        f"(on for CUDA)")
+    return None
+
+
 def run_ahead_default(device: torch.device, environ: dict[str, str] | None = None) -> bool:
     """Queue the next step before reading this one: on CUDA (the host's work between steps then overlaps the
     GPU's), not on a CPU (nothing to overlap). TUIGPT_RUN_AHEAD=0/1 overrides it (benchmarks compare the two)."""
-    value = (os.environ if environ is None else environ).get("TUIGPT_RUN_AHEAD", "").strip()
-    return value == "1" if value in ("0", "1") else device.type == "cuda"
+    setting = run_ahead_setting(environ)
+    return device.type == "cuda" if setting is None else setting
 
 
 class Stepper:

@@ -25,7 +25,7 @@ from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.schedule import lr_for
-from tuigpt.engine.step import Launched, Stepper, StepResult
+from tuigpt.engine.step import Launched, Stepper, StepResult, run_ahead_setting
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
@@ -50,6 +50,7 @@ class Trainer(Chores):
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
                  peak_flops: float | None = None, peak_label: str = "no peak known", bus: ev.EventBus | None = None,
                  pause_on_trouble: bool = False, cluster: Cluster | None = None, lock: RunLock | None = None) -> None:
+        run_ahead_setting()  # a bad TUIGPT_RUN_AHEAD fails here, before the run directory is touched
         self.cluster = cluster
         self.rank = cluster.rank if cluster is not None else 0
         self.world_size = cluster.world_size if cluster is not None else 1

@@ -7,6 +7,7 @@ every operation is the one a GPU sees, so a run ahead must train exactly as a ru
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import torch
 from tuigpt.engine.checkpoint import load_checkpoint
 from tuigpt.engine.step import run_ahead_default
 from tuigpt.engine.trainer import Trainer
+from tuigpt.run.errors import UserError
 from tuigpt.run.commands import CheckpointNow, Resume
 from tuigpt.run.events import CheckpointWritten, IterationStats, NanDetected, RunState, StateChanged
 
@@ -52,6 +54,14 @@ def test_run_ahead_is_on_for_cuda_and_off_for_the_cpu_unless_asked() -> None:
     assert run_ahead_default(torch.device("cpu"), {}) is False
     assert run_ahead_default(torch.device("cuda", 0), {"TUIGPT_RUN_AHEAD": "0"}) is False
     assert run_ahead_default(torch.device("cpu"), {"TUIGPT_RUN_AHEAD": "1"}) is True
+
+
+def test_a_bad_run_ahead_value_is_one_error_before_the_run_folder_exists(tiny_config, monkeypatch) -> None:
+    monkeypatch.setenv("TUIGPT_RUN_AHEAD", "yes")
+    config = tiny_config(run_name="bad")
+    with pytest.raises(UserError, match=r"TUIGPT_RUN_AHEAD='yes' is not 0 or 1: use 0 \(off\), 1 \(on\)"):
+        Trainer(config)
+    assert not (Path(config.out_dir) / "bad").exists()
 
 
 def test_a_run_ahead_trains_exactly_as_one_without(tiny_config, monkeypatch) -> None:
