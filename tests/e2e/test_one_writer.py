@@ -107,7 +107,7 @@ def test_malformed_and_idle_connections_never_lock_watchers_out(tmp_path: Path) 
         watcher.send({"cmd": "stop", "save": False})
         watcher.read_until(lambda r: r.get("type") == "finish")
         assert proc.wait(60) == 0
-        output = proc.stdout.read() if proc.stdout else ""
+        output = proc.output()
         assert "Traceback" not in output
         notices = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["type"] == "notice"]
         assert len(notices) < 60, "the refusals did not flood the run's log"

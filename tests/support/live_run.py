@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,12 +25,32 @@ def write_config(dir: Path, **overrides: Any) -> Path:
     return path
 
 
-def start_run(config: Path, *extra: str) -> subprocess.Popen[str]:
+class RunProcess(subprocess.Popen[str]):
+    """A headless run whose output is read all along (as a terminal would), kept for ``output()``."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        super().__init__(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.stdout is not None
+        for line in self.stdout:
+            self._lines.append(line)
+
+    def output(self) -> str:
+        """Everything printed so far; all of it once the process has ended."""
+        if self.poll() is not None:
+            self._reader.join(30)
+        return "".join(self._lines)
+
+
+def start_run(config: Path, *extra: str) -> RunProcess:
     env = dict(os.environ, TIKTOKEN_CACHE_DIR=str(TIKTOKEN_CACHE), PYTHONUNBUFFERED="1")
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
-    return subprocess.Popen([sys.executable, "-m", "tuigpt", str(config), "--headless", *extra], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return RunProcess([sys.executable, "-m", "tuigpt", str(config), "--headless", *extra], env)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
@@ -42,12 +63,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "c
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_for_socket(run_dir: Path, proc: subprocess.Popen[str], timeout: float = 90.0) -> Path:
+def wait_for_socket(run_dir: Path, proc: RunProcess, timeout: float = 90.0) -> Path:
     sock = run_dir / "control.sock"
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the run exited early ({proc.returncode}):\n{proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(f"the run exited early ({proc.returncode}):\n{proc.output()}")
         return sock.exists() and (run_dir / "metrics.jsonl").exists() and b'"type":"iter"' in (run_dir / "metrics.jsonl").read_bytes()
 
     wait_for(ready, timeout, "the run's control socket and first iterations")

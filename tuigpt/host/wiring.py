@@ -90,7 +90,7 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
 
     try:
         if headless:
-            signalled = _run_headless(run, grace=SIGNAL_GRACE if cluster is not None else 0.0)
+            signalled = _run_headless(run, SIGNAL_GRACE if cluster is not None else 0.0, close_sinks)
         else:
             signalled = _run_tui(run, config_path, compare, close_sinks)
     finally:
@@ -198,18 +198,24 @@ def _wait(run: LocalRun) -> None:
         pass
 
 
-def _run_headless(run: LocalRun, grace: float) -> int | None:
+def _run_headless(run: LocalRun, grace: float, close_sinks: Callable[[], None]) -> int | None:
     from tuigpt.ui.headless import HeadlessPrinter
+    from tuigpt.ui.line_output import BackgroundOutput
 
-    run.subscribe(HeadlessPrinter())
+    output = BackgroundOutput(sys.stdout)  # a stopped terminal or an unread pipe must not stop training
+    run.subscribe(HeadlessPrinter(output))
 
     def stop(signum: int) -> None:
         print(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt (send it "
               f"again to exit at once)", file=sys.stderr, flush=True)
         run.send(Stop(save=True))
 
-    with SignalStop(stop, grace=grace) as signals:
-        _wait(run)
+    try:
+        with SignalStop(stop, grace=grace) as signals:
+            _wait(run)
+    finally:
+        close_sinks()  # their last notices are printed too
+        output.close()
     return signals.received
 
 
@@ -252,7 +258,7 @@ def _run_tui(run: LocalRun, config_path: str | None, compare: str | None,
         except Exception as exc:  # the monitor could not even run (a terminal it cannot drive, a Textual bug)
             app.crashed = exc
     if app.crashed is not None and not run.wait(0):
-        return _without_monitor(run, app.crashed, signals.received)
+        return _without_monitor(run, app.crashed, signals.received, close_sinks)
     # the terminal is restored: leave the run's closing line where the user will look
     if app.outcome is not None:
         HeadlessPrinter()(app.outcome)
@@ -284,7 +290,8 @@ def _hang_up_when_gone(run: LocalRun, app: Any, close_sinks: Callable[[], None])
             return
 
 
-def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None) -> int | None:
+def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None,
+                     close_sinks: Callable[[], None]) -> int | None:
     """The monitor died while the run trains: say so, keep its traceback in train.log, and go on training with
     the headless lines and the same signal path (ctrl+c stops and saves) until the run ends."""
     import traceback
@@ -294,7 +301,7 @@ def _without_monitor(run: LocalRun, error: BaseException, signalled: int | None)
                 + "".join(traceback.format_exception(type(error), error, error.__traceback__)), run.trainer.file_mode)
     print(f"tuigpt: the monitor failed ({type(error).__name__}: {error}); training goes on without it, one line "
           f"per log_interval (ctrl+c stops and saves last.pt; traceback in {log})", file=sys.stderr, flush=True)
-    received = _run_headless(run, grace=0.0)
+    received = _run_headless(run, 0.0, close_sinks)
     return signalled if signalled is not None else received
 
 
