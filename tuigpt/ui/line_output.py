@@ -52,8 +52,9 @@ class BackgroundOutput:
             if self._missed and self._offer(self._missed_note()):
                 self._missed = 0
             if self._missed or not self._offer(text):
-                self._missed += 1
-                self.dropped += 1
+                lines = max(1, text.count("\n"))  # a sample is one write of several lines
+                self._missed += lines
+                self.dropped += lines
         return len(text)
 
     def flush(self) -> None:

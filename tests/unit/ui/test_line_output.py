@@ -54,12 +54,13 @@ def test_lines_left_out_at_the_end_are_said_by_close() -> None:
     out = BackgroundOutput(stream, capacity=2)  # type: ignore[arg-type]
     out.write("line 0\n")
     assert stream.entered.wait(30)
-    for k in range(1, 6):
+    for k in range(1, 5):
         out.write(f"line {k}\n")
+    out.write("a sample of\nthree lines\n--- end\n")
     stream.released.set()
     out.close()
     assert stream.lines == ["line 0\n", "line 1\n", "line 2\n",
-                            "... 3 lines not printed: the output was not being read (metrics.jsonl has them)\n"]
+                            "... 5 lines not printed: the output was not being read (metrics.jsonl has them)\n"]
 
 
 def test_an_output_that_is_gone_is_dropped_quietly() -> None:
