@@ -25,6 +25,8 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gpu_step_variants import random_batches  # noqa: E402
+
 from tuigpt.engine.model import GPT, ModelArgs  # noqa: E402
 
 
@@ -72,13 +74,7 @@ def plain_steps(batch: int, accum: int, mode: str | None = None):  # noqa: ANN20
     model = GPT(ModelArgs(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)).cuda()
     optimizer = model.make_optimizer(0.1, 6e-4, (0.9, 0.95), "cuda")
     compiled = torch.compile(model, mode=mode)
-    tokens = torch.randint(0, 50257, (300_000,))
-
-    def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        ix = torch.randint(len(tokens) - 1025, (batch,))
-        x = torch.stack([tokens[i:i + 1024] for i in ix])
-        y = torch.stack([tokens[i + 1:i + 1025] for i in ix])
-        return x.pin_memory().cuda(non_blocking=True), y.pin_memory().cuda(non_blocking=True)
+    get_batch = random_batches(batch)
 
     count = [0]
 

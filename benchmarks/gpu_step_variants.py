@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,6 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tuigpt.engine.model import GPT, ModelArgs  # noqa: E402
 
 PEAK = 990e12  # H100/H200 SXM dense bf16
+
+
+def random_batches(batch: int) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """A get_batch of ``batch`` random GPT-2 token windows of 1024, through pinned memory as nanoGPT's."""
+    tokens = torch.randint(0, 50257, (200_000,))
+
+    def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        ix = torch.randint(len(tokens) - 1025, (batch,))
+        x = torch.stack([tokens[i:i + 1024] for i in ix])
+        y = torch.stack([tokens[i + 1:i + 1025] for i in ix])
+        return x.pin_memory().cuda(non_blocking=True), y.pin_memory().cuda(non_blocking=True)
+
+    return get_batch
 
 
 def event_ms(fn, reps: int = 20) -> float:  # noqa: ANN001
@@ -104,13 +118,7 @@ def steps() -> None:
 
             wrapped = run._orig_mod if hasattr(run, "_orig_mod") else run
             wrapped.register_comm_hook(None, default_hooks.bf16_compress_hook)
-    tokens = torch.randint(0, 50257, (200_000,))
-
-    def get_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        ix = torch.randint(len(tokens) - 1025, (batch,))
-        x = torch.stack([tokens[i:i + 1024] for i in ix])
-        y = torch.stack([tokens[i + 1:i + 1025] for i in ix])
-        return x.pin_memory().cuda(non_blocking=True), y.pin_memory().cuda(non_blocking=True)
+    get_batch = random_batches(batch)
 
     prof = None
     if env("PROFILE") == "1":
