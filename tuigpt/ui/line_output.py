@@ -23,16 +23,16 @@ class BackgroundOutput:
     """A write-only text stream for whole lines: ``write`` queues and returns at once; ``close`` waits for the
     queued lines while the output moves (at most CLOSE_PATIENCE seconds without progress)."""
 
-    def __init__(self, stream: TextIO, capacity: int = CAPACITY) -> None:
+    def __init__(self, stream: TextIO | None, capacity: int = CAPACITY) -> None:
         self.stream = stream
         self._fd = _fd_of(stream)
         if self._fd is not None:
-            stream.flush()  # what was printed before goes out first: the thread writes past the stream's buffer
+            stream.flush()  # type: ignore[union-attr]  # what was printed before goes out first: the thread writes past the stream's buffer
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self._missed = 0  # lines left out since the last one queued
         self.dropped = 0  # lines left out in all
-        self.broken = False  # the output is gone: nothing more is written
+        self.broken = stream is None  # the output is gone (or never was: stdout closed, `>&-`): nothing is written
         self._writing_since: float | None = None  # set while a write is under way
         self._closed = False
         self._thread = threading.Thread(target=self._drain, name="tuigpt-headless-out", daemon=True)
@@ -40,8 +40,8 @@ class BackgroundOutput:
 
     def isatty(self) -> bool:
         try:
-            return self.stream.isatty()
-        except (OSError, ValueError):
+            return self.stream.isatty()  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):
             return False
 
     def write(self, text: str) -> int:
@@ -102,21 +102,21 @@ class BackgroundOutput:
             self._writing_since = time.monotonic()
             try:
                 self._emit(text)
-            except (OSError, ValueError):  # EPIPE, EIO after a hang-up, a closed stream: nobody will read it
+            except Exception:  # EPIPE, EIO after a hang-up, a closed stream: nobody will read it, training goes on
                 self.broken = True
             self._writing_since = None
 
     def _emit(self, text: str) -> None:
         if self._fd is None:
-            self.stream.write(text)
-            self.stream.flush()
+            self.stream.write(text)  # type: ignore[union-attr]
+            self.stream.flush()  # type: ignore[union-attr]
             return
         data = text.encode(getattr(self.stream, "encoding", None) or "utf-8", "replace")
         while data:  # os.write, not the stream: a thread blocked here holds no lock the interpreter's exit needs
             data = data[os.write(self._fd, data):]
 
 
-def _fd_of(stream: TextIO) -> int | None:
+def _fd_of(stream: TextIO | None) -> int | None:
     try:
         return stream.fileno()
     except (AttributeError, OSError, ValueError):

@@ -75,6 +75,13 @@ def test_an_output_that_is_gone_is_dropped_quietly() -> None:
     assert out.broken
 
 
+def test_no_output_at_all_is_no_error() -> None:
+    out = BackgroundOutput(None)  # stdout closed at the start (`>&-`): sys.stdout is None
+    out.write("line\n")
+    out.close()
+    assert out.broken and not out.isatty()
+
+
 def test_close_gives_up_on_an_output_that_never_moves_again(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(line_output, "CLOSE_PATIENCE", 0.3)
     stream = StuckStream()
