@@ -18,6 +18,9 @@ from typing import Any
 
 BUSY_SHARE = 0.20  # others used more than a fifth of our CPUs: the timing shared its cores
 PROBE_SECONDS = 0.25  # a quick "is it quiet now?" look before re-measuring
+# The kernel counts CPU time in ticks of 10 ms (USER_HZ 100): over a 7 ms window the share reads 0% or 100%. A
+# window shorter than this measures no load (stop(min_seconds=...) then says None).
+MIN_WINDOW_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,13 @@ class LoadMeter:
     def start(self) -> None:
         self._start = self._snapshot()
 
-    def stop(self) -> Load | None:
+    def stop(self, min_seconds: float = 0.0) -> Load | None:
+        """What others did since the start; None when unreadable or the window was under ``min_seconds``."""
         end = self._snapshot()
         if self._start is None or end is None:
             return None
         wall = end[0] - self._start[0]
-        if wall <= 0:
+        if wall <= 0 or wall < min_seconds:
             return None
         others = (end[1] - self._start[1] - (end[2] - self._start[2])) / (wall * len(self._cpus))
         try:
