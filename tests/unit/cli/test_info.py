@@ -123,7 +123,7 @@ def test_calibrate_config_times_its_choices_and_plain_calibrate_forgets_them(
     assert info.calibrate_main([str(tiny_yaml)]) == 0  # tiny_yaml says dtype float32: timed as if auto anyway
     out = capsys.readouterr().out
     assert timed == [("float32", "bf16 autocast"), ("bf16 autocast", "bf16 autocast compiled")]
-    assert "dtype    bfloat16 (auto: measured 1.80x float32's speed here, 3 rounds)" in out
-    assert "compile  off (auto: compiled steps measured 0.90x eager's speed here, 3 rounds)" in out
+    assert "dtype    bfloat16 (auto: measured 1.80x float32's speed here (± 0.00 round to round), 3 rounds)" in out
+    assert "compile  off (auto: compiled steps measured 0.90x eager's speed here (± 0.00 round to round), 3 rounds)" in out
     assert info.calibrate_main([]) == 0
     assert "Forgot 2 measured dtype/compile choice(s)" in capsys.readouterr().out
