@@ -13,7 +13,7 @@ HELP = """\
 usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
-       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
+       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--rounds R] [--key=value ...]
        tuigpt tune CONFIG.yaml [--steps N] [--warmup W] [--rounds R] [--ranks N] [--batch-sizes B1,B2,...]
                    [--only-splits] [--write FILE] [--apply] [--key=value ...]
        tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
@@ -56,9 +56,9 @@ subcommands (each has --help):
   netcheck        under torchrun: will these ranks beat one process? the link, each
                   rank's compute, the predicted speed-up and a verdict
 
-exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·
-            4 checkpoint could not be written ·
-            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
+exit codes: 0 done · 1 unexpected error (see train.log); tune/bench --compare: no winner under a changing
+            load · 2 bad input · 3 NaN/Inf loss or gradient · 4 checkpoint could not be written ·
+            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP) · 141 output closed
 """
 
 
