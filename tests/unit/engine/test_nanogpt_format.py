@@ -141,7 +141,8 @@ def test_meta_pkl_that_would_run_code_is_refused(tmp_path: Path) -> None:
     assert read_meta(good).chars == "xyz"
 
 
-def test_init_from_a_char_model_on_other_characters_names_the_difference(tmp_path: Path, tiny_config) -> None:
+def test_init_from_a_char_model_on_other_characters_names_the_difference(tmp_path: Path, tiny_config,
+                                                                         gpt2_bpe: Path) -> None:
     ckpt = tmp_path / "ckpt.pt"
     write_nanogpt_ckpt(ckpt, random_gpt(65, 32, 2, 32, bias=True), ARGS, iter_num=1, best_val_loss=2.0,
                        dataset="shakespeare_char")
@@ -163,7 +164,8 @@ def test_nanogpt_checkpoint_with_a_missing_weight_names_it(tmp_path: Path, tiny_
         Trainer(tiny_config(init_from=str(ckpt)))
 
 
-def test_nanogpt_data_folder_trains_with_its_meta(tmp_path: Path, tiny_config, shakespeare: Path) -> None:
+def test_nanogpt_data_folder_trains_with_its_meta(tmp_path: Path, tiny_config, shakespeare: Path,
+                                                  gpt2_bpe: Path) -> None:
     import numpy as np
 
     text = shakespeare.read_text()[:200_000]

@@ -25,7 +25,8 @@ from tuigpt.run.commands import Stop
 from tuigpt.run.events import Notice, RunState, StateChanged
 from tuigpt.run.metrics_log import read_metrics
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support import corpus
 from support import start_local, wait_for
 
 
@@ -44,7 +45,7 @@ def mounted(target: Path, *args: str) -> Iterator[Path]:
 
 def _config(tmp_path: Path, out_dir: Path, **values: object) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "out_dir": str(out_dir), "data_path": str(SHAKESPEARE), **values}))
+    path.write_text(yaml.safe_dump({**TINY, "out_dir": str(out_dir), "data_path": str(corpus.shakespeare()), **values}))
     return path
 
 
