@@ -202,7 +202,7 @@ def main(args: list[str]) -> int:
     from tuigpt.run.config import RESUME, SCRATCH
     from tuigpt.run.configfile import load_config
 
-    overrides = split_overrides(rest)
+    overrides = split_overrides(rest, parser.options())
     key, values = parse_compare(ns.compare) if ns.compare else ("", [""])
     with tempfile.TemporaryDirectory(prefix="tuigpt-bench-") as tmp:
         # every variant is checked before any is timed: a typo in the third value fails in a second, not minutes

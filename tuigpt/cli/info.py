@@ -269,7 +269,7 @@ def calibrate_main(args: list[str]) -> int:
     if ns.config is not None:
         from tuigpt.cli.args import split_overrides
 
-        overrides = split_overrides(rest)
+        overrides = split_overrides(rest, parser.options())
         if ns.threads is not None:
             overrides["num_threads"] = str(ns.threads)
         return calibrate_config(ns.config, overrides)

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from tuigpt.cli.args import HELP
+from tuigpt.cli.args import HELP, closest_command
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args[0] in SUBCOMMANDS:
             module = importlib.import_module(f"tuigpt.cli.{SUBCOMMANDS[args[0]]}")
             return int(module.main(args[1:]) if args[0] != "calibrate" else module.calibrate_main(args[1:]))
+        if not Path(args[0]).exists() and Path(args[0]).suffix not in (".yaml", ".yml", ".py") and (
+                meant := closest_command(args[0], list(SUBCOMMANDS))) is not None:
+            raise UserError(f"unknown command {args[0]!r}: did you mean `tuigpt {meant}`? (a config to train is a "
+                            f".yaml or .py file; see `tuigpt --help`)")
         from tuigpt.cli.train import main as train_main
 
         return train_main(args)

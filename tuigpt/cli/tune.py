@@ -160,7 +160,7 @@ def main(args: list[str]) -> int:
 
     from tuigpt.run.configfile import load_config
 
-    overrides = split_overrides(rest)
+    overrides = split_overrides(rest, parser.options())
     config = load_config(ns.config, overrides)
     if config.gradient_accumulation_steps % ns.ranks:
         raise UserError(f"gradient_accumulation_steps={config.gradient_accumulation_steps} is not divisible by "
