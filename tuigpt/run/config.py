@@ -84,6 +84,8 @@ class TrainConfig:
     stall_min_seconds: float = 30.0  # ...and never less than this many seconds
     alerts: bool = True  # bell + desktop notification (OSC 9/777) + toast or marked line on done, failure, trouble
     alert_command: str | None = None  # run on each alert, without a shell; the event JSON on stdin
+    plateau_evals: int = 0  # val loss not improved in this many evals in a row: an alert (0: never)
+    plateau_stop: bool = False  # ... and the run stops there, saving last.pt
     target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
     # --- files
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
@@ -154,6 +156,8 @@ class TrainConfig:
         _require(self.stall_factor == 0 or self.stall_factor >= MIN_STALL_FACTOR, "stall_factor", self.stall_factor,
                  f"must be 0 (off) or {range_text('stall_factor')}")
         split_command(self.alert_command or "")  # run without a shell: split as a shell would (bad quotes: UserError)
+        _require(not self.plateau_stop or self.plateau_evals > 0, "plateau_stop", self.plateau_stop,
+                 "needs plateau_evals: how many evals without a better val loss end the run (e.g. plateau_evals=5)")
 
 
 # The range of every numeric key: what the code can run. Integers end up in C types (seed, num_threads), floats
@@ -165,6 +169,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "n_layer": (1, 1_000), "n_head": (1, 1_024), "n_embd": (1, 65_536), "max_iters": (0, 10**12),
     "warmup_iters": (0, 10**12), "lr_decay_iters": (1, 10**12), "seed": (0, 2**32 - 1), "num_threads": (0, 4_096),
     "sample_max_new_tokens": (1, MAX_SAMPLE_TOKENS), "sample_top_k": (1, MAX_TOP_K), "nan_max_rewinds": (0, 100),
+    "plateau_evals": (0, 1_000_000),
 }
 # (low, high, low excluded, high excluded)
 FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -238,6 +243,7 @@ RESUME_POLICY: dict[str, str] = {
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
     "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
     "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
+    "plateau_evals": APPLY, "plateau_stop": APPLY,
     "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
