@@ -21,7 +21,7 @@ from tuigpt.engine.build import build
 from tuigpt.engine.chores import Chores
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
 from tuigpt.engine.gate import CommandGate
-from tuigpt.engine.health import LossWatch, StallWatch
+from tuigpt.engine.health import LossWatch, PlateauWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.schedule import lr_for
@@ -104,6 +104,9 @@ class Trainer(Chores):
         self._stall = StallWatch(self.bus.publish, self.config.stall_factor if self.rank == 0 else 0.0,
                                  self.config.stall_min_seconds)
         self.bus.subscribe(self._stall)
+        if self.rank == 0:  # evals are rank 0's to judge; a stop it sends reaches every rank
+            self.bus.subscribe(PlateauWatch(self.bus.publish, self.send, self.config.plateau_evals,
+                                            self.config.plateau_stop, self.config.max_iters))
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
         self._ahead: Launched | None = None  # the next step, queued on the device before the last one was read
