@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -29,6 +29,7 @@ from tuigpt.engine.device import resolve_device
 from tuigpt.engine.distributed import reseed
 from tuigpt.engine.nanogpt import from_nanogpt, is_nanogpt
 from tuigpt.run import fmt
+from tuigpt.run.commands import CheckpointNow, Command
 from tuigpt.run.config import (
     APPLY,
     KEEP,
@@ -42,6 +43,7 @@ from tuigpt.run.config import (
     TrainConfig,
 )
 from tuigpt.run.errors import UserError
+from tuigpt.run.events import CheckpointWritten, Event, IterationStats
 from tuigpt.run.files import remove_stale_temp_files
 from tuigpt.run.fmt import clip
 from tuigpt.run.rundir import BEST, LAST, RunDir
@@ -255,3 +257,24 @@ def restore_sampler(checkpoint: dict[str, Any], sampler: BatchSampler, rank: int
             f"from seed and iteration {iter_num}" if fresh else "")
     return sampler, (f"resume: the checkpoint was written by {saved_world} rank(s) with {len(states)} saved batch "
                      f"stream(s), this run has {world_size}{note}")
+
+
+class CheckpointTimer:
+    """``checkpoint_every_minutes``: after that long without a last.pt (from any cause: an eval, the `c` key, this),
+    asks for one at the next iteration boundary, whatever the eval interval, so a `kill -9` loses at most that much
+    training. Fed by the event bus; the checkpoint goes through the command gate, so every rank of several takes it
+    at the same iteration."""
+
+    def __init__(self, send: Callable[[Command], Any], minutes: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._send, self.seconds, self._clock = send, minutes * 60.0, clock
+        self._since = clock()  # the run's start counts as the last write: the untrained model is not worth one
+        self._asked = False
+
+    def __call__(self, event: Event) -> None:
+        if self.seconds <= 0:
+            return
+        if isinstance(event, CheckpointWritten) and Path(event.path).name == LAST:
+            self._since, self._asked = self._clock(), False
+        elif isinstance(event, IterationStats) and not self._asked and self._clock() - self._since >= self.seconds:
+            self._asked = self._send(CheckpointNow(reason="timer")) is None  # refused: one is waiting already

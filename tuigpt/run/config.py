@@ -35,6 +35,7 @@ class TrainConfig:
     eval_iters: int = 50  # batches per split averaged by each evaluation
     eval_only: bool = False  # evaluate once and exit (with --resume: the saved model)
     always_save_checkpoint: bool = True  # write last.pt at every eval; false: only when val loss improves
+    checkpoint_every_minutes: float = 0.0  # also write last.pt after this many minutes without one (0: off)
     init_from: str = "scratch"  # scratch | resume | a tuigpt or nanoGPT .pt | a Hugging Face GPT-2 folder | gpt2*
     # --- data
     dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text (your data_path)
@@ -179,6 +180,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "telemetry_interval": (0.0, 3600.0, False, False), "ddp_timeout": (1.0, 604_800.0, False, False),
     "nan_lr_factor": (0.0, 1.0, True, False), "stall_factor": (0.0, 1000.0, False, False),
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
+    "checkpoint_every_minutes": (0.0, 10_080.0, False, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
@@ -232,7 +234,7 @@ def path_problem(path: str | None) -> str | None:
 MATCH, APPLY, KEEP = "must match", "applied", "kept from the checkpoint"
 RESUME_POLICY: dict[str, str] = {
     "run_name": APPLY, "out_dir": APPLY, "eval_interval": APPLY, "log_interval": APPLY, "eval_iters": APPLY,
-    "eval_only": APPLY, "always_save_checkpoint": APPLY, "init_from": KEEP,
+    "eval_only": APPLY, "always_save_checkpoint": APPLY, "checkpoint_every_minutes": APPLY, "init_from": KEEP,
     "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
