@@ -23,6 +23,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
+       tuigpt report [RUN_DIR|NAME] [--out DIR] [--out_dir DIR]
        torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--headless] [--resume] [--key=value ...]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
@@ -55,6 +56,8 @@ subcommands (each has --help):
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N) and forget the
                   measured dtype/compile choices; with CONFIG: time that config's choices now
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
+  report          a run for the morning: Markdown with its loss, learning-rate and speed charts
+                  (PNG), every eval, where the time went, the samples eval by eval
   netcheck        under torchrun: will these ranks beat one process? the link, each
                   rank's compute, the predicted speed-up and a verdict
 
