@@ -21,6 +21,11 @@ from conftest import REPO
 from tuigpt.run.lock import RunLock
 
 
+def iterations(text: str) -> list[str]:
+    """The iteration lines (without their ETA, which a watcher works out from fewer iterations)."""
+    return [line.split(" | ETA")[0] for line in text.splitlines() if line.startswith("iter ")]
+
+
 def watch(*args: str, cwd: Path = REPO, stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "tuigpt", "watch", *args], cwd=cwd, env=env, stdin=stdin,
@@ -59,9 +64,7 @@ def test_watch_without_a_terminal_prints_lines_and_ends_with_the_run(tmp_path: P
     lines = out.splitlines()
     assert lines[0].startswith("tuigpt training live"), out
     assert any(line.startswith("eval iter 60 |") for line in lines), out
-    iterations = lambda text: [line.split(" | ETA")[0] for line in text.splitlines()  # noqa: E731
-                               if line.startswith("iter ")]  # (the ETA is the watcher's own, from fewer iterations)
-    assert iterations(out) == iterations(run.output())  # every line the run printed
+    assert iterations(out) == iterations(run.output())  # every line the run printed, once
     assert any(line.startswith("done at iter 120 in") for line in lines[-2:]), out
 
 
@@ -85,6 +88,7 @@ def test_watch_waits_for_a_run_that_is_still_setting_up(tmp_path: Path) -> None:
         lock.release()
     assert watcher.returncode == 0
     assert out.splitlines()[0].startswith("tuigpt training live") and "done at iter 20" in out
+    assert iterations(out) == iterations(run.output())  # the history replayed: each line once
 
 
 def test_watch_in_a_terminal_waits_for_a_named_run_to_appear(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tuigpt.cli.args import Parser
 from tuigpt.run.errors import UserError
-from tuigpt.run.events import Event, HistoryLoaded
+from tuigpt.run.events import Event, HistoryLoaded, IterationStats, RunStarted
 from tuigpt.run.exits import EXIT_OK
 from tuigpt.run.lock import holder
 from tuigpt.run.rundir import DEFAULT_OUT_DIR, LOCK_FILE, METRICS_FILE, resolve_run_dir
@@ -140,16 +140,23 @@ def follow_lines(path: Path) -> int:
     controller = WatchController(path, from_file=True)
     printer = HeadlessPrinter(sys.stdout)
     gone = threading.Event()
+    printed = [-1]  # the last iteration printed: the replay hands the latest one over twice (history, then "now")
+
+    def line(event: Event) -> None:
+        if isinstance(event, RunStarted):
+            printed[0] = -1  # a resumed session goes on from its checkpoint, below where the last one got
+        elif isinstance(event, IterationStats):
+            if event.iter <= printed[0]:
+                return
+            printed[0] = event.iter
+        printer(event)
 
     def show(event: Event) -> None:
         if gone.is_set():
             return
         try:
-            if isinstance(event, HistoryLoaded):  # the lines it printed then, in order
-                for past in event.events:
-                    printer(past)
-            else:
-                printer(event)
+            for each in event.events if isinstance(event, HistoryLoaded) else [event]:  # the history's lines first
+                line(each)
         except OSError:  # EPIPE: `tuigpt watch RUN | head` has read what it wanted
             gone.set()
 
