@@ -129,8 +129,9 @@ def test_a_disk_that_fills_during_the_run_is_exit_4_with_the_checkpoint_intact(t
             _fill(disk)
             filled.set()
 
-        threading.Thread(target=fill_after_the_first_checkpoint, daemon=True).start()
+        # the config first: without the corpus the test skips here, before a thread waits for a run that never starts
         config = _config(tmp_path, disk / "runs", max_iters=1_000_000, eval_interval=5, log_interval=1)
+        threading.Thread(target=fill_after_the_first_checkpoint, daemon=True).start()
         code, text = _main([str(config), "--headless"], capsys)
         assert filled.is_set()
         assert code == 4, text[-2000:]
