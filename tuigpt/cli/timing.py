@@ -55,6 +55,7 @@ class BenchResult:
     compile_reason: str = ""
     round_ms: list[float] = field(default_factory=list)  # mean ms/step of each round (one round outside a comparison)
     loads: list[float | None] = field(default_factory=list)  # per round: other processes' share of our CPUs
+    stretches: list[float | None] = field(default_factory=list)  # per round: the slowdown waiting for a CPU
     cpus: int = 1  # how many CPUs those shares are of
 
     @property
@@ -158,6 +159,7 @@ class Bench:
         self.step_ms: list[float] = []
         self.round_ms: list[float] = []
         self.loads: list[float | None] = []
+        self.stretches: list[float | None] = []
         self.cpus = 1
 
     def warm_up(self, steps: int, tick: Callable[[float], None] | None = None) -> None:
@@ -179,6 +181,7 @@ class Bench:
                 tick(ms)
         load = meter.stop(MIN_WINDOW_SECONDS)
         self.loads.append(load.others if load is not None else None)
+        self.stretches.append(load.stretch if load is not None else None)
         self.cpus = load.cpus if load is not None else self.cpus
         self.step_ms += times
         self.round_ms.append(statistics.fmean(times))
@@ -186,7 +189,7 @@ class Bench:
 
     def forget_rounds(self) -> None:
         """Before timing again: the rounds so far are void (the load changed under them)."""
-        self.step_ms, self.round_ms, self.loads = [], [], []
+        self.step_ms, self.round_ms, self.loads, self.stretches = [], [], [], []
 
     def finish(self) -> BenchResult:
         """Memory, one eval's forward time, and the result; the trainer is closed and freed."""
@@ -209,7 +212,7 @@ class Bench:
             compile_reason=trainer.compile_reason,
             gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if self.on_cuda else None,
             max_iters=config.max_iters, eval_interval=config.eval_interval, eval_iters=config.eval_iters,
-            round_ms=self.round_ms, loads=self.loads, cpus=self.cpus)
+            round_ms=self.round_ms, loads=self.loads, stretches=self.stretches, cpus=self.cpus)
         self.close()
         return result
 
@@ -291,11 +294,13 @@ def compare_configs(configs: list[tuple[str, Any]], *, steps: int, warmup: int, 
         retimed = None
         for attempt in range(2):
             shares: list[float | None] = []  # in the order the rounds ran
+            stretches: list[float | None] = []
             for r in range(rounds):
                 for bench in benches if r % 2 == 0 else benches[::-1]:
                     bench.time_round(per_round, tick)
                     shares.append(bench.loads[-1])
-            changed = load_change(shares, benches[0].cpus)
+                    stretches.append(bench.stretches[-1])
+            changed = load_change(shares, benches[0].cpus, stretches)
             if changed is None or attempt == 1:
                 break
             retimed = changed

@@ -42,6 +42,7 @@ class Row:
     split: Split
     ms: list[float] = field(default_factory=list)  # mean ms/iter of each round
     loads: list[float | None] = field(default_factory=list)  # per round: other processes' share of our CPUs
+    stretches: list[float | None] = field(default_factory=list)  # per round: the slowdown waiting for a CPU
     result: Any = None  # the last BenchResult
     failed: str | None = None  # "does not fit", or what went wrong
     versus: Verdict | None = None  # against the config as written, timed in the same rounds
@@ -111,6 +112,7 @@ def time_row(config_path: str, overrides: dict[str, str], row: Row, ranks: int, 
     load = meter.stop(MIN_WINDOW_SECONDS)
     row.ms.append(result.mean_ms)
     row.loads.append(load.others if load is not None else None)
+    row.stretches.append(load.stretch if load is not None else None)
     row.cpus = load.cpus if load is not None else row.cpus
     row.result = result
 
@@ -151,8 +153,11 @@ def tune(config_path: str, overrides: dict[str, str], config: Any, steps: int, w
         done += 1
         ms = f"{row.ms[-1]:.1f} ms/iter" if row.ms and row.failed is None else (row.failed or "n/a")
         load = row.loads[-1] if row.loads and row.failed is None else None
-        progress.update(done, f"{row.describe()}: {ms}"
-                        + (f" (other processes used {load * 100:.0f}% of our CPUs)" if load is not None else ""))
+        stretch = row.stretches[-1] if row.stretches and row.failed is None else None
+        others = [f"other processes used {load * 100:.0f}% of our CPUs" if load is not None else "",
+                  f"waiting for a CPU made it {stretch:.1f}x slower" if stretch is not None and stretch >= 1.05 else ""]
+        said = ", ".join(x for x in others if x)
+        progress.update(done, f"{row.describe()}: {ms}" + (f" ({said})" if said else ""))
 
     with tempfile.TemporaryDirectory(prefix="tuigpt-tune-") as tmp:
         def time_pass(group: list[Row]) -> LoadChange | None:
@@ -193,18 +198,20 @@ def _time_pass(config_path: str, overrides: dict[str, str], rows: list[Row], ran
     """Every row once a round, the order reversed every other round so slow spells hit rows alike; whether the
     load of other processes changed over the rounds (the rows' earlier rounds are forgotten first)."""
     shares: list[float | None] = []
+    stretches: list[float | None] = []
     cpus = 1
     for row in rows:
-        row.ms, row.loads = [], []
+        row.ms, row.loads, row.stretches = [], [], []
     for r in range(rounds):
         for row in rows if r % 2 == 0 else rows[::-1]:
             if row.failed is None:
                 time_row(config_path, overrides, row, ranks, steps, warmup, tmp, rows.index(row))
                 if row.failed is None:
                     shares.append(row.loads[-1])
+                    stretches.append(row.stretches[-1])
                     cpus = row.cpus
             tick(row)
-    return load_change(shares, cpus)
+    return load_change(shares, cpus, stretches)
 
 
 def _against(base: Row, row: Row) -> Verdict | None:

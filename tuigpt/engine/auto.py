@@ -72,7 +72,7 @@ def _entry(timing: Timing, machine: str) -> dict[str, Any]:
             "best_ms": timing.best_ms, "first_ms": timing.first_ms, "rounds": timing.rounds,
             "failed": timing.failed, "batch_measured": timing.batch_size, "seconds": timing.seconds,
             "warm_compile_ms": timing.warm_compile_ms, "measured_at": time.time(), "machine": machine,
-            "loads": timing.loads, "load_change": timing.load_change.to_dict() if timing.load_change else None,
+            "loads": timing.loads, "stretches": timing.stretches, "load_change": timing.load_change.to_dict() if timing.load_change else None,
             "retimed": timing.retimed.describe() if timing.retimed else None}
 
 
@@ -87,7 +87,9 @@ def _load_change(entry: dict[str, Any]) -> LoadChange | None:
     if not isinstance(data, dict):
         return None
     try:
-        return LoadChange(float(data["first"]), float(data["furthest"]), int(data["cpus"]))
+        stretch = data.get("stretch")
+        return LoadChange(float(data["first"]), float(data["furthest"]), int(data["cpus"]),
+                          (float(stretch[0]), float(stretch[1])) if isinstance(stretch, list) else None)
     except (KeyError, TypeError, ValueError):
         return None
 

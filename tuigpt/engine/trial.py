@@ -58,6 +58,7 @@ class Timing:
     failed: dict[str, str] = field(default_factory=dict)  # variant label -> why it could not run ("does not fit")
     skipped: str | None = None  # why the trial stopped after a's warm-up (stop_if said so)
     loads: list[float | None] = field(default_factory=list)  # per round: others' share of our CPUs (None: unknown)
+    stretches: list[float | None] = field(default_factory=list)  # per round: the slowdown waiting for a CPU
     cpus: int = 1  # how many CPUs those shares are of
     load_change: LoadChange | None = None  # the load moved during the rounds, twice: no answer to trust
     retimed: LoadChange | None = None  # the first rounds saw the load move and were timed again
@@ -174,7 +175,7 @@ def time_pair(args: ModelArgs, batch_size: int, device: torch.device, a: Variant
                         min_rounds, max_rounds)
                 if timing.load_change is not None:  # time again once, from scratch: the first rounds are void
                     timing.retimed, timing.load_change = timing.load_change, None
-                    timing.ratios, timing.loads = [], []
+                    timing.ratios, timing.loads, timing.stretches = [], [], []
                     _rounds(timing, runners[a.label], runners[b.label], x, y, steps, time.perf_counter(),
                             budget_seconds, min_rounds, max_rounds)
                 if b.compiled and not a.compiled:
@@ -205,13 +206,14 @@ def _rounds(timing: Timing, ra: _Runner, rb: _Runner, x: torch.Tensor, y: torch.
         ms = {r.variant.label: r.timed(x, y, steps) for r in order}
         load = meter.stop(MIN_WINDOW_SECONDS)
         timing.loads.append(load.others if load is not None else None)
+        timing.stretches.append(load.stretch if load is not None else None)
         timing.cpus = load.cpus if load is not None else timing.cpus
         for label, value in ms.items():
             per_variant[label].append(value)
         timing.ratios.append(ms[ra.variant.label] / ms[rb.variant.label])
     timing.ms = {label: statistics.median(values) for label, values in per_variant.items()}
     timing.best_ms = {label: min(values) for label, values in per_variant.items()}
-    timing.load_change = load_change(timing.loads, timing.cpus)
+    timing.load_change = load_change(timing.loads, timing.cpus, timing.stretches)
 
 
 def _warm_compile(variant: Variant, args: ModelArgs, device: torch.device, weight_decay: float, grad_clip: float,

@@ -7,8 +7,9 @@ Another process that starts or stops halfway through a timing makes whatever ran
 through the table; timed again idle, that split was 0.61x (issue 27). Alternating the order (a-b, b-a, ...) spreads
 a steady load over both; it cannot undo a load that changed. So a winner needs both:
 
-- the share of our CPUs other processes used (:mod:`tuigpt.telemetry.load` measures it around each timing) moved by
-  no more than LOAD_CHANGE between the first and the last timing; otherwise the caller times again once, then
+- the load held steady (:mod:`tuigpt.telemetry.load` measures it around each timing): the share of our CPUs other
+  processes used moved by no more than LOAD_CHANGE from the first timing, and the slowdown waiting for a CPU put on
+  this process (its "stretch") by no more than a factor STRETCH_CHANGE; otherwise the caller times again once, then
   refuses;
 - its speed-up, the median of the per-round ratios, beats 1 by more than the spread of those ratios (half their
   range: with two rounds, both rounds must agree).
@@ -26,6 +27,10 @@ from typing import Sequence
 # on a 2-core box reads the same in every round (it slows every variant alike); one that stops halfway moves the
 # share by ~0.5 of the CPUs it shared. 0.25 sits between the two and above the few-percent jitter of an idle box.
 LOAD_CHANGE = 0.25
+# ... and on a machine already saturated, where that share cannot move much (82% of a CPU before four busy loops
+# arrived, 96% after), the slowdown they impose does: a timing stretched 1.5x more than the first one was timed on
+# another machine, in effect. An idle box reads 1.0-1.1 from one timing to the next.
+STRETCH_CHANGE = 1.5
 
 
 def paired_ratios(a_ms: Sequence[float], b_ms: Sequence[float]) -> list[float]:
@@ -41,30 +46,47 @@ def spread(ratios: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class LoadChange:
-    """Other processes' share of our CPUs moved during a timing: from ``first`` (the first timing) to the share
-    furthest from it."""
+    """The load moved during a timing: other processes' share of our CPUs from ``first`` (the first timing) to
+    ``furthest`` (the reading furthest from it), and, when that is what moved, the slowdown they put on this process
+    (``stretch``: first, furthest)."""
 
     first: float
     furthest: float
     cpus: int
+    stretch: tuple[float, float] | None = None
 
     def describe(self) -> str:
-        """e.g. "other processes used 3% → 81% of 1 CPU"."""
-        return (f"other processes used {self.first * 100:.0f}% → {self.furthest * 100:.0f}% of {self.cpus} "
-                f"CPU{'s' * (self.cpus != 1)}")
+        """e.g. "other processes used 3% → 81% of 1 CPU", or "other processes slowed this one 1.1x → 4.0x (they
+        used 82% → 96% of 1 CPU)"."""
+        share = f"{self.first * 100:.0f}% → {self.furthest * 100:.0f}% of {self.cpus} CPU{'s' * (self.cpus != 1)}"
+        if self.stretch is None:
+            return f"other processes used {share}"
+        return f"other processes slowed this one {self.stretch[0]:.1f}x → {self.stretch[1]:.1f}x (they used {share})"
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {"first": round(self.first, 4), "furthest": round(self.furthest, 4), "cpus": self.cpus}
+    def to_dict(self) -> dict[str, object]:
+        return {"first": round(self.first, 4), "furthest": round(self.furthest, 4), "cpus": self.cpus,
+                "stretch": list(self.stretch) if self.stretch else None}
 
 
-def load_change(shares: Sequence[float | None], cpus: int) -> LoadChange | None:
-    """Whether the load moved by more than LOAD_CHANGE over timings in the order they ran (None: steady, or not
-    measurable: under two readings)."""
-    known = [s for s in shares if s is not None]
+def load_change(shares: Sequence[float | None], cpus: int,
+                stretches: Sequence[float | None] = ()) -> LoadChange | None:
+    """Whether the load moved, over timings in the order they ran: others' share by more than LOAD_CHANGE, or the
+    stretch by more than a factor STRETCH_CHANGE, from the first timing (None: steady, or not measurable)."""
+    known = [(k, s) for k, s in enumerate(shares) if s is not None]
     if len(known) < 2:
         return None
-    furthest = max(known, key=lambda s: abs(s - known[0]))
-    return LoadChange(known[0], furthest, cpus) if abs(furthest - known[0]) > LOAD_CHANGE else None
+    first = known[0][1]
+    _, furthest = max(known, key=lambda ks: abs(ks[1] - first))
+    if abs(furthest - first) > LOAD_CHANGE:
+        return LoadChange(first, furthest, cpus)
+    stretched = [(k, s) for k, s in enumerate(stretches) if s is not None and s > 0]
+    if len(stretched) >= 2:
+        (k0, s0), (k1, s1) = stretched[0], max(stretched, key=lambda ks: max(ks[1] / stretched[0][1],
+                                                                              stretched[0][1] / ks[1]))
+        if max(s1 / s0, s0 / s1) > STRETCH_CHANGE:
+            share = lambda k: shares[k] if k < len(shares) and shares[k] is not None else first  # noqa: E731
+            return LoadChange(share(k0), share(k1), cpus, (s0, s1))
+    return None
 
 
 @dataclass(frozen=True)

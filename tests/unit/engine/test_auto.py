@@ -72,6 +72,18 @@ def test_a_load_that_changed_while_timing_decides_nothing_and_is_not_cached(monk
     assert peak.cached_trial(auto.trial_key("dtype", CPU, ARGS, 4, 1, "|bfloat16")) is not None
 
 
+def test_on_a_saturated_machine_the_slowdown_is_what_shows_the_change() -> None:
+    """82% of a CPU taken by others before four busy loops arrived, 96% after: the share barely moves, the slowdown
+    put on this process does (measured on the team's 2-core box at load 14)."""
+    from tuigpt.run.rounds import load_change
+
+    assert load_change([0.82, 0.95, 0.96, 0.79], 1) is None
+    changed = load_change([0.82, 0.95, 0.96, 0.79], 1, [1.2, 4.1, 4.3, 1.1])
+    assert changed is not None and changed.describe() == ("other processes slowed this one 1.2x → 4.3x (they used "
+                                                          "82% → 96% of 1 CPU)")
+    assert load_change([0.82, 0.85], 1, [1.2, 1.5]) is None  # within STRETCH_CHANGE: a steady busy machine
+
+
 def test_dtype_reason_says_how_it_was_measured() -> None:
     _, why = auto.dtype_decision(dtype_entry(1.5, batch_measured=16, cached=True, measured_at=0), 64)
     assert "at 16 of 64 sequences" in why and "cached 19" in why
@@ -150,11 +162,17 @@ def test_a_short_run_skips_the_compile_trial_without_timing(monkeypatch: pytest.
     assert not on and "a ~15s run is too short to repay a compile" in why
 
 
+class UnmeasuredLoad:
+    def stop(self, min_seconds: float = 0.0) -> None:
+        return None
+
+
 def test_a_run_measures_once_says_so_and_trains_as_if_it_had_not(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
     from tuigpt.engine.trainer import Trainer
     from tuigpt.run.events import RunStarted
     from tuigpt.telemetry import cpuinfo
 
+    monkeypatch.setattr(trial, "LoadMeter", UnmeasuredLoad)  # a busy box's load changes would rightly void the trial
     info = cpuinfo.read_cpu_info()
     monkeypatch.setattr(cpuinfo, "read_cpu_info", lambda: cpuinfo.CpuInfo(
         info.model_name, info.arch, info.vendor, info.physical_cores, info.logical_cores,
