@@ -14,6 +14,9 @@ from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import split_batch, unsplittable_fix
 
 
+OPTIONS = ("--headless", "--resume", "--netcheck", "--nproc", "--compare", "--help")  # besides --key=value
+
+
 def main(args: list[str]) -> int:
     config_path, rest = args[0], args[1:]
     if config_path.startswith("--"):
@@ -42,7 +45,7 @@ def main(args: list[str]) -> int:
             return EXIT_OK
         else:
             remaining.append(token)
-    config, notices = load_config_with_notices(config_path, split_overrides(remaining))
+    config, notices = load_config_with_notices(config_path, split_overrides(remaining, OPTIONS))
     if config.init_from == RESUME:  # nanoGPT's way of saying --resume
         flags["--resume"] = True
     if nproc is not None:

@@ -18,9 +18,11 @@ from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
+from tuigpt.engine.schedule import unfinished_schedule
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
 from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.events import Notice
 from tuigpt.run.metrics_log import set_aside
 from tuigpt.run.numbers import BatchSplit, split_batch, unsplittable_fix
 
@@ -44,7 +46,7 @@ class Built:
     train_seconds: float = 0.0
     lr_scale: float = 1.0  # left by on_nan: rewind in an earlier session
     nan_rewinds: int = 0
-    notices: list[str] = field(default_factory=list)
+    notices: list[str | Notice] = field(default_factory=list)
 
 
 def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
@@ -103,6 +105,8 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size)
+    if (unfinished := unfinished_schedule(config)) is not None:  # a warning: a run can only be set up right at start
+        built.notices.append(Notice(level="warning", message=unfinished))
     if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
         checkpoints.check_room(built.model)
         checkpoints.remove_stale_temp_files()
