@@ -24,6 +24,7 @@ from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.files import read_regular
 from tuigpt.run.rundir import BEST, LAST
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -97,7 +98,7 @@ def hf_cache_snapshot(name: str) -> Path:
         for repo in (f"models--{name}", f"models--openai-community--{name}"):
             snapshots = root / repo / "snapshots"
             ref = root / repo / "refs" / "main"
-            candidates = [snapshots / ref.read_text().strip()] if ref.is_file() else []
+            candidates = [snapshots / _ref(ref)] if ref.is_file() else []
             candidates += sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True) \
                 if snapshots.is_dir() else []
             for snapshot in candidates:
@@ -107,6 +108,15 @@ def hf_cache_snapshot(name: str) -> Path:
                     f"cache ({', '.join(map(str, roots))}); download it once where there is internet (huggingface-cli "
                     f"download openai-community/{name} model.safetensors config.json --local-dir {name}) and set "
                     f"init_from to that folder")
+
+
+def _ref(ref: Path) -> str:
+    """The commit a Hugging Face cache's refs/main names ("" when it cannot be read as one: no snapshot then)."""
+    try:
+        name = read_regular(ref, 256).decode("ascii").strip()
+    except (OSError, ValueError):
+        return ""
+    return name if name and "/" not in name and name not in (".", "..") else ""
 
 
 # ---------------------------------------------------------------- starting a run from a source

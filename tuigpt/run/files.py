@@ -1,15 +1,24 @@
-"""File primitives every layer shares: one atomic write, one backwards line scan.
+"""File primitives every layer shares: one atomic write (of a file, or of a set of files), one bounded reader of
+the files we parse, one backwards line scan.
 
 An atomic write goes to a temporary file in the same directory (``.NAME.XXXX.tmp``), is flushed and
 fsynced, then renamed over the target, and the directory is fsynced: a crash at any moment leaves the
 old file or the new one, never a torn one. The temporary name pattern is what
-:func:`remove_stale_temp_files` recognises after a kill.
+:func:`remove_stale_temp_files` recognises after a kill. A set of files (an export) is written into a temporary
+folder and published in one step (:func:`atomic_folder`). Whatever a write has under way is a *leftover* until it
+is done: a process that must end at once (a second ctrl+c) removes them first (:func:`remove_leftovers`).
+
+Every file tuigpt parses that a user or another tool made (a config, meta.pkl, config.json, a shard, a checkpoint)
+is read through :func:`read_regular`: a regular file only (a FIFO would block forever, /dev/zero never ends, a
+directory is not a file), opened without blocking, and at most a stated number of bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -18,6 +27,34 @@ from typing import IO, Iterator
 from tuigpt.run.fmt import clip
 
 TEMP_SUFFIX = ".tmp"
+# paths a write has under way (temporary files and folders, a control socket): removed by remove_leftovers when the
+# process must end at once. Values: the inode to match (None: any), so a newer file at the path is left alone.
+_LEFTOVERS: dict[Path, int | None] = {}
+
+
+def track_leftover(path: Path, inode: int | None = None) -> None:
+    """``path`` is ours until :func:`forget_leftover`: an exit that cannot wait removes it (see remove_leftovers)."""
+    _LEFTOVERS[Path(path)] = inode
+
+
+def forget_leftover(path: Path) -> None:
+    _LEFTOVERS.pop(Path(path), None)
+
+
+def remove_leftovers() -> None:
+    """Remove every tracked leftover now (the process is about to end without unwinding: a second signal)."""
+    for path, inode in list(_LEFTOVERS.items()):
+        try:
+            st = os.lstat(path)
+            if inode is not None and st.st_ino != inode:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+        _LEFTOVERS.pop(path, None)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -44,6 +81,7 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)
+    track_leftover(tmp)
     try:
         if mode != 0o600:
             os.fchmod(fd, mode)
@@ -55,7 +93,113 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        forget_leftover(tmp)
     fsync_dir(path.parent)
+
+
+# errors of a write that no choice of path fixes: no room, or a failing disk (exit 4, not 2)
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def write_failure(exc: OSError, target: Path, fix: str) -> Exception:
+    """The one-line error for an output that could not be written: CannotWrite (exit 4) when the disk is full or
+    failing, UserError (exit 2) when the path itself is wrong (a file in the way, no permission, read-only)."""
+    from tuigpt.run.errors import CannotWrite, UserError
+
+    why = exc.strerror or str(exc)
+    where = clip(str(getattr(exc, "filename", None) or target), 200)
+    if exc.errno in NO_ROOM:
+        return CannotWrite(f"cannot write {where} ({why}): nothing was written; free disk space and try again")
+    return UserError(f"cannot write {where} ({why}): {fix}")
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, mode: int = 0o700) -> Iterator[Path]:
+    """A set of files that appear together or not at all: the block writes them into the folder it is given; when
+    it ends without error they are fsynced and published in one step, and on any error nothing is left.
+
+    A ``target`` that does not exist is made by renaming a temporary folder beside it (``.NAME.XXXX.tmp``) into
+    place. Into a folder that exists, each file is hard-linked from a temporary folder inside it, and a name that
+    exists by then (a file, a link, a dangling link) is never replaced: FileExistsError, and the files linked
+    before it are taken back. ``mode``: the permission bits of a folder made here.
+    """
+    target = Path(target)
+    existing = os.path.lexists(target)
+    if existing and not target.is_dir():
+        raise FileExistsError(errno.EEXIST, "a file is in the way of the output folder", str(target))
+    made = _make_parents(target.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
+                                    dir=target if existing else target.parent))
+    except BaseException:
+        _remove_empty(made)
+        raise
+    track_leftover(tmp)
+    try:
+        if not existing:
+            os.chmod(tmp, mode)
+        yield tmp
+        for name in os.listdir(tmp):
+            _fsync_file(tmp / name)
+        fsync_dir(tmp)
+        if existing:
+            _link_all(tmp, target)
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, target)  # an empty folder made meanwhile is replaced; one with files: ENOTEMPTY
+        fsync_dir(target if existing else target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+        raise
+    finally:
+        forget_leftover(tmp)
+
+
+def _link_all(source: Path, target: Path) -> None:
+    linked: list[Path] = []
+    try:
+        for name in sorted(os.listdir(source)):
+            os.link(source / name, target / name)  # EEXIST for anything at that name, a dangling link included
+            linked.append(target / name)
+    except BaseException:
+        for path in linked:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Make ``directory`` and its missing parents; those made, deepest first (removed again on failure)."""
+    missing = []
+    while not os.path.lexists(directory) and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.insert(0, d)
+    except BaseException:
+        _remove_empty(made)
+        raise
+    return made
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -153,29 +297,73 @@ def repair_torn_tail(path: Path) -> None:
             f.truncate(keep)
 
 
-def read_user_text(path: Path, what: str, fix: str, max_bytes: int | None = None) -> str:
-    """A user's text file (config, data), strictly UTF-8; every way it can be unusable is a one-line UserError.
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, read through :func:`open_regular` (a FIFO, a device or a directory is an
+    OSError, and cannot block); :class:`FileTooBig` when it holds more than ``max_bytes``."""
+    with open_regular(path) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooBig(f"{path} is more than {max_bytes:,} bytes")
+    return data
 
-    Only regular files are read: a FIFO would block forever and /dev/zero never ends. ``what`` names the file in
-    errors ("config file", "data file"); ``fix`` says what to give instead.
-    """
+
+class FileTooBig(ValueError):
+    """A file holds more bytes than its reader takes."""
+
+
+def read_user_bytes(path: Path, what: str, fix: str, max_bytes: int) -> bytes:
+    """A file a user or another tool made, that tuigpt parses (a config, meta.pkl, config.json): a regular file of
+    at most ``max_bytes``; every way it can be unusable is a one-line UserError naming ``what`` and ``fix``."""
     from tuigpt.run.errors import UserError
 
     shown = clip(str(path), 200)
     st = stat_regular(path, what, fix)
-    if max_bytes is not None and st.st_size > max_bytes:
+    if st.st_size > max_bytes:
         raise UserError(f"{what} {shown} is {st.st_size:,} bytes, more than the {max_bytes:,} a {what} may be: {fix}")
     try:
-        with open_regular(path) as f:
-            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        return read_regular(path, max_bytes)
+    except FileTooBig:
+        raise UserError(f"{what} {shown} is more than the {max_bytes:,} bytes a {what} may be: {fix}") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
-    if max_bytes is not None and len(raw) > max_bytes:
-        raise UserError(f"{what} {shown} is more than the {max_bytes:,} bytes a {what} may be: {fix}")
+
+
+def read_user_text(path: Path, what: str, fix: str, max_bytes: int) -> str:
+    """A user's text file (config, data), strictly UTF-8, through :func:`read_user_bytes`; a file that is not UTF-8
+    is a one-line UserError too. ``what`` names the file in errors ("config file", "data file"); ``fix`` says what
+    to give instead."""
+    from tuigpt.run.errors import UserError
+
+    raw = read_user_bytes(path, what, fix, max_bytes)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {shown} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from None
+        raise UserError(f"{what} {clip(str(path), 200)} is not UTF-8 text (bad byte at offset {exc.start}): "
+                        f"{fix}") from None
+
+
+def optional_user_file(path: Path, what: str, fix: str) -> bool:
+    """Whether an optional file (meta.pkl beside a checkpoint) is there to read: False when nothing is at the path;
+    True for a regular file; a UserError when something else is (a FIFO, a directory, a link to a device or to
+    nothing), which would otherwise be passed over without a word."""
+    if not os.path.lexists(path):
+        return False
+    stat_regular(path, what, fix)
+    return True
+
+
+def resolved_within(path: Path, roots: list[Path], what: str, fix: str) -> Path:
+    """``path`` with its links resolved, which must lie inside one of ``roots`` (a model folder's own files, not a
+    link out of it to a file elsewhere); a one-line UserError naming where it leads otherwise."""
+    from tuigpt.run.errors import UserError
+
+    real = Path(os.path.realpath(path))
+    for root in roots:
+        top = Path(os.path.realpath(root))
+        if real == top or top in real.parents:
+            return real
+    raise UserError(f"{what} {clip(str(path), 200)} leads outside {clip(str(roots[0]), 200)} (to "
+                    f"{clip(str(real), 200)}): {fix}")
 
 
 def open_regular(path: Path) -> IO[bytes]:
