@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 128 + signal.SIGINT

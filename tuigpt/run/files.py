@@ -98,6 +98,54 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     fsync_dir(path.parent)
 
 
+def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file that must not exist yet, atomically: FileExistsError when anything is at ``path`` by the time it
+    is published (a file made meanwhile, a link, a dangling link), which is never replaced."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
+    track_leftover(tmp)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # EEXIST for anything at that name: the check and the write are one step
+    finally:
+        tmp.unlink(missing_ok=True)
+        forget_leftover(tmp)
+    fsync_dir(path.parent)
+
+
+def rewrite_in_place(path: Path, data: bytes) -> str | None:
+    """Replace the contents of an existing file the user named, keeping what makes it theirs: a symbolic link is
+    followed (the real file is written, the link stays), the mode is kept, and so are hard links. A file with one
+    link is replaced atomically (a crash leaves the old or the new text); a file with several links is written in
+    place, which keeps them but is not atomic, after the new text was written beside it once (so a full disk fails
+    before the file is touched). Returns a note saying so, or None."""
+    real = Path(os.path.realpath(path))
+    st = os.stat(real)
+    if st.st_nlink == 1:
+        atomic_write(real, data, mode=stat.S_IMODE(st.st_mode))
+        return None
+    atomic_write(real.with_name(f".{real.name}.new{TEMP_SUFFIX}"), data)  # room for it, proven first
+    try:
+        fd = os.open(real, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        real.with_name(f".{real.name}.new{TEMP_SUFFIX}").unlink(missing_ok=True)
+    return (f"{path} has {st.st_nlink} hard links, so it was written in place to keep them (not atomically: the "
+            f"same text is not kept elsewhere)")
+
+
 # errors of a write that no choice of path fixes: no room, or a failing disk (exit 4, not 2)
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
 
