@@ -73,6 +73,13 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
         raise damaged(path, "train_seconds", f"must be a number of seconds, not {_describe(state['train_seconds'])}")
     if "world_size" in state and not _int(state["world_size"], 1, 1 << 20):
         raise damaged(path, "world_size", f"must be a positive integer, not {_describe(state['world_size'])}")
+    if "lr_scale" in state and not (_real(state["lr_scale"]) and 0 < state["lr_scale"] <= 1):
+        raise damaged(path, "lr_scale", f"must be a number in (0, 1], not {_describe(state['lr_scale'])}")
+    if "nan_rewinds" in state and not _int(state["nan_rewinds"], 0, MAX_ITER):
+        raise damaged(path, "nan_rewinds", f"must be a count, not {_describe(state['nan_rewinds'])}")
+    notices = state.get("notices", [])
+    if not (isinstance(notices, list) and all(isinstance(n, str) for n in notices)):
+        raise damaged(path, "notices", f"must be a list of lines, not {_describe(notices)}")
     if for_training:
         _optimizer_layout(state.get("optimizer"), path)
         if "scaler" in state and not isinstance(state["scaler"], dict):

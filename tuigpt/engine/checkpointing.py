@@ -8,6 +8,7 @@ refuses the resume, an applied change is reported, a kept key keeps the checkpoi
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -179,13 +180,19 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
     return {
         "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(), "model_args": model_args, "config": config.to_dict(), "iter_num": iter_num,
-        "best_val_loss": best_val_loss, "last_val_loss": last_val_loss, "tokenizer": data.tokenizer.to_meta(),
+        # an eval that diverged (NaN/Inf) is stored as none: the weights are finite, and the file must stay loadable
+        "best_val_loss": _finite(best_val_loss), "last_val_loss": _finite(last_val_loss),
+        "tokenizer": data.tokenizer.to_meta(),
         "dataset": data.dataset, "rng": rng, "sampler": sampler,
         # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
         "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
         # the NaN rewinds so far and the learning-rate scale they left (a resume keeps them)
         **(health or {}),
     }
+
+
+def _finite(loss: float | None) -> float | None:
+    return loss if loss is not None and math.isfinite(loss) else None
 
 
 def restore_weights(checkpoint: dict[str, Any], path: Path, model: torch.nn.Module,
