@@ -22,9 +22,12 @@ behind is dropped. Iterations are streamed at most 20 times a second. Messages a
 :mod:`tuigpt.run.records`.
 
 No same-user client can break it: every message gets a reply (a handler that fails answers with an error
-and the connection goes on), a connection that has not subscribed and sends nothing for IDLE_TIMEOUT is
-closed, at most MAX_CLIENTS are served (the next is told why), and the server's notices are budgeted, so
-a client looping on connect or garbage cannot grow metrics.jsonl without bound.
+and the connection goes on), a connection that has not subscribed and sends no message for IDLE_TIMEOUT is
+closed, a line begun must end within LINE_DEADLINE (a deadline per line, not per byte: a client trickling one
+byte every few seconds, or blank lines, resets nothing), at most MAX_CLIENTS are served (the next is told why)
+and at most MAX_PENDING of them may be connections that have not subscribed: past that the oldest of those gives
+its slot to the newcomer, so slow or idle clients can never lock a watcher out. The server's notices are
+budgeted, so a client looping on connect or garbage cannot grow metrics.jsonl without bound.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ CLIENT_QUEUE = 4096  # event lines held for a client before it counts as dead
 SEND_TIMEOUT = 5.0  # seconds a client may take to read one line
 MAX_REJECTS = 20  # bad messages before a client is dropped (bounds what garbage can write into the log)
 MAX_CLIENTS = 16
+MAX_PENDING = 8  # connections not subscribed yet (a ping, a command, a slow or idle client): the rest are watchers'
 IDLE_TIMEOUT = 10.0  # seconds a connection may stay without subscribing or sending a message
+LINE_DEADLINE = 10.0  # seconds from a line's first byte to its newline
 BACKLOG = 64  # connections the kernel queues before accept
 ITER_EVERY = 0.05  # seconds between streamed iterations: a tiny model runs 1000 it/s, a chart needs 20/s
 
@@ -67,7 +72,8 @@ class _Client:
         self.closed = threading.Event()
         self.out: queue.Queue[bytes | None] = queue.Queue(maxsize=CLIENT_QUEUE)
         self.rejects = 0
-        self.active_at = time.monotonic()  # the last message, or the connection
+        self.connected_at = self.active_at = time.monotonic()  # active: the last message, or the connection
+        self.line_since: float | None = None  # when the line being received began
         conn.settimeout(SEND_TIMEOUT)
         threading.Thread(target=self._read, name=f"tuigpt-control-{number}-in", daemon=True).start()
         self.writer = threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True)
@@ -126,30 +132,45 @@ class _Client:
                 try:
                     lines = reader.read()
                 except socket.timeout:
-                    if not self.subscribed and time.monotonic() - self.active_at > IDLE_TIMEOUT:
-                        self._reply({"ok": False, "cmd": None, "error": f"idle for {IDLE_TIMEOUT:g} s without "
-                                     f"subscribing: closed (send {{\"cmd\": \"subscribe\"}} to stay connected)"})
-                        self.close(f"{self.name} dropped: idle", flush=True)
-                        return
-                    continue
+                    lines = []
                 except LineTooLong as exc:
                     self._reject(str(exc))
                     self.close(f"{self.name} dropped: it sent a {exc}", flush=True)
                     return
                 if lines is None:
                     break
-                self.active_at = time.monotonic()
                 for line in lines:
+                    if not line.strip():
+                        continue  # a blank line is no message: it keeps nothing alive
+                    self.active_at = time.monotonic()
                     try:
                         self._handle(line)
                     except Exception as exc:  # a handler's bug must cost this message, never the slot
                         self._reject(f"the run could not handle this message ({type(exc).__name__})")
                     if self.closed.is_set():
                         return
+                if self._overstayed(reader.pending):
+                    return
         except OSError:
             pass
         finally:
             self.close()
+
+    def _overstayed(self, pending: int) -> bool:
+        """Drop a client whose line has been arriving for LINE_DEADLINE, or that has not subscribed and sent no
+        message for IDLE_TIMEOUT (bytes alone never count as activity); True when it was dropped."""
+        now = time.monotonic()
+        self.line_since = (self.line_since or now) if pending else None
+        if self.line_since is not None and now - self.line_since > LINE_DEADLINE:
+            why = f"a line begun {LINE_DEADLINE:g} s ago never ended"
+        elif not self.subscribed and now - self.active_at > IDLE_TIMEOUT:
+            why = f"idle for {IDLE_TIMEOUT:g} s without subscribing"
+        else:
+            return False
+        self._reply({"ok": False, "cmd": None, "error": f"{why}: closed (send {{\"cmd\": \"subscribe\"}} to stay "
+                     f"connected)"})
+        self.close(f"{self.name} dropped: {why}", flush=True)
+        return True
 
     def _reply(self, obj: dict[str, Any]) -> None:
         self.push(dumps({"type": "reply", **obj}))
@@ -249,6 +270,10 @@ class ControlServer:
         listener, self._listener = self._listener, None
         if listener is not None:
             try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept thread (a close alone leaves it blocked)
+            except OSError:
+                pass
+            try:
                 listener.close()
             except OSError:
                 pass
@@ -296,16 +321,27 @@ class ControlServer:
             if uid is not None and uid != os.getuid():
                 self._refuse(conn, f"refused a connection from uid {uid}: only uid {os.getuid()} may control this run")
                 continue
-            with self._lock:
-                if len(self._clients) >= MAX_CLIENTS:
-                    full = True
-                else:
-                    full = False
-                    self._count += 1
-                    client = _Client(self, conn, self._count)
-                    self._clients.append(client)
-            if full:
+            evict = self._slot_for_newcomer()
+            if evict is False:
                 self._refuse(conn, f"refused a connection: {MAX_CLIENTS} watchers already connected")
+                continue
+            if evict is not None:
+                evict._reply({"ok": False, "cmd": None, "error": "closed: a newer connection needed the slot of one "
+                              "that had not subscribed"})
+                evict.close(f"{evict.name} dropped: it had not subscribed, and a newer connection needed its slot",
+                            flush=True)
+            with self._lock:
+                self._count += 1
+                self._clients.append(_Client(self, conn, self._count))
+
+    def _slot_for_newcomer(self) -> _Client | None | bool:
+        """None: there is room; a client: the oldest not subscribed, whose slot the newcomer takes; False: every
+        slot is a watcher's."""
+        with self._lock:
+            pending = [c for c in self._clients if not c.subscribed and not c.closed.is_set()]
+            if len(self._clients) < MAX_CLIENTS and len(pending) < MAX_PENDING:
+                return None
+        return min(pending, key=lambda c: c.connected_at) if pending else False
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
         try:
