@@ -203,7 +203,8 @@ def write_config(source: str, target: str, keys: dict[str, str]) -> str | None:
     """CONFIG's text with ``keys`` set: existing lines edited in place (comments kept), missing keys appended. Into
     CONFIG itself the real file is rewritten keeping its links and mode; a new file gets CONFIG's mode and is never
     put over a file that appeared meanwhile. Returns a note to show, or None."""
-    from tuigpt.run.files import create_new, read_user_text, rewrite_in_place, write_failure
+    from tuigpt.run.files import create_new, rewrite_in_place, write_failure
+    from tuigpt.run.user_files import read_user_text
 
     text = read_user_text(Path(source), "config file", "pass a YAML config file", max_bytes=MAX_CONFIG_BYTES)
     for key, value in keys.items():

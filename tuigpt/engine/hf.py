@@ -28,7 +28,7 @@ from tuigpt.engine.checkpoint_check import MAX_VOCAB, check_weights, tokenizer_f
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run.config import INT_RANGES
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_bytes, resolved_within, stat_regular
+from tuigpt.run.user_files import read_user_bytes, resolved_within, stat_regular
 from tuigpt.run.fmt import clip, shown
 
 WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigpt.json", "model.safetensors.index.json"

@@ -24,7 +24,7 @@ from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_regular
+from tuigpt.run.user_files import read_regular
 from tuigpt.run.rundir import BEST, LAST
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")

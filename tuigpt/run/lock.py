@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
+from tuigpt.run.interrupts import holding
 from tuigpt.run.rundir import LOCK_FILE, METRICS_FILE
 
 RETRY_SECONDS = 0.2  # a `tuigpt runs` probe holds a shared lock for microseconds: a start retries past it
@@ -45,8 +46,13 @@ class RunLock:
     @classmethod
     def acquire(cls, run_dir: str | Path, dir_mode: int = 0o700) -> RunLock:
         """Make the run directory if needed and lock it; UserError naming the holder, or why the folder (or its
-        metrics.jsonl) is unusable. ``dir_mode`` applies to a directory made here (an existing one keeps its mode)."""
-        run_dir = Path(run_dir)
+        metrics.jsonl) is unusable. ``dir_mode`` applies to a directory made here (an existing one keeps its mode).
+        A stop signal waits until it is done (a directory made, then left behind by ctrl+c, would be a trace)."""
+        with holding():
+            return cls._acquire(Path(run_dir), dir_mode)
+
+    @classmethod
+    def _acquire(cls, run_dir: Path, dir_mode: int) -> RunLock:
         created = _make_dir(run_dir, dir_mode)
         deadline = time.monotonic() + RETRY_SECONDS
         while True:
@@ -119,7 +125,11 @@ class RunLock:
 
     def release(self, remove_dir: bool = False) -> None:
         """Give the lock back (idempotent). ``remove_dir``: a directory this process made is removed when it
-        is empty again (a start that failed leaves no trace)."""
+        is empty again (a start that failed leaves no trace). Never interrupted half-way by a stop signal."""
+        with holding():
+            self._release(remove_dir)
+
+    def _release(self, remove_dir: bool) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_text
+from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
 
 MAX_CONFIG_BYTES = 1 << 20

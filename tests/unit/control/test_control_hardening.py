@@ -11,6 +11,7 @@ import pytest
 from support import wait_for
 from support.live_run import Client
 
+from tuigpt.control import connection
 from tuigpt.control import server as control_server
 from tuigpt.control.budget import NOTICE_BURST, NoticeBudget
 from tuigpt.control.server import MAX_CLIENTS, ControlServer
@@ -67,7 +68,7 @@ def test_a_handler_that_fails_answers_and_keeps_the_slot(served, monkeypatch: py
     def broken(message: dict) -> object:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(control_server, "command_from_message", broken)
+    monkeypatch.setattr(connection, "command_from_message", broken)
     c = Client(path)
     c.send({"cmd": "pause"})
     reply = c.read()
@@ -93,9 +94,9 @@ def test_idle_trickling_and_blank_line_clients_are_closed_whatever_bytes_they_se
     import threading
 
     server, path, _, notices = served
-    monkeypatch.setattr(control_server, "IDLE_TIMEOUT", 1.0)
-    monkeypatch.setattr(control_server, "LINE_DEADLINE", 0.3)
-    monkeypatch.setattr(control_server, "SEND_TIMEOUT", 0.1)  # the reader's poll
+    monkeypatch.setattr(connection, "IDLE_TIMEOUT", 1.0)
+    monkeypatch.setattr(connection, "LINE_DEADLINE", 0.3)
+    monkeypatch.setattr(connection, "SEND_TIMEOUT", 0.1)  # the reader's poll
     idle, trickle, blank = Client(path), Client(path), Client(path)
     stop = threading.Event()
 

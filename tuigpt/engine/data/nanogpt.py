@@ -20,7 +20,7 @@ import numpy as np
 
 from tuigpt.engine.data.tokenizer import CharTokenizer, TiktokenTokenizer, Tokenizer
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import optional_user_file, read_user_bytes
+from tuigpt.run.user_files import optional_user_file, read_user_bytes
 from tuigpt.run.fmt import shown
 
 # the vocabulary of tiny Shakespeare, in id order: nanoGPT's data/shakespeare_char/prepare.py makes it as
