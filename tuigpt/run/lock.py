@@ -169,6 +169,13 @@ def holder(run_dir: str | Path) -> int | None:
         os.close(fd)
 
 
+def refuse_if_held(run_dir: str | Path) -> None:
+    """UserError naming the holder when a process holds the run directory's lock (a launcher's check before it
+    starts the processes that would each take it)."""
+    if holder(run_dir) is not None:
+        raise _in_use(Path(run_dir))
+
+
 def check_metrics_writable(run_dir: Path) -> None:
     """UserError unless metrics.jsonl can be appended to (checked before anything is written)."""
     path = run_dir / METRICS_FILE
