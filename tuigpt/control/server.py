@@ -47,7 +47,7 @@ from tuigpt.control.connection import Connection
 from tuigpt.control.wire import is_live, peer_uid, socket_path
 from tuigpt.run.commands import Command
 from tuigpt.run.events import Event, IterationStats, Notice
-from tuigpt.run.files import forget_leftover, track_leftover
+from tuigpt.run.interrupts import forget_leftover, track_leftover
 from tuigpt.run.records import dumps, event_record
 
 MAX_CLIENTS = 16

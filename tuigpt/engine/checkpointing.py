@@ -56,6 +56,7 @@ class ResumePoint:
     checkpoint: dict[str, Any]
     config: TrainConfig
     notices: list[str] = field(default_factory=list)
+    path: Path | None = None  # the file it was read from (last.pt, or nanoGPT's ckpt.pt): what errors name
 
 
 class CheckpointManager:
@@ -126,7 +127,7 @@ class CheckpointManager:
         if checkpoint["iter_num"] >= config.max_iters and not config.eval_only:
             raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
                             f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
-        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices)
+        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices, path)
 
     @staticmethod
     def _open_nanogpt(path: Path) -> dict[str, Any]:

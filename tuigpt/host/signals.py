@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Any, Callable
 
-from tuigpt.run.files import remove_leftovers
+from tuigpt.run.interrupts import remove_leftovers
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

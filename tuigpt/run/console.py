@@ -10,7 +10,9 @@ import _thread
 import os
 import sys
 import time
-from typing import Callable, TextIO
+TYPE_CHECKING = False  # typing itself is not imported: this module runs before signals are handled
+if TYPE_CHECKING:
+    from typing import Callable, TextIO
 
 EXIT_PATIENCE = 3.0  # seconds a last line may take to go out before it is given up
 

@@ -6,7 +6,8 @@ fsynced, then renamed over the target, and the directory is fsynced: a crash at 
 old file or the new one, never a torn one. The temporary name pattern is what
 :func:`remove_stale_temp_files` recognises after a kill. A set of files (an export) is written into a temporary
 folder and published in one step (:func:`atomic_folder`). Whatever a write has under way is a *leftover* until it
-is done: a process that must end at once (a second ctrl+c) removes them first (:func:`remove_leftovers`).
+is done: a process that must end at once (a second ctrl+c) removes them first
+(:func:`tuigpt.run.interrupts.remove_leftovers`).
 """
 
 from __future__ import annotations
@@ -21,38 +22,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from tuigpt.run.fmt import clip
+from tuigpt.run.interrupts import forget_leftover, track_leftover
 
 TEMP_SUFFIX = ".tmp"
-# paths a write has under way (temporary files and folders, a control socket): removed by remove_leftovers when the
-# process must end at once. Values: the inode to match (None: any), so a newer file at the path is left alone.
-_LEFTOVERS: dict[Path, int | None] = {}
-
-
-def track_leftover(path: Path, inode: int | None = None) -> None:
-    """``path`` is ours until :func:`forget_leftover`: an exit that cannot wait removes it (see remove_leftovers)."""
-    _LEFTOVERS[Path(path)] = inode
-
-
-def forget_leftover(path: Path) -> None:
-    _LEFTOVERS.pop(Path(path), None)
-
-
-def remove_leftovers() -> None:
-    """Remove every tracked leftover now (the process is about to end without unwinding: a second signal)."""
-    for path, inode in list(_LEFTOVERS.items()):
-        try:
-            st = os.lstat(path)
-            if inode is not None and st.st_ino != inode:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
-        except OSError:
-            pass
-        _LEFTOVERS.pop(path, None)
-
-
 def fsync_dir(directory: Path) -> None:
     """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
     try:

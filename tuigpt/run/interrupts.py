@@ -6,7 +6,12 @@ Two places must not be interrupted, and a signal that arrives in one is held, th
 as soon as it has left it: an import (an extension module whose initialisation is interrupted cannot be loaded
 again in the same process — numpy's "cannot load module more than once per process" turned a SIGTERM during
 ``import torch`` into exit 1), and a section marked with :func:`holding` (taking or giving back a run folder's lock,
-which must happen whole). Only builtin modules: the process entry imports this before anything else.
+which must happen whole). An import while the process holds nothing to give back (:func:`claim`) need not be
+waited for: the process ends there, at once, with its one line.
+
+The paths a write has under way (temporary files and folders, a control socket) are registered here too, so an end
+that cannot wait — this one, or a second ctrl+c — removes them first (:func:`remove_leftovers`). Only builtin modules
+and :mod:`tuigpt.run.console`: the process entry imports this before anything else.
 """
 
 from __future__ import annotations
@@ -14,9 +19,15 @@ from __future__ import annotations
 import _signal
 import _thread
 import contextlib
+import os
+import stat
 import sys
 import time
-from typing import Any, Iterator
+TYPE_CHECKING = False  # typing itself is not imported: this module runs before signals are handled
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
+from tuigpt.run.console import say
 
 STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _NAMES = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM", _signal.SIGHUP: "SIGHUP"}
@@ -24,6 +35,7 @@ _MAIN = _thread.get_ident()  # imported on the main thread (by the entry, or the
 _held: list[int] = []  # signals that arrived where they must wait, raised again once it is left
 _watching = [False]
 _sections = [0]  # holding() sections the main thread is in
+_claims = [0]  # things a stop must unwind to give back (a run folder's lock): without any, it may end at once
 
 
 class Stopped(BaseException):
@@ -41,7 +53,12 @@ def signal_name(signum: int) -> str:
 
 def stop_handler(signum: int, frame: Any) -> None:
     """Raise the stop as an exception on the main thread, unless it is in an import or a held section: then the
-    signal waits for it to end."""
+    signal waits for it to end — or, in an import while nothing is claimed (no run folder touched yet: the usual
+    case, ``import torch`` at the start), the process ends at once, with its one line."""
+    if _must_wait(frame) and not _sections[0] and not _claims[0]:
+        remove_leftovers()
+        say("interrupted" if signum == _signal.SIGINT else f"stopped by {signal_name(signum)}")
+        os._exit(128 + signum)
     if _must_wait(frame):
         if signum not in _held:
             _held.append(signum)
@@ -78,6 +95,15 @@ def holding() -> Iterator[None]:
         _sections[0] -= 1
 
 
+def claim() -> None:
+    """Something a stop must unwind to give back is now held (a run folder's lock)."""
+    _claims[0] += 1
+
+
+def unclaim() -> None:
+    _claims[0] = max(0, _claims[0] - 1)
+
+
 def _must_wait(frame: Any) -> bool:
     if _sections[0]:
         return True
@@ -96,3 +122,35 @@ def _raise_when_free() -> None:
     _watching[0] = False
     while _held:
         _signal.pthread_kill(_MAIN, _held.pop(0))
+
+
+# paths a write has under way (temporary files and folders, a control socket): removed by remove_leftovers when the
+# process must end at once. Values: the inode to match (None: any), so a newer file at the path is left alone.
+_LEFTOVERS: dict[str, int | None] = {}
+
+
+def track_leftover(path: str | os.PathLike[str], inode: int | None = None) -> None:
+    """``path`` is ours until :func:`forget_leftover`: an end that cannot wait removes it (see remove_leftovers)."""
+    _LEFTOVERS[os.fspath(path)] = inode
+
+
+def forget_leftover(path: str | os.PathLike[str]) -> None:
+    _LEFTOVERS.pop(os.fspath(path), None)
+
+
+def remove_leftovers() -> None:
+    """Remove every tracked leftover now (the process is about to end without unwinding)."""
+    for path, inode in list(_LEFTOVERS.items()):
+        try:
+            st = os.lstat(path)
+            if inode is not None and st.st_ino != inode:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                import shutil  # (imported long before by tempfile: a lookup)
+
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+        _LEFTOVERS.pop(path, None)

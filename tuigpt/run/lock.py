@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.interrupts import holding
+from tuigpt.run.interrupts import claim, holding, unclaim
 from tuigpt.run.rundir import LOCK_FILE, METRICS_FILE
 
 RETRY_SECONDS = 0.2  # a `tuigpt runs` probe holds a shared lock for microseconds: a start retries past it
@@ -49,7 +49,9 @@ class RunLock:
         metrics.jsonl) is unusable. ``dir_mode`` applies to a directory made here (an existing one keeps its mode).
         A stop signal waits until it is done (a directory made, then left behind by ctrl+c, would be a trace)."""
         with holding():
-            return cls._acquire(Path(run_dir), dir_mode)
+            lock = cls._acquire(Path(run_dir), dir_mode)
+            claim()  # from now on a stop unwinds to give it back (and the folder, if this start made it)
+            return lock
 
     @classmethod
     def _acquire(cls, run_dir: Path, dir_mode: int) -> RunLock:
@@ -127,6 +129,8 @@ class RunLock:
         """Give the lock back (idempotent). ``remove_dir``: a directory this process made is removed when it
         is empty again (a start that failed leaves no trace). Never interrupted half-way by a stop signal."""
         with holding():
+            if self._fd is not None:
+                unclaim()
             self._release(remove_dir)
 
     def _release(self, remove_dir: bool) -> None:

@@ -27,7 +27,7 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
 
-MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 256 << 10  # nanoGPT's configs are 1-2 KB; parsing costs ~10 µs a byte on a loaded 2-core box
 
 # nanoGPT's train.py defaults: what a key the file does not set means there. The system keys (device 'cuda',
 # dtype, compile=True, backend 'nccl') are left out on purpose: tuigpt's 'auto' picks what this machine has.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tuigpt.run.files import atomic_file, atomic_folder, remove_leftovers
+from tuigpt.run.files import atomic_file, atomic_folder
+from tuigpt.run.interrupts import remove_leftovers
 from tuigpt.run.user_files import FileTooBig, read_regular
 
 
@@ -28,7 +29,7 @@ def test_an_exit_that_cannot_wait_leaves_no_temporary_file_and_no_control_socket
 
 
 def test_a_newer_file_at_a_leftover_path_is_left_alone(tmp_path: Path) -> None:
-    from tuigpt.run.files import track_leftover
+    from tuigpt.run.interrupts import track_leftover
 
     sock = tmp_path / "control.sock"
     sock.write_text("ours")
