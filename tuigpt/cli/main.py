@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(args)
     except UserError as exc:
-        say(f"error: {exc}")
+        say("error: " + str(exc).replace("\n", "\\n"))  # one line, whatever value the message quotes
         return exc.exit_code
     except KeyboardInterrupt:
         say("interrupted")

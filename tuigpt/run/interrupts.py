@@ -23,11 +23,12 @@ import os
 import stat
 import sys
 import time
+
+from tuigpt.run.console import say
+
 TYPE_CHECKING = False  # typing itself is not imported: this module runs before signals are handled
 if TYPE_CHECKING:
     from typing import Any, Iterator
-
-from tuigpt.run.console import say
 
 STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _NAMES = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM", _signal.SIGHUP: "SIGHUP"}

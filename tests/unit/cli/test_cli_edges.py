@@ -59,3 +59,15 @@ def test_crash_log_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     os.chmod(tmp_path / "crash.log", 0o644)  # as an earlier tuigpt left it
     path = cli._crash_log("Traceback ...\n")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text() == "old\nTraceback ...\n"
+
+
+def test_a_value_with_a_newline_stays_on_the_one_error_line(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from conftest import SHAKESPEARE, TINY
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "data_path": str(SHAKESPEARE)}))
+    assert cli.main([str(config), "--headless", "--init_from=auto\n"]) == 2  # found by the adversarial pass, seed 2
+    one_error(capsys, "init_from 'auto\\n'")
+    assert not (tmp_path / "runs").exists()
