@@ -1,15 +1,21 @@
-"""The adversarial pass: about 700 generated cases of bad input, and the counts the hardening issue asks for.
+"""The adversarial pass: about 880 generated cases, and the counts the hardening issues (#19, #26) ask for.
 
 Config files (wrong types, out-of-range and overflowing values, aliases, deep nesting, huge integers, binary junk),
 ``--key=value`` overrides, data files (FIFOs, devices, binary, empty, too short, symlink loops), damaged checkpoints
 (every field of the wrong type or shape, NaN/Inf weights and AdamW moments, bit flips, truncation; resumed and
-sampled) and control-socket messages (malformed JSON, deep nesting, oversized lines, floods, every command with
-junk arguments). Every case runs in-process next to a finished run it must not change; see
-tests/support/adversarial.py for the invariants, tests/support/adversarial_cases.py for the cases.
+sampled), control-socket messages (malformed JSON, deep nesting, oversized lines, floods, every command with
+junk arguments), and the newer paths: crafted nanoGPT ckpt.pt / meta.pkl and Hugging Face folders through
+`sample`, `init_from`, `--resume` and `export`; .py config bombs; write targets of `export` and `tune --write`
+(a file in the way, a dangling link, a full or read-only disk); and real processes: stop signals with an output
+nobody reads and at random moments of the start, second signals while checkpoints are written, run.lock deleted
+under a run, --nproc over a run, a full disk before SIGTERM, flooding alert commands, slow socket clients.
+Every case runs next to a finished run it must not change; see tests/support/adversarial.py for the invariants.
 
-    python benchmarks/adversarial_pass.py [--seed 1] [--scale 1.0] [--show 20]
+    python benchmarks/adversarial_pass.py [--seed 1] [--scale 1.0] [--show 20] [--no-processes]
 
-Prints: cases per category, exit codes, exit-1 count, hangs over 30 s, changed run directories.
+Prints: cases per category, exit codes, and the counts of exit 1, tracebacks, hangs, lost records, changed run
+directories and what was left behind (processes, temporary files, control sockets). Not a timing benchmark: run it
+under the shared CPU lock.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scale", type=float, default=1.0, help="1.0: about 700 cases")
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0: about 880 cases")
     parser.add_argument("--show", type=int, default=20, help="broken cases to print in full")
+    parser.add_argument("--no-processes", action="store_true", help="leave out the cases that start processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tuigpt-adversarial-") as tmp:
         os.environ["TUIGPT_CACHE_DIR"] = str(Path(tmp) / "cache")
@@ -46,7 +53,8 @@ def main() -> int:
                 print(f"  {done[0]} cases", file=sys.stderr, flush=True)
 
         try:
-            report = run_all(all_cases(args.seed, args.scale, harness), Path(tmp) / "pass", progress)
+            report = run_all(all_cases(args.seed, args.scale, harness, processes=not args.no_processes),
+                             Path(tmp) / "pass", progress)
         finally:
             harness.close()
     print(f"adversarial pass (seed {args.seed}): {report.summary()}")

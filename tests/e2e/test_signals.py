@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def test_second_ctrl_c_exits_at_once_without_damage(tiny_yaml: Path, cli_env) ->
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     run_dir = tiny_yaml.parent / "runs" / "tiny"
+    assert not (run_dir / "control.sock").exists() and not list(run_dir.glob(".*.tmp"))  # nothing left behind
     for line in (run_dir / "metrics.jsonl").read_bytes().splitlines(keepends=True)[:-1]:
         assert line.endswith(b"\n")
     if (run_dir / "last.pt").exists():
@@ -75,6 +77,66 @@ def test_second_ctrl_c_exits_at_once_without_damage(tiny_yaml: Path, cli_env) ->
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def _handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` catches ``signum`` (its SigCgt mask): tuigpt's entry has installed its handlers."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask >> (signum - 1) & 1)
+
+
+def test_a_stop_signal_stops_a_run_whose_output_nobody_reads(tiny_yaml: Path, cli_env) -> None:
+    from support import wait_for
+
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    proc = subprocess.Popen([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--headless", "--max_iters=100000000",
+                             "--eval_interval=100000000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=cli_env, cwd=REPO, stdin=subprocess.DEVNULL)  # one pipe, never read (`| less`)
+    try:
+        def iterations() -> int:
+            try:
+                return (run_dir / "metrics.jsonl").read_bytes().count(b'"type":"iter"')
+            except FileNotFoundError:
+                return 0
+
+        # a 64 KiB pipe and the 2,000 lines waiting behind it are full long before this
+        wait_for(lambda: iterations() >= 3000 or proc.poll() is not None, 300, "3,000 iterations")
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert proc.wait(timeout=60) == 143
+        assert time.monotonic() - signalled < 15  # it trained on for minutes, and never saved, before
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    state = load_checkpoint(run_dir / "last.pt")
+    finish = read_metrics(run_dir / "metrics.jsonl")[-1]
+    assert finish["type"] == "finish" and finish["reason"] == "stopped" and finish["iter"] == state["iter_num"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_any_moment_of_the_start_is_one_line_and_128_plus_n(tiny_yaml: Path, cli_env, signum: int) -> None:
+    from support import wait_for
+
+    rng = random.Random(signum)
+    run_dir = tiny_yaml.parent / "runs" / "tiny"
+    for delay in (0.0, rng.uniform(0.05, 0.6), rng.uniform(0.6, 2.0)):  # imports (torch's), set-up, training
+        shutil.rmtree(run_dir, ignore_errors=True)
+        proc = launch(tiny_yaml, cli_env, "--max_iters=100000", "--eval_interval=100000")
+        # from tuigpt's first line on (the interpreter's own start-up before it is Python's to answer)
+        wait_for(lambda: _handles(proc.pid, signal.SIGTERM) or proc.poll() is not None, 60, "tuigpt's handlers")
+        time.sleep(delay)  # a random moment is the point here
+        proc.send_signal(signum)
+        signalled = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, (delay, err[-2000:])
+        assert time.monotonic() - signalled < 10, delay  # an import (torch's) is not waited for when nothing is held
+        assert "Traceback" not in err and "Error" not in err, (delay, err[-2000:])
+        assert not run_dir.exists() or (run_dir / "last.pt").exists(), delay  # no half-made run folder
 
 
 class Drained:

@@ -1,14 +1,20 @@
 """An adversarial pass: generated bad input across config files, overrides, data files, checkpoints and control-socket
-messages, and the three things every case must keep:
+messages, crafted files from elsewhere, write targets, alert commands, slow socket clients, and real processes sent
+signals, full disks and a second writer — and what every case must keep:
 
-  - no exit 1 (an unexpected exception, or a traceback) — bad input is exit 2 with one line, or a clean run;
-  - no hang over 30 s;
-  - no changed file in a run directory the case should not touch: every case runs next to a finished run
-    ("victim") that only a valid resume may change, and a case that exits 2 leaves no new run directory.
+  - no exit 1: bad input is exit 2 with one line, a write that cannot be done exit 4, a signal 128+N, or a clean run
+    (each case says which codes it may end with);
+  - no traceback, no hang over 30 s;
+  - nothing lost: no changed file in a run directory the case should not touch (every case runs next to a finished
+    run, "victim", that only a valid resume may change; a case that exits 2 leaves no new run directory), and what a
+    case's own run wrote is whole (no torn metrics.jsonl line, a last.pt that loads and matches the run's end);
+  - nothing left behind: no process, no temporary file, no control socket of a run that ended.
 
-The CLI runs in-process (``tuigpt.cli.main.main``); socket messages go to an in-process ControlServer whose commands
-land on a real CommandGate. The cases themselves are generated in :mod:`support.adversarial_cases`. Used by tests/unit/cli/test_adversarial.py
-(a sample) and benchmarks/adversarial_pass.py (the full pass, with counts).
+The CLI runs in-process (``tuigpt.cli.main.main``) or, where a real process, signal or disk is the point, as a
+subprocess; socket messages go to an in-process ControlServer whose commands land on a real CommandGate. The cases
+are generated in :mod:`support.adversarial_cases` (bad input), :mod:`support.adversarial_files` (files from elsewhere,
+write targets, config bombs) and :mod:`support.adversarial_processes` (signals, disks, locks, alerts, slow clients).
+Used by tests/unit/cli/test_adversarial.py (a sample) and benchmarks/adversarial_pass.py (the full pass, counts).
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class Case:
     action: Callable[[Path], int]  # runs the case in a workspace, returns its exit code
     may_change_victim: bool = False  # a valid resume of the victim trains it
     prepare: Callable[[Path], None] | None = None  # sets the workspace up (a damaged last.pt) before the snapshot
+    allowed: tuple[int, ...] = (0, 2)  # exit codes this case may end with
+    check: Callable[[Path, int], str | None] | None = None  # its own invariants after the run: a problem, or None
+    budget: int = HANG_SECONDS  # seconds before the case counts as hung (cases that start processes get more)
 
 
 @dataclass
@@ -65,6 +74,8 @@ class Report:
     def failures(self) -> list[Result]:
         return [r for r in self.results if r.problem is not None]
 
+    KINDS = ("exit 1", "traceback", "hang", "lost", "changed", "left behind")
+
     def summary(self) -> str:
         by_cat: dict[str, int] = {}
         codes: dict[int | None, int] = {}
@@ -74,10 +85,11 @@ class Report:
         cats = ", ".join(f"{k} {v}" for k, v in by_cat.items())
         exits = ", ".join(f"exit {k}: {v}" for k, v in sorted(codes.items(), key=lambda kv: str(kv[0])))
         slowest = max((r.seconds for r in self.results), default=0.0)
-        return (f"{len(self.results)} cases ({cats}); {exits}; exit-1: {self.count('exit 1')}, hangs over "
-                f"{HANG_SECONDS} s: {self.count('hang')}, changed run directories: {self.count('changed')}, other "
-                f"broken invariants: {len(self.failures) - self.count('exit 1') - self.count('hang') - self.count('changed')}; "
-                f"slowest case {slowest:.1f} s")
+        other = len(self.failures) - sum(self.count(k) for k in self.KINDS)
+        return (f"{len(self.results)} cases ({cats}); {exits}; exit-1: {self.count('exit 1')}, tracebacks: "
+                f"{self.count('traceback')}, hangs over {HANG_SECONDS} s: {self.count('hang')}, lost records: "
+                f"{self.count('lost')}, changed run directories: {self.count('changed')}, left behind: "
+                f"{self.count('left behind')}, other broken invariants: {other}; slowest case {slowest:.1f} s")
 
 
 class _Hang(BaseException):
@@ -124,7 +136,7 @@ def run_case(case: Case, pristine: Path, work: Path) -> Result:
     from tuigpt.cli import main as cli  # noqa: F401 (imported before the alarm: a first import is not a hang)
 
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(HANG_SECONDS)
+    signal.alarm(case.budget)
     t0 = time.monotonic()
     out, err = io.StringIO(), io.StringIO()
     code: int | None = None
@@ -133,7 +145,7 @@ def run_case(case: Case, pristine: Path, work: Path) -> Result:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = case.action(work)
     except _Hang:
-        problem = f"hang: no exit within {HANG_SECONDS} s"
+        problem = f"hang: no exit within {case.budget} s"
     except SystemExit as exc:
         code = int(exc.code or 0)
     except BaseException:
@@ -143,10 +155,10 @@ def run_case(case: Case, pristine: Path, work: Path) -> Result:
         signal.signal(signal.SIGALRM, old)
     seconds = time.monotonic() - t0
     text = out.getvalue() + err.getvalue()
-    if problem is None and code not in (0, 2):
-        problem = f"exit {code}: {text[-500:]}"
+    if problem is None and code not in case.allowed:
+        problem = f"exit {'1' if code == 1 else code}: {text[-500:]}"
     elif problem is None and "Traceback" in text:
-        problem = f"exit 1: a traceback was printed: {text[-500:]}"
+        problem = f"traceback printed: {text[-500:]}"
     elif problem is None and code == 2:
         errors = [line for line in err.getvalue().splitlines() if line.strip()]
         if len(errors) != 1 or not errors[0].startswith("error: ") or len(errors[0]) > 600:
@@ -155,6 +167,11 @@ def run_case(case: Case, pristine: Path, work: Path) -> Result:
         problem = "changed: the victim run directory changed"
     if problem is None and code == 2 and (work / "runs" / "fresh").exists():
         problem = "changed: a refused start left a run directory behind"
+    if problem is None and case.check is not None and code is not None:
+        try:
+            problem = case.check(work, code)
+        except Exception:  # noqa: BLE001 - a check that cannot even look is a broken invariant, said as such
+            problem = "lost: the case's own check failed: " + traceback.format_exc(limit=-2)
     if problem is None or not problem.startswith("hang"):
         shutil.rmtree(work, ignore_errors=True)
     return Result(case, code, seconds, problem)

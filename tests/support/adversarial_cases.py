@@ -168,7 +168,8 @@ def _checkpoint_mutations(rng: random.Random) -> list[tuple[str, Callable[[dict[
     values = [None, -1, "x", 1.5, [], {}, True, 10**30, math.nan, torch.zeros(3)]
     muts: list[tuple[str, Callable[[dict[str, Any]], Any]]] = []
     for key in ("iter_num", "config", "model_args", "optimizer", "rng", "world_size", "sampler", "samplers",
-                "tokenizer", "model", "format", "best_val_loss", "train_seconds", "scaler"):
+                "tokenizer", "model", "format", "best_val_loss", "train_seconds", "scaler", "last_val_loss",
+                "lr_scale", "nan_rewinds", "notices"):
         for v in values:
             muts.append((f"{key}={type(v).__name__}", lambda s, k=key, v=v: s.__setitem__(k, copy.deepcopy(v))))
         muts.append((f"drop {key}", lambda s, k=key: s.pop(k, None)))
@@ -192,6 +193,12 @@ def _checkpoint_mutations(rng: random.Random) -> list[tuple[str, Callable[[dict[
         ("iter at max", lambda s: s.__setitem__("iter_num", 10**12)),
         ("iter 0", lambda s: s.__setitem__("iter_num", 0)),
         ("world_size 8", lambda s: s.__setitem__("world_size", 8)),
+        ("last_val_loss NaN (a diverged eval)", lambda s: s.__setitem__("last_val_loss", math.nan)),
+        ("best_val_loss inf", lambda s: s.__setitem__("best_val_loss", math.inf)),
+        ("param_groups lr text", lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", "fast")),
+        ("param_groups betas short", lambda s: s["optimizer"]["param_groups"][0].__setitem__("betas", [0.9])),
+        ("param_groups params of lists", lambda s: s["optimizer"]["param_groups"][0].__setitem__("params", [[0]])),
+        ("optimizer state keyed by text", lambda s: s["optimizer"].__setitem__("state", {"a": {}})),
     ]
     rng.shuffle(muts)
     return muts
@@ -251,8 +258,14 @@ def checkpoint_cases(rng: random.Random, n: int, sample_share: float = 0.25) -> 
     return cases
 
 
-def all_cases(seed: int, scale: float, harness: SocketHarness) -> list[Case]:
+def all_cases(seed: int, scale: float, harness: SocketHarness, processes: bool = True) -> list[Case]:
+    """Every category; ``processes``: also the cases that start real tuigpt processes (seconds each)."""
+    from support.adversarial_files import bomb_cases, foreign_cases, write_target_cases
+    from support.adversarial_processes import process_cases
+
     rng = random.Random(seed)
-    return (config_cases(rng, round(200 * scale)) + override_cases(rng, round(150 * scale))
-            + data_cases(rng, round(60 * scale)) + checkpoint_cases(rng, round(90 * scale))
-            + socket_cases(rng, round(200 * scale), harness))
+    cases = (config_cases(rng, round(200 * scale)) + override_cases(rng, round(150 * scale))
+             + data_cases(rng, round(60 * scale)) + checkpoint_cases(rng, round(90 * scale))
+             + socket_cases(rng, round(200 * scale), harness) + foreign_cases(rng, round(120 * scale))
+             + bomb_cases(rng, round(30 * scale)) + write_target_cases(rng))
+    return cases + (process_cases(rng, scale, harness) if processes else [])

@@ -13,24 +13,13 @@ from pathlib import Path
 from typing import Sequence
 
 from tuigpt.cli.args import HELP, closest_command
+from tuigpt.run.console import finish, say
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from tuigpt.run.interrupts import Stopped, install, signal_name, stop_handler
 
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
                "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck", "report": "report"}
-
-
-class Stopped(BaseException):
-    """SIGTERM or SIGHUP before a run's own signal handling is in place (set-up, dtype/compile trials): unwound
-    like Ctrl+C, so a start that is stopped leaves no half-made run folder behind."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, _frame: object) -> None:
-    raise Stopped(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():  # (signal handlers can only be set there)
         for signum in (signal.SIGTERM, signal.SIGHUP):  # a run replaces these with its own while it trains
             if signal.getsignal(signum) is signal.SIG_DFL:
-                signal.signal(signum, _stop)
+                signal.signal(signum, stop_handler)
     try:
         if not args or args[0] in ("-h", "--help"):
             print(HELP, end="")
@@ -54,29 +43,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        say("error: " + str(exc).replace("\n", "\\n"))  # one line, whatever value the message quotes
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted")
         return 128 + signal.SIGINT
     except Stopped as stop:
-        print(f"stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        say(f"stopped by {signal_name(stop.signum)}")
         return 128 + stop.signum
 
 
-def entry_point() -> None:
-    """Console-script entry: unexpected errors get a short message, not a wall of traceback; output to a reader
-    that went away (`tuigpt runs | head -3`) ends the command quietly."""
+def run_cli() -> int:
+    """:func:`main` for the process (see :mod:`tuigpt.cli.entry`): unexpected errors get a short message, not a
+    wall of traceback; output to a reader that went away (`tuigpt runs | head -3`) ends the command quietly."""
     try:
         code = main()
         sys.stdout.flush()  # what is still buffered meets a closed pipe here, not in the interpreter's exit
+        return code
     except BrokenPipeError:
-        code = _reader_gone()
+        return _reader_gone()
     except Exception as exc:  # the run's own errors are logged in train.log by the trainer
         log = _crash_log(traceback.format_exc())
-        print(f"tuigpt: unexpected error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
-        code = EXIT_ERROR
-    sys.exit(code)
+        say(f"tuigpt: unexpected error: {type(exc).__name__}: {str(exc)[:500]} (traceback in {log})")
+        return EXIT_ERROR
+
+
+def entry_point() -> None:
+    """The console script of installs made before :mod:`tuigpt.cli.entry` (their wrapper names this function):
+    the same, with the handlers installed once this module is loaded."""
+    install()
+    finish(run_cli())
 
 
 def _reader_gone() -> int:
@@ -92,12 +88,15 @@ def _reader_gone() -> int:
 
 
 def _crash_log(tb: str) -> Path:
+    """Append a traceback to crash.log in the cache directory, private (0600: paths and values of the user's)."""
     from tuigpt.run.paths import cache_dir
 
     path = cache_dir() / "crash.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            os.fchmod(fd, 0o600)  # one an earlier tuigpt made 0644
             f.write(tb)
     except OSError:
         pass

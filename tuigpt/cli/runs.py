@@ -54,6 +54,13 @@ def alive(run_dir: Path) -> bool:
     return holder(run_dir) is not None or ping(run_dir)
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def main(args: list[str], out: TextIO | None = None) -> int:
     parser = Parser(prog="tuigpt runs", description="List your runs, newest first: every run you started (from any "
                     "directory) and those under ./checkpoints, or only those under --out_dir.")
@@ -69,6 +76,9 @@ def main(args: list[str], out: TextIO | None = None) -> int:
             runs.append(summarize(run_dir, alive))
         except OSError:
             continue  # removed while we looked
+        except Exception as exc:  # noqa: BLE001 - one run's unreadable file must not cost the listing of the others
+            runs.append(RunSummary(run_dir.name, run_dir, f"unreadable ({type(exc).__name__})", None, None, None,
+                                   None, None, _mtime(run_dir)))
     if not runs:
         where = f"under {ns.out_dir}/" if ns.out_dir is not None else f"under checkpoints/ or in {index_path()}"
         print(f"no runs {where}", file=out)

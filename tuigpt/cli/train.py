@@ -49,6 +49,7 @@ def main(args: list[str]) -> int:
     if config.init_from == RESUME:  # nanoGPT's way of saying --resume
         flags["--resume"] = True
     if nproc is not None:
+        _check_run_dir(config, flags["--resume"])  # what every rank would refuse, refused once, before torchrun
         return launch_local(nproc, config_path, passed_on, config.batch_size, config.gradient_accumulation_steps)
     headless = flags["--headless"] or not (sys.stdout.isatty() and sys.stdin.isatty())
     from tuigpt.engine.distributed import launch_env
@@ -67,6 +68,22 @@ def main(args: list[str]) -> int:
         compare = str(resolve_run_dir(compare, config.out_dir))
     return train(config, config_path=config_path, resume=flags["--resume"], headless=headless, compare=compare,
                  notices=notices)
+
+
+def _check_run_dir(config, resume: bool) -> None:  # noqa: ANN001
+    """A run folder the ranks cannot start in is one line and exit 2 here, not N failed ranks and torchrun's
+    traceback: another process holds it, a fresh start would overwrite it, or its checkpoint cannot be resumed."""
+    from tuigpt.engine.checkpointing import CheckpointManager
+    from tuigpt.run.lock import refuse_if_held
+    from tuigpt.run.rundir import RunDir
+
+    run_dir = RunDir.of(config.out_dir, config.run_name)
+    refuse_if_held(run_dir.path)
+    checkpoints = CheckpointManager(run_dir)
+    if resume:
+        checkpoints.open_resume(config)  # every field checked, as the ranks would
+    else:
+        checkpoints.refuse_overwrite()
 
 
 def launch_local(nproc: str, config_path: str, args: list[str], batch_size: int, accumulation: int) -> int:

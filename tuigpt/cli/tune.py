@@ -9,7 +9,9 @@ table, the winner's --key=value line, --write and --apply.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,6 +19,7 @@ from typing import Any, TextIO
 from tuigpt.cli.args import Parser, split_overrides
 from tuigpt.cli.tuning import Row, Tuned, splits_of, tune
 from tuigpt.run import fmt
+from tuigpt.run.config import MAX_CONFIG_BYTES
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 from tuigpt.run.numbers import mfu, tokens_per_sec
@@ -104,21 +107,41 @@ def winner_args(winner: Row, base: Row) -> list[str]:
 
 
 def check_write_target(source: str, target: str) -> None:
-    """--write edits a YAML config's text: into a new file, or into CONFIG itself (asked for by naming it);
-    another file that exists is never overwritten, and a .py config is not YAML."""
+    """--write edits a YAML config's text: into a new file, or into CONFIG itself (asked for by naming it, or a link
+    to it); another file that exists is never overwritten, and a .py config is not YAML. Checked before anything is
+    timed, so a target that cannot be written costs no minutes (and checked again, atomically, when written)."""
     if Path(source).suffix == ".py" or Path(target).suffix == ".py":
         raise UserError(f"--write {target}: tune writes YAML configs; for a .py config, add the --key=value "
                         f"line it prints to your command")
-    if Path(target).exists() and Path(target).resolve() != Path(source).resolve():
+    if _in_place(source, target):
+        return
+    if os.path.lexists(target):
         raise UserError(f"--write {target}: that file already exists and tune never overwrites it; name a new file, "
                         f"or {source} itself to update it in place")
+    folder = Path(target).parent
+    if not folder.is_dir():
+        raise UserError(f"--write {target}: the folder {folder} does not exist: create it first, or name a file in "
+                        f"an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--write {target}: the folder {folder} is not writable (permissions, or a read-only file "
+                        f"system): name a file in a folder you can write")
 
 
-def write_config(source: str, target: str, keys: dict[str, str]) -> None:
-    """CONFIG's text with ``keys`` set: existing lines edited in place (comments kept), missing keys appended."""
-    from tuigpt.run.files import atomic_write, read_user_text
+def _in_place(source: str, target: str) -> bool:
+    try:
+        return os.path.samefile(source, target)
+    except OSError:
+        return False
 
-    text = read_user_text(Path(source), "config file", "pass a YAML config file")
+
+def write_config(source: str, target: str, keys: dict[str, str]) -> str | None:
+    """CONFIG's text with ``keys`` set: existing lines edited in place (comments kept), missing keys appended. Into
+    CONFIG itself the real file is rewritten keeping its links and mode; a new file gets CONFIG's mode and is never
+    put over a file that appeared meanwhile. Returns a note to show, or None."""
+    from tuigpt.run.files import create_new, rewrite_in_place, write_failure
+    from tuigpt.run.user_files import read_user_text
+
+    text = read_user_text(Path(source), "config file", "pass a YAML config file", max_bytes=MAX_CONFIG_BYTES)
     for key, value in keys.items():
         pattern = re.compile(rf"^{re.escape(key)}\s*:[^#\n]*(#.*)?$", re.M)
         line = f"{key}: {value}"
@@ -126,7 +149,16 @@ def write_config(source: str, target: str, keys: dict[str, str]) -> None:
             text = pattern.sub(lambda m: line + (f"  {m.group(1)}" if m.group(1) else ""), text, count=1)
         else:
             text = text.rstrip("\n") + f"\n{line}  # tuigpt tune\n"
-    atomic_write(Path(target), text.encode())
+    try:
+        if _in_place(source, target):
+            return rewrite_in_place(Path(target), text.encode())
+        create_new(Path(target), text.encode(), mode=stat.S_IMODE(os.stat(source).st_mode))
+    except FileExistsError:
+        raise UserError(f"--write {target}: a file appeared there while tune was timing, and tune never overwrites "
+                        f"one: the fastest keys are printed above") from None
+    except OSError as exc:
+        raise write_failure(exc, Path(target), "name a file in a folder you can write") from None
+    return None
 
 
 def main(args: list[str]) -> int:
@@ -200,8 +232,10 @@ def main(args: list[str]) -> int:
         print(f"fastest: {' '.join(line)}{vs}")
         print(f"train with it: tuigpt {ns.config} {' '.join([*rest, *line])}")
     if ns.write:
-        write_config(ns.config, ns.write, {k.lstrip("-").split("=")[0]: k.split("=", 1)[1] for k in line})
+        note = write_config(ns.config, ns.write, {k.lstrip("-").split("=")[0]: k.split("=", 1)[1] for k in line})
         print(f"wrote {ns.write}: {ns.config} with the fastest keys")
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if ns.apply:
         from tuigpt.cli.train import main as train_main
 

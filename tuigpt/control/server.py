@@ -22,173 +22,38 @@ behind is dropped. Iterations are streamed at most 20 times a second. Messages a
 :mod:`tuigpt.run.records`.
 
 No same-user client can break it: every message gets a reply (a handler that fails answers with an error
-and the connection goes on), a connection that has not subscribed and sends nothing for IDLE_TIMEOUT is
-closed, at most MAX_CLIENTS are served (the next is told why), and the server's notices are budgeted, so
-a client looping on connect or garbage cannot grow metrics.jsonl without bound.
+and the connection goes on), a connection that has not subscribed and sends no message for IDLE_TIMEOUT is
+closed, a line begun must end within LINE_DEADLINE (a deadline per line, not per byte: a client trickling one
+byte every few seconds, or blank lines, resets nothing), at most MAX_CLIENTS are served (the next is told why)
+and at most MAX_PENDING of them may be connections that have not subscribed: past that the oldest of those gives
+its slot to the newcomer, so slow or idle clients can never lock a watcher out. The server's notices are
+budgeted, so a client looping on connect or garbage cannot grow metrics.jsonl without bound.
 """
 
 from __future__ import annotations
 
 import atexit
 import errno
-import json
 import os
-import queue
 import socket
 import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from tuigpt.control.budget import NoticeBudget
-from tuigpt.control.wire import LineReader, LineTooLong, is_live, peer_uid, socket_path
-from tuigpt.run.commands import Command, describe
+from tuigpt.control.connection import Connection
+from tuigpt.control.wire import is_live, peer_uid, socket_path
+from tuigpt.run.commands import Command
 from tuigpt.run.events import Event, IterationStats, Notice
-from tuigpt.run.records import command_from_message, dumps, event_record, loads
+from tuigpt.run.interrupts import forget_leftover, track_leftover
+from tuigpt.run.records import dumps, event_record
 
-CLIENT_QUEUE = 4096  # event lines held for a client before it counts as dead
-SEND_TIMEOUT = 5.0  # seconds a client may take to read one line
-MAX_REJECTS = 20  # bad messages before a client is dropped (bounds what garbage can write into the log)
 MAX_CLIENTS = 16
-IDLE_TIMEOUT = 10.0  # seconds a connection may stay without subscribing or sending a message
+MAX_PENDING = 8  # connections not subscribed yet (a ping, a command, a slow or idle client): the rest are watchers'
 BACKLOG = 64  # connections the kernel queues before accept
 ITER_EVERY = 0.05  # seconds between streamed iterations: a tiny model runs 1000 it/s, a chart needs 20/s
-
-
-class _Client:
-    """One connection: a reader thread takes commands, a writer thread drains its bounded queue."""
-
-    def __init__(self, server: ControlServer, conn: socket.socket, number: int) -> None:
-        self.server = server
-        self.conn = conn
-        self.name = f"watcher {number}"
-        self.subscribed = False
-        self.closed = threading.Event()
-        self.out: queue.Queue[bytes | None] = queue.Queue(maxsize=CLIENT_QUEUE)
-        self.rejects = 0
-        self.active_at = time.monotonic()  # the last message, or the connection
-        conn.settimeout(SEND_TIMEOUT)
-        threading.Thread(target=self._read, name=f"tuigpt-control-{number}-in", daemon=True).start()
-        self.writer = threading.Thread(target=self._write, name=f"tuigpt-control-{number}-out", daemon=True)
-        self.writer.start()
-
-    def push(self, line: bytes) -> None:
-        """From any thread, never blocks: a client whose queue is full is dropped."""
-        if self.closed.is_set():
-            return
-        try:
-            self.out.put_nowait(line)
-        except queue.Full:
-            self.close(f"{self.name} dropped: it did not keep up with the event stream")
-
-    def close(self, why: str | None = None, flush: bool = False) -> None:
-        """Hang up; with ``flush`` the replies already queued go out first (the writer hangs up after them)."""
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        try:
-            self.out.put_nowait(None)  # wakes the writer; after the queued lines when flushing
-        except queue.Full:
-            flush = False
-        if not flush:
-            try:
-                self.conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.server._forget(self, why)
-
-    def _write(self) -> None:
-        try:
-            while True:
-                line = self.out.get()
-                if line is None:
-                    break
-                self.conn.sendall(line)
-        except socket.timeout:  # SEND_TIMEOUT without reading: a stuck client
-            self.close(f"{self.name} dropped: it did not keep up with the event stream")
-        except OSError:  # gone
-            self.close()
-        finally:
-            try:
-                self.conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                self.conn.close()
-            except OSError:
-                pass
-
-    def _read(self) -> None:
-        reader = LineReader(self.conn)
-        try:
-            while not self.closed.is_set():
-                try:
-                    lines = reader.read()
-                except socket.timeout:
-                    if not self.subscribed and time.monotonic() - self.active_at > IDLE_TIMEOUT:
-                        self._reply({"ok": False, "cmd": None, "error": f"idle for {IDLE_TIMEOUT:g} s without "
-                                     f"subscribing: closed (send {{\"cmd\": \"subscribe\"}} to stay connected)"})
-                        self.close(f"{self.name} dropped: idle", flush=True)
-                        return
-                    continue
-                except LineTooLong as exc:
-                    self._reject(str(exc))
-                    self.close(f"{self.name} dropped: it sent a {exc}", flush=True)
-                    return
-                if lines is None:
-                    break
-                self.active_at = time.monotonic()
-                for line in lines:
-                    try:
-                        self._handle(line)
-                    except Exception as exc:  # a handler's bug must cost this message, never the slot
-                        self._reject(f"the run could not handle this message ({type(exc).__name__})")
-                    if self.closed.is_set():
-                        return
-        except OSError:
-            pass
-        finally:
-            self.close()
-
-    def _reply(self, obj: dict[str, Any]) -> None:
-        self.push(dumps({"type": "reply", **obj}))
-
-    def _reject(self, error: str, cmd: Any = None) -> None:
-        self.rejects += 1
-        self._reply({"ok": False, "cmd": cmd, "error": error})
-        self.server.notice("warning", f"control socket: rejected a message from {self.name}: {error}")
-        if self.rejects >= MAX_REJECTS:
-            self.close(f"{self.name} dropped after {MAX_REJECTS} bad messages", flush=True)
-
-    def _handle(self, line: bytes) -> None:
-        if not line.strip():
-            return
-        message = loads(line)
-        if message is None:
-            self._reject("not a JSON object" if _is_json(line) else "not JSON")
-            return
-        cmd = message.get("cmd")
-        if cmd == "ping":
-            self._reply({"ok": True, "cmd": "ping", "pid": os.getpid()})
-            return
-        if cmd == "subscribe":
-            if not self.subscribed:
-                self.subscribed = True
-                self.server.notice("info", f"{self.name} connected")
-            self._reply({"ok": True, "cmd": "subscribe"})
-            return
-        try:
-            command = command_from_message(message)
-        except ValueError as exc:
-            self._reject(str(exc), cmd=cmd[:40] if isinstance(cmd, str) else None)
-            return
-        refused = self.server.send(command)
-        if refused:
-            self._reply({"ok": False, "cmd": cmd, "error": refused})
-            return
-        self._reply({"ok": True, "cmd": cmd})
-        self.server.notice("info", f"{self.name}: {describe(command)}")
 
 
 class ControlServer:
@@ -207,7 +72,7 @@ class ControlServer:
         self._subscribe = subscribe
         self._unsubscribe: Callable[[], None] | None = None
         self._listener: socket.socket | None = None
-        self._clients: list[_Client] = []
+        self._clients: list[Connection] = []
         self._lock = threading.Lock()
         self._count = 0
         self._stopped = threading.Event()
@@ -229,6 +94,7 @@ class ControlServer:
                 os.umask(old)
             os.chmod(self.path, 0o600)
             self._inode = os.stat(self.path).st_ino
+            track_leftover(self.path, self._inode)  # an exit that cannot wait (a second ctrl+c) still removes it
             listener.listen(BACKLOG)
         except (OSError, RuntimeError) as exc:
             self.notice("warning", f"no control socket, `tuigpt watch` can only look: {exc}")
@@ -249,6 +115,10 @@ class ControlServer:
         listener, self._listener = self._listener, None
         if listener is not None:
             try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept thread (a close alone leaves it blocked)
+            except OSError:
+                pass
+            try:
                 listener.close()
             except OSError:
                 pass
@@ -257,6 +127,7 @@ class ControlServer:
                     os.unlink(self.path)
             except OSError:
                 pass
+            forget_leftover(self.path)
         with self._lock:
             clients = list(self._clients)
         for client in clients:  # the last events (RunFinished) go out before the hang-up
@@ -296,16 +167,27 @@ class ControlServer:
             if uid is not None and uid != os.getuid():
                 self._refuse(conn, f"refused a connection from uid {uid}: only uid {os.getuid()} may control this run")
                 continue
-            with self._lock:
-                if len(self._clients) >= MAX_CLIENTS:
-                    full = True
-                else:
-                    full = False
-                    self._count += 1
-                    client = _Client(self, conn, self._count)
-                    self._clients.append(client)
-            if full:
+            evict = self._slot_for_newcomer()
+            if evict is False:
                 self._refuse(conn, f"refused a connection: {MAX_CLIENTS} watchers already connected")
+                continue
+            if evict is not None:
+                evict._reply({"ok": False, "cmd": None, "error": "closed: a newer connection needed the slot of one "
+                              "that had not subscribed"})
+                evict.close(f"{evict.name} dropped: it had not subscribed, and a newer connection needed its slot",
+                            flush=True)
+            with self._lock:
+                self._count += 1
+                self._clients.append(Connection(self, conn, self._count))
+
+    def _slot_for_newcomer(self) -> Connection | None | bool:
+        """None: there is room; a client: the oldest not subscribed, whose slot the newcomer takes; False: every
+        slot is a watcher's."""
+        with self._lock:
+            pending = [c for c in self._clients if not c.subscribed and not c.closed.is_set()]
+            if len(self._clients) < MAX_CLIENTS and len(pending) < MAX_PENDING:
+                return None
+        return min(pending, key=lambda c: c.connected_at) if pending else False
 
     def _refuse(self, conn: socket.socket, why: str) -> None:
         try:
@@ -317,7 +199,8 @@ class ControlServer:
             conn.close()
         self.notice("warning", f"control socket: {why}")
 
-    def _forget(self, client: _Client, why: str | None) -> None:
+    def forget(self, client: Connection, why: str | None) -> None:
+        """A connection has closed: free its slot, and say why where there is something to say."""
         with self._lock:
             if client not in self._clients:
                 return
@@ -358,12 +241,3 @@ class ControlServer:
             return
         for client in targets:
             client.push(line)
-
-
-def _is_json(line: bytes) -> bool:
-    """Whether a line is JSON at all (a refused message then says "not a JSON object", not "not JSON")."""
-    try:
-        json.loads(line)
-    except (ValueError, RecursionError):
-        return False
-    return True

@@ -45,6 +45,11 @@ class LineReader:
         self.limit = limit
         self._buf = b""
 
+    @property
+    def pending(self) -> int:
+        """Bytes of a line begun but not finished (no newline yet)."""
+        return len(self._buf)
+
     def read(self) -> list[bytes] | None:
         """The lines completed by the next chunk received ([] when none yet); None when the peer closed.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,7 +105,7 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
     built.notices = notices + built.notices
     if point is not None:
         built.notices += point.notices
-        _restore(built, point.checkpoint, checkpoints, rank, world_size)
+        _restore(built, point.checkpoint, checkpoints, rank, world_size, point.path or checkpoints.run_dir.last)
     if (unfinished := unfinished_schedule(config)) is not None:  # a warning: a run can only be set up right at start
         built.notices.append(Notice(level="warning", message=unfinished))
     if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
@@ -158,12 +159,12 @@ def assemble(config: TrainConfig, cluster: Cluster | None = None, *, source: Any
 
 
 def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.CheckpointManager, rank: int,
-             world_size: int) -> None:
+             world_size: int, path: Path) -> None:
     if built.data.tokenizer.vocab_size > built.model_args.vocab_size:
         raise UserError(f"cannot resume {checkpoints.run_dir}: the model has {built.model_args.vocab_size} tokens, "
                         f"the data's tokenizer {built.data.tokenizer.vocab_size}; resume with the original data")
     config = built.config
-    ckpt.restore_weights(checkpoint, checkpoints.run_dir.last, built.model, built.optimizer, built.scaler, config)
+    ckpt.restore_weights(checkpoint, path, built.model, built.optimizer, built.scaler, config)
     built.iter_num = int(checkpoint["iter_num"])
     built.best_val_loss = checkpoint.get("best_val_loss")
     built.last_val_loss = checkpoint.get("last_val_loss")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import atomic_file, open_regular, stat_regular
+from tuigpt.run.files import atomic_file
+from tuigpt.run.user_files import open_regular, stat_regular
 from tuigpt.run.fmt import clip
 
 FORMAT_VERSION = 1

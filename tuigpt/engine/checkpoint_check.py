@@ -5,6 +5,11 @@ type or shape (a damaged disk, a hand edit, another tool's file): each is found 
 naming the field, instead of an exception deep inside a restore or a step. Weights and AdamW moments must be
 finite (a checkpoint of NaN weights is worse than none), the optimizer state must fit the model's parameters,
 and the tokenizer must fit the model's vocabulary (else `tuigpt sample` would print garbage).
+
+Files from elsewhere go through the same checks: a nanoGPT ckpt.pt has its own fields checked first
+(:func:`check_nanogpt`), then, converted, everything a tuigpt checkpoint must hold; a Hugging Face folder's weights
+and tokenizer are checked as a checkpoint's are (:func:`check_model`). An eval loss that is not finite (a run that
+diverged) is read as "none": it never makes a file unloadable.
 """
 
 from __future__ import annotations
@@ -61,20 +66,22 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
         config = config_from_dict(state["config"], f"checkpoint {clip(str(path), 200)}")
     except UserError as exc:
         raise damaged(path, "config", f"is not a valid config ({exc})") from None
-    args = _model_args(state.get("model_args"), path)
-    tokenizer = _tokenizer(state.get("tokenizer"), args, path)
-    _weights(state.get("model"), args, path)
+    args, tokenizer = check_model(state.get("model_args"), state.get("model"), state.get("tokenizer"), path)
     for key in ("best_val_loss", "last_val_loss"):
-        if state.get(key) is not None and not _real(state[key]):
-            raise damaged(path, key, f"must be a finite number or empty, not {_describe(state[key])}")
+        state[key] = eval_loss(state.get(key), path, key)
     if "train_seconds" in state and not (_real(state["train_seconds"]) and state["train_seconds"] >= 0):
         raise damaged(path, "train_seconds", f"must be a number of seconds, not {_describe(state['train_seconds'])}")
     if "world_size" in state and not _int(state["world_size"], 1, 1 << 20):
         raise damaged(path, "world_size", f"must be a positive integer, not {_describe(state['world_size'])}")
+    if "lr_scale" in state and not (_real(state["lr_scale"]) and 0 < state["lr_scale"] <= 1):
+        raise damaged(path, "lr_scale", f"must be a number in (0, 1], not {_describe(state['lr_scale'])}")
+    if "nan_rewinds" in state and not _int(state["nan_rewinds"], 0, MAX_ITER):
+        raise damaged(path, "nan_rewinds", f"must be a count, not {_describe(state['nan_rewinds'])}")
+    notices = state.get("notices", [])
+    if not (isinstance(notices, list) and all(isinstance(n, str) for n in notices)):
+        raise damaged(path, "notices", f"must be a list of lines, not {_describe(notices)}")
     if for_training:
-        if not isinstance(state.get("optimizer"), dict) or not isinstance(state["optimizer"].get("state"), dict) \
-                or not isinstance(state["optimizer"].get("param_groups"), list):
-            raise damaged(path, "optimizer", "must be an AdamW state (state and param_groups)")
+        _optimizer_layout(state.get("optimizer"), path)
         if "scaler" in state and not isinstance(state["scaler"], dict):
             raise damaged(path, "scaler", f"must be a mapping, not {_describe(state['scaler'])}")
         if "rng" in state:
@@ -88,6 +95,74 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
         if "sampler" in state:
             _sampler(state["sampler"], "sampler", path)
     return config, args, tokenizer
+
+
+def check_model(raw_args: Any, weights: Any, tokenizer: Any, path: Path | str) -> tuple[ModelArgs, Tokenizer]:
+    """A model's arguments, its weights (every tensor, of its shape, finite) and its tokenizer (fitting the
+    vocabulary), as a checkpoint holds them: (the arguments, the tokenizer)."""
+    args = _model_args(raw_args, path)
+    tok = tokenizer_fits(tokenizer, args, path)
+    check_weights(weights, args, path)
+    return args, tok
+
+
+def eval_loss(value: Any, path: Path | str, field: str) -> float | None:
+    """A saved eval loss: a finite number, or None for none — and for NaN or Inf, which a diverged eval leaves (a
+    0-d tensor, as nanoGPT saves it, is read as its number)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        value = float(value)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if not _real(value):
+        raise damaged(path, field, f"must be a number or empty, not {_describe(value)}")
+    return float(value)
+
+
+def _optimizer_layout(optimizer: Any, path: Path | str) -> None:
+    """An optimizer state_dict's layout: state keyed by parameter ids, param_groups of mappings listing them."""
+    ok = isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict) \
+        and isinstance(optimizer.get("param_groups"), list) and all(_int(k, 0, 1 << 40) for k in optimizer["state"])
+    if not ok:
+        raise damaged(path, "optimizer", "must be an AdamW state (state keyed by parameter ids, and param_groups)")
+    for g, group in enumerate(optimizer["param_groups"]):
+        if not (isinstance(group, dict) and isinstance(group.get("params"), list)
+                and all(_int(pid, 0, 1 << 40) for pid in group["params"]) and all(isinstance(k, str) for k in group)):
+            raise damaged(path, f"optimizer.param_groups[{g}]", "must be a mapping with a list of parameter ids")
+
+
+NANOGPT_INTS = ("block_size", "n_layer", "n_head", "n_embd")
+
+
+def check_nanogpt(state: dict[str, Any], path: Path | str) -> None:
+    """nanoGPT's own fields of a ckpt.pt, each of the right type and range, before anything is converted from
+    them (the converted checkpoint is then checked as tuigpt's own are)."""
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise damaged(path, "model", "must map parameter names to tensors")
+    raw = state.get("model_args")
+    if not isinstance(raw, dict) or not all(k in raw for k in (*NANOGPT_INTS, "vocab_size", "bias")):
+        raise damaged(path, "model_args", f"must hold {', '.join((*NANOGPT_INTS, 'vocab_size', 'bias'))}, not "
+                      f"{_describe(raw)}")
+    for key in NANOGPT_INTS:
+        lo, hi = INT_RANGES[key]
+        if not _int(raw[key], lo, hi):
+            raise damaged(path, f"model_args.{key}", f"must be an integer from {lo:,} to {hi:,}, not {_describe(raw[key])}")
+    if not _int(raw["vocab_size"], 1, MAX_VOCAB):
+        raise damaged(path, "model_args.vocab_size", f"must be an integer from 1 to {MAX_VOCAB:,}, not "
+                      f"{_describe(raw['vocab_size'])}")
+    if not isinstance(raw["bias"], bool):
+        raise damaged(path, "model_args.bias", f"must be true or false, not {_describe(raw['bias'])}")
+    if not (_real(raw.get("dropout", 0.0)) and 0 <= raw.get("dropout", 0.0) < 1):
+        raise damaged(path, "model_args.dropout", "must be a number in [0, 1)")
+    if "iter_num" in state and not _int(state["iter_num"], 0, MAX_ITER):
+        raise damaged(path, "iter_num", f"must be an integer from 0 to {MAX_ITER:,}, not {_describe(state['iter_num'])}")
+    eval_loss(state.get("best_val_loss"), path, "best_val_loss")
+    config = state.get("config")
+    if config is not None and not (isinstance(config, dict) and all(isinstance(k, str) for k in config)):
+        raise damaged(path, "config", f"must be a mapping of nanoGPT's keys, not {_describe(config)}")
+    if state.get("optimizer") is not None:
+        _optimizer_layout(state["optimizer"], path)
 
 
 def _model_args(raw: Any, path: Path | str) -> ModelArgs:
@@ -112,7 +187,8 @@ def _model_args(raw: Any, path: Path | str) -> ModelArgs:
     return ModelArgs(**raw)
 
 
-def _tokenizer(meta: Any, args: ModelArgs, path: Path | str) -> Tokenizer:
+def tokenizer_fits(meta: Any, args: ModelArgs, path: Path | str) -> Tokenizer:
+    """The tokenizer ``meta`` describes, which must fit the model's vocabulary (else its text would be garbage)."""
     tokenizer = Tokenizer.from_meta(meta)  # UserError: "invalid tokenizer metadata ... damaged"
     if not tokenizer.vocab_size <= args.vocab_size <= padded_vocab(tokenizer.vocab_size):  # GPT-2: 50257 or 50304
         raise damaged(path, "tokenizer", f"({tokenizer.name}, {tokenizer.vocab_size:,} tokens) does not fit its "
@@ -120,7 +196,7 @@ def _tokenizer(meta: Any, args: ModelArgs, path: Path | str) -> Tokenizer:
     return tokenizer
 
 
-def _weights(weights: Any, args: ModelArgs, path: Path | str) -> None:
+def check_weights(weights: Any, args: ModelArgs, path: Path | str) -> None:
     """Every tensor the model has, of its shape, finite; checked against a model built on the meta device (no
     memory), so absurd model_args never allocate."""
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -186,6 +262,10 @@ def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.op
         if len(saved_group["params"]) != len(group["params"]):
             raise damaged(path, f"optimizer.param_groups[{g}]", f"holds {len(saved_group['params'])} parameters; the "
                           f"model has {len(group['params'])}")
+        for key, value in saved_group.items():  # torch copies them over the live group's: lr, betas, eps, ...
+            if key != "params" and key in group and not _like(value, group[key]):
+                raise damaged(path, f"optimizer.param_groups[{g}].{key}", f"must be like {clip(repr(group[key]), 40)}, "
+                              f"not {_describe(value)}")
         for pid, param in zip(saved_group["params"], group["params"]):
             entry = saved["state"].get(pid)
             if entry is None:
@@ -204,6 +284,21 @@ def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.op
             if not ((isinstance(step, torch.Tensor) and step.numel() == 1 and bool(torch.isfinite(step).all())
                      and float(step) >= 0) or (_real(step) and step >= 0)):
                 raise damaged(path, f"{field}.step", f"must be a step count, not {_describe(step)}")
+
+
+def _like(value: Any, ours: Any) -> bool:
+    """Whether a saved optimizer hyper-parameter can stand where the live optimizer has ``ours``."""
+    if isinstance(ours, bool) or ours is None:
+        return value is None or isinstance(value, bool)
+    if isinstance(ours, (int, float)) or isinstance(ours, torch.Tensor):
+        if isinstance(value, torch.Tensor):
+            return value.numel() == 1 and bool(torch.isfinite(value).all())
+        return _real(value)
+    if isinstance(ours, (tuple, list)):
+        return isinstance(value, (tuple, list)) and len(value) == len(ours) and all(_real(v) for v in value)
+    if isinstance(ours, str):
+        return isinstance(value, str)
+    return True
 
 
 def first_not_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:

@@ -8,6 +8,7 @@ refuses the resume, an applied change is reported, a kept key keeps the checkpoi
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class ResumePoint:
     checkpoint: dict[str, Any]
     config: TrainConfig
     notices: list[str] = field(default_factory=list)
+    path: Path | None = None  # the file it was read from (last.pt, or nanoGPT's ckpt.pt): what errors name
 
 
 AUTO_KEYS = ("device", "dtype", "compile")  # decided when the run starts; its first line says what and why
@@ -152,7 +154,7 @@ class CheckpointManager:
         if checkpoint["iter_num"] >= config.max_iters and not config.eval_only:
             raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
                             f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
-        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices)
+        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices, path)
 
     @staticmethod
     def _open_nanogpt(path: Path) -> dict[str, Any]:
@@ -206,13 +208,19 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
     return {
         "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(), "model_args": model_args, "config": config.to_dict(), "iter_num": iter_num,
-        "best_val_loss": best_val_loss, "last_val_loss": last_val_loss, "tokenizer": data.tokenizer.to_meta(),
+        # an eval that diverged (NaN/Inf) is stored as none: the weights are finite, and the file must stay loadable
+        "best_val_loss": _finite(best_val_loss), "last_val_loss": _finite(last_val_loss),
+        "tokenizer": data.tokenizer.to_meta(),
         "dataset": data.dataset, "rng": rng, "sampler": sampler,
         # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
         "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
         # the NaN rewinds so far and the learning-rate scale they left (a resume keeps them)
         **(health or {}),
     }
+
+
+def _finite(loss: float | None) -> float | None:
+    return loss if loss is not None and math.isfinite(loss) else None
 
 
 def restore_weights(checkpoint: dict[str, Any], path: Path, model: torch.nn.Module,

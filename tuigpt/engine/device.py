@@ -10,7 +10,9 @@ import torch
 
 from tuigpt.engine import auto
 from tuigpt.engine.model import ModelArgs
+from tuigpt.run.config import valid_device
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import shown
 from tuigpt.telemetry.cpuinfo import read_cpu_info
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -32,7 +34,10 @@ class Precision:
 
 
 def resolve_device(requested: str) -> torch.device:
-    """The torch.device for the config's ``device``; a device that is not there is a UserError."""
+    """The torch.device for the config's ``device`` (or `tuigpt sample --device`); a device that is not there, or
+    that tuigpt does not run on (``meta``, a typo), is a UserError."""
+    if not valid_device(requested):
+        raise UserError(f"device {shown(requested)} is not one tuigpt runs on: use auto, cpu, cuda, cuda:N or mps")
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())  # indexed: set_device needs it

@@ -6,20 +6,30 @@ a Linear's (out, in): the four ``c_attn``/``c_proj``/``c_fc`` weights are transp
 ``from_pretrained`` does. OpenAI's weights were trained with the tanh GELU (``gelu_new``): a model read from
 them keeps it (ModelArgs.gelu), so its losses here are the source's. A folder written here also holds
 ``tuigpt.json``: the tokenizer (a character vocabulary has no transformers tokenizer) and where it came from.
+
+A folder is foreign input: its JSON files are read bounded (size, nesting), every config value is checked for its
+type and range before a model is built from it, every file read must be a regular file of the folder itself (a
+link out of it is refused; in the Hugging Face cache, a snapshot's files link into its repository's ``blobs``), and
+the weights and the tokenizer are checked as a checkpoint's are (shapes against the config, finite values, a
+tokenizer that fits the vocabulary: :func:`tuigpt.engine.checkpoint_check.check_model`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tuigpt.engine.checkpoint_check import MAX_VOCAB, check_weights, tokenizer_fits
 from tuigpt.engine.model import ModelArgs
+from tuigpt.run.config import INT_RANGES
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import atomic_write
+from tuigpt.run.user_files import read_user_bytes, resolved_within, stat_regular
+from tuigpt.run.fmt import clip, shown
 
 WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigpt.json", "model.safetensors.index.json"
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -29,49 +39,75 @@ GPT2_EOS = 50256
 MAX_JSON_BYTES = 1 << 20
 
 
+_OWN = "a model folder's files must be its own (copy the file into the folder instead of linking to it)"
+
+
 def is_hf_folder(path: Path) -> bool:
-    return path.is_dir() and (path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / INDEX).is_file())
+    return path.is_dir() and os.path.lexists(path / CONFIG) and (os.path.lexists(path / WEIGHTS)
+                                                                  or os.path.lexists(path / INDEX))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def own_file(folder: Path, name: str) -> Path:
+    """``folder/name``, which must be a regular file of the folder (links inside it are fine; in the Hugging Face
+    cache a snapshot's files are links into the repository's blobs/); a one-line UserError otherwise."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise UserError(f"{clip(str(folder), 200)}: {shown(name)} is not a file name of the folder: {_OWN}")
+    path = folder / name
+    stat_regular(path, "model file", "give a folder with model.safetensors and config.json")
+    roots = [folder] + ([folder.parent.parent / "blobs"] if folder.parent.name == "snapshots" else [])
+    return resolved_within(path, roots, "model file", _OWN)
+
+
+def _read_json(folder: Path, name: str) -> dict[str, Any]:
+    path = own_file(folder, name)
+    raw = read_user_bytes(path, "model file", "a config.json is a small JSON object", MAX_JSON_BYTES)
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise UserError(f"{path} is over 1 MiB: not a model config")
-        data = json.loads(path.read_text("utf-8"))
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})") from None
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and an integer of more than 4,300 digits
+        raise UserError(f"{folder / name} is not valid JSON ({clip(str(exc), 120)})") from None
+    except RecursionError:
+        raise UserError(f"{folder / name} is nested too deeply to be a model config") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a JSON object")
+        raise UserError(f"{folder / name} must hold a JSON object")
     return data
 
 
+def _int_value(cfg: dict[str, Any], key: str, lo: int, hi: int, path: Path) -> int:
+    value = cfg.get(key)
+    if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
+        raise UserError(f"{path}: {key} must be an integer from {lo:,} to {hi:,}, not {shown(value, 40)} (not a GPT-2 "
+                        f"config tuigpt can build)")
+    return value
+
+
 def read_args(folder: Path) -> ModelArgs:
-    """The model a GPT-2 config.json describes; UserError for anything tuigpt's GPT cannot compute exactly."""
+    """The model a GPT-2 config.json describes; UserError for anything tuigpt's GPT cannot compute exactly, and
+    for any value of the wrong type or out of range (checked before a model is built from it)."""
     path = folder / CONFIG
-    cfg = _read_json(path)
+    cfg = _read_json(folder, CONFIG)
     if cfg.get("model_type", "gpt2") != "gpt2":
-        raise UserError(f"{path}: model_type {cfg.get('model_type')!r} is not gpt2; tuigpt reads GPT-2-shaped models")
-    try:
-        n_embd, n_layer, n_head = int(cfg["n_embd"]), int(cfg["n_layer"]), int(cfg["n_head"])
-        vocab, positions = int(cfg["vocab_size"]), int(cfg.get("n_positions", cfg.get("n_ctx")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: needs n_embd, n_layer, n_head, vocab_size and n_positions ({exc})") from None
+        raise UserError(f"{path}: model_type {shown(cfg.get('model_type'), 40)} is not gpt2; tuigpt reads GPT-2-shaped "
+                        f"models")
+    if "n_positions" not in cfg and "n_ctx" in cfg:
+        cfg = {**cfg, "n_positions": cfg["n_ctx"]}
+    n_embd, n_layer, n_head, positions = (_int_value(cfg, key, *INT_RANGES[name], path) for key, name in (
+        ("n_embd", "n_embd"), ("n_layer", "n_layer"), ("n_head", "n_head"), ("n_positions", "block_size")))
+    vocab = _int_value(cfg, "vocab_size", 1, MAX_VOCAB, path)
     activation = cfg.get("activation_function", "gelu_new")
+    epsilon = cfg.get("layer_norm_epsilon", 1e-5)
     differences = []
-    if activation not in GELU:
-        differences.append(f"activation_function {activation!r} (tuigpt computes gelu or gelu_new)")
+    if not isinstance(activation, str) or activation not in GELU:
+        differences.append(f"activation_function {shown(activation, 40)} (tuigpt computes gelu or gelu_new)")
     if cfg.get("n_inner") not in (None, 4 * n_embd):
-        differences.append(f"n_inner {cfg['n_inner']} (tuigpt's MLP is 4 * n_embd = {4 * n_embd} wide)")
-    if not math.isclose(float(cfg.get("layer_norm_epsilon", 1e-5)), 1e-5):
-        differences.append(f"layer_norm_epsilon {cfg['layer_norm_epsilon']} (tuigpt's is 1e-5)")
+        differences.append(f"n_inner {shown(cfg['n_inner'], 40)} (tuigpt's MLP is 4 * n_embd = {4 * n_embd} wide)")
+    if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool) and math.isclose(epsilon, 1e-5)):
+        differences.append(f"layer_norm_epsilon {shown(epsilon, 40)} (tuigpt's is 1e-5)")
     for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
         if cfg.get(flag):
             differences.append(f"{flag} true")
     if cfg.get("scale_attn_weights") is False:
         differences.append("scale_attn_weights false")
-    if n_head < 1 or n_embd % n_head:
+    if n_embd % n_head:
         differences.append(f"n_embd {n_embd} not divisible by n_head {n_head}")
     if differences:
         raise UserError(f"{path}: this GPT-2 variant cannot be computed by tuigpt's model: {'; '.join(differences)}")
@@ -83,19 +119,20 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    if (folder / WEIGHTS).is_file():
-        files = [folder / WEIGHTS]
+    if os.path.lexists(folder / WEIGHTS):
+        names = [WEIGHTS]
     else:  # sharded: the index names the file of every tensor
-        weight_map = _read_json(folder / INDEX).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise UserError(f"{folder / INDEX} has no weight_map")
-        files = [folder / name for name in sorted(set(map(str, weight_map.values()))) if "/" not in name]
+        weight_map = _read_json(folder, INDEX).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise UserError(f"{folder / INDEX} has no weight_map of tensor names to file names")
+        names = sorted(set(weight_map.values()))
     tensors: dict[str, torch.Tensor] = {}
-    for file in files:
+    for name in names:
+        file = own_file(folder, name)  # a regular file of the folder: never a FIFO, never a file elsewhere
         try:
             tensors.update(load_file(file, device="cpu"))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise UserError(f"{file} is not a readable safetensors file ({str(exc)[:120]})") from None
+            raise UserError(f"{folder / name} is not a readable safetensors file ({str(exc)[:120]})") from None
     return tensors
 
 
@@ -110,7 +147,7 @@ def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
         if key.endswith((".attn.bias", ".attn.masked_bias")):
             continue  # the causal mask, a buffer in older transformers
         value = value.to(torch.float32)
-        if key.endswith(CONV1D):
+        if key.endswith(CONV1D) and value.dim() == 2:  # another shape is named by the shape check below
             value = value.t().contiguous()
         state[f"transformer.{key}"] = value
     wte = state.get("transformer.wte.weight")
@@ -119,15 +156,17 @@ def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
     if lm_head is not None and not torch.equal(lm_head.to(torch.float32), wte):
         raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings); tuigpt's GPT ties them")
     state["lm_head.weight"] = wte
+    check_weights(state, args, folder / WEIGHTS)  # every tensor, of the config's shape, finite
     return state
 
 
 def read_tokenizer(folder: Path, args: ModelArgs) -> tuple[dict[str, Any] | None, str]:
     """The tokenizer metadata tuigpt wrote beside the weights, else GPT-2's BPE for a GPT-2-sized vocabulary
     (what a GPT-2 snapshot uses), else None: (metadata, where it came from)."""
-    if (folder / TUIGPT_META).is_file():
-        tok = _read_json(folder / TUIGPT_META).get("tokenizer")
+    if os.path.lexists(folder / TUIGPT_META):
+        tok = _read_json(folder, TUIGPT_META).get("tokenizer")
         if isinstance(tok, dict):
+            tokenizer_fits(tok, args, folder / TUIGPT_META)  # it fits the vocabulary, or sampled text is garbage
             return tok, f"{folder / TUIGPT_META}"
     if args.vocab_size >= 50257:
         return {"kind": "tiktoken", "name": "gpt2", "vocab_size": 50257}, "GPT-2's BPE (a GPT-2-sized vocabulary)"
@@ -172,17 +211,12 @@ def hf_tensors(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, tor
     return out
 
 
-def write_hf(folder: Path, state: dict[str, torch.Tensor], args: ModelArgs, tokenizer: dict[str, Any],
-             provenance: dict[str, Any]) -> list[Path]:
-    """Write model.safetensors, config.json and tuigpt.json into ``folder`` (each atomically)."""
+def hf_files(state: dict[str, torch.Tensor], args: ModelArgs, tokenizer: dict[str, Any],
+             provenance: dict[str, Any]) -> dict[str, bytes]:
+    """The files of a Hugging Face folder: model.safetensors, config.json and tuigpt.json, by name (the caller
+    publishes them together: :func:`tuigpt.run.files.atomic_folder`)."""
     from safetensors.torch import save
 
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    files = {WEIGHTS: save(hf_tensors(state, args), metadata={"format": "pt"}),
-             CONFIG: json.dumps(hf_config(args, tokenizer), indent=2).encode("utf-8"),
-             TUIGPT_META: json.dumps({"tokenizer": tokenizer, **provenance}, indent=2).encode("utf-8")}
-    for name, data in files.items():
-        atomic_write(folder / name, data)
-        written.append(folder / name)
-    return written
+    return {WEIGHTS: save(hf_tensors(state, args), metadata={"format": "pt"}),
+            CONFIG: json.dumps(hf_config(args, tokenizer), indent=2).encode("utf-8"),
+            TUIGPT_META: json.dumps({"tokenizer": tokenizer, **provenance}, indent=2).encode("utf-8")}

@@ -15,12 +15,14 @@ from typing import Any
 import torch
 
 from tuigpt.engine.checkpoint import FORMAT_VERSION
-from tuigpt.engine.data.nanogpt import META_FILE, SHAKESPEARE_CHARS, read_meta, write_meta
+from tuigpt.engine.checkpoint_check import check_nanogpt, eval_loss
+from tuigpt.engine.data.nanogpt import META_FILE, SHAKESPEARE_CHARS, meta_present, read_meta, write_meta
 from tuigpt.engine.data.tokenizer import CharTokenizer, Tokenizer
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run import pyconfig
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import clip
 
 COMPILED_PREFIX = "_orig_mod."
 GPT2_VOCAB = 50257
@@ -46,41 +48,38 @@ def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def model_args_of(state: dict[str, Any], path: Path) -> ModelArgs:
-    raw = state.get("model_args")
-    if not isinstance(raw, dict) or any(k not in raw for k in NANOGPT_MODEL_ARGS if k != "dropout"):
-        raise UserError(f"{path}: model_args must hold {', '.join(NANOGPT_MODEL_ARGS)} (not a nanoGPT checkpoint?)")
-    try:
-        return ModelArgs(vocab_size=int(raw["vocab_size"]), block_size=int(raw["block_size"]),
-                         n_layer=int(raw["n_layer"]), n_head=int(raw["n_head"]), n_embd=int(raw["n_embd"]),
-                         dropout=float(raw.get("dropout", 0.0)), bias=bool(raw["bias"]))
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{path}: model_args {raw!r} are not numbers ({exc})") from None
+def model_args_of(state: dict[str, Any]) -> ModelArgs:
+    """The ModelArgs of a nanoGPT checkpoint whose fields :func:`check_nanogpt` has checked."""
+    raw = state["model_args"]
+    return ModelArgs(vocab_size=raw["vocab_size"], block_size=raw["block_size"], n_layer=raw["n_layer"],
+                     n_head=raw["n_head"], n_embd=raw["n_embd"], dropout=float(raw.get("dropout", 0.0)),
+                     bias=raw["bias"])
 
 
 def from_nanogpt(state: dict[str, Any], path: Path) -> dict[str, Any]:
     """A nanoGPT checkpoint as a tuigpt checkpoint dict (what resume, sample and init_from read), with the
-    ``notices`` to show about it."""
-    args = model_args_of(state, path)
-    saved = state.get("config") if isinstance(state.get("config"), dict) else {}
+    ``notices`` to show about it. Its own fields are checked first (every bad one a UserError naming it); the
+    result is then checked as any tuigpt checkpoint is (check_structure)."""
+    check_nanogpt(state, path)
+    args = model_args_of(state)
+    saved = state.get("config") or {}
     values, notices = pyconfig.translate({**pyconfig.NANOGPT_DEFAULTS, **saved}, f"{path}'s config",
                                          list(TrainConfig.__dataclass_fields__), saved=True)
     values.update({k: getattr(args, k) for k in MODEL_KEYS}, dropout=args.dropout, init_from="scratch")
     try:
         config = TrainConfig(**values)
     except (UserError, TypeError) as exc:
-        raise UserError(f"{path}: its config cannot be read as tuigpt keys ({exc})") from None
+        raise UserError(f"{path}: its config cannot be read as tuigpt keys ({clip(str(exc), 300)})") from None
     dataset = str(saved.get("dataset", "openwebtext"))
     tokenizer, where = tokenizer_for(dataset, args.vocab_size, path)
-    best = state.get("best_val_loss")
-    best = float(best) if isinstance(best, (torch.Tensor, int, float)) else None
+    best = eval_loss(state.get("best_val_loss"), path, "best_val_loss")
+    iter_num = state.get("iter_num", 0)
     return {
         "format": FORMAT_VERSION, "model": clean_state_dict(state["model"]), "model_args": args.to_dict(),
         "optimizer": _plain_optimizer(state.get("optimizer")), "config": config.to_dict(),
-        "iter_num": int(state.get("iter_num", 0)), "best_val_loss": best if best is not None and best < 1e9 else None,
+        "iter_num": iter_num, "best_val_loss": best if best is not None and best < 1e9 else None,
         "last_val_loss": None, "tokenizer": tokenizer, "dataset": config.dataset, "source": "nanoGPT",
-        "notices": [*notices, f"{path} is a nanoGPT checkpoint (iteration {int(state.get('iter_num', 0))}); its "
-                    f"tokenizer: {where}"],
+        "notices": [*notices, f"{path} is a nanoGPT checkpoint (iteration {iter_num}); its tokenizer: {where}"],
     }
 
 
@@ -98,7 +97,7 @@ def tokenizer_for(dataset: str, vocab_size: int, path: Path) -> tuple[dict[str, 
     else tiny Shakespeare's characters for shakespeare_char, else GPT-2's BPE (nanoGPT's own fallback)."""
     places = [path.parent / META_FILE, Path(pyconfig.NANOGPT_DATA_ROOT) / dataset / META_FILE,
               path.parent.parent / pyconfig.NANOGPT_DATA_ROOT / dataset / META_FILE]
-    found = next((p for p in places if p.is_file()), None)
+    found = next((p for p in places if meta_present(p)), None)
     tok: Tokenizer | None = None
     if found is not None:
         tok = read_meta(found)

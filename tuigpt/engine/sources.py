@@ -24,6 +24,8 @@ from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.fmt import shown
+from tuigpt.run.user_files import read_regular
 from tuigpt.run.rundir import BEST, LAST
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -53,8 +55,8 @@ def open_source(spec: str) -> Source:
     """The source ``spec`` names; UserError saying what is wrong and what to give instead."""
     path = hf_cache_snapshot(spec) if spec in GPT2_NAMES and not Path(spec).exists() else Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"init_from {spec}: {path} does not exist (give a tuigpt .pt, a nanoGPT ckpt.pt, a run folder "
-                        f"or a folder with model.safetensors + config.json)")
+        raise UserError(f"init_from {shown(spec, 200)}: {shown(str(path), 200)} does not exist (give a tuigpt .pt, a "
+                        f"nanoGPT ckpt.pt, a run folder or a folder with model.safetensors + config.json)")
     if hf.is_hf_folder(path):
         args = hf.read_args(path)
         tokenizer, where = hf.read_tokenizer(path, args)
@@ -97,9 +99,8 @@ def hf_cache_snapshot(name: str) -> Path:
         for repo in (f"models--{name}", f"models--openai-community--{name}"):
             snapshots = root / repo / "snapshots"
             ref = root / repo / "refs" / "main"
-            candidates = [snapshots / ref.read_text().strip()] if ref.is_file() else []
-            candidates += sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True) \
-                if snapshots.is_dir() else []
+            candidates = [snapshots / _ref(ref)] if ref.is_file() else []
+            candidates += sorted(snapshots.glob("*"), key=_mtime, reverse=True) if snapshots.is_dir() else []
             for snapshot in candidates:
                 if hf.is_hf_folder(snapshot) or (snapshot / PICKLED_HF).is_file():
                     return snapshot  # a pickle-only snapshot is refused by open_source, saying why
@@ -107,6 +108,22 @@ def hf_cache_snapshot(name: str) -> Path:
                     f"cache ({', '.join(map(str, roots))}); download it once where there is internet (huggingface-cli "
                     f"download openai-community/{name} model.safetensors config.json --local-dir {name}) and set "
                     f"init_from to that folder")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a dangling link among the snapshots
+        return 0.0
+
+
+def _ref(ref: Path) -> str:
+    """The commit a Hugging Face cache's refs/main names ("" when it cannot be read as one: no snapshot then)."""
+    try:
+        name = read_regular(ref, 256).decode("ascii").strip()
+    except (OSError, ValueError):
+        return ""
+    return name if name and "/" not in name and name not in (".", "..") else ""
 
 
 # ---------------------------------------------------------------- starting a run from a source
@@ -132,20 +149,20 @@ def check_tokenizer(source: Source, tokenizer: Tokenizer, spec: str) -> None:
     """UserError unless the data is tokenized as the source model was trained, naming the difference."""
     theirs, ours = source.tokenizer, tokenizer.to_meta()
     if theirs is None:
-        raise UserError(f"init_from {spec}: no record of the tokenizer it was trained with ({source.args.vocab_size} "
+        raise UserError(f"init_from {shown(spec, 200)}: no record of the tokenizer it was trained with ({source.args.vocab_size} "
                         f"tokens); tuigpt only starts from it with GPT-2's BPE data or a folder it exported itself")
     if theirs.get("kind") != ours["kind"] or (ours["kind"] == "tiktoken" and theirs.get("name") != ours["name"]):
-        raise UserError(f"init_from {spec}: it was trained with tokenizer {_tok_name(theirs)}, the data is tokenized "
+        raise UserError(f"init_from {shown(spec, 200)}: it was trained with tokenizer {_tok_name(theirs)}, the data is tokenized "
                         f"with {_tok_name(ours)}: set dataset/tokenizer to match the source")
     if ours["kind"] == "char" and theirs.get("chars") != ours["chars"]:
         old, new = set(theirs.get("chars") or ""), set(ours["chars"])
         missing, extra = "".join(sorted(old - new)), "".join(sorted(new - old))
-        raise UserError(f"init_from {spec}: its {len(old)}-character vocabulary differs from the data's {len(new)} "
+        raise UserError(f"init_from {shown(spec, 200)}: its {len(old)}-character vocabulary differs from the data's {len(new)} "
                         f"characters (only in the data: {extra[:40]!r}; only in the source: {missing[:40]!r}"
                         f"{'; same characters, other order' if not missing and not extra else ''}): a character "
                         f"model fine-tunes only on text with the same character set")
     if tokenizer.vocab_size > source.args.vocab_size:
-        raise UserError(f"init_from {spec}: the model has {source.args.vocab_size} tokens, the tokenizer "
+        raise UserError(f"init_from {shown(spec, 200)}: the model has {source.args.vocab_size} tokens, the tokenizer "
                         f"{tokenizer.vocab_size}")
 
 

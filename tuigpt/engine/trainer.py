@@ -338,7 +338,11 @@ class Trainer(Chores):
     def _finish_stopped(self) -> Outcome:
         if self._stop is not None and self._stop.save:
             self._gather_sampler_states()
-            self._checkpoint("stop")
+            if not self._checkpoint("stop") and self._halt is not None:
+                # the stop's checkpoint could not be written (a full disk): the run ends as that (exit 4, said in
+                # one line), not as if it had been saved; the previous last.pt is untouched
+                self._set_state(ev.RunState.ERROR)
+                return Outcome(self._halt, self.iter_num, self.last_checkpoint)
         self._set_state(ev.RunState.STOPPED)
         return Outcome("stopped", self.iter_num, self.last_checkpoint)
 

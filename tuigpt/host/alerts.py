@@ -1,9 +1,11 @@
 """alert_command: the user's program, run on every alert (notify-send, mail, ntfy, a phone...).
 
 Run without a shell (the config value is split like a shell would, ``{event}``, ``{kind}``, ``{run}``,
-``{iter}`` and ``{time}`` in any word replaced: see :meth:`AlertCommand.argv`), with the alert as JSON on its stdin and a timeout. It runs on its own thread,
-one alert after another, so a slow or hung command never holds training up; each failure is reported
-as a warning. At the end of the run the alerts still queued get ALERT_COMMAND_TIMEOUT to go out.
+``{iter}`` and ``{time}`` in any word replaced: see :meth:`AlertCommand.argv`), with the alert as JSON on its
+stdin and a timeout, its output bounded and its whole process group killed when it ends
+(:mod:`tuigpt.host.command`). It runs on its own thread, one alert after another, so a slow, hung or flooding
+command never holds training up; each failure is reported as a warning. At the end of the run the alerts still
+queued get ALERT_COMMAND_TIMEOUT to go out, and a command still running then is killed.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import json
 import os
 import queue
 import shutil
-import subprocess
 import threading
-import time
 from typing import Callable
 
+from tuigpt.host.command import MAX_OUTPUT, Running, run_command
 from tuigpt.run.alerts import Alert, alert_for, split_command
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Event, Notice, RunStarted
+from tuigpt.run.fmt import clip, shown
 
 ALERT_COMMAND_TIMEOUT = 30.0  # seconds one call may take before it is killed
 QUEUE_LIMIT = 32  # alerts waiting for the command; more are dropped (and that is said)
@@ -33,8 +35,8 @@ def command_words(command: str) -> list[str]:
     program = words[0]
     found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
     if found is None:
-        raise UserError(f"config key alert_command={command!r}: {program!r} is not an executable program "
-                        f"(install it, give its full path, or leave alert_command empty)")
+        raise UserError(f"config key alert_command={shown(command, 120)}: {shown(program, 80)} is not an executable "
+                        f"program (install it, give its full path, or leave alert_command empty)")
     return words
 
 
@@ -50,6 +52,7 @@ class AlertCommand:
         self.calls = 0  # commands that ran to the end (tests wait on it)
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=QUEUE_LIMIT)
         self._dropped = False
+        self._running = Running()
         self._thread = threading.Thread(target=self._work, name="tuigpt-alert-command", daemon=True)
         self._thread.start()
 
@@ -88,8 +91,11 @@ class AlertCommand:
         try:
             self._queue.put(None, timeout=1.0)
         except queue.Full:
-            return
+            pass
         self._thread.join(self.timeout if wait is None else wait)
+        if self._thread.is_alive():
+            self._running.kill()  # still running at the run's end: it does not outlive the run
+            self._thread.join(1.0)  # its warning goes out with the run's last records
 
     def _work(self) -> None:
         while (alert := self._queue.get()) is not None:
@@ -97,21 +103,30 @@ class AlertCommand:
 
     def _run(self, alert: Alert) -> None:
         argv = self.argv(alert)
+        name = clip(argv[0], 80)
         data = json.dumps(alert.payload(self.run_name, self.run_dir)).encode()
-        t0 = time.monotonic()
         try:
-            done = subprocess.run(argv, input=data, capture_output=True, timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            self._warn(f"alert_command {argv[0]} did not finish in {self.timeout:g} s and was killed")
-            return
+            done = run_command(argv, data, self.timeout, self._running)
         except OSError as exc:
-            self._warn(f"alert_command {argv[0]} could not run: {exc.strerror or exc}")
+            self._warn(f"alert_command {name} could not run: {exc.strerror or exc}")
+            return
+        if done.killed == "timeout":
+            self._warn(f"alert_command {name} did not finish in {self.timeout:g} s and was killed (with what it "
+                       f"started)")
+            return
+        if done.killed == "stopped":
+            self._warn(f"alert_command {name} was still running when the run ended and was killed (with what it "
+                       f"started)")
+            return
+        if done.killed == "flood":
+            self._warn(f"alert_command {name} wrote more than {MAX_OUTPUT // 1024} KiB to stderr and was killed (with "
+                       f"what it started)")
             return
         self.calls += 1
         if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip().splitlines()
-            self._warn(f"alert_command {argv[0]} exited with {done.returncode} after {time.monotonic() - t0:.1f} s"
-                       + (f": {said[-1][:200]}" if said else ""))
+            said = done.last_line()
+            self._warn(f"alert_command {name} exited with {done.returncode} after {done.seconds:.1f} s"
+                       + (f": {said}" if said else ""))
 
     def _warn(self, message: str) -> None:
         self._publish(Notice(level="warning", message=message))

@@ -1,9 +1,11 @@
 """The one signal path of a running process: SIGINT, SIGTERM and SIGHUP.
 
-The first signal calls the front end's ``on_first`` (stop at the next iteration and save, or hang up). A
-repeat within ``grace`` seconds is ignored: under torchrun the same ctrl+c arrives from the terminal and
-from the launcher. A later repeat calls ``on_repeat`` (by default: exit at once; checkpoints are atomic, so
-nothing tears). Handlers are installed for the ``with`` block and the previous ones restored after it.
+The first signal calls the front end's ``on_first`` (stop at the next iteration and save, or hang up), which must
+never wait on anything (an output nobody reads included: it only queues the stop and a notice). A repeat within
+``grace`` seconds is ignored: under torchrun the same ctrl+c arrives from the terminal and from the launcher. A
+later repeat calls ``on_repeat`` (by default: exit at once; checkpoints are atomic, so nothing tears, and what a
+write had under way — a temporary file, the control socket — is removed first). Handlers are installed for the
+``with`` block and the previous ones restored after it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import signal
 import time
 from typing import Any, Callable
 
+from tuigpt.run.interrupts import remove_leftovers
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def exit_now(signum: int) -> None:
+    """End the process at once with 128+N, leaving no temporary file or control socket behind."""
+    remove_leftovers()
     os._exit(128 + signum)
 
 

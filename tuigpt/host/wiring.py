@@ -19,6 +19,7 @@ from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
 from tuigpt.run.commands import Stop
 from tuigpt.run.config import TrainConfig
+from tuigpt.run.console import say
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Notice
 from tuigpt.run.exits import EXIT_DISK, EXIT_ERROR, EXIT_OK, exit_code
@@ -46,14 +47,16 @@ def train(config: TrainConfig, *, config_path: str | None, resume: bool, headles
     # rank 0 (or the only process) writes the run directory: its lock first, before anything there is touched,
     # held until every sink is closed
     dir_mode, file_mode = modes(config.share_with_group)
-    lock = RunLock.acquire(RunDir.of(config.out_dir, config.run_name).path, dir_mode)
+    lock: RunLock | None = None
     try:
+        lock = RunLock.acquire(RunDir.of(config.out_dir, config.run_name).path, dir_mode)
         trainer = Trainer(config, config_path=config_path, resume=resume, pause_on_trouble=not headless,
                           cluster=cluster, lock=lock)
         trainer.pending_notices[:0] = notices  # published after RunStarted, so every front end and the log see them
         code = _train_locked(trainer, resume, headless, cluster, config_path, compare, file_mode)
     except BaseException:
-        lock.release(remove_dir=True)  # a directory made by this start, still empty: a failed start leaves no trace
+        if lock is not None:  # a directory made by this start, still empty: a failed start leaves no trace
+            lock.release(remove_dir=True)
         raise
     lock.release()
     return code
@@ -98,16 +101,16 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     if isinstance(run.error, PeerLost):
         saved = (f"last.pt at iteration {trainer.iter_num} saved in {trainer.run_dir}: continue with --resume"
                  if trainer.last_checkpoint else "no checkpoint written")
-        print(f"tuigpt: rank 0 stopped: {run.error}; {saved}", file=sys.stderr)
+        say(f"tuigpt: rank 0 stopped: {run.error}; {saved}")
         raise _PeerLostExit
     if run.error is not None:
-        print(f"tuigpt: unexpected error: {type(run.error).__name__}: {run.error} (full traceback in "
-              f"{trainer.run_dir.train_log})", file=sys.stderr)
+        say(f"tuigpt: unexpected error: {type(run.error).__name__}: {run.error} (full traceback in "
+            f"{trainer.run_dir.train_log})")
         return EXIT_ERROR
     code = exit_code(run.ending, signalled)
     if writer.error is not None and code == EXIT_OK:  # the last records could not be made durable
-        print(f"tuigpt: could not finish writing {writer.path} ({writer.error.strerror or writer.error}); the "
-              f"checkpoint is intact", file=sys.stderr)
+        say(f"tuigpt: could not finish writing {writer.path} ({writer.error.strerror or writer.error}); the "
+            f"checkpoint is intact")
         return EXIT_DISK
     return code
 
@@ -203,12 +206,13 @@ def _run_headless(run: LocalRun, grace: float, close_sinks: Callable[[], None]) 
     from tuigpt.ui.line_output import BackgroundOutput
 
     output = BackgroundOutput(sys.stdout)  # a stopped terminal or an unread pipe must not stop training
+    errors = BackgroundOutput(sys.stderr)  # ... nor a stop: the signal's notice never waits on an output
     run.subscribe(HeadlessPrinter(output))
 
     def stop(signum: int) -> None:
-        print(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt (send it "
-              f"again to exit at once)", file=sys.stderr, flush=True)
-        run.send(Stop(save=True))
+        run.send(Stop(save=True))  # first: nothing written can hold it up
+        errors.write(f"\n{signal.Signals(signum).name}: stopping at the next iteration and writing last.pt (send it "
+                     f"again to exit at once)\n")
 
     try:
         with SignalStop(stop, grace=grace) as signals:
@@ -216,6 +220,7 @@ def _run_headless(run: LocalRun, grace: float, close_sinks: Callable[[], None]) 
     finally:
         close_sinks()  # their last notices are printed too
         output.close()
+        errors.close()
     return signals.received
 
 

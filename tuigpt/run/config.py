@@ -136,8 +136,7 @@ class TrainConfig:
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}: "
                             f"pick n_embd as a multiple of n_head (e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))})")
-        _require(self.device in ("auto", "cpu", "cuda", "mps") or _is_cuda_index(self.device), "device", self.device,
-                 "must be one of auto, cpu, cuda, cuda:N, mps")
+        _require(valid_device(self.device), "device", self.device, "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
         _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
         _require(self.schedule in SCHEDULES, "schedule", self.schedule, "must be one of " + ", ".join(SCHEDULES))
@@ -278,9 +277,12 @@ def _check_policy_covers_every_key() -> None:
 _check_policy_covers_every_key()
 
 
-def _is_cuda_index(device: str) -> bool:
+def valid_device(device: object) -> bool:
+    """The devices tuigpt trains and samples on: auto, cpu, cuda, cuda:N, mps."""
+    if not isinstance(device, str):
+        return False
     prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
+    return device in ("auto", "cpu", "cuda", "mps") or (prefix == "cuda" and index.isdigit() and len(index) < 6)
 
 
 def _safe_name(name: str) -> bool:

@@ -1,25 +1,30 @@
-"""File primitives every layer shares: one atomic write, one backwards line scan.
+"""File primitives every layer shares: one atomic write (of a file, or of a set of files), one backwards line scan.
+Reading files others made, bounded: :mod:`tuigpt.run.user_files`.
 
 An atomic write goes to a temporary file in the same directory (``.NAME.XXXX.tmp``), is flushed and
 fsynced, then renamed over the target, and the directory is fsynced: a crash at any moment leaves the
 old file or the new one, never a torn one. The temporary name pattern is what
-:func:`remove_stale_temp_files` recognises after a kill.
+:func:`remove_stale_temp_files` recognises after a kill. A set of files (an export) is written into a temporary
+folder and published in one step (:func:`atomic_folder`). Whatever a write has under way is a *leftover* until it
+is done: a process that must end at once (a second ctrl+c) removes them first
+(:func:`tuigpt.run.interrupts.remove_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
 from tuigpt.run.fmt import clip
+from tuigpt.run.interrupts import forget_leftover, track_leftover
 
 TEMP_SUFFIX = ".tmp"
-
-
 def fsync_dir(directory: Path) -> None:
     """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
     try:
@@ -44,6 +49,7 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)
+    track_leftover(tmp)
     try:
         if mode != 0o600:
             os.fchmod(fd, mode)
@@ -55,7 +61,161 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        forget_leftover(tmp)
     fsync_dir(path.parent)
+
+
+def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file that must not exist yet, atomically: FileExistsError when anything is at ``path`` by the time it
+    is published (a file made meanwhile, a link, a dangling link), which is never replaced."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
+    track_leftover(tmp)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # EEXIST for anything at that name: the check and the write are one step
+    finally:
+        tmp.unlink(missing_ok=True)
+        forget_leftover(tmp)
+    fsync_dir(path.parent)
+
+
+def rewrite_in_place(path: Path, data: bytes) -> str | None:
+    """Replace the contents of an existing file the user named, keeping what makes it theirs: a symbolic link is
+    followed (the real file is written, the link stays), the mode is kept, and so are hard links. A file with one
+    link is replaced atomically (a crash leaves the old or the new text); a file with several links is written in
+    place, which keeps them but is not atomic, after the new text was written beside it once (so a full disk fails
+    before the file is touched). Returns a note saying so, or None."""
+    real = Path(os.path.realpath(path))
+    st = os.stat(real)
+    if st.st_nlink == 1:
+        atomic_write(real, data, mode=stat.S_IMODE(st.st_mode))
+        return None
+    atomic_write(real.with_name(f".{real.name}.new{TEMP_SUFFIX}"), data)  # room for it, proven first
+    try:
+        fd = os.open(real, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        real.with_name(f".{real.name}.new{TEMP_SUFFIX}").unlink(missing_ok=True)
+    return (f"{path} has {st.st_nlink} hard links, so it was written in place to keep them (not atomically: the "
+            f"same text is not kept elsewhere)")
+
+
+# errors of a write that no choice of path fixes: no room, or a failing disk (exit 4, not 2)
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def write_failure(exc: OSError, target: Path, fix: str) -> Exception:
+    """The one-line error for an output that could not be written: CannotWrite (exit 4) when the disk is full or
+    failing, UserError (exit 2) when the path itself is wrong (a file in the way, no permission, read-only)."""
+    from tuigpt.run.errors import CannotWrite, UserError
+
+    why = exc.strerror or str(exc)
+    where = clip(str(getattr(exc, "filename", None) or target), 200)
+    if exc.errno in NO_ROOM:
+        return CannotWrite(f"cannot write {where} ({why}): nothing was written; free disk space and try again")
+    return UserError(f"cannot write {where} ({why}): {fix}")
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path, mode: int = 0o700) -> Iterator[Path]:
+    """A set of files that appear together or not at all: the block writes them into the folder it is given; when
+    it ends without error they are fsynced and published in one step, and on any error nothing is left.
+
+    A ``target`` that does not exist is made by renaming a temporary folder beside it (``.NAME.XXXX.tmp``) into
+    place. Into a folder that exists, each file is hard-linked from a temporary folder inside it, and a name that
+    exists by then (a file, a link, a dangling link) is never replaced: FileExistsError, and the files linked
+    before it are taken back. ``mode``: the permission bits of a folder made here.
+    """
+    target = Path(target)
+    existing = os.path.lexists(target)
+    if existing and not target.is_dir():
+        raise FileExistsError(errno.EEXIST, "a file is in the way of the output folder", str(target))
+    made = _make_parents(target.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
+                                    dir=target if existing else target.parent))
+    except BaseException:
+        _remove_empty(made)
+        raise
+    track_leftover(tmp)
+    try:
+        if not existing:
+            os.chmod(tmp, mode)
+        yield tmp
+        for name in os.listdir(tmp):
+            _fsync_file(tmp / name)
+        fsync_dir(tmp)
+        if existing:
+            _link_all(tmp, target)
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, target)  # an empty folder made meanwhile is replaced; one with files: ENOTEMPTY
+        fsync_dir(target if existing else target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
+        raise
+    finally:
+        forget_leftover(tmp)
+
+
+def _link_all(source: Path, target: Path) -> None:
+    linked: list[Path] = []
+    try:
+        for name in sorted(os.listdir(source)):
+            os.link(source / name, target / name)  # EEXIST for anything at that name, a dangling link included
+            linked.append(target / name)
+    except BaseException:
+        for path in linked:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Make ``directory`` and its missing parents; those made, deepest first (removed again on failure)."""
+    missing = []
+    while not os.path.lexists(directory) and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.insert(0, d)
+    except BaseException:
+        _remove_empty(made)
+        raise
+    return made
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -151,61 +311,3 @@ def repair_torn_tail(path: Path) -> None:
         keep = complete_prefix(f, end)
         if keep != end:
             f.truncate(keep)
-
-
-def read_user_text(path: Path, what: str, fix: str, max_bytes: int | None = None) -> str:
-    """A user's text file (config, data), strictly UTF-8; every way it can be unusable is a one-line UserError.
-
-    Only regular files are read: a FIFO would block forever and /dev/zero never ends. ``what`` names the file in
-    errors ("config file", "data file"); ``fix`` says what to give instead.
-    """
-    from tuigpt.run.errors import UserError
-
-    shown = clip(str(path), 200)
-    st = stat_regular(path, what, fix)
-    if max_bytes is not None and st.st_size > max_bytes:
-        raise UserError(f"{what} {shown} is {st.st_size:,} bytes, more than the {max_bytes:,} a {what} may be: {fix}")
-    try:
-        with open_regular(path) as f:
-            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
-    except OSError as exc:
-        raise UserError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
-    if max_bytes is not None and len(raw) > max_bytes:
-        raise UserError(f"{what} {shown} is more than the {max_bytes:,} bytes a {what} may be: {fix}")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {shown} is not UTF-8 text (bad byte at offset {exc.start}): {fix}") from None
-
-
-def open_regular(path: Path) -> IO[bytes]:
-    """Open a file for reading only if it is a regular file: a FIFO swapped in since a stat must not block the
-    open (O_NONBLOCK) nor be read (OSError ENXIO-like "not a regular file")."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file (a pipe or a device)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def stat_regular(path: Path, what: str, fix: str) -> os.stat_result:
-    """The stat of a file the user named, which must be a regular file (not a FIFO, a device, a directory, or a
-    path too long); a one-line UserError otherwise."""
-    from tuigpt.run.errors import UserError
-
-    shown = clip(str(path), 200)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{what} {shown} does not exist: {fix}") from None
-    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, EACCES; ValueError: a NUL byte
-        raise UserError(f"cannot read {what} {shown}: {getattr(exc, 'strerror', None) or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UserError(f"{what} {shown} is a directory: {fix}")
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{what} {shown} is not a regular file (a pipe or a device): {fix}")
-    return st

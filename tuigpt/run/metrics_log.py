@@ -35,9 +35,11 @@ class MetricsWriter:
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
     wrote after it are cut before anything is appended. ``mode``: permission bits of a file made here.
 
-    A write that fails (disk full, I/O error) is reported once and ends the writing: ``on_failure`` gets one
-    line (the host makes it the run's trouble: exit 4, or a pause in the monitor); without it the error is
-    raised once, and the event bus detaches the writer. :meth:`close` never raises; ``error`` keeps the failure.
+    A record is one ``write`` of its whole line; a write that fails part-way (the disk filled mid-line) is cut
+    back to where the line began, so a reader never sees half a record. A write that fails (disk full, I/O error)
+    is reported once and ends the writing: ``on_failure`` gets one line (the host makes it the run's trouble: exit
+    4, or a pause in the monitor); without it the error is raised once, and the event bus detaches the writer.
+    :meth:`close` never raises; ``error`` keeps the failure.
     """
 
     def __init__(self, path: Path, log_interval: int, telemetry_every: float = 10.0,
@@ -55,8 +57,8 @@ class MetricsWriter:
         repair_torn_tail(path)
         if resume_at is not None:
             cut_after(path, resume_at)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
-        self._file: IO[bytes] | None = os.fdopen(fd, "ab")
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+        self._end = os.fstat(self._fd).st_size  # where the next line begins (this process is the one writer)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, IterationStats) and event.iter % self.log_interval:
@@ -77,11 +79,10 @@ class MetricsWriter:
             return
         line = dumps(record)
         with self._lock:
-            if self._file is None:
+            if self._fd is None:
                 return
             try:
-                self._file.write(line)
-                self._file.flush()
+                self._write_line(line)
                 return
             except OSError as exc:
                 message = self._fail(exc)
@@ -89,33 +90,42 @@ class MetricsWriter:
             raise OSError(self.error.errno if self.error else None, message)
         self.on_failure(message)
 
+    def _write_line(self, line: bytes) -> None:
+        """Append one whole line; on any failure the file is cut back to where it began."""
+        assert self._fd is not None
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]  # a short write (a filling disk) goes on, or raises
+        except BaseException:
+            try:
+                os.ftruncate(self._fd, self._end)  # no torn line: the reader's last line stays a whole record
+            except OSError:
+                pass
+            raise
+        self._end += len(line)
+
     def _fail(self, exc: OSError) -> str:
         """Stop writing (under the lock); the one line that says so."""
         self.error = exc
-        file, self._file = self._file, None
-        try:
-            file.close()  # type: ignore[union-attr]
-        except OSError:
-            pass  # the buffered rest cannot be written either
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
         return (f"could not write {self.path} ({exc.strerror or exc}): the run's history stops here; free disk "
                 f"space or fix the folder, then --resume")
 
     def close(self) -> None:
         """Flush, fsync and close; a failure here is kept in ``error`` (the records already flushed are safe)."""
         with self._lock:
-            file, self._file = self._file, None
-            if file is None:
+            fd, self._fd = self._fd, None
+            if fd is None:
                 return
             try:
-                file.flush()
-                os.fsync(file.fileno())
+                os.fsync(fd)
             except OSError as exc:
                 self.error = exc
             finally:
-                try:
-                    file.close()
-                except OSError as exc:
-                    self.error = self.error or exc
+                os.close(fd)
 
 
 def set_aside(path: Path) -> Path | None:

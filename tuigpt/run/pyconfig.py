@@ -4,7 +4,9 @@ A nanoGPT config is a python file of plain assignments that nanoGPT's ``configur
 of train.py's defaults. Here the file is parsed with :mod:`ast` and only literal values are evaluated: numbers,
 strings, True/False/None, arithmetic on them (``5 * 8``, ``learning_rate / 10``), names assigned earlier
 (or nanoGPT's defaults) and f-strings of those. Anything else (a call, an attribute, a loop) is exit 2 naming the
-line. ``import`` lines are skipped, not run: nanoGPT's own ``finetune_shakespeare.py`` imports ``time`` only to
+line. Evaluation is bounded in size and time, not only in depth: an integer past MAX_INT_BITS is refused before it
+is computed (``(10**64)**64`` raised again, or a chain of squarings, would take hours and gigabytes), and a file
+may evaluate at most MAX_NODES expressions in MAX_SECONDS. ``import`` lines are skipped, not run: nanoGPT's own ``finetune_shakespeare.py`` imports ``time`` only to
 name its wandb run, a key tuigpt ignores.
 
 The same key mapping turns a nanoGPT checkpoint's ``config`` dict into tuigpt keys (:func:`translate`).
@@ -17,14 +19,15 @@ import difflib
 import math
 import operator
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_text
+from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
 
-MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 256 << 10  # nanoGPT's configs are 1-2 KB; parsing costs ~10 µs a byte on a loaded 2-core box
 
 # nanoGPT's train.py defaults: what a key the file does not set means there. The system keys (device 'cuda',
 # dtype, compile=True, backend 'nccl') are left out on purpose: tuigpt's 'auto' picks what this machine has.
@@ -52,7 +55,27 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
 MAX_POWER = 64  # 10 ** 10 ** 10 would hang the parser; no config value needs a bigger exponent
+MAX_INT_BITS = 1024  # nor an integer past float's range (a seed is 64 bits, max_iters 40)
 MAX_TEXT = 4096  # nor a longer string
+MAX_NODES = 200_000  # expressions evaluated in one file (a 1 MiB file of `a = a + 1` lines is ~150,000)
+MAX_SECONDS = 5.0  # and the time that may take: a legitimate config evaluates in milliseconds
+
+
+class _Budget:
+    """What evaluating one config file may still cost: expressions, and wall time."""
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def spend(self, where: str) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise UserError(f"{where}: the file evaluates more than {MAX_NODES:,} expressions (a config holds plain "
+                            f"values)")
+        if self.nodes % 1024 == 0 and time.monotonic() > self.deadline:
+            raise UserError(f"{where}: the file takes more than {MAX_SECONDS:g} s to evaluate (a config holds plain "
+                            f"values)")
 
 
 class _Unusable:
@@ -75,6 +98,7 @@ def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
                         f"plain values)") from None
     values: dict[str, Any] = dict(NANOGPT_DEFAULTS)
     assigned: dict[str, Any] = {}
+    budget = _Budget()
     for node in tree.body:
         where = f"config file {path} line {node.lineno}"
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -96,11 +120,11 @@ def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
         scope = {**values, **assigned}
         if all(name in IGNORED for name in names):
             try:
-                result: Any = _evaluate_bounded(value, scope, where)
+                result: Any = _evaluate_bounded(value, scope, where, budget)
             except UserError as exc:  # never used by tuigpt, so only an error if another line refers to it
                 result = _Unusable(node.lineno, str(exc))
         else:
-            result = _evaluate_bounded(value, scope, where)
+            result = _evaluate_bounded(value, scope, where, budget)
         for name in names:
             assigned[name] = result
     return _merge(values, assigned, path)
@@ -124,10 +148,10 @@ def _describe(node: ast.AST) -> str:
             "ClassDef": "a class", "Try": "a try block", "Delete": "a del statement"}.get(kind, f"a {kind} statement")
 
 
-def _evaluate_bounded(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
+def _evaluate_bounded(node: ast.expr, scope: dict[str, Any], where: str, budget: _Budget) -> Any:
     """:func:`_evaluate`, with an expression too deep for the interpreter's recursion an error like any other."""
     try:
-        return _evaluate(node, scope, where)
+        return _evaluate(node, scope, where, budget)
     except RecursionError:
         raise UserError(f"{where}: an expression nested or chained too deeply to read (a config holds plain "
                         f"values)") from None
@@ -141,10 +165,13 @@ def _src(node: ast.AST) -> str:
         return "the expression"
 
 
-def _evaluate(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
+def _evaluate(node: ast.expr, scope: dict[str, Any], where: str, budget: _Budget) -> Any:
     """The value of a literal expression; UserError naming ``where`` for anything that would need running code."""
+    budget.spend(where)
     if isinstance(node, ast.Constant):
-        if isinstance(node.value, (int, float, str, bool)) or node.value is None:
+        if isinstance(node.value, int) and not isinstance(node.value, bool):
+            return _bounded_int(node.value, where)
+        if isinstance(node.value, (float, str, bool)) or node.value is None:
             return node.value
         raise UserError(f"{where}: {shown(node.value)} is not a number, text, True, False or None")
     if isinstance(node, ast.Name):
@@ -156,14 +183,14 @@ def _evaluate(node: ast.expr, scope: dict[str, Any], where: str) -> Any:
             raise UserError(f"{where}: uses {node.id}, whose line {value.line} could not be read ({value.why})")
         return value
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        operand = _evaluate(node.operand, scope, where)
+        operand = _evaluate(node.operand, scope, where, budget)
         _require_number(operand, node, where)
         return _UNARY[type(node.op)](operand)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left, scope, where), _evaluate(node.right, scope, where)
+        left, right = _evaluate(node.left, scope, where, budget), _evaluate(node.right, scope, where, budget)
         return _binary(node, left, right, where)
     if isinstance(node, ast.JoinedStr):
-        return _fstring(node, scope, where)
+        return _fstring(node, scope, where, budget)
     raise UserError(f"{where}: `{_src(node)}` is not a literal value (tuigpt reads numbers, text, "
                     f"True/False/None and arithmetic on them, without running code)")
 
@@ -183,24 +210,47 @@ def _binary(node: ast.BinOp, left: Any, right: Any, where: str) -> Any:
     _require_number(right, node, where)
     if isinstance(node.op, ast.Pow) and abs(right) > MAX_POWER:
         raise UserError(f"{where}: exponent {right} is too large for a config value")
+    _refuse_big(node, left, right, where)
     try:
         result = _BINARY[type(node.op)](left, right)
     except (ZeroDivisionError, OverflowError) as exc:
         raise UserError(f"{where}: `{_src(node)}` cannot be computed ({exc})") from None
     if isinstance(result, complex) or (isinstance(result, float) and not math.isfinite(result)):
         raise UserError(f"{where}: `{_src(node)}` is not a finite real number")
-    return result
+    return _bounded_int(result, where) if isinstance(result, int) else result
 
 
-def _fstring(node: ast.JoinedStr, scope: dict[str, Any], where: str) -> str:
+def _refuse_big(node: ast.BinOp, left: Any, right: Any, where: str) -> None:
+    """Refuse, before computing it, an integer product or power whose result would pass MAX_INT_BITS."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    if isinstance(node.op, ast.Pow) and right > 0 and abs(left) > 1:
+        bits = (abs(left).bit_length() - 1) * right
+    elif isinstance(node.op, ast.Mult) and left and right:
+        bits = abs(left).bit_length() + abs(right).bit_length() - 2
+    else:
+        return
+    if bits > MAX_INT_BITS:
+        raise UserError(f"{where}: `{_src(node)}` makes an integer of about {bits:,} bits; a config value has at "
+                        f"most {MAX_INT_BITS}")
+
+
+def _bounded_int(value: int, where: str) -> int:
+    if abs(value).bit_length() > MAX_INT_BITS:
+        raise UserError(f"{where}: an integer of {abs(value).bit_length():,} bits; a config value has at most "
+                        f"{MAX_INT_BITS}")
+    return value
+
+
+def _fstring(node: ast.JoinedStr, scope: dict[str, Any], where: str, budget: _Budget) -> str:
     parts = []
     for part in node.values:
         if isinstance(part, ast.Constant):
             parts.append(str(part.value))
             continue
         assert isinstance(part, ast.FormattedValue)
-        value = _evaluate(part.value, scope, where)
-        spec = _fstring(part.format_spec, scope, where) if part.format_spec is not None else ""
+        value = _evaluate(part.value, scope, where, budget)
+        spec = _fstring(part.format_spec, scope, where, budget) if part.format_spec is not None else ""
         if any(int(n) > MAX_TEXT for n in re.findall(r"\d+", spec)):  # f"{1:>1000000000}" would take a gigabyte
             raise UserError(f"{where}: f-string format {shown(spec)} makes text longer than {MAX_TEXT} characters")
         if part.conversion == ord("r"):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+import types
+import typing
+from typing import Any, Callable
 
 from tuigpt.run import commands as cmds
 from tuigpt.run.commands import Command
@@ -75,11 +77,17 @@ def event_record(event: Event) -> dict[str, Any] | None:
 
 
 def event_from_record(record: dict[str, Any]) -> Event | None:
-    """The event a record was made from; None when the record is not one (unknown type, bad fields)."""
+    """The event a record was made from; None when the record is not one (unknown type, or a field of the wrong
+    type: a file is foreign input, and one bad line must not reach a chart, a projection or a table)."""
     cls = KINDS.get(record.get("type"))  # type: ignore[arg-type]
     if cls is None:
         return None
     values = {k: v for k, v in record.items() if k in _FIELDS[cls]}
+    checks = _CHECKS.get(cls)
+    if checks is None:
+        checks = _CHECKS[cls] = _field_checks(cls)
+    if not all(check(values[name]) for name, check in checks.items() if name in values):
+        return None
     try:
         if cls is StateChanged:
             values["state"] = RunState(values["state"])
@@ -90,6 +98,37 @@ def event_from_record(record: dict[str, Any]) -> Event | None:
         return cls(**values)
     except (TypeError, ValueError, KeyError):
         return None
+
+
+_CHECKS: dict[type[Event], dict[str, Callable[[Any], bool]]] = {}
+
+
+def _field_checks(cls: type[Event]) -> dict[str, Callable[[Any], bool]]:
+    """A type check per field of ``cls``, from its annotations (fields of other types are not checked here)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        check = _check_for(hint)
+        if check is not None:
+            out[name] = check
+    return out
+
+
+def _check_for(hint: Any) -> Callable[[Any], bool] | None:
+    if hint is bool:
+        return lambda v: isinstance(v, bool)
+    if hint is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if hint is float:  # a NaN or Inf was written as null (JSON has neither): read back as None
+        return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if hint is str:
+        return lambda v: isinstance(v, str)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+        inner = _check_for(next(a for a in args if a is not type(None)))
+        return None if inner is None else (lambda v: v is None or inner(v))
+    if origin in (list, dict):
+        return lambda v: isinstance(v, origin)
+    return None
 
 
 def dumps(obj: dict[str, Any]) -> bytes:

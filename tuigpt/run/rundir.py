@@ -6,7 +6,7 @@
 | metrics.jsonl   | the metrics writer (append-only, a line a record)|
 | train.log       | the trainer, when it crashes (the traceback)     |
 | control.sock    | the control server, while the run lives          |
-| run.lock        | the one process writing the run (its PID; flock) |
+| run.lock        | the PID of the one process writing the run (which flocks the directory) |
 
 A run directory is made 0700 and its files 0600 (the config, samples and weights are the user's own);
 ``share_with_group: true`` makes them 0750/0640, for a group that reads them. An existing directory or

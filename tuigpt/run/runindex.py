@@ -15,8 +15,10 @@ from typing import Any
 
 from tuigpt.run.files import atomic_write, locked
 from tuigpt.run.paths import cache_dir
+from tuigpt.run.user_files import read_regular
 
 INDEX_FILE = "runs.json"
+MAX_INDEX_BYTES = 16 << 20  # runs.json: a few hundred bytes a run
 MAX_RUNS = 500  # the most recently started are kept: the index stays small however many runs a user makes
 _METRICS = "metrics.jsonl"  # rundir.METRICS_FILE (rundir imports this module)
 
@@ -27,8 +29,8 @@ def index_path() -> Path:
 
 def _read(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(path, MAX_INDEX_BYTES))  # never a FIFO, never unbounded
+    except (OSError, ValueError, RecursionError):
         return {}
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, dict):

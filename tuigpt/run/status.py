@@ -7,6 +7,7 @@ the control socket).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -64,37 +65,48 @@ def read_ends(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
-    """The run's state, position and figures; ``alive(run_dir)`` says whether its process answers."""
+    """The run's state, position and figures; ``alive(run_dir)`` says whether its process answers. A field of the
+    wrong type in the file (a hand edit, another tool, a damaged disk) reads as unknown, never as an error."""
     path = RunDir(run_dir).metrics
     head, tail = read_ends(path)
     last: dict[str, dict[str, Any]] = {}
     start_in_tail = None
     for record in tail:
-        kind = record.get("type", "")
+        kind = _of(record, "type", str) or ""
         if kind == "start":
             start_in_tail = record
             last.pop("finish", None), last.pop("failed", None)  # a later session: earlier endings do not count
         last[kind] = record
     start = start_in_tail or next((r for r in reversed(head) if r.get("type") == "start"), {})
     if alive(run_dir):
-        state = "paused" if last.get("state", {}).get("state") == "PAUSED" else "running"
+        state = "paused" if _of(last.get("state", {}), "state", str) == "PAUSED" else "running"
     elif "failed" in last:
         state = "failed"
     elif "finish" in last:
-        state = "done" if last["finish"].get("reason") == "done" else "stopped"
+        state = "done" if _of(last["finish"], "reason", str) == "done" else "stopped"
     else:
         state = "interrupted"
-    iteration = last.get("finish", last.get("failed", last.get("iter", {}))).get("iter")
-    best = last.get("finish", {}).get("best_val_loss")
+    iteration = _of(last.get("finish", last.get("failed", last.get("iter", {}))), "iter", int)
+    best = _of(last.get("finish", {}), "best_val_loss", float)
     if best is None:
-        best = last.get("eval", {}).get("best_val_loss")
-    target_loss = (start.get("config") or {}).get("target_loss")
+        best = _of(last.get("eval", {}), "best_val_loss", float)
+    config = start.get("config")
+    target_loss = _of(config, "target_loss", float) if isinstance(config, dict) else None
     return RunSummary(
-        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=start.get("max_iters"),
-        best_val_loss=best, tokens_per_sec=last.get("iter", {}).get("tokens_per_sec"), device=start.get("device"),
-        updated=path.stat().st_mtime,
-        target=_target(path, float(target_loss), state == "running") if isinstance(target_loss, (int, float)) else None,
+        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=_of(start, "max_iters", int),
+        best_val_loss=best, tokens_per_sec=_of(last.get("iter", {}), "tokens_per_sec", float),
+        device=_of(start, "device", str), updated=path.stat().st_mtime,
+        target=_target(path, target_loss, state == "running") if target_loss is not None else None,
     )
+
+
+def _of(record: Any, key: str, kind: type) -> Any:
+    """``record[key]`` when it is a ``kind`` (a float: any finite number), else None."""
+    value = record.get(key) if isinstance(record, dict) else None
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else None
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
 def _target(path: Path, target: float, running: bool) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_text
+from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
 
 

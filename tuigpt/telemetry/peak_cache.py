@@ -16,6 +16,7 @@ from typing import Any
 
 from tuigpt.run import fmt
 from tuigpt.run.files import atomic_write, locked
+from tuigpt.run.user_files import read_regular
 from tuigpt.run.paths import cache_dir
 from tuigpt.telemetry.load import Load
 
@@ -89,9 +90,9 @@ def cache_key(machine: str, dtype: str, threads: int, device: str, torch_version
 
 def _load_cache() -> dict[str, Any]:
     try:
-        data = json.loads(peaks_cache_path().read_text())
+        data = json.loads(read_regular(peaks_cache_path(), 16 << 20))  # never a FIFO, never unbounded
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
 
 

@@ -16,7 +16,8 @@ import time
 from typing import TextIO
 
 CAPACITY = 2000  # lines held while the output does not move (a few hundred KiB)
-CLOSE_PATIENCE = 30.0  # seconds close() waits without a line going out before it gives the rest up
+CLOSE_PATIENCE = 4.0  # seconds close() waits without a line going out before it gives the rest up: an unread
+# output must not keep a stopped run from exiting (the issue 26 bar: no hang past 10 s; metrics.jsonl has every line)
 
 
 class BackgroundOutput:

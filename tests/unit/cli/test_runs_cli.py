@@ -109,3 +109,31 @@ def test_runs_and_watch_find_a_run_from_any_directory(tmp_path: Path, monkeypatc
     assert row.split()[-1] == str(run.resolve())  # where it lives, since it is not below this directory
     assert f"watch one: tuigpt watch {run.resolve()}" in out
     assert resolve_run_dir("far-run") == run
+
+
+def test_one_run_with_wrong_typed_fields_does_not_break_the_listing(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    root = tmp_path / "checkpoints"
+    write_run(root, "good-run", [{"type": "finish", "iter": 100, "reason": "done", "best_val_loss": 1.5}], n_iters=3)
+    bad = write_run(root, "bad-run", [
+        {"type": "iter", "iter": "x", "loss": [1], "tokens_per_sec": "fast", "time": 3.0},
+        {"type": "eval", "iter": "200", "train_loss": 1.0, "val_loss": {}, "best_val_loss": [1.0], "is_best": 1},
+        {"type": "state", "state": ["PAUSED"], "iter": 4},
+        {"type": "finish", "iter": 3.5, "reason": 7, "best_val_loss": "low"},
+    ])
+    with open(bad / "metrics.jsonl", "a") as f:  # a start whose config and target are junk, too
+        f.write(json.dumps({"type": "start", "max_iters": "many", "device": 5, "config": [1, 2]}) + "\n")
+        f.write(json.dumps({"type": "start", "max_iters": 9, "device": "cpu", "config": {"target_loss": "x"}}) + "\n")
+    assert main(["runs", "--out_dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "good-run" in out and "bad-run" in out and "Traceback" not in out
+
+
+def test_a_record_with_a_field_of_the_wrong_type_is_no_event() -> None:
+    from tuigpt.run.records import event_from_record
+
+    assert event_from_record({"type": "iter", "iter": "x", "loss": 2.0, "lr": 1e-3, "ms_per_iter": 1.0,
+                              "tokens_per_sec": 1.0, "mfu": None, "tokens_seen": 1, "train_seconds": 1.0}) is None
+    eval_ = {"type": "eval", "iter": 5, "train_loss": None, "val_loss": None, "best_val_loss": 2.0, "is_best": False,
+             "seconds": 0.1}  # a NaN eval is written as null: it reads back
+    assert event_from_record(eval_) is not None
+    assert event_from_record({**eval_, "is_best": 1}) is None and event_from_record({**eval_, "iter": True}) is None

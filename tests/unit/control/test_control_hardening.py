@@ -11,6 +11,7 @@ import pytest
 from support import wait_for
 from support.live_run import Client
 
+from tuigpt.control import connection
 from tuigpt.control import server as control_server
 from tuigpt.control.budget import NOTICE_BURST, NoticeBudget
 from tuigpt.control.server import MAX_CLIENTS, ControlServer
@@ -67,7 +68,7 @@ def test_a_handler_that_fails_answers_and_keeps_the_slot(served, monkeypatch: py
     def broken(message: dict) -> object:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(control_server, "command_from_message", broken)
+    monkeypatch.setattr(connection, "command_from_message", broken)
     c = Client(path)
     c.send({"cmd": "pause"})
     reply = c.read()
@@ -88,33 +89,73 @@ def test_one_shot_garbage_connections_free_their_slots(served) -> None:
     assert _ping(path)["ok"] is True
 
 
-def test_idle_connections_are_closed_and_the_one_too_many_is_told_why(served, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_trickling_and_blank_line_clients_are_closed_whatever_bytes_they_send(
+        served, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
     server, path, _, notices = served
-    monkeypatch.setattr(control_server, "IDLE_TIMEOUT", 0.5)
-    monkeypatch.setattr(control_server, "SEND_TIMEOUT", 0.1)  # the reader's poll
-    idle = [Client(path) for _ in range(MAX_CLIENTS)]
-    wait_for(lambda: server.clients == MAX_CLIENTS, 5, "every idle connection accepted")
-    extra = Client(path)
-    reply = extra.read()
-    assert reply["ok"] is False and f"{MAX_CLIENTS} watchers already connected" in reply["error"]
-    for c in idle:
-        reply = c.read()
-        assert reply is not None and "idle" in reply["error"]
-        assert c.read() is None
+    monkeypatch.setattr(connection, "IDLE_TIMEOUT", 1.0)
+    monkeypatch.setattr(connection, "LINE_DEADLINE", 0.3)
+    monkeypatch.setattr(connection, "SEND_TIMEOUT", 0.1)  # the reader's poll
+    idle, trickle, blank = Client(path), Client(path), Client(path)
+    stop = threading.Event()
+
+    def keep_sending() -> None:  # one byte, and one blank line, every 0.1 s: neither is a message
+        while not stop.wait(0.1):
+            for client, data in ((trickle, b"{"), (blank, b"\n")):
+                try:
+                    client.send_raw(data)
+                except OSError:
+                    pass
+
+    threading.Thread(target=keep_sending, daemon=True).start()
+    try:
+        wait_for(lambda: server.clients == 0, 5, "all three dropped, their slots freed")
+    finally:
+        stop.set()
+    dropped = [n for n in notices if "dropped" in n]
+    assert sum("idle for 1 s without subscribing" in n for n in dropped) == 2, dropped
+    assert sum("a line begun 0.3 s ago never ended" in n for n in dropped) == 1, dropped
+    reply = idle.read()  # the quiet one is told why before the hang-up (the others may see a reset: they kept sending)
+    assert reply is not None and "idle for 1 s" in reply["error"] and idle.read() is None
+    for client in (idle, trickle, blank):
+        client.close()
+
+
+def test_slow_clients_never_lock_a_watcher_out(served, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, path, _, _ = served
+    slow = [Client(path) for _ in range(MAX_CLIENTS)]  # connected, never subscribing, holding every slot they can
+    for c in slow:
+        c.send_raw(b"{")  # a line begun, never ended
+    wait_for(lambda: server.clients == control_server.MAX_PENDING, 5, "the slow ones to hold the pending slots")
+    for _ in range(3):  # a watcher gets in at once, each time, however many slow clients come and go
+        watcher = Client(path)
+        watcher.send({"cmd": "subscribe"})
+        assert watcher.read_until(lambda r: r.get("type") == "reply")["ok"] is True
+        watcher.close()
+        slow.append(Client(path))
+    evicted = [c for c in slow if (reply := _poll(c)) is not None and "needed the slot" in reply.get("error", "")]
+    assert evicted, "the oldest slow clients gave their slots up, told why"
+    for c in slow:
         c.close()
-    wait_for(lambda: server.clients == 0, 5, "the idle ones dropped")
-    watcher = Client(path)
-    watcher.send({"cmd": "subscribe"})
-    assert watcher.read_until(lambda r: r.get("type") == "reply")["ok"] is True
-    watcher.close()
+
+
+def _poll(client: Client) -> dict | None:
+    client.sock.settimeout(0.2)
+    try:
+        return client.read()
+    except (OSError, ValueError):
+        return None
 
 
 def test_a_reconnect_loop_cannot_grow_the_log_without_bound(served) -> None:
     server, path, _, notices = served
-    held = [Client(path) for _ in range(MAX_CLIENTS)]
-    for c in held:
+    held = []
+    for _ in range(MAX_CLIENTS):  # watchers: each subscribes as it connects
+        c = Client(path)
         c.send({"cmd": "subscribe"})
-        c.read_until(lambda r: r.get("type") == "reply")
+        assert c.read_until(lambda r: r.get("type") == "reply")["ok"] is True
+        held.append(c)
     before = len(notices)
     for _ in range(200):  # refused: every slot is taken
         c = Client(path)

@@ -270,7 +270,7 @@ def test_binary_file_is_rejected(tmp_path: Path) -> None:
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuigpt.run import files
+    from tuigpt.run import user_files as files
 
     f = write(tmp_path / "secret.txt", "hidden\n")
     real_open = files.open_regular

@@ -34,6 +34,27 @@ def test_headless_nan_stops_names_the_iteration_and_keeps_finite_weights(tiny_co
     assert all(torch.isfinite(t).all() for t in saved["model"].values())
 
 
+def test_a_nan_eval_never_makes_last_pt_unloadable_and_the_run_resumes_with_a_lower_lr(tiny_config,
+                                                                                        monkeypatch) -> None:
+    import math
+
+    import tuigpt.engine.chores as chores
+
+    real = chores.estimate_loss
+    monkeypatch.setattr(chores, "estimate_loss", lambda *a, **k: {"train": math.nan, "val": math.inf}
+                        if k["iter_num"] == 4 else real(*a, **k))  # the weights are finite, the eval diverged
+    trainer = Trainer(tiny_config(max_iters=4, eval_interval=2))
+    trainer.run()
+    saved = load_checkpoint(trainer.run_dir / "last.pt")
+    assert saved["iter_num"] == 4 and saved["last_val_loss"] is None and saved["best_val_loss"] is not None
+    # a file written before this fix holds the NaN itself: it loads as well, the eval loss read as none
+    saved["last_val_loss"] = math.nan
+    tuigpt.engine.checkpoint.save_checkpoint(saved, trainer.run_dir / "last.pt")
+    resumed = Trainer(tiny_config(max_iters=6, eval_interval=2, learning_rate=1e-4), resume=True)
+    assert resumed.iter_num == 4 and resumed.last_val_loss is None
+    assert resumed.run().reason == "done" and resumed.iter_num == 6
+
+
 def test_monitor_nan_pauses_and_resume_continues(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=8, eval_interval=100), pause_on_trouble=True)
     trainer.stepper.model = PoisonFrom(trainer.raw_model, at=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -92,3 +93,56 @@ def test_the_readme_documents_every_placeholder() -> None:
     assert placeholders == {"{event}", "{kind}", "{run}", "{iter}", "{time}"}
     for placeholder in placeholders:
         assert f"`{placeholder}`" in readme, placeholder
+
+
+def _alive(marker: str) -> list[int]:
+    """PIDs whose command line holds ``marker`` (a sleep of a duration no other process uses)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_an_alert_command_leaves_no_process_behind_whether_it_times_out_or_exits(tmp_path: Path) -> None:
+    rec = Recorder()
+    tag = f"{os.getpid() % 1000 + 7000}"  # sleep durations no other process of this machine is using
+    hung = AlertCommand(f"sh -c 'sleep {tag}1 & sleep {tag}2'", rec, timeout=0.5)  # the README's own shape
+    hung(finished("done"))
+    wait_for(lambda: any("did not finish in 0.5 s" in n.message for n in rec.of(Notice)), 30, "the timeout")
+    hung.close()
+    left = AlertCommand(f"sh -c 'sleep {tag}3 &'", rec, timeout=30)  # exits at once, its child would stay
+    left(finished("done"))
+    left.close()
+    assert left.calls == 1
+    slow = AlertCommand(f"sh -c 'sleep {tag}4'", rec, timeout=30)  # still running when the run ends
+    slow(finished("done"))
+    wait_for(lambda: _alive(f"sleep {tag}4"), 10, "the command to start")
+    slow.close(wait=0.1)
+    assert any("still running when the run ended and was killed" in n.message for n in rec.of(Notice))
+    wait_for(lambda: not _alive(f"sleep {tag}"), 10, "every process the commands started to be gone")
+
+
+@pytest.mark.parametrize("command", ["yes", "sh -c 'yes >&2'", "sh -c 'cat /dev/zero >&2'"])
+def test_an_alert_command_that_floods_its_output_costs_no_memory(tmp_path: Path, command: str) -> None:
+    import resource
+
+    rec = Recorder()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hook = AlertCommand(command, rec, timeout=2.0)
+    hook(finished("done"))
+    hook.close(wait=30)
+    warnings = [n.message for n in rec.of(Notice)]
+    assert len(warnings) == 1 and ("wrote more than 64 KiB" in warnings[0] or "did not finish in 2 s" in warnings[0])
+    assert all(len(w) < 400 for w in warnings)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KiB: it was 3.6 GiB
+
+
+def test_a_huge_alert_command_is_clipped_in_its_error_line() -> None:
+    with pytest.raises(UserError) as caught:
+        AlertCommand("no-such-" + "x" * 100_000, lambda e: None)
+    assert len(str(caught.value)) < 400

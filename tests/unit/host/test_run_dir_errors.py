@@ -6,14 +6,12 @@ skip, saying why, where it does not)."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -26,21 +24,7 @@ from tuigpt.run.events import Notice, RunState, StateChanged
 from tuigpt.run.metrics_log import read_metrics
 
 from conftest import TINY
-from support import corpus
-from support import start_local, wait_for
-
-
-@contextlib.contextmanager
-def mounted(target: Path, *args: str) -> Iterator[Path]:
-    if not target.exists():
-        target.mkdir(parents=True)
-    done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount here (needs root where mounts are allowed): {done.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+from support import corpus, mounted, start_local, wait_for
 
 
 def _config(tmp_path: Path, out_dir: Path, **values: object) -> Path:
@@ -193,3 +177,23 @@ def test_runs_skips_a_metrics_file_that_is_a_fifo(tmp_path: Path, capsys) -> Non
     os.mkfifo(tmp_path / "runs" / "odd" / "metrics.jsonl")
     assert cli.main(["runs", "--out_dir", str(tmp_path / "runs")]) == 0  # returns (reading a FIFO would block)
     assert "no runs under" in capsys.readouterr().out
+
+
+def test_a_full_disk_while_a_stop_checkpoint_is_written_is_exit_4_with_last_pt_intact(tmp_path: Path,
+                                                                                      tiny_config) -> None:
+    from tuigpt.host.local import LocalRun
+    from tuigpt.run.exits import exit_code
+    from tuigpt.run.events import CheckpointWritten
+
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=8m", "tmpfs") as disk:
+        trainer = Trainer(tiny_config(out_dir=str(disk / "runs"), max_iters=100_000, eval_interval=3))
+        run, rec = start_local(trainer)
+        rec.wait(CheckpointWritten)  # a last.pt to keep
+        _fill(disk)
+        trainer.send(Stop(save=True))  # what SIGTERM sends, now on a full disk
+        assert run.wait(60)
+        assert isinstance(run, LocalRun) and run.outcome is not None and run.outcome.reason == "disk"
+        assert exit_code(run.ending, signalled=15) == 4  # the disk, not the signal: the stop could not be saved
+        assert any("No space left" in n.message for n in rec.of(Notice) if n.level == "error")
+        (disk / "filler").unlink()
+        assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] % 3 == 0  # the last eval's, whole

@@ -120,8 +120,8 @@ def test_every_numeric_key_has_a_range() -> None:
 
 
 @pytest.mark.parametrize("text, match", [
-    ("dataset = " + " + ".join(['"a"'] * 50_000), "nested or chained too deeply"),
-    ("batch_size = 1" + " * 99999999999" * 2000, "nested or chained too deeply"),
+    ("dataset = " + " + ".join(['"a"'] * 40_000), "nested or chained too deeply"),
+    ("batch_size = 1" + " * 99999999999" * 2000, "nested or chained too deeply|makes an integer of about"),
     ('dataset = f"{1:>1000000000}"', "longer than"),
     ("batch_size = foo(" + "1," * 10_000 + ")", "is not a literal value"),
 ])

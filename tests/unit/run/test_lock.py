@@ -58,3 +58,15 @@ def test_the_directory_mode_follows_share_with_group(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "shared").st_mode) == 0o750
     assert stat.S_IMODE(os.stat(tmp_path / "shared" / "run.lock").st_mode) == 0o600
     lock.release()
+
+
+def test_deleting_run_lock_while_a_run_holds_it_does_not_let_a_second_writer_in(tmp_path: Path) -> None:
+    run_dir = tmp_path / "a"
+    lock = RunLock.acquire(run_dir)
+    (run_dir / "run.lock").unlink()  # what `rm run.lock` does to a training run
+    with pytest.raises(UserError, match=r"in use by another tuigpt process \(PID unknown\)"):
+        RunLock.acquire(run_dir)
+    assert holder(run_dir) == 0  # held, though the file naming the holder is gone
+    lock.release()
+    assert holder(run_dir) is None
+    RunLock.acquire(run_dir).release()

@@ -170,3 +170,19 @@ def test_overrides_work_as_in_nanogpt(tmp_path: Path) -> None:
         load_config(path, {"max_iter": "10"})
     with pytest.raises(UserError, match="set out_dir instead"):
         load_config(path, {"run_name": "x"})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x = 10 ** 64\n" + "x = x ** 64\n" * 4, r"line 2: `x \*\* 64` makes an integer of about .* bits"),
+    ("x = 3\n" + "x = x * x\n" * 30, r"`x \* x` makes an integer of about .* bits; a config value has at most 1024"),
+    ("seed = 0x" + "f" * 100_000 + "\n", "an integer of 400,000 bits"),
+    ("wandb_run_name = 2 ** 64 ** 64 ** 64\nn_layer = wandb_run_name\n", "line 2: uses wandb_run_name"),
+    ("x = 1\n" + ("x=x" + "+1" * 16 + "\n") * 7000, "evaluates more than 200,000 expressions"),
+], ids=["power tower", "squaring chain", "hex literal", "unused but used", "a million nodes"])
+def test_a_config_bomb_is_refused_before_it_is_computed(tmp_path: Path, text: str, message: str) -> None:
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=message):
+        load_config(write(tmp_path, text))
+    assert time.monotonic() - t0 < 10  # each of these ran for minutes (killed at 60 s) before the bound

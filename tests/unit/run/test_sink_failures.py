@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from support import mounted
 from tuigpt.run.events import EventBus, IterationStats, Notice
 from tuigpt.run.metrics_log import MetricsWriter, read_metrics, set_aside
 
@@ -33,53 +34,41 @@ def test_a_failing_sink_is_reported_once_and_detached() -> None:
     assert sum(isinstance(e, IterationStats) for e in seen) == 100, "the others go on receiving every event"
 
 
-class _FullDisk:
-    """A file whose writes fail after ``ok`` of them, as a disk that fills up."""
-
-    def __init__(self, ok: int) -> None:
-        self.ok = ok
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        if self.ok <= 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.ok -= 1
-        return len(data)
-
-    def flush(self) -> None:
-        if self.ok < 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    def fileno(self) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    def close(self) -> None:
-        self.closed = True
+def _big(i: int) -> Notice:  # a long record: the disk fills in the middle of one
+    return Notice(level="info", message=f"{i} " + "x" * 3000)
 
 
-def test_a_metrics_writer_on_a_full_disk_reports_once_and_its_close_never_raises(tmp_path: Path) -> None:
+def test_a_metrics_writer_on_a_full_disk_reports_once_never_tears_a_line_and_its_close_never_raises(
+        tmp_path: Path) -> None:
     failures: list[str] = []
-    writer = MetricsWriter(tmp_path / "metrics.jsonl", 1, on_failure=failures.append)
-    writer._file = _FullDisk(ok=3)  # type: ignore[assignment]
-    for i in range(1, 50):
-        writer(_iteration(i))
-    assert len(failures) == 1 and "No space left on device" in failures[0] and "metrics.jsonl" in failures[0]
-    assert writer.error is not None
-    writer.close()  # nothing left to raise
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=64k", "tmpfs") as disk:
+        path = disk / "metrics.jsonl"
+        writer = MetricsWriter(path, 1, on_failure=failures.append)
+        for i in range(1, 100):
+            writer(_big(i))
+        assert len(failures) == 1 and "No space left on device" in failures[0] and "metrics.jsonl" in failures[0]
+        assert writer.error is not None
+        writer.close()  # nothing left to raise
+        raw = path.read_bytes()
+        assert raw.endswith(b"\n"), "a torn last line: a reader would see half a record"
+        records = read_metrics(path)
+        assert len(records) == raw.count(b"\n") > 0 and [int(r["message"].split()[0]) for r in records] == list(
+            range(1, len(records) + 1))
 
 
 def test_a_metrics_writer_without_a_handler_raises_once_so_the_bus_detaches_it(tmp_path: Path) -> None:
     bus = EventBus()
     seen: list[object] = []
-    writer = MetricsWriter(tmp_path / "metrics.jsonl", 1)
-    writer._file = _FullDisk(ok=0)  # type: ignore[assignment]
-    bus.subscribe(writer)
-    bus.subscribe(seen.append)
-    for i in range(1, 20):
-        bus.publish(_iteration(i))
-    assert [e.message for e in seen if isinstance(e, Notice)] == [
-        next(e.message for e in seen if isinstance(e, Notice))]
-    writer.close()
+    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=16k", "tmpfs") as disk:
+        writer = MetricsWriter(disk / "metrics.jsonl", 1)
+        bus.subscribe(writer)
+        bus.subscribe(seen.append)
+        for i in range(1, 40):
+            bus.publish(_big(i))
+        notices = [e.message for e in seen if isinstance(e, Notice) and e.level == "error"]
+        assert len(notices) == 1 and "No space left" in notices[0]
+        writer.close()
+        assert (disk / "metrics.jsonl").read_bytes().endswith(b"\n")
 
 
 def test_a_history_no_checkpoint_continues_is_moved_aside(tmp_path: Path) -> None:

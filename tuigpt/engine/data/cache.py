@@ -10,6 +10,7 @@ import numpy as np
 from tuigpt.engine.data.tokenizer import Tokenizer
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import atomic_write
+from tuigpt.run.user_files import read_regular
 
 TRAIN_FRACTION = 0.9  # nanoGPT: first 90% of tokens train, last 10% val
 _CACHE_VERSION = 1
@@ -23,7 +24,7 @@ def _memmap(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
 def open_cache(folder: Path, sha: str, tok_name: str) -> tuple[np.ndarray, np.ndarray, Tokenizer] | None:
     """The cached splits, or None when missing, stale or damaged (so the caller rebuilds)."""
     try:
-        meta = json.loads((folder / "meta.json").read_text("utf-8"))
+        meta = json.loads(read_regular(folder / "meta.json", 1 << 20))  # never a FIFO, never unbounded
         dtype = np.dtype(meta["dtype"])
         counts = {split: int(meta["tokens"][split]) for split in ("train", "val")}
         ok = (
@@ -39,7 +40,7 @@ def open_cache(folder: Path, sha: str, tok_name: str) -> tuple[np.ndarray, np.nd
         if tok.name != tok_name or tok.vocab_size != meta["vocab_size"]:
             return None
         return _memmap(folder / "train.bin", dtype, counts["train"]), _memmap(folder / "val.bin", dtype, counts["val"]), tok
-    except (OSError, ValueError, KeyError, TypeError, UserError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, UserError):
         return None
 
 

@@ -1,8 +1,11 @@
 """nanoGPT's prepared data: ``data/<dataset>/train.bin`` and ``val.bin`` (uint16 token ids, as its prepare.py
 scripts write them) and ``meta.pkl`` (a character vocabulary: vocab_size, itos, stoi).
 
-meta.pkl is a pickle, and unpickling can run code. It is read with an unpickler that resolves no class or
-function at all, then checked to hold only dicts, strings and ints: a file that is anything else is refused.
+meta.pkl is a pickle, and unpickling can run code. It is read (a regular file of at most MAX_META_BYTES) with an
+unpickler that resolves no class or function at all, then checked to hold only dicts, strings and ints, visiting each
+object once (a pickle can make a few bytes into a tree of billions of shared references): a file that is anything
+else is refused. A meta.pkl that is not a regular file (a FIFO, a directory, a link to a device) is refused too,
+never passed over as if absent.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ import numpy as np
 
 from tuigpt.engine.data.tokenizer import CharTokenizer, TiktokenTokenizer, Tokenizer
 from tuigpt.run.errors import UserError
+from tuigpt.run.user_files import optional_user_file, read_user_bytes
+from tuigpt.run.fmt import shown
 
 # the vocabulary of tiny Shakespeare, in id order: nanoGPT's data/shakespeare_char/prepare.py makes it as
 # sorted(set(text)), which is what tuigpt's char tokenizer does with the same corpus (a test checks both)
 SHAKESPEARE_CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 META_FILE = "meta.pkl"
 MAX_META_BYTES = 16 << 20
+MAX_META_OBJECTS = 1 << 20  # dict entries, strings and ints a meta.pkl may hold: a character vocabulary has ~100s
+MAX_VOCAB = 1 << 24  # as for checkpoints: a vocabulary of characters is never bigger
+_META_FIX = "put nanoGPT's data/<dataset>/meta.pkl (written by its prepare.py) there, or remove it"
 CHECK_TOKENS = 16 << 20  # token ids checked against the vocabulary at the start of train.bin (all of val.bin)
 
 
@@ -36,14 +44,14 @@ class _DataOnly(pickle.Unpickler):
         raise pickle.UnpicklingError("it refers to an external object")
 
 
+def meta_present(path: Path) -> bool:
+    """Whether a meta.pkl is at ``path`` (a UserError when something there is not a regular file)."""
+    return optional_user_file(path, "meta.pkl", _META_FIX)
+
+
 def read_meta(path: Path) -> CharTokenizer:
     """The character vocabulary of a nanoGPT meta.pkl; UserError naming what is wrong with the file."""
-    try:
-        raw = path.read_bytes() if path.stat().st_size <= MAX_META_BYTES else None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw is None:
-        raise UserError(f"{path} is over {MAX_META_BYTES >> 20} MiB: not a nanoGPT meta.pkl")
+    raw = read_user_bytes(path, "meta.pkl", _META_FIX, MAX_META_BYTES)
     try:
         meta = _DataOnly(io.BytesIO(raw)).load()
     except Exception as exc:  # pickle fails in many ways on arbitrary bytes
@@ -51,23 +59,34 @@ def read_meta(path: Path) -> CharTokenizer:
                         f"only dicts, strings and ints)") from None
     bad = _not_plain(meta)
     if bad is not None:
-        raise UserError(f"{path} was refused: it holds a {bad} (a nanoGPT meta.pkl holds only dicts, strings and ints)")
+        raise UserError(f"{path} was refused: it holds {bad} (a nanoGPT meta.pkl holds only dicts, strings and ints)")
     return _vocabulary(meta, path)
 
 
-def _not_plain(value: Any, depth: int = 0) -> str | None:
-    """The name of the first type that is not a dict, str or int (bool excluded), or None."""
-    if depth > 4:
-        return "nesting deeper than a vocabulary needs"
-    if isinstance(value, dict):
-        for k, v in value.items():
-            bad = _not_plain(k, depth + 1) or _not_plain(v, depth + 1)
-            if bad is not None:
-                return bad
-        return None
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return None
-    return type(value).__name__
+def _not_plain(value: Any) -> str | None:
+    """What makes ``value`` more than a vocabulary's dicts, strs and ints (bool excluded), or None. Each object is
+    visited once and at most MAX_META_OBJECTS in all, so shared references cannot make the walk a pickle bomb."""
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    visited = 0
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)):
+            visited += 1
+        elif isinstance(item, dict):
+            if depth > 4:
+                return "nesting deeper than a vocabulary needs"
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            visited += len(item)
+            for k, v in item.items():
+                todo += [(k, depth + 1), (v, depth + 1)]
+        else:
+            return f"a {type(item).__name__}"
+        if visited > MAX_META_OBJECTS:
+            return f"more than {MAX_META_OBJECTS:,} entries"
+    return None
 
 
 def _vocabulary(meta: Any, path: Path) -> CharTokenizer:
@@ -75,8 +94,10 @@ def _vocabulary(meta: Any, path: Path) -> CharTokenizer:
         raise UserError(f"{path} has no itos table: not a nanoGPT character meta.pkl")
     itos = meta["itos"]
     size = meta.get("vocab_size", len(itos))
-    if not isinstance(size, int) or sorted(itos) != list(range(size)):
-        raise UserError(f"{path}: itos must map every id 0..vocab_size-1 ({size}) to a character")
+    if not isinstance(size, int) or not 1 <= size <= MAX_VOCAB or size != len(itos) \
+            or not all(isinstance(i, int) for i in itos) or sorted(itos) != list(range(size)):
+        raise UserError(f"{path}: itos must map every id 0..vocab_size-1 ({shown(size, 30)}) to a character, for "
+                        f"at most {MAX_VOCAB:,} ids")
     chars = [itos[i] for i in range(size)]
     if not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != size:
         raise UserError(f"{path}: itos must map each id to its own single character")
@@ -101,7 +122,7 @@ def open_bins(folder: Path, tokenizer: str) -> tuple[np.ndarray, np.ndarray, Tok
         raise UserError(f"data_path {folder} has no {' or '.join(missing)}: a nanoGPT data folder holds the files its "
                         f"prepare.py writes (python data/<dataset>/prepare.py), or use dataset=text with your text")
     meta_path = folder / META_FILE
-    if meta_path.is_file():
+    if meta_present(meta_path):
         tok: Tokenizer = read_meta(meta_path)
         if tokenizer not in ("auto", "char"):
             raise UserError(f"tokenizer={tokenizer} but {meta_path} holds a character vocabulary: use tokenizer=auto")
@@ -110,7 +131,8 @@ def open_bins(folder: Path, tokenizer: str) -> tuple[np.ndarray, np.ndarray, Tok
     else:
         tok = TiktokenTokenizer("gpt2" if tokenizer == "auto" else tokenizer)
     splits = []
-    fingerprint = hashlib.sha256(meta_path.read_bytes() if meta_path.is_file() else b"")
+    fingerprint = hashlib.sha256(read_user_bytes(meta_path, "meta.pkl", _META_FIX, MAX_META_BYTES)
+                                 if isinstance(tok, CharTokenizer) else b"")
     for name in ("train.bin", "val.bin"):
         path = folder / name
         size = path.stat().st_size

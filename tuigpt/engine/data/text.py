@@ -8,8 +8,12 @@ import stat
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import read_user_text
+from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip
+
+# a text corpus is held in memory with its token ids (8 bytes a token): past a few GiB it belongs in nanoGPT's
+# prepared .bin files, which are memory-mapped
+MAX_DATA_BYTES = 4 << 30
 
 
 def resolve_paths(data_path: str) -> list[Path]:
@@ -42,7 +46,8 @@ def read_text(files: list[Path], label: str) -> str:
     """UTF-8 text of ``files``, newline-joined where a file does not end in one."""
     parts = []
     for path in files:
-        text = read_user_text(path, "data file", "data files must be UTF-8 text")
+        text = read_user_text(path, "data file", "data files must be UTF-8 text (a corpus over 4 GiB: prepare it as "
+                              "nanoGPT's train.bin/val.bin and use dataset=nanogpt)", max_bytes=MAX_DATA_BYTES)
         if "\0" in text:
             raise UserError(f"{path} looks binary (NUL byte at offset {text.index(chr(0))}): data files must be UTF-8 "
                             f"text")
