@@ -15,6 +15,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from typing import Callable
 
 from tuigpt.host.command import MAX_OUTPUT, Running, run_command
