@@ -22,7 +22,7 @@ from tuigpt.engine.checkpoint import read_torch_file
 from tuigpt.engine.checkpoint_check import check_structure, first_not_finite
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
-from tuigpt.run.config import MODEL_KEYS, TrainConfig
+from tuigpt.run.config import MODEL_KEYS, SWITCHES, TrainConfig, arch_of
 from tuigpt.run.errors import UserError
 from tuigpt.run.rundir import BEST, LAST
 
@@ -120,11 +120,14 @@ def fit_config(config: TrainConfig, source: Source) -> tuple[TrainConfig, list[s
         theirs, ours = getattr(source.args, key), getattr(config, key)
         if key == "block_size":
             if ours < theirs:
-                notes.append(f"init_from: position embeddings cropped from {theirs} to block_size {ours}")
+                what = "its context" if source.args.rope else "position embeddings"
+                notes.append(f"init_from: {what} cropped from {theirs} to block_size {ours}")
                 continue
         if theirs != ours:
             changes[key] = theirs
             notes.append(f"init_from: {key}={theirs!r} from the source (the config said {ours!r})")
+    if any(key in changes for key in SWITCHES):  # the block is the source's: arch names it where a bundle does
+        changes["arch"] = arch_of({key: getattr(source.args, key) for key in SWITCHES}) or config.arch
     return (dataclasses.replace(config, **changes) if changes else config), notes
 
 
