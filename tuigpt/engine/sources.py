@@ -35,7 +35,7 @@ PICKLED_HF = "pytorch_model.bin"
 class Source:
     """Weights under tuigpt's names, the model they fit, and the tokenizer they were trained with."""
 
-    kind: str  # "tuigpt checkpoint" | "nanoGPT checkpoint" | "Hugging Face GPT-2"
+    kind: str  # "tuigpt checkpoint" | "nanoGPT checkpoint" | "Hugging Face GPT-2" | "Hugging Face NanoChat"
     path: Path
     args: ModelArgs
     state: dict[str, torch.Tensor]
@@ -58,8 +58,9 @@ def open_source(spec: str) -> Source:
     if hf.is_hf_folder(path):
         args = hf.read_args(path)
         tokenizer, where = hf.read_tokenizer(path, args)
-        return Source("Hugging Face GPT-2", path, args, hf.read_weights(path, args), tokenizer,
-                      notices=[f"{path}: Hugging Face GPT-2 weights, tokenizer {where}"])
+        kind = "Hugging Face NanoChat" if args.rope else "Hugging Face GPT-2"
+        return Source(kind, path, args, hf.read_weights(path, args), tokenizer,
+                      notices=[f"{path}: {kind} weights, tokenizer {where}"])
     if path.is_dir():
         found = next((path / n for n in (NANOGPT_CKPT, BEST, LAST) if (path / n).is_file()), None)
         if found is None and (path / PICKLED_HF).is_file():
