@@ -11,14 +11,23 @@ inside the timed window. Rounds alternate the two so machine noise hits both ali
 median iteration after the first fifth (warm-up), and the ratio is nanoGPT's ms / tuigpt's ms (above 1: tuigpt
 steps faster). Target: >= 0.97 on every shipped CPU config, median of the rounds.
 
+--headless runs tuigpt as a user does, ``python -m tuigpt CONFIG --headless --log_interval=1`` in its own process
+(training on the trainer thread beside the host's threads), and takes the ms/it its lines print (the step's
+own wall time, as nanoGPT's lines do).
+
+--cpu-time runs both on one thread (torch's and OpenMP's) and times each iteration by the CPU time of the thread
+that trains (nanoGPT's ``time.time`` is read as ``time.thread_time`` for the run): what the step costs a quiet
+core, which stays meaningful on a machine busy with other work, where wall times are not.
+
     python benchmarks/step_gap.py --nanogpt ../nanoGPT [--models default,tiny] [--rounds 4] [--iters 200]
-        [--data ../shared/data/tinyshakespeare.txt] [--key=value ...]
+        [--headless | --cpu-time] [--data ../shared/data/tinyshakespeare.txt] [--key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
 import re
 import shutil
@@ -71,15 +80,22 @@ def prepare(nanogpt: Path, text: Path, scratch: Path) -> None:
     (folder / "meta.pkl").write_bytes(write_meta(tokenizer))
 
 
+CLOCK = time.perf_counter  # time.thread_time with --cpu-time
+# nanoGPT's train.py run with its clock read as this thread's CPU time (--cpu-time); its code is not changed
+CPU_TIME_RUNNER = ("import runpy, sys, time; time.time = time.thread_time; sys.argv = ['train.py', *sys.argv[1:]]; "
+                   "runpy.run_path('train.py', run_name='__main__')")
+
+
 def nanogpt_ms(config, iters: int, scratch: Path) -> list[float]:  # noqa: ANN001
-    """nanoGPT's train.py on ``config``'s shape: its logged per-iteration wall times (ms)."""
+    """nanoGPT's train.py on ``config``'s shape: its logged per-iteration times (ms)."""
     keys = {k: getattr(config, k) for k in SHARED_KEYS}
     keys.update(dataset="shakespeare_char", device="cpu", compile=False, dtype="float32", max_iters=iters,
-                lr_decay_iters=iters, warmup_iters=min(config.warmup_iters, iters), min_lr=config.effective_min_lr,
+                lr_decay_iters=iters, warmup_iters=min(config.warmup_iters, iters // 2), min_lr=config.effective_min_lr,
                 eval_interval=iters * 10, eval_iters=1, log_interval=1, always_save_checkpoint=False,
                 out_dir=str(scratch / "out"), wandb_log=False)
-    cmd = [sys.executable, "train.py", *[f"--{k}={v}" for k, v in keys.items()]]
-    done = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True)
+    entry = ["-c", CPU_TIME_RUNNER] if CLOCK is time.thread_time else ["train.py"]
+    cmd = [sys.executable, *entry, *[f"--{k}={v}" for k, v in keys.items()]]
+    done = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, env=os.environ)
     if done.returncode:
         raise SystemExit(f"nanoGPT's train.py failed:\n{done.stderr[-2000:]}")
     ms = [float(x) for x in re.findall(r"^iter \d+: loss [\d.]+, time ([\d.]+)ms", done.stdout, re.M)]
@@ -93,7 +109,7 @@ def tuigpt_ms(config, iters: int) -> tuple[list[float], Trainer]:  # noqa: ANN00
     config.eval_iters = 1
     trainer = Trainer(config)
     stamps: list[float] = []
-    trainer.bus.subscribe(lambda e: stamps.append(time.perf_counter()) if isinstance(e, IterationStats) else None)
+    trainer.bus.subscribe(lambda e: stamps.append(CLOCK()) if isinstance(e, IterationStats) else None)
     trainer.bus.subscribe(HeadlessPrinter(out=io.StringIO()))
     writer = MetricsWriter(trainer.run_dir.metrics, config.log_interval)
     trainer.bus.subscribe(writer)
@@ -103,6 +119,17 @@ def tuigpt_ms(config, iters: int) -> tuple[list[float], Trainer]:  # noqa: ANN00
     sampler.stop()
     writer.close()
     return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])], trainer
+
+
+def headless_ms(config_path: Path, overrides: dict[str, str], iters: int, out: str) -> list[float]:
+    """``tuigpt CONFIG --headless`` in a process of its own: the ms/it of its iteration lines."""
+    keys = {**overrides, "max_iters": iters, "log_interval": 1, "eval_interval": iters * 10, "eval_iters": 1,
+            "out_dir": out, "telemetry_interval": 1.0}
+    cmd = [sys.executable, "-m", "tuigpt", str(config_path), "--headless", *[f"--{k}={v}" for k, v in keys.items()]]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"tuigpt failed:\n{done.stdout[-1000:]}{done.stderr[-1000:]}")
+    return [float(x) for x in re.findall(r"^iter \d+/\d+ \|.*\| ([\d.]+) ms/it", done.stdout, re.M)]
 
 
 def steady(ms: list[float]) -> float:
@@ -115,14 +142,22 @@ def main() -> None:
     parser.add_argument("--models", default="default,tiny", help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--iters", type=int, default=200, help="timed iterations a round, each side")
+    parser.add_argument("--cpu-time", action="store_true", help="one thread each, timed by its CPU time")
+    parser.add_argument("--headless", action="store_true", help="tuigpt as a headless process, its printed ms/it")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "tinyshakespeare.txt")
     args, rest = parser.parse_known_args()
     overrides = split_overrides(rest)
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.thread_time
+        os.environ["OMP_NUM_THREADS"] = "1"  # nanoGPT's torch takes its thread count from here
+        overrides["num_threads"] = "1"
     info = read_cpu_info()
     import torch
 
     print(f"{time.strftime('%Y-%m-%d %H:%M')} | {info.model_name} | {info.physical_cores} cores | torch "
           f"{torch.__version__} | Python {platform.python_version()} | {args.iters} iterations a round"
+          f"{' | one thread each, timed in its CPU seconds' if args.cpu_time else ''}"
           f"{' | ' + ' '.join(rest) if rest else ''}", flush=True)
     summary = []
     with tempfile.TemporaryDirectory(prefix="step-gap-") as tmp:
@@ -135,7 +170,11 @@ def main() -> None:
                 for who in ("tuigpt", "nanoGPT") if r % 2 == 0 else ("nanoGPT", "tuigpt"):
                     config = load_config(MODELS[name], {**overrides, "data_path": str(args.data), "out_dir": tmp,
                                                         "run_name": f"{name}{r}"})
-                    if who == "tuigpt":
+                    if who == "tuigpt" and args.headless:
+                        run = {**overrides, "data_path": str(args.data), "run_name": f"{name}{r}h"}
+                        ours.append(steady(headless_ms(MODELS[name], run, args.iters, tmp)))
+                        setup = "a headless process"
+                    elif who == "tuigpt":
                         ms, trainer = tuigpt_ms(config, args.iters)
                         ours.append(steady(ms))
                         setup = (f"{trainer.precision.name} ({trainer.precision.reason}); compile "
