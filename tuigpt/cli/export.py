@@ -2,8 +2,9 @@
 
 nanoGPT: ``ckpt.pt`` as its train.py writes it (model, optimizer, model_args, iter_num, best_val_loss, config),
 so its sample.py samples it and its train.py resumes it (init_from='resume'), plus ``meta.pkl`` for a
-character vocabulary. Hugging Face: ``model.safetensors`` in GPT-2's Conv1D layout and ``config.json``, so
-transformers' GPT2LMHeadModel.from_pretrained loads it, plus ``tuigpt.json`` (the tokenizer).
+character vocabulary; only GPT-2's block (arch gpt2: nanoGPT's model cannot compute the others). Hugging Face:
+``model.safetensors`` and ``config.json`` for transformers' GPT2LMHeadModel (GPT-2's block, Conv1D layout) or
+NanoChatForCausalLM (nanochat's block), plus ``tuigpt.json`` (the tokenizer).
 
 The files appear together or not at all (:func:`tuigpt.run.files.atomic_folder`): a full disk or a kill mid-way
 leaves nothing, so the same command simply runs again. Nothing that exists is overwritten (a file, a link, a
@@ -123,8 +124,11 @@ def _hf(checkpoint: dict, out: Path, source: Path) -> tuple[Files, list[str], st
     from tuigpt.engine.model import ModelArgs
 
     args = ModelArgs(**checkpoint["model_args"])
+    model_class = hf.layout(args)  # UserError where no transformers class computes this block
     notices = []
-    if not args.bias:
+    if model_class != "GPT2LMHeadModel":
+        notices.append(f"{model_class} is in transformers 5.0 and later")
+    elif not args.bias:
         notices.append("bias=false: GPT-2 always has biases, so they are written as zeros (the same function; "
                        "fine-tuning in transformers will train them)")
     tokenizer = checkpoint["tokenizer"]
@@ -138,7 +142,7 @@ def _hf(checkpoint: dict, out: Path, source: Path) -> tuple[Files, list[str], st
                   "best_val_loss": checkpoint.get("best_val_loss"), "gelu": args.gelu}
     contents = hf.hf_files(checkpoint["model"], args, tokenizer, provenance)
     files: Files = {name: (lambda path, data=data: _write(path, data)) for name, data in contents.items()}
-    return files, notices, f"in transformers: GPT2LMHeadModel.from_pretrained({str(out)!r})"
+    return files, notices, f"in transformers: {model_class}.from_pretrained({str(out)!r})"
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -1,5 +1,8 @@
-"""Hugging Face GPT-2 folders (``model.safetensors`` + ``config.json``, as in a downloaded ``gpt2`` snapshot),
-read into tuigpt's model and written from it. Nothing is downloaded and no pickle is read.
+"""Hugging Face folders (``model.safetensors`` + ``config.json``, as in a downloaded ``gpt2`` snapshot), read into
+tuigpt's model and written from it: GPT-2's layout here (``GPT2LMHeadModel``, the block with rope, qk_norm, rmsnorm
+and logit_softcap off), NanoChat's in :mod:`.hf_nanochat` (the block with rope, qk_norm and rmsnorm on). No
+transformers class computes a block between the two, so such a model is refused, naming the switches (its
+checkpoint still samples and resumes in tuigpt). Nothing is downloaded and no pickle is read.
 
 GPT-2's attention and MLP layers are ``Conv1D`` modules whose weights are stored (in, out), the transpose of
 a Linear's (out, in): the four ``c_attn``/``c_proj``/``c_fc`` weights are transposed both ways, as nanoGPT's
@@ -24,7 +27,8 @@ from typing import Any
 
 import torch
 
-from tuigpt.engine.checkpoint_check import MAX_VOCAB, check_weights, tokenizer_fits
+from tuigpt.engine import hf_nanochat
+from tuigpt.engine.checkpoint_check import MAX_VOCAB, check_weights, config_int, tokenizer_fits
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run.config import INT_RANGES
 from tuigpt.run.errors import UserError
@@ -35,6 +39,8 @@ WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigp
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "exact"}
 GELU_NAME = {"tanh": "gelu_new", "exact": "gelu"}
+ACTIVATIONS = {**GELU, "relu2": "relu2"}  # GPT-2's activation_function names tuigpt computes
+GPT2_OFF = ("rope", "qk_norm", "rmsnorm", "logit_softcap")  # switches GPT-2's model does not compute
 GPT2_EOS = 50256
 MAX_JSON_BYTES = 1 << 20
 
@@ -72,32 +78,26 @@ def _read_json(folder: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def _int_value(cfg: dict[str, Any], key: str, lo: int, hi: int, path: Path) -> int:
-    value = cfg.get(key)
-    if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
-        raise UserError(f"{path}: {key} must be an integer from {lo:,} to {hi:,}, not {shown(value, 40)} (not a GPT-2 "
-                        f"config tuigpt can build)")
-    return value
-
-
 def read_args(folder: Path) -> ModelArgs:
-    """The model a GPT-2 config.json describes; UserError for anything tuigpt's GPT cannot compute exactly, and
-    for any value of the wrong type or out of range (checked before a model is built from it)."""
+    """The model a GPT-2 or NanoChat config.json describes; UserError for anything tuigpt's GPT cannot compute
+    exactly, and for any value of the wrong type or out of range (checked before a model is built from it)."""
     path = folder / CONFIG
     cfg = _read_json(folder, CONFIG)
+    if cfg.get("model_type") == hf_nanochat.MODEL_TYPE:
+        return hf_nanochat.read_args(cfg, path)
     if cfg.get("model_type", "gpt2") != "gpt2":
-        raise UserError(f"{path}: model_type {shown(cfg.get('model_type'), 40)} is not gpt2; tuigpt reads GPT-2-shaped "
-                        f"models")
+        raise UserError(f"{path}: model_type {shown(cfg.get('model_type'), 40)} is not gpt2 or nanochat; tuigpt reads "
+                        f"GPT-2- and NanoChat-shaped models")
     if "n_positions" not in cfg and "n_ctx" in cfg:
         cfg = {**cfg, "n_positions": cfg["n_ctx"]}
-    n_embd, n_layer, n_head, positions = (_int_value(cfg, key, *INT_RANGES[name], path) for key, name in (
+    n_embd, n_layer, n_head, positions = (config_int(cfg, key, *INT_RANGES[name], path) for key, name in (
         ("n_embd", "n_embd"), ("n_layer", "n_layer"), ("n_head", "n_head"), ("n_positions", "block_size")))
-    vocab = _int_value(cfg, "vocab_size", 1, MAX_VOCAB, path)
+    vocab = config_int(cfg, "vocab_size", 1, MAX_VOCAB, path)
     activation = cfg.get("activation_function", "gelu_new")
     epsilon = cfg.get("layer_norm_epsilon", 1e-5)
     differences = []
-    if not isinstance(activation, str) or activation not in GELU:
-        differences.append(f"activation_function {shown(activation, 40)} (tuigpt computes gelu or gelu_new)")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        differences.append(f"activation_function {shown(activation, 40)} (tuigpt computes gelu, gelu_new or relu2)")
     if cfg.get("n_inner") not in (None, 4 * n_embd):
         differences.append(f"n_inner {shown(cfg['n_inner'], 40)} (tuigpt's MLP is 4 * n_embd = {4 * n_embd} wide)")
     if not (isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool) and math.isclose(epsilon, 1e-5)):
@@ -112,7 +112,8 @@ def read_args(folder: Path) -> ModelArgs:
     if differences:
         raise UserError(f"{path}: this GPT-2 variant cannot be computed by tuigpt's model: {'; '.join(differences)}")
     return ModelArgs(vocab_size=vocab, block_size=positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
-                     dropout=0.0, bias=True, gelu=GELU[activation])
+                     dropout=0.0, bias=True, gelu=GELU.get(activation, "exact"), relu2=activation == "relu2",
+                     untied_head=cfg.get("tie_word_embeddings", True) is False)
 
 
 def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -137,9 +138,16 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
-    """tuigpt's state dict from a GPT-2 folder: ``transformer.`` prefix optional (GPT2Model or GPT2LMHeadModel),
-    mask buffers dropped, Conv1D weights transposed, lm_head tied to wte, float32."""
+    """tuigpt's state dict from a GPT-2 folder (``transformer.`` prefix optional: GPT2Model or GPT2LMHeadModel;
+    mask buffers dropped, Conv1D weights transposed, lm_head tied to wte unless the config unties it) or a
+    NanoChat one, float32."""
     raw = _load_tensors(folder)
+    state = hf_nanochat.read_weights(raw, args, str(folder / WEIGHTS)) if args.rope else _gpt2_weights(raw, args, folder)
+    check_weights(state, args, folder / WEIGHTS)  # every tensor, of the config's shape, finite
+    return state
+
+
+def _gpt2_weights(raw: dict[str, torch.Tensor], args: ModelArgs, folder: Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     lm_head = raw.pop("lm_head.weight", None)
     for key, value in raw.items():
@@ -153,10 +161,16 @@ def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
     wte = state.get("transformer.wte.weight")
     if wte is None:
         raise UserError(f"{folder / WEIGHTS} has no wte.weight: not GPT-2 weights")
+    if args.untied_head:
+        if lm_head is None:
+            raise UserError(f"{folder / WEIGHTS} has no lm_head.weight, and its config unties the head (tie_word_"
+                            f"embeddings false)")
+        state["lm_head.weight"] = lm_head.to(torch.float32)
+        return state
     if lm_head is not None and not torch.equal(lm_head.to(torch.float32), wte):
-        raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings); tuigpt's GPT ties them")
+        raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings), and its config ties "
+                        f"them: set tie_word_embeddings to false in its config.json")
     state["lm_head.weight"] = wte
-    check_weights(state, args, folder / WEIGHTS)  # every tensor, of the config's shape, finite
     return state
 
 
@@ -176,27 +190,49 @@ def read_tokenizer(folder: Path, args: ModelArgs) -> tuple[dict[str, Any] | None
 # ---------------------------------------------------------------- tuigpt -> Hugging Face
 
 
+def layout(args: ModelArgs) -> str:
+    """The transformers class that computes this model: GPT2LMHeadModel or NanoChatForCausalLM; UserError naming
+    the switches where neither does."""
+    if not any(getattr(args, key) for key in GPT2_OFF):
+        return "GPT2LMHeadModel"
+    if hf_nanochat.fits(args):
+        return hf_nanochat.ARCHITECTURE
+    on = [key for key in GPT2_OFF if getattr(args, key)]
+    missing = [key for key in hf_nanochat.NEEDS if not getattr(args, key)]
+    problem = f"{', '.join(missing)} off" if missing else "bias on"
+    raise UserError(f"no transformers model computes this block: GPT2LMHeadModel computes none of {', '.join(GPT2_OFF)} "
+                    f"(this model has {', '.join(on)} on), NanoChatForCausalLM needs {', '.join(hf_nanochat.NEEDS)} on "
+                    f"and bias off (this model has {problem}); nothing was written: a model of arch gpt2 or modern "
+                    f"exports (this checkpoint still samples and resumes in tuigpt)")
+
+
 def hf_config(args: ModelArgs, tokenizer: dict[str, Any]) -> dict[str, Any]:
-    """config.json for transformers' GPT2LMHeadModel computing the same function as tuigpt's GPT."""
+    """config.json for the transformers class computing the same function as tuigpt's GPT (:func:`layout`)."""
+    gpt2_bpe = tokenizer.get("kind") == "tiktoken" and tokenizer.get("name") == "gpt2"
+    if layout(args) == hf_nanochat.ARCHITECTURE:
+        special = {"bos": GPT2_EOS, "eos": GPT2_EOS} if gpt2_bpe else {}
+        return hf_nanochat.config(args, special)
     cfg: dict[str, Any] = {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": args.vocab_size,
         "n_positions": args.block_size, "n_ctx": args.block_size, "n_embd": args.n_embd, "n_layer": args.n_layer,
-        "n_head": args.n_head, "n_inner": None, "activation_function": GELU_NAME[args.gelu],
+        "n_head": args.n_head, "n_inner": None, "activation_function": "relu2" if args.relu2 else GELU_NAME[args.gelu],
         "resid_pdrop": args.dropout, "embd_pdrop": args.dropout, "attn_pdrop": args.dropout,
         "layer_norm_epsilon": 1e-5, "initializer_range": 0.02, "scale_attn_weights": True,
-        "tie_word_embeddings": True, "torch_dtype": "float32",
+        "tie_word_embeddings": not args.untied_head, "torch_dtype": "float32",
     }
-    if tokenizer.get("kind") == "tiktoken" and tokenizer.get("name") == "gpt2":
+    if gpt2_bpe:
         cfg.update(bos_token_id=GPT2_EOS, eos_token_id=GPT2_EOS)
     return cfg
 
 
 def hf_tensors(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
-    """GPT2LMHeadModel's tensors (``transformer.`` names, Conv1D layout; lm_head left out as transformers does
-    for tied weights). A model without biases gets zero biases: the same function."""
+    """The tensors of :func:`layout`'s class. GPT2LMHeadModel: ``transformer.`` names, Conv1D layout, a tied
+    lm_head left out as transformers does; a model without biases gets zero biases, the same function."""
+    if layout(args) == hf_nanochat.ARCHITECTURE:
+        return hf_nanochat.tensors(state, args)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key == "lm_head.weight":
+        if key == "lm_head.weight" and not args.untied_head:
             continue
         value = value.detach().to("cpu", torch.float32)
         out[key] = value.t().contiguous() if key.endswith(CONV1D) else value.contiguous()

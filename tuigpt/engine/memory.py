@@ -28,7 +28,8 @@ def estimate_training_memory(args: ModelArgs, batch_size: int, autocast: bool) -
     bytes at 16-bit (Korthikanti et al. 2022, "Reducing Activation Recomputation"), doubled for float32.
     """
     d, layers, t, v = args.n_embd, args.n_layer, args.block_size, args.vocab_size
-    params = 12 * layers * d * d + v * d + t * d
+    # blocks, the token embedding (and the head, untied), the position table (none with rotary positions)
+    params = 12 * layers * d * d + v * d * (2 if args.untied_head else 1) + (0 if args.rope else t * d)
     per_layer = t * batch_size * d * (34 + 5 * args.n_head * t / d)
     activations = int(layers * per_layer * (1 if autocast else 2))
     logits = 3 * batch_size * t * v * 4
