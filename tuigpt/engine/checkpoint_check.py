@@ -74,7 +74,7 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
     if for_training:
         if not isinstance(state.get("optimizer"), dict) or not isinstance(state["optimizer"].get("state"), dict) \
                 or not isinstance(state["optimizer"].get("param_groups"), list):
-            raise damaged(path, "optimizer", "must be an AdamW state (state and param_groups)")
+            raise damaged(path, "optimizer", "must be an optimizer state (state and param_groups)")
         if "scaler" in state and not isinstance(state["scaler"], dict):
             raise damaged(path, "scaler", f"must be a mapping, not {_describe(state['scaler'])}")
         if "rng" in state:
@@ -175,7 +175,8 @@ def _sampler(state: Any, field: str, path: Path | str) -> None:
 
 
 def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.optim.Optimizer) -> None:
-    """The saved AdamW state fits ``optimizer``'s parameters one by one (shapes), and its moments are finite."""
+    """The saved optimizer state fits ``optimizer``'s parameters one by one (shapes), group by group of the same
+    kind (AdamW's moments and step count, Muon's momentum), and every moment is finite."""
     saved = state["optimizer"]
     groups = saved["param_groups"]
     if len(groups) != len(optimizer.param_groups) or not all(
@@ -186,20 +187,27 @@ def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.op
         if len(saved_group["params"]) != len(group["params"]):
             raise damaged(path, f"optimizer.param_groups[{g}]", f"holds {len(saved_group['params'])} parameters; the "
                           f"model has {len(group['params'])}")
+        kind = group.get("kind", "adamw")
+        if saved_group.get("kind", "adamw") != kind:
+            raise damaged(path, f"optimizer.param_groups[{g}].kind", f"is {_describe(saved_group.get('kind'))}; this "
+                          f"run's optimizer has a {kind} group there")
+        moments = ("momentum_buffer",) if kind == "muon" else ("exp_avg", "exp_avg_sq")
         for pid, param in zip(saved_group["params"], group["params"]):
             entry = saved["state"].get(pid)
             if entry is None:
                 continue  # a parameter not stepped yet
             field = f"optimizer.state[{pid}]"
             if not isinstance(entry, dict):
-                raise damaged(path, field, "must be a mapping of AdamW moments")
-            for key in ("exp_avg", "exp_avg_sq"):
+                raise damaged(path, field, f"must be a mapping of {kind} moments")
+            for key in moments:
                 moment = entry.get(key)
                 if not isinstance(moment, torch.Tensor) or tuple(moment.shape) != tuple(param.shape):
                     raise damaged(path, f"{field}.{key}", f"is {_describe(moment)}; the model's parameter has shape "
                                   f"{tuple(param.shape)}")
                 if not moment.is_floating_point() or first_not_finite([(key, moment)]) is not None:
-                    raise damaged(path, f"{field}.{key}", "is not finite (NaN or Inf AdamW moments)")
+                    raise damaged(path, f"{field}.{key}", f"is not finite (NaN or Inf {kind} moments)")
+            if kind == "muon":
+                continue
             step = entry.get("step")
             if not ((isinstance(step, torch.Tensor) and step.numel() == 1 and bool(torch.isfinite(step).all())
                      and float(step) >= 0) or (_real(step) and step >= 0)):
