@@ -178,3 +178,43 @@ def read_hf_as_nanogpt(folder: Path) -> dict:
             continue
         out["transformer." + key.removeprefix("transformer.")] = value
     return out
+
+
+def nanogpt_init(model_args: dict, seed: int) -> dict:
+    """The weights nanoGPT's ``GPT(GPTConfig(...))`` holds after ``torch.manual_seed(seed)``, from its documented
+    order. Building the modules draws first (nn.Embedding: normal; nn.Linear: kaiming-uniform weight, uniform
+    bias), in the order wte, wpe, each block's c_attn, c_proj, c_fc, c_proj, then lm_head; then
+    ``self.apply(_init_weights)`` draws again in that order (normal 0.02, biases zero; lm_head is wte, tied);
+    then every ``c_proj.weight`` is drawn again with std 0.02/sqrt(2 * n_layer)."""
+    c, layers, bias = model_args["n_embd"], model_args["n_layer"], model_args["bias"]
+    linears = (("attn.c_attn", 3 * c, c), ("attn.c_proj", c, c), ("mlp.c_fc", 4 * c, c), ("mlp.c_proj", c, 4 * c))
+    torch.manual_seed(seed)
+    for shape in ((model_args["vocab_size"], c), (model_args["block_size"], c)):
+        torch.empty(shape).normal_()
+    for _ in range(layers):
+        for _, out, inp in linears:
+            torch.empty(out, inp).uniform_()
+            if bias:
+                torch.empty(out).uniform_()
+    torch.empty(model_args["vocab_size"], c).uniform_()  # lm_head, before it is tied
+    sd = {"transformer.wte.weight": torch.empty(model_args["vocab_size"], c).normal_(0, 0.02),
+          "transformer.wpe.weight": torch.empty(model_args["block_size"], c).normal_(0, 0.02)}
+    for i in range(layers):
+        h = f"transformer.h.{i}"
+        for name, out, inp in linears:
+            sd[f"{h}.{name}.weight"] = torch.empty(out, inp).normal_(0, 0.02)
+            if bias:
+                sd[f"{h}.{name}.bias"] = torch.zeros(out)
+        for norm in ("ln_1", "ln_2"):
+            sd[f"{h}.{norm}.weight"] = torch.ones(c)
+            if bias:
+                sd[f"{h}.{norm}.bias"] = torch.zeros(c)
+    sd["transformer.ln_f.weight"] = torch.ones(c)
+    if bias:
+        sd["transformer.ln_f.bias"] = torch.zeros(c)
+    sd["transformer.wte.weight"].normal_(0, 0.02)  # lm_head's own draw, into the tied matrix
+    sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    for i in range(layers):
+        for name in ("attn.c_proj", "mlp.c_proj"):
+            sd[f"transformer.h.{i}.{name}.weight"].normal_(0, 0.02 / math.sqrt(2 * layers))
+    return sd

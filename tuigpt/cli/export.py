@@ -2,9 +2,9 @@
 
 nanoGPT: ``ckpt.pt`` as its train.py writes it (model, optimizer, model_args, iter_num, best_val_loss, config),
 so its sample.py samples it and its train.py resumes it (init_from='resume'), plus ``meta.pkl`` for a
-character vocabulary. Hugging Face: ``model.safetensors`` in GPT-2's Conv1D layout and ``config.json``, so
-transformers' GPT2LMHeadModel.from_pretrained loads it, plus ``tuigpt.json`` (the tokenizer). Nothing that
-exists is overwritten.
+character vocabulary; only GPT-2's block (arch gpt2: nanoGPT's model cannot compute the others). Hugging Face:
+``model.safetensors`` and ``config.json`` for transformers' GPT2LMHeadModel (GPT-2's block, Conv1D layout) or
+NanoChatForCausalLM (nanochat's block), plus ``tuigpt.json`` (the tokenizer). Nothing that exists is overwritten.
 """
 
 from __future__ import annotations
@@ -95,9 +95,12 @@ def _hf(checkpoint: dict, out: Path, source: Path) -> tuple[list[Path], list[str
     from tuigpt.engine.model import ModelArgs
 
     args = ModelArgs(**checkpoint["model_args"])
+    model_class = hf.layout(args)  # UserError where no transformers class computes this block
     _refuse_existing([out / hf.WEIGHTS, out / hf.CONFIG, out / hf.TUIGPT_META])
     notices = []
-    if not args.bias:
+    if model_class != "GPT2LMHeadModel":
+        notices.append(f"{model_class} is in transformers 5.0 and later")
+    elif not args.bias:
         notices.append("bias=false: GPT-2 always has biases, so they are written as zeros (the same function; "
                        "fine-tuning in transformers will train them)")
     tokenizer = checkpoint["tokenizer"]
@@ -110,4 +113,4 @@ def _hf(checkpoint: dict, out: Path, source: Path) -> tuple[list[Path], list[str
     provenance = {"exported_from": str(source), "iter_num": int(checkpoint["iter_num"]),
                   "best_val_loss": checkpoint.get("best_val_loss"), "gelu": args.gelu}
     written = hf.write_hf(out, checkpoint["model"], args, tokenizer, provenance)
-    return written, notices, f"in transformers: GPT2LMHeadModel.from_pretrained({str(out)!r})"
+    return written, notices, f"in transformers: {model_class}.from_pretrained({str(out)!r})"

@@ -48,6 +48,9 @@ def trial_key(kind: str, device: torch.device, args: ModelArgs, batch_size: int,
     """The cache key of one trial: machine, torch version, model shape, micro-batch and threads."""
     shape = (f"{args.n_layer}x{args.n_head}x{args.n_embd} ctx {args.block_size} vocab {args.vocab_size} "
              f"dropout {args.dropout:g} bias {args.bias}")
+    switches = args.switches()  # none for GPT-2's block: the answers cached before the switches existed still hold
+    if switches:
+        shape += " " + " ".join(f"{key}={value}" for key, value in switches.items())
     # CPU threads decide a CPU's speed; a GPU's does not depend on them (torchrun sets one thread a rank)
     where = f"{threads} threads" if device.type == "cpu" else device.type
     return (f"{TRIAL_PREFIX}{kind}|{where}|{device_label(device)}|torch {torch.__version__}|{shape}|batch {batch_size}"

@@ -20,7 +20,7 @@ from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
 from tuigpt.engine.optimizers import make_optimizer
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
-from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
+from tuigpt.run.config import RESUME, SCRATCH, SWITCHES, TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.metrics_log import set_aside
 from tuigpt.run.numbers import BatchSplit, split_batch, unsplittable_fix
@@ -52,7 +52,7 @@ def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
     """The model a config trains on this data (its vocabulary padded for fast matmuls)."""
     return ModelArgs(vocab_size=padded_vocab(data.tokenizer.vocab_size), block_size=config.block_size,
                      n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout,
-                     bias=config.bias)
+                     bias=config.bias, **{key: getattr(config, key) for key in SWITCHES})
 
 
 def measure_auto(config: TrainConfig) -> DeviceSetup:

@@ -18,13 +18,14 @@ import torch
 
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
-from tuigpt.run.config import INT_RANGES, TrainConfig
+from tuigpt.run.config import FLOAT_RANGES, INT_RANGES, MIN_SOFTCAP, TrainConfig
 from tuigpt.run.configfile import config_from_dict
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import clip
 
 MAX_ITER = INT_RANGES["max_iters"][1]
 MAX_VOCAB = 1 << 24
+MAX_SOFTCAP = FLOAT_RANGES["logit_softcap"][1]
 GELUS = ("exact", "tanh")
 
 
@@ -109,6 +110,16 @@ def _model_args(raw: Any, path: Path | str) -> ModelArgs:
         raise damaged(path, "model_args.bias", "must be true or false")
     if raw.get("gelu", "exact") not in GELUS:
         raise damaged(path, "model_args.gelu", f"must be one of {', '.join(GELUS)}")
+    for key in ("rope", "qk_norm", "relu2", "rmsnorm", "untied_head", "zero_init"):
+        if not isinstance(raw.get(key, False), bool):
+            raise damaged(path, f"model_args.{key}", "must be true or false")
+    cap = raw.get("logit_softcap", 0.0)
+    if not (_real(cap) and (cap == 0 or MIN_SOFTCAP <= cap <= MAX_SOFTCAP)):
+        raise damaged(path, "model_args.logit_softcap", f"must be 0 or a number from {MIN_SOFTCAP:g} to {MAX_SOFTCAP:g}")
+    if not (_real(raw.get("rope_theta", 1.0)) and raw.get("rope_theta", 1.0) > 0):
+        raise damaged(path, "model_args.rope_theta", "must be a positive number")
+    if raw.get("rope") and (raw["n_embd"] // raw["n_head"]) % 2:
+        raise damaged(path, "model_args.rope", f"needs an even head size, not {raw['n_embd'] // raw['n_head']}")
     return ModelArgs(**raw)
 
 

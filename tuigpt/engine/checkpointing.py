@@ -105,8 +105,8 @@ class CheckpointManager:
             raise UserError(f"nothing to resume: {path} does not exist (train without --resume first, or check "
                             f"run_name/out_dir)")
         saved, _, _ = check_structure(checkpoint, path, for_training=True)
-        if saved.init_from not in (SCRATCH, RESUME):  # the shape came from the source model, not the config
-            config = dataclasses.replace(config, **{k: getattr(saved, k) for k in MODEL_KEYS})
+        if saved.init_from not in (SCRATCH, RESUME):  # the model came from the source model, not the config
+            config = dataclasses.replace(config, **{k: getattr(saved, k) for k in (*MODEL_KEYS, "arch")})
         kept: dict[str, Any] = {}
         for key, policy in RESUME_POLICY.items():
             old, new = getattr(saved, key), getattr(config, key)

@@ -1,5 +1,8 @@
-"""Hugging Face GPT-2 folders (``model.safetensors`` + ``config.json``, as in a downloaded ``gpt2`` snapshot),
-read into tuigpt's model and written from it. Nothing is downloaded and no pickle is read.
+"""Hugging Face folders (``model.safetensors`` + ``config.json``, as in a downloaded ``gpt2`` snapshot), read into
+tuigpt's model and written from it: GPT-2's layout here (``GPT2LMHeadModel``, the block with rope, qk_norm, rmsnorm
+and logit_softcap off), NanoChat's in :mod:`.hf_nanochat` (the block with rope, qk_norm and rmsnorm on). No
+transformers class computes a block between the two, so such a model is refused, naming the switches (its
+checkpoint still samples and resumes in tuigpt). Nothing is downloaded and no pickle is read.
 
 GPT-2's attention and MLP layers are ``Conv1D`` modules whose weights are stored (in, out), the transpose of
 a Linear's (out, in): the four ``c_attn``/``c_proj``/``c_fc`` weights are transposed both ways, as nanoGPT's
@@ -17,6 +20,7 @@ from typing import Any
 
 import torch
 
+from tuigpt.engine import hf_nanochat
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import atomic_write
@@ -25,6 +29,8 @@ WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigp
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GELU = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh", "gelu": "exact"}
 GELU_NAME = {"tanh": "gelu_new", "exact": "gelu"}
+ACTIVATIONS = {**GELU, "relu2": "relu2"}  # GPT-2's activation_function names tuigpt computes
+GPT2_OFF = ("rope", "qk_norm", "rmsnorm", "logit_softcap")  # switches GPT-2's model does not compute
 GPT2_EOS = 50256
 MAX_JSON_BYTES = 1 << 20
 
@@ -48,11 +54,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def read_args(folder: Path) -> ModelArgs:
-    """The model a GPT-2 config.json describes; UserError for anything tuigpt's GPT cannot compute exactly."""
+    """The model a GPT-2 or NanoChat config.json describes; UserError for anything tuigpt's GPT cannot compute
+    exactly."""
     path = folder / CONFIG
     cfg = _read_json(path)
+    if cfg.get("model_type") == hf_nanochat.MODEL_TYPE:
+        return hf_nanochat.read_args(cfg, str(path))
     if cfg.get("model_type", "gpt2") != "gpt2":
-        raise UserError(f"{path}: model_type {cfg.get('model_type')!r} is not gpt2; tuigpt reads GPT-2-shaped models")
+        raise UserError(f"{path}: model_type {cfg.get('model_type')!r} is not gpt2 or nanochat; tuigpt reads "
+                        f"GPT-2- and NanoChat-shaped models")
     try:
         n_embd, n_layer, n_head = int(cfg["n_embd"]), int(cfg["n_layer"]), int(cfg["n_head"])
         vocab, positions = int(cfg["vocab_size"]), int(cfg.get("n_positions", cfg.get("n_ctx")))
@@ -60,8 +70,8 @@ def read_args(folder: Path) -> ModelArgs:
         raise UserError(f"{path}: needs n_embd, n_layer, n_head, vocab_size and n_positions ({exc})") from None
     activation = cfg.get("activation_function", "gelu_new")
     differences = []
-    if activation not in GELU:
-        differences.append(f"activation_function {activation!r} (tuigpt computes gelu or gelu_new)")
+    if activation not in ACTIVATIONS:
+        differences.append(f"activation_function {activation!r} (tuigpt computes gelu, gelu_new or relu2)")
     if cfg.get("n_inner") not in (None, 4 * n_embd):
         differences.append(f"n_inner {cfg['n_inner']} (tuigpt's MLP is 4 * n_embd = {4 * n_embd} wide)")
     if not math.isclose(float(cfg.get("layer_norm_epsilon", 1e-5)), 1e-5):
@@ -76,7 +86,8 @@ def read_args(folder: Path) -> ModelArgs:
     if differences:
         raise UserError(f"{path}: this GPT-2 variant cannot be computed by tuigpt's model: {'; '.join(differences)}")
     return ModelArgs(vocab_size=vocab, block_size=positions, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
-                     dropout=0.0, bias=True, gelu=GELU[activation])
+                     dropout=0.0, bias=True, gelu=GELU.get(activation, "exact"), relu2=activation == "relu2",
+                     untied_head=cfg.get("tie_word_embeddings", True) is False)
 
 
 def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -100,9 +111,12 @@ def _load_tensors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
-    """tuigpt's state dict from a GPT-2 folder: ``transformer.`` prefix optional (GPT2Model or GPT2LMHeadModel),
-    mask buffers dropped, Conv1D weights transposed, lm_head tied to wte, float32."""
+    """tuigpt's state dict from a GPT-2 folder (``transformer.`` prefix optional: GPT2Model or GPT2LMHeadModel;
+    mask buffers dropped, Conv1D weights transposed, lm_head tied to wte unless the config unties it) or a
+    NanoChat one, float32."""
     raw = _load_tensors(folder)
+    if args.rope:
+        return hf_nanochat.read_weights(raw, args, str(folder / WEIGHTS))
     state: dict[str, torch.Tensor] = {}
     lm_head = raw.pop("lm_head.weight", None)
     for key, value in raw.items():
@@ -116,8 +130,15 @@ def read_weights(folder: Path, args: ModelArgs) -> dict[str, torch.Tensor]:
     wte = state.get("transformer.wte.weight")
     if wte is None:
         raise UserError(f"{folder / WEIGHTS} has no wte.weight: not GPT-2 weights")
+    if args.untied_head:
+        if lm_head is None:
+            raise UserError(f"{folder / WEIGHTS} has no lm_head.weight, and its config unties the head (tie_word_"
+                            f"embeddings false)")
+        state["lm_head.weight"] = lm_head.to(torch.float32)
+        return state
     if lm_head is not None and not torch.equal(lm_head.to(torch.float32), wte):
-        raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings); tuigpt's GPT ties them")
+        raise UserError(f"{folder / WEIGHTS}: lm_head differs from wte (untied embeddings), and its config ties "
+                        f"them: set tie_word_embeddings to false in its config.json")
     state["lm_head.weight"] = wte
     return state
 
@@ -137,27 +158,49 @@ def read_tokenizer(folder: Path, args: ModelArgs) -> tuple[dict[str, Any] | None
 # ---------------------------------------------------------------- tuigpt -> Hugging Face
 
 
+def layout(args: ModelArgs) -> str:
+    """The transformers class that computes this model: GPT2LMHeadModel or NanoChatForCausalLM; UserError naming
+    the switches where neither does."""
+    if not any(getattr(args, key) for key in GPT2_OFF):
+        return "GPT2LMHeadModel"
+    if hf_nanochat.fits(args):
+        return hf_nanochat.ARCHITECTURE
+    on = [key for key in GPT2_OFF if getattr(args, key)]
+    missing = [key for key in hf_nanochat.NEEDS if not getattr(args, key)]
+    problem = f"{', '.join(missing)} off" if missing else "bias on"
+    raise UserError(f"no transformers model computes this block: GPT2LMHeadModel computes none of {', '.join(GPT2_OFF)} "
+                    f"(this model has {', '.join(on)} on), NanoChatForCausalLM needs {', '.join(hf_nanochat.NEEDS)} on "
+                    f"and bias off (this model has {problem}); nothing was written: a model of arch gpt2 or modern "
+                    f"exports (this checkpoint still samples and resumes in tuigpt)")
+
+
 def hf_config(args: ModelArgs, tokenizer: dict[str, Any]) -> dict[str, Any]:
-    """config.json for transformers' GPT2LMHeadModel computing the same function as tuigpt's GPT."""
+    """config.json for the transformers class computing the same function as tuigpt's GPT (:func:`layout`)."""
+    gpt2_bpe = tokenizer.get("kind") == "tiktoken" and tokenizer.get("name") == "gpt2"
+    if layout(args) == hf_nanochat.ARCHITECTURE:
+        special = {"bos": GPT2_EOS, "eos": GPT2_EOS} if gpt2_bpe else {}
+        return hf_nanochat.config(args, special)
     cfg: dict[str, Any] = {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": args.vocab_size,
         "n_positions": args.block_size, "n_ctx": args.block_size, "n_embd": args.n_embd, "n_layer": args.n_layer,
-        "n_head": args.n_head, "n_inner": None, "activation_function": GELU_NAME[args.gelu],
+        "n_head": args.n_head, "n_inner": None, "activation_function": "relu2" if args.relu2 else GELU_NAME[args.gelu],
         "resid_pdrop": args.dropout, "embd_pdrop": args.dropout, "attn_pdrop": args.dropout,
         "layer_norm_epsilon": 1e-5, "initializer_range": 0.02, "scale_attn_weights": True,
-        "tie_word_embeddings": True, "torch_dtype": "float32",
+        "tie_word_embeddings": not args.untied_head, "torch_dtype": "float32",
     }
-    if tokenizer.get("kind") == "tiktoken" and tokenizer.get("name") == "gpt2":
+    if gpt2_bpe:
         cfg.update(bos_token_id=GPT2_EOS, eos_token_id=GPT2_EOS)
     return cfg
 
 
 def hf_tensors(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:
-    """GPT2LMHeadModel's tensors (``transformer.`` names, Conv1D layout; lm_head left out as transformers does
-    for tied weights). A model without biases gets zero biases: the same function."""
+    """The tensors of :func:`layout`'s class. GPT2LMHeadModel: ``transformer.`` names, Conv1D layout, a tied
+    lm_head left out as transformers does; a model without biases gets zero biases, the same function."""
+    if layout(args) == hf_nanochat.ARCHITECTURE:
+        return hf_nanochat.tensors(state, args)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key == "lm_head.weight":
+        if key == "lm_head.weight" and not args.untied_head:
             continue
         value = value.detach().to("cpu", torch.float32)
         out[key] = value.t().contiguous() if key.endswith(CONV1D) else value.contiguous()
@@ -174,9 +217,11 @@ def hf_tensors(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, tor
 
 def write_hf(folder: Path, state: dict[str, torch.Tensor], args: ModelArgs, tokenizer: dict[str, Any],
              provenance: dict[str, Any]) -> list[Path]:
-    """Write model.safetensors, config.json and tuigpt.json into ``folder`` (each atomically)."""
+    """Write model.safetensors, config.json and tuigpt.json into ``folder`` (each atomically); UserError before
+    anything is written when no transformers class computes the model."""
     from safetensors.torch import save
 
+    layout(args)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     files = {WEIGHTS: save(hf_tensors(state, args), metadata={"format": "pt"}),

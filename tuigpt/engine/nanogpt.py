@@ -123,6 +123,10 @@ def tokenizer_for(dataset: str, vocab_size: int, path: Path) -> tuple[dict[str, 
 def to_nanogpt(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], bytes | None, list[str]]:
     """A tuigpt checkpoint as (nanoGPT's ckpt.pt dict, meta.pkl bytes for a character vocabulary, notices)."""
     args = ModelArgs(**checkpoint["model_args"])
+    computed = [key for key in args.switches() if key != "zero_init"]  # zero_init only chose the first weights
+    if computed:
+        raise UserError(f"nanoGPT's model is GPT-2's block, and this one has {', '.join(computed)} on: nanoGPT cannot "
+                        f"compute it; export it with --format hf (transformers' NanoChat or GPT-2 model)")
     config = checkpoint["config"]
     notices = []
     if args.gelu == "tanh":

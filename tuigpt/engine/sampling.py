@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from tuigpt.engine.data import Tokenizer
-from tuigpt.engine.model import GPT
+from tuigpt.engine.model import GPT, KVCache
 from tuigpt.run.commands import Sample
 from tuigpt.run.events import Event, Notice, SampleGenerated
 
@@ -58,13 +58,22 @@ def varying_length_attention(device: torch.device) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Append ``max_new_tokens`` tokens to ``idx`` (B, T), cropping the context to block_size."""
+             top_k: int | None = None, generator: torch.Generator | None = None, cache: bool = True) -> torch.Tensor:
+    """Append ``max_new_tokens`` tokens to ``idx`` (B, T), the context cropped to the last block_size tokens.
+
+    ``cache``: each layer's keys and values are kept (:class:`KVCache`), so a new token costs one position's
+    forward, not the whole context's. Once the context fills block_size, each token re-reads the last block_size
+    tokens as the uncached path does (learned positions are absolute: a token's keys change with the window),
+    so both paths compute the same logits at every step."""
     block_size = model.args.block_size
+    kv: KVCache | None = None
     with varying_length_attention(idx.device):
         for _ in range(max_new_tokens):
-            context = idx if idx.size(1) <= block_size else idx[:, -block_size:]
-            logits, _ = model(context)
+            if kv is not None and kv.length < block_size:
+                logits, _ = model(idx[:, -1:], cache=kv)  # only the newest token: the rest are in the cache
+            else:  # the first step, or a full window: the last block_size tokens from position 0
+                kv = KVCache(model.args.n_layer) if cache else None
+                logits, _ = model(idx[:, -block_size:], cache=kv)
             logits = logits[:, -1, :].float()  # (B, V)
             if temperature < GREEDY_BELOW:
                 idx_next = logits.argmax(dim=-1, keepdim=True)

@@ -22,7 +22,7 @@ from tuigpt.engine.checkpoint import read_torch_file
 from tuigpt.engine.checkpoint_check import check_structure, first_not_finite
 from tuigpt.engine.data import Tokenizer
 from tuigpt.engine.model import GPT, ModelArgs
-from tuigpt.run.config import MODEL_KEYS, TrainConfig
+from tuigpt.run.config import MODEL_KEYS, SWITCHES, TrainConfig, arch_of
 from tuigpt.run.errors import UserError
 from tuigpt.run.rundir import BEST, LAST
 
@@ -35,7 +35,7 @@ PICKLED_HF = "pytorch_model.bin"
 class Source:
     """Weights under tuigpt's names, the model they fit, and the tokenizer they were trained with."""
 
-    kind: str  # "tuigpt checkpoint" | "nanoGPT checkpoint" | "Hugging Face GPT-2"
+    kind: str  # "tuigpt checkpoint" | "nanoGPT checkpoint" | "Hugging Face GPT-2" | "Hugging Face NanoChat"
     path: Path
     args: ModelArgs
     state: dict[str, torch.Tensor]
@@ -58,8 +58,9 @@ def open_source(spec: str) -> Source:
     if hf.is_hf_folder(path):
         args = hf.read_args(path)
         tokenizer, where = hf.read_tokenizer(path, args)
-        return Source("Hugging Face GPT-2", path, args, hf.read_weights(path, args), tokenizer,
-                      notices=[f"{path}: Hugging Face GPT-2 weights, tokenizer {where}"])
+        kind = "Hugging Face NanoChat" if args.rope else "Hugging Face GPT-2"
+        return Source(kind, path, args, hf.read_weights(path, args), tokenizer,
+                      notices=[f"{path}: {kind} weights, tokenizer {where}"])
     if path.is_dir():
         found = next((path / n for n in (NANOGPT_CKPT, BEST, LAST) if (path / n).is_file()), None)
         if found is None and (path / PICKLED_HF).is_file():
@@ -120,11 +121,14 @@ def fit_config(config: TrainConfig, source: Source) -> tuple[TrainConfig, list[s
         theirs, ours = getattr(source.args, key), getattr(config, key)
         if key == "block_size":
             if ours < theirs:
-                notes.append(f"init_from: position embeddings cropped from {theirs} to block_size {ours}")
+                what = "its context" if source.args.rope else "position embeddings"
+                notes.append(f"init_from: {what} cropped from {theirs} to block_size {ours}")
                 continue
         if theirs != ours:
             changes[key] = theirs
             notes.append(f"init_from: {key}={theirs!r} from the source (the config said {ours!r})")
+    if any(key in changes for key in SWITCHES):  # the block is the source's: arch names it where a bundle does
+        changes["arch"] = arch_of({key: getattr(source.args, key) for key in SWITCHES}) or config.arch
     return (dataclasses.replace(config, **changes) if changes else config), notes
 
 

@@ -53,6 +53,15 @@ class TrainConfig:
     n_embd: int = 128
     dropout: float = 0.0  # 0 for pre-training small models, 0.1-0.2 when over-fitting
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 has them)
+    # --- the block (issue 22): arch names the defaults of the switches below; each one set overrides it
+    arch: str = "gpt2"  # gpt2 (nanoGPT's block: every switch off) | modern (nanochat's: every switch on)
+    rope: bool | None = None  # rotary position embeddings instead of learned ones
+    qk_norm: bool | None = None  # queries and keys RMS-normalised per head
+    relu2: bool | None = None  # ReLU² instead of GELU in the MLP
+    rmsnorm: bool | None = None  # parameter-free RMSNorm (also after the embedding) instead of LayerNorm
+    untied_head: bool | None = None  # the output layer its own matrix, not the token embedding
+    zero_init: bool | None = None  # attention and MLP output projections start at zero
+    logit_softcap: float | None = None  # logits squashed into (-cap, cap) by cap·tanh(x/cap); 0: off
     # --- optimizer and schedule
     optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on embeddings, head and gains)
     learning_rate: float = 1e-3  # peak learning rate
@@ -99,6 +108,10 @@ class TrainConfig:
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
 
     def __post_init__(self) -> None:
+        _require(self.arch in ARCHS, "arch", self.arch, "must be one of " + ", ".join(ARCHS))
+        for key, value in ARCHS[self.arch].items():  # an unset switch takes arch's value; a set one stays
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         self.validate()
 
     # ------------------------------------------------------------ derived
@@ -138,6 +151,11 @@ class TrainConfig:
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}: "
                             f"pick n_embd as a multiple of n_head (e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))})")
+        if self.rope and (self.n_embd // self.n_head) % 2:
+            raise UserError(f"rope rotates pairs of channels, and the head size n_embd / n_head = "
+                            f"{self.n_embd // self.n_head} is odd: pick an even head size, or set rope=false")
+        _require(self.logit_softcap == 0 or self.logit_softcap >= MIN_SOFTCAP, "logit_softcap", self.logit_softcap,
+                 f"must be 0 (off) or {range_text('logit_softcap')}")
         _require(self.device in ("auto", "cpu", "cuda", "mps") or _is_cuda_index(self.device), "device", self.device,
                  "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
@@ -190,9 +208,11 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
     "cooldown_frac": (0.0, 1.0, False, False), "muon_lr": (0.0, 10.0, True, False),
     "muon_momentum": (0.0, 1.0, False, True), "muon_weight_decay": (0.0, 100.0, False, False),
+    "logit_softcap": (0.0, 1000.0, False, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
+MIN_SOFTCAP = 1.0  # a cap below 1 squashes every logit to near 0: the loss cannot fall below ln(vocab)
 MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
 MAX_NAME_CHARS = 100  # dataset, tokenizer
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096 on Linux
@@ -209,6 +229,8 @@ def range_text(key: str) -> str:
         lo = MIN_TELEMETRY_INTERVAL
     elif key == "stall_factor":
         lo = MIN_STALL_FACTOR
+    elif key == "logit_softcap":
+        lo = MIN_SOFTCAP
     def num(v: float) -> str:
         return f"{v:,.0f}" if float(v).is_integer() else f"{v:g}"
 
@@ -247,6 +269,10 @@ RESUME_POLICY: dict[str, str] = {
     "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
+    # the block: the weights mean another function under another switch (rope, rmsnorm and untied_head change
+    # their shapes too); zero_init only chose the first weights
+    "arch": MATCH, "rope": MATCH, "qk_norm": MATCH, "relu2": MATCH, "rmsnorm": MATCH, "untied_head": MATCH,
+    "zero_init": KEEP, "logit_softcap": MATCH,
     "learning_rate": APPLY, "max_iters": APPLY, "weight_decay": APPLY, "beta1": APPLY, "beta2": APPLY,
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
     "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY, "optimizer": MATCH, "muon_lr": APPLY,
@@ -261,10 +287,29 @@ RESUME_POLICY: dict[str, str] = {
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")
 # why a KEEP key keeps the checkpoint's value, in the resume report
-KEEP_WHY = {"seed": "its random streams continue", "init_from": "a resumed run continues from its own weights"}
-# the model's shape: with init_from they come from the source model, not from the config
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+KEEP_WHY = {"seed": "its random streams continue", "init_from": "a resumed run continues from its own weights",
+            "zero_init": "it only chose the first weights"}
+# the block switches, and what each arch sets them to: gpt2 is nanoGPT's block (every switch off), modern is
+# nanochat's (github.com/karpathy/nanochat nanochat/gpt.py; its soft-cap is 15)
+SWITCHES = ("rope", "qk_norm", "relu2", "rmsnorm", "untied_head", "zero_init", "logit_softcap")
+GPT2_SWITCHES: dict[str, Any] = {"rope": False, "qk_norm": False, "relu2": False, "rmsnorm": False,
+                                 "untied_head": False, "zero_init": False, "logit_softcap": 0.0}
+ARCHS: dict[str, dict[str, Any]] = {
+    "gpt2": GPT2_SWITCHES,
+    "modern": {"rope": True, "qk_norm": True, "relu2": True, "rmsnorm": True, "untied_head": True,
+               "zero_init": True, "logit_softcap": 15.0},
+}
+# a config stored before the arch key existed (a checkpoint's, a nanoGPT one) meant GPT-2's block, whatever
+# arch's default is now
+STORED_ARCH = "gpt2"
+# the model: with init_from they come from the source model, not from the config
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", *SWITCHES)
 SCRATCH, RESUME = "scratch", "resume"
+
+
+def arch_of(switches: dict[str, Any]) -> str | None:
+    """The arch whose switches these are, or None (a mix)."""
+    return next((name for name, values in ARCHS.items() if all(switches[k] == v for k, v in values.items())), None)
 
 
 def _check_policy_covers_every_key() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuigpt.run import pyconfig
-from tuigpt.run.config import MAX_CONFIG_BYTES, MAX_RUN_NAME_BYTES, TrainConfig
+from tuigpt.run.config import MAX_CONFIG_BYTES, MAX_RUN_NAME_BYTES, STORED_ARCH, TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import clip, shown
 from tuigpt.run.yamlfile import read_mapping
@@ -182,5 +182,7 @@ def _typed_override(key: str, text: str) -> Any:
 
 
 def config_from_dict(values: dict[str, Any], where: str) -> TrainConfig:
-    """A TrainConfig from a stored dict (checkpoint), checked like a file."""
+    """A TrainConfig from a stored dict (checkpoint), checked like a file; one stored before the arch key
+    existed meant GPT-2's block."""
+    values = {"arch": STORED_ARCH, **values}
     return TrainConfig(**{k: coerce_value(k, v, where) for k, v in values.items()})

@@ -36,6 +36,8 @@ NANOGPT_DEFAULTS: dict[str, Any] = {
     "learning_rate": 6e-4, "max_iters": 600000, "weight_decay": 1e-1, "beta1": 0.9, "beta2": 0.95, "grad_clip": 1.0,
     "decay_lr": True, "warmup_iters": 2000, "lr_decay_iters": 600000, "min_lr": 6e-5,
 }
+# nanoGPT's model is GPT-2's block, whatever tuigpt's arch default is (a file may still set arch = 'modern')
+NANOGPT_ARCH = "gpt2"
 # nanoGPT keys tuigpt reads under another name, or not at all
 RENAMED = {"backend": "ddp_backend"}
 IGNORED = ("wandb_log", "wandb_project", "wandb_run_name")
@@ -252,6 +254,7 @@ def translate(values: dict[str, Any], where: str, known: list[str], *,
             skipped.append(key)
     if skipped:
         notices.append(f"{where}: nanoGPT keys tuigpt has no use for were left out: {', '.join(skipped)}")
+    out.setdefault("arch", NANOGPT_ARCH)
     return out, notices
 
 

@@ -8,13 +8,20 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from tuigpt.engine.model import GPT, ModelArgs
+from tuigpt.run.config import ARCHS
+
+
+TINY = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)  # the tiny config
 
 
 @pytest.mark.parametrize("args", [
-    ModelArgs(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),  # the tiny config
+    ModelArgs(**TINY),
     ModelArgs(vocab_size=65, block_size=128, n_layer=3, n_head=6, n_embd=192, bias=True),
     ModelArgs(vocab_size=50304, block_size=64, n_layer=1, n_head=12, n_embd=768),  # GPT-2 widths
-])
+    # each of nanochat's switches alone, and all of them (the untied head is the one that changes N)
+    *[ModelArgs(**TINY, **{key: value}) for key, value in ARCHS["modern"].items()],
+    ModelArgs(vocab_size=50304, block_size=64, n_layer=1, n_head=12, n_embd=768, **ARCHS["modern"]),
+], ids=lambda a: ",".join(a.switches()) or f"{a.n_layer}x{a.n_embd} vocab {a.vocab_size}")
 def test_flops_per_token_matches_flop_counter(args: ModelArgs) -> None:
     torch.manual_seed(0)
     model = GPT(args)
