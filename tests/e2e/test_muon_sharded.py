@@ -29,12 +29,15 @@ def _steps(method: str, cluster=None) -> tuple[dict[str, torch.Tensor], dict[str
     model = GPT(ARGS)
     config = TrainConfig(optimizer="muon", muon_weight_decay=0.01, weight_decay=0.1)
     optimizer, _ = make_optimizer(model, config, torch.device("cpu"), cluster=cluster)
-    optimizer.methods = {shape: method for shape in optimizer.methods}  # as a run would pick, but both tested
+    from tuigpt.engine.orthogonalize import layouts
+
+    shapes = [tuple(p.shape) for p in optimizer.matrices]  # stacks of 3, 3 and 6 (the MLP's two shapes turned wide)
+    optimizer.use_plan([(ks, method) for ks in layouts(shapes)["by shape"]])  # a run times its pick; both tested
     computed: list[int] = []
     orthogonalize = optimizer._orthogonalize
 
     def counting(stack, method, dtype):
-        computed.append(len(stack))
+        computed.append(len(stack))  # matrices in the stack this process orthogonalises
         return orthogonalize(stack, method, dtype)
 
     optimizer._orthogonalize = counting
@@ -66,21 +69,21 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_sharded_orthogonalisation_equals_one_process_on_every_rank(tmp_path: Path, world: int) -> None:
-    """Both ways of orthogonalising (a run picks one by timing it), stacks of 3 matrices: shares of 2 (one
-    padded) on 2 ranks, of 1 on 4 ranks (the 4th all padding)."""
+    """Both ways of orthogonalising (a run picks one by timing it), stacks of 3, 3 and 6 matrices: shares of 2, 2
+    and 3 on 2 ranks (zero matrices pad the stacks of 3), of 1, 1 and 2 on 4 ranks."""
     threads = torch.get_num_threads()
     try:
         one = {method: _steps(method) for method in METHODS}
     finally:
         torch.set_num_threads(threads)
     torch.multiprocessing.spawn(_rank, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True)
-    share = -(-3 // world)
+    shares = [-(-3 // world), -(-3 // world), -(-6 // world)]
     for method in METHODS:
         weights, state, computed = one[method]
-        assert computed == [3] * 4 * STEPS  # one process: every stack (4 shapes of 3 matrices) whole, every step
+        assert computed == [3, 3, 6] * STEPS  # one process: every stack whole, every step
         for rank in range(world):
             rank_weights, rank_state, rank_computed = torch.load(tmp_path / f"rank{rank}.pt")[method]
-            assert rank_computed == [share] * 4 * STEPS  # its share of each stack, not the whole stack again
+            assert rank_computed == shares * STEPS  # its share of each stack, not the whole stack again
             assert rank_weights.keys() == weights.keys() and rank_state.keys() == state.keys()
             for name in weights:
                 assert torch.equal(rank_weights[name], weights[name]), (method, rank, name)

@@ -16,7 +16,7 @@ from tuigpt.engine.auto import low_precision_candidate
 from tuigpt.engine.distributed import Cluster
 from tuigpt.engine.model import GPT
 from tuigpt.engine.muon import ADAMW, MUON, Muon
-from tuigpt.engine.orthogonalize import METHODS, choose
+from tuigpt.engine.orthogonalize import plan
 from tuigpt.run.config import TrainConfig
 
 ADAMW_EPS = 1e-8  # torch's AdamW default, as the adamw optimizer uses
@@ -52,23 +52,16 @@ def make_optimizer(model: GPT, config: TrainConfig, device: torch.device, dtype:
         {**adamw, "params": [p for p in others if p.dim() >= 2], "weight_decay": config.weight_decay},
         {**adamw, "params": [p for p in others if p.dim() < 2], "weight_decay": 0.0},
     ]
-    shapes: dict[tuple[int, int], int] = {}
-    for p in matrices:
-        shape = (int(p.shape[0]), int(p.shape[1]))
-        shapes[shape] = shapes.get(shape, 0) + 1
-    for shape in shapes:  # in the order the model first uses each shape: the same on every rank
-        groups.append({"kind": MUON, "params": [p for p in matrices if tuple(p.shape) == shape],
-                       "lr": config.learning_rate, **muon_hyperparameters(config)})
+    groups.append({"kind": MUON, "params": matrices, "lr": config.learning_rate, **muon_hyperparameters(config)})
     ns = ns_dtype(device, dtype)
     world = cluster.world_size if cluster is not None else 1
-    methods, measured = choose(shapes, ns, device, threads)
-    if cluster is not None and world > 1:  # rank 0's choice everywhere: every rank computes its share alike
-        codes = cluster.broadcast_words([METHODS.index(methods[s]) for s in shapes], len(shapes))
-        methods = {s: METHODS[c] for s, c in zip(shapes, codes)}
-    optimizer = Muon(groups, methods=methods, dtype=ns, shard=cluster)
+    stacks, measured = plan([(int(p.shape[0]), int(p.shape[1])) for p in matrices], ns, device, threads)
+    if cluster is not None and world > 1:  # rank 0's plan everywhere: every rank computes its share alike
+        stacks = cluster.gather_objects(stacks, "agreeing on Muon's stacks")[0]
+    optimizer = Muon(groups, plan=stacks, dtype=ns, shard=cluster)
     sharded = f", orthogonalisation sharded over {world} ranks" if world > 1 else ""
     line = (f"optimizer: Muon (lr {config.muon_lr:g}, momentum {config.muon_momentum:g}) on {len(matrices)} hidden "
-            f"matrices in {len(shapes)} stacks, Newton–Schulz in {str(ns).removeprefix('torch.')}{sharded}; AdamW "
+            f"matrices in {len(stacks)} stack(s), Newton–Schulz in {str(ns).removeprefix('torch.')}{sharded}; AdamW "
             f"(lr {config.learning_rate:g}) on {len(others)} other tensors" + (f" | {measured}" if measured else ""))
     return optimizer, line
 

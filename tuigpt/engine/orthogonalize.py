@@ -6,7 +6,7 @@ post and github.com/KellerJordan/Muon; torch.optim.Muon uses the same). It maps 
 through the same odd polynomial f, so the result is U·f(S)·V^T, not U·V^T exactly (f(σ) lands in about
 [0.7, 1.2]), which trains as well (Keller Jordan's post).
 
-Two ways compute the same f, chosen per shape by timing them here (:func:`choose`):
+Two ways compute the same f on a stack, and two ways to stack a model's matrices; :func:`plan` times them:
 
 - ``newton-schulz``: the iteration on the stacked matrices with batched matmuls (the wide side kept as the
   inner dimension), in bf16 where the device has fast bf16 (the modded-nanogpt speedrun and nanochat run it so
@@ -16,6 +16,10 @@ Two ways compute the same f, chosen per shape by timing them here (:func:`choose
   collects them, and X₅ = P·X₀. The n-wide products happen twice instead of ten times (≈ 4·m²·n + 17·m³ FLOPs in
   all), which pays on a CPU for matrices wider than tall by 3 or more (the MLP's 4× ones); float32 only, as
   the Gram matrix squares the condition number.
+- stacks ``by shape`` (matrices of one shape once turned wide) or ``padded`` (every matrix sharing a short side
+  in one stack, zero-padded to the longest: zero columns stay zero through the iteration). Padding costs FLOPs
+  and saves launches: it pays where a step is bound by kernel launches (a GPU running a small model), not where
+  it is bound by arithmetic (a CPU).
 
 The stack's matrices are computed independently (a matrix's result does not depend on what else is in the
 stack), so a stack split across ranks and gathered again equals the whole stack computed in one process, bit
@@ -103,33 +107,59 @@ def time_methods(stack: torch.Tensor, methods: list[str], dtype: torch.dtype, ro
     return best
 
 
-def choose(shapes: dict[Shape, int], dtype: torch.dtype, device: torch.device, threads: int) -> tuple[dict[Shape, str],
-                                                                                                    str]:
-    """Per matrix shape (with how many matrices of it are stacked), the faster method here: timed once per machine,
-    torch version, threads and stack, and cached with the dtype trials (``tuigpt calibrate`` forgets them).
-    Returns the choice and a line saying what was measured."""
+def layouts(shapes: list[Shape]) -> dict[str, list[list[int]]]:
+    """Ways to stack matrices of ``shapes`` (indices into it): ``by shape`` (the same shape once turned wide)
+    and ``padded`` (the same short side, zero-padded to the longest)."""
+    by_shape: dict[Shape, list[int]] = {}
+    by_side: dict[int, list[int]] = {}
+    for k, (rows, cols) in enumerate(shapes):
+        by_shape.setdefault((min(rows, cols), max(rows, cols)), []).append(k)
+        by_side.setdefault(min(rows, cols), []).append(k)
+    out = {"by shape": list(by_shape.values())}
+    if len(by_side) < len(by_shape):
+        out["padded"] = list(by_side.values())
+    return out
+
+
+def plan(shapes: list[Shape], dtype: torch.dtype, device: torch.device,
+         threads: int) -> tuple[list[tuple[list[int], str]], str]:
+    """How to stack and orthogonalise matrices of ``shapes`` fastest here: every layout's stacks timed with every
+    method worth timing, the fastest total kept. Timed once per machine, torch version, threads and set of shapes,
+    and cached with the dtype trials (``tuigpt calibrate`` forgets them). Returns the stacks (indices into
+    ``shapes``, method) and a line saying what was measured."""
     from tuigpt.engine.auto import device_label
     from tuigpt.telemetry.peak_cache import TRIAL_PREFIX, cached_trial, store_entry
 
-    chosen: dict[Shape, str] = {}
-    said: list[str] = []
+    options = layouts(shapes)
+    stacks = {name: [(ks, (len(ks), min(shapes[ks[0]]), max(max(shapes[k]) for k in ks))) for ks in groups]
+              for name, groups in options.items()}
+    timed = [s for ss in stacks.values() for s in ss if len(candidates(s[1][1:], dtype, device)) > 1]
+    if len(options) == 1 and not timed:
+        return [(ks, "newton-schulz") for ks, _ in stacks["by shape"]], ""
     where = f"{threads} threads" if device.type == "cpu" else device.type
-    for shape, count in sorted(shapes.items()):
-        methods = candidates(shape, dtype, device)
-        if len(methods) == 1:
-            chosen[shape] = methods[0]
-            continue
-        key = (f"{TRIAL_PREFIX}orthogonalize|{where}|{device_label(device)}|torch {torch.__version__}|"
-               f"{count}x{shape[0]}x{shape[1]}")
-        entry = cached_trial(key)
-        if entry is None:
-            generator = torch.Generator(device=device).manual_seed(0)  # the run's own random streams stay untouched
-            stack = torch.randn(count, *shape, device=device, generator=generator)
-            ms = time_methods(stack, methods, dtype)
-            entry = {"speedup": ms["newton-schulz"] / ms["gram"], "ms": ms, "measured_at": time.time(),
-                     "machine": device_label(device)}
-            store_entry(key, entry)
-        chosen[shape] = "gram" if entry["speedup"] >= 1.0 else "newton-schulz"
-        said.append(f"{shape[0]}x{shape[1]} {chosen[shape]} ({float(entry['speedup']):.2f}x)")
-    how = "; ".join(said)
-    return chosen, (f"Gram form vs direct iteration, timed here: {how}" if how else "")
+    signature = ",".join(f"{r}x{c}" for r, c in shapes)
+    key = (f"{TRIAL_PREFIX}muon-plan|{where}|{device_label(device)}|torch {torch.__version__}|"
+           f"{str(dtype).removeprefix('torch.')}|{signature}")
+    entry = cached_trial(key)
+    if entry is None:
+        generator = torch.Generator(device=device).manual_seed(0)  # the run's own random streams stay untouched
+        totals: dict[str, float] = {}
+        methods: dict[str, list[str]] = {}
+        for name, layout in stacks.items():
+            totals[name], methods[name] = 0.0, []
+            for _, shape in layout:
+                stack = torch.randn(*shape, device=device, dtype=torch.float32, generator=generator)
+                ms = time_methods(stack, candidates(shape[1:], dtype, device), dtype)
+                best = min(ms, key=ms.__getitem__)
+                totals[name] += ms[best]
+                methods[name].append(best)
+        chosen = min(totals, key=totals.__getitem__)
+        other = max(totals, key=totals.__getitem__)
+        entry = {"speedup": totals[other] / totals[chosen], "layout": chosen, "methods": methods[chosen],
+                 "ms": totals, "measured_at": time.time(), "machine": device_label(device)}
+        store_entry(key, entry)
+    layout, chosen_methods = entry["layout"], entry["methods"]
+    result = [(ks, m) for (ks, _), m in zip(stacks[layout], chosen_methods)]
+    ms = ", ".join(f"{name} {float(v):.2f} ms" for name, v in entry["ms"].items())
+    forms = "/".join(sorted(set(chosen_methods)))
+    return result, f"stacks {layout}, {forms}: timed here ({ms} an orthogonalisation)"
