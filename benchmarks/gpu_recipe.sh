@@ -17,6 +17,9 @@ DATA=${DATA:-$PWD/../shared/data/tinyshakespeare.txt}
 NANOGPT=${NANOGPT:-}
 OUT=${OUT:-/tmp/gpu-recipe}; mkdir -p "$OUT"
 RACE=${RACE:-today,muon,wsd,modern,all}
+SEEDS=${SEEDS:-$RACE}  # the recipes the seeds part runs again
+STEP_VARIANTS=${STEP_VARIANTS:-adamw,muon,muon:compiled}
+NANO_ITERS=${NANO_ITERS:-2500}  # nanoGPT's own schedule (5,000) cut short: it over-fits after ~2,000
 SMALL=${SMALL:-}
 NANO_SMALL=${NANO_SMALL:-}
 DTYPE=${DTYPE:-bfloat16}
@@ -29,16 +32,16 @@ for part in "$@"; do
   case $part in
   step)
     $py benchmarks/muon_step.py --config configs/train_shakespeare_char.yaml --data_path="$DATA" --dtype=$DTYPE \
-      --compile=false --variants adamw,muon,muon:compiled --rounds 5 --steps 50 --json "$OUT/step_baby.json" $SMALL
+      --compile=false --variants $STEP_VARIANTS --rounds 5 --steps 50 --json "$OUT/step_baby.json" $SMALL
     ;;
   race)
     $py benchmarks/recipe.py --shape baby --recipes "$RACE" --seeds 1337 --nanogpt "$NANOGPT" \
-      --nanogpt-args "config/train_shakespeare_char.py --max_iters=2500 $NANO_SMALL" --timeout 300 \
+      --nanogpt-args "config/train_shakespeare_char.py --max_iters=$NANO_ITERS $NANO_SMALL" --timeout 300 \
       --jsonl "$OUT/baby.jsonl" --data_path="$DATA" --dtype=$DTYPE --compile=false $SMALL
     $py benchmarks/recipe.py --table "$OUT/baby.jsonl" --baseline nanogpt
     ;;
   seeds)
-    $py benchmarks/recipe.py --shape baby --recipes "$RACE" --seeds 1338 --concurrent --timeout 400 \
+    $py benchmarks/recipe.py --shape baby --recipes "$SEEDS" --seeds 1338 --concurrent --timeout 400 \
       --jsonl "$OUT/baby.jsonl" --data_path="$DATA" --dtype=$DTYPE --compile=false $SMALL
     $py benchmarks/recipe.py --table "$OUT/baby.jsonl" --baseline today
     ;;

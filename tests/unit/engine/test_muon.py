@@ -199,3 +199,27 @@ def test_a_plan_stacks_every_matrix_once_and_only_with_its_short_side() -> None:
     group["params"].append(torch.nn.Parameter(torch.zeros(5, 7)))
     with pytest.raises(ValueError, match="short side"):
         Muon([group], plan=[([0, 1, 2, 3], "newton-schulz")])
+
+
+def test_the_health_numbers_of_a_muon_step_are_its_real_update_per_group(tiny_config) -> None:
+    """‖Δw‖/‖w‖ per group (embeddings and head: AdamW; the blocks: Muon's matrices and their gains) is the change
+    the step made to the weights, as with AdamW."""
+    from tuigpt.engine.health import group_name
+    from tuigpt.engine.trainer import Trainer
+
+    trainer = Trainer(tiny_config(optimizer="muon", run_name="health"))
+    stepper = trainer.stepper
+    stepper.step(1e-3)
+    before = {n: p.detach().clone() for n, p in trainer.raw_model.named_parameters()}
+    result = stepper.step(1e-3, detail=True)
+    assert result.applied and result.layers is not None
+    change: dict[str, float] = {}
+    weight: dict[str, float] = {}
+    for name, p in trainer.raw_model.named_parameters():
+        group = group_name(name)
+        change[group] = change.get(group, 0.0) + float((p.detach() - before[name]).square().sum())
+        weight[group] = weight.get(group, 0.0) + float(before[name].square().sum())
+    for layer in result.layers:
+        expected = (change[layer["name"]] / weight[layer["name"]]) ** 0.5
+        assert layer["update"] == pytest.approx(expected, rel=1e-4), layer["name"]
+    assert {layer["name"] for layer in result.layers} == {"embed", "block 0", "block 1", "head"}
