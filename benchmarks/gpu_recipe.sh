@@ -41,14 +41,14 @@ for part in "$@"; do
     $py benchmarks/recipe.py --table "$OUT/baby.jsonl" --baseline nanogpt
     ;;
   seeds)
-    $py benchmarks/recipe.py --shape baby --recipes "$SEEDS" --seeds 1338 --concurrent --timeout 400 \
+    $py benchmarks/recipe.py --shape baby --recipes "$SEEDS" --seeds 1338 --concurrent 8 --timeout 400 \
       --jsonl "$OUT/baby.jsonl" --data_path="$DATA" --dtype=$DTYPE --compile=false $SMALL
     $py benchmarks/recipe.py --table "$OUT/baby.jsonl" --baseline today
     ;;
   gpt2)
     $py benchmarks/recipe.py --shape gpt2 --recipes today,all --seeds 1337 --timeout 240 --jsonl "$OUT/gpt2.jsonl" \
       --data_path="$DATA" --dtype=$DTYPE --compile=false $SMALL
-    $py benchmarks/recipe.py --shape gpt2 --recipes today,all --seeds 1338 --concurrent --timeout 300 \
+    $py benchmarks/recipe.py --shape gpt2 --recipes today,all --seeds 1338 --concurrent 8 --timeout 300 \
       --jsonl "$OUT/gpt2.jsonl" --data_path="$DATA" --dtype=$DTYPE --compile=false $SMALL
     $py benchmarks/recipe.py --table "$OUT/gpt2.jsonl" --target-from today
     ;;

@@ -173,7 +173,7 @@ def ablate(args: argparse.Namespace, rest: list[str]) -> None:
         def record(recipe: str, seed: int, keys: dict[str, str], got: dict) -> None:
             row = {"shape": args.shape, "recipe": recipe, "seed": seed, "target": target, "config": config,
                    "overrides": keys, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M"),
-                   "concurrent": args.concurrent, **got}
+                   "concurrent": args.concurrent > 1, **got}
             print(f"{recipe} seed {seed}: {_describe(row)}", flush=True)
             if args.jsonl:
                 with open(args.jsonl, "a") as f:
@@ -185,10 +185,10 @@ def ablate(args: argparse.Namespace, rest: list[str]) -> None:
                                                                            args.timeout, env))
         jobs = [(recipe, seed) for k, seed in enumerate(seeds)
                 for recipe in (recipes if k % 2 == 0 else recipes[::-1])]
-        if args.concurrent:  # every run at once: their losses count, their clocks do not (they share the device)
+        if args.concurrent:  # N at a time: their losses count, their clocks do not (they share the device)
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(jobs)) as pool:
+            with ThreadPoolExecutor(min(len(jobs), args.concurrent)) as pool:
                 futures = [(recipe, seed, keys, pool.submit(run_one, config, keys, target, args.timeout, env, tmp,
                                                             f"{recipe}-{seed}"))
                            for recipe, seed in jobs
@@ -263,8 +263,9 @@ def main() -> None:
     parser.add_argument("--table", nargs="*", default=None, help="print the table of these JSONL files")
     parser.add_argument("--baseline", default="today")
     parser.add_argument("--target-from", default=None, help="--table: the target is this recipe's median best val")
-    parser.add_argument("--concurrent", action="store_true",
-                        help="start every run at once (a GPU's extra seeds: losses only, not timings)")
+    parser.add_argument("--concurrent", type=int, default=0, metavar="N",
+                        help="run N at a time (a GPU's extra seeds, a shared CPU's loss-only runs): their losses count, "
+                             "their clocks do not")
     parser.add_argument("--nanogpt", default=None, help="nanoGPT's folder: time its train.py first")
     parser.add_argument("--nanogpt-args", default="config/train_shakespeare_char.py",
                         help="train.py's arguments (its config file first)")
