@@ -95,8 +95,8 @@ def test_two_ranks_training_with_muon_stay_equal_and_match_one_process(tiny_conf
     """A whole run: the same global batches on 2 ranks (DDP's averaged gradients, Muon sharded) as on 1 process
     give bitwise-equal replicas, and the one-process weights to float tolerance (the gradient average sums in
     another order)."""
-    common = dict(gradient_accumulation_steps=4, max_iters=4, eval_interval=100, dropout=0.0, optimizer="muon",
-                  schedule="wsd")
+    common = {"gradient_accumulation_steps": 4, "max_iters": 4, "eval_interval": 100, "dropout": 0.0,
+              "optimizer": "muon", "schedule": "wsd"}
     values = tiny_config(run_name="two", ddp_timeout=20.0, **common).to_dict()
     torch.multiprocessing.spawn(_spawned_rank, args=(free_port(), values, str(tmp_path), 0.0), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))

@@ -47,7 +47,8 @@ def make_optimizer(model: GPT, config: TrainConfig, device: torch.device, dtype:
     matrices = [p for n, p in named if is_hidden_matrix(n, p)]
     others = [p for n, p in named if not is_hidden_matrix(n, p)]
     fused = device.type in ("cuda", "cpu")
-    adamw = dict(kind=ADAMW, lr=config.learning_rate, betas=(config.beta1, config.beta2), eps=ADAMW_EPS, fused=fused)
+    adamw = {"kind": ADAMW, "lr": config.learning_rate, "betas": (config.beta1, config.beta2), "eps": ADAMW_EPS,
+             "fused": fused}
     groups: list[dict[str, Any]] = [
         {**adamw, "params": [p for p in others if p.dim() >= 2], "weight_decay": config.weight_decay},
         {**adamw, "params": [p for p in others if p.dim() < 2], "weight_decay": 0.0},
