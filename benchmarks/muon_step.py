@@ -9,8 +9,9 @@ step and the per-round ratio to the first variant (median and range).
     python benchmarks/muon_step.py --config configs/train_cpu_optimized.yaml [--rounds 5] [--steps 20]
         [--variants adamw,muon,muon:newton-schulz,muon:gram,muon:compiled] [--key=value ...  (config overrides)]
 
-A variant is ``adamw``, ``muon`` (the orthogonalisation a run picks here), ``muon:newton-schulz`` or
-``muon:gram`` (forced), ``muon:compiled`` (the picked one under torch.compile), ``muon:float32`` (Newton–Schulz in
+A variant is ``adamw``, ``muon`` (the stacks and orthogonalisation a run picks here), ``muon:newton-schulz`` or
+``muon:gram`` (the form forced on the picked stacks), ``muon:by-shape`` or ``muon:padded`` (the stacking forced,
+Newton–Schulz), ``muon:compiled`` (the picked plan under torch.compile), ``muon:float32`` (Newton–Schulz in
 float32 where bf16 would be picked). ``--json FILE`` writes the figures.
 """
 
@@ -43,7 +44,12 @@ def _stepper(config, variant: str) -> Stepper:
     built = assemble(dataclasses.replace(config, optimizer=kind))
     optimizer = built.optimizer
     if how in ("newton-schulz", "gram"):
-        optimizer.methods = {shape: how for shape in optimizer.methods}
+        optimizer.use_plan([(ks, how) for ks, _ in optimizer.plan])
+    elif how in ("by-shape", "padded"):
+        from tuigpt.engine.orthogonalize import layouts
+
+        stacks = layouts([tuple(p.shape) for p in optimizer.matrices]).get(how.replace("-", " "))
+        optimizer.use_plan([(ks, "newton-schulz") for ks in stacks])
     elif how == "compiled":
         from tuigpt.engine.orthogonalize import compute
 
@@ -78,7 +84,8 @@ def main() -> None:
           f"{config.block_size}, dtype {next(iter(steppers.values())).precision.name}")
     for v, s in steppers.items():
         opt = s.optimizer
-        how = f" methods {sorted(set(opt.methods.values()))}, NS dtype {opt.dtype}" if hasattr(opt, "methods") else ""
+        how = (f" stacks {[(len(ks), m) for ks, m in opt.plan]}, NS dtype {opt.dtype}" if hasattr(opt, "plan")
+               else "")
         print(f"  {v}:{how}")
     ms: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.rounds):
