@@ -244,7 +244,9 @@ def table(paths: list[str], baseline: str, target: float | None = None, target_f
 
 
 def _spread(values: list, digits: int) -> str:
-    """Median (every seed's value): 'never' for a seed that did not reach the target."""
+    """Median (every seed's value): 'never' for a seed that did not reach the target, '—' for nothing timed."""
+    if not values:
+        return "—"
     known = [v for v in values if v is not None]
     each = " / ".join("never" if v is None else f"{v:,.{digits}f}" for v in values)
     if not known:
