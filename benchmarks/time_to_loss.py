@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,10 +38,10 @@ TUI_EVAL = re.compile(r"^eval iter (\d+) \| train loss [\d.]+ \| val loss ([\d.]
 
 
 def race(command: list[str], pattern: re.Pattern[str], target: float | None, timeout: float,
-         env: dict[str, str]) -> dict:
+         env: dict[str, str], on_line: Callable[[str], None] | None = None) -> dict:
     """Run ``command``; the wall time when an eval line first reports val <= target (None target: run to the end).
     Returns {"reached": seconds or None, "cpu": the process's CPU seconds then, "evals": [(iter, val, seconds, cpu)],
-    "total": seconds, "first": line}."""
+    "total": seconds, "first": line}. ``on_line`` sees every line (benchmarks/recipe.py reads step times)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=REPO, bufsize=1, start_new_session=True)
@@ -59,6 +60,8 @@ def race(command: list[str], pattern: re.Pattern[str], target: float | None, tim
                 break
             now = time.perf_counter() - t0
             out["tail"] = (out["tail"] + [line.rstrip()])[-5:]
+            if on_line is not None:
+                on_line(line)
             if out["first"] is None and line.startswith("tuigpt training"):
                 out["first"] = line.rstrip()
             m = pattern.match(line)

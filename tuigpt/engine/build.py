@@ -19,6 +19,7 @@ from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
+from tuigpt.engine.optimizers import make_optimizer
 from tuigpt.engine.schedule import unfinished_schedule
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
 from tuigpt.run.config import RESUME, SCRATCH, SWITCHES, TrainConfig
@@ -149,13 +150,12 @@ def assemble(config: TrainConfig, cluster: Cluster | None = None, *, source: Any
     if source is not None:
         load_source(model, source)
     model = model.to(device)
-    optimizer = model.make_optimizer(config.weight_decay, config.learning_rate, (config.beta1, config.beta2),
-                                     device.type)
+    optimizer, how = make_optimizer(model, config, device, setup.precision.name, cluster, setup.threads)
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision.name == "float16")
     sampler = BatchSampler(data, config.block_size, split.micro_batch, device, seed=rank_seed(config.seed, rank))
     if rank:  # the same initial weights everywhere, but each rank its own dropout masks
         torch.manual_seed(config.seed + 1_000_003 * rank)
-    return Built(config, setup, data, args, model, optimizer, scaler, sampler, split)
+    return Built(config, setup, data, args, model, optimizer, scaler, sampler, split, notices=[how] if how else [])
 
 
 def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.CheckpointManager, rank: int,

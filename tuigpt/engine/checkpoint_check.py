@@ -133,7 +133,7 @@ def _optimizer_layout(optimizer: Any, path: Path | str) -> None:
     ok = isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict) \
         and isinstance(optimizer.get("param_groups"), list) and all(_int(k, 0, 1 << 40) for k in optimizer["state"])
     if not ok:
-        raise damaged(path, "optimizer", "must be an AdamW state (state keyed by parameter ids, and param_groups)")
+        raise damaged(path, "optimizer", "must be an optimizer state (state keyed by parameter ids, and param_groups)")
     for g, group in enumerate(optimizer["param_groups"]):
         if not (isinstance(group, dict) and isinstance(group.get("params"), list)
                 and all(_int(pid, 0, 1 << 40) for pid in group["params"]) and all(isinstance(k, str) for k in group)):
@@ -271,7 +271,8 @@ def _sampler(state: Any, field: str, path: Path | str) -> None:
 
 
 def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.optim.Optimizer) -> None:
-    """The saved AdamW state fits ``optimizer``'s parameters one by one (shapes), and its moments are finite."""
+    """The saved optimizer state fits ``optimizer``'s parameters one by one (shapes), group by group of the same
+    kind (AdamW's moments and step count, Muon's momentum), and every moment is finite."""
     saved = state["optimizer"]
     groups = saved["param_groups"]
     if len(groups) != len(optimizer.param_groups) or not all(
@@ -282,6 +283,11 @@ def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.op
         if len(saved_group["params"]) != len(group["params"]):
             raise damaged(path, f"optimizer.param_groups[{g}]", f"holds {len(saved_group['params'])} parameters; the "
                           f"model has {len(group['params'])}")
+        kind = group.get("kind", "adamw")
+        if saved_group.get("kind", "adamw") != kind:
+            raise damaged(path, f"optimizer.param_groups[{g}].kind", f"is {_describe(saved_group.get('kind'))}; this "
+                          f"run's optimizer has a {kind} group there")
+        moments = ("momentum_buffer",) if kind == "muon" else ("exp_avg", "exp_avg_sq")
         for key, value in saved_group.items():  # torch copies them over the live group's: lr, betas, eps, ...
             if key != "params" and key in group and not _like(value, group[key]):
                 raise damaged(path, f"optimizer.param_groups[{g}].{key}", f"must be like {clip(repr(group[key]), 40)}, "
@@ -292,14 +298,16 @@ def check_optimizer(state: dict[str, Any], path: Path | str, optimizer: torch.op
                 continue  # a parameter not stepped yet
             field = f"optimizer.state[{pid}]"
             if not isinstance(entry, dict):
-                raise damaged(path, field, "must be a mapping of AdamW moments")
-            for key in ("exp_avg", "exp_avg_sq"):
+                raise damaged(path, field, f"must be a mapping of {kind} moments")
+            for key in moments:
                 moment = entry.get(key)
                 if not isinstance(moment, torch.Tensor) or tuple(moment.shape) != tuple(param.shape):
                     raise damaged(path, f"{field}.{key}", f"is {_describe(moment)}; the model's parameter has shape "
                                   f"{tuple(param.shape)}")
                 if not moment.is_floating_point() or first_not_finite([(key, moment)]) is not None:
-                    raise damaged(path, f"{field}.{key}", "is not finite (NaN or Inf AdamW moments)")
+                    raise damaged(path, f"{field}.{key}", f"is not finite (NaN or Inf {kind} moments)")
+            if kind == "muon":
+                continue
             step = entry.get("step")
             if not ((isinstance(step, torch.Tensor) and step.numel() == 1 and bool(torch.isfinite(step).all())
                      and float(step) >= 0) or (_real(step) and step >= 0)):

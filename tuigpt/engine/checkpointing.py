@@ -29,6 +29,7 @@ from tuigpt.engine.data import BatchSampler, TokenData
 from tuigpt.engine.device import resolve_device
 from tuigpt.engine.distributed import reseed
 from tuigpt.engine.nanogpt import from_nanogpt, is_nanogpt
+from tuigpt.engine.optimizers import apply_hyperparameters
 from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command
 from tuigpt.run.config import (
@@ -234,9 +235,7 @@ def restore_weights(checkpoint: dict[str, Any], path: Path, model: torch.nn.Modu
             scaler.load_state_dict(checkpoint["scaler"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise UserError(f"checkpoint {path} does not fit this model ({str(exc).splitlines()[0][:120]})") from None
-    for group in optimizer.param_groups:
-        group["betas"] = (config.beta1, config.beta2)
-        group["weight_decay"] = config.weight_decay if group["weight_decay"] else 0.0
+    apply_hyperparameters(optimizer, config)
 
 
 def restore_rng(checkpoint: dict[str, Any], rank: int, seed: int, iter_num: int) -> None:

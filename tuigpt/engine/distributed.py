@@ -237,6 +237,25 @@ class Cluster:
 
         self._guard(what, op)
 
+    def all_gather_into(self, out: torch.Tensor, mine: torch.Tensor, what: str) -> Callable[[], None]:
+        """Start gathering every rank's equal-sized ``mine`` into ``out`` (rank order along dim 0); returns what
+        waits for it to land (the caller computes meanwhile). gloo's tensors go through the CPU."""
+        on_device = self.comm_device == out.device
+        target = out if on_device else torch.empty(out.shape, dtype=out.dtype, device=self.comm_device)
+        source = mine if mine.device == self.comm_device else mine.to(self.comm_device)
+        if self.backend == "nccl":  # one flat buffer, no copies
+            work = self._guard(what, lambda: dist.all_gather_into_tensor(target, source, async_op=True))
+        else:
+            parts = list(target.chunk(self.world_size))
+            work = self._guard(what, lambda: dist.all_gather(parts, source, async_op=True))
+
+        def wait() -> None:
+            self._guard(what, work.wait)
+            if not on_device:
+                out.copy_(target)
+
+        return wait
+
     def gather_timings(self, means: list[float]) -> list[dict[str, Any]]:
         """One all_gather of every rank's TIMING_FIELDS means: a dict per rank with its rank and host."""
         local = torch.tensor(means, dtype=torch.float64, device=self.comm_device)

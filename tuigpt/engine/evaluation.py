@@ -33,18 +33,20 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
     try:
         for split in ("train", "val"):
             g = torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
-            losses = torch.zeros(eval_iters)
-            for k in range(eval_iters):
+            losses: list[torch.Tensor] = []
+            for _ in range(eval_iters):
                 x, y = sampler.get_batch(split, generator=g)
                 with autocast():
                     _, loss = model(x, y)
-                losses[k] = loss.item()
+                # kept on the device and read once a split: a read a batch (nanoGPT's loss.item()) left a GPU idle
+                # while the host queued the next batch, and the evals of the baby GPT took twice as long
+                losses.append(loss.detach().float())
                 done += 1
                 now = time.perf_counter()
                 if report is not None and done < total and (done == 1 or now - last >= PROGRESS_EVERY):
                     last = now
                     report(EvalProgress(iter=iter_num, done=done, total=total, seconds=now - started))
-            out[split] = losses.mean().item()
+            out[split] = torch.stack(losses).mean().item()
     finally:
         raw_model.train()
     if cluster is not None:

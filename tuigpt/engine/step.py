@@ -312,9 +312,12 @@ class Stepper:
 
     @property
     def _skips_on_device(self) -> bool:
-        # the groups, not the defaults: a loaded optimizer state (a nanoGPT checkpoint's) brings its own flag
-        fused = all(group.get("fused") for group in self.optimizer.param_groups)
-        return fused and not self.scaler.is_enabled()
+        # an optimizer may say so itself (Muon's groups skip with torch.where); else AdamW's groups, not its
+        # defaults: a loaded optimizer state (a nanoGPT checkpoint's) brings its own flag
+        skips = getattr(self.optimizer, "skips_on_device", None)
+        if skips is None:
+            skips = all(group.get("fused") for group in self.optimizer.param_groups)
+        return bool(skips) and not self.scaler.is_enabled()
 
     def _result(self, loss_value: float, grad_norm: float, group_grads: list[float]) -> StepResult:
         """A step's result from its loss and gradient norm: not applied where either is not finite (the per-group

@@ -22,6 +22,7 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("auto", "true", "false")
 DDP_BACKENDS = ("auto", "gloo", "nccl")
+OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
 COOLDOWN_SHAPES = ("linear", "cosine")
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page of key: value lines; anything bigger is a mistake
@@ -62,7 +63,8 @@ class TrainConfig:
     untied_head: bool | None = None  # the output layer its own matrix, not the token embedding
     zero_init: bool | None = None  # attention and MLP output projections start at zero
     logit_softcap: float | None = None  # logits squashed into (-cap, cap) by cap·tanh(x/cap); 0: off
-    # --- AdamW and schedule
+    # --- optimizer and schedule
+    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on embeddings, head and gains)
     learning_rate: float = 1e-3  # peak learning rate
     max_iters: int = 2000  # total optimizer steps
     weight_decay: float = 0.1  # applied to 2-D weights only
@@ -76,6 +78,9 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine (decay from the warmup on) | wsd (peak held, then a cooldown at the end)
     cooldown_frac: float = 0.2  # wsd: the last this fraction of lr_decay_iters cools down to min_lr
     cooldown_shape: str = "linear"  # wsd: the cooldown's shape, linear | cosine
+    muon_lr: float = 0.02  # optimizer muon: the hidden matrices' peak learning rate (the schedule scales it too)
+    muon_momentum: float = 0.95  # optimizer muon: Nesterov momentum of the matrices' gradients
+    muon_weight_decay: float = 0.0  # optimizer muon: decoupled weight decay of the matrices (times their lr)
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
@@ -157,6 +162,7 @@ class TrainConfig:
         _require(valid_device(self.device), "device", self.device, "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
         _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
+        _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, "must be one of " + ", ".join(OPTIMIZERS))
         _require(self.schedule in SCHEDULES, "schedule", self.schedule, "must be one of " + ", ".join(SCHEDULES))
         _require(self.cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", self.cooldown_shape,
                  "must be one of " + ", ".join(COOLDOWN_SHAPES))
@@ -206,7 +212,9 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "nan_lr_factor": (0.0, 1.0, True, False), "stall_factor": (0.0, 1000.0, False, False),
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
     "checkpoint_every_minutes": (0.0, 10_080.0, False, False),
-    "logit_softcap": (0.0, 1000.0, False, False), "cooldown_frac": (0.0, 1.0, False, False),
+    "cooldown_frac": (0.0, 1.0, False, False), "muon_lr": (0.0, 10.0, True, False),
+    "muon_momentum": (0.0, 1.0, False, True), "muon_weight_decay": (0.0, 100.0, False, False),
+    "logit_softcap": (0.0, 1000.0, False, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
@@ -273,7 +281,8 @@ RESUME_POLICY: dict[str, str] = {
     "zero_init": KEEP, "logit_softcap": MATCH,
     "learning_rate": APPLY, "max_iters": APPLY, "weight_decay": APPLY, "beta1": APPLY, "beta2": APPLY,
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
-    "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY,
+    "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY, "optimizer": MATCH, "muon_lr": APPLY,
+    "muon_momentum": APPLY, "muon_weight_decay": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,

@@ -122,6 +122,46 @@ def test_a_good_checkpoint_passes(good: dict[str, Any]) -> None:
     assert config.n_layer == args.n_layer == 2 and tokenizer.vocab_size == args.vocab_size
 
 
+@pytest.fixture(scope="module")
+def good_muon(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same, trained with optimizer: muon (AdamW groups, then one Muon group per matrix shape)."""
+    out = tmp_path_factory.mktemp("good_muon")
+    trainer = Trainer(TrainConfig(**{**TINY, "out_dir": str(out), "run_name": "m", "data_path": str(SHAKESPEARE),
+                                     "max_iters": 3, "eval_interval": 3, "optimizer": "muon"}))
+    run, _ = start_local(trainer)
+    assert run.wait(120) and run.error is None
+    return load_checkpoint(out / "m" / "last.pt")
+
+
+def _muon_for(state: dict[str, Any]) -> torch.optim.Optimizer:
+    from tuigpt.engine.optimizers import make_optimizer
+
+    model = GPT(ModelArgs(**state["model_args"]))
+    return make_optimizer(model, TrainConfig(optimizer="muon"), torch.device("cpu"))[0]
+
+
+def _muon_entry(state: dict[str, Any]) -> dict[str, Any]:
+    """The saved state of the first Muon-trained matrix."""
+    group = next(g for g in state["param_groups"] if g["kind"] == "muon")
+    return state["state"][group["params"][0]]
+
+
+@pytest.mark.parametrize("what, edit, field", [
+    ("a momentum of another shape", lambda o: _muon_entry(o).update(momentum_buffer=torch.zeros(3)),
+     "momentum_buffer"),
+    ("a NaN momentum", lambda o: _muon_entry(o)["momentum_buffer"].fill_(math.nan), "not finite"),
+    ("no momentum", lambda o: _muon_entry(o).pop("momentum_buffer"), "momentum_buffer"),
+    ("a Muon group saved as AdamW", lambda o: o["param_groups"][-1].update(kind="adamw"), "kind"),
+])
+def test_a_muon_state_that_does_not_fit_is_refused(good_muon: dict[str, Any], what: str, edit: Callable,
+                                                   field: str) -> None:
+    check_optimizer(good_muon, "last.pt", _muon_for(good_muon))  # as written, it fits
+    state = copy.deepcopy(good_muon)
+    edit(state["optimizer"])
+    with pytest.raises(UserError, match=field):
+        check_optimizer(state, "last.pt", _muon_for(state))
+
+
 def _resume_case(tmp_path: Path, state: dict[str, Any], capsys: pytest.CaptureFixture) -> tuple[int, str, bytes]:
     import yaml
 

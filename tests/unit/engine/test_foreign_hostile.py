@@ -58,7 +58,7 @@ def refused(spec: Path | str, message: str) -> None:
     (lambda s: s["model_args"].__setitem__("bias", "yes"), "model_args.bias must be true or false"),
     (lambda s: s.__setitem__("model", [1, 2]), "model must map parameter names to tensors"),
     (lambda s: s.__setitem__("model", {1: torch.zeros(2)}), "model must map parameter names to tensors"),
-    (lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": 5}), "optimizer must be an AdamW state"),
+    (lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": 5}), "optimizer must be an optimizer state"),
     (lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": [1, 2]}), r"optimizer.param_groups\[0\]"),
     (lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": [{"params": [[1]]}]}),
      r"optimizer.param_groups\[0\] must be a mapping with a list of parameter ids"),

@@ -64,13 +64,14 @@ def test_a_bad_run_ahead_value_is_one_error_before_the_run_folder_exists(tiny_co
     assert not (Path(config.out_dir) / "bad").exists()
 
 
-def test_a_run_ahead_trains_exactly_as_one_without(tiny_config, monkeypatch) -> None:
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_run_ahead_trains_exactly_as_one_without(tiny_config, monkeypatch, optimizer: str) -> None:
     """Same losses, learning rates, norms, update ratios, evals and final weights; steps are queued ahead except
     where the boundary has work (an eval)."""
     runs = {}
     for ahead in (False, True):
         trainer, behind = _trainer(tiny_config, monkeypatch, ahead, max_iters=24, eval_interval=10, log_interval=4,
-                                   grad_clip=0.5, warmup_iters=3)
+                                   grad_clip=0.5, warmup_iters=3, optimizer=optimizer)
         rec = Recorder()
         trainer.bus.subscribe(rec)
         assert trainer.run().reason == "done" and trainer.iter_num == 24
@@ -109,12 +110,15 @@ def test_the_step_behind_a_non_finite_one_is_skipped_and_its_batch_goes_back(tin
     assert again.applied and not _same(weights, _weights(trainer))
 
 
-def test_a_nan_behind_which_a_step_ran_ahead_pauses_where_it_would_have(tiny_config, monkeypatch) -> None:
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_nan_behind_which_a_step_ran_ahead_pauses_where_it_would_have(tiny_config, monkeypatch,
+                                                                        optimizer: str) -> None:
     """The monitor pauses at the bad step; after resuming, the run is the one it would have been without
     run-ahead (a step wrongly applied behind the bad one would show in the weights)."""
     results = {}
     for ahead in (False, True):
-        trainer, _ = _trainer(tiny_config, monkeypatch, ahead, True, max_iters=12, eval_interval=100)
+        trainer, _ = _trainer(tiny_config, monkeypatch, ahead, True, max_iters=12, eval_interval=100,
+                              optimizer=optimizer)
         trainer.stepper.model = PoisonFrom(trainer.raw_model, at=5)
         run, rec = start_local(trainer)
         rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)

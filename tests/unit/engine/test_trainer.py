@@ -124,25 +124,53 @@ def _train(cfg, resume: bool = False) -> Trainer:
     return trainer
 
 
-def test_resume_gives_the_same_losses_as_a_straight_run(tiny_config) -> None:
-    """N iterations then --resume to 2N equals 2N straight, to 1e-6, evals included (dropout on)."""
-    cfg = dict(dropout=0.1, eval_interval=3, lr_decay_iters=12)  # same schedule in both
+@pytest.mark.parametrize("recipe", [{}, {"optimizer": "muon", "schedule": "wsd", "cooldown_frac": 0.5,
+                                        "muon_weight_decay": 0.01}], ids=["adamw-cosine", "muon-wsd"])
+def test_resume_gives_the_same_losses_as_a_straight_run(tiny_config, recipe: dict) -> None:
+    """N iterations then --resume to 2N equals 2N straight, bit for bit, evals included (dropout on)."""
+    cfg = dict(dropout=0.1, eval_interval=3, lr_decay_iters=12, **recipe)  # same schedule in both
     straight = _train(tiny_config(run_name="straight", max_iters=12, **cfg))
     _train(tiny_config(run_name="split", max_iters=6, **cfg))
     resumed = _train(tiny_config(run_name="split", max_iters=12, **cfg), resume=True)
     a = _iteration_losses(straight.run_dir / METRICS_FILE)
     b = _iteration_losses(resumed.run_dir / METRICS_FILE)
     assert a.keys() == b.keys() and len(a) == 12 + 5  # 12 iterations, evals at 0, 3, 6, 9, 12
-    for key in a:
-        assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    assert a == b
     for p1, p2 in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()):
-        assert torch.allclose(p1, p2, atol=1e-6)
+        assert torch.equal(p1, p2)
+    for s1, s2 in zip(straight.optimizer.state.values(), resumed.optimizer.state.values()):
+        assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
 
 
 def test_resume_refuses_a_different_model_shape(tiny_config) -> None:
     _train(tiny_config(max_iters=2))
     with pytest.raises(UserError, match=r"cannot resume .*n_embd was 32 in the checkpoint but is 64"):
         Trainer(tiny_config(max_iters=4, n_embd=64), resume=True)
+
+
+def test_resume_refuses_another_optimizer(tiny_config) -> None:
+    _train(tiny_config(max_iters=2))
+    with pytest.raises(UserError, match=r"cannot resume .*optimizer was 'adamw' in the checkpoint but is 'muon'"):
+        Trainer(tiny_config(max_iters=4, optimizer="muon"), resume=True)
+
+
+def test_a_checkpoint_written_before_the_schedule_and_optimizer_keys_resumes_exactly(tiny_config) -> None:
+    """A last.pt whose config has no schedule, cooldown or optimizer keys (every checkpoint before them) means AdamW
+    and cosine, and continues bit for bit as the run would have."""
+    from tuigpt.engine.checkpoint import save_checkpoint
+
+    cfg = dict(dropout=0.1, eval_interval=3, lr_decay_iters=12)
+    straight = _train(tiny_config(run_name="straight", max_iters=12, **cfg))
+    split = _train(tiny_config(run_name="old", max_iters=6, **cfg))
+    last = split.run_dir / "last.pt"
+    state = load_checkpoint(last)
+    new_keys = ("schedule", "cooldown_frac", "cooldown_shape", "optimizer", "muon_lr", "muon_momentum",
+                "muon_weight_decay")
+    state["config"] = {k: v for k, v in state["config"].items() if k not in new_keys}
+    save_checkpoint(state, last)
+    resumed = _train(tiny_config(run_name="old", max_iters=12, **cfg), resume=True)
+    assert _iteration_losses(straight.run_dir / METRICS_FILE) == _iteration_losses(resumed.run_dir / METRICS_FILE)
+    assert all(torch.equal(a, b) for a, b in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()))
 
 
 def test_resume_reports_applied_and_kept_changes(tiny_config) -> None:
