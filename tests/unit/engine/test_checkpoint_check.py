@@ -126,7 +126,7 @@ def test_a_good_checkpoint_passes(good: dict[str, Any]) -> None:
 def good_muon(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The same, trained with optimizer: muon (AdamW groups, then one Muon group per matrix shape)."""
     out = tmp_path_factory.mktemp("good_muon")
-    trainer = Trainer(TrainConfig(**{**TINY, "out_dir": str(out), "run_name": "m", "data_path": str(SHAKESPEARE),
+    trainer = Trainer(TrainConfig(**{**TINY, "out_dir": str(out), "run_name": "m", "data_path": str(corpus.shakespeare()),
                                      "max_iters": 3, "eval_interval": 3, "optimizer": "muon"}))
     run, _ = start_local(trainer)
     assert run.wait(120) and run.error is None
