@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
 from tuigpt.engine.netcheck import MIN_SECONDS, ROUNDS, NetcheckResult, measure
 from tuigpt.engine.trainer import Trainer
+from tuigpt.host.dashboards import open_dashboards
 from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
 from tuigpt.run.commands import Stop
@@ -74,6 +75,9 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
     trainer.bus.subscribe(writer)
+    # after the writer: a dashboard added on a resume copies the earlier sessions from metrics.jsonl
+    dashboards, missing = open_dashboards(trainer.config, trainer.run_dir, trainer.bus, file_mode)
+    trainer.pending_notices.extend(missing)
     telemetry = _start_telemetry(trainer)
     from tuigpt.control.server import ControlServer
 
@@ -81,6 +85,7 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     control.start()  # `tuigpt watch` connects here; removed in close_sinks (and atexit)
 
     def close_sinks() -> None:
+        dashboards.close()  # their last records and lines first, while metrics.jsonl and the socket still take them
         control.stop()
         if telemetry is not None:
             telemetry.stop()

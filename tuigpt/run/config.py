@@ -8,9 +8,10 @@ Problems raise UserError with one line naming the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuigpt.run.alerts import split_command
@@ -85,6 +86,10 @@ class TrainConfig:
     alerts: bool = True  # bell + desktop notification (OSC 9/777) + toast or marked line on done, failure, trouble
     alert_command: str | None = None  # run on each alert, without a shell; the event JSON on stdin
     target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
+    # --- dashboards (the packages are optional extras: pip install 'tuigpt[dashboards]')
+    log_to: list[str] = field(default_factory=list)  # any of tensorboard, wandb, trackio: the run goes there too
+    log_project: str = "tuigpt"  # the W&B and trackio project
+    log_run_name: str = ""  # the run's name in W&B and trackio; empty: run_name
     # --- files
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
 
@@ -147,6 +152,21 @@ class TrainConfig:
         for name in ("out_dir", "data_path", "init_from"):
             problem = path_problem(getattr(self, name))
             _require(problem is None, name, getattr(self, name), problem or "")
+        self._validate_dashboards()
+
+    def _validate_dashboards(self) -> None:
+        _require(isinstance(self.log_to, list) and all(isinstance(s, str) for s in self.log_to), "log_to",
+                 self.log_to, f"must be a list of {', '.join(SINKS)}")
+        for sink in self.log_to:
+            close = difflib.get_close_matches(sink, SINKS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            _require(sink in SINKS, "log_to", sink, f"is not a dashboard tuigpt logs to{hint}: use {', '.join(SINKS)}")
+        _require(len(set(self.log_to)) == len(self.log_to), "log_to", self.log_to, "names a dashboard twice")
+        # W&B refuses / \ # ? % : in a project name and trackio names a file after it: a plain name suits both
+        _require(0 < len(self.log_project) <= MAX_NAME_CHARS and _safe_name(self.log_project), "log_project",
+                 self.log_project, f"must be a plain name (letters, digits, . _ -; at most {MAX_NAME_CHARS})")
+        _require(len(self.log_run_name) <= MAX_NAME_CHARS and all(c.isprintable() for c in self.log_run_name),
+                 "log_run_name", self.log_run_name, f"must be a printable name of at most {MAX_NAME_CHARS} characters")
 
     def _validate_health(self) -> None:
         _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
@@ -178,7 +198,8 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
 MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
-MAX_NAME_CHARS = 100  # dataset, tokenizer
+MAX_NAME_CHARS = 100  # dataset, tokenizer, log_project, log_run_name
+SINKS = ("tensorboard", "wandb", "trackio")  # what log_to may name
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096 on Linux
 MAX_COMPONENT_BYTES = 255  # NAME_MAX
 
@@ -238,7 +259,7 @@ RESUME_POLICY: dict[str, str] = {
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
     "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
     "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
-    "share_with_group": APPLY,
+    "log_to": APPLY, "log_project": APPLY, "log_run_name": APPLY, "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")

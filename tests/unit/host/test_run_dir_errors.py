@@ -6,14 +6,12 @@ skip, saying why, where it does not)."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -27,19 +25,7 @@ from tuigpt.run.metrics_log import read_metrics
 
 from conftest import SHAKESPEARE, TINY
 from support import start_local, wait_for
-
-
-@contextlib.contextmanager
-def mounted(target: Path, *args: str) -> Iterator[Path]:
-    if not target.exists():
-        target.mkdir(parents=True)
-    done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount here (needs root where mounts are allowed): {done.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+from support.mounts import mounted
 
 
 def _config(tmp_path: Path, out_dir: Path, **values: object) -> Path:
