@@ -38,9 +38,14 @@ class TrainConfig:
     always_save_checkpoint: bool = True  # write last.pt at every eval; false: only when val loss improves
     init_from: str = "scratch"  # scratch | resume | a tuigpt or nanoGPT .pt | a Hugging Face GPT-2 folder | gpt2*
     # --- data
-    dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text (your data_path)
+    dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text | nanogpt | hf | shards
     data_path: str | None = None  # FILE, DIR (all *.txt) or GLOB of UTF-8 text to train on instead
     tokenizer: str = "auto"  # auto (the dataset's) | char | gpt2 | any tiktoken encoding name
+    hf_name: str | None = None  # dataset: hf: a dataset in the local Hugging Face cache, or a folder of its files
+    hf_subset: str | None = None  # dataset: hf: its configuration (e.g. wikitext-2-raw-v1); empty: the default
+    hf_split: str = "train"  # dataset: hf: the split to train on
+    hf_val_split: str | None = None  # dataset: hf: the split to evaluate on; empty: the last 10% of hf_split's tokens
+    hf_text_field: str = "text"  # dataset: hf: the column holding the text
     # --- batch
     gradient_accumulation_steps: int = 1  # micro-batches summed into one optimizer step
     batch_size: int = 12  # sequences per micro-batch
@@ -153,6 +158,16 @@ class TrainConfig:
             problem = path_problem(getattr(self, name))
             _require(problem is None, name, getattr(self, name), problem or "")
         self._validate_dashboards()
+        self._validate_hf()
+
+    def _validate_hf(self) -> None:
+        for name in ("hf_name", "hf_subset", "hf_split", "hf_val_split", "hf_text_field"):
+            value = getattr(self, name)
+            _require(value is None or (0 < len(value) <= MAX_PATH_BYTES and value.isprintable()), name, value,
+                     "must be a printable name" + (" or path" if name == "hf_name" else ""))
+        for name in ("hf_name", "hf_subset", "hf_val_split"):
+            _require(self.dataset == "hf" or getattr(self, name) is None, name, getattr(self, name),
+                     f"is set but dataset is {self.dataset}: set dataset: hf to train on a Hugging Face dataset")
 
     def _validate_dashboards(self) -> None:
         _require(isinstance(self.log_to, list) and all(isinstance(s, str) for s in self.log_to), "log_to",
@@ -249,7 +264,8 @@ MATCH, APPLY, KEEP = "must match", "applied", "kept from the checkpoint"
 RESUME_POLICY: dict[str, str] = {
     "run_name": APPLY, "out_dir": APPLY, "eval_interval": APPLY, "log_interval": APPLY, "eval_iters": APPLY,
     "eval_only": APPLY, "always_save_checkpoint": APPLY, "init_from": KEEP,
-    "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
+    "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH, "hf_name": APPLY, "hf_subset": APPLY, "hf_split": APPLY,
+    "hf_val_split": APPLY, "hf_text_field": APPLY,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
     "learning_rate": APPLY, "max_iters": APPLY, "weight_decay": APPLY, "beta1": APPLY, "beta2": APPLY,

@@ -20,12 +20,16 @@ class Tokenizer:
 
     name: str
     vocab_size: int
+    eot_token: int | None = None  # the end-of-text token put between documents (None: characters, a newline)
 
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
 
     def encode_array(self, text: str) -> np.ndarray:
         raise NotImplementedError
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
 
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
@@ -110,9 +114,14 @@ class TiktokenTokenizer(Tokenizer):
             ) from e
         self.name = name
         self.vocab_size = self._enc.n_vocab
+        self.eot_token = getattr(self._enc, "eot_token", None)
 
     def encode_array(self, text: str) -> np.ndarray:
         return np.asarray(self._enc.encode_ordinary(text), dtype=np.int64)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Documents encoded on tiktoken's threads (one per core)."""
+        return self._enc.encode_ordinary_batch(texts, num_threads=os.cpu_count() or 1)
 
     def decode(self, ids: list[int]) -> str:
         # a model with a padded vocabulary (nanoGPT's 50304) may sample ids tiktoken does not know
