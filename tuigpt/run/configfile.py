@@ -69,9 +69,10 @@ KEY_ALIASES = {
     "precision": "dtype", "threads": "num_threads", "output_dir": "out_dir", "name": "run_name",
     "data": "data_path", "data_dir": "data_path", "eval_steps": "eval_iters",
     "temperature": "sample_temperature", "top_k": "sample_top_k", "max_new_tokens": "sample_max_new_tokens",
-    "backend": "ddp_backend", "wandb_log": "log_to", "wandb_project": "log_project",
-    "wandb_run_name": "log_run_name", "wandb": "log_to", "tensorboard": "log_to", "trackio": "log_to",
-    "report_to": "log_to", "logger": "log_to", "project": "log_project",
+    "backend": "ddp_backend", "warmdown_ratio": "cooldown_frac", "warmdown_frac": "cooldown_frac",
+    "cooldown_ratio": "cooldown_frac", "lr_schedule": "schedule", "lr_scheduler_type": "schedule",
+    "wandb_log": "log_to", "wandb_project": "log_project", "wandb_run_name": "log_run_name", "wandb": "log_to",
+    "tensorboard": "log_to", "trackio": "log_to", "report_to": "log_to", "logger": "log_to", "project": "log_project",
 }
 
 

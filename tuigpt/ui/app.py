@@ -355,7 +355,8 @@ class TuiGptApp(FailureIsolation, MonitorActions, MonitorHealth, App[int]):
             view = self.history.snapshot(keys.RECENT_WINDOW)
             self._drawn_version, self._drawn_view_opts = view.version, view_opts
             self._loss.draw(view, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
-                            extra=self._projection_layers(view))
+                            extra=self._projection_layers(view),
+                            cooldown_from=self._run.cooldown_from if self._run is not None else None)
             self._label_projection()
             self._speed.show(view)
             if self._run is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,18 @@ def test_nanogpt_and_hugging_face_names_for_dashboards_point_at_log_to(tmp_path:
                          ("wandb_run_name", "log_run_name")]:
         with pytest.raises(UserError, match=f"did you mean {meant}"):
             load_config(write(tmp_path, f"{typed}: x\n"))
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"schedule": "linear"}, "config key schedule='linear' must be one of cosine, wsd"),
+    ({"cooldown_shape": "step"}, "config key cooldown_shape='step' must be one of linear, cosine"),
+    ({"cooldown_frac": 1.5}, "config key cooldown_frac=1.5 must be a number from 0 to 1"),
+])
+def test_schedule_keys_name_what_they_take(values: dict, match: str) -> None:
+    with pytest.raises(UserError, match=re.escape(match)):
+        TrainConfig(**values)
+
+
+def test_nanochats_warmdown_ratio_points_at_cooldown_frac(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="did you mean cooldown_frac"):
+        load_config(str(write(tmp_path, "warmdown_ratio: 0.4\n")))
