@@ -141,14 +141,16 @@ class GPT(nn.Module):
         a = self.args
         return 6 * self.num_params() + 12 * a.n_layer * a.n_head * (a.n_embd // a.n_head) * a.block_size
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Without targets: the last position's logits (B, 1, V) for generation. With them: (None, the loss)."""
+        """Without targets: the last position's logits (B, 1, V) for generation. With them: (None, the loss), the
+        mean over the targets, or with ``reduction="none"`` each target's (B*T,), as evals weigh them by bytes."""
         x = self._hidden(idx)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # generation needs only the last position: (B, 1, V)
         logits = self.lm_head(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1,
+                               reduction=reduction)
         # No logits with the loss: a caller holding them would keep (B, T, V) alive through the backward pass
         # (3.3 GB in bf16 at GPT-2's 32 x 1024 micro-batch), and a compiled graph would have to write them out.
         return None, loss

@@ -62,6 +62,10 @@ class RunStarted(Event):
     compiled: bool = False  # torch.compile on (records written before this field say nothing: off)
     compile_reason: str = ""  # why, shown with the dtype's reason on the run's first line
     cooldown_from: int | None = None  # schedule wsd: the cooldown starts after this iteration (the chart marks it)
+    # the tokenizer ("char", "gpt2", ...) and the UTF-8 bytes its tokens spell on average in the training data: runs
+    # of different tokenizers are compared in bits per byte (None in records written before these fields)
+    tokenizer: str | None = None
+    bytes_per_token: float | None = None
 
     @property
     def compile_text(self) -> str:
@@ -96,7 +100,8 @@ class IterationStats(Event):
 
 @dataclass(frozen=True)
 class EvalResult(Event):
-    """Mean losses over eval_iters batches of each split."""
+    """Mean losses over eval_iters batches of each split, and the same batches in bits per byte (run.numbers
+    bits_per_byte; None in records written before them, or when the batches spelled no bytes)."""
 
     iter: int
     train_loss: float
@@ -104,6 +109,8 @@ class EvalResult(Event):
     best_val_loss: float
     is_best: bool
     seconds: float
+    train_bpb: float | None = None
+    val_bpb: float | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,12 @@ class TokenData:
     source: str
     source_sha256: str
 
+    def bytes_per_token(self, sample: int = 1 << 20) -> float | None:
+        """The UTF-8 bytes a training token spells on average (end-of-text: none), over the split's first
+        ``sample`` tokens: what turns a loss per token into bits per byte (run.numbers.loss_in_bits_per_byte)."""
+        head = np.asarray(self.train[:sample], dtype=np.int64)
+        return float(self.tokenizer.token_bytes()[head].mean()) if len(head) else None
+
     def check_block_size(self, block_size: int) -> None:
         """UserError unless both splits hold more than ``block_size + 1`` tokens."""
         n_train, n_val = len(self.train), len(self.val)
