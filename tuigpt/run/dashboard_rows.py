@@ -2,7 +2,7 @@
 iteration, and lines of text. One mapping for every dashboard, so all three show the same names; the metrics.jsonl
 record of the same event holds the same values (a test reads them back from each package and compares).
 
-Names are ``group/name``: train/, eval/, speed/, health/ (per parameter group: health/<group>/grad_norm, …),
+Names are ``group/name``: train/, eval/ (losses and bits per byte), speed/, health/ (per parameter group: health/<group>/grad_norm, …),
 cpu/, gpu<N>/, cluster/. Events that happen between iterations (telemetry, notices) are placed at the last
 iteration seen.
 """
@@ -71,7 +71,8 @@ def _row(event: Event, step: int) -> Row | None:
         return Row(step, _finite(iteration_scalars(event)))
     if isinstance(event, EvalResult):
         return Row(step, _finite({"eval/train_loss": event.train_loss, "eval/val_loss": event.val_loss,
-                                  "eval/best_val_loss": event.best_val_loss, "eval/seconds": event.seconds}))
+                                  "eval/best_val_loss": event.best_val_loss, "eval/train_bpb": event.train_bpb,
+                                  "eval/val_bpb": event.val_bpb, "eval/seconds": event.seconds}))
     if isinstance(event, TelemetrySnapshot):
         return Row(step, _finite(telemetry_scalars(event.data)))
     if isinstance(event, ClusterStats):
@@ -129,7 +130,8 @@ def event_text(event: Event) -> str | None:
         return f"run failed at iter {event.iter:,}: {event.message}"
     if isinstance(event, RunFinished):
         best = f", best val loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
-        return (f"run ended ({event.reason}) at iter {event.iter:,}{best}, {event.tokens_seen:,} tokens in "
+        reason = getattr(event.reason, "value", event.reason)  # an enum's value, a record's text
+        return (f"run ended ({reason}) at iter {event.iter:,}{best}, {event.tokens_seen:,} tokens in "
                 f"{fmt.duration(event.wall_seconds)}")
     return None
 

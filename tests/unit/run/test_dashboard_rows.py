@@ -65,8 +65,10 @@ def test_readings_and_notices_sit_at_the_last_iteration_and_evals_at_their_own()
     assert rows(TelemetrySnapshot(kind="gpu", data=gpu)) == Row(41, {
         "gpu/torch_allocated_bytes": 3.0, "gpu1/mem_used_bytes": 5.0, "gpu1/util_percent": 99.0})
     assert rows(Notice(level="warning", message="hot")) == Row(41, texts={EVENTS: "warning: hot"})
-    assert rows(EvalResult(iter=50, train_loss=1.0, val_loss=1.5, best_val_loss=1.4, is_best=False,
-                           seconds=2.0)).step == 50
+    assert rows(EvalResult(iter=50, train_loss=1.0, val_loss=1.5, best_val_loss=1.4, is_best=False, seconds=2.0,
+                           train_bpb=1.2, val_bpb=None)) == Row(50, {
+        "eval/train_loss": 1.0, "eval/val_loss": 1.5, "eval/best_val_loss": 1.4, "eval/train_bpb": 1.2,
+        "eval/seconds": 2.0})
     assert rows(SampleGenerated(iter=50, prompt="\n", text="ROMEO:", seconds=0.1)) == Row(50, texts={SAMPLES: "\nROMEO:"})
 
 
