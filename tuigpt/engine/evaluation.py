@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from typing import Any, Callable
 
@@ -50,3 +51,27 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
     if cluster is not None:
         out["train"], out["val"] = cluster.mean([out["train"], out["val"]], "averaging eval losses")
     return out
+
+
+@torch.no_grad()
+def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler,
+               autocast: Callable[[], contextlib.AbstractContextManager[Any]], device: torch.device,
+               repeats: int) -> float:
+    """Milliseconds of one forward-only batch in eval mode under the run's autocast (what an eval batch costs):
+    the median of ``repeats``, after one untimed (eval-mode recompile, allocation)."""
+    raw_model.eval()
+    samples = []
+    try:
+        for i in range(repeats + 1):
+            x, y = sampler.get_batch("val")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            with autocast():
+                _, loss = model(x, y)
+            loss.item()
+            if i:
+                samples.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        raw_model.train()
+    return statistics.median(samples)
