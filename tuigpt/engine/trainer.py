@@ -24,7 +24,7 @@ from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
-from tuigpt.engine.schedule import lr_for
+from tuigpt.engine.schedule import cooldown_from, lr_for
 from tuigpt.engine.step import Launched, Stepper, StepResult, run_ahead_setting
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
@@ -221,7 +221,7 @@ class Trainer(Chores):
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
             eval_interval=self.eval_interval, resumed=self.resumed, compiled=self.compiled,
-            compile_reason=self.compile_reason))
+            compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg)))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:

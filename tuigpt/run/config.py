@@ -22,6 +22,8 @@ DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 COMPILE_MODES = ("auto", "true", "false")
 DDP_BACKENDS = ("auto", "gloo", "nccl")
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("linear", "cosine")
 MAX_CONFIG_BYTES = 1 << 20  # a config is a page of key: value lines; anything bigger is a mistake
 
 
@@ -61,6 +63,9 @@ class TrainConfig:
     warmup_iters: int = 100  # linear warmup steps
     lr_decay_iters: int | None = None  # cosine ends here; empty: max_iters
     min_lr: float | None = None  # floor of the decay; empty: learning_rate / 10
+    schedule: str = "cosine"  # cosine (decay from the warmup on) | wsd (peak held, then a cooldown at the end)
+    cooldown_frac: float = 0.2  # wsd: the last this fraction of lr_decay_iters cools down to min_lr
+    cooldown_shape: str = "linear"  # wsd: the cooldown's shape, linear | cosine
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
@@ -132,6 +137,9 @@ class TrainConfig:
                  "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
         _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
+        _require(self.schedule in SCHEDULES, "schedule", self.schedule, "must be one of " + ", ".join(SCHEDULES))
+        _require(self.cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", self.cooldown_shape,
+                 "must be one of " + ", ".join(COOLDOWN_SHAPES))
         _require(self.ddp_backend in DDP_BACKENDS, "ddp_backend", self.ddp_backend,
                  "must be one of " + ", ".join(DDP_BACKENDS))
         _require(bool(self.dataset.strip()) and len(self.dataset) <= MAX_NAME_CHARS, "dataset", self.dataset,
@@ -174,6 +182,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "telemetry_interval": (0.0, 3600.0, False, False), "ddp_timeout": (1.0, 604_800.0, False, False),
     "nan_lr_factor": (0.0, 1.0, True, False), "stall_factor": (0.0, 1000.0, False, False),
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
+    "cooldown_frac": (0.0, 1.0, False, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
@@ -233,6 +242,7 @@ RESUME_POLICY: dict[str, str] = {
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
     "learning_rate": APPLY, "max_iters": APPLY, "weight_decay": APPLY, "beta1": APPLY, "beta2": APPLY,
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
+    "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,

@@ -53,7 +53,8 @@ KEY_ALIASES = {
     "precision": "dtype", "threads": "num_threads", "output_dir": "out_dir", "name": "run_name",
     "data": "data_path", "data_dir": "data_path", "eval_steps": "eval_iters",
     "temperature": "sample_temperature", "top_k": "sample_top_k", "max_new_tokens": "sample_max_new_tokens",
-    "backend": "ddp_backend",
+    "backend": "ddp_backend", "warmdown_ratio": "cooldown_frac", "warmdown_frac": "cooldown_frac",
+    "cooldown_ratio": "cooldown_frac", "lr_schedule": "schedule", "lr_scheduler_type": "schedule",
 }
 
 

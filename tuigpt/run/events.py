@@ -76,6 +76,7 @@ class RunStarted(Event):
     resumed: bool
     compiled: bool = False  # torch.compile on (records written before this field say nothing: off)
     compile_reason: str = ""  # why, shown with the dtype's reason on the run's first line
+    cooldown_from: int | None = None  # schedule wsd: the cooldown starts after this iteration (the chart marks it)
 
     @property
     def compile_text(self) -> str:

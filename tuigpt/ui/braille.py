@@ -49,6 +49,7 @@ class Plot:
     layers: list[Layer] = field(default_factory=list)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_marks: list[tuple[float, str]] = field(default_factory=list)  # (x, glyph) on the x label row, before the ticks
     axis_style: str = "bright_black"
     label_style: str = ""
 
@@ -266,14 +267,23 @@ def _x_axis_line(plot: Plot, label_w: int, plot_w: int) -> str:
     """The x tick labels under the plot area, centred on their column, never overlapping or cut."""
     line = [" "] * (label_w + 1 + plot_w)
     (x0, x1) = plot.x_range
+
+    def column(value: float) -> int:
+        return label_w + 1 + (int(round((value - x0) / (x1 - x0) * (plot_w - 1))) if x1 > x0 else 0)
+
+    marked = set()
+    for value, glyph in plot.x_marks:  # a mark sits exactly on its column; labels make way for it
+        if x0 <= value <= x1:
+            line[column(value)] = glyph
+            marked.add(column(value))
     taken_until = -1
     for value, text in plot.x_ticks:
         if not (x0 <= value <= x1):
             continue
-        col = label_w + 1 + (int(round((value - x0) / (x1 - x0) * (plot_w - 1))) if x1 > x0 else 0)
+        col = column(value)
         start = min(max(label_w + 1, col - len(text) // 2), len(line) - len(text))
-        if start <= taken_until + 1 or start < 0:
-            continue  # would touch the previous label: left out
+        if start <= taken_until + 1 or start < 0 or any(start - 1 <= m <= start + len(text) for m in marked):
+            continue  # would touch the previous label or a mark: left out
         line[start:start + len(text)] = list(text)
         taken_until = start + len(text)
     return "".join(line)

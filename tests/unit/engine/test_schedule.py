@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuigpt.engine.schedule import lr_at
+from tuigpt.engine.schedule import cooldown_from, cooldown_start, lr_at, lr_for
 
 SCHED = dict(learning_rate=1e-3, min_lr=1e-4, warmup_iters=10, lr_decay_iters=110, decay_lr=True)
 
@@ -28,3 +28,52 @@ def test_cosine_decay_reaches_min_lr_and_stays() -> None:
 def test_constant_when_decay_is_off() -> None:
     assert lr_at(0, **{**SCHED, "decay_lr": False}) == 1e-3
     assert lr_at(100, **{**SCHED, "decay_lr": False}) == 1e-3
+
+
+WSD = dict(SCHED, schedule="wsd", cooldown_frac=0.25)  # 110-step run: cooldown over the last 28 (82 → 110)
+
+
+def test_wsd_holds_the_peak_until_the_cooldown_then_falls_linearly_to_min_lr() -> None:
+    assert [lr_at(i, **WSD) for i in range(10)] == [lr_at(i, **SCHED) for i in range(10)]  # the same warmup
+    assert all(lr_at(i, **WSD) == 1e-3 for i in range(10, 83))  # stable at the peak through step 82
+    assert lr_at(96, **WSD) == pytest.approx(1e-4 + 0.5 * (1e-3 - 1e-4))  # halfway down the cooldown
+    cooldown = [lr_at(i, **WSD) for i in range(82, 111)]
+    steps = [a - b for a, b in zip(cooldown, cooldown[1:])]
+    assert all(s == pytest.approx(steps[0]) for s in steps) and steps[0] > 0  # a straight line
+    assert lr_at(110, **WSD) == pytest.approx(1e-4) and lr_at(10_000, **WSD) == pytest.approx(1e-4)
+
+
+def test_a_cosine_cooldown_has_the_same_ends_and_midpoint_but_starts_gently() -> None:
+    shaped = {**WSD, "cooldown_shape": "cosine"}
+    assert lr_at(82, **shaped) == pytest.approx(1e-3) and lr_at(110, **shaped) == pytest.approx(1e-4)
+    assert lr_at(96, **shaped) == pytest.approx(lr_at(96, **WSD))
+    assert lr_at(84, **shaped) > lr_at(84, **WSD)  # flat at first, steep in the middle
+    assert lr_at(108, **shaped) < lr_at(108, **WSD)
+
+
+def test_the_cooldown_never_starts_inside_the_warmup() -> None:
+    assert cooldown_start(warmup_iters=10, lr_decay_iters=110, cooldown_frac=0.25) == 82
+    assert cooldown_start(warmup_iters=10, lr_decay_iters=110, cooldown_frac=1.0) == 10  # all of it after the warmup
+    assert cooldown_start(warmup_iters=10, lr_decay_iters=110, cooldown_frac=0.0) == 110  # no cooldown: constant
+    assert all(lr_at(i, **{**WSD, "cooldown_frac": 0.0}) == 1e-3 for i in range(10, 110))
+
+
+def test_cooldown_from_is_read_from_a_config_and_none_without_a_cooldown() -> None:
+    from tuigpt.run.config import TrainConfig
+
+    assert cooldown_from(TrainConfig(max_iters=2000, warmup_iters=100, schedule="wsd", cooldown_frac=0.2)) == 1600
+    assert cooldown_from(TrainConfig(max_iters=2000, lr_decay_iters=1000, schedule="wsd", cooldown_frac=0.5)) == 500
+    assert cooldown_from(TrainConfig(schedule="cosine")) is None
+    assert cooldown_from(TrainConfig(schedule="wsd", decay_lr=False)) is None
+    config = TrainConfig(max_iters=2000, warmup_iters=100, schedule="wsd", cooldown_frac=0.2)
+    # the knee of the learning-rate curve, counted in iterations done: the step taken after 1,600 runs at the peak,
+    # every step after it lower
+    assert lr_for(config, 1599) == lr_for(config, 1600) == config.learning_rate > lr_for(config, 1601)
+
+
+def test_old_configs_keep_the_cosine_schedule() -> None:
+    from tuigpt.run.config import TrainConfig
+
+    config = TrainConfig(max_iters=110, warmup_iters=10, learning_rate=1e-3, min_lr=1e-4)
+    assert config.schedule == "cosine"
+    assert [lr_for(config, i) for i in range(120)] == [lr_at(i, **SCHED) for i in range(120)]

@@ -39,6 +39,18 @@ def test_trains_evaluates_checkpoints_and_finishes(tiny_config) -> None:
     assert (trainer.run_dir / "best.pt").exists()
 
 
+def test_a_wsd_run_trains_at_the_peak_then_cools_down_and_says_where(tiny_config) -> None:
+    trainer = Trainer(tiny_config(max_iters=12, warmup_iters=2, learning_rate=1e-3, min_lr=0.0, schedule="wsd",
+                                  cooldown_frac=0.5, eval_interval=12))
+    run, rec = start(trainer)
+    assert run.wait(60) and run.error is None
+    assert rec.of(RunStarted)[0].cooldown_from == 6
+    lrs = [e.lr for e in rec.of(IterationStats)]
+    assert lrs[:2] == pytest.approx([1e-3 / 3, 2e-3 / 3])  # warmup
+    assert lrs[2:7] == [1e-3] * 5  # the peak through iteration 7 (step index 6, the cooldown's first: ratio 0)
+    assert lrs[7:] == pytest.approx([1e-3 * (6 - k) / 6 for k in range(1, 6)])  # straight down towards 0
+
+
 def test_pause_holds_the_loop_and_resume_continues(tiny_config) -> None:
     trainer = Trainer(tiny_config(max_iters=6, eval_interval=100))
     run, rec = start(trainer, Pause())

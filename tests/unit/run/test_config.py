@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,18 @@ def test_compile_takes_auto_true_or_false(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, ""), {"compile": "auto"}).compile == "auto"
     with pytest.raises(UserError, match="compile='yes please' must be auto, true or false"):
         load_config(write(tmp_path, "compile: yes please\n"))
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"schedule": "linear"}, "config key schedule='linear' must be one of cosine, wsd"),
+    ({"cooldown_shape": "step"}, "config key cooldown_shape='step' must be one of linear, cosine"),
+    ({"cooldown_frac": 1.5}, "config key cooldown_frac=1.5 must be a number from 0 to 1"),
+])
+def test_schedule_keys_name_what_they_take(values: dict, match: str) -> None:
+    with pytest.raises(UserError, match=re.escape(match)):
+        TrainConfig(**values)
+
+
+def test_nanochats_warmdown_ratio_points_at_cooldown_frac(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="did you mean cooldown_frac"):
+        load_config(str(write(tmp_path, "warmdown_ratio: 0.4\n")))

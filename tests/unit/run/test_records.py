@@ -35,12 +35,14 @@ def test_records_round_trip_to_events() -> None:
     start = {"type": "start", "time": 1.0, "run_name": "r", "run_dir": "x", "config_path": None, "config": {},
              "n_params": 1, "device": "cpu", "dtype": "float32", "dtype_reason": "", "start_iter": 0, "max_iters": 100,
              "tokens_per_iter": 10, "flops_per_token": 6, "peak_flops": None, "peak_label": "", "eval_interval": 10,
-             "resumed": False, "compiled": True, "compile_reason": "auto: measured 1.30x eager's speed here"}
+             "resumed": False, "compiled": True, "compile_reason": "auto: measured 1.30x eager's speed here",
+             "cooldown_from": 80}
     event = event_from_record(start)
     assert isinstance(event, RunStarted) and event_record(event) == start
-    # a record written before compile was recorded still reads, as "compile off" with no reason
-    old = event_from_record({k: v for k, v in start.items() if not k.startswith("compile")})
-    assert isinstance(old, RunStarted) and old.compile_text == "compile off"
+    # a record written before compile (or the schedule's cooldown) was recorded still reads, as "compile off" with no
+    # reason and no cooldown
+    old = event_from_record({k: v for k, v in start.items() if not k.startswith(("compile", "cooldown"))})
+    assert isinstance(old, RunStarted) and old.compile_text == "compile off" and old.cooldown_from is None
     assert event_from_record({"type": "state", "state": "PAUSED", "iter": 3, "time": 1.0}).state == RunState.PAUSED
     assert event_from_record({"type": "iter", "garbage": 1}) is None
     assert event_from_record({"type": "no such thing"}) is None

@@ -39,6 +39,7 @@ SERIES = {
     "val": ("●", "bold bright_magenta", "val"),
     "best": ("★", "bold bright_green", "best"),
     "compare": ("⠤", "bold bright_red", ""),  # labelled with the compared run's name
+    "cooldown": ("▲", "bold bright_cyan", "cooldown"),  # on the x axis: where a WSD schedule's cooldown starts
 }
 AXIS_TITLES = {"iter": "iteration", "tokens": "tokens seen", "time": "wall-clock time"}
 WAITING = "waiting for the first iteration…"
@@ -62,6 +63,7 @@ class LossData:
     compare: tuple[list[float], list[float]] = ([], [])
     compare_evals: tuple[list[float], list[float]] = ([], [])
     extra: list[braille.Layer] = field(default_factory=list)  # more layers in data space (e.g. a projection)
+    x_marks: list[float] = field(default_factory=list)  # where the cooldown starts, on the x axis
     x_axis: str = "iter"
     log_y: bool = False
 
@@ -124,7 +126,8 @@ def build_plot(data: LossData, width: int, height: int) -> braille.Plot:
     else:
         xs_t = braille.linear_ticks(x_lo, x_hi, n_x)
     x_ticks = [(t, _x_label(t, data.x_axis)) for t in xs_t]
-    return braille.Plot((x_lo, x_hi), (y_lo, y_hi), layers, x_ticks, y_ticks)
+    return braille.Plot((x_lo, x_hi), (y_lo, y_hi), layers, x_ticks, y_ticks,
+                        x_marks=[(x, SERIES["cooldown"][0]) for x in data.x_marks])
 
 
 class LossChart(Widget):
@@ -158,8 +161,10 @@ class LossChart(Widget):
 
     @guarded("loss")
     def draw(self, view: LossView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
-             compare: CompareCurve | None = None, extra: list[braille.Layer] | None = None) -> None:
-        """Keep what to draw (copies); the picture is made at paint time, for the size the chart has then."""
+             compare: CompareCurve | None = None, extra: list[braille.Layer] | None = None,
+             cooldown_from: int | None = None) -> None:
+        """Keep what to draw (copies); the picture is made at paint time, for the size the chart has then.
+        ``cooldown_from``: the iteration a WSD schedule's cooldown starts after, marked on the x axis."""
         self._failure = None
         scope = "recent" if recent else "whole run"
         x_note = "" if x_axis == "iter" else f" · x: {AXIS_TITLES[x_axis]}"
@@ -198,6 +203,13 @@ class LossChart(Widget):
                 data.best = braille.finite_pairs(eval_x([best], view.whole, x_axis, t0), [best[2]])
             legend.append(" ")
             legend.append_text(swatch("best", f"best val {best[2]:.4f} @{best[0]:,}"))
+        if cooldown_from is not None:
+            legend.append(" ")
+            legend.append_text(swatch("cooldown", f"cooldown @{cooldown_from:,}"))
+            # placed as an eval at that iteration would be: on tokens or time its x is known once it was trained
+            if x_axis == "iter" or cooldown_from <= iters[-1]:
+                at = eval_x([(cooldown_from, math.nan, math.nan)], view.whole, x_axis, t0)
+                data.x_marks = [x for x in at if x is not None]
         if compare is not None:
             x_lo, x_hi = (data.raw[0][0], data.raw[0][-1]) if recent and data.raw[0] else (None, None)
             self._add_compare(data, compare, x_axis, x_lo, x_hi)
