@@ -9,16 +9,14 @@ the config's max_iters would take, with the clock time it would finish if starte
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import gc
 import os
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from tuigpt.cli.args import Parser, split_overrides
 from tuigpt.run import fmt
@@ -160,9 +158,9 @@ class Progress:
 def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
                  progress_out: TextIO | None = None, quiet: bool = False) -> BenchResult:
     """Build a Trainer for ``config`` (out_dir must be disposable) and time its training steps."""
-    import torch
-
     from tuigpt.engine.calibration import resolve_peak
+    from tuigpt.engine.device import peak_memory, release_memory, reset_peak_memory
+    from tuigpt.engine.evaluation import forward_ms
     from tuigpt.engine.trainer import Trainer
 
     trainer = Trainer(config)
@@ -172,9 +170,7 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         peak_warning = peak.warning if peak is not None else None
     except Exception as exc:  # a failed calibration must not stop the bench; MFU then says n/a
         peak_flops, peak_label, peak_warning = None, f"no peak ({type(exc).__name__}: {exc})", None
-    on_cuda = trainer.device.type == "cuda"
-    if on_cuda:
-        torch.cuda.reset_peak_memory_stats(trainer.device)
+    reset_peak_memory(trainer.device)
 
     bar = None if quiet else Progress(f"bench {label}".rstrip(), warmup + steps, progress_out)
     first_ms = 0.0
@@ -189,7 +185,8 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
             phase = "warm-up" if i < warmup else f"{ms:.0f} ms/step"
             bar.update(i + 1, phase)
     rss_now = rss_bytes()
-    forward_ms = _time_forward(trainer)
+    forward = forward_ms(trainer.eval_model, trainer.raw_model, trainer.sampler, trainer.stepper.autocast,
+                         trainer.device, FORWARD_REPEATS)
     if bar is not None:
         bar.close(f"done: {statistics.fmean(times):.1f} ms/step over {steps} steps")
 
@@ -202,43 +199,15 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         tokens_per_iter=trainer.tokens_per_iter, flops_per_token=trainer.flops_per_token,
         device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
         threads=trainer.threads, compile=trainer.compiled, step_ms=times, first_step_ms=first_ms,
-        forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
+        forward_ms=forward, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
         peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_now, compile_reason=trainer.compile_reason,
-        gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
+        gpu_max_bytes=peak_memory(trainer.device),
         max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
     trainer.close()  # its run directory's lock (the folder is a temporary one)
     del trainer
     gc.collect()
-    if on_cuda:
-        torch.cuda.empty_cache()
+    release_memory()
     return result
-
-
-def _time_forward(trainer: Any) -> float:
-    """Milliseconds of one forward-only batch in eval mode under the run's autocast: what evals cost."""
-    import torch
-
-    precision = trainer.precision
-    autocast: Callable[[], Any] = (
-        (lambda: torch.autocast(device_type=trainer.device.type, dtype=precision.torch_dtype))
-        if precision.autocast else contextlib.nullcontext)
-    trainer.raw_model.eval()
-    samples = []
-    try:
-        with torch.no_grad():
-            for i in range(FORWARD_REPEATS + 1):  # the first one untimed (eval-mode recompile, allocation)
-                x, y = trainer.sampler.get_batch("val")
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize(trainer.device)
-                t0 = time.perf_counter()
-                with autocast():
-                    _, loss = trainer.model(x, y)
-                loss.item()
-                if i:
-                    samples.append((time.perf_counter() - t0) * 1000.0)
-    finally:
-        trainer.raw_model.train()
-    return statistics.median(samples)
 
 
 # ---------------------------------------------------------------- reporting

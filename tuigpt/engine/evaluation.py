@@ -4,6 +4,7 @@ published as it goes."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from typing import Any, Callable
 
@@ -67,7 +68,6 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
             "val_bpb": bits_per_byte(val_nats, val_bytes)}
 
 
-
 def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> tuple[float, float, float]:
     """(mean loss, summed loss in nats, UTF-8 bytes) of a batch from each target's loss and the bytes each target
     spells. Targets that spell nothing (end-of-text) count in neither sum, as in nanochat's evaluate_bpb; the mean
@@ -77,3 +77,27 @@ def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> tuple[float, f
     mean, nats, n_bytes = torch.stack([per_token.mean(), (per_token * (spelled > 0)).sum(),
                                        spelled.sum().to(per_token.dtype)]).tolist()
     return mean, nats, n_bytes
+
+
+@torch.no_grad()
+def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler,
+               autocast: Callable[[], contextlib.AbstractContextManager[Any]], device: torch.device,
+               repeats: int) -> float:
+    """Milliseconds of one forward-only batch in eval mode under the run's autocast (what an eval batch costs):
+    the median of ``repeats``, after one untimed (eval-mode recompile, allocation)."""
+    raw_model.eval()
+    samples = []
+    try:
+        for i in range(repeats + 1):
+            x, y = sampler.get_batch("val")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            with autocast():
+                _, loss = model(x, y)
+            loss.item()
+            if i:
+                samples.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        raw_model.train()
+    return statistics.median(samples)

@@ -29,6 +29,21 @@ class RunState(str, enum.Enum):
     ERROR = "ERROR"
 
 
+class EndReason(str, enum.Enum):
+    """How a run ended: RunFinished.reason, the trainer's outcome, the exit code (run/exits.py) and the closing
+    line's words (run/wording.py) all take it from here. A str, so records keep writing "done"."""
+
+    DONE = "done"  # max_iters reached (or eval_only evaluated)
+    STOPPED = "stopped"  # a Stop command: a key, a watcher, a signal
+    NAN = "nan"  # a NaN/Inf loss or gradient ended a headless run (on_nan: stop)
+    DISK = "disk"  # a checkpoint or metrics.jsonl could not be written in a headless run
+
+    @property
+    def state(self) -> RunState:
+        """The state a run that ended this way is in."""
+        return {EndReason.DONE: RunState.DONE, EndReason.STOPPED: RunState.STOPPED}.get(self, RunState.ERROR)
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -183,11 +198,10 @@ class RunFailed(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    """Training is over: max_iters reached ("done"), stopped by a command ("stopped"), or ended on a NaN loss
-    or gradient ("nan") or an unwritable checkpoint ("disk") in a headless run."""
+    """Training is over, for one of the ways in :class:`EndReason`."""
 
     iter: int
-    reason: str  # "done", "stopped", "nan" or "disk"
+    reason: EndReason
     best_val_loss: float | None
     last_val_loss: float | None
     wall_seconds: float
@@ -196,6 +210,9 @@ class RunFinished(Event):
     checkpoint_seconds: float
     last_checkpoint: str | None
     tokens_seen: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", EndReason(self.reason))  # "done" read from a record is the same ending
 
 
 @dataclass(frozen=True)

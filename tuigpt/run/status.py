@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.metrics_log import load_history
-from tuigpt.run.numbers import RunProgress
-from tuigpt.run.projection import TargetTracker, describe
+from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record, loads
 from tuigpt.run.rundir import RunDir
 
@@ -93,16 +92,16 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
         name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=start.get("max_iters"),
         best_val_loss=best, tokens_per_sec=last.get("iter", {}).get("tokens_per_sec"), device=start.get("device"),
         updated=path.stat().st_mtime,
-        target=_target(path, float(target_loss), state == "running") if isinstance(target_loss, (int, float)) else None,
+        target=_target(path, state == "running") if isinstance(target_loss, (int, float)) else None,
     )
 
 
-def _target(path: Path, target: float, running: bool) -> str:
+def _target(path: Path, running: bool) -> str:
     """The target-loss projection from the whole history (every eval, the iterations thinned), as the monitor
     draws it; the clock time only while the run is running."""
-    tracker, progress = TargetTracker(), RunProgress()
+    model = RunModel()
     for record in load_history(path, max_iter_points=4000):
         if record.get("type") in ("start", "iter", "eval") and (event := event_from_record(record)) is not None:
-            tracker.observe(event)
-            progress.observe(event)
-    return describe(tracker, progress, target, time.time() if running else None)
+            model.record(event, words=False)
+    projection = model.snapshot(time.time() if running else None).target
+    return projection.line

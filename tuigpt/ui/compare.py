@@ -8,7 +8,8 @@ from pathlib import Path
 from tuigpt.run.events import HistoryLoaded
 from tuigpt.run.metrics_log import history_events, load_history
 from tuigpt.run.rundir import RunDir
-from tuigpt.ui.history import EvalPoint, LossPoint, RunHistory
+from tuigpt.run.model import RunModel
+from tuigpt.run.series import EvalPoint, LossPoint
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ class CompareCurve:
 def load_compare(run_dir: Path, max_points: int = 4000) -> CompareCurve:
     """A run directory's loss curves, read once from its metrics.jsonl (thinned like a watcher's history)."""
     path = Path(run_dir)
-    history = RunHistory(recent=max_points // 2, max_coarse=max_points // 2)
-    history.record(HistoryLoaded(events=history_events(load_history(RunDir(path).metrics))))
-    view = history.snapshot()
-    return CompareCurve(name=path.name, points=view.whole, evals=view.evals)
+    model = RunModel(recent=max_points // 2, max_coarse=max_points // 2)
+    model.record(HistoryLoaded(events=history_events(load_history(RunDir(path).metrics))), words=False)
+    loss = model.snapshot().loss
+    return CompareCurve(name=path.name, points=loss.whole, evals=loss.evals)
 
 
 class CompareSource:

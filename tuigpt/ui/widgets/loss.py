@@ -28,7 +28,8 @@ from tuigpt.run.fmt import count, duration
 from tuigpt.ui import braille
 from tuigpt.ui.compare import CompareCurve
 from tuigpt.ui.guard import guarded
-from tuigpt.ui.history import HistoryView, eval_x, x_values
+from tuigpt.run.model import LossView
+from tuigpt.run.series import eval_x, x_values
 
 # series: (legend glyph, style, legend label)
 SERIES = {
@@ -130,7 +131,7 @@ def build_plot(data: LossData, width: int, height: int) -> braille.Plot:
 
 
 class LossChart(Widget):
-    """Redrawn from a HistoryView; never reads the live history itself."""
+    """Redrawn from a snapshot's LossView; never reads the run model itself."""
 
     DEFAULT_CSS = "LossChart { height: 1fr; }"
 
@@ -159,7 +160,7 @@ class LossChart(Widget):
                 self._changed()
 
     @guarded("loss")
-    def draw(self, view: HistoryView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
+    def draw(self, view: LossView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
              compare: CompareCurve | None = None, extra: list[braille.Layer] | None = None,
              cooldown_from: int | None = None) -> None:
         """Keep what to draw (copies); the picture is made at paint time, for the size the chart has then.
