@@ -334,7 +334,7 @@ class RunModel:
         if isinstance(event, IterationStats):
             self._loss.append(event.iter, event.loss, self._ema.update(event.loss), event.tokens_seen, event.time)
         elif isinstance(event, EvalResult):
-            self._add_eval(event.iter, event.train_loss, event.val_loss)
+            self._add_eval((event.iter, event.train_loss, event.val_loss, event.train_bpb, event.val_bpb))
         elif isinstance(event, CheckpointWritten):
             self._checkpoint_seconds += event.seconds
         elif isinstance(event, HistoryLoaded):
@@ -345,12 +345,11 @@ class RunModel:
             return
         self._loss_version += 1
 
-    def _add_eval(self, iteration: int, train: float, val: float) -> None:
-        while self._evals and self._evals[-1][0] >= iteration:
+    def _add_eval(self, point: EvalPoint) -> None:
+        while self._evals and self._evals[-1][0] >= point[0]:
             self._evals.pop()
-        point = (iteration, train, val)
         self._evals.append(point)
-        if self._best is None or val <= self._best[2]:
+        if self._best is None or point[2] <= self._best[2]:
             self._best = point
         if len(self._evals) > self._max_evals:  # thin out evenly, keeping the first and the newest
             self._evals = self._evals[:-1:2] + [self._evals[-1]]

@@ -12,11 +12,13 @@ import bisect
 from collections import deque
 from collections.abc import Sequence
 
+from tuigpt.run.numbers import loss_in_bits_per_byte
+
 # (iteration, raw loss, smoothed loss, tokens seen, wall-clock time) — the last two None when unknown
 # (old metrics files); they let the chart put tokens or time on the x axis
 LossPoint = tuple[int, float, float, "int | None", "float | None"]
-# (iteration, train loss, val loss)
-EvalPoint = tuple[int, float, float]
+# (iteration, train loss, val loss, train bits per byte, val bits per byte) — the last two None in old records
+EvalPoint = tuple[int, float, float, "float | None", "float | None"]
 
 
 class DownsampledSeries:
@@ -118,3 +120,36 @@ def eval_x(evals: Sequence[EvalPoint], points: Sequence[LossPoint], axis: str, t
         k = bisect.bisect_right(iters, e[0]) - 1
         out.append(xs[k] if k >= 0 else (xs[0] if xs else None))
     return out
+
+
+# ---------------------------------------------------------------- bits per byte, when two runs' tokens differ
+
+
+def units_for(own_tokenizer: str | None, own_bytes: float | None, other_tokenizer: str | None,
+              other_bytes: float | None) -> tuple[str, str]:
+    """("bpb" or "loss", why) for a chart of two runs: their losses per token compare only when their tokenizers
+    are the same; when they differ, both are drawn in bits per byte, which needs each run's bytes per token (runs
+    recorded before bits per byte have none: then losses, and the reason says they are not comparable)."""
+    if own_tokenizer is None or other_tokenizer is None or own_tokenizer == other_tokenizer:
+        return "loss", ""
+    if own_bytes and other_bytes:
+        return "bpb", f"tokenizers differ: {own_tokenizer} vs {other_tokenizer}"
+    return "loss", f"tokenizers differ ({own_tokenizer} vs {other_tokenizer}) and a run predates bits per byte: " \
+                   f"losses per token are not comparable"
+
+
+def points_in_bits_per_byte(points: Sequence[LossPoint], bytes_per_token: float | None) -> list[LossPoint]:
+    """Train loss points (raw and smoothed) in bits per byte of the run's training text."""
+    return [(p[0], _bpb(p[1], bytes_per_token), _bpb(p[2], bytes_per_token), p[3], p[4]) for p in points]
+
+
+def evals_in_bits_per_byte(evals: Sequence[EvalPoint], bytes_per_token: float | None) -> list[EvalPoint]:
+    """Evals in bits per byte: each eval's own (measured on its batches) where it has them, else its loss over the
+    training text's bytes per token."""
+    return [(e[0], e[3] if e[3] is not None else _bpb(e[1], bytes_per_token),
+             e[4] if e[4] is not None else _bpb(e[2], bytes_per_token), e[3], e[4]) for e in evals]
+
+
+def _bpb(loss: float, bytes_per_token: float | None) -> float:
+    value = loss_in_bits_per_byte(loss, bytes_per_token)
+    return float("nan") if value is None else value

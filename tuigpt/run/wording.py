@@ -90,8 +90,9 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
     if isinstance(event, EvalResult):
         best = " (best)" if event.is_best else f" (best {event.best_val_loss:.4f})"
         target = f" | {ctx.target}" if ctx.target else ""
-        return [Line(f"eval iter {event.iter} | train loss {event.train_loss:.4f} | val loss {event.val_loss:.4f}"
-                     f"{best} | {event.seconds:.1f}s{target}", marks=(("(best)", "bold green"),))]
+        return [Line(f"eval iter {event.iter} | train loss {_loss(event.train_loss, event.train_bpb)} | val loss "
+                     f"{_loss(event.val_loss, event.val_bpb)}{best} | {event.seconds:.1f}s{target}",
+                     marks=(("(best)", "bold green"),))]
     if isinstance(event, CheckpointWritten):
         return [Line(f"checkpoint {event.path} (iter {event.iter}, {event.reason}, {event.seconds:.2f}s)", "good",
                      marks=((event.path, "bold"),))]
@@ -135,6 +136,11 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
     if isinstance(event, HistoryLoaded):
         return _history(event)
     return []
+
+
+def _loss(loss: float, bpb: float | None) -> str:
+    """An eval's loss with its bits per byte beside it (none in records written before them)."""
+    return f"{loss:.4f}" + (f" · {bpb:.3f} bpb" if bpb is not None else "")
 
 
 def _iteration(e: IterationStats, ctx: Context) -> list[Line]:

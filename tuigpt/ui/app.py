@@ -360,8 +360,11 @@ class TuiGptApp(App[int]):
 
     def _draw_loss(self, snap: RunSnapshot) -> None:
         extra, legend = self._projection(snap) or ([], None)
+        run = snap.run
         self._loss.draw(snap.loss, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
-                        extra=extra, cooldown_from=snap.run.cooldown_from if snap.run is not None else None)
+                        extra=extra, cooldown_from=run.cooldown_from if run is not None else None,
+                        tokenizer=run.tokenizer if run is not None else None,
+                        bytes_per_token=run.bytes_per_token if run is not None else None)
         if legend is not None and self._loss.data is not None:  # the projection's words in the title, its swatch
             self._loss.border_title = f"{self._loss.border_title} · {snap.target.chart}"
             subtitle = str(self._loss.border_subtitle or "")  # Textual keeps it as its own markup

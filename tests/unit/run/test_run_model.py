@@ -87,8 +87,8 @@ def test_history_loaded_records_are_drawn_and_live_points_continue() -> None:
     model.record(iteration(100, time=1.0, start_iter=100))
     view = model.snapshot().loss
     assert view.whole[0][0] == 0 and view.whole[-1][0] == 100
-    assert view.evals == [(50, 2.9, 3.1)]
-    assert view.best_eval == (50, 2.9, 3.1)
+    assert view.evals == [(50, 2.9, 3.1, None, None)]  # no bits per byte in this record
+    assert view.best_eval == (50, 2.9, 3.1, None, None)
 
 
 def test_averages_skip_the_warm_up_and_eval_time_adds_up() -> None:
@@ -108,7 +108,7 @@ def test_averages_skip_the_warm_up_and_eval_time_adds_up() -> None:
     assert view.mfu_avg == pytest.approx(0.4)
     assert view.mean_eval_seconds == pytest.approx(2.0)
     assert view.checkpoint_seconds == pytest.approx(0.5)
-    assert snap.loss.best_eval == (10, 1.0, 1.2)
+    assert snap.loss.best_eval == (10, 1.0, 1.2, None, None)
 
 
 def test_evals_are_thinned_not_unbounded() -> None:
