@@ -43,7 +43,7 @@ class HfSpec:
 
 
 @dataclass(frozen=True)
-class Opened:
+class Splits:
     """The splits to tokenize (val None: the last 10% of train's tokens), what they are, and their identity."""
 
     train: Any
@@ -71,7 +71,7 @@ def load_hf(spec: HfSpec, data_path: str | None, tok_name: str) -> tuple[np.ndar
     return train, val, tok, opened.source, key
 
 
-def open_hf(spec: HfSpec, data_path: str | None) -> Opened:
+def open_hf(spec: HfSpec, data_path: str | None) -> Splits:
     """The dataset's train and val splits, checked to hold a text column; UserError naming what to fix."""
     datasets = _datasets()
     if spec.name is None and data_path is None:
@@ -94,7 +94,7 @@ def open_hf(spec: HfSpec, data_path: str | None) -> Opened:
               f"split {spec.split}" + (f", val split {spec.val_split}" if spec.val_split else ""))
     fingerprint = ":".join(str(getattr(part, "_fingerprint", None)) + f"/{part.num_rows}"
                            for part in (train, val) if part is not None)
-    return Opened(train, val, source, fingerprint)
+    return Splits(train, val, source, fingerprint)
 
 
 def _datasets() -> Any:
@@ -174,7 +174,7 @@ def _tokens(part: Any, field: str, tok: Tokenizer) -> Iterator[np.ndarray]:
                               count=sum(len(doc) + 1 for doc in ids))
 
 
-def _chars(opened: Opened, spec: HfSpec) -> str:
+def _chars(opened: Splits, spec: HfSpec) -> str:
     """The character vocabulary of every split (a first pass over the text)."""
     chars: set[str] = {"\n"}
     for part in (opened.train, opened.val):

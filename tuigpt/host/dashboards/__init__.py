@@ -8,10 +8,11 @@ run's start, and the run goes on without it.
 from __future__ import annotations
 
 import importlib.util
+import time
 from typing import Callable
 
 from tuigpt.host.dashboards.chatter import Chatter
-from tuigpt.host.dashboards.sink import Backend, DashboardSink
+from tuigpt.host.dashboards.sink import CLOSE_PATIENCE, Backend, DashboardSink
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.events import EventBus, Notice
 from tuigpt.run.rundir import RunDir
@@ -47,14 +48,18 @@ class Dashboards:
         self._chatter = chatter
 
     def close(self) -> None:
+        """All of them finish at once: the run's end waits CLOSE_PATIENCE at most, not that for each."""
         for sink in self.sinks:
-            sink.close()
+            sink.close_soon()
+        deadline = time.monotonic() + CLOSE_PATIENCE
+        for sink in self.sinks:
+            sink.close(max(0.0, deadline - time.monotonic()))
         if self._chatter is not None:
             self._chatter.restore()
 
 
-def open_dashboards(config: TrainConfig, run_dir: RunDir, bus: EventBus, file_mode: int,
-                    make_backend: Callable[[str, int], Callable[[], Backend]] = _backend) -> tuple[Dashboards, list[Notice]]:
+def open_dashboards(config: TrainConfig, run_dir: RunDir, bus: EventBus,
+                    file_mode: int) -> tuple[Dashboards, list[Notice]]:
     """Subscribe a sink for each ``log_to`` whose package is installed; the notices name those that are not."""
     notices: list[Notice] = []
     wanted: list[str] = []
@@ -72,7 +77,7 @@ def open_dashboards(config: TrainConfig, run_dir: RunDir, bus: EventBus, file_mo
     chatter.route()
     sinks = []
     for name in wanted:
-        sink = DashboardSink(name, make_backend(name, file_mode), bus.publish, config.log_interval, chatter)
+        sink = DashboardSink(name, _backend(name, file_mode), bus.publish, config.log_interval, chatter)
         sink.attach(bus.subscribe)
         sinks.append(sink)
     return Dashboards(sinks, chatter), notices

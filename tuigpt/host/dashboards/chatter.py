@@ -17,7 +17,6 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-
 PACKAGES = ("tensorboard", "wandb", "trackio", "gradio_client", "huggingface_hub")  # whose threads' deaths are logged
 
 

@@ -69,6 +69,7 @@ class DashboardSink:
         self.dropped = 0  # events left out because the queue was full
         self._dropped_said = 0
         self._closed = False
+        self._left_behind = False
         self._thread = threading.Thread(target=self._work, name=f"tuigpt-{name}", daemon=True)
         self._thread.start()
 
@@ -85,16 +86,23 @@ class DashboardSink:
             return
         self._queue.put(event)
 
+    def close_soon(self) -> None:
+        """Take no more events; the thread writes what is queued, finishes the package's run and ends."""
+        if not self._closed:
+            self._closed = True
+            self._unsubscribe()
+            self._queue.put(_CLOSE)
+
     def close(self, patience: float = CLOSE_PATIENCE) -> None:
-        """Write what is queued, finish the package's run, and stop (waits at most ``patience`` seconds)."""
-        if self._closed:
+        """:meth:`close_soon`, then wait at most ``patience`` seconds for the thread to end (said when it does not)."""
+        if self._thread.ident is None or not self._thread.is_alive():
+            self._closed = True
             return
-        self._closed = True
-        self._unsubscribe()
-        self._queue.put(_CLOSE)
+        self.close_soon()
         self._thread.join(patience)
-        if self._thread.is_alive():
-            self._say("warning", f"log_to {self.name}: still writing after {patience:.0f} s at the run's end and left "
+        if self._thread.is_alive() and not self._left_behind:
+            self._left_behind = True
+            self._say("warning", f"log_to {self.name}: still writing {CLOSE_PATIENCE:.0f} s into the run's end and left "
                                  f"behind; its last records may be missing (metrics.jsonl has every one)")
 
     # ------------------------------------------------------------ the sink's thread

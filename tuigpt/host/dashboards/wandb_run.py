@@ -24,6 +24,7 @@ from tuigpt.run.dashboard_rows import EVENTS, SAMPLES, Row
 from tuigpt.run.events import RunStarted
 from tuigpt.run.fmt import clip
 
+
 class WandbRun:
     """A run's W&B run (see the module docstring)."""
 
