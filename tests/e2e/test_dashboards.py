@@ -81,8 +81,8 @@ def test_each_dashboard_reads_back_what_metrics_jsonl_holds_and_a_resume_continu
     assert [(r["step"], r["health/grad_norm"]) for r in logs if "health/grad_norm" in r] == grad
     rss = [r["data"]["process_rss_bytes"] for r in read_metrics(run_dir / "metrics.jsonl")
            if r["type"] == "telemetry" and r["kind"] == "cpu"]
-    assert rss and [v for _, v in tensorboard_scalars(run_dir / "tensorboard", "cpu/process_rss_bytes")] == \
-        [float(np.float32(v)) for v in rss]
+    tensorboard_rss = [v for _, v in tensorboard_scalars(run_dir / "tensorboard", "cpu/process_rss_bytes")]
+    assert rss and tensorboard_rss == [float(np.float32(v)) for v in rss], (tensorboard_rss, rss)
     assert [r["cpu/process_rss_bytes"] for r in logs if "cpu/process_rss_bytes" in r] == rss
     samples = [r for r in json.loads("[" + ",".join(
         line for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"type":"sample"' in line) + "]")]

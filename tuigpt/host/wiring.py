@@ -85,12 +85,14 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     control.start()  # `tuigpt watch` connects here; removed in close_sinks (and atexit)
 
     def close_sinks() -> None:
-        dashboards.close()  # their last records and lines first, while metrics.jsonl and the socket still take them
         control.stop()
         if telemetry is not None:
             telemetry.stop()
         if alert_command is not None:
             alert_command.close()  # the last alerts (the run's end) go out before the process does
+        # once nothing publishes any more (a reading taken while they finished would be in metrics.jsonl alone),
+        # and before metrics.jsonl closes, so a dashboard's last line is recorded too
+        dashboards.close()
         writer.close()
 
     try:
