@@ -7,9 +7,9 @@ from pathlib import Path
 
 from tuigpt.run.events import HistoryLoaded, RunStarted
 from tuigpt.run.metrics_log import history_events, load_history
+from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record
 from tuigpt.run.rundir import RunDir
-from tuigpt.run.model import RunModel
 from tuigpt.run.series import EvalPoint, LossPoint
 
 
