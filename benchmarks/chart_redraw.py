@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuigpt.run.numbers import Ema  # noqa: E402
-from tuigpt.ui.history import RunHistory  # noqa: E402
+from tuigpt.run.model import RunModel  # noqa: E402
 from tuigpt.ui.widgets.loss import LossChart  # noqa: E402
 
 SIZE = (78, 24)  # the chart's box in the 120x40 monitor
@@ -56,15 +56,15 @@ class Braille:
     def __init__(self, n: int) -> None:
         from tuigpt.run.events import EvalResult, IterationStats
 
-        history = RunHistory()
+        model = RunModel()
         xs, raw, _, evals = curve(n)
         for i, loss in zip(xs, raw):
-            history.record(IterationStats(iter=int(i), loss=loss, lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0,
+            model.record(IterationStats(iter=int(i), loss=loss, lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0,
                                           mfu=None, tokens_seen=int(i), train_seconds=i))
         for i, train, val in evals:
-            history.record(EvalResult(iter=int(i), train_loss=train, val_loss=val, best_val_loss=val, is_best=True,
+            model.record(EvalResult(iter=int(i), train_loss=train, val_loss=val, best_val_loss=val, is_best=True,
                                       seconds=1.0))
-        self.view = history.snapshot()
+        self.view = model.snapshot().loss
         self.widget = LossChart(id="chart")
 
     def draw(self, log_y: bool) -> None:

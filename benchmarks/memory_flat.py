@@ -28,7 +28,7 @@ from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
 from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers  # noqa: E402
 from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
-from tuigpt.ui.history import RunHistory  # noqa: E402
+from tuigpt.run.model import RunModel  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +44,8 @@ def main() -> None:
         trainer.bus.subscribe(HeadlessPrinter(out=io.StringIO()))
         writer = MetricsWriter(trainer.run_dir / METRICS_FILE, 1)
         trainer.bus.subscribe(writer)
-        history = RunHistory()  # what the monitor keeps, fed every event
-        trainer.bus.subscribe(history.record)
+        model = RunModel()  # what the monitor keeps, fed every event as the monitor feeds it
+        trainer.bus.subscribe(lambda event: model.record(event, words=not isinstance(event, IterationStats)))
         sampler = TelemetrySampler(trainer.bus.publish, default_samplers("cpu"), interval=1.0)
         sampler.start()
         readings: list[tuple[int, float]] = []

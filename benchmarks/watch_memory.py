@@ -89,7 +89,7 @@ async def main() -> None:
     app = TuiGptApp(controller, config_path=sys.argv[1], watching=True)
     t0 = time.perf_counter()
     async with app.run_test(size=(160, 48)) as pilot:
-        while not (controller.wait(0) and app.history.version > 0):  # replayed, up to its finish record
+        while not (controller.wait(0) and app.model.version > 0):  # replayed, up to its finish record
             await pilot.pause(0.05)
         for _ in range(10):  # let every pane draw the history
             await pilot.pause(0.05)

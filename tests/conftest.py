@@ -3,7 +3,10 @@ private tuigpt cache dir."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,26 @@ from support import corpus
 
 REPO = Path(__file__).resolve().parents[1]
 E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def _offline_packages_env() -> dict[str, str]:
+    """The dashboard and dataset packages offline, with no telemetry, writing only under a private folder: set for
+    the whole session, before any test imports them (trackio reads TRACKIO_DIR once, at import), and inherited by
+    every subprocess a test starts."""
+    home = Path(tempfile.mkdtemp(prefix="tuigpt-tests-packages-"))
+    atexit.register(shutil.rmtree, home, True)
+    return {
+        "WANDB_MODE": "offline", "WANDB_DIR": str(home / "wandb"), "WANDB_CONFIG_DIR": str(home / "wandb-config"),
+        "WANDB_CACHE_DIR": str(home / "wandb-cache"), "WANDB_DATA_DIR": str(home / "wandb-data"),
+        "WANDB_ARTIFACT_DIR": str(home / "wandb-artifacts"), "WANDB_ERROR_REPORTING": "false", "WANDB_SILENT": "true",
+        "HF_HOME": str(home / "hf"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_CACHE": str(home / "hf" / "datasets"),
+        "TRACKIO_DIR": str(home / "trackio"), "GRADIO_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1",
+    }
+
+
+OFFLINE_PACKAGES_ENV = _offline_packages_env()
+os.environ.update(OFFLINE_PACKAGES_ENV)
 
 
 @pytest.fixture(autouse=True)

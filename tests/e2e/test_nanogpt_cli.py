@@ -47,7 +47,10 @@ def test_nanogpt_config_trains_exports_samples_and_resumes(tmp_path: Path, cli_e
     (tmp_path / "config" / "tiny.py").write_text(CONFIG.format(data=str(shakespeare)))
     trained = tuigpt("config/tiny.py", "--telemetry_interval=0", "--num_threads=1", env=env, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert "info: wandb_log, wandb_run_name ignored (wandb logging on in nanoGPT)" in trained.stdout
+    # wandb_log = True logs to W&B (offline here: conftest sets WANDB_MODE); its run name is a call, not a value
+    assert "info: wandb_run_name could not be used (line 20 is not a plain value): the W&B run is named after the " \
+           "run's folder" in trained.stdout
+    assert "info: log_to wandb: offline (WANDB_MODE=offline)" in trained.stdout
     run = tmp_path / "out-tiny-char"  # nanoGPT's out_dir is the run's folder
     assert (run / "last.pt").is_file() and "eval iter 10" in trained.stdout
 

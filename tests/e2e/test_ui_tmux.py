@@ -61,9 +61,9 @@ def test_tui_in_tmux_trains_shows_done_and_quits_with_0(tmux: Tmux, tiny_yaml: P
     )
     tmux.run("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", command)
     tmux.wait_for(" DONE ", timeout=90)
-    screen = tmux.wait_for("run finished at iter 200")  # the summary lands just after the state
+    screen = tmux.wait_for("done at iter 200")  # the summary lands just after the state
     assert "iter 200/200" in screen and "params" in screen and "cpu float32" in screen
-    assert "loss · whole run" in screen and "run finished at iter 200" in screen
+    assert "loss · whole run" in screen and "done at iter 200" in screen
     assert "q Quit" in screen
 
     tmux.run("resize-window", "-t", "tui", "-x", "80", "-y", "24")
@@ -107,7 +107,7 @@ def test_keys_drive_the_real_run_in_tmux(tmux: Tmux, tiny_yaml: Path, cli_env: d
     assert _iteration(tmux.screen()) == paused_at  # nothing trains while paused
 
     tmux.run("send-keys", "-t", "tui", "c")
-    tmux.wait_for(f"checkpoint @{paused_at} (command, ")  # its time and the path follow (the path may wrap)
+    tmux.wait_for(f"(iter {paused_at}, command, ")  # after the path, which may wrap: the figures stay on one line
     assert (run_dir / "last.pt").exists()
 
     tmux.run("send-keys", "-t", "tui", "s")

@@ -55,8 +55,8 @@ def _monitor_eta(controller: object) -> str:
 
     async def body() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.history.last is not None and app.history.last.iter == LAST
-                        and app.history.progress.evals == 2, what="the whole stream")
+            await until(pilot, lambda: (p := app.model.snapshot().progress).last is not None and p.last.iter == LAST
+                        and p.n_evals == 2, what="the whole stream")
             app.redraw()
             await pilot.pause()
             status = app.query_one(StatusBar)

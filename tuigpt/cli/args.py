@@ -19,10 +19,11 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [-
        tuigpt tune CONFIG.yaml [--steps N] [--warmup W] [--rounds R] [--ranks N] [--batch-sizes B1,B2,...]
                    [--only-splits] [--write FILE] [--apply] [--key=value ...]
        tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
-       tuigpt runs [--out_dir DIR]
+       tuigpt runs [--out_dir DIR] [--json|--csv]
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
+       tuigpt export-metrics RUN_DIR --format csv|parquet|jsonl [--table scalars|text] [--out FILE]
        tuigpt report [RUN_DIR|NAME] [--out DIR] [--out_dir DIR]
        torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--headless] [--resume] [--key=value ...]
 
@@ -52,10 +53,13 @@ subcommands (each has --help):
                   global batch on this machine; --apply trains with it
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
   runs            your runs, from any directory: state, iteration, best val loss, tokens/s
+                  (--json, --csv: the same for programs)
   info            this machine's CPU, GPU, sensors and peak FLOP/s (--no-measure: nothing timed)
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N) and forget the
                   measured dtype/compile choices; with CONFIG: time that config's choices now
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
+  export-metrics  write a run's metrics as a CSV, Parquet or JSONL table (a row per iteration,
+                  a column per series) that pandas reads as it is
   report          a run for the morning: Markdown with its loss, learning-rate and speed charts
                   (PNG), every eval, where the time went, the samples eval by eval
   netcheck        under torchrun: will these ranks beat one process? the link, each

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TextIO
+from typing import Any, Iterable, TextIO
 
 from tuigpt.cli.args import Parser
 from tuigpt.run import fmt
@@ -68,22 +68,18 @@ def _default_threads(info: CpuInfo) -> int:
     return max(1, info.physical_cores)
 
 
-def _torch() -> object | None:
+def _torch() -> Any:
+    """torch's version, threads and CUDA devices (a TorchInfo); None where torch cannot be imported."""
     try:
-        import torch
+        from tuigpt.engine.device import torch_info
 
-        return torch
+        return torch_info()
     except Exception:
         return None
 
 
-def _cuda_names(torch: object | None) -> list[str]:
-    try:
-        if torch is not None and torch.cuda.is_available():  # type: ignore[attr-defined]
-            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]  # type: ignore[attr-defined]
-    except Exception:
-        pass
-    return []
+def _cuda_names(torch: Any) -> list[str]:
+    return list(torch.cuda_names) if torch is not None else []
 
 
 def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
@@ -117,8 +113,8 @@ def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
     if torch is None:
         w("  not importable: no measured peaks")
     else:
-        w(f"  version      {torch.__version__}")  # type: ignore[attr-defined]
-        w(f"  threads      {torch.get_num_threads()} intra-op (peaks below use {threads}: the physical cores)")  # type: ignore[attr-defined]
+        w(f"  version      {torch.version}")
+        w(f"  threads      {torch.threads} intra-op (peaks below use {threads}: the physical cores)")
 
     w("GPU")
     gpus = GpuSampler().sample()
@@ -221,7 +217,7 @@ def calibrate(out: TextIO = sys.stdout, dtypes: Iterable[str] | None = None, thr
     from tuigpt.engine.calibration import calibrate_peak
 
     wanted = [normalize_dtype(d) for d in (dtypes or CPU_DTYPES)]
-    version = torch.__version__  # type: ignore[attr-defined]
+    version = torch.version
     print(f"Calibrating on {info.model_name}, {threads} threads, torch {version} (2 s a dtype, watching what other "
           f"processes do meanwhile)", file=out)
     for d in wanted:

@@ -19,7 +19,8 @@ from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from tuigpt.run.interrupts import Stopped, install, signal_name, stop_handler
 
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
-               "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck", "report": "report"}
+               "info": "info", "calibrate": "info", "export": "export", "export-metrics": "export_metrics",
+               "netcheck": "netcheck", "report": "report"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

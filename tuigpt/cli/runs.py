@@ -1,13 +1,18 @@
-"""`tuigpt runs [--out_dir DIR]`: every run this user started (the per-user index) and those under ./checkpoints,
-or only those under --out_dir, so a user on a remote box finds theirs from any directory."""
+"""`tuigpt runs [--out_dir DIR] [--json|--csv]`: every run this user started (the per-user index) and those under
+./checkpoints, or only those under --out_dir, so a user on a remote box finds theirs from any directory. A table
+for people, or the same runs as JSON or CSV for programs (one object or row per run, typed, empty where unknown)."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import datetime
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tuigpt.cli.args import Parser
 from tuigpt.control.wire import ping
@@ -49,6 +54,27 @@ def format_table(runs: list[RunSummary], now: float | None = None) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def as_record(run: RunSummary) -> dict[str, Any]:
+    """A run as plain data: every RunSummary field (the path absolute), ``updated`` as ISO 8601 and Unix time."""
+    record = dataclasses.asdict(run)
+    record["path"] = str(run.path.resolve())
+    record["updated"] = datetime.datetime.fromtimestamp(run.updated).astimezone().isoformat(timespec="seconds")
+    record["updated_unix"] = run.updated
+    return record
+
+
+def write_records(runs: list[RunSummary], fmt: str, out: TextIO) -> None:
+    records = [as_record(r) for r in runs]
+    if fmt == "json":
+        json.dump(records, out, indent=1)
+        out.write("\n")
+        return
+    columns = list(as_record(runs[0])) if runs else [f.name for f in dataclasses.fields(RunSummary)] + ["updated_unix"]
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+
+
 def alive(run_dir: Path) -> bool:
     """A process holds the run's lock (even when every control-socket slot is taken), or answers a ping."""
     return holder(run_dir) is not None or ping(run_dir)
@@ -65,6 +91,9 @@ def main(args: list[str], out: TextIO | None = None) -> int:
     parser = Parser(prog="tuigpt runs", description="List your runs, newest first: every run you started (from any "
                     "directory) and those under ./checkpoints, or only those under --out_dir.")
     parser.add_argument("--out_dir", default=None, help="list only the runs under this directory")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument("--json", dest="fmt", action="store_const", const="json", help="the runs as a JSON array")
+    data.add_argument("--csv", dest="fmt", action="store_const", const="csv", help="the runs as CSV with a header")
     ns = parser.parse_args(args)
     out = out or sys.stdout
     if ns.out_dir is not None and not Path(ns.out_dir).is_dir():
@@ -79,6 +108,9 @@ def main(args: list[str], out: TextIO | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one run's unreadable file must not cost the listing of the others
             runs.append(RunSummary(run_dir.name, run_dir, f"unreadable ({type(exc).__name__})", None, None, None,
                                    None, None, _mtime(run_dir)))
+    if ns.fmt is not None:  # programs get an empty array or a header alone, never prose
+        write_records(runs, ns.fmt, out)
+        return 0
     if not runs:
         where = f"under {ns.out_dir}/" if ns.out_dir is not None else f"under checkpoints/ or in {index_path()}"
         print(f"no runs {where}", file=out)

@@ -36,12 +36,10 @@ def main(args: list[str]) -> int:
     if not 0 <= ns.seed < 2**63:
         raise UserError("--seed must be an integer from 0 to 2**63 - 1")
 
-    import torch
-
     from tuigpt.engine.data import Tokenizer
     from tuigpt.engine.device import resolve_device
     from tuigpt.engine.model import GPT
-    from tuigpt.engine.sampling import generate_text, settings
+    from tuigpt.engine.sampling import generate_text, seeded_generator, settings
     from tuigpt.engine.sources import load_source, open_source
 
     source = open_source(ns.checkpoint)
@@ -55,7 +53,7 @@ def main(args: list[str]) -> int:
     model = GPT(source.args)
     load_source(model, source)
     model.to(device)
-    generator = torch.Generator(device=device).manual_seed(ns.seed)
+    generator = seeded_generator(device, ns.seed)
     saved = source.checkpoint["config"] if source.checkpoint is not None else None
     config = saved if isinstance(saved, dict) else {}
     for n in range(ns.num_samples):

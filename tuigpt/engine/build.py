@@ -14,7 +14,7 @@ import torch
 
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.auto import low_precision_candidate
-from tuigpt.engine.data import BatchSampler, TokenData, load_dataset
+from tuigpt.engine.data import BatchSampler, TokenData, load_config_data
 from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup_device
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
@@ -61,7 +61,7 @@ def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
 def measure_auto(config: TrainConfig) -> DeviceSetup:
     """`tuigpt calibrate CONFIG`: time the dtype and compile trials of this config again now, whatever its dtype
     and compile keys say, and cache the answers for its runs."""
-    data = load_dataset(config.dataset, config.data_path, config.tokenizer)
+    data = load_config_data(config)
     as_auto = dataclasses.replace(config, dtype="auto", compile="auto")
     return setup_device(as_auto, model_args(config, data), recalibrate=True)
 
@@ -78,7 +78,7 @@ class Choices:
 
 def resolved_choices(config: TrainConfig) -> Choices:
     """The config's dtype and compile as a run of it would resolve them (running the trials if not cached)."""
-    data = load_dataset(config.dataset, config.data_path, config.tokenizer)
+    data = load_config_data(config)
     setup = setup_device(config, model_args(config, data))
     return Choices(setup.precision.name, setup.compiled, low_precision_candidate(setup.device)[0],
                    can_compile(setup.device))
@@ -128,7 +128,7 @@ def assemble(config: TrainConfig, cluster: Cluster | None = None, *, source: Any
     split = split_batch(config.batch_size, config.gradient_accumulation_steps, world_size)
     if split is None:
         raise UserError(unsplittable_fix(config.batch_size, config.gradient_accumulation_steps, world_size))
-    data = load_dataset(config.dataset, config.data_path, config.tokenizer)
+    data = load_config_data(config)
     data.check_block_size(config.block_size)
     if resumed is not None and resumed["tokenizer"] != data.tokenizer.to_meta():
         raise UserError(f"cannot resume {where}: the data's tokenizer vocabulary differs from the "

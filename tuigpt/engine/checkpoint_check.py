@@ -26,7 +26,7 @@ from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
 from tuigpt.run.config import FLOAT_RANGES, INT_RANGES, MIN_SOFTCAP, TrainConfig
 from tuigpt.run.configfile import config_from_dict
 from tuigpt.run.errors import UserError
-from tuigpt.run.fmt import clip
+from tuigpt.run.fmt import clip, shown
 
 MAX_ITER = INT_RANGES["max_iters"][1]
 MAX_VOCAB = 1 << 24
@@ -43,7 +43,7 @@ def config_int(cfg: dict[str, Any], key: str, lo: int, hi: int, path: Path | str
     """``cfg[key]`` of a foreign config.json (GPT-2's, NanoChat's): an integer in [lo, hi], or UserError naming it."""
     value = cfg.get(key)
     if not _int(value, lo, hi):
-        raise UserError(f"{path}: {key} must be an integer from {lo:,} to {hi:,}, not {_describe(value)} (not a "
+        raise UserError(f"{path}: {key} must be an integer from {lo:,} to {hi:,}, not {shown(value, 40)} (not a "
                         f"config tuigpt can build)")
     return value
 

@@ -37,7 +37,8 @@ class Chores:
         self.last_val_loss = val
         self.bus.publish(ev.EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
-                                    is_best=is_best, seconds=seconds))
+                                    is_best=is_best, seconds=seconds, train_bpb=losses["train_bpb"],
+                                    val_bpb=losses["val_bpb"]))
         # on_nan: rewind needs a good checkpoint to go back to, the untrained one included
         if not self.config.eval_only and (self.iter_num > 0 or self.resumed or self.guard.mode == "rewind"):
             if self.checkpoints.wanted_at_eval(self.config, is_best):

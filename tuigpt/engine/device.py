@@ -179,3 +179,49 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any =
                 f"ddp_timeout, {c.ddp_timeout:g} s, raise ddp_timeout or set dtype and compile in the config)")
         precision, compiled, reason = cluster.gather_objects((precision, compiled, reason), what)[0]
     return DeviceSetup(device, precision, compiled, reason, threads)
+
+
+# ---------------------------------------------------------------- what the command line asks of torch
+
+
+@dataclass(frozen=True)
+class TorchInfo:
+    """`tuigpt info`'s torch section."""
+
+    version: str
+    threads: int  # intra-op threads
+    cuda_names: list[str]  # the CUDA devices torch sees (none: no usable GPU)
+
+
+def torch_info() -> TorchInfo:
+    try:
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+            if torch.cuda.is_available() else []
+    except Exception:  # a broken driver is a machine without a usable GPU here
+        names = []
+    return TorchInfo(torch.__version__, torch.get_num_threads(), names)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a CUDA device's peak allocation afresh (nothing elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int | None:
+    """The peak bytes torch allocated on a CUDA device since the last reset; None elsewhere."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def release_memory() -> None:
+    """Give cached CUDA blocks back (between benchmark rows: a row that ran out must not starve the next)."""
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # a broken driver: nothing to give back
+        pass
+
+
+def forget_compiled() -> None:
+    """Drop torch.compile's graphs: each timed row compiles afresh, and none hits the recompile limit."""
+    torch._dynamo.reset()

@@ -27,7 +27,6 @@ import torch.distributed as dist
 
 from tuigpt.engine.netroute import Route
 from tuigpt.engine.netroute import choose as choose_interface
-from tuigpt.engine.rank_timing import TIMING_FIELDS
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import shown
@@ -256,15 +255,16 @@ class Cluster:
 
         return wait
 
-    def gather_timings(self, means: list[float]) -> list[dict[str, Any]]:
-        """One all_gather of every rank's TIMING_FIELDS means: a dict per rank with its rank and host."""
-        local = torch.tensor(means, dtype=torch.float64, device=self.comm_device)
+    def gather_timings(self, means: dict[str, float]) -> list[dict[str, Any]]:
+        """One all_gather of every rank's timing means (the same names on every rank): a dict per rank with its
+        rank and host."""
+        local = torch.tensor(list(means.values()), dtype=torch.float64, device=self.comm_device)
         parts = [torch.zeros_like(local) for _ in range(self.world_size)]
         self._guard("gathering timings", lambda: dist.all_gather(parts, local))
         out = []
         for rank, values in enumerate(parts):
             record: dict[str, Any] = {"rank": rank, "host": self.hosts[rank]}
-            record.update({k: round(float(v), 3) for k, v in zip(TIMING_FIELDS, values.tolist())})
+            record.update({k: round(float(v), 3) for k, v in zip(means, values.tolist())})
             out.append(record)
         return out
 

@@ -266,15 +266,17 @@ class GPT(nn.Module):
         a = self.args
         return 6 * self.num_params() + 12 * a.n_layer * a.n_head * (a.n_embd // a.n_head) * a.block_size
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+                reduction: str = "mean") -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Without targets: the last position's logits (B, 1, V) for generation (``cache``: the tokens before
-        ``idx`` are in it, and ``idx``'s are added). With them: (None, the loss)."""
+        ``idx`` are in it, and ``idx``'s are added). With them: (None, the loss), the mean over the targets, or with
+        ``reduction="none"`` each target's (B*T,), as evals weigh them by bytes."""
         x = self._hidden(idx, cache)
         if targets is None:
             return self._head(x[:, [-1], :]), None  # generation needs only the last position: (B, 1, V)
         logits = self._head(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1,
+                               reduction=reduction)
         # No logits with the loss: a caller holding them would keep (B, T, V) alive through the backward pass
         # (3.3 GB in bf16 at GPT-2's 32 x 1024 micro-batch), and a compiled graph would have to write them out.
         return None, loss

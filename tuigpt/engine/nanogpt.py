@@ -162,7 +162,8 @@ def _nanogpt_dataset(config: dict[str, Any]) -> str:
 def _nanogpt_config(config: dict[str, Any], dataset: str) -> dict[str, Any]:
     out = {k: config[k] for k in pyconfig.NANOGPT_DEFAULTS if k in config}
     out.update(out_dir=str(Path(config["out_dir"]) / config["run_name"]), dataset=dataset, init_from="scratch",
-               wandb_log=False, wandb_project="tuigpt", wandb_run_name=config["run_name"],
+               wandb_log="wandb" in (config.get("log_to") or []), wandb_project=config.get("log_project") or "tuigpt",
+               wandb_run_name=config.get("log_run_name") or config["run_name"],
                backend=config["ddp_backend"], device=config["device"], dtype=config["dtype"],
                compile=config["compile"])
     out["lr_decay_iters"] = config["lr_decay_iters"] or config["max_iters"]

@@ -87,9 +87,10 @@ class TimingWindow:
             self.sums[key] += value
         self.steps += 1
 
-    def means(self) -> list[float]:
+    def means(self) -> dict[str, float]:
+        """Each of TIMING_FIELDS's mean over the steps since the last reset."""
         n = max(1, self.steps)
-        return [self.sums[k] / n for k in TIMING_FIELDS]
+        return {k: self.sums[k] / n for k in TIMING_FIELDS}
 
 
 def cluster_summary(ranks: list[dict[str, Any]]) -> tuple[float, float | None]:

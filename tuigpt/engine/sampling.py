@@ -107,6 +107,11 @@ def generate_text(model: GPT, tokenizer: Tokenizer, prompt: str, *, max_new_toke
     return Generated(prompt=tokenizer.decode(ids), text=tokenizer.decode(new_ids), unknown=unknown)
 
 
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    """The random stream `tuigpt sample --seed` draws from."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def sample_events(model: GPT, tokenizer: Tokenizer, command: Sample, config: dict[str, Any], seed: int,
                   iteration: int, autocast: contextlib.AbstractContextManager[Any] | None,
                   timeline: bool = False) -> list[Event]:

@@ -225,7 +225,8 @@ class Trainer(Chores):
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
             eval_interval=self.eval_interval, resumed=self.resumed, compiled=self.compiled,
-            compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg)))
+            compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg), tokenizer=self.data.tokenizer.name,
+            bytes_per_token=self.data.bytes_per_token()))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from tuigpt.engine.distributed import Cluster, LaunchEnv, PeerLost, rank_device, start_cluster
 from tuigpt.engine.netcheck import MIN_SECONDS, ROUNDS, NetcheckResult, measure
 from tuigpt.engine.trainer import Trainer
+from tuigpt.host.dashboards import open_dashboards
 from tuigpt.host.local import LocalRun
 from tuigpt.host.signals import SignalStop
 from tuigpt.run.commands import Stop
@@ -77,6 +78,9 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
     run = LocalRun(trainer, history)
     trainer.bus.subscribe(writer)
+    # after the writer: a dashboard added on a resume copies the earlier sessions from metrics.jsonl
+    dashboards, missing = open_dashboards(trainer.config, trainer.run_dir, trainer.bus, file_mode)
+    trainer.pending_notices.extend(missing)
     telemetry = _start_telemetry(trainer)
     from tuigpt.control.server import ControlServer
 
@@ -89,6 +93,9 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
             telemetry.stop()
         if alert_command is not None:
             alert_command.close()  # the last alerts (the run's end) go out before the process does
+        # once nothing publishes any more (a reading taken while they finished would be in metrics.jsonl alone),
+        # and before metrics.jsonl closes, so a dashboard's last line is recorded too
+        dashboards.close()
         writer.close()
 
     try:

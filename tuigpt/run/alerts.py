@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.events import Diverging, Event, NanDetected, Notice, RunFailed, RunFinished, Stalled
+from tuigpt.run.events import Diverging, EndReason, Event, NanDetected, Notice, RunFailed, RunFinished, Stalled
 from tuigpt.run.records import event_record
 
 ESC, BEL = "\x1b", "\x07"
@@ -41,13 +41,13 @@ def alert_for(event: Event, run_name: str = "") -> Alert | None:
     who = f"{run_name}: " if run_name else ""
     kind, severity, text = "", "warning", ""
     if isinstance(event, RunFinished):
-        if event.reason == "stopped":
+        if event.reason == EndReason.STOPPED:
             return None  # asked for (a key, a command, a signal): someone is there
         best = f", best val {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
-        if event.reason == "done":
+        if event.reason == EndReason.DONE:
             kind, severity, text = "done", "information", f"finished at iter {event.iter:,}{best}"
         else:
-            why = "on a NaN" if event.reason == "nan" else "a file could not be written (disk full or permissions)"
+            why = "on a NaN" if event.reason == EndReason.NAN else "a file could not be written (disk full or permissions)"
             kind, severity, text = "ended", "error", f"stopped at iter {event.iter:,}: {why}"
     elif isinstance(event, RunFailed):
         kind, severity, text = "failed", "error", f"failed at iter {event.iter:,}: {event.message}"

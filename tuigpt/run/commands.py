@@ -3,7 +3,8 @@
 A command is a small frozen dataclass. Its :class:`CommandSpec` row says everything the rest of tuigpt
 needs to carry it: its wire name in control-socket messages, its code in the multi-rank broadcast
 (None when rank 0 acts alone), the one integer argument that broadcast carries, the checked range of
-each argument, and how it is described to users ("eval interval → 50").
+each argument, and how it is described to users ("eval interval → 50": the monitor's "you: …" lines and the
+socket's "watcher 1: …" lines both take it from here).
 
 Adding a command: a dataclass, a row in :data:`SPECS`, a case in the trainer's ``_apply``, a key binding.
 """
@@ -127,26 +128,30 @@ class CommandSpec:
     word: int | None  # code in the multi-rank command broadcast; None: rank 0 acts alone (sampling)
     word_arg: str | None  # the argument carried in the broadcast as one integer
     args: tuple[Arg, ...]
-    describe: Callable[[Any], str]  # for the events log of every front end
+    describe: Callable[[Any, bool | None], str]  # (command, whether the run is paused, None: unknown) → words
 
 
-def _describe_stop(c: Stop) -> str:
+def _describe_stop(c: Stop, paused: bool | None) -> str:
     return "stop and save a checkpoint" if c.save else "stop without saving"
 
 
+def _describe_toggle(c: TogglePause, paused: bool | None) -> str:
+    return "pause/resume" if paused is None else "resume" if paused else "pause"
+
+
 SPECS: tuple[CommandSpec, ...] = (
-    CommandSpec(Pause, "pause", 1, None, (), lambda c: "pause"),
-    CommandSpec(Resume, "resume", 2, None, (), lambda c: "resume"),
-    CommandSpec(TogglePause, "toggle_pause", 3, None, (), lambda c: "pause/resume"),
-    CommandSpec(CheckpointNow, "checkpoint", 4, None, (), lambda c: "checkpoint now"),
+    CommandSpec(Pause, "pause", 1, None, (), lambda c, paused: "pause"),
+    CommandSpec(Resume, "resume", 2, None, (), lambda c, paused: "resume"),
+    CommandSpec(TogglePause, "toggle_pause", 3, None, (), _describe_toggle),
+    CommandSpec(CheckpointNow, "checkpoint", 4, None, (), lambda c, paused: "checkpoint now"),
     CommandSpec(SetEvalInterval, "set_eval_interval", 5, "interval",
-                (Arg("interval", int, 1, MAX_EVAL_INTERVAL),), lambda c: f"eval interval → {c.interval:,}"),
+                (Arg("interval", int, 1, MAX_EVAL_INTERVAL),), lambda c, paused: f"eval interval → {c.interval:,}"),
     CommandSpec(Stop, "stop", 6, "save", (Arg("save", bool, optional=True),), _describe_stop),
     CommandSpec(Sample, "sample", None, None,
                 (Arg("prompt", str, hi=MAX_PROMPT_CHARS, optional=True),
                  Arg("max_new_tokens", int, 1, MAX_SAMPLE_TOKENS, optional=True),
                  Arg("temperature", float, 0.0, MAX_TEMPERATURE, optional=True),
-                 Arg("top_k", int, 1, MAX_TOP_K, optional=True)), lambda c: "sample now"),
+                 Arg("top_k", int, 1, MAX_TOP_K, optional=True)), lambda c, paused: "sample now"),
 )
 BY_CLASS: dict[type[Command], CommandSpec] = {spec.cls: spec for spec in SPECS}
 BY_WIRE: dict[str, CommandSpec] = {spec.wire: spec for spec in SPECS}
@@ -157,9 +162,10 @@ def spec_of(command: Command) -> CommandSpec:
     return BY_CLASS[type(command)]
 
 
-def describe(command: Command) -> str:
-    """What a command does, in the words every events log uses."""
-    return spec_of(command).describe(command)
+def describe(command: Command, paused: bool | None = None) -> str:
+    """What a command does, in the words every events log uses; ``paused``: whether the run is paused now (a
+    toggle then says which way it goes)."""
+    return spec_of(command).describe(command, paused)
 
 
 def is_broadcast(command: Command) -> bool:

@@ -8,9 +8,10 @@ Problems raise UserError with one line naming the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuigpt.run.alerts import split_command
@@ -41,9 +42,14 @@ class TrainConfig:
     checkpoint_every_minutes: float = 0.0  # also write last.pt after this many minutes without one (0: off)
     init_from: str = "scratch"  # scratch | resume | a tuigpt or nanoGPT .pt | a Hugging Face GPT-2 folder | gpt2*
     # --- data
-    dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text (your data_path)
+    dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text | nanogpt | hf | shards
     data_path: str | None = None  # FILE, DIR (all *.txt) or GLOB of UTF-8 text to train on instead
     tokenizer: str = "auto"  # auto (the dataset's) | char | gpt2 | any tiktoken encoding name
+    hf_name: str | None = None  # dataset: hf: a dataset in the local Hugging Face cache, or a folder of its files
+    hf_subset: str | None = None  # dataset: hf: its configuration (e.g. wikitext-2-raw-v1); empty: the default
+    hf_split: str = "train"  # dataset: hf: the split to train on
+    hf_val_split: str | None = None  # dataset: hf: the split to evaluate on; empty: the last 10% of hf_split's tokens
+    hf_text_field: str = "text"  # dataset: hf: the column holding the text
     # --- batch
     gradient_accumulation_steps: int = 1  # micro-batches summed into one optimizer step
     batch_size: int = 12  # sequences per micro-batch
@@ -107,6 +113,10 @@ class TrainConfig:
     plateau_evals: int = 0  # val loss not improved in this many evals in a row: an alert (0: never)
     plateau_stop: bool = False  # ... and the run stops there, saving last.pt
     target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
+    # --- dashboards (the packages are optional extras: pip install 'tuigpt[dashboards]')
+    log_to: list[str] = field(default_factory=list)  # any of tensorboard, wandb, trackio: the run goes there too
+    log_project: str = "tuigpt"  # the W&B and trackio project
+    log_run_name: str = ""  # the run's name in W&B and trackio; empty: run_name
     # --- files
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
 
@@ -181,6 +191,31 @@ class TrainConfig:
         for name in ("out_dir", "data_path", "init_from"):
             problem = path_problem(getattr(self, name))
             _require(problem is None, name, getattr(self, name), problem or "")
+        self._validate_dashboards()
+        self._validate_hf()
+
+    def _validate_hf(self) -> None:
+        for name in ("hf_name", "hf_subset", "hf_split", "hf_val_split", "hf_text_field"):
+            value = getattr(self, name)
+            _require(value is None or (0 < len(value) <= MAX_PATH_BYTES and value.isprintable()), name, value,
+                     "must be a printable name" + (" or path" if name == "hf_name" else ""))
+        for name in ("hf_name", "hf_subset", "hf_val_split"):
+            _require(self.dataset == "hf" or getattr(self, name) is None, name, getattr(self, name),
+                     f"is set but dataset is {self.dataset}: set dataset: hf to train on a Hugging Face dataset")
+
+    def _validate_dashboards(self) -> None:
+        _require(isinstance(self.log_to, list) and all(isinstance(s, str) for s in self.log_to), "log_to",
+                 self.log_to, f"must be a list of {', '.join(SINKS)}")
+        for sink in self.log_to:
+            close = difflib.get_close_matches(sink, SINKS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            _require(sink in SINKS, "log_to", sink, f"is not a dashboard tuigpt logs to{hint}: use {', '.join(SINKS)}")
+        _require(len(set(self.log_to)) == len(self.log_to), "log_to", self.log_to, "names a dashboard twice")
+        # W&B refuses / \ # ? % : in a project name and trackio names a file after it: a plain name suits both
+        _require(0 < len(self.log_project) <= MAX_NAME_CHARS and _safe_name(self.log_project), "log_project",
+                 self.log_project, f"must be a plain name (letters, digits, . _ -; at most {MAX_NAME_CHARS})")
+        _require(len(self.log_run_name) <= MAX_NAME_CHARS and all(c.isprintable() for c in self.log_run_name),
+                 "log_run_name", self.log_run_name, f"must be a printable name of at most {MAX_NAME_CHARS} characters")
 
     def _validate_health(self) -> None:
         _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
@@ -220,7 +255,8 @@ MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training
 MIN_STALL_FACTOR = 2.0  # a step twice the median is noise, not a stall
 MIN_SOFTCAP = 1.0  # a cap below 1 squashes every logit to near 0: the loss cannot fall below ln(vocab)
 MAX_RUN_NAME_BYTES = 200  # a folder name (the file system allows 255 bytes)
-MAX_NAME_CHARS = 100  # dataset, tokenizer
+MAX_NAME_CHARS = 100  # dataset, tokenizer, log_project, log_run_name
+SINKS = ("tensorboard", "wandb", "trackio")  # what log_to may name
 MAX_PATH_BYTES = 4000  # PATH_MAX is 4096 on Linux
 MAX_COMPONENT_BYTES = 255  # NAME_MAX
 
@@ -272,7 +308,8 @@ MATCH, APPLY, KEEP = "must match", "applied", "kept from the checkpoint"
 RESUME_POLICY: dict[str, str] = {
     "run_name": APPLY, "out_dir": APPLY, "eval_interval": APPLY, "log_interval": APPLY, "eval_iters": APPLY,
     "eval_only": APPLY, "always_save_checkpoint": APPLY, "checkpoint_every_minutes": APPLY, "init_from": KEEP,
-    "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
+    "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH, "hf_name": APPLY, "hf_subset": APPLY, "hf_split": APPLY,
+    "hf_val_split": APPLY, "hf_text_field": APPLY,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
     # the block: the weights mean another function under another switch (rope, rmsnorm and untied_head change
@@ -289,7 +326,7 @@ RESUME_POLICY: dict[str, str] = {
     "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
     "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
     "plateau_evals": APPLY, "plateau_stop": APPLY,
-    "share_with_group": APPLY,
+    "log_to": APPLY, "log_project": APPLY, "log_run_name": APPLY, "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so
 TOKENS_PER_ITER_KEYS = ("batch_size", "gradient_accumulation_steps")

@@ -22,6 +22,22 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
 
+# keys holding a list of names: YAML `[a, b]` or `a, b`; `--key=a,b` on the command line
+LIST_KEYS = ("log_to",)
+
+
+def _names(key: str, value: Any, where: str) -> list[str]:
+    """A list key's value: a YAML list of names or one comma-separated string (empty: none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v.strip() for v in value]
+    raise UserError(f"config key {key}={shown(value)} in {clip(where, 200)} has the wrong type: expected a list of "
+                    f"names, like [tensorboard, wandb]")
+
+
 def _allowed_types(key: str) -> tuple[type, ...]:
     hint = _HINTS[key]
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -55,6 +71,8 @@ KEY_ALIASES = {
     "temperature": "sample_temperature", "top_k": "sample_top_k", "max_new_tokens": "sample_max_new_tokens",
     "backend": "ddp_backend", "warmdown_ratio": "cooldown_frac", "warmdown_frac": "cooldown_frac",
     "cooldown_ratio": "cooldown_frac", "lr_schedule": "schedule", "lr_scheduler_type": "schedule",
+    "wandb_log": "log_to", "wandb_project": "log_project", "wandb_run_name": "log_run_name", "wandb": "log_to",
+    "tensorboard": "log_to", "trackio": "log_to", "report_to": "log_to", "logger": "log_to", "project": "log_project",
 }
 
 
@@ -82,6 +100,8 @@ def coerce_value(key: str, value: Any, where: str) -> Any:
     """Check a YAML value against the key's type; ints are accepted for float keys."""
     if not isinstance(key, str) or key not in _FIELDS:
         raise unknown_key_error(key, where)
+    if key in LIST_KEYS:
+        return _names(key, value, where)
     allowed = _allowed_types(key)
     if value is None and type(None) in allowed:
         return None
@@ -104,6 +124,8 @@ def parse_override(key: str, text: str) -> Any:
         raise unknown_key_error(key, "the command line")
     if "\0" in text:
         raise UserError(f"--{key} holds a NUL byte: give a plain value")
+    if key in LIST_KEYS:
+        return _names(key, "" if text.strip().lower() in ("none", "null", "~") else text, "the command line")
     allowed = _allowed_types(key)
     where = "the command line"
     stripped = text.strip()
@@ -171,7 +193,7 @@ def _load_py(path: Path, overrides: dict[str, str]) -> tuple[TrainConfig, list[s
     raw, notices = pyconfig.read_py_config(path)
     for key, text in overrides.items():
         key = pyconfig.translate_override(key, known)
-        raw[key] = pyconfig.ignored_value(text) if key in pyconfig.IGNORED else _typed_override(key, text)
+        raw[key] = pyconfig.literal_value(text) if key in pyconfig.WANDB_KEYS else _typed_override(key, text)
     if "run_name" in raw:
         raise UserError(f"run_name in {path}: in a nanoGPT-style config out_dir names the run's folder "
                         f"(e.g. out_dir = 'out-shakespeare-char'); set out_dir instead")

@@ -29,6 +29,21 @@ class RunState(str, enum.Enum):
     ERROR = "ERROR"
 
 
+class EndReason(str, enum.Enum):
+    """How a run ended: RunFinished.reason, the trainer's outcome, the exit code (run/exits.py) and the closing
+    line's words (run/wording.py) all take it from here. A str, so records keep writing "done"."""
+
+    DONE = "done"  # max_iters reached (or eval_only evaluated)
+    STOPPED = "stopped"  # a Stop command: a key, a watcher, a signal
+    NAN = "nan"  # a NaN/Inf loss or gradient ended a headless run (on_nan: stop)
+    DISK = "disk"  # a checkpoint or metrics.jsonl could not be written in a headless run
+
+    @property
+    def state(self) -> RunState:
+        """The state a run that ended this way is in."""
+        return {EndReason.DONE: RunState.DONE, EndReason.STOPPED: RunState.STOPPED}.get(self, RunState.ERROR)
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -62,6 +77,10 @@ class RunStarted(Event):
     compiled: bool = False  # torch.compile on (records written before this field say nothing: off)
     compile_reason: str = ""  # why, shown with the dtype's reason on the run's first line
     cooldown_from: int | None = None  # schedule wsd: the cooldown starts after this iteration (the chart marks it)
+    # the tokenizer ("char", "gpt2", ...) and the UTF-8 bytes its tokens spell on average in the training data: runs
+    # of different tokenizers are compared in bits per byte (None in records written before these fields)
+    tokenizer: str | None = None
+    bytes_per_token: float | None = None
 
     @property
     def compile_text(self) -> str:
@@ -96,7 +115,8 @@ class IterationStats(Event):
 
 @dataclass(frozen=True)
 class EvalResult(Event):
-    """Mean losses over eval_iters batches of each split."""
+    """Mean losses over eval_iters batches of each split, and the same batches in bits per byte (run.numbers
+    bits_per_byte; None in records written before them, or when the batches spelled no bytes)."""
 
     iter: int
     train_loss: float
@@ -104,6 +124,8 @@ class EvalResult(Event):
     best_val_loss: float
     is_best: bool
     seconds: float
+    train_bpb: float | None = None
+    val_bpb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,11 +198,10 @@ class RunFailed(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    """Training is over: max_iters reached ("done"), stopped by a command ("stopped"), or ended on a NaN loss
-    or gradient ("nan") or an unwritable checkpoint ("disk") in a headless run."""
+    """Training is over, for one of the ways in :class:`EndReason`."""
 
     iter: int
-    reason: str  # "done", "stopped", "nan" or "disk"
+    reason: EndReason
     best_val_loss: float | None
     last_val_loss: float | None
     wall_seconds: float
@@ -189,6 +210,9 @@ class RunFinished(Event):
     checkpoint_seconds: float
     last_checkpoint: str | None
     tokens_seen: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", EndReason(self.reason))  # "done" read from a record is the same ending
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-from tuigpt.run.events import RunFailed, RunFinished
+from tuigpt.run.events import EndReason, RunFailed, RunFinished
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NAN, EXIT_DISK = 0, 1, 2, 3, 4
-BY_REASON = {"nan": EXIT_NAN, "disk": EXIT_DISK}
+BY_REASON = {EndReason.NAN: EXIT_NAN, EndReason.DISK: EXIT_DISK}
 
 
 def exit_code(ending: RunFinished | RunFailed | None, signalled: int | None = None) -> int:

@@ -26,11 +26,37 @@ _TYPE = re.compile(rb'"type":\s*"(\w+)"')
 _ITER = re.compile(rb'"iter":\s*(-?\d+)')
 
 
+class LogCadence:
+    """Which events a run's history keeps: iterations every ``log_interval``, telemetry every ``telemetry_every``
+    seconds per kind until the run has ended (a finished monitor left open for the night still shows its readings,
+    but they are not the run's: 66 records in 6 minutes went to the file), no eval progress, every other event. metrics.jsonl and every dashboard (log_to) keep the
+    same ones, so their series are the same points. One instance per consumer (it remembers telemetry times)."""
+
+    def __init__(self, log_interval: int, telemetry_every: float = 10.0) -> None:
+        self.log_interval = log_interval
+        self.telemetry_every = telemetry_every
+        self._last_telemetry: dict[str, float] = {}
+        self._ended = False
+
+    def keeps(self, event: Event) -> bool:
+        if isinstance(event, IterationStats):
+            return not event.iter % self.log_interval
+        if isinstance(event, EvalProgress):  # live progress only: the eval's result is what is kept
+            return False
+        if isinstance(event, (RunFinished, RunFailed)):
+            self._ended = True
+        if isinstance(event, TelemetrySnapshot):
+            if self._ended:
+                return False
+            last = self._last_telemetry.get(event.kind)
+            if last is not None and event.time - last < self.telemetry_every:
+                return False
+            self._last_telemetry[event.kind] = event.time
+        return True
+
+
 class MetricsWriter:
-    """Appends event records: iterations every ``log_interval`` (and the last), telemetry every
-    ``telemetry_every`` seconds per kind until the run has ended (a finished monitor left open for the night still
-    shows its readings, but they are not the run's: 66 records in 6 minutes went to the file), every other kept
-    event as it comes.
+    """Appends the event records a :class:`LogCadence` keeps.
 
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
     wrote after it are cut before anything is appended. ``mode``: permission bits of a file made here.
@@ -46,12 +72,9 @@ class MetricsWriter:
                  resume_at: int | None = None, mode: int = 0o600,
                  on_failure: Callable[[str], None] | None = None) -> None:
         self.path = path
-        self.log_interval = log_interval
-        self.telemetry_every = telemetry_every
+        self.cadence = LogCadence(log_interval, telemetry_every)
         self.on_failure = on_failure
         self.error: OSError | None = None
-        self._last_telemetry: dict[str, float] = {}
-        self._ended = False
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
@@ -61,19 +84,8 @@ class MetricsWriter:
         self._end = os.fstat(self._fd).st_size  # where the next line begins (this process is the one writer)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, IterationStats) and event.iter % self.log_interval:
+        if not self.cadence.keeps(event):
             return
-        if isinstance(event, EvalProgress):  # live progress only: the eval's result is what is kept
-            return
-        if isinstance(event, (RunFinished, RunFailed)):
-            self._ended = True
-        if isinstance(event, TelemetrySnapshot):
-            if self._ended:
-                return
-            last = self._last_telemetry.get(event.kind)
-            if last is not None and event.time - last < self.telemetry_every:
-                return
-            self._last_telemetry[event.kind] = event.time
         record = event_record(event)
         if record is None:
             return

@@ -41,6 +41,20 @@ def tokens_per_sec(tokens_per_iter: float, ms_per_iter: float) -> float:
     return tokens_per_iter / (ms_per_iter / 1000.0) if ms_per_iter > 0 else 0.0
 
 
+def bits_per_byte(nats: float, n_bytes: float) -> float | None:
+    """Bits per byte of text: the summed cross-entropy of the predicted tokens (nats) over the UTF-8 bytes those
+    tokens spell, in bits. Tokenizers cut text into tokens of different sizes, so losses per token of a char run
+    and a BPE run cannot be compared; per byte they can (nanochat's evaluate_bpb; special tokens such as
+    end-of-text spell no bytes and are left out of both sums). None when no bytes were predicted."""
+    return nats / (math.log(2) * n_bytes) if n_bytes > 0 else None
+
+
+def loss_in_bits_per_byte(loss: float, bytes_per_token: float | None) -> float | None:
+    """A mean loss per token (nats) as bits per byte, for text whose tokens spell ``bytes_per_token`` bytes on
+    average: the same quantity as :func:`bits_per_byte` when the loss was averaged over those tokens."""
+    return loss / (math.log(2) * bytes_per_token) if bytes_per_token else None
+
+
 def mfu_plausible(value: float | None) -> bool:
     """Whether an MFU can be true: above 100% of the peak means the peak is wrong (measured while the machine
     was busy, or a stale calibration), not that the model beat the hardware."""

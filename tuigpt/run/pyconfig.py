@@ -6,8 +6,9 @@ strings, True/False/None, arithmetic on them (``5 * 8``, ``learning_rate / 10``)
 (or nanoGPT's defaults) and f-strings of those. Anything else (a call, an attribute, a loop) is exit 2 naming the
 line. Evaluation is bounded in size and time, not only in depth: an integer past MAX_INT_BITS is refused before it
 is computed (``(10**64)**64`` raised again, or a chain of squarings, would take hours and gigabytes), and a file
-may evaluate at most MAX_NODES expressions in MAX_SECONDS. ``import`` lines are skipped, not run: nanoGPT's own ``finetune_shakespeare.py`` imports ``time`` only to
-name its wandb run, a key tuigpt ignores.
+may evaluate at most MAX_NODES expressions in MAX_SECONDS. ``import`` lines are skipped, not run: nanoGPT's own
+``finetune_shakespeare.py`` imports ``time`` only to name its wandb run, so a wandb key whose value cannot be worked
+out is an error only when it is used.
 
 The same key mapping turns a nanoGPT checkpoint's ``config`` dict into tuigpt keys (:func:`translate`).
 """
@@ -41,11 +42,12 @@ NANOGPT_DEFAULTS: dict[str, Any] = {
 }
 # nanoGPT's model is GPT-2's block, whatever tuigpt's arch default is (a file may still set arch = 'modern')
 NANOGPT_ARCH = "gpt2"
-# nanoGPT keys tuigpt reads under another name, or not at all
+# nanoGPT keys tuigpt reads under another name
 RENAMED = {"backend": "ddp_backend"}
-IGNORED = ("wandb_log", "wandb_project", "wandb_run_name")
+# nanoGPT's W&B keys: wandb_log = True is log_to: [wandb]; project and run name name the W&B (and trackio) run
+WANDB_KEYS = {"wandb_log": "log_to", "wandb_project": "log_project", "wandb_run_name": "log_run_name"}
 SYSTEM_KEYS = ("device", "dtype", "compile", "backend")
-NANOGPT_KEYS = (*NANOGPT_DEFAULTS, *IGNORED, *SYSTEM_KEYS)
+NANOGPT_KEYS = (*NANOGPT_DEFAULTS, *WANDB_KEYS, *SYSTEM_KEYS)
 # datasets tuigpt has itself (the same text, tokenizer and 90/10 split as nanoGPT's prepare.py); any other
 # nanoGPT dataset name is a folder data/<name>/ of train.bin + val.bin written by its prepare.py
 OWN_DATASETS = ("shakespeare_char", "shakespeare", "text", "nanogpt")
@@ -81,7 +83,7 @@ class _Budget:
 
 
 class _Unusable:
-    """An ignored key whose value could not be worked out: fine unless another line uses it."""
+    """A wandb key whose value could not be worked out: fine unless another line or wandb logging uses it."""
 
     def __init__(self, line: int, why: str) -> None:
         self.line, self.why = line, why
@@ -120,7 +122,7 @@ def read_py_config(path: Path) -> tuple[dict[str, Any], list[str]]:
                 raise UserError(f"{where}: assign to a plain key name (`{_src(target)} = ...` is not one)")
             names.append(target.id)
         scope = {**values, **assigned}
-        if all(name in IGNORED for name in names):
+        if all(name in WANDB_KEYS for name in names):
             try:
                 result: Any = _evaluate_bounded(value, scope, where, budget)
             except UserError as exc:  # never used by tuigpt, so only an error if another line refers to it
@@ -279,14 +281,15 @@ def translate(values: dict[str, Any], where: str, known: list[str], *,
     (device, dtype, compile, backend) and wandb settings are left out: this machine's are chosen here."""
     out: dict[str, Any] = {}
     notices: list[str] = []
-    ignored = [k for k in IGNORED if k in values]  # the defaults hold none: these the file or command line set
-    if ignored and not saved:
-        state = "on" if values.get("wandb_log") is True else "off"
-        notices.append(f"{', '.join(ignored)} ignored (wandb logging {state} in nanoGPT): tuigpt does not log to "
-                       f"Weights & Biases; every number is in the run's metrics.jsonl and on the screen")
+    if not saved:
+        out, notices = wandb_keys(values, where)
     skipped = []
     for key, value in values.items():
-        if key in IGNORED or (saved and key in SYSTEM_KEYS):
+        if key in WANDB_KEYS or (saved and key in SYSTEM_KEYS):
+            continue
+        if key == "log_to" and "log_to" in out and isinstance(value, (list, str)):  # and wandb_log = True
+            given = [s.strip() for s in value.split(",")] if isinstance(value, str) else value
+            out["log_to"] = [*given, *(s for s in out["log_to"] if s not in given)]
             continue
         if key == "out_dir":
             out.update(run_folder(value, where))
@@ -308,17 +311,46 @@ def translate(values: dict[str, Any], where: str, known: list[str], *,
     return out, notices
 
 
+def wandb_keys(values: dict[str, Any], where: str) -> tuple[dict[str, Any], list[str]]:
+    """nanoGPT's wandb_log, wandb_project and wandb_run_name as tuigpt's log_to, log_project and log_run_name:
+    (keys, notices). With wandb_log off the names are kept for a ``--log_to`` given on the command line."""
+    log = values.get("wandb_log", False)
+    if isinstance(log, _Unusable):
+        raise UserError(log.why)
+    if not isinstance(log, bool):
+        raise UserError(f"wandb_log={shown(log)} in {clip(where, 200)} must be True or False")
+    out: dict[str, Any] = {"log_to": ["wandb"]} if log else {}
+    notices: list[str] = []
+    for key in ("wandb_project", "wandb_run_name"):
+        value = values.get(key)
+        if isinstance(value, str) and value.strip():
+            out[WANDB_KEYS[key]] = value.strip()
+        elif key not in values or not log:
+            continue
+        elif key == "wandb_project":
+            raise UserError(value.why if isinstance(value, _Unusable) else
+                            f"wandb_project={shown(value)} in {clip(where, 200)} must name a W&B project")
+        else:
+            why = f"line {value.line} is not a plain value" if isinstance(value, _Unusable) else f"it is {shown(value)}"
+            notices.append(f"wandb_run_name could not be used ({why}): the W&B run is named after the run's folder")
+    if log:
+        notices.append(f"wandb_log = True: the run also goes to Weights & Biases, project "
+                       f"{out.get('log_project', 'tuigpt')} (offline unless you are logged in; see the README's "
+                       f"Dashboards)")
+    return out, notices
+
+
 def translate_override(key: str, known: list[str]) -> str:
     """The tuigpt key a ``--key=value`` on a nanoGPT-style config's command line sets."""
     if key in RENAMED:
         return RENAMED[key]
-    if key in known or key in IGNORED or key in ("out_dir", "dataset"):
+    if key in known or key in WANDB_KEYS or key in ("out_dir", "dataset"):
         return key
     raise unknown_key(key, "the command line", known)
 
 
-def ignored_value(text: str) -> Any:
-    """An ignored key's ``--key=value`` as nanoGPT's configurator reads it: a python literal, else the text."""
+def literal_value(text: str) -> Any:
+    """A wandb key's ``--key=value`` as nanoGPT's configurator reads it: a python literal, else the text."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):

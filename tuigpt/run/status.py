@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.metrics_log import load_history
-from tuigpt.run.numbers import RunProgress
-from tuigpt.run.projection import TargetTracker, describe
+from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record, loads
 from tuigpt.run.rundir import RunDir
 
@@ -96,7 +95,7 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
         name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=_of(start, "max_iters", int),
         best_val_loss=best, tokens_per_sec=_of(last.get("iter", {}), "tokens_per_sec", float),
         device=_of(start, "device", str), updated=path.stat().st_mtime,
-        target=_target(path, target_loss, state == "running") if target_loss is not None else None,
+        target=_target(path, state == "running") if target_loss is not None else None,
     )
 
 
@@ -109,12 +108,12 @@ def _of(record: Any, key: str, kind: type) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-def _target(path: Path, target: float, running: bool) -> str:
+def _target(path: Path, running: bool) -> str:
     """The target-loss projection from the whole history (every eval, the iterations thinned), as the monitor
     draws it; the clock time only while the run is running."""
-    tracker, progress = TargetTracker(), RunProgress()
+    model = RunModel()
     for record in load_history(path, max_iter_points=4000):
         if record.get("type") in ("start", "iter", "eval") and (event := event_from_record(record)) is not None:
-            tracker.observe(event)
-            progress.observe(event)
-    return describe(tracker, progress, target, time.time() if running else None)
+            model.record(event, words=False)
+    projection = model.snapshot(time.time() if running else None).target
+    return projection.line

@@ -16,19 +16,18 @@ TOAST_SECONDS = {"information": 15.0, "warning": 60.0, "error": 600.0}  # an err
 
 
 class MonitorAlerts:
-    """Turns a run's events into alerts for one app (off until the run's config says ``alerts: true``)."""
+    """Turns a run's events into alerts for one app (none until the run started, or when its config says
+    ``alerts: false``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.enabled = False
-        self.run_name = ""
         self.sent: list[str] = []  # the kinds alerted, in order (tests read it)
 
-    def observe(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.enabled, self.run_name = bool(event.config.get("alerts", True)), event.run_name
+    def observe(self, event: Event, run: RunStarted | None) -> None:
+        """``run``: the run the event belongs to, from the run model."""
+        if run is None or not run.config.get("alerts", True):
             return
-        alert = alert_for(event, self.run_name) if self.enabled else None
+        alert = alert_for(event, run.run_name)
         if alert is None:
             return
         self.sent.append(alert.kind)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuigpt.run.events import HistoryLoaded
+from tuigpt.run.events import HistoryLoaded, RunStarted
 from tuigpt.run.metrics_log import history_events, load_history
+from tuigpt.run.model import RunModel
+from tuigpt.run.records import event_from_record
 from tuigpt.run.rundir import RunDir
-from tuigpt.ui.history import EvalPoint, LossPoint, RunHistory
+from tuigpt.run.series import EvalPoint, LossPoint
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,8 @@ class CompareCurve:
     name: str
     points: list[LossPoint]
     evals: list[EvalPoint]
+    tokenizer: str | None = None  # its tokenizer and bytes per token (None: recorded before bits per byte)
+    bytes_per_token: float | None = None
 
     @property
     def t0(self) -> float | None:
@@ -27,10 +31,15 @@ class CompareCurve:
 def load_compare(run_dir: Path, max_points: int = 4000) -> CompareCurve:
     """A run directory's loss curves, read once from its metrics.jsonl (thinned like a watcher's history)."""
     path = Path(run_dir)
-    history = RunHistory(recent=max_points // 2, max_coarse=max_points // 2)
-    history.record(HistoryLoaded(events=history_events(load_history(RunDir(path).metrics))))
-    view = history.snapshot()
-    return CompareCurve(name=path.name, points=view.whole, evals=view.evals)
+    records = load_history(RunDir(path).metrics)
+    model = RunModel(recent=max_points // 2, max_coarse=max_points // 2)
+    model.record(HistoryLoaded(events=history_events(records)), words=False)
+    loss = model.snapshot().loss
+    starts = [e for r in records if r.get("type") == "start" and isinstance(e := event_from_record(r), RunStarted)]
+    start = starts[-1] if starts else None
+    return CompareCurve(name=path.name, points=loss.whole, evals=loss.evals,
+                        tokenizer=start.tokenizer if start is not None else None,
+                        bytes_per_token=start.bytes_per_token if start is not None else None)
 
 
 class CompareSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-RECENT_WINDOW = 500  # iterations shown when zoomed in
+from tuigpt.run.model import RECENT_WINDOW
 
 _EVAL = Binding.Group("Eval")  # footer text kept short: 80 columns must show every key
 _VIEW = Binding.Group("View")

@@ -12,7 +12,7 @@ README = (REPO / "README.md").read_text()
 
 
 def _yaml_default(value: object) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         return "*"  # shown as *empty* or *config file name*
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
@@ -32,7 +32,8 @@ def test_every_config_key_is_documented_with_its_default() -> None:
     rows = _table("| key | default | meaning |")
     for f in dataclasses.fields(TrainConfig):
         assert f.name in rows, f"README has no row for config key {f.name}"
-        assert rows[f.name].strip().startswith(_yaml_default(f.default)), (f.name, rows[f.name])
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        assert rows[f.name].strip().startswith(_yaml_default(default)), (f.name, rows[f.name])
 
 
 def test_every_numeric_key_has_its_range_in_the_readme() -> None:

@@ -162,6 +162,31 @@ def test_compile_takes_auto_true_or_false(tmp_path: Path) -> None:
         load_config(write(tmp_path, "compile: yes please\n"))
 
 
+def test_log_to_takes_a_yaml_list_or_comma_separated_names_and_refuses_anything_else(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "log_to: [tensorboard, wandb]\n")).log_to == ["tensorboard", "wandb"]
+    assert load_config(write(tmp_path, "log_to: trackio, wandb\n")).log_to == ["trackio", "wandb"]
+    assert load_config(write(tmp_path, "log_to:\n")).log_to == []
+    assert load_config(None, {"log_to": "tensorboard,trackio"}).log_to == ["tensorboard", "trackio"]
+    assert load_config(None, {"log_to": "none"}).log_to == []
+    for text, message in [("log_to: [tensorbord]\n", r"log_to='tensorbord' is not a dashboard tuigpt logs to \(did "
+                                                      r"you mean tensorboard\?\): use tensorboard, wandb, trackio"),
+                          ("log_to: [wandb, wandb]\n", "names a dashboard twice"),
+                          ("log_to: {wandb: true}\n", "log_to=.* has the wrong type: expected a list of names"),
+                          ("log_to: [1, 2]\n", "expected a list of names"),
+                          ("log_project: my/project\n", "log_project='my/project' must be a plain name"),
+                          ("log_project: ''\n", "log_project='' must be a plain name"),
+                          ("log_run_name: \"a\\x07b\"\n", "log_run_name=.* must be a printable name")]:
+        with pytest.raises(UserError, match=message):
+            load_config(write(tmp_path, text))
+
+
+def test_nanogpt_and_hugging_face_names_for_dashboards_point_at_log_to(tmp_path: Path) -> None:
+    for typed, meant in [("wandb_log", "log_to"), ("report_to", "log_to"), ("wandb_project", "log_project"),
+                         ("wandb_run_name", "log_run_name")]:
+        with pytest.raises(UserError, match=f"did you mean {meant}"):
+            load_config(write(tmp_path, f"{typed}: x\n"))
+
+
 @pytest.mark.parametrize("values, match", [
     ({"schedule": "linear"}, "config key schedule='linear' must be one of cosine, wsd"),
     ({"cooldown_shape": "step"}, "config key cooldown_shape='step' must be one of linear, cosine"),

@@ -1,7 +1,7 @@
 """nanoGPT-style .py configs: read without running them, nanoGPT's keys and defaults mapped onto tuigpt's.
 
 The files below have the keys and shapes of nanoGPT's own config/*.py (train_shakespeare_char, finetune_shakespeare,
-train_gpt2, eval_gpt2): `5 * 8`, an `import time` used only for an ignored wandb run name, out_dir as the run's
+train_gpt2, eval_gpt2): `5 * 8`, an `import time` used only to name the wandb run, out_dir as the run's
 folder, init_from='gpt2*'."""
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def test_train_shakespeare_char_means_what_it_meant_in_nanogpt(tmp_path: Path) -
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.batch_size, cfg.dropout) == (6, 6, 384, 256, 64, 0.2)
     assert (cfg.beta2, cfg.min_lr, cfg.always_save_checkpoint, cfg.eval_iters) == (0.99, 1e-4, False, 200)
     assert (cfg.device, cfg.dtype, cfg.compile, cfg.init_from) == ("auto", "auto", "auto", "scratch")
-    assert any(n.startswith("wandb_log, wandb_project, wandb_run_name ignored") for n in notices)
+    # wandb_log = False: no dashboard, but the names are kept for a --log_to=wandb
+    assert (cfg.log_to, cfg.log_project, cfg.log_run_name) == ([], "shakespeare-char", "mini-gpt")
+    assert not any("wandb" in n for n in notices)
 
 
 def test_finetune_loads_without_running_its_import(tmp_path: Path) -> None:
@@ -109,7 +111,8 @@ def test_unset_keys_take_nanogpts_defaults(tmp_path: Path) -> None:
     assert (cfg.run_name, cfg.dataset, cfg.data_path) == ("out", "nanogpt", str(Path("data") / "openwebtext"))
     assert (cfg.warmup_iters, cfg.learning_rate) == (2000, 6e-4)
     assert any("nanoGPT's train.py defaults (n_layer=12, n_embd=768" in n for n in notices)
-    assert any("wandb logging on" in n for n in notices)
+    assert (cfg.log_to, cfg.log_project, cfg.log_run_name) == (["wandb"], "owt", "gpt2-124M")
+    assert any(n.startswith("wandb_log = True: the run also goes to Weights & Biases, project owt") for n in notices)
     cfg = load_config(write(tmp_path, EVAL_GPT2, "e.py"))
     assert (cfg.init_from, cfg.eval_only, cfg.batch_size, cfg.eval_iters) == ("gpt2", True, 8, 500)
 
@@ -165,7 +168,7 @@ def test_overrides_work_as_in_nanogpt(tmp_path: Path) -> None:
                                                                                      "gloo")
     assert (cfg.dataset, cfg.data_path, cfg.batch_size, cfg.init_from) == ("nanogpt", str(Path("data/openwebtext")),
                                                                            32, "resume")
-    assert any("wandb logging on" in n for n in notices)
+    assert cfg.log_to == ["wandb"] and any(n.startswith("wandb_log = True") for n in notices)
     with pytest.raises(UserError, match=r"'max_iter' in the command line: did you mean max_iters\?"):
         load_config(path, {"max_iter": "10"})
     with pytest.raises(UserError, match="set out_dir instead"):
@@ -186,3 +189,20 @@ def test_a_config_bomb_is_refused_before_it_is_computed(tmp_path: Path, text: st
     with pytest.raises(UserError, match=message):
         load_config(write(tmp_path, text))
     assert time.monotonic() - t0 < 10  # each of these ran for minutes (killed at 60 s) before the bound
+
+
+def test_wandb_keys_become_the_w_and_b_dashboard(tmp_path: Path) -> None:
+    cfg, notices = load_config_with_notices(write(tmp_path, "import time\nwandb_log = True\nwandb_project = 'owt'\n"
+                                                            "wandb_run_name = 'ft-' + str(time.time())\n"
+                                                            "log_to = 'tensorboard'\n"))
+    assert (cfg.log_to, cfg.log_project, cfg.log_run_name) == (["tensorboard", "wandb"], "owt", "")
+    assert "wandb_run_name could not be used (line 4 is not a plain value): the W&B run is named after the run's " \
+           "folder" in notices
+    cfg, _ = load_config_with_notices(write(tmp_path, "wandb_project = 'p'\n"), {"wandb_log": "True",
+                                                                                 "wandb_run_name": "r1"})
+    assert (cfg.log_to, cfg.log_project, cfg.log_run_name) == (["wandb"], "p", "r1")
+    for text, message in [("wandb_log = 'yes'\n", "wandb_log='yes' .* must be True or False"),
+                          ("wandb_log = True\nwandb_project = str(1)\n", r"line 2: `str\(1\)` is not a literal"),
+                          ("wandb_log = True\nwandb_project = 'a b'\n", "log_project='a b' must be a plain name")]:
+        with pytest.raises(UserError, match=message):
+            load_config(write(tmp_path, text))

@@ -149,3 +149,13 @@ def test_eval_progress_lines_for_the_first_eval_and_long_ones_only() -> None:
                      "eval iter 0 (the untrained model) | evaluating 30/40 batches | 11s",
                      "eval iter 0 | train loss 4.2000 | val loss 4.2000 (best) | 14.0s",
                      "eval iter 50 | evaluating 20/40 batches | 2s"]
+
+
+def test_an_eval_line_shows_bits_per_byte_beside_each_loss() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer(started())
+    printer(EvalResult(iter=50, train_loss=2.1, val_loss=2.2, best_val_loss=2.2, is_best=True, seconds=1.2,
+                       train_bpb=3.0297, val_bpb=3.1740))
+    assert out.getvalue().strip().splitlines()[-1] == \
+        "eval iter 50 | train loss 2.1000 · 3.030 bpb | val loss 2.2000 · 3.174 bpb (best) | 1.2s"

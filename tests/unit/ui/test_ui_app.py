@@ -109,7 +109,7 @@ def test_main_screen_shows_every_pane() -> None:
         assert "NVIDIA H100" in gpu and "97%" in gpu and "41.0/80.0 GiB" in gpu and "512/700 W" in gpu and "12.0 GiB alloc" in gpu
         assert "ROMEO" in text_of(app.query_one(SamplesPane))
         log = log_text(app)
-        assert "started shakespeare-char" in log and "eval @250" in log and "★ best" in log
+        assert "tuigpt training shakespeare-char" in log and "eval iter 250 |" in log and "(best)" in log
         assert "checkpoints/shakespeare-char/best.pt" in log and "warning: data loader" in log
         assert "best val" in str(app.query_one(LossChart).border_subtitle)
         assert app.query_one(LossChart).drawn_range == (0, 299)
@@ -125,7 +125,7 @@ def test_main_screen_shows_every_pane() -> None:
         # a burst of iterations: messages may be merged, the loss history keeps every one
         c.emit(*(iteration(i, time=T0) for i in range(300, 1300)))
         await settle(pilot)
-        assert [p[0] for p in app.history.snapshot(2000).recent] == list(range(0, 1300))
+        assert [p[0] for p in app.model.snapshot(recent_window=2000).loss.recent] == list(range(0, 1300))
         assert "iter 1,299/5,000" in status_text(app)
 
     drive(body)
@@ -133,10 +133,10 @@ def test_main_screen_shows_every_pane() -> None:
 
 def test_resumed_run_without_peak_or_telemetry() -> None:
     async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
-        view = app.history.snapshot()
+        view = app.model.snapshot().loss
         assert view.whole[0][0] == 0 and view.whole[-1][0] == 699
         assert any(e[0] == 250 for e in view.evals)
-        assert "resumed shakespeare-char at iter 600" in log_text(app)
+        assert "tuigpt resuming shakespeare-char" in log_text(app) and "iter 600/5000" in log_text(app)
         assert "earlier history: 600 logged iterations" in log_text(app)
         assert "resumed at 600" in status_text(app)
         assert "MFU n/a: no peak FLOP/s known" in text_of(app.query_one(MfuPane))
@@ -200,7 +200,7 @@ def test_p_c_s_send_their_commands_and_show_the_result() -> None:
         await settle(pilot)
         assert c.commands == [TogglePause()]
         assert "PAUSED" in status_text(app) and "(paused)" in status_text(app)
-        assert "you: pause" in log_text(app) and "state → PAUSED" in log_text(app)
+        assert "you: pause" in log_text(app) and "paused at iter 299" in log_text(app)
         await pilot.press("p")
         await settle(pilot)
         assert c.commands == [TogglePause(), TogglePause()]
@@ -210,7 +210,7 @@ def test_p_c_s_send_their_commands_and_show_the_result() -> None:
         await settle(pilot)
         assert c.commands[-1] == CheckpointNow()
         assert "you: checkpoint now" in log_text(app)
-        assert re.search(r"checkpoint @\S+ \(command, [\d.]+ m?s\) → checkpoints/shakespeare-char/last\.pt", log_text(app))
+        assert re.search(r"checkpoint checkpoints/shakespeare-char/last\.pt \(iter \d+, command, [\d.]+s\)", log_text(app))
 
         await pilot.press("s")
         await settle(pilot)
@@ -377,7 +377,7 @@ def test_finished_run_stays_open_and_q_exits_at_once() -> None:
         assert app.is_running
         assert "DONE" in status_text(app) and "iter 300/5,000" in status_text(app) and "ETA" not in status_text(app)
         log = log_text(app)
-        assert "run finished at iter 300" in log and "best val 1.6100" in log and "last checkpoint: checkpoints/shakespeare-char/last.pt" in log
+        assert "done at iter 300" in log and "best val loss 1.6100" in log and "checkpoint checkpoints/shakespeare-char/last.pt" in log
         # the footer offers only what still works: nothing to pause, checkpoint, sample or re-schedule
         shown = {b.binding.key for b in app.active_bindings.values() if b.binding.show and b.enabled}
         assert not {"p", "c", "s", "e", "E", "i"} & shown and {"l", "z", "x", "n", "q"} <= shown

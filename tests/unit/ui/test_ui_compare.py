@@ -92,3 +92,50 @@ def test_compare_follows_a_run_that_is_still_training(tmp_path: Path) -> None:
             assert max(p[0] for p in app.compare.points) == 899
 
     asyncio.run(main())
+
+
+def test_runs_of_two_tokenizers_are_compared_in_bits_per_byte(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A char-level run and a GPT-2-BPE run of the same text: their losses per token differ by their token sizes,
+    so the chart draws both in bits per byte, each eval at the bits per byte it measured."""
+    import asyncio
+
+    import yaml
+
+    from conftest import SHAKESPEARE, TINY
+    from tuigpt.cli import main as cli
+    from tuigpt.control.follower import WatchController
+    from tuigpt.run.metrics_log import read_metrics
+
+    runs = tmp_path / "runs"
+    for tokenizer in ("char", "gpt2"):
+        config = tmp_path / f"{tokenizer}.yaml"
+        config.write_text(yaml.safe_dump({**TINY, "dataset": "text", "tokenizer": tokenizer, "run_name": tokenizer,
+                                          "data_path": str(SHAKESPEARE), "out_dir": str(runs)}))
+        assert cli.main([str(config), "--headless"]) == 0
+    capsys.readouterr()
+    evals = {name: [r for r in read_metrics(runs / name / "metrics.jsonl") if r["type"] == "eval"]
+             for name in ("char", "gpt2")}
+    assert all(e["val_bpb"] is not None for es in evals.values() for e in es)
+    controller = WatchController(runs / "char")
+    app = TuiGptApp(controller, watching=True, compare=runs / "gpt2")
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            chart = app.query_one(LossChart)
+            for _ in range(200):
+                await settle(pilot)
+                if app.compare is not None and chart.data is not None and chart.data.evals_val[1] and \
+                        len(chart.data.evals_val[1]) == len(evals["char"]):
+                    break
+            assert chart.units == "bpb"
+            assert str(chart.border_title).startswith("bits per byte (tokenizers differ: char vs gpt2)")
+            assert chart.data.evals_val[1] == [e["val_bpb"] for e in evals["char"]]
+            assert chart.data.compare_evals[1] == [e["val_bpb"] for e in evals["gpt2"]]
+            assert " bpb @" in str(chart.border_subtitle)  # the best val, in bits per byte too
+
+    try:
+        asyncio.run(main())
+    finally:
+        controller.close()
+    char_loss, gpt2_loss = evals["char"][-1]["val_loss"], evals["gpt2"][-1]["val_loss"]
+    assert gpt2_loss > 2 * char_loss, "per token, a BPE run's loss is on another scale"

@@ -80,12 +80,12 @@ def test_h_shows_the_health_pane_in_the_loss_charts_place_at_both_sizes() -> Non
 
 
 def test_the_per_group_view_fits_short_and_tall_panes() -> None:
-    from tuigpt.ui.health_history import HealthHistory
+    from tuigpt.run.model import RunModel
 
-    history = HealthHistory()
+    model = RunModel()
     for event in health_script(100):
-        history.record(event)
-    view = history.snapshot()
+        model.record(event)
+    view = model.snapshot().health
     tall = str(render_health(view, 100, 20)).splitlines()
     assert len(tall) == 4 + 1 + len(GROUPS)  # four sparklines, a header, a row per group with every column
     assert tall[-1].startswith("head") and tall[-1].rstrip().endswith("0.006")
@@ -113,7 +113,7 @@ def test_T_types_a_target_the_status_line_and_chart_title_show_its_projection() 
         await pilot.press("T")
         await until(pilot, lambda: isinstance(app.screen, TargetDialog))
         await pilot.press("ctrl+u", *"1.55", "enter")
-        await until(pilot, lambda: app.health.target == 1.55)
+        await until(pilot, lambda: app.model.snapshot().target.target == 1.55)
         await until(pilot, lambda: "target 1.55" in str(app._status._time_label.render()))
         assert "loss 1.55" in app._loss.border_title and "┄" in app._loss.border_subtitle
         assert "you: target loss → 1.55" in "\n".join(app._events_log.messages)
@@ -165,35 +165,33 @@ def test_alerts_toast_and_ring_and_can_be_off() -> None:
 
 
 def test_a_bad_event_never_escapes_the_health_history_and_the_pane_says_so() -> None:
-    from tuigpt.ui.health_history import HealthHistory
+    from tuigpt.run.model import RunModel
 
-    history = HealthHistory()
+    model = RunModel()
     start = health_script(1)[0]
-    history.record(replace(start, config=dict(start.config, grad_clip="not a number")))  # type: ignore[arg-type]
+    model.record(replace(start, config=dict(start.config, grad_clip="not a number")))  # type: ignore[arg-type]
     for event in health_script(20)[1:]:
-        history.record(event)
-    view = history.snapshot()
+        model.record(event)
+    view = model.snapshot().health
     assert "ValueError" in (view.error or "") and len(view.points) == 20
     assert str(render_health(view, 100, 12)).startswith("health numbers incomplete: ValueError")
 
 
 def test_the_chart_gets_the_dashed_projection_and_the_target_only_when_it_is_in_reach() -> None:
-    from tuigpt.ui.health_history import HealthHistory
-    from tuigpt.ui.history import RunHistory
+    from tuigpt.run.model import RunModel
     from tuigpt.ui.widgets.projection import projection_layers
 
-    health, history = HealthHistory(), RunHistory()
+    model = RunModel()
     for event in health_script(600, target=1.6):
-        health.record(event)
-        history.record(event)
-    view = history.snapshot()
-    hv = health.snapshot()
-    layers, legend = projection_layers(hv.projection, view, "iter", health.tokens_per_iter(), health.ms_per_iter())
+        model.record(event)
+    snap = model.snapshot()
+    view, hv = snap.loss, snap.target
+    layers, legend = projection_layers(hv.projection, view, "iter", hv.tokens_per_iter, snap.progress.ms_per_iter)
     target_line, curve = layers
     assert curve.dashed and curve.xs[0] == pytest.approx(600, abs=1) and curve.ys[-1] == pytest.approx(1.6, abs=0.01)
     assert target_line.ys == [1.6, 1.6] and "projection" in legend.plain
     assert curve.xs[-1] == pytest.approx(hv.projection.iter, rel=0.02) or "(cut)" in legend.plain
-    health.set_target(0.5)  # far below a curve that flattens out near 1.45: no projection, no line squashing it
-    hv = health.snapshot()
-    layers, legend = projection_layers(hv.projection, view, "iter", health.tokens_per_iter(), health.ms_per_iter())
+    model.set_target(0.5)  # far below a curve that flattens out near 1.45: no projection, no line squashing it
+    hv = model.snapshot().target
+    layers, legend = projection_layers(hv.projection, view, "iter", hv.tokens_per_iter, snap.progress.ms_per_iter)
     assert hv.projection.iter is None and layers == [] and "target 0.5" in legend.plain

@@ -43,7 +43,7 @@ def test_failing_panes_and_handlers_show_their_error_and_training_goes_on(tiny_c
             chart = app.query_one(LossChart)
             await until(pilot, lambda: "chart failed: RuntimeError" in chart.render_line(0).text, 10, "the chart")
             await until(pilot, lambda: "monitor: loss chart failed" in "\n".join(app.query_one(EventsLog).messages))
-            assert app.is_running and "run finished at iter 40" in log
+            assert app.is_running and "done at iter 40" in log
             await pilot.press("q")
 
     try:

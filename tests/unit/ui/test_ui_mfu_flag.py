@@ -6,21 +6,21 @@ from rich.text import Text
 
 from tuigpt.run.events import IterationStats
 from tuigpt.run.numbers import WARMUP_ITERS
-from tuigpt.ui.history import RunHistory
+from tuigpt.run.model import RunModel
 from tuigpt.ui.widgets.mfu import MfuPane
 from support.fake_run import run_started
 
 
 def shown(mfu: float) -> str:
-    history = RunHistory()
-    history.record(run_started(time=0.0))
+    model = RunModel()
+    model.record(run_started(time=0.0))
     for i in range(WARMUP_ITERS + 3):
-        history.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=100.0, mfu=mfu,
+        model.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=100.0, mfu=mfu,
                                       tokens_seen=0, train_seconds=0.0, time=0.0))
     pane = MfuPane()
     drawn: list[Text] = []
     pane.update = lambda text, **_: drawn.append(text)  # type: ignore[method-assign]
-    pane.show(history.snapshot(), 100e9, "100 GFLOP/s (fp32, measured 2026-11-22 10:32 while busy: MFU reads high)")
+    pane.show(model.snapshot().progress, 100e9, "100 GFLOP/s (fp32, measured 2026-11-22 10:32 while busy: MFU reads high)")
     return drawn[-1].plain
 
 

@@ -51,11 +51,11 @@ def test_a_short_run_finishes_and_the_app_stays_open(tiny_config) -> None:  # no
         await pilot.pause()
         app.redraw()
         assert app.state == RunState.DONE and app.is_running
-        view = app.history.snapshot()
+        view = app.model.snapshot().loss
         assert [p[0] for p in view.recent] == list(range(1, 21))  # every iteration, even if messages were merged
         assert [e[0] for e in view.evals] == [0, 10, 20]
         log = log_text(app)
-        assert "run finished at iter 20" in log and "last.pt" in log
+        assert "done at iter 20" in log and "last.pt" in log
         await pilot.press("q")
         await pilot.pause()
 
@@ -68,13 +68,13 @@ def test_keys_steer_a_real_run_and_save_and_quit_writes_last_pt(tiny_config) -> 
     run = LocalRun(trainer)
 
     async def body(app: TuiGptApp, pilot: Pilot) -> None:
-        await until(pilot, lambda: app.history.snapshot().last is not None)
+        await until(pilot, lambda: app.model.snapshot().progress.last is not None)
         await pilot.press("p")
         await until(pilot, lambda: app.state == RunState.PAUSED)
-        last = app.history.snapshot().last
+        last = app.model.snapshot().progress.last
         assert isinstance(last, IterationStats)
         await pilot.press("c")
-        await until(pilot, lambda: "(command, " in log_text(app))  # "(command, 12.3 ms) → …/last.pt"
+        await until(pilot, lambda: ", command, " in log_text(app))  # "checkpoint …/last.pt (iter 12, command, 0.02s)"
         await pilot.press("E")
         await until(pilot, lambda: "eval interval now 200,000" in log_text(app))
         await pilot.press("q", "enter")

@@ -1,8 +1,9 @@
 """Datasets, tokenizers, token caches and batches.
 
-A dataset is text (tiny Shakespeare, downloaded once, or the user's own files) encoded once into
-``cache_dir()/tokens/<dataset>-<tokenizer>-<sha256[:16]>/`` and memory-mapped from there, or a folder of
-token ids nanoGPT's prepare.py wrote (dataset ``nanogpt``, memory-mapped where it is).
+A dataset is text (tiny Shakespeare, downloaded once, the user's own files, or a Hugging Face dataset's text
+column) encoded once into ``cache_dir()/tokens/<dataset>-<tokenizer>-<sha256[:16]>/`` and memory-mapped from
+there, or token ids someone else wrote, memory-mapped where they are: a folder of nanoGPT's train.bin/val.bin
+(dataset ``nanogpt``) or llm.c / modded-nanogpt shards (dataset ``shards``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import numpy as np
 
 from tuigpt.engine.data.cache import TRAIN_FRACTION, build_cache, open_cache
 from tuigpt.engine.data.download import DownloadError, download_file
+from tuigpt.engine.data.hf_datasets import HfSpec, load_hf
 from tuigpt.engine.data.nanogpt import open_bins
 from tuigpt.engine.data.sampler import BatchSampler
+from tuigpt.engine.data.shards import open_shards
 from tuigpt.engine.data.text import read_text, resolve_paths
 from tuigpt.engine.data.tokenizer import (
     CharTokenizer,
@@ -27,6 +30,7 @@ from tuigpt.engine.data.tokenizer import (
     did_you_mean,
     tiktoken_names,
 )
+from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.paths import cache_dir
 
@@ -37,10 +41,12 @@ __all__ = [
     "BatchSampler",
     "CharTokenizer",
     "DownloadError",
+    "HfSpec",
     "TiktokenTokenizer",
     "TokenData",
     "Tokenizer",
     "download_file",
+    "load_config_data",
     "load_dataset",
     "shakespeare_path",
     "tiktoken_names",
@@ -52,13 +58,16 @@ SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2d
 SHAKESPEARE_BYTES = 1_115_394
 
 # dataset name -> its default tokenizer; "text" is the user's own data_path; "nanogpt" a folder of nanoGPT's
-# train.bin/val.bin (its tokenizer: the folder's meta.pkl, else gpt2)
-DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": "char", "nanogpt": "auto"}
+# train.bin/val.bin (its tokenizer: the folder's meta.pkl, else gpt2); "hf" a Hugging Face dataset (hf_* keys);
+# "shards" llm.c / modded-nanogpt .bin shards (GPT-2 tokens)
+DATASETS = {"shakespeare_char": "char", "shakespeare": "gpt2", "text": "char", "nanogpt": "auto", "hf": "gpt2",
+            "shards": "gpt2"}
 
 
 @dataclass
 class TokenData:
-    """A dataset's train and val tokens (memory-mapped) and the tokenizer that made them."""
+    """A dataset's train and val tokens (memory-mapped; several shards are a ShardedTokens, read the same way)
+    and the tokenizer that made them."""
 
     train: np.ndarray
     val: np.ndarray
@@ -66,6 +75,12 @@ class TokenData:
     dataset: str
     source: str
     source_sha256: str
+
+    def bytes_per_token(self, sample: int = 1 << 20) -> float | None:
+        """The UTF-8 bytes a training token spells on average (end-of-text: none), over the split's first
+        ``sample`` tokens: what turns a loss per token into bits per byte (run.numbers.loss_in_bits_per_byte)."""
+        head = np.asarray(self.train[:sample], dtype=np.int64)
+        return float(self.tokenizer.token_bytes()[head].mean()) if len(head) else None
 
     def check_block_size(self, block_size: int) -> None:
         """UserError unless both splits hold more than ``block_size + 1`` tokens."""
@@ -107,11 +122,30 @@ def _ensure_shakespeare() -> Path:
         ) from e
 
 
-def load_dataset(dataset: str, data_path: str | None = None, tokenizer: str = "auto") -> TokenData:
+def load_config_data(config: TrainConfig) -> TokenData:
+    """The tokens a config trains on."""
+    hf = HfSpec(config.hf_name, config.hf_subset, config.hf_split, config.hf_val_split, config.hf_text_field)
+    return load_dataset(config.dataset, config.data_path, config.tokenizer, hf)
+
+
+def load_dataset(dataset: str, data_path: str | None = None, tokenizer: str = "auto",
+                 hf: HfSpec | None = None) -> TokenData:
     """Load ``dataset``'s tokens, downloading and encoding on first use; UserError on any bad input."""
     if dataset not in DATASETS:
         valid = list(DATASETS)
         raise UserError(f"unknown dataset {dataset!r}{did_you_mean(dataset, valid)}; valid: {', '.join(valid)}")
+    if dataset == "hf":
+        tok_name = DATASETS[dataset] if tokenizer == "auto" else tokenizer
+        check_tokenizer_name(tok_name)
+        train, val, tok, source, key = load_hf(hf or HfSpec(None), data_path, tok_name)
+        return TokenData(train, val, tok, dataset, source, key)
+    if dataset == "shards":
+        if not data_path:
+            raise UserError("dataset=shards needs data_path=DIR or GLOB of llm.c / modded-nanogpt .bin token shards")
+        if tokenizer != "auto":
+            check_tokenizer_name(tokenizer)
+        train, val, tok, source, fingerprint = open_shards(data_path, tokenizer)
+        return TokenData(train, val, tok, dataset, source, fingerprint)
     if dataset == "nanogpt":
         if not data_path:
             raise UserError("dataset=nanogpt needs data_path=DIR, the folder holding nanoGPT's train.bin and val.bin")

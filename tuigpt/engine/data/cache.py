@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import IO, Any, Iterable
 
 import numpy as np
 
 from tuigpt.engine.data.tokenizer import Tokenizer
 from tuigpt.run.errors import UserError
-from tuigpt.run.files import atomic_write
+from tuigpt.run.files import atomic_file, atomic_write
 from tuigpt.run.user_files import read_regular
 
 TRAIN_FRACTION = 0.9  # nanoGPT: first 90% of tokens train, last 10% val
@@ -45,28 +46,44 @@ def open_cache(folder: Path, sha: str, tok_name: str) -> tuple[np.ndarray, np.nd
 
 
 def build_cache(folder: Path, tok: Tokenizer, text: str, sha: str) -> None:
-    """Encode ``text`` and write train.bin, val.bin, then meta.json (last: it marks the cache complete)."""
-    ids = tok.encode_array(text)
+    """Encode ``text`` and write train.bin (its first 90% of tokens), val.bin, then meta.json."""
+    write_cache(folder, tok, [tok.encode_array(text)], None, sha, {"source_chars": len(text)})
+
+
+def write_cache(folder: Path, tok: Tokenizer, train: Iterable[np.ndarray], val: Iterable[np.ndarray] | None,
+                sha: str, about: dict[str, Any]) -> None:
+    """Stream token arrays into train.bin and val.bin, then meta.json (last: it marks the cache complete). With no
+    ``val``, val.bin is the last 10% of ``train``'s tokens. Memory holds one piece at a time, not the dataset."""
     dtype = np.dtype(np.uint16 if tok.vocab_size < 65536 else np.uint32)
-    n_train = int(len(ids) * TRAIN_FRACTION)
-    splits = {"train": ids[:n_train], "val": ids[n_train:]}
-    meta = {
-        "version": _CACHE_VERSION,
-        "tokenizer": tok.to_meta(),
-        "vocab_size": tok.vocab_size,
-        "dtype": dtype.name,
-        "source_sha256": sha,
-        "source_chars": len(text),
-        "tokens": {split: len(arr) for split, arr in splits.items()},
-        "train_fraction": TRAIN_FRACTION,
-    }
+    counts: dict[str, int] = {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "meta.json").unlink(missing_ok=True)  # a damaged cache stays invalid until complete
-        for split, arr in splits.items():
-            atomic_write(folder / f"{split}.bin", arr.astype(dtype).tobytes())
+        with atomic_file(folder / "train.bin", "w+b") as f:
+            counts["train"] = _write_pieces(f, train, dtype)
+            if val is None:  # the tail moves to val.bin, then train.bin is cut where it began
+                n_train = int(counts["train"] * TRAIN_FRACTION)
+                f.seek(n_train * dtype.itemsize)
+                with atomic_file(folder / "val.bin") as out:
+                    while block := f.read(1 << 24):
+                        out.write(block)
+                f.truncate(n_train * dtype.itemsize)
+                counts = {"train": n_train, "val": counts["train"] - n_train}
+        if val is not None:
+            with atomic_file(folder / "val.bin") as out:
+                counts["val"] = _write_pieces(out, val, dtype)
+        meta = {"version": _CACHE_VERSION, "tokenizer": tok.to_meta(), "vocab_size": tok.vocab_size,
+                "dtype": dtype.name, "source_sha256": sha, **about, "tokens": counts, "train_fraction": TRAIN_FRACTION}
         atomic_write(folder / "meta.json", json.dumps(meta, indent=1).encode("utf-8"))
     except OSError as e:
         raise UserError(
             f"cannot write token cache {folder}: {e.strerror or e}; set TUIGPT_CACHE_DIR to a writable directory"
         ) from e
+
+
+def _write_pieces(f: IO[bytes], pieces: Iterable[np.ndarray], dtype: np.dtype) -> int:
+    n = 0
+    for piece in pieces:
+        f.write(piece.astype(dtype).tobytes())
+        n += len(piece)
+    return n

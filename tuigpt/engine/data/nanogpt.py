@@ -120,7 +120,8 @@ def open_bins(folder: Path, tokenizer: str) -> tuple[np.ndarray, np.ndarray, Tok
     missing = [name for name in ("train.bin", "val.bin") if not (folder / name).is_file()]
     if missing:
         raise UserError(f"data_path {folder} has no {' or '.join(missing)}: a nanoGPT data folder holds the files its "
-                        f"prepare.py writes (python data/<dataset>/prepare.py), or use dataset=text with your text")
+                        f"prepare.py writes (python data/<dataset>/prepare.py), or use dataset=text with your text "
+                        f"(llm.c / modded-nanogpt *_train_*.bin shards: dataset=shards)")
     meta_path = folder / META_FILE
     if meta_present(meta_path):
         tok: Tokenizer = read_meta(meta_path)

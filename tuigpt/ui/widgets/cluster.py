@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
 
 from tuigpt.run.events import ClusterStats
 from tuigpt.run.fmt import NA
 from tuigpt.run.numbers import SPEED_WINDOW
-from tuigpt.ui.guard import ShowsFailure
+from tuigpt.ui.widgets.text_pane import TextPane
 
 SLOW_RATIO = 1.15  # the same 15% the trainer's straggler detector uses
 MAX_RANK_ROWS = 16  # a big cluster: the slowest ranks first beyond this many
@@ -35,17 +34,20 @@ def _busy(rank: dict[str, Any]) -> float | None:
         return None
 
 
-class ClusterPane(ShowsFailure, Static):
+class ClusterPane(TextPane):
     """Redrawn from each ClusterStats; never raises into the app."""
 
     steps = 0
     """Steps between two gathers (the run's log_interval; 0: unknown): what each rank's means are over."""
+    stats: ClusterStats | None = None
+    """The timings shown (the run model's newest)."""
 
     def on_mount(self) -> None:
         self.border_title = "cluster"
         self.update(Text("no cluster timings yet", style="dim"))
 
     def show(self, stats: ClusterStats) -> None:
+        self.stats = stats
         try:
             self.update(self.describe(stats, self.steps))
         except Exception as exc:  # a malformed record from an old metrics file must not take the UI down

@@ -1,4 +1,5 @@
-"""A timestamped log of what happened: evals, checkpoints, notices, states, the user's actions.
+"""A timestamped log of what happened: evals, checkpoints, notices, states (worded by the run model, the words of
+the headless lines), the user's actions.
 
 It follows the newest line unless the reader scrolled up (then new lines wait below until they scroll back to
 the end), and it comes back to the newest line when a layout switch shows it again.
@@ -12,6 +13,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from tuigpt.run.fmt import hms
+from tuigpt.run.wording import PLAIN, Line
 
 LEVEL_STYLES = {"info": "", "warning": "bold yellow", "error": "bold red", "user": "bold cyan", "good": "green", "dim": "dim"}
 
@@ -39,6 +41,15 @@ class EventsLog(RichLog):
             line.append(message, style=LEVEL_STYLES.get(level, ""))
         self.messages.append(line.plain)
         self.write(line, scroll_end=self.following)
+
+    def add_line(self, when: float, line: Line) -> None:
+        """One of the run model's lines (not those meant for the headless output alone)."""
+        if line.shown == PLAIN:
+            return
+        text = Text(line.text, style=LEVEL_STYLES.get(line.level, ""))
+        for part, style in line.marks:
+            text.highlight_words([part], style)
+        self.add(when, text, line.level)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

@@ -15,7 +15,7 @@ from textual.widget import Widget
 
 from tuigpt.run import fmt
 from tuigpt.ui.guard import failure_text, guarded
-from tuigpt.ui.health_history import HealthPoint, HealthView
+from tuigpt.run.model import HealthPoint, HealthView
 
 TICKS = "▁▂▃▄▅▆▇█"
 LABEL = 11  # "grad norm  "
@@ -130,7 +130,7 @@ def render_health(view: HealthView | None, width: int, height: int) -> Text:
 
 
 class HealthPane(Widget):
-    """Redrawn from a HealthView (never reads the live history itself)."""
+    """Redrawn from a snapshot's HealthView (never reads the run model itself)."""
 
     DEFAULT_CSS = "HealthPane { height: 1fr; text-wrap: nowrap; text-overflow: clip; }"
 

@@ -10,7 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-MAX_INTERVAL = 1_000_000_000
+from tuigpt.run.commands import MAX_EVAL_INTERVAL
+
 
 
 def parse_interval(value: str) -> int | str:
@@ -24,8 +25,8 @@ def parse_interval(value: str) -> int | str:
         return f"not a whole number: {value!r}"
     if n < 1:
         return "the interval must be at least 1"
-    if n > MAX_INTERVAL:
-        return f"the interval must be at most {MAX_INTERVAL:,}"
+    if n > MAX_EVAL_INTERVAL:
+        return f"the interval must be at most {MAX_EVAL_INTERVAL:,}"
     return n
 
 

@@ -28,7 +28,14 @@ from tuigpt.run.fmt import count, duration
 from tuigpt.ui import braille
 from tuigpt.ui.compare import CompareCurve
 from tuigpt.ui.guard import guarded
-from tuigpt.ui.history import HistoryView, eval_x, x_values
+from tuigpt.run.model import LossView
+from tuigpt.run.series import (
+    eval_x,
+    evals_in_bits_per_byte,
+    points_in_bits_per_byte,
+    units_for,
+    x_values,
+)
 
 # series: (legend glyph, style, legend label)
 SERIES = {
@@ -130,7 +137,7 @@ def build_plot(data: LossData, width: int, height: int) -> braille.Plot:
 
 
 class LossChart(Widget):
-    """Redrawn from a HistoryView; never reads the live history itself."""
+    """Redrawn from a snapshot's LossView; never reads the run model itself."""
 
     DEFAULT_CSS = "LossChart { height: 1fr; }"
 
@@ -138,6 +145,8 @@ class LossChart(Widget):
     """First and last iteration on the chart (None when empty)."""
     drawn_compare: int = 0
     """Points of the compared run on the chart (0: none)."""
+    units: str = "loss"
+    """What the y axis shows: "loss" (per token) or "bpb" (bits per byte, when a compared run's tokenizer differs)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -159,16 +168,33 @@ class LossChart(Widget):
                 self._changed()
 
     @guarded("loss")
-    def draw(self, view: HistoryView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
+    def draw(self, view: LossView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
              compare: CompareCurve | None = None, extra: list[braille.Layer] | None = None,
-             cooldown_from: int | None = None) -> None:
+             cooldown_from: int | None = None, tokenizer: str | None = None,
+             bytes_per_token: float | None = None) -> None:
         """Keep what to draw (copies); the picture is made at paint time, for the size the chart has then.
-        ``cooldown_from``: the iteration a WSD schedule's cooldown starts after, marked on the x axis."""
+        ``cooldown_from``: the iteration a WSD schedule's cooldown starts after, marked on the x axis.
+        ``tokenizer``, ``bytes_per_token``: this run's; a compared run of another tokenizer puts both in bits per
+        byte (losses per token of different tokenizers do not compare)."""
         self._failure = None
         scope = "recent" if recent else "whole run"
         x_note = "" if x_axis == "iter" else f" · x: {AXIS_TITLES[x_axis]}"
-        self.border_title = f"loss · {scope} · {'log' if log_y else 'linear'} y{x_note}"
+        self.units, why = units_for(tokenizer, bytes_per_token, compare.tokenizer if compare else None,
+                                    compare.bytes_per_token if compare else None)
+        unit_note = f"bits per byte ({why})" if self.units == "bpb" else f"loss{f' ({why})' if why else ''}"
+        self.border_title = f"{unit_note} · {scope} · {'log' if log_y else 'linear'} y{x_note}"
         self.drawn_compare = 0
+        if view is not None and self.units == "bpb":
+            view = LossView(view.version, points_in_bits_per_byte(view.recent, bytes_per_token),
+                            points_in_bits_per_byte(view.whole, bytes_per_token),
+                            evals_in_bits_per_byte(view.evals, bytes_per_token),
+                            evals_in_bits_per_byte([view.best_eval], bytes_per_token)[0] if view.best_eval else None)
+            extra = [braille.Layer(layer.kind, layer.xs, [y / (math.log(2) * bytes_per_token) for y in layer.ys],
+                                   layer.style, layer.glyph, layer.dashed) for layer in extra or []]
+        if compare is not None and self.units == "bpb":
+            compare = CompareCurve(compare.name, points_in_bits_per_byte(compare.points, compare.bytes_per_token),
+                                   evals_in_bits_per_byte(compare.evals, compare.bytes_per_token), compare.tokenizer,
+                                   compare.bytes_per_token)
         points = [] if view is None else (view.recent if recent else view.whole)
         if view is None or not points:
             self.drawn_range = None
@@ -201,13 +227,14 @@ class LossChart(Widget):
             if best[0] >= lo:
                 data.best = braille.finite_pairs(eval_x([best], view.whole, x_axis, t0), [best[2]])
             legend.append(" ")
-            legend.append_text(swatch("best", f"best val {best[2]:.4f} @{best[0]:,}"))
+            value = f"{best[2]:.3f} bpb" if self.units == "bpb" else f"{best[2]:.4f}"
+            legend.append_text(swatch("best", f"best val {value} @{best[0]:,}"))
         if cooldown_from is not None:
             legend.append(" ")
             legend.append_text(swatch("cooldown", f"cooldown @{cooldown_from:,}"))
             # placed as an eval at that iteration would be: on tokens or time its x is known once it was trained
             if x_axis == "iter" or cooldown_from <= iters[-1]:
-                at = eval_x([(cooldown_from, math.nan, math.nan)], view.whole, x_axis, t0)
+                at = eval_x([(cooldown_from, math.nan, math.nan, None, None)], view.whole, x_axis, t0)
                 data.x_marks = [x for x in at if x is not None]
         if compare is not None:
             x_lo, x_hi = (data.raw[0][0], data.raw[0][-1]) if recent and data.raw[0] else (None, None)

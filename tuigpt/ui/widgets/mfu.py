@@ -6,21 +6,21 @@ Shown with ``fmt.mfu``: a value over 100% is flagged as a stale peak, never show
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from tuigpt.run import fmt
 from tuigpt.run.numbers import WARMUP_ITERS, mfu_plausible
-from tuigpt.ui.guard import ShowsFailure, guarded
-from tuigpt.ui.history import HistoryView
+from tuigpt.run.model import Progress
+from tuigpt.ui.guard import guarded
+from tuigpt.ui.widgets.text_pane import TextPane
 
 
-class MfuPane(ShowsFailure, Static):
+class MfuPane(TextPane):
     def on_mount(self) -> None:
         self.border_title = "MFU"
         self.update(Text("MFU n/a (waiting for the run)", style="dim"))
 
     @guarded()
-    def show(self, view: HistoryView, peak_flops: float | None, peak_label: str) -> None:
+    def show(self, view: Progress, peak_flops: float | None, peak_label: str) -> None:
         text = Text()
         if not peak_flops:
             text.append("MFU n/a: no peak FLOP/s known", style="bold")

@@ -8,7 +8,8 @@ from rich.text import Text
 
 from tuigpt.run.projection import TargetProjection
 from tuigpt.ui import braille
-from tuigpt.ui.history import HistoryView, x_values
+from tuigpt.run.model import LossView
+from tuigpt.run.series import x_values
 
 PROJECTION_STYLE = "bold bright_green"
 TARGET_STYLE = "green"
@@ -16,7 +17,7 @@ POINTS = 48  # points along the projected curve
 MAX_STRETCH = 1.0  # the projection may add at most this much of the drawn x range to the chart
 
 
-def projection_curve(projection: TargetProjection | None, view: HistoryView, x_axis: str, tokens_per_iter: int | None,
+def projection_curve(projection: TargetProjection | None, view: LossView, x_axis: str, tokens_per_iter: int | None,
                      ms_per_iter: float | None, x_lo: float, x_hi: float) -> tuple[list[float], list[float], bool]:
     """(xs, ys, cut) of the projected curve on the chart's x axis, from the newest point on; ``cut`` when it had
     to stop before the crossing (it would have squashed the chart). Empty when there is nothing to draw."""
@@ -52,7 +53,7 @@ def projection_curve(projection: TargetProjection | None, view: HistoryView, x_a
     return [x for x in xs if x is not None], [e + a * t ** -alpha for t in tokens], cut
 
 
-def projection_layers(projection: TargetProjection | None, view: HistoryView | None, x_axis: str,
+def projection_layers(projection: TargetProjection | None, view: LossView | None, x_axis: str,
                       tokens_per_iter: int | None, ms_per_iter: float | None,
                       recent: bool = False) -> tuple[list[braille.Layer], Text | None]:
     """The chart's extra layers for a projection (the dashed curve, the target line) and its legend entry."""

@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
-
-from tuigpt.ui.guard import ShowsFailure
+from tuigpt.ui.widgets.text_pane import TextPane
 
 
 def get(obj: Any, name: str) -> Any:
@@ -18,18 +16,21 @@ def get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-class ReadingPane(ShowsFailure, Static):
+class ReadingPane(TextPane):
     """Subclasses set TITLE and implement ``describe(data) -> Text`` (and ``reasons(data)``)."""
 
     TITLE = ""
     reasons_shown: dict[str, str] = {}
     """The full reasons of the n/a fields of the reading shown (for the help screen)."""
+    reading: Any = ()
+    """The reading shown (the run model's newest; () before the first)."""
 
     def on_mount(self) -> None:
         self.border_title = self.TITLE
         self.update(Text("no reading yet", style="dim"))
 
     def show(self, data: Any) -> None:
+        self.reading = data
         try:
             self.show_text(self.describe(data))
             self.reasons_shown = self.reasons(data)

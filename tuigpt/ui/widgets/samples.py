@@ -1,4 +1,5 @@
-"""Generated samples: the newest first, with a short history to scroll back through (iteration, prompt, text).
+"""Generated samples: the newest first, with a short history to scroll back through (iteration, prompt, text); the
+run model keeps the last ones (``RunSnapshot.samples``).
 
 Focus it (``n`` or Tab) and ↑/↓, PgUp/PgDn, Home/End scroll; a new sample scrolls back to the top only when the
 reader was already there.
@@ -6,17 +7,14 @@ reader was already there.
 
 from __future__ import annotations
 
-from collections import deque
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from tuigpt.run.events import SampleGenerated
 from tuigpt.ui.guard import guarded
-
-KEPT = 10  # samples kept for scrolling back
 
 
 def prompt_label(prompt: str) -> str:
@@ -26,9 +24,11 @@ def prompt_label(prompt: str) -> str:
 
 
 class SamplesPane(VerticalScroll):
+    samples: reactive[tuple[SampleGenerated, ...]] = reactive(())
+    """The samples to show, oldest first."""
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.samples: deque[SampleGenerated] = deque(maxlen=KEPT)
         self._text = Static(Text("no sample yet (press s)", style="dim"), id="sample-text")
 
     def compose(self) -> ComposeResult:
@@ -36,18 +36,11 @@ class SamplesPane(VerticalScroll):
 
     def on_mount(self) -> None:
         self.border_title = "sample"
-        if self.samples:
-            self._render_samples()
 
     @guarded()
-    def show(self, sample: SampleGenerated) -> None:
-        if self.samples and (self.samples[-1].iter, self.samples[-1].time) == (sample.iter, sample.time):
-            return  # the same sample twice (history replay, then live)
-        self.samples.append(sample)
-        if self.is_mounted:
-            self._render_samples()
-
-    def _render_samples(self) -> None:
+    def watch_samples(self) -> None:
+        if not self.samples:
+            return
         newest = self.samples[-1]
         older = f" · {len(self.samples) - 1} older below" if len(self.samples) > 1 else ""
         self.border_title = f"sample @ iter {newest.iter:,} ({newest.seconds:.1f} s){older}"
@@ -59,7 +52,7 @@ class SamplesPane(VerticalScroll):
             text.append(sample.text.strip("\n") or "(empty)")
         at_top = self.scroll_y <= 0
         self._text.update(text)
-        if at_top:
+        if at_top and self.is_mounted:
             self.scroll_home(animate=False)
 
     def show_failure(self, text: Text) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from tuigpt.run.fmt import NA, count, duration
+from tuigpt.run.model import Progress
 from tuigpt.run.numbers import SPEED_WINDOW, WARMUP_ITERS
 from tuigpt.ui.guard import guarded
-from tuigpt.ui.history import HistoryView
 
 LABEL = 9
 
@@ -26,29 +27,34 @@ class SpeedPane(Vertical):
     SpeedPane Static { height: auto; }
     """
 
-    ranks = 1
-    """Processes of the run (the app sets it from the cluster timings): with several, this pane is rank 0's."""
+    progress: reactive[Progress | None] = reactive(None, always_update=True)
+    """What the pane shows (a snapshot's Progress)."""
+    ranks = reactive(1)
+    """Processes of the run (from the cluster timings): with several, this pane is rank 0's."""
 
-    def compose(self) -> ComposeResult:
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self._spark = Sparkline([], summary_function=max, id="ms-spark")
         self._text = Static(NA, id="speed-text")
+
+    def compose(self) -> ComposeResult:
         yield self._spark
         yield self._text
 
-    _view: HistoryView | None = None
-    _ready = False
-
     def on_mount(self) -> None:
         self.border_title = "speed"
-        self._ready = True
-        if self._view is not None:
-            self.show(self._view)
 
-    @guarded()
-    def show(self, view: HistoryView) -> None:
-        self._view = view
-        if not self._ready:
-            return  # drawn on mount
+    def watch_progress(self) -> None:
+        self._draw()
+
+    def watch_ranks(self) -> None:
+        self._draw()
+
+    @guarded("speed")
+    def _draw(self) -> None:
+        view = self.progress
+        if view is None:
+            return
         self._spark.data = view.ms_recent
         last, ms = view.last, view.ms_per_iter
         text = Text()

@@ -1,7 +1,8 @@
 """The header: run, model, device, colour-coded state, progress, elapsed, ETA, and an eval under way.
 
-Every line is fitted to the width it has (80 columns included): the least useful parts are shortened or left
-out first (the dtype's reason, the clock time of the ETA, the config's folders), never the eval interval.
+Drawn from the run model's snapshot (``snapshot``, reactive) and the app's ``note`` (a quit under way). Every
+line is fitted to the width it has (80 columns included): the least useful parts are shortened or left out
+first (the dtype's reason, the clock time of the ETA, the config's folders), never the eval interval.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
 
-from tuigpt.run.events import RunStarted, RunState
-from tuigpt.run.fmt import count
+from tuigpt.run import fmt
+from tuigpt.run.events import RunState
+from tuigpt.run.model import RunSnapshot
 
 # Named ANSI colours with a contrasting foreground: readable on 16-colour
 # terminals, and the state is spelled out too, so colour is never the only cue.
@@ -74,24 +77,21 @@ class StatusBar(Widget):
     StatusBar Bar { width: 24; }
     """
 
+    snapshot: reactive[RunSnapshot | None] = reactive(None, always_update=True)
+    """The run as the app's last tick saw it (None: no event yet)."""
+    note = reactive("")
+    """A short line beside the state, e.g. "saving checkpoint…"."""
+
     def __init__(self, config_path: str | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._config_path = config_path
-        self._state = RunState.STARTING
-        self._note = ""
-        self._run: RunStarted | None = None
-        self._eval_interval: int | None = None
-        self._next_eval_iter: int | None = None
-        self._progress: tuple[int | None, int | None, list[Part]] = (None, None, [])
-        self._ready = False  # children exist (values set before then are drawn on mount)
-
-    def compose(self) -> ComposeResult:
-        # kept as attributes: children of the inner Horizontal mount later than this widget
         self._run_line = Static(id="run-line")
         self._model_line = Static(id="model-line")
         self._iter_label = Static("iter –", id="iter-label")
         self._bar = ProgressBar(total=None, show_eta=False, id="progress")
         self._time_label = Static(id="time-label")
+
+    def compose(self) -> ComposeResult:
         yield self._run_line
         yield self._model_line
         with Horizontal(id="progress-line"):
@@ -99,12 +99,14 @@ class StatusBar(Widget):
             yield self._bar
             yield self._time_label
 
-    def on_mount(self) -> None:
-        self._ready = True
-        self._render_all()
-
     def on_resize(self) -> None:
         self.call_after_refresh(self._render_all)  # the labels' widths are known after the layout
+
+    def watch_snapshot(self) -> None:
+        self._render_all()
+
+    def watch_note(self) -> None:
+        self._render_run_line()
 
     def _render_all(self) -> None:
         self._render_run_line()
@@ -113,49 +115,24 @@ class StatusBar(Widget):
 
     @property
     def state(self) -> RunState:
-        return self._state
-
-    def set_run(self, run: RunStarted) -> None:
-        self._run = run
-        self._eval_interval = run.eval_interval
-        if run.config_path:
-            self._config_path = run.config_path
-        self._render_run_line()
-        self._render_model_line()
-
-    def set_state(self, state: RunState, note: str | None = None) -> None:
-        self._state = state
-        if note is not None:
-            self._note = note
-        self._render_run_line()
-
-    def set_note(self, note: str) -> None:
-        """A short line beside the state, e.g. "saving checkpoint…"."""
-        self._note = note
-        self._render_run_line()
-
-    def set_eval_interval(self, interval: int, next_eval_iter: int | None = None) -> None:
-        self._eval_interval = interval
-        self._next_eval_iter = next_eval_iter
-        self._render_model_line()
-
-    def set_progress(self, iteration: int | None, max_iters: int | None, times: Sequence[Part]) -> None:
-        """The iteration, and the time parts (priority, text, style) fitted after the bar."""
-        self._progress = (iteration, max_iters, list(times))
-        self._render_progress()
+        return self.snapshot.state if self.snapshot is not None else RunState.STARTING
 
     def _width(self, widget: Widget) -> int:
         return widget.size.width or self.size.width or 80
 
     def _render_progress(self) -> None:
-        if not self._ready:
+        snap = self.snapshot
+        if snap is None or snap.run is None:
+            self._update(self._iter_label, "iter –")
+            self._update(self._time_label, "")
             return
-        iteration, max_iters, times = self._progress
-        label = "iter –" if iteration is None else f"iter {iteration:,}/{max_iters:,}" if max_iters else f"iter {iteration:,}"
-        self._update(self._iter_label, label)
+        run, outcome, max_iters = snap.run, snap.outcome, snap.run.max_iters
+        last = snap.progress.last
+        iteration = outcome.iter if outcome is not None else (last.iter if last is not None else run.start_iter)
+        self._update(self._iter_label, f"iter {iteration:,}/{max_iters:,}" if max_iters else f"iter {iteration:,}")
         if max_iters:
             self._bar.update(total=max_iters, progress=min(iteration or 0, max_iters))
-        self._update(self._time_label, fit(times, self._width(self._time_label), "  "))
+        self._update(self._time_label, fit(time_parts(snap), self._width(self._time_label), "  "))
 
     @staticmethod
     def _update(static: Static, content: str | Text) -> None:
@@ -165,40 +142,65 @@ class StatusBar(Widget):
             static.update(content)
 
     def _render_run_line(self) -> None:
-        if not self._ready:
-            return
+        snap = self.snapshot
+        run = snap.run if snap is not None else None
         width = self._width(self._run_line)
-        badge = f" {self._state.value} "
-        name = self._run.run_name if self._run is not None else "waiting for the run to start…"
-        room = width - len(badge) - 1 - len(name) - (len(self._note) + 2 if self._note else 0) - 2
-        text = Text.assemble((badge, STATE_STYLES.get(self._state, "reverse")), " ")
-        text.append(name, style="bold" if self._run is not None else "italic")
-        if self._config_path and room >= 8:
-            text.append(f"  {short_path(self._config_path, room)}", style="dim")
-        if self._note:
+        state = self.state
+        badge = f" {state.value} "
+        name = run.run_name if run is not None else "waiting for the run to start…"
+        config_path = run.config_path if run is not None and run.config_path else self._config_path
+        note = self.note
+        room = width - len(badge) - 1 - len(name) - (len(note) + 2 if note else 0) - 2
+        text = Text.assemble((badge, STATE_STYLES.get(state, "reverse")), " ")
+        text.append(name, style="bold" if run is not None else "italic")
+        if config_path and room >= 8:
+            text.append(f"  {short_path(config_path, room)}", style="dim")
+        if note:
             text.append("  ")
-            text.append(self._note, style="bold reverse")
+            text.append(note, style="bold reverse")
         text.truncate(width, overflow="ellipsis")
         self._update(self._run_line, text)
 
     def _render_model_line(self) -> None:
-        if not self._ready:
-            return
-        run = self._run
-        if run is None:
+        snap = self.snapshot
+        run = snap.run if snap is not None else None
+        if snap is None or run is None:
             self._update(self._model_line, "")
             return
-        parts: list[Part] = [(9, f"{count(run.n_params)} params", "bold"), (8, f"{run.device} {run.dtype}", "")]
+        parts: list[Part] = [(9, f"{fmt.count(run.n_params)} params", "bold"), (8, f"{run.device} {run.dtype}", "")]
         if run.dtype_reason:
             parts.append((2, f"({run.dtype_reason})", "dim"))
-        if self._eval_interval:
-            parts.append((10, f"eval every {self._eval_interval:,}", ""))
-            if self._next_eval_iter is not None:
-                parts.append((3, f"(next {self._next_eval_iter:,})", "dim"))
+        schedule = snap.schedule
+        if schedule.interval:
+            parts.append((10, f"eval every {schedule.interval:,}", ""))
+            if schedule.next_eval is not None:
+                parts.append((3, f"(next {schedule.next_eval:,})", "dim"))
         if run.resumed:
             parts.append((5, f"resumed at {run.start_iter:,}", "italic"))
         self._update(self._model_line, fit(parts, self._width(self._model_line)))
 
     def show_failure(self, text: Text) -> None:
-        self._note = text.plain.splitlines()[0][:60]
-        self._render_run_line()
+        self.note = text.plain.splitlines()[0][:60]
+
+
+def time_parts(snap: RunSnapshot) -> list[Part]:
+    """The progress line after the bar: an eval under way, elapsed, ETA and when, paused, the target."""
+    run, outcome = snap.run, snap.outcome
+    assert run is not None
+    now = outcome.time if outcome is not None else (snap.now if snap.now is not None else run.time)
+    parts: list[Part] = [(6, f"elapsed {fmt.duration(now - run.time)}", "")]
+    evaluating = snap.evaluating if snap.state == RunState.EVALUATING and outcome is None else None
+    if evaluating is not None:
+        first = " the untrained model" if snap.evals_seen == 0 and not run.resumed else ""
+        parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches, "
+                         f"{fmt.duration(evaluating.seconds)}", "bold"))
+    if outcome is None:
+        eta = snap.progress.eta_seconds
+        parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step yet", ""))
+        if snap.state == RunState.PAUSED:
+            parts.append((9, "(paused)", "bold"))
+        elif eta is not None:
+            parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
+    if snap.target.status:
+        parts.append((7, snap.target.status, ""))  # asked for (target_loss, T): kept before the elapsed time
+    return parts

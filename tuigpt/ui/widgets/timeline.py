@@ -18,7 +18,7 @@ class SampleTimeline(VerticalScroll):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.samples: list[SampleGenerated] = []
+        self.samples: tuple[SampleGenerated, ...] = ()  # the run model's timeline, oldest first
         self.index: int | None = None  # None: follow the newest
         self._text = Static(Text("no timeline samples yet (sample_every_eval: true)", style="dim"), id="timeline-text")
 
@@ -30,8 +30,8 @@ class SampleTimeline(VerticalScroll):
         self._draw()
 
     @guarded()
-    def update_samples(self, samples: list[SampleGenerated]) -> None:
-        if [s.time for s in samples] != [s.time for s in self.samples]:
+    def update_samples(self, samples: tuple[SampleGenerated, ...]) -> None:
+        if samples != self.samples:
             self.samples = samples
             self._draw()
 

@@ -1,4 +1,4 @@
-"""The UI's bounded history and derived numbers (EMA, ETA), without Textual."""
+"""The run model: its bounded loss curve and derived numbers (EMA, speed, ETA), what it words, without Textual."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 
 from tuigpt.run.events import CheckpointWritten, EvalResult, HistoryLoaded, IterationStats, Notice
 from tuigpt.run.numbers import WARMUP_ITERS
-from tuigpt.ui.history import DownsampledSeries, RunHistory
+from tuigpt.run.model import RunModel
+from tuigpt.run.series import DownsampledSeries
 from support.fake_run import iteration, run_started
 
 
@@ -28,11 +29,17 @@ def test_a_million_points_stay_bounded_and_span_the_whole_run() -> None:
     assert len(recent) == 2000 and recent[0][0] == 998_000 and recent[-1][0] == 999_999
 
 
-def test_run_history_is_bounded_too() -> None:
-    history = RunHistory()
-    history.extend_losses((i, 3.0 - i * 1e-6) for i in range(200_000))
-    assert len(history) <= 4100
-    view = history.snapshot()
+def _losses(model: RunModel, points) -> None:  # noqa: ANN001
+    for i, loss in points:
+        model.record(IterationStats(iter=i, loss=loss, lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0, mfu=None,
+                                    tokens_seen=i, train_seconds=0.0, time=0.0), words=False)
+
+
+def test_the_models_loss_curve_is_bounded_too() -> None:
+    model = RunModel()
+    _losses(model, ((i, 3.0 - i * 1e-6) for i in range(200_000)))
+    view = model.snapshot().loss
+    assert len(view.whole) <= 2002
     assert view.whole[0][0] == 0 and view.whole[-1][0] == 199_999
     assert len(view.recent) == 500 and view.recent[-1][0] == 199_999
 
@@ -64,70 +71,71 @@ def test_max_coarse_must_be_even() -> None:
 
 
 def test_ema_is_debiased_and_smooths() -> None:
-    history = RunHistory()
-    history.extend_losses([(0, 4.0), (1, 2.0)])
-    smooth = [p[2] for p in history.snapshot().whole]
+    model = RunModel()
+    _losses(model, [(0, 4.0), (1, 2.0)])
+    smooth = [p[2] for p in model.snapshot().loss.whole]
     assert smooth[0] == pytest.approx(4.0)
     assert 2.0 < smooth[1] < 4.0
 
 
 def test_history_loaded_records_are_drawn_and_live_points_continue() -> None:
-    history = RunHistory()
+    model = RunModel()
     events = [iteration(i, time=float(i)) for i in range(100)]
     events.insert(51, EvalResult(iter=50, train_loss=2.9, val_loss=3.1, best_val_loss=3.1, is_best=True, seconds=1.0))
     events.append(Notice(level="info", message="not drawn"))
-    history.record(HistoryLoaded(events=events, time=0.0))
-    history.record(iteration(100, time=1.0, start_iter=100))
-    view = history.snapshot()
+    model.record(HistoryLoaded(events=events, time=0.0))
+    model.record(iteration(100, time=1.0, start_iter=100))
+    view = model.snapshot().loss
     assert view.whole[0][0] == 0 and view.whole[-1][0] == 100
-    assert view.evals == [(50, 2.9, 3.1)]
-    assert view.best_eval == (50, 2.9, 3.1)
+    assert view.evals == [(50, 2.9, 3.1, None, None)]  # no bits per byte in this record
+    assert view.best_eval == (50, 2.9, 3.1, None, None)
 
 
 def test_averages_skip_the_warm_up_and_eval_time_adds_up() -> None:
-    history = RunHistory()
-    history.record(run_started(time=0.0))
+    model = RunModel()
+    model.record(run_started(time=0.0))
     for i in range(WARMUP_ITERS):
-        history.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=1000.0, tokens_per_sec=1.0, mfu=0.01, tokens_seen=0, train_seconds=0.0, time=0.0))
-    assert history.snapshot().tokens_per_sec_avg is None
+        model.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=1000.0, tokens_per_sec=1.0, mfu=0.01, tokens_seen=0, train_seconds=0.0, time=0.0))
+    assert model.snapshot().progress.tokens_per_sec_avg is None
     for i in range(WARMUP_ITERS, WARMUP_ITERS + 3):
-        history.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=100.0, mfu=0.4, tokens_seen=0, train_seconds=0.0, time=0.0))
-    history.record(EvalResult(iter=10, train_loss=1.0, val_loss=1.2, best_val_loss=1.2, is_best=True, seconds=3.0, time=0.0))
-    history.record(EvalResult(iter=20, train_loss=1.0, val_loss=1.3, best_val_loss=1.2, is_best=False, seconds=1.0, time=0.0))
-    history.record(CheckpointWritten(iter=20, path="x.pt", reason="eval", seconds=0.5, time=0.0))
-    view = history.snapshot()
+        model.record(IterationStats(iter=i, loss=3.0, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=100.0, mfu=0.4, tokens_seen=0, train_seconds=0.0, time=0.0))
+    model.record(EvalResult(iter=10, train_loss=1.0, val_loss=1.2, best_val_loss=1.2, is_best=True, seconds=3.0, time=0.0))
+    model.record(EvalResult(iter=20, train_loss=1.0, val_loss=1.3, best_val_loss=1.2, is_best=False, seconds=1.0, time=0.0))
+    model.record(CheckpointWritten(iter=20, path="x.pt", reason="eval", seconds=0.5, time=0.0))
+    snap = model.snapshot()
+    view = snap.progress
     assert view.tokens_per_sec_avg == pytest.approx(100.0)
     assert view.mfu_avg == pytest.approx(0.4)
     assert view.mean_eval_seconds == pytest.approx(2.0)
     assert view.checkpoint_seconds == pytest.approx(0.5)
-    assert view.best_eval == (10, 1.0, 1.2)
+    assert snap.loss.best_eval == (10, 1.0, 1.2, None, None)
 
 
 def test_evals_are_thinned_not_unbounded() -> None:
-    history = RunHistory(max_evals=100)
+    model = RunModel(max_evals=100)
     for i in range(1000):
-        history.record(EvalResult(iter=i, train_loss=1.0, val_loss=2.0 - i * 1e-4, best_val_loss=0.0, is_best=True, seconds=0.0, time=0.0))
-    view = history.snapshot()
+        model.record(EvalResult(iter=i, train_loss=1.0, val_loss=2.0 - i * 1e-4, best_val_loss=0.0, is_best=True, seconds=0.0, time=0.0))
+    view = model.snapshot().loss
     assert len(view.evals) <= 101
     assert view.evals[0][0] == 0 and view.evals[-1][0] == 999
     assert view.best_eval is not None and view.best_eval[0] == 999
 
 
 def test_appending_from_another_thread_while_reading() -> None:
-    history = RunHistory(recent=100, max_coarse=100)
+    model = RunModel(recent=100, max_coarse=100)
     stop = threading.Event()
 
     def writer() -> None:
         i = 0
         while not stop.is_set() and i < 200_000:
-            history.record(IterationStats(iter=i, loss=1.0, lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0, mfu=None, tokens_seen=i, train_seconds=0.0, time=0.0))
+            model.record(IterationStats(iter=i, loss=1.0, lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0, mfu=None, tokens_seen=i, train_seconds=0.0, time=0.0))
             i += 1
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
         for _ in range(200):
-            view = history.snapshot()
+            view = model.snapshot().loss
             iters = [p[0] for p in view.whole]
             assert iters == sorted(iters)
     finally:
@@ -135,10 +143,10 @@ def test_appending_from_another_thread_while_reading() -> None:
         thread.join()
 
 
-def test_version_moves_only_on_change() -> None:
-    history = RunHistory()
-    v = history.version
-    history.record(Notice(level="info", message="hello", time=0.0))
-    assert history.version == v
-    history.record(iteration(0, time=0.0))
-    assert history.version == v + 1
+def test_the_loss_version_moves_only_when_the_curve_changes() -> None:
+    model = RunModel()
+    v = model.snapshot().loss.version
+    model.record(Notice(level="info", message="hello", time=0.0))
+    assert model.snapshot().loss.version == v
+    model.record(iteration(0, time=0.0))
+    assert model.snapshot().loss.version == v + 1
