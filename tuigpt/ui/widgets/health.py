@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tuigpt.run import fmt
-from tuigpt.ui.guard import failure_text, guarded
+from tuigpt.ui.isolation import failure_text, guarded
 from tuigpt.run.model import HealthPoint, HealthView
 
 TICKS = "▁▂▃▄▅▆▇█"

@@ -27,7 +27,7 @@ from textual.widget import Widget
 from tuigpt.run.fmt import count, duration
 from tuigpt.ui import braille
 from tuigpt.ui.compare import CompareCurve
-from tuigpt.ui.guard import guarded
+from tuigpt.ui.isolation import guarded
 from tuigpt.run.model import LossView
 from tuigpt.run.series import eval_x, x_values
 
