@@ -25,10 +25,10 @@ from tuigpt.engine.trainer import Trainer  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
+from tuigpt.run.model import RunModel  # noqa: E402
 from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
 from tuigpt.telemetry.poller import TelemetryPoller, default_readers  # noqa: E402
 from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
-from tuigpt.run.model import RunModel  # noqa: E402
 
 
 def main() -> None:

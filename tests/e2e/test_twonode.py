@@ -279,4 +279,4 @@ def test_no_route_to_master_is_one_line_naming_the_interfaces(pair: NetnsPair, t
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: no route from this host to master_addr 10.99.0.1"), done.stderr
-    assert f"GLOO_SOCKET_IFNAME=<name>; interfaces here: " in done.stderr and pair.dev[1] in done.stderr
+    assert "GLOO_SOCKET_IFNAME=<name>; interfaces here: " in done.stderr and pair.dev[1] in done.stderr

@@ -190,6 +190,13 @@ def test_no_module_adds_methods_to_a_class_from_another() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_ruff_is_clean() -> None:
+    """pyflakes, pycodestyle's errors, import order and the banned imports (the rules pinned in pyproject.toml)."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_runs_and_watch_help_work_where_torch_cannot_be_imported(tmp_path: Path) -> None:
     blocker = tmp_path / "blocked" / "torch"
     blocker.mkdir(parents=True)

@@ -29,8 +29,8 @@ from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
-from tuigpt.engine.schedule import cooldown_from, lr_for
 from tuigpt.engine.sampling import sample_events
+from tuigpt.engine.schedule import cooldown_from, lr_for
 from tuigpt.engine.step import Stepper, StepResult
 from tuigpt.run import events as ev
 from tuigpt.run import fmt

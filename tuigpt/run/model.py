@@ -227,13 +227,16 @@ class RunModel:
             settled = self._settled
             self._fold(event)
             self._version += 1
-            context = self._context(event, settled) if words else None
+            try:
+                context = self._context(event, settled) if words else None
+            except Exception:  # a projection that cannot be fitted on a foreign record: the words go without it
+                context = Context(settled=settled)
         if context is None:
             return []
         try:
             return lines_for(event, context)
         except Exception as exc:  # a foreign record with a field of the wrong type: said, not raised
-            return [Line(f"warning: cannot word a {type(event).__name__} event ({type(exc).__name__}: {exc})",
+            return [Line(f"warning: cannot word this {type(event).__name__} ({type(exc).__name__}: {exc})",
                          "warning")]
 
     def ask(self, command: Command) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tuigpt.run.events import EndReason
 from tuigpt.run.metrics_log import load_history
 from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record, loads
@@ -80,7 +81,7 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
     elif "failed" in last:
         state = "failed"
     elif "finish" in last:
-        state = "done" if last["finish"].get("reason") == "done" else "stopped"
+        state = "done" if last["finish"].get("reason") == EndReason.DONE else "stopped"
     else:
         state = "interrupted"
     iteration = last.get("finish", last.get("failed", last.get("iter", {}))).get("iter")

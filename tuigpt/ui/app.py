@@ -378,7 +378,7 @@ class TuiGptApp(App[int]):
         """The Health pane when shown and changed, and the timeline's samples."""
         if self._show_health and snap.health.version != self._health_drawn:
             self._health_drawn = snap.health.version
-            self._health_pane.show(snap.health)
+            self._health_pane.view = snap.health
         self._timeline.update_samples(snap.timeline)
 
     # ------------------------------------------------------------ failures inside the monitor

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tuigpt.run.events import HistoryLoaded
 from tuigpt.run.metrics_log import history_events, load_history
-from tuigpt.run.rundir import RunDir
 from tuigpt.run.model import RunModel
+from tuigpt.run.rundir import RunDir
 from tuigpt.run.series import EvalPoint, LossPoint
 
 

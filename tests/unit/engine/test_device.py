@@ -38,7 +38,7 @@ def test_gpu_dtype_auto_times_bf16_else_fp16_with_scaling(monkeypatch: pytest.Mo
 
     def measure(low: str) -> tuple[str, str]:
         timed.append(low)
-        return low, f"auto: measured 2.10x float32's speed here"
+        return low, "auto: measured 2.10x float32's speed here"
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision("auto", cuda, measure).name == "bfloat16"
