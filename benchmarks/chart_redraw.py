@@ -32,8 +32,8 @@ from textual.widget import Widget
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tuigpt.run.numbers import Ema  # noqa: E402
 from tuigpt.run.model import RunModel  # noqa: E402
+from tuigpt.run.numbers import Ema  # noqa: E402
 from tuigpt.ui.widgets.loss import LossChart  # noqa: E402
 
 SIZE = (78, 24)  # the chart's box in the 120x40 monitor

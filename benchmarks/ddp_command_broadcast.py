@@ -57,8 +57,8 @@ def rank_main(rank: int, port: int, rounds: int, iterations: int, out_dir: str) 
     trainer = Trainer(config, cluster=cluster)
     step_ms = []
     for _ in range(iterations):
-        trainer._handle_commands()  # the boundary broadcast, as in the loop
-        step_ms.append(trainer.train_step()[1])
+        trainer._boundary()  # the boundary broadcast, as in the loop
+        step_ms.append(trainer.train_step().ms)
     iteration_us = statistics.median(step_ms[10:]) * 1000 + statistics.median(broadcast_us)
     if rank == 0:
         b = statistics.median(broadcast_us)

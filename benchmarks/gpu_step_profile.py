@@ -1,6 +1,6 @@
 """Where tuigpt's GPU step spends what nanoGPT's loop does not: the GPU's own timeline of both, in one process.
 
-Profiles N steps of tuigpt's trainer (the GPT-2 config, the trainer's own step with run-ahead) and N steps of a plain
+Profiles N steps of tuigpt's trainer (the GPT-2 config, the trainer's own step) and N steps of a plain
 nanoGPT-style loop on the same model shape (fused AdamW, clip, a loss read every 10 steps as nanoGPT logs), both
 compiled, bf16 (with --cuda-graphs also the plain loop under torch.compile's reduce-overhead), and prints per step
 the wall-clock time (the variants alternating) and, profiled: the span from the first kernel to the last, the time the GPU was busy (the
@@ -64,7 +64,7 @@ def tuigpt_steps(data: str, batch: int, accum: int):  # noqa: ANN201
 
     def run(n: int) -> None:
         for k in range(n):
-            trainer.train_step(run_ahead=k < n - 1)
+            trainer.train_step()
 
     return run
 

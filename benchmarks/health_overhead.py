@@ -33,19 +33,20 @@ from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 
 
-def update_without_health(stepper: Stepper, loss_sum: torch.Tensor, detail: bool) -> StepResult:
-    """Stepper.update as it was before the health numbers (the baseline)."""
+def update_without_health(stepper: Stepper, loss_sum: torch.Tensor,
+                          detail: bool) -> tuple[torch.Tensor, StepResult]:
+    """Stepper.update as it was before the health numbers (the baseline): what to read, and the result."""
     if stepper.grad_clip:
         stepper.scaler.unscale_(stepper.optimizer)
         torch.nn.utils.clip_grad_norm_(stepper.raw_model.parameters(), stepper.grad_clip)
     loss_value = loss_sum.item()
     if not math.isfinite(loss_value):
         stepper.optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_value, 0.0, False)
+        return loss_sum.reshape(1), StepResult(loss_value, 0.0, False)
     stepper.scaler.step(stepper.optimizer)
     stepper.scaler.update()
     stepper.optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_value, 0.0, True)
+    return loss_sum.reshape(1), StepResult(loss_value, 0.0, True)
 
 
 def chunk(trainer: Trainer, steps: int, health: bool) -> float:
@@ -57,11 +58,12 @@ def chunk(trainer: Trainer, steps: int, health: bool) -> float:
         stepper.update = lambda loss_sum, detail=False: update_without_health(stepper, loss_sum, detail)  # type: ignore[method-assign]
     t0 = time.perf_counter()
     for _ in range(steps):
-        loss, ms = trainer.train_step()
+        step = trainer.train_step()
+        loss, ms = step.loss, step.ms
         if health:
             for event in trainer._loss_watch.check(trainer.iter_num, loss):
                 trainer.bus.publish(event)
-            trainer._publish_iteration(loss, ms)
+            trainer._publish_iteration(step)
         else:
             tps = trainer.tokens_per_iter / (ms / 1000.0)
             trainer.bus.publish(IterationStats(iter=trainer.iter_num, loss=loss, lr=trainer.optimizer.param_groups[0]["lr"],

@@ -25,10 +25,10 @@ from tuigpt.engine.trainer import Trainer  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
-from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
-from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers  # noqa: E402
-from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
 from tuigpt.run.model import RunModel  # noqa: E402
+from tuigpt.run.rundir import METRICS_FILE  # noqa: E402
+from tuigpt.telemetry.poller import TelemetryPoller, default_readers  # noqa: E402
+from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
         trainer.bus.subscribe(writer)
         model = RunModel()  # what the monitor keeps, fed every event as the monitor feeds it
         trainer.bus.subscribe(lambda event: model.record(event, words=not isinstance(event, IterationStats)))
-        sampler = TelemetrySampler(trainer.bus.publish, default_samplers("cpu"), interval=1.0)
+        sampler = TelemetryPoller(trainer.bus.publish, default_readers("cpu"), interval=1.0)
         sampler.start()
         readings: list[tuple[int, float]] = []
 

@@ -32,9 +32,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tuigpt.engine.build import assemble
-from tuigpt.engine.step import Stepper
-from tuigpt.run.configfile import load_config
+from tuigpt.engine.build import assemble  # noqa: E402
+from tuigpt.engine.step import Stepper  # noqa: E402
+from tuigpt.run.configfile import load_config  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from time_to_loss import TUI_EVAL, race
+from time_to_loss import TUI_EVAL, race  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 ITER_MS = re.compile(r"^iter (\d+)/\d+ \|.* \| ([\d.]+) ms/it \|")

@@ -1,7 +1,7 @@
 """How much CPU the telemetry thread costs: must stay under 1% of one core at a 1 s interval.
 
-Runs the real CPU and GPU samplers for ~10 s while the main thread sleeps, then reads
-the sampler thread's own CPU time (user + system, from /proc via psutil) and prints it
+Runs the real CPU and GPU readers for ~10 s while the main thread sleeps, then reads
+the telemetry thread's own CPU time (user + system, from /proc via psutil) and prints it
 as a percentage of one core. Usage: python benchmarks/telemetry_overhead.py [seconds] [interval]
 """
 
@@ -14,9 +14,9 @@ import time
 import psutil
 
 from tuigpt.run.events import Event
-from tuigpt.telemetry.cpu import CpuSampler
-from tuigpt.telemetry.gpu import GpuSampler
-from tuigpt.telemetry.sampler import TelemetrySampler
+from tuigpt.telemetry.cpu import CpuReader
+from tuigpt.telemetry.gpu import GpuReader
+from tuigpt.telemetry.poller import TelemetryPoller
 
 
 def thread_cpu_seconds(native_id: int) -> float:
@@ -28,7 +28,7 @@ def thread_cpu_seconds(native_id: int) -> float:
 
 def main(seconds: float = 10.0, interval: float = 1.0) -> int:
     published: list[Event] = []
-    telemetry = TelemetrySampler(published.append, {"cpu": CpuSampler(), "gpu": GpuSampler()}, interval=interval)
+    telemetry = TelemetryPoller(published.append, {"cpu": CpuReader(), "gpu": GpuReader()}, interval=interval)
     process = psutil.Process()
     proc_before = sum(process.cpu_times()[:2])
     telemetry.start()
@@ -40,7 +40,7 @@ def main(seconds: float = 10.0, interval: float = 1.0) -> int:
     telemetry.stop()
     proc_used = sum(process.cpu_times()[:2]) - proc_before
     percent = used / wall * 100
-    print(f"sampler thread: {used * 1000:.1f} ms CPU over {wall:.1f} s wall, {len(published)} snapshots "
+    print(f"telemetry thread: {used * 1000:.1f} ms CPU over {wall:.1f} s wall, {len(published)} snapshots "
           f"at {interval:g} s interval -> {percent:.3f}% of one core")
     print(f"whole process meanwhile (main thread asleep): {proc_used * 1000:.1f} ms CPU -> {proc_used / wall * 100:.3f}%")
     print("OK: under 1% of one core" if percent < 1.0 else "TOO EXPENSIVE: over 1% of one core")

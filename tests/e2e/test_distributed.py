@@ -233,33 +233,22 @@ def _spawned_rank_asking(rank: int, port: int, values: dict, out: str) -> None:
     if rank == 0:
         trainer.bus.subscribe(front_end)
     trainer.run()
-    torch.save({"weights": trainer.raw_model.state_dict(), "written": written, "iter": trainer.iter_num,
-                "ahead": trainer.stepper.can_run_ahead}, Path(out) / f"rank{rank}.pt")
+    torch.save({"weights": trainer.raw_model.state_dict(), "written": written, "iter": trainer.iter_num},
+               Path(out) / f"rank{rank}.pt")
     cluster.close()
 
 
-def test_ranks_running_ahead_hold_the_same_boundaries_and_train_as_without(tiny_config, tmp_path,
-                                                                           monkeypatch) -> None:
-    """Run-ahead (on by default on CUDA, asked for here on the CPU): rank 0's commands reach the other ranks
-    with a step, so all of them stop running ahead at the same boundary (a mismatch would leave one rank in a
-    collective alone until ddp_timeout). Same weights as 2 ranks without run-ahead, bit for bit."""
-    runs = {}
-    for ahead in ("1", "0"):
-        monkeypatch.setenv("TUIGPT_RUN_AHEAD", ahead)
-        out = tmp_path / f"ahead{ahead}"
-        out.mkdir()
-        values = tiny_config(run_name=f"ahead{ahead}", ddp_timeout=float(TIMEOUT), max_iters=12, eval_interval=100,
-                             dropout=0.0).to_dict()
-        torch.multiprocessing.spawn(_spawned_rank_asking, args=(free_port(), values, str(out)), nprocs=2, join=True)
-        runs[ahead] = [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
-    ahead, inline = runs["1"], runs["0"]
-    assert ahead[0]["ahead"] and ahead[1]["ahead"] and not inline[0]["ahead"]
-    assert inline[0]["written"] == [3]  # without run-ahead, at the boundary right after the request
-    assert len(ahead[0]["written"]) == 1 and 4 <= ahead[0]["written"][0] <= 6  # within the steps already queued
-    for run in (ahead, inline):
-        assert run[0]["iter"] == run[1]["iter"] == 12
-        assert all(torch.equal(run[0]["weights"][k], run[1]["weights"][k]) for k in run[0]["weights"])
-    assert all(torch.equal(ahead[0]["weights"][k], inline[0]["weights"][k]) for k in ahead[0]["weights"])
+def test_ranks_apply_rank_0s_commands_at_the_same_boundary(tiny_config, tmp_path) -> None:
+    """Rank 0's front end asks for a checkpoint and a new eval interval after iteration 3: both ranks apply them at
+    the boundary right after (a mismatch would leave one rank in a collective alone until ddp_timeout), and train
+    on to the same weights."""
+    values = tiny_config(run_name="asking", ddp_timeout=float(TIMEOUT), max_iters=12, eval_interval=100,
+                         dropout=0.0).to_dict()
+    torch.multiprocessing.spawn(_spawned_rank_asking, args=(free_port(), values, str(tmp_path)), nprocs=2, join=True)
+    run = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert run[0]["written"] == [3]
+    assert run[0]["iter"] == run[1]["iter"] == 12
+    assert all(torch.equal(run[0]["weights"][k], run[1]["weights"][k]) for k in run[0]["weights"])
 
 
 def _untrained(tiny_config) -> torch.Tensor:

@@ -144,6 +144,37 @@ def test_no_mixins_a_class_lives_in_one_file() -> None:
     assert not mixed, "\n".join(mixed)
 
 
+def _declared(cls: ast.ClassDef) -> set[str]:
+    """What a class declares: its methods and class attributes, and every self.X it assigns."""
+    names = {n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {t.id for n in cls.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    names |= {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    for node in ast.walk(cls):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        names |= {t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                  and t.value.id == "self"}
+    return names
+
+
+def test_no_base_class_uses_attributes_only_its_subclass_has() -> None:
+    """The one-base mixin (Trainer(Chores) was one): a tuigpt class that others extend, with no base of its own,
+    whose methods read self.X that it never declares: half a class, the other half in another file."""
+    classes = {node.name: node for tree in TREES.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    extended = {_base_name(b) for c in classes.values() for b in c.bases} & set(classes)
+    wrong = []
+    for name in sorted(extended):
+        cls = classes[name]
+        if any(_base_name(b) not in PLAIN_BASES for b in cls.bases):
+            continue  # it extends a class of its own (Textual's, torch's): what it reads may come from there
+        declared = _declared(cls)
+        used = {n.attr for n in ast.walk(cls) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                and n.value.id == "self" and isinstance(n.ctx, ast.Load)}
+        if used - declared:
+            wrong.append(f"{name} uses {', '.join(sorted(used - declared))} without declaring them")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_module_adds_methods_to_a_class_from_another() -> None:
     """The other way to spread a class: assigning to an imported class's attributes (Trainer.x = f)."""
     wrong = []
@@ -157,6 +188,13 @@ def test_no_module_adds_methods_to_a_class_from_another() -> None:
                             target.value.id in imported:
                         wrong.append(f"{module}: {ast.unparse(target)} = …")
     assert not wrong, "\n".join(wrong)
+
+
+def test_ruff_is_clean() -> None:
+    """pyflakes, pycodestyle's errors, import order and the banned imports (the rules pinned in pyproject.toml)."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_runs_and_watch_help_work_where_torch_cannot_be_imported(tmp_path: Path) -> None:

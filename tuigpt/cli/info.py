@@ -9,9 +9,9 @@ from tuigpt.cli.args import Parser
 from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import flops as format_flops
-from tuigpt.telemetry.cpu import CpuSampler
+from tuigpt.telemetry.cpu import CpuReader
 from tuigpt.telemetry.cpuinfo import CpuInfo, read_cpu_info
-from tuigpt.telemetry.gpu import GpuSampler
+from tuigpt.telemetry.gpu import GpuReader
 from tuigpt.telemetry.peak import (
     DTYPES,
     Calibration,
@@ -85,7 +85,7 @@ def _cuda_names(torch: Any) -> list[str]:
 def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
     """Print the machine description and its peaks; measures (≤ 2 s a dtype) unless cached or ``measure`` is False."""
     info = read_cpu_info()
-    cpu = CpuSampler().sample()
+    cpu = CpuReader().read()
     torch = _torch()
     threads = _default_threads(info)
     w = lambda *parts: print(*parts, file=out)  # noqa: E731
@@ -117,7 +117,7 @@ def print_info(out: TextIO = sys.stdout, *, measure: bool = True) -> int:
         w(f"  threads      {torch.threads} intra-op (peaks below use {threads}: the physical cores)")
 
     w("GPU")
-    gpus = GpuSampler().sample()
+    gpus = GpuReader().read()
     w(f"  NVML         {gpus.status}")
     for g in gpus.gpus:
         mem = f"{_gib(g.mem_used_bytes)} / {_gib(g.mem_total_bytes)}"

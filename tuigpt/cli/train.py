@@ -13,7 +13,6 @@ from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import split_batch, unsplittable_fix
 
-
 OPTIONS = ("--headless", "--resume", "--netcheck", "--nproc", "--compare", "--help")  # besides --key=value
 
 

@@ -19,8 +19,8 @@ import torch
 
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import atomic_file
-from tuigpt.run.user_files import open_regular, stat_regular
 from tuigpt.run.fmt import clip
+from tuigpt.run.user_files import open_regular, stat_regular
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model", "model_args", "config", "iter_num", "tokenizer")

@@ -81,13 +81,15 @@ def _same_after_auto(key: str, old: Any, new: Any) -> bool:
 
 
 class CheckpointManager:
-    """Checkpoints of one run directory; only rank 0 writes."""
+    """Checkpoints of one run directory: when an eval writes one, and writing it (only rank 0 writes)."""
 
     def __init__(self, run_dir: RunDir, rank: int = 0, file_mode: int = 0o600) -> None:
         self.run_dir = run_dir
         self.rank = rank
         self.file_mode = file_mode
-        self.last_written: Path | None = None
+        self.at_evals = True  # False: evals write no checkpoint (eval_only)
+        self.always = True  # always_save_checkpoint: every eval writes last.pt, not only one that improved
+        self.at_start = False  # the eval of the untrained model (or of a resume at 0) writes one too
 
     # ------------------------------------------------------------ before training
 
@@ -172,10 +174,10 @@ class CheckpointManager:
 
     # ------------------------------------------------------------ during training
 
-    @staticmethod
-    def wanted_at_eval(config: TrainConfig, is_best: bool) -> bool:
-        """Whether an eval writes last.pt: always (always_save_checkpoint) or when val loss improved."""
-        return config.always_save_checkpoint or is_best
+    def should_save(self, step: int, is_best: bool) -> bool:
+        """Whether the eval at ``step`` writes last.pt: always (always_save_checkpoint) or when val loss improved;
+        the untrained model's (step 0 of a fresh run) only when ``at_start``."""
+        return self.at_evals and (step > 0 or self.at_start) and (self.always or is_best)
 
     def write(self, state: dict[str, Any], name: str = LAST) -> tuple[Path, float]:
         """Write a checkpoint atomically: (its path, seconds taken). OSError when it could not be written
@@ -183,8 +185,6 @@ class CheckpointManager:
         path = self.run_dir.path / name
         t0 = time.perf_counter()
         save_checkpoint(state, path, self.file_mode)
-        if name == LAST:
-            self.last_written = path
         return path, time.perf_counter() - t0
 
 

@@ -1,5 +1,5 @@
-"""Evaluation: the mean loss over ``eval_iters`` batches of each split, and its bits per byte, with its progress
-published as it goes."""
+"""Evaluation: when it happens (:class:`EvalSchedule`), and the mean loss over ``eval_iters`` batches of each split
+and its bits per byte, with its progress published as it goes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,24 @@ from tuigpt.run.events import EvalProgress, Event
 from tuigpt.run.numbers import bits_per_byte
 
 PROGRESS_EVERY = 0.25  # seconds between EvalProgress events: a few a second is enough to read, and costs nothing
+
+
+class EvalSchedule:
+    """Every ``interval`` iterations and at max_iters (the curve's last point); the user may change the interval
+    while the run trains (the `e`/`E`/`i` keys, SetEvalInterval). The trainer's is the one the run goes by; front
+    ends know it from RunStarted and EvalIntervalChanged."""
+
+    def __init__(self, interval: int, max_iters: int) -> None:
+        self.interval = max(1, interval)
+        self.max_iters = max_iters
+
+    def should_eval(self, step: int) -> bool:
+        return step % self.interval == 0 or step == self.max_iters
+
+    def change(self, interval: int, step: int) -> int:
+        """Evaluate every ``interval`` from ``step`` on; the next iteration that evaluates."""
+        self.interval = max(1, int(interval))
+        return min((step // self.interval + 1) * self.interval, self.max_iters)
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 Front ends call :meth:`CommandGate.send` from any thread. At each iteration boundary the trainer calls
 :meth:`CommandGate.exchange` and applies what it returns, in order. With several ranks, rank 0 takes its
 queued commands and broadcasts those every rank must apply (their spec's ``word``), with a halt reason
-("nan", "disk") when rank 0 decided to end the run; the others apply what arrives. Sampling rides along
+(EndReason NAN or DISK) when rank 0 decided to end the run; the others apply what arrives. Sampling rides along
 on rank 0 alone.
 """
 
@@ -18,17 +18,18 @@ from typing import Sequence
 from tuigpt.engine.distributed import Cluster
 from tuigpt.run import commands as cmds
 from tuigpt.run.commands import Command
+from tuigpt.run.events import EndReason
 
 MAX_COMMANDS = 8  # per broadcast, a halt included; more queued commands go at the next boundary
 MAX_WAITING = 8  # commands of one kind waiting for the next boundary; more are refused (a flood stays bounded)
 # a checkpoint or a sample costs seconds: one of each kind waiting is enough (a second asks for the same thing)
 WAITING_LIMITS: dict[type[Command], int] = {cmds.CheckpointNow: 1, cmds.Sample: 1}
 HALT_WORD = 15  # not a command's word: ends every rank's loop
-HALT_REASONS = ("nan", "disk")
+HALT_REASONS = (EndReason.NAN, EndReason.DISK)
 WORDS = 1 + 2 * MAX_COMMANDS  # [count, code, arg, code, arg, ...]
 
 
-def encode_commands(commands: Sequence[Command], halt: str | None = None) -> list[int]:
+def encode_commands(commands: Sequence[Command], halt: EndReason | None = None) -> list[int]:
     """[count, code, arg, ...] padded to WORDS int64s: the broadcast commands, then the halt if any."""
     words: list[int] = []
     for command in commands:
@@ -43,7 +44,7 @@ def encode_commands(commands: Sequence[Command], halt: str | None = None) -> lis
     return [len(words) // 2] + words + [0] * (2 * MAX_COMMANDS - len(words))
 
 
-def decode_commands(words: Sequence[int]) -> tuple[list[Command], str | None]:
+def decode_commands(words: Sequence[int]) -> tuple[list[Command], EndReason | None]:
     """The inverse of :func:`encode_commands`: (commands, halt reason or None)."""
     commands: list[Command] = []
     halt = None
@@ -85,15 +86,11 @@ class CommandGate:
         self._queue.put(command)
         return None
 
-    def waiting(self) -> bool:
-        """Whether a command waits for the next boundary (a peek: nothing is taken)."""
-        return bool(self._front) or not self._queue.empty()
-
     def push_front(self, command: Command) -> None:
         """A command of the trainer itself, applied first at the next boundary (on every rank)."""
         self._front.append(command)
 
-    def exchange(self, wait: float = 0.0, halt: str | None = None) -> tuple[list[Command], str | None]:
+    def exchange(self, wait: float = 0.0, halt: EndReason | None = None) -> tuple[list[Command], EndReason | None]:
         """The commands to apply now on this rank, in order, and a halt reason broadcast by rank 0.
 
         ``wait``: seconds to wait for a first command when none is queued (while paused); ``halt``: this

@@ -32,8 +32,8 @@ from tuigpt.engine.checkpoint_check import MAX_VOCAB, check_weights, config_int,
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run.config import INT_RANGES
 from tuigpt.run.errors import UserError
-from tuigpt.run.user_files import read_user_bytes, resolved_within, stat_regular
 from tuigpt.run.fmt import clip, shown
+from tuigpt.run.user_files import read_user_bytes, resolved_within, stat_regular
 
 WEIGHTS, CONFIG, TUIGPT_META, INDEX = "model.safetensors", "config.json", "tuigpt.json", "model.safetensors.index.json"
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")

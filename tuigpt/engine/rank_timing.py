@@ -30,12 +30,7 @@ class StepTimer:
         self._marks: list[Any] = []
 
     def start(self) -> None:
-        self._marks = []  # a new list: a step launched before the last one was read keeps its own
-
-    @property
-    def marks(self) -> list[Any]:
-        """The current step's marks."""
-        return self._marks
+        self._marks = []
 
     def mark(self) -> None:
         if self.cuda:
@@ -45,10 +40,9 @@ class StepTimer:
         else:
             self._marks.append(time.perf_counter())
 
-    def intervals(self, marks: list[Any] | None = None) -> list[float]:
-        """Milliseconds between consecutive marks of the current step or of ``marks`` (call after the device has
-        synchronised)."""
-        m = self._marks if marks is None else marks
+    def intervals(self) -> list[float]:
+        """Milliseconds between consecutive marks of the current step (call after the device has synchronised)."""
+        m = self._marks
         if self.cuda:
             return [m[i].elapsed_time(m[i + 1]) for i in range(len(m) - 1)]
         return [(m[i + 1] - m[i]) * 1000.0 for i in range(len(m) - 1)]

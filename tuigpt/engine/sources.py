@@ -25,8 +25,8 @@ from tuigpt.engine.model import GPT, ModelArgs
 from tuigpt.run.config import MODEL_KEYS, SWITCHES, TrainConfig, arch_of
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import shown
-from tuigpt.run.user_files import read_regular
 from tuigpt.run.rundir import BEST, LAST
+from tuigpt.run.user_files import read_regular
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 NANOGPT_CKPT = "ckpt.pt"

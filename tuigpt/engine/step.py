@@ -11,18 +11,16 @@ Health numbers cost little: the gradient norm is the one clipping computes anywa
 per-group norms, read in the same device sync as the loss); weight norms and the update-to-weight ratio
 ‖Δw‖/‖w‖ (one copy of the weights) only when ``detail`` is asked for, on logged iterations.
 
-A step is launched (:meth:`Stepper.launch`: its work queued on the device, the numbers to read copied to
-the host behind it) and read (:meth:`Stepper.read`: wait for it, take the numbers). On a GPU the trainer
-queues the next step before it reads this one (``after``), so the GPU never idles while the host publishes a
-step: the next step is skipped on the device when this one turns out not finite, and :meth:`Stepper.cancel`
-then puts its batches back, so a bad step ends exactly where it would have without the step behind it.
+A step ends in one read of the device: the loss, the gradient norm and the per-group norms come back together.
+Queueing the next step before reading this one (run-ahead) was tried and removed: on an H100 it made GPT-2 124M
+steps 1.009x faster (eager bf16, `tuigpt bench`, 1.007x and 1.011x in two alternating rounds) and the 10.7M baby
+GPT's 1.037x then 0.859x, noise larger than the effect, for a boundary protocol across ranks (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +32,6 @@ from tuigpt.engine.device import Precision
 from tuigpt.engine.distributed import Cluster, PeerLost, first_line
 from tuigpt.engine.health import HealthProbe
 from tuigpt.engine.rank_timing import StepTimer, split_step
-from tuigpt.run.errors import UserError
 
 
 @dataclass
@@ -50,44 +47,6 @@ class StepResult:
     bad: str | None = None  # "loss" or "gradient" when not finite
     batch_starts: list[list[int]] | None = None  # the windows' token offsets, per micro-step (when bad)
     lr: float = 0.0  # the learning rate the step ran at
-    wants_boundary: bool = False  # several ranks: rank 0 had commands or trouble waiting when the step was launched
-
-
-@dataclass
-class Launched:
-    """A step queued on the device and not read yet: what :meth:`Stepper.read` needs to finish it."""
-
-    lr: float
-    detail: bool
-    readout: torch.Tensor  # [loss, grad norm, wants boundary, per-group grad norms, (detail: weight and update
-    # norms)], on its way to the host
-    flag: torch.Tensor | None  # on the device, 1.0 where the kernel skips this update (it or the step before bad)
-    result: StepResult | None  # already known: the optimizer could not skip on the device, the step checked itself
-    starts: list[torch.Tensor]
-    t0: float  # perf_counter at launch (after a sync), for devices without events
-    start: Any  # CUDA event the step's time is measured from: its own start, or the end of the step before it
-    end: Any  # CUDA event recorded after the readout's copy
-    marks: list[Any] | None  # the cluster's step timer marks
-    sampler_state: dict[str, Any] | None  # before this step's batches: where cancel() puts the sampler back
-    start_sampler_state: dict[str, Any] | None  # several ranks: the same, for a failure checkpoint
-
-
-def run_ahead_setting(environ: dict[str, str] | None = None) -> bool | None:
-    """TUIGPT_RUN_AHEAD: True (1), False (0) or None (unset: by device); any other value is a UserError."""
-    value = (os.environ if environ is None else environ).get("TUIGPT_RUN_AHEAD", "").strip()
-    if value in ("0", "1"):
-        return value == "1"
-    if value:
-        raise UserError(f"TUIGPT_RUN_AHEAD={value!r} is not 0 or 1: use 0 (off), 1 (on) or leave it unset "
-                        f"(on for CUDA)")
-    return None
-
-
-def run_ahead_default(device: torch.device, environ: dict[str, str] | None = None) -> bool:
-    """Queue the next step before reading this one: on CUDA (the host's work between steps then overlaps the
-    GPU's), not on a CPU (nothing to overlap). TUIGPT_RUN_AHEAD=0/1 overrides it (benchmarks compare the two)."""
-    setting = run_ahead_setting(environ)
-    return device.type == "cuda" if setting is None else setting
 
 
 class Stepper:
@@ -110,8 +69,6 @@ class Stepper:
         self.probe = HealthProbe(raw_model)
         self.last = StepResult(float("nan"), 0.0, False)  # the latest step's whole result
         self.start_sampler_state: dict[str, Any] | None = None  # several ranks: what a failure checkpoint saves
-        self.runs_ahead = run_ahead_default(device)
-        self._no_boundary = torch.zeros((), device=device)  # the readout's "wants boundary" of a single process
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.precision.autocast:
@@ -122,40 +79,20 @@ class Stepper:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @property
-    def can_run_ahead(self) -> bool:
-        """Whether a step may be launched behind one not read yet (the optimizer must skip on the device)."""
-        return self.runs_ahead and self._skips_on_device
-
     def step(self, lr: float, detail: bool = False) -> StepResult:
-        """One optimizer step at learning rate ``lr``, read at once; ``detail``: per-group norms and the update
-        ratio too."""
-        return self.read(self.launch(lr, detail))
-
-    def launch(self, lr: float, detail: bool = False, after: Launched | None = None,
-               wants_boundary: bool = False) -> Launched:
-        """Queue one optimizer step; ``after``: the step before it, launched and not read yet (needs
-        :attr:`can_run_ahead`): this one is skipped on the device if that one turns out not finite.
-        ``wants_boundary`` (rank 0 of several): commands or trouble wait, so every rank must hold a boundary soon;
-        it rides in the loss's all-reduce and every rank reads it with the step."""
-        if after is not None and not self.can_run_ahead:
-            raise RuntimeError("a step can only be queued behind another when the optimizer skips on the device")
-        # the state before this step's batches: for cancel() (queued behind another) and a failure checkpoint (ranks)
-        state = self.sampler.state_dict() if after is not None or self.cluster is not None else None
+        """One optimizer step at learning rate ``lr``, its numbers read at the end (also kept as :attr:`last`);
+        ``detail``: per-group norms and the update ratio too."""
+        if self.cluster is not None:  # where a failure checkpoint puts this rank's batches back to, mid-step
+            self.start_sampler_state = self.sampler.state_dict()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         timer = self._timer
-        if self.cluster is not None:
-            self.start_sampler_state = state
         cuda = self.device.type == "cuda"
-        start: Any = None
-        if after is None:
-            self.sync()
-            if cuda:
-                start = torch.cuda.Event(enable_timing=True)
-                start.record()
-        else:
-            start = after.end
+        self.sync()
+        start = end = None
+        if cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
         t0 = time.perf_counter()
         if timer is not None:
             timer.start()
@@ -165,61 +102,36 @@ class Stepper:
         for micro in range(self.micro_steps):
             loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts)
         self.sampler.prefetch()  # the next step's first batch, drawn and copied while this backward runs
-        wanted = self._no_boundary
-        if self.cluster is not None:
-            flag = torch.full((), float(wants_boundary), device=self.device)
-            summed = self.cluster.sum_tensor(torch.stack([loss_sum.float(), flag]), "averaging the loss")
-            loss_sum, wanted = summed[0] / self.cluster.world_size, summed[1]
-        readout, flag, result = self.update(loss_sum, detail, None if after is None else after.flag, wanted)
-        end = None
+        if self.cluster is not None:  # every rank takes the same NaN decision
+            loss_sum = self.cluster.sum_tensor(loss_sum, "averaging the loss") / self.cluster.world_size
+        readout, result = self.update(loss_sum, detail)
         if cuda:
             host = torch.empty(readout.shape, dtype=readout.dtype, pin_memory=True)
             host.copy_(readout, non_blocking=True)
             readout = host
             end = torch.cuda.Event(enable_timing=True)
             end.record()
-        return Launched(lr, detail, readout, flag, result, starts, t0, start, end,
-                        timer.marks if timer is not None else None, state if after is not None else None,
-                        state if self.cluster is not None else None)
-
-    def read(self, launched: Launched) -> StepResult:
-        """Wait for a launched step and take its numbers: its whole result (also kept as :attr:`last`)."""
-        if launched.end is not None:
-            launched.end.synchronize()
-        values = launched.readout.tolist()
-        if launched.result is not None:
-            result = launched.result
-        else:
+            end.synchronize()
+        values = readout.tolist()
+        if result is None:
             groups = len(self.probe.names)
-            result = self._result(values[0], values[1], values[3:3 + groups])
-            if result.applied and launched.detail:
-                table = [values[3:3 + groups], values[3 + groups:3 + 2 * groups], values[3 + 2 * groups:]]
+            result = self._result(values[0], values[1], values[2:2 + groups])
+            if result.applied and detail:
+                table = [values[2:2 + groups], values[2 + groups:2 + 2 * groups], values[2 + 2 * groups:]]
                 weight_total = sum(w * w for w in table[1]) ** 0.5
                 result.update_ratio = sum(d * d for d in table[2]) ** 0.5 / weight_total if weight_total else None
                 ratios = [d / w if w else 0.0 for d, w in zip(table[2], table[1])]
                 result.layers = self.probe.layers(grad=table[0], weight=table[1], update=ratios)
-        result.lr, result.wants_boundary = launched.lr, values[2] > 0
-        if launched.end is not None:
-            result.ms = launched.start.elapsed_time(launched.end)
-        else:
-            result.ms = (time.perf_counter() - launched.t0) * 1000.0
-        if self._timer is not None and launched.marks is not None and result.applied:
-            result.parts = split_step(self._timer.intervals(launched.marks), self.micro_steps)
+        result.lr = lr
+        result.ms = start.elapsed_time(end) if cuda else (time.perf_counter() - t0) * 1000.0
         if result.applied:
-            if self.start_sampler_state is launched.start_sampler_state:  # not the state of a step queued behind
-                self.start_sampler_state = None
+            if timer is not None:
+                result.parts = split_step(timer.intervals(), self.micro_steps)
+            self.start_sampler_state = None
         else:
-            result.batch_starts = [s.tolist() for s in launched.starts]
+            result.batch_starts = [s.tolist() for s in starts]
         self.last = result
         return result
-
-    def cancel(self, launched: Launched) -> None:
-        """Drop a step queued behind one that turned out not finite: the device skipped its update (the flag it
-        was launched with), and its batches go back to the sampler, as if it had never been launched."""
-        if launched.end is not None:
-            launched.end.synchronize()
-        if launched.sampler_state is not None:
-            self.sampler.load_state_dict(launched.sampler_state)
 
     def micro_step(self, last: bool, timer: StepTimer | None = None,
                    starts: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -259,18 +171,15 @@ class Stepper:
                            f"({first_line(exc)})") from exc
 
     @torch.no_grad()
-    def update(self, loss_sum: torch.Tensor, detail: bool = False, flag_before: torch.Tensor | None = None,
-               wanted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, StepResult | None]:
+    def update(self, loss_sum: torch.Tensor, detail: bool = False) -> tuple[torch.Tensor, StepResult | None]:
         """Clip and step, unless the loss or the gradient is not finite: then the update is skipped. Returns what
-        to read ([loss, norm, ``wanted``, per-group norms, (detail: weight norms, update norms)], on the device),
-        the skip flag and, where the step had to check before stepping, its result.
+        to read ([loss, norm, per-group norms, (detail: weight norms, update norms)], on the device) and, where the
+        step had to check before stepping, its result.
 
         With a fused AdamW (CUDA, and CPUs where torch has the kernel) and no float16 scaler, the finiteness check
         stays on the device: the fused kernel takes a ``found_inf`` flag and skips the whole update (step count
         included) where it is set, so the loss and the norm are read in one sync at the end of the step instead of
-        one before the optimizer too (on a GPU that sync left it idle while the optimizer step was launched).
-        ``flag_before``: the flag of the step launched before this one and not read yet; where it is set this
-        step is skipped too."""
+        one before the optimizer too (on a GPU that sync left it idle while the optimizer step was launched)."""
         self.scaler.unscale_(self.optimizer)  # no-op without float16: the norms are of the true gradients
         probe = self.probe
         # per-group norms cost what the global norm does (one foreach norm); the global one is their root sum
@@ -278,21 +187,17 @@ class Stepper:
         total = group_grads.square().sum().sqrt()
         if self.grad_clip:  # queued before the sync, as clip_grad_norm_ would be; group_grads are from before it
             torch.nn.utils.clip_grads_with_norm_(probe.params, self.grad_clip, total)
-        if wanted is None:
-            wanted = self._no_boundary
-        head = [loss_sum.float().reshape(1), total.float().reshape(1), wanted.float().reshape(1), group_grads]
+        head = [loss_sum.float().reshape(1), total.float().reshape(1), group_grads]
         flag = None
         if self._skips_on_device:
             flag = (~(torch.isfinite(loss_sum) & torch.isfinite(total))).float()
-            if flag_before is not None:
-                flag = torch.maximum(flag, flag_before)
             self.optimizer.found_inf = flag
             self.optimizer.grad_scale = None
         else:
             checked = self._result(*torch.cat(head).tolist()[:2], group_grads.tolist())
             if not checked.applied:
                 self.optimizer.zero_grad(set_to_none=True)  # the update is skipped: its gradients go
-                return torch.cat(head), None, checked
+                return torch.cat(head), checked
         before = None
         if detail:
             weights = [p.detach() for p in probe.params]
@@ -308,7 +213,7 @@ class Stepper:
         if before is not None:
             torch._foreach_sub_(before, [p.detach() for p in probe.params])  # before - after: the update, negated
             head.append(probe.group_norms(before))
-        return torch.cat(head), flag, None
+        return torch.cat(head), None
 
     @property
     def _skips_on_device(self) -> bool:

@@ -2,13 +2,17 @@
 
 ``Trainer(config)`` does all set-up that can fail on bad input in the constructor, so a UserError surfaces
 before any thread or UI starts; ``run()`` trains in whichever thread calls it and never waits on a front end.
-The work itself is elsewhere: :mod:`.step`, :mod:`.gate` (commands), :mod:`.checkpointing`, :mod:`.sampling`,
-:mod:`.nan_guard`. With a :class:`~.distributed.Cluster` (torchrun) this process is one rank: rank 0
-publishes the events and writes the checkpoints, every rank trains.
+The loop itself is short (``_run``): a boundary (commands), a step, its events, and what is due after it. The
+components decide their own timing (the eval schedule ``evals.should_eval(step)``, the checkpoints
+``checkpoints.should_save(step, is_best)``) and do their own work elsewhere: :mod:`.step`, :mod:`.gate` (commands),
+:mod:`.evaluation`, :mod:`.checkpointing`, :mod:`.sampling`, :mod:`.nan_guard`. With a
+:class:`~.distributed.Cluster` (torchrun) this process is one rank: rank 0 publishes the events and writes the
+checkpoints, every rank trains.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,39 +22,40 @@ import torch
 
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
-from tuigpt.engine.chores import Chores
+from tuigpt.engine.checkpoint import capture_rng_state
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
+from tuigpt.engine.evaluation import EvalSchedule, estimate_loss
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, PlateauWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
+from tuigpt.engine.sampling import sample_events
 from tuigpt.engine.schedule import cooldown_from, lr_for
-from tuigpt.engine.step import Launched, Stepper, StepResult, run_ahead_setting
+from tuigpt.engine.step import Stepper, StepResult
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.lock import RunLock
 from tuigpt.run.numbers import ClipRate, mfu
-from tuigpt.run.rundir import RunDir, modes
+from tuigpt.run.rundir import BEST, LAST, RunDir, modes
 
 
 @dataclass
 class Outcome:
-    """How run() ended: "done", "stopped", "nan" or "disk"."""
+    """How run() ended."""
 
-    reason: str
+    reason: ev.EndReason
     iter: int
     last_checkpoint: str | None
 
 
-class Trainer(Chores):
+class Trainer:
     """The training loop of one process (or one rank of several)."""
 
     def __init__(self, config: TrainConfig, *, config_path: str | None = None, resume: bool = False,
                  peak_flops: float | None = None, peak_label: str = "no peak known", bus: ev.EventBus | None = None,
                  pause_on_trouble: bool = False, cluster: Cluster | None = None, lock: RunLock | None = None) -> None:
-        run_ahead_setting()  # a bad TUIGPT_RUN_AHEAD fails here, before the run directory is touched
         self.cluster = cluster
         self.rank = cluster.rank if cluster is not None else 0
         self.world_size = cluster.world_size if cluster is not None else 1
@@ -88,7 +93,9 @@ class Trainer(Chores):
             self.model = cluster.wrap(self.model, self.compiled, self.micro_steps)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
-        self.eval_interval = self.config.eval_interval
+        self.evals = EvalSchedule(self.config.eval_interval, self.config.max_iters)
+        self.checkpoints.always = self.config.always_save_checkpoint
+        self.checkpoints.at_evals = not self.config.eval_only
         self.tokens_per_iter = self.split.micro_batch * self.config.block_size * self.micro_steps * self.world_size
         self.tokens_seen = self.iter_num * self.tokens_per_iter
         self.flops_per_token = self.raw_model.flops_per_token()
@@ -96,10 +103,12 @@ class Trainer(Chores):
         self.state = ev.RunState.STARTING
         self._paused = False
         self._stop: Stop | None = None
-        self._halt: str | None = None  # set on trouble in headless mode: "nan" or "disk"
+        self._halt: ev.EndReason | None = None  # set on trouble in headless mode: NAN or DISK
         self._write_failure: str | None = None  # a sink could not write (see report_write_failure)
         self._loss_watch, self._clip_rate = LossWatch(), ClipRate()
-        self.guard = NanGuard(self.config, pause_on_trouble, self.world_size, built.lr_scale, built.nan_rewinds)
+        self.nan_guard = NanGuard(self.config, pause_on_trouble, self.world_size, built.lr_scale, built.nan_rewinds)
+        # the untrained model's eval writes a checkpoint too when on_nan: rewind may need to go back to it
+        self.checkpoints.at_start = resume or self.nan_guard.mode == "rewind"
         # rank 0 watches for stalls (a hung collective stalls every rank)
         self._stall = StallWatch(self.bus.publish, self.config.stall_factor if self.rank == 0 else 0.0,
                                  self.config.stall_min_seconds)
@@ -109,9 +118,7 @@ class Trainer(Chores):
                                             self.config.plateau_stop, self.config.max_iters))
             self.bus.subscribe(ckpt.CheckpointTimer(self.send, self.config.checkpoint_every_minutes))
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
-        self._sampler_states: list[dict[str, Any]] = []
-        self._ahead: Launched | None = None  # the next step, queued on the device before the last one was read
-        self._boundary_wanted = False  # several ranks: rank 0 asked, with the last step read, for a boundary
+        self._sampler_states: list[dict[str, Any]] = []  # every rank's, gathered by rank 0 before a checkpoint
 
     # ------------------------------------------------------------ public
 
@@ -169,50 +176,19 @@ class Trainer(Chores):
         self.close()
         return outcome
 
-    def train_step(self, run_ahead: bool = True) -> tuple[float, float]:
-        """One optimizer step, counted when applied: (loss, milliseconds); the whole result: ``stepper.last``.
-
-        On a GPU the step after it is queued before this one is read (``run_ahead``, where the boundary between
-        them has nothing to do), so the GPU computes while the host publishes; a command that arrives meanwhile
-        waits for the boundary after that step (one step later)."""
-        upcoming = self.iter_num + 1  # per-group norms on the iterations metrics.jsonl keeps
-        launched, self._ahead = self._ahead, None
-        if launched is None:
-            launched = self._launch(upcoming)
-        if run_ahead and self._may_run_ahead(upcoming):
-            self._ahead = self._launch(upcoming + 1, after=launched)
-        result = self.stepper.read(launched)
-        self._boundary_wanted = self._boundary_wanted or result.wants_boundary
-        if self._ahead is not None and not result.applied:
-            self.stepper.cancel(self._ahead)  # skipped on the device behind the bad step; its batches go back
-            self._ahead = None
+    def train_step(self) -> StepResult:
+        """One optimizer step, counted when applied (a NaN/Inf one is not: see _not_finite)."""
+        upcoming = self.iter_num + 1
+        self.nan_guard.skip_batches(upcoming, self.sampler, self.micro_steps)
+        result = self.stepper.step(lr_for(self.config, upcoming - 1) * self.nan_guard.lr_scale,
+                                   detail=upcoming % self.config.log_interval == 0)  # the iterations metrics.jsonl keeps
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter
             self.train_seconds += result.ms / 1000.0
             if result.parts is not None and self._cluster_report is not None:
                 self._cluster_report.add(result.ms, result.parts)
-        return result.loss, result.ms
-
-    def _launch(self, iteration: int, after: Launched | None = None) -> Launched:
-        """Queue the step that becomes ``iteration`` (``after``: behind a step not read yet)."""
-        self.guard.skip_batches(iteration, self.sampler, self.micro_steps)
-        wants = self.rank == 0 and self.cluster is not None and (self.gate.waiting() or self._write_failure is not None)
-        return self.stepper.launch(lr_for(self.config, iteration - 1) * self.guard.lr_scale,
-                                   detail=iteration % self.config.log_interval == 0, after=after, wants_boundary=wants)
-
-    def _may_run_ahead(self, upcoming: int) -> bool:
-        """Whether the step after ``upcoming`` may be queued before ``upcoming`` is read: the boundary between them
-        must have nothing to do (no eval, no end, nothing queued, no trouble, not paused). Every rank of several
-        must decide alike: what waits on rank 0 reaches them with a step (``wants_boundary``), so they hold a
-        boundary after the step they are reading."""
-        if self.cluster is not None:
-            quiet = not self._boundary_wanted
-        else:
-            quiet = not self.gate.waiting() and self._write_failure is None
-        return (self.stepper.can_run_ahead and quiet and upcoming < self.config.max_iters
-                and upcoming % self.eval_interval != 0 and self._halt is None and self._stop is None
-                and not self._paused)
+        return result
 
     # ------------------------------------------------------------ the loop
 
@@ -224,7 +200,7 @@ class Trainer(Chores):
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
-            eval_interval=self.eval_interval, resumed=self.resumed, compiled=self.compiled,
+            eval_interval=self.evals.interval, resumed=self.resumed, compiled=self.compiled,
             compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg), tokenizer=self.data.tokenizer.name,
             bytes_per_token=self.data.bytes_per_token()))
         if self.cluster is not None:
@@ -234,7 +210,7 @@ class Trainer(Chores):
         self._set_state(ev.RunState.RUNNING)
         if cfg.eval_only:
             self._evaluate()
-            return Outcome("done", self.iter_num, self.last_checkpoint)
+            return Outcome(ev.EndReason.DONE, self.iter_num, self.last_checkpoint)
         if self.iter_num == 0 and not self.resumed:
             self._evaluate()  # the untrained loss: the curve's starting point
         while self.iter_num < cfg.max_iters:
@@ -243,17 +219,17 @@ class Trainer(Chores):
                 return self._finish_stopped()
             if self._halt is not None:
                 break
-            loss, ms = self.train_step()
-            if not self.stepper.last.applied:
-                self._not_finite(self.stepper.last)
+            step = self.train_step()
+            if not step.applied:
+                self._not_finite(step)
                 continue
-            for event in self._loss_watch.check(self.iter_num, loss):
+            for event in self._loss_watch.check(self.iter_num, step.loss):
                 self.bus.publish(event)
-            self._publish_iteration(loss, ms)
+            self._publish_iteration(step)
             if self._cluster_report is not None and self.iter_num % cfg.log_interval == 0:
                 for event in self._cluster_report.gather_events(self.iter_num):  # a collective: every rank
                     self.bus.publish(event)
-            if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
+            if self.evals.should_eval(self.iter_num):
                 self._evaluate()
         else:
             # the last boundary, on every rank: a halt from the last eval's checkpoint, a checkpoint or a sample
@@ -265,18 +241,14 @@ class Trainer(Chores):
             self._set_state(ev.RunState.ERROR)
             return Outcome(self._halt, self.iter_num, self.last_checkpoint)
         self._set_state(ev.RunState.DONE)
-        return Outcome("done", self.iter_num, self.last_checkpoint)
+        return Outcome(ev.EndReason.DONE, self.iter_num, self.last_checkpoint)
 
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
-        rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout. While a
-        step is queued ahead nothing is taken: it was queued because nothing waited; what came since waits one step."""
-        if self._ahead is not None:
-            return
-        self._boundary_wanted = False
+        rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
         if self._write_failure is not None:
             message, self._write_failure = self._write_failure, None
-            self._trouble("disk", message)
+            self._trouble(ev.EndReason.DISK, message)
         while True:
             waiting = self._paused and self._stop is None and self._halt is None
             commands, halt = self.gate.exchange(HEARTBEAT_SECONDS if waiting else 0.0, self._halt)
@@ -303,28 +275,26 @@ class Trainer(Chores):
             if self.rank == 0:  # the others go on to the next step and wait for rank 0 in its all-reduce
                 self._sample(command)
         elif isinstance(command, SetEvalInterval):
-            self.eval_interval = max(1, int(command.interval))
-            next_eval = (self.iter_num // self.eval_interval + 1) * self.eval_interval
-            self.bus.publish(ev.EvalIntervalChanged(eval_interval=self.eval_interval,
-                                                 next_eval_iter=min(next_eval, self.config.max_iters)))
+            next_eval = self.evals.change(command.interval, self.iter_num)
+            self.bus.publish(ev.EvalIntervalChanged(eval_interval=self.evals.interval, next_eval_iter=next_eval))
         elif isinstance(command, Stop):
             self._stop = command
             self._paused = False
 
     def _not_finite(self, result: StepResult) -> None:
         """A NaN/Inf loss or gradient (the step was not applied; every rank saw it): the forensics, then on_nan."""
-        report = self.guard.report(self.iter_num + 1, result.lr, result)
+        report = self.nan_guard.report(self.iter_num + 1, result.lr, result)
         self.bus.publish(report)
         if report.action != "rewind":
-            self._trouble("nan", self.guard.message(report), pause=report.action == "pause")
+            self._trouble(ev.EndReason.NAN, self.nan_guard.message(report), pause=report.action == "pause")
             return
-        self.bus.publish(ev.Notice(level="error", message=self.guard.message(report)))
-        rewound = self.guard.rewind(report.iter, self.run_dir.last, self.raw_model, self.optimizer, self.scaler,
+        self.bus.publish(ev.Notice(level="error", message=self.nan_guard.message(report)))
+        rewound = self.nan_guard.rewind(report.iter, self.run_dir.last, self.raw_model, self.optimizer, self.scaler,
                                     self.sampler, self.config, self.iter_num)
         self.iter_num, self.tokens_seen = rewound.iter, rewound.iter * self.tokens_per_iter
         self.bus.publish(rewound)
 
-    def _trouble(self, reason: str, message: str, topic: str = "", pause: bool | None = None) -> None:
+    def _trouble(self, reason: ev.EndReason, message: str, topic: str = "", pause: bool | None = None) -> None:
         """Something the user must decide on: pause (monitor) or end the run with ``reason`` (headless). Rank 0
         decides for every rank: its pause or halt goes out with the next command exchange."""
         if self.rank != 0:
@@ -345,7 +315,7 @@ class Trainer(Chores):
                 self._set_state(ev.RunState.ERROR)
                 return Outcome(self._halt, self.iter_num, self.last_checkpoint)
         self._set_state(ev.RunState.STOPPED)
-        return Outcome("stopped", self.iter_num, self.last_checkpoint)
+        return Outcome(ev.EndReason.STOPPED, self.iter_num, self.last_checkpoint)
 
     def _set_state(self, state: ev.RunState) -> None:
         self.state = state
@@ -355,16 +325,102 @@ class Trainer(Chores):
         if self._halt is None:
             self._set_state(ev.RunState.PAUSED if self._paused else ev.RunState.RUNNING)
 
-    def _publish_iteration(self, loss: float, ms: float) -> None:
+    def _publish_iteration(self, step: StepResult) -> None:
+        ms = step.ms
         tokens_per_sec = self.tokens_per_iter / (ms / 1000.0) if ms > 0 else 0.0
         # tokens_per_iter counts every rank's tokens; MFU is per device: FLOP/s / world_size / one device's peak
         peak = self.peak_flops * self.world_size if self.peak_flops else self.peak_flops
-        step = self.stepper.last
         stats = ev.IterationStats(
-            iter=self.iter_num, loss=loss, lr=step.lr, ms_per_iter=ms,
+            iter=self.iter_num, loss=step.loss, lr=step.lr, ms_per_iter=ms,
             tokens_per_sec=tokens_per_sec, mfu=mfu(self.flops_per_token, tokens_per_sec, peak),
             tokens_seen=self.tokens_seen, train_seconds=self.train_seconds, grad_norm=step.grad_norm,
             clipped=step.clipped, clip_rate=None if step.clipped is None else self._clip_rate.add(step.clipped),
             update_ratio=step.update_ratio, layers=step.layers)
-        self.guard.good(stats)
+        self.nan_guard.good(stats)
         self.bus.publish(stats)
+
+    # ------------------------------------------------------------ at an eval, on command, at the end
+
+    def _evaluate(self) -> None:
+        self._set_state(ev.RunState.EVALUATING)
+        t0 = time.perf_counter()
+        losses = estimate_loss(self.eval_model, self.raw_model, self.sampler, eval_iters=self.config.eval_iters,
+                               seed=self.config.seed, iter_num=self.iter_num, rank=self.rank, cluster=self.cluster,
+                               autocast=self.stepper.autocast, publish=self.bus.publish)
+        seconds = time.perf_counter() - t0
+        self.eval_seconds += seconds
+        val = losses["val"]
+        is_best = math.isfinite(val) and (self.best_val_loss is None or val < self.best_val_loss)
+        if is_best:
+            self.best_val_loss = val
+        self.last_val_loss = val
+        self.bus.publish(ev.EvalResult(iter=self.iter_num, train_loss=losses["train"], val_loss=val,
+                                    best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
+                                    is_best=is_best, seconds=seconds, train_bpb=losses["train_bpb"],
+                                    val_bpb=losses["val_bpb"]))
+        if self.checkpoints.should_save(self.iter_num, is_best):
+            self._gather_sampler_states()
+            if self._checkpoint("eval") and is_best:
+                self._checkpoint("best", name=BEST)
+        if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
+            self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
+        self._back_to_work()
+
+    def _sample(self, command: Sample, timeline: bool = False) -> None:
+        """Generate text for a front end; a failure is reported and training goes on."""
+        self._set_state(ev.RunState.SAMPLING)
+        seed = self.config.seed + (0 if timeline else self.iter_num)
+        for event in sample_events(self.raw_model, self.data.tokenizer, command, self.config.to_dict(), seed,
+                                   self.iter_num, self.stepper.autocast(), timeline):
+            self.bus.publish(event)
+        self._back_to_work()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return ckpt.make_state(
+            model=self.raw_model, optimizer=self.optimizer, scaler=self.scaler, model_args=self.model_args.to_dict(),
+            config=self.config, iter_num=self.iter_num, best_val_loss=self.best_val_loss,
+            last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(), sampler=self.sampler.state_dict(),
+            samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
+            world_size=self.world_size, train_seconds=self.train_seconds,
+            health={"lr_scale": self.nan_guard.lr_scale, "nan_rewinds": self.nan_guard.rewinds})
+
+    def _gather_sampler_states(self) -> None:
+        """Before a checkpoint, on every rank: rank 0 collects every rank's sampler state (a collective)."""
+        if self.cluster is not None:
+            self._sampler_states = self.cluster.gather_objects(self.sampler.state_dict(), "gathering sampler states")
+
+    def _save_after_failure(self) -> None:
+        """Rank 0 after losing the group: its replica is the model at iter_num (no step was half applied), so it
+        writes last.pt without any collective; the other ranks' sampler states are unknown."""
+        if self.iter_num == 0 and not self.resumed:
+            return
+        self._sampler_states = [self.stepper.start_sampler_state or self.sampler.state_dict()]
+        self._stop = Stop(save=True)  # a trouble pause must not wait for a command now
+        try:
+            self._checkpoint("failure")
+        except Exception as exc:  # the failure itself is what gets reported
+            self.bus.publish(ev.Notice(level="error", message=f"could not write last.pt after the failure: {exc!r}"))
+
+    def _checkpoint(self, reason: str, name: str = LAST) -> bool:
+        """Write a checkpoint atomically; False when it could not be written (reported as trouble)."""
+        if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
+            return True
+        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
+            self.bus.publish(ev.Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
+                                       f"{name} not overwritten", topic="checkpoint"))
+            return False
+        self._set_state(ev.RunState.CHECKPOINTING)
+        try:
+            path, seconds = self.checkpoints.write(self.checkpoint_state(), name)
+        except OSError as exc:
+            self._back_to_work()
+            self._trouble(ev.EndReason.DISK, f"could not write {self.run_dir.path / name} ({exc.strerror or exc}); the "
+                          f"previous checkpoint is untouched: free disk space or fix the folder's permissions",
+                          topic="checkpoint")
+            return False
+        self.checkpoint_seconds += seconds
+        if name == LAST:
+            self.last_checkpoint = str(path)
+        self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
+        self._back_to_work()
+        return True

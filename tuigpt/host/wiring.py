@@ -191,14 +191,14 @@ def _alert_command(trainer: Trainer) -> Any:
 def _start_telemetry(trainer: Trainer) -> Any:
     if trainer.config.telemetry_interval <= 0:
         return None
-    from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers
+    from tuigpt.telemetry.poller import TelemetryPoller, default_readers
     from tuigpt.telemetry.throttle import ThrottleDetector
 
     trainer.bus.subscribe(ThrottleDetector(trainer.bus.publish))
-    sampler = TelemetrySampler(trainer.bus.publish, default_samplers(str(trainer.device)),
+    poller = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)),
                                interval=trainer.config.telemetry_interval)
-    sampler.start()
-    return sampler
+    poller.start()
+    return poller
 
 
 def _wait(run: LocalRun) -> None:

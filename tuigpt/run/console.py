@@ -10,6 +10,7 @@ import _thread
 import os
 import sys
 import time
+
 TYPE_CHECKING = False  # typing itself is not imported: this module runs before signals are handled
 if TYPE_CHECKING:
     from typing import Callable, TextIO

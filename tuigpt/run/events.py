@@ -96,8 +96,7 @@ class IterationStats(Event):
     iter: int
     loss: float
     lr: float
-    # the step's wall time: on CUDA on the GPU's clock (events), from the end of the step before when it was queued
-    # behind it (run-ahead: idle gaps count), else from its start after a sync; elsewhere the host's clock
+    # the step's wall time: on CUDA on the GPU's clock (events, from its start after a sync); elsewhere the host's
     ms_per_iter: float
     tokens_per_sec: float
     mfu: float | None  # fraction of peak_flops, None when no peak is known

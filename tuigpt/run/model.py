@@ -20,7 +20,7 @@ telemetry, cluster          ``_readings``, ``_cluster``
 Threads: :meth:`RunModel.record` runs on the publishing thread (the trainer's, a watcher's) and holds a lock
 for a few list operations; :meth:`RunModel.snapshot` copies under the same lock. A part that fails to take an
 event (a foreign record with a field of the wrong type) is reported in the snapshot's ``errors``, never raised:
-the bus would otherwise detach the front end.
+the bus would otherwise detach the front end (the Health pane says so when its part failed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tuigpt.run import fmt
@@ -56,7 +56,6 @@ from tuigpt.run.series import DownsampledSeries, EvalPoint, LossPoint
 from tuigpt.run.wording import Context, Line, lines_for
 
 BUSY_STATES = (RunState.EVALUATING, RunState.CHECKPOINTING, RunState.SAMPLING)
-TERMINAL_STATES = (RunState.DONE, RunState.STOPPED, RunState.ERROR)
 SAMPLES_KEPT = 10  # the last samples, to scroll back through
 TIMELINE_KEPT = 500  # timeline samples (sample_every_eval)
 HEALTH_KEPT = 4000  # iterations of grad norm, clip rate and LR (the sparklines bucket them to their width)
@@ -163,10 +162,8 @@ class RunSnapshot:
     target: TargetView
     samples: tuple[SampleGenerated, ...]  # the last SAMPLES_KEPT, oldest first
     timeline: tuple[SampleGenerated, ...]  # sample_every_eval's, oldest first
-    samples_version: int
     readings: dict[str, Any]  # the newest telemetry reading of each kind seen ("cpu", "gpu")
     cluster: ClusterStats | None
-    errors: dict[str, str] = field(default_factory=dict)  # a part that could not take an event: why
     plan: None = None  # issue 23: the deadline plan the trainer publishes, when there is one
 
     @property
@@ -217,7 +214,6 @@ class RunModel:
         self._typed_target: float | None = None
         self._samples: deque[SampleGenerated] = deque(maxlen=SAMPLES_KEPT)
         self._timeline: deque[SampleGenerated] = deque(maxlen=TIMELINE_KEPT)
-        self._samples_version = 0
         self._readings: dict[str, Any] = {}
         self._cluster: ClusterStats | None = None
         self._errors: dict[str, str] = {}
@@ -231,13 +227,16 @@ class RunModel:
             settled = self._settled
             self._fold(event)
             self._version += 1
-            context = self._context(event, settled) if words else None
+            try:
+                context = self._context(event, settled) if words else None
+            except Exception:  # a projection that cannot be fitted on a foreign record: the words go without it
+                context = Context(settled=settled)
         if context is None:
             return []
         try:
             return lines_for(event, context)
         except Exception as exc:  # a foreign record with a field of the wrong type: said, not raised
-            return [Line(f"warning: cannot word a {type(event).__name__} event ({type(exc).__name__}: {exc})",
+            return [Line(f"warning: cannot word this {type(event).__name__} ({type(exc).__name__}: {exc})",
                          "warning")]
 
     def ask(self, command: Command) -> None:
@@ -380,7 +379,6 @@ class RunModel:
             self._timeline.append(event)
         elif not self._samples or (self._samples[-1].iter, self._samples[-1].time) != (event.iter, event.time):
             self._samples.append(event)  # (the same sample twice: a history replay, then live)
-        self._samples_version += 1
 
     def _target(self) -> float | None:
         return self._typed_target if self._typed_target is not None else self._config_target
@@ -407,9 +405,7 @@ class RunModel:
                 now=now, version=self._version, run=self._run, state=self._state, outcome=self._outcome,
                 progress=progress, schedule=schedule, evaluating=self._evaluating, evals_seen=self._evals_seen,
                 loss=loss, health=health, target=self._target_view(now), samples=tuple(self._samples),
-                timeline=tuple(self._timeline), samples_version=self._samples_version,
-                readings=dict(self._readings), cluster=self._cluster,
-                errors=dict(self._errors))
+                timeline=tuple(self._timeline), readings=dict(self._readings), cluster=self._cluster)
 
     def _target_view(self, now: float | None) -> TargetView:
         target = self._target()

@@ -306,10 +306,6 @@ def comm_over_compute(ranks: list[dict[str, Any]]) -> float | None:
     return comm / compute if compute > 0 else None
 
 
-def finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 # ---------------------------------------------------------------- training health
 
 CLIP_WINDOW = 100  # the clip rate is the fraction of this many recent optimizer steps that were clipped

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
+from tuigpt.run.user_files import read_user_text
 
 MAX_CONFIG_BYTES = 256 << 10  # nanoGPT's configs are 1-2 KB; parsing costs ~10 µs a byte on a loaded 2-core box
 

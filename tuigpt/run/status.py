@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tuigpt.run.events import EndReason
 from tuigpt.run.metrics_log import load_history
 from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record, loads
@@ -82,7 +83,7 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
     elif "failed" in last:
         state = "failed"
     elif "finish" in last:
-        state = "done" if _of(last["finish"], "reason", str) == "done" else "stopped"
+        state = "done" if _of(last["finish"], "reason", str) == EndReason.DONE else "stopped"
     else:
         state = "interrupted"
     iteration = _of(last.get("finish", last.get("failed", last.get("iter", {}))), "iter", int)

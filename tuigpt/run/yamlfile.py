@@ -8,8 +8,8 @@ from typing import Any
 import yaml
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip, shown
+from tuigpt.run.user_files import read_user_text
 
 
 class _ConfigLoader(yaml.SafeLoader):

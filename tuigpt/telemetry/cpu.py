@@ -2,7 +2,7 @@
 
 Every field is read on its own: a reading the machine does not expose is None and
 ``unavailable[field]`` says why (a VM with no sensors shows "n/a", never 0). A
-sampler never raises. The reading type is :class:`tuigpt.run.readings.CpuSnapshot`.
+reader never raises. The reading type is :class:`tuigpt.run.readings.CpuSnapshot`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _read_int(path: Path | str) -> int | None:
         return None
 
 
-class CpuSampler:
+class CpuReader:
     """Reads a CpuSnapshot on demand; keeps what it needs between samples (counters, energy)."""
 
     def __init__(
@@ -194,7 +194,7 @@ class CpuSampler:
 
     # ---------------------------------------------------------------- sample
 
-    def sample(self) -> CpuSnapshot:
+    def read(self) -> CpuSnapshot:
         why: dict[str, str] = {}
         percent = self._percent(why)
         current, low, high, per_core = self._freqs(why)

@@ -42,7 +42,7 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-class GpuSampler:
+class GpuReader:
     """Reads a GpuSnapshot on demand; NVML is imported and initialised on first use, once."""
 
     def __init__(self, nvml_module: Any = None) -> None:
@@ -114,7 +114,7 @@ class GpuSampler:
             unavailable=why,
         )
 
-    def sample(self) -> GpuSnapshot:
+    def read(self) -> GpuSnapshot:
         allocated, reserved, peak = torch_memory()
         problem = self._init()
         if problem is not None:
@@ -139,7 +139,7 @@ class GpuSampler:
 def torch_memory() -> tuple[int | None, int | None, int | None]:
     """PyTorch CUDA allocator bytes (allocated, reserved, max allocated), summed over devices.
 
-    Only when the program has already set CUDA up: the sampler thread must not be the
+    Only when the program has already set CUDA up: the reader thread must not be the
     one that creates a CUDA context (or imports torch) as a side effect.
     """
     torch = sys.modules.get("torch")

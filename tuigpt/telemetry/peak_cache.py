@@ -16,8 +16,8 @@ from typing import Any
 
 from tuigpt.run import fmt
 from tuigpt.run.files import atomic_write, locked
-from tuigpt.run.user_files import read_regular
 from tuigpt.run.paths import cache_dir
+from tuigpt.run.user_files import read_regular
 from tuigpt.telemetry.load import Load
 
 MAX_AGE_DAYS = 30  # a measurement older than this is redone at the next quiet start (drivers, BIOS, cooling change)

@@ -8,7 +8,7 @@ hands it to them twice a second (the charts and panes at most once a second, and
 Widgets hold what they show as reactive state; the app holds only what is its own: the view (log y, zoom, x
 axis, the pane shown) and the way out (a quit under way, the signal that asked for it).
 
-No failure inside the monitor may stop training: its handlers and panes run behind :func:`~tuigpt.ui.guard.guarded`
+No failure inside the monitor may stop training: its handlers and panes run behind :func:`~tuigpt.ui.isolation.guarded`
 and end in :meth:`TuiGptApp.report_failure`; what Textual itself cannot survive is kept in ``crashed`` for the host.
 
 Usage::
@@ -42,7 +42,7 @@ from tuigpt.run.series import X_AXES
 from tuigpt.ui import braille, keys
 from tuigpt.ui.alerts import MonitorAlerts
 from tuigpt.ui.compare import CompareCurve, CompareSource
-from tuigpt.ui.guard import failure_text, guarded
+from tuigpt.ui.isolation import failure_text, guarded
 from tuigpt.ui.messages import ClusterUpdate, RunEnded, RunEvent, TelemetryUpdate, wrap
 from tuigpt.ui.widgets.cluster import ClusterPane
 from tuigpt.ui.widgets.cpu import CpuPane
@@ -381,7 +381,7 @@ class TuiGptApp(App[int]):
         """The Health pane when shown and changed, and the timeline's samples."""
         if self._show_health and snap.health.version != self._health_drawn:
             self._health_drawn = snap.health.version
-            self._health_pane.show(snap.health)
+            self._health_pane.view = snap.health
         self._timeline.update_samples(snap.timeline)
 
     # ------------------------------------------------------------ failures inside the monitor

@@ -84,7 +84,7 @@ def test_a_measurement_above_the_theoretical_ceiling_blames_the_ceiling() -> Non
 def test_telemetry_never_imports_textual() -> None:
     code = (
         "import sys\n"
-        "import tuigpt.telemetry.cpu, tuigpt.telemetry.gpu, tuigpt.telemetry.peak, tuigpt.telemetry.sampler\n"
+        "import tuigpt.telemetry.cpu, tuigpt.telemetry.gpu, tuigpt.telemetry.peak, tuigpt.telemetry.poller\n"
         "import tuigpt.telemetry.throttle, tuigpt.telemetry.cpuinfo\n"
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
         "assert not bad, bad\n"

@@ -150,3 +150,58 @@ def test_the_loss_version_moves_only_when_the_curve_changes() -> None:
     assert model.snapshot().loss.version == v
     model.record(iteration(0, time=0.0))
     assert model.snapshot().loss.version == v + 1
+
+
+def test_an_interval_asked_for_counts_until_the_trainer_confirms_it() -> None:
+    from tuigpt.run.commands import SetEvalInterval
+    from tuigpt.run.events import EvalIntervalChanged
+
+    model = RunModel()
+    assert model.snapshot().schedule.current is None  # not started: nothing to halve
+    model.record(run_started(eval_interval=250, time=0.0))
+    model.ask(SetEvalInterval(125))
+    schedule = model.snapshot().schedule
+    assert (schedule.interval, schedule.requested, schedule.current) == (250, 125, 125)
+    model.record(EvalIntervalChanged(eval_interval=125, next_eval_iter=375, time=0.0))
+    schedule = model.snapshot().schedule
+    assert (schedule.interval, schedule.requested, schedule.next_eval) == (125, None, 375)
+
+
+def test_pause_and_resume_are_worded_once_even_with_a_checkpoint_in_between() -> None:
+    from tuigpt.run.events import RunState, StateChanged
+
+    model = RunModel()
+    model.record(run_started(time=0.0))
+    said = []
+    for state in (RunState.RUNNING, RunState.PAUSED, RunState.CHECKPOINTING, RunState.PAUSED, RunState.RUNNING,
+                  RunState.EVALUATING, RunState.RUNNING):
+        said += [line.text for line in model.record(StateChanged(state=state, iter=7, time=0.0))]
+    assert said == ["paused at iter 7", "resumed at iter 7"]
+    assert model.snapshot().state == RunState.RUNNING
+
+
+def test_an_ending_sets_the_state_from_its_reason_once() -> None:
+    from tuigpt.run.events import EndReason, RunFinished, RunState
+
+    model = RunModel()
+    model.record(run_started(time=0.0))
+    model.record(RunFinished(iter=5, reason="nan", best_val_loss=None, last_val_loss=None, wall_seconds=1.0,
+                             train_seconds=1.0, eval_seconds=0.0, checkpoint_seconds=0.0, last_checkpoint=None,
+                             tokens_seen=1, time=0.0))
+    snap = model.snapshot()
+    assert snap.state == RunState.ERROR and snap.outcome.reason is EndReason.NAN
+
+
+def test_a_foreign_record_is_reported_not_raised() -> None:
+    """A watcher may read a metrics.jsonl of another version: a field of the wrong type costs that part of the model
+    the event (the Health pane says so), never the front end (the bus would detach it)."""
+    model = RunModel()
+    model.record(run_started(time=0.0))
+    bad = IterationStats(iter=10, loss="high", lr=0.0, ms_per_iter=1.0, tokens_per_sec=1.0, mfu=None,  # type: ignore
+                         tokens_seen=0, train_seconds=0.0, time=0.0, grad_norm=1.0, clip_rate=0.1)
+    lines = model.record(bad)  # a logged iteration: its line cannot be worded either
+    assert [line.level for line in lines] == ["warning"] and "cannot word this IterationStats" in lines[0].text
+    snap = model.snapshot()
+    assert snap.progress.iteration == 10 and snap.health.error is None and len(snap.health.points) == 1
+    model.record(iteration(11, time=0.0))
+    assert model.snapshot().loss.recent[-1][0] == 11

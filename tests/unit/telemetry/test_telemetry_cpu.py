@@ -1,4 +1,4 @@
-"""CPU sampler on fake psutil and a temporary sysfs tree: missing readings are None with a reason."""
+"""CPU reader on fake psutil and a temporary sysfs tree: missing readings are None with a reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tuigpt.telemetry.cpu import CpuSampler
+from tuigpt.telemetry.cpu import CpuReader
 
 
 def freq(current: float, low: float = 0.0, high: float = 0.0) -> SimpleNamespace:
@@ -20,7 +20,7 @@ def temp(label: str, current: float) -> SimpleNamespace:
 
 
 class FakePsutil:
-    """The psutil functions CpuSampler calls; ``broken`` names functions that raise."""
+    """The psutil functions CpuReader calls; ``broken`` names functions that raise."""
 
     def __init__(self, *, percent: list[float] | None = None, freq_now: float = 2500.0, freq_min: float = 800.0,
                  freq_max: float = 4000.0, temps: dict[str, list[Any]] | None = None, broken: set[str] = frozenset()):
@@ -75,7 +75,7 @@ class Clock:
 
 def test_vm_without_sensors_reports_none_with_reasons_not_zero(tmp_path: Path) -> None:
     ps = FakePsutil(freq_now=2000.0, freq_min=0.0, freq_max=0.0, temps={})
-    snap = CpuSampler(ps, sys_root=tmp_path).sample()
+    snap = CpuReader(ps, sys_root=tmp_path).read()
     assert snap.freq_mhz == 2000.0
     assert snap.freq_min_mhz is None and snap.freq_max_mhz is None  # psutil's 0.0 means "not known"
     assert snap.temperatures == {} and snap.temp_max_c is None
@@ -91,7 +91,7 @@ def test_only_cpu_sensors_count_and_the_hottest_is_reported(tmp_path: Path) -> N
         "coretemp": [temp("Package id 0", 71.0), temp("Core 0", 68.0), temp("Core 1", 0.0)],
         "nvme": [temp("Composite", 90.0)],  # a disk, not the CPU
     }
-    snap = CpuSampler(FakePsutil(temps=temps), sys_root=tmp_path).sample()
+    snap = CpuReader(FakePsutil(temps=temps), sys_root=tmp_path).read()
     assert snap.temperatures == {"coretemp:Package id 0": 71.0, "coretemp:Core 0": 68.0}
     assert snap.temp_max_c == 71.0
     assert "temperatures" not in snap.unavailable
@@ -99,7 +99,7 @@ def test_only_cpu_sensors_count_and_the_hottest_is_reported(tmp_path: Path) -> N
 
 def test_every_psutil_failure_becomes_a_reason_not_an_exception(tmp_path: Path) -> None:
     broken = {"cpu_percent", "cpu_freq", "sensors_temperatures", "getloadavg", "Process", "virtual_memory"}
-    snap = CpuSampler(FakePsutil(broken=broken), sys_root=tmp_path).sample()
+    snap = CpuReader(FakePsutil(broken=broken), sys_root=tmp_path).read()
     assert snap.per_core_percent is None and snap.freq_mhz is None and snap.load_avg is None
     assert snap.process_rss_bytes is None and snap.mem_total_bytes is None and snap.temperatures == {}
     assert "exploded" in snap.unavailable["per_core_percent"]
@@ -110,22 +110,22 @@ def test_throttle_counters_rising_mean_throttling(tmp_path: Path) -> None:
     for cpu in (0, 1):
         write(tmp_path / f"devices/system/cpu/cpu{cpu}/thermal_throttle/core_throttle_count", "5\n")
         write(tmp_path / f"devices/system/cpu/cpu{cpu}/thermal_throttle/package_throttle_count", "2\n")
-    sampler = CpuSampler(FakePsutil(), sys_root=tmp_path)
-    first = sampler.sample()
+    reader = CpuReader(FakePsutil(), sys_root=tmp_path)
+    first = reader.read()
     assert first.throttle_count == 14 and first.throttling is False
     write(tmp_path / "devices/system/cpu/cpu1/thermal_throttle/core_throttle_count", "9\n")
-    rising = sampler.sample()
+    rising = reader.read()
     assert rising.throttle_count == 18 and rising.throttling is True
-    assert sampler.sample().throttling is False  # counters steady again
+    assert reader.read().throttling is False  # counters steady again
 
 
 def test_clock_under_base_while_busy_means_throttling(tmp_path: Path) -> None:
     write(tmp_path / "devices/system/cpu/cpu0/cpufreq/base_frequency", "3000000\n")  # kHz
-    busy_slow = CpuSampler(FakePsutil(percent=[95.0, 99.0], freq_now=2100.0), sys_root=tmp_path).sample()
+    busy_slow = CpuReader(FakePsutil(percent=[95.0, 99.0], freq_now=2100.0), sys_root=tmp_path).read()
     assert busy_slow.throttling is True
-    idle_slow = CpuSampler(FakePsutil(percent=[5.0, 3.0], freq_now=1200.0), sys_root=tmp_path).sample()
+    idle_slow = CpuReader(FakePsutil(percent=[5.0, 3.0], freq_now=1200.0), sys_root=tmp_path).read()
     assert idle_slow.throttling is False  # idle cores clock down on purpose
-    busy_fast = CpuSampler(FakePsutil(percent=[95.0, 99.0], freq_now=3900.0), sys_root=tmp_path).sample()
+    busy_fast = CpuReader(FakePsutil(percent=[95.0, 99.0], freq_now=3900.0), sys_root=tmp_path).read()
     assert busy_fast.throttling is False
 
 
@@ -135,30 +135,30 @@ def test_rapl_power_from_energy_delta_with_wraparound(tmp_path: Path) -> None:
     write(zone / "energy_uj", "1000000\n")
     write(tmp_path / "class/powercap/intel-rapl:0:0/energy_uj", "999999999\n")  # a sub-zone: not added
     clock = Clock()
-    sampler = CpuSampler(FakePsutil(), sys_root=tmp_path, clock=clock)
-    first = sampler.sample()
+    reader = CpuReader(FakePsutil(), sys_root=tmp_path, clock=clock)
+    first = reader.read()
     assert first.package_power_w is None and first.unavailable["package_power_w"] == "needs two samples"
     clock.t += 2.0
     write(zone / "energy_uj", "51000000\n")  # 50 J in 2 s
     write(tmp_path / "class/powercap/intel-rapl:0:0/energy_uj", "1999999999\n")  # inside the package: not extra
-    assert sampler.sample().package_power_w == pytest.approx(25.0)
+    assert reader.read().package_power_w == pytest.approx(25.0)
     clock.t += 1.0
     write(zone / "energy_uj", "1000000\n")  # wrapped: 262143.32885 J range - 51 J + 1 J
     expected = (262143328850 - 51000000 + 1000000) / 1e6 / 1.0
-    assert sampler.sample().package_power_w == pytest.approx(expected)
+    assert reader.read().package_power_w == pytest.approx(expected)
 
 
 def test_unreadable_rapl_says_why(tmp_path: Path) -> None:
     (tmp_path / "class/powercap/intel-rapl:0/energy_uj").mkdir(parents=True)  # unreadable as a file
-    sampler = CpuSampler(FakePsutil(), sys_root=tmp_path)
-    sampler.sample()
-    snap = sampler.sample()
+    reader = CpuReader(FakePsutil(), sys_root=tmp_path)
+    reader.read()
+    snap = reader.read()
     assert snap.package_power_w is None
     assert "not readable" in snap.unavailable["package_power_w"]
 
 
 def test_real_machine_sample_never_raises() -> None:
-    snap = CpuSampler().sample()
+    snap = CpuReader().read()
     assert snap.mem_total_bytes and snap.mem_total_bytes > 0
     for value in (snap.freq_mhz, snap.temp_max_c, snap.package_power_w):
         assert value is None or value > 0  # never a made-up 0

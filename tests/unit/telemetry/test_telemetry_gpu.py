@@ -1,4 +1,4 @@
-"""GPU sampler on a fake NVML: missing library, no GPU, and fields that fail one by one."""
+"""GPU reader on a fake NVML: missing library, no GPU, and fields that fail one by one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pynvml
 
-from tuigpt.telemetry.gpu import GpuSampler, decode_throttle_reasons
+from tuigpt.telemetry.gpu import GpuReader, decode_throttle_reasons
 
 
 class FakeNVMLError(pynvml.NVMLError):
@@ -70,7 +70,7 @@ class FakeNVML:
 
 
 def test_full_reading_in_si_units() -> None:
-    snap = GpuSampler(FakeNVML(count=2)).sample()
+    snap = GpuReader(FakeNVML(count=2)).read()
     assert snap.status == "ok" and [g.index for g in snap.gpus] == [0, 1]
     g = snap.gpus[0]
     assert g.name == "NVIDIA H100 80GB HBM3"
@@ -81,7 +81,7 @@ def test_full_reading_in_si_units() -> None:
 
 
 def test_unsupported_fields_are_none_and_the_rest_still_shown() -> None:
-    snap = GpuSampler(FakeNVML(unsupported={"power", "temp", "reasons"})).sample()
+    snap = GpuReader(FakeNVML(unsupported={"power", "temp", "reasons"})).read()
     g = snap.gpus[0]
     assert g.power_w is None and g.temp_c is None and g.throttle_reasons is None
     assert g.unavailable["power_w"] == "Not Supported"
@@ -90,22 +90,22 @@ def test_unsupported_fields_are_none_and_the_rest_still_shown() -> None:
 
 def test_missing_nvml_library_is_a_status_not_a_crash_and_not_retried() -> None:
     nvml = FakeNVML(init_error=pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
-    sampler = GpuSampler(nvml)
-    snap = sampler.sample()
+    reader = GpuReader(nvml)
+    snap = reader.read()
     assert snap.gpus == [] and snap.status == "NVML not available: NVML Shared Library Not Found"
-    sampler.sample()
+    reader.read()
     assert nvml.init_calls == 1  # a failed init is remembered, not retried every second
 
 
 def test_driver_with_no_gpu() -> None:
-    snap = GpuSampler(FakeNVML(count=0)).sample()
+    snap = GpuReader(FakeNVML(count=0)).read()
     assert snap.gpus == [] and snap.status == "no GPU"
 
 
 def test_count_failure_reported() -> None:
     nvml = FakeNVML()
     nvml.nvmlDeviceGetCount = lambda: (_ for _ in ()).throw(FakeNVMLError(pynvml.NVML_ERROR_GPU_IS_LOST))  # type: ignore[method-assign]
-    snap = GpuSampler(nvml).sample()
+    snap = GpuReader(nvml).read()
     assert snap.gpus == [] and snap.status == "NVML error: GPU is lost"
 
 
@@ -117,6 +117,6 @@ def test_decode_throttle_reasons() -> None:
 
 
 def test_real_pynvml_on_this_machine_never_raises() -> None:
-    snap = GpuSampler().sample()
+    snap = GpuReader().read()
     assert snap.status == "ok" or snap.gpus == []
     assert snap.status  # always says something

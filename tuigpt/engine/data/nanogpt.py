@@ -20,8 +20,8 @@ import numpy as np
 
 from tuigpt.engine.data.tokenizer import CharTokenizer, TiktokenTokenizer, Tokenizer
 from tuigpt.run.errors import UserError
-from tuigpt.run.user_files import optional_user_file, read_user_bytes
 from tuigpt.run.fmt import shown
+from tuigpt.run.user_files import optional_user_file, read_user_bytes
 
 # the vocabulary of tiny Shakespeare, in id order: nanoGPT's data/shakespeare_char/prepare.py makes it as
 # sorted(set(text)), which is what tuigpt's char tokenizer does with the same corpus (a test checks both)

@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 from tuigpt.run.errors import UserError
-from tuigpt.run.user_files import read_user_text
 from tuigpt.run.fmt import clip
+from tuigpt.run.user_files import read_user_text
 
 # a text corpus is held in memory with its token ids (8 bytes a token): past a few GiB it belongs in nanoGPT's
 # prepared .bin files, which are memory-mapped

@@ -11,11 +11,12 @@ import math
 from typing import Callable
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from tuigpt.run import fmt
-from tuigpt.ui.guard import failure_text, guarded
 from tuigpt.run.model import HealthPoint, HealthView
+from tuigpt.ui.isolation import failure_text
 
 TICKS = "▁▂▃▄▅▆▇█"
 LABEL = 11  # "grad norm  "
@@ -130,38 +131,30 @@ def render_health(view: HealthView | None, width: int, height: int) -> Text:
 
 
 class HealthPane(Widget):
-    """Redrawn from a snapshot's HealthView (never reads the run model itself)."""
+    """Draws the HealthView it is given (a snapshot's); never reads the run model itself."""
 
     DEFAULT_CSS = "HealthPane { height: 1fr; text-wrap: nowrap; text-overflow: clip; }"
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
-        self._view: HealthView | None = None
-        self._failure: Text | None = None
+    view: reactive[HealthView | None] = reactive(None, always_update=True)
+    failure: reactive[Text | None] = reactive(None)  # shown instead of the view once drawing it failed
 
     def on_mount(self) -> None:
         self.border_title = "health · h: back to the loss chart"
 
-    @guarded()
-    def show(self, view: HealthView) -> None:
-        self._view = view
-        self._failure = None
+    def watch_view(self) -> None:
+        self.failure = None
         self.refresh()
 
     def show_failure(self, text: Text) -> None:
-        self._failure = text
+        self.failure = text
         self.refresh()
 
-    @property
-    def view(self) -> HealthView | None:
-        return self._view
-
     def render(self) -> Text:
-        if self._failure is not None:
-            return self._failure
+        if self.failure is not None:
+            return self.failure
         size = self.content_size
         try:
-            return render_health(self._view, size.width, size.height)
+            return render_health(self.view, size.width, size.height)
         except Exception as exc:  # a pane that cannot draw says so in place; the monitor goes on
             return failure_text("health", exc)
 

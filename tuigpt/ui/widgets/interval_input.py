@@ -13,7 +13,6 @@ from textual.widgets import Input, Static
 from tuigpt.run.commands import MAX_EVAL_INTERVAL
 
 
-
 def parse_interval(value: str) -> int | str:
     """The interval, or an error message for the user."""
     value = value.strip().replace(",", "").replace("_", "")

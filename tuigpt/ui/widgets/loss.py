@@ -25,17 +25,11 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tuigpt.run.fmt import count, duration
+from tuigpt.run.model import LossView
+from tuigpt.run.series import eval_x, evals_in_bits_per_byte, points_in_bits_per_byte, units_for, x_values
 from tuigpt.ui import braille
 from tuigpt.ui.compare import CompareCurve
-from tuigpt.ui.guard import guarded
-from tuigpt.run.model import LossView
-from tuigpt.run.series import (
-    eval_x,
-    evals_in_bits_per_byte,
-    points_in_bits_per_byte,
-    units_for,
-    x_values,
-)
+from tuigpt.ui.isolation import guarded
 
 # series: (legend glyph, style, legend label)
 SERIES = {
@@ -249,7 +243,9 @@ class LossChart(Widget):
     def _add_compare(self, data: LossData, compare: CompareCurve, x_axis: str, lo: float | None,
                      hi: float | None) -> None:
         """The other run's EMA (line) and val losses (+), clipped to [lo, hi] when zoomed."""
-        inside = (lambda x: x is not None and (lo is None or x >= lo) and (hi is None or x <= hi))
+        def inside(x: float | None) -> bool:
+            return x is not None and (lo is None or x >= lo) and (hi is None or x <= hi)
+
         xs_all = x_values(compare.points, x_axis, compare.t0)
         xs, ys = braille.finite_pairs([x if inside(x) else None for x in xs_all], [p[2] for p in compare.points])
         if not xs:

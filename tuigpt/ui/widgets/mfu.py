@@ -8,9 +8,9 @@ from __future__ import annotations
 from rich.text import Text
 
 from tuigpt.run import fmt
-from tuigpt.run.numbers import WARMUP_ITERS, mfu_plausible
 from tuigpt.run.model import Progress
-from tuigpt.ui.guard import guarded
+from tuigpt.run.numbers import WARMUP_ITERS, mfu_plausible
+from tuigpt.ui.isolation import guarded
 from tuigpt.ui.widgets.text_pane import TextPane
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from tuigpt.run.projection import TargetProjection
-from tuigpt.ui import braille
 from tuigpt.run.model import LossView
+from tuigpt.run.projection import TargetProjection
 from tuigpt.run.series import x_values
+from tuigpt.ui import braille
 
 PROJECTION_STYLE = "bold bright_green"
 TARGET_STYLE = "green"

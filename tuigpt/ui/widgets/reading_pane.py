@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+
 from tuigpt.ui.widgets.text_pane import TextPane
 
 

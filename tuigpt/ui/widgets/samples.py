@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from tuigpt.run.events import SampleGenerated
-from tuigpt.ui.guard import guarded
+from tuigpt.ui.isolation import guarded
 
 
 def prompt_label(prompt: str) -> str:

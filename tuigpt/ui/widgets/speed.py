@@ -16,7 +16,7 @@ from textual.widgets import Sparkline, Static
 from tuigpt.run.fmt import NA, count, duration
 from tuigpt.run.model import Progress
 from tuigpt.run.numbers import SPEED_WINDOW, WARMUP_ITERS
-from tuigpt.ui.guard import guarded
+from tuigpt.ui.isolation import guarded
 
 LABEL = 9
 

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from tuigpt.run.events import SampleGenerated
-from tuigpt.ui.guard import guarded
+from tuigpt.ui.isolation import guarded
 
 
 class SampleTimeline(VerticalScroll):

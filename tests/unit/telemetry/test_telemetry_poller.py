@@ -1,4 +1,4 @@
-"""The telemetry thread publishes snapshots, survives a failing sampler, and stops promptly."""
+"""The telemetry thread publishes snapshots, survives a failing reader, and stops promptly."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from typing import Any
 import pytest
 
 from tuigpt.run.events import Event, Notice, TelemetrySnapshot
-from tuigpt.telemetry.sampler import TelemetrySampler
+from tuigpt.telemetry.poller import TelemetryPoller
 
 
 class Counting:
     def __init__(self, value: Any) -> None:
         self.value, self.calls = value, 0
 
-    def sample(self) -> Any:
+    def read(self) -> Any:
         self.calls += 1
         return self.value
 
 
 class Broken:
-    def sample(self) -> Any:
+    def read(self) -> Any:
         raise OSError("sensor went away")
 
 
@@ -50,7 +50,7 @@ def wait_for(predicate: Any, timeout: float = 3.0) -> None:
 
 def test_publishes_each_kind_repeatedly_then_stops() -> None:
     out = Collector()
-    telemetry = TelemetrySampler(out, {"cpu": Counting("c"), "gpu": Counting("g")}, interval=0.02)
+    telemetry = TelemetryPoller(out, {"cpu": Counting("c"), "gpu": Counting("g")}, interval=0.02)
     telemetry.start()
     try:
         wait_for(lambda: len(out.of(TelemetrySnapshot, kind="gpu")) >= 3)
@@ -66,7 +66,7 @@ def test_publishes_each_kind_repeatedly_then_stops() -> None:
 
 def test_stop_is_prompt_even_with_a_long_interval() -> None:
     out = Collector()
-    telemetry = TelemetrySampler(out, {"cpu": Counting(1)}, interval=30.0)
+    telemetry = TelemetryPoller(out, {"cpu": Counting(1)}, interval=30.0)
     telemetry.start()
     wait_for(lambda: out.of(TelemetrySnapshot))  # first reading comes at once, not after 30 s
     t0 = time.monotonic()
@@ -74,10 +74,10 @@ def test_stop_is_prompt_even_with_a_long_interval() -> None:
     assert time.monotonic() - t0 < 0.5
 
 
-def test_failing_sampler_warns_once_and_others_go_on() -> None:
+def test_failing_reader_warns_once_and_others_go_on() -> None:
     out = Collector()
     good = Counting("ok")
-    telemetry = TelemetrySampler(out, {"cpu": Broken(), "gpu": good}, interval=0.01)
+    telemetry = TelemetryPoller(out, {"cpu": Broken(), "gpu": good}, interval=0.01)
     telemetry.start()
     try:
         wait_for(lambda: good.calls >= 5)
@@ -95,7 +95,7 @@ def test_a_raising_sink_does_not_end_sampling() -> None:
         calls.append(event)
         raise RuntimeError("UI gone")
 
-    telemetry = TelemetrySampler(sink, {"cpu": Counting(1)}, interval=0.01)
+    telemetry = TelemetryPoller(sink, {"cpu": Counting(1)}, interval=0.01)
     telemetry.start()
     try:
         wait_for(lambda: len(calls) >= 3)
@@ -105,4 +105,4 @@ def test_a_raising_sink_does_not_end_sampling() -> None:
 
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        TelemetrySampler(lambda e: None, {}, interval=0)
+        TelemetryPoller(lambda e: None, {}, interval=0)

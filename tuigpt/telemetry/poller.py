@@ -1,6 +1,6 @@
-"""The telemetry thread: reads each sampler every ``interval`` seconds and publishes it.
+"""The telemetry thread: reads each reader every ``interval`` seconds and publishes it.
 
-Drawing only reads what this thread publishes; the UI never calls a sampler itself.
+Drawing only reads what this thread publishes; the UI never calls a reader itself.
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from typing import Any, Callable, Protocol
 from tuigpt.run.events import Event, Notice, TelemetrySnapshot
 
 
-class Sampler(Protocol):
-    def sample(self) -> Any: ...
+class Reader(Protocol):
+    def read(self) -> Any: ...
 
 
-class TelemetrySampler:
-    """Publishes ``TelemetrySnapshot(kind=name, data=sampler.sample())`` for each sampler, periodically.
+class TelemetryPoller:
+    """Publishes ``TelemetrySnapshot(kind=name, data=reader.read())`` for each reader, periodically.
 
-    A sampler that raises is reported once as a warning Notice and tried again next
+    A reader that raises is reported once as a warning Notice and tried again next
     time; the others go on. ``stop()`` returns within one sampling pass.
     """
 
-    def __init__(self, publish: Callable[[Event], None], samplers: dict[str, Sampler], interval: float = 1.0) -> None:
+    def __init__(self, publish: Callable[[Event], None], readers: dict[str, Reader], interval: float = 1.0) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, got {interval}")
         self._publish = publish
-        self._samplers = dict(samplers)
+        self._readers = dict(readers)
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,12 +51,12 @@ class TelemetrySampler:
             self._thread = None
 
     def sample_once(self) -> None:
-        """One pass over all samplers (the thread's body; also handy in tests and one-shot tools)."""
-        for kind, sampler in self._samplers.items():
+        """One pass over all readers (the thread's body; also handy in tests and one-shot tools)."""
+        for kind, reader in self._readers.items():
             if self._stop.is_set() and self._thread is not None:
                 return
             try:
-                event: Event = TelemetrySnapshot(kind=kind, data=sampler.sample())
+                event: Event = TelemetrySnapshot(kind=kind, data=reader.read())
             except Exception as exc:
                 if kind in self._warned:
                     continue
@@ -73,17 +73,17 @@ class TelemetrySampler:
             self.sample_once()
             next_due += self.interval
             now = time.monotonic()
-            if next_due < now:  # fell behind (suspended, slow sampler): don't burst to catch up
+            if next_due < now:  # fell behind (suspended, slow reader): don't burst to catch up
                 next_due = now + self.interval
             self._stop.wait(next_due - now)
 
 
-def default_samplers(device: str = "cpu") -> dict[str, Sampler]:
+def default_readers(device: str = "cpu") -> dict[str, Reader]:
     """CPU and GPU: the GPU pane says "no GPU" (or why NVML is unavailable) even when training on the CPU.
 
-    A missing NVML is detected once and remembered, so the GPU sampler costs nothing on GPU-less machines.
+    A missing NVML is detected once and remembered, so the GPU reader costs nothing on GPU-less machines.
     """
-    from tuigpt.telemetry.cpu import CpuSampler
-    from tuigpt.telemetry.gpu import GpuSampler
+    from tuigpt.telemetry.cpu import CpuReader
+    from tuigpt.telemetry.gpu import GpuReader
 
-    return {"cpu": CpuSampler(), "gpu": GpuSampler()}
+    return {"cpu": CpuReader(), "gpu": GpuReader()}
