@@ -15,6 +15,7 @@ from typing import Any
 
 from tuigpt.run.alerts import split_command
 from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
+from tuigpt.run.deadline import check_deadline_syntax, parse_duration
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import shown
 
@@ -54,7 +55,7 @@ class TrainConfig:
     bias: bool = False  # biases in Linear and LayerNorm layers (GPT-2 has them)
     # --- AdamW and schedule
     learning_rate: float = 1e-3  # peak learning rate
-    max_iters: int = 2000  # total optimizer steps
+    max_iters: int | None = 2000  # total optimizer steps; with a time_budget or deadline a cap, empty: planned
     weight_decay: float = 0.1  # applied to 2-D weights only
     beta1: float = 0.9
     beta2: float = 0.95
@@ -66,6 +67,9 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine (decay from the warmup on) | wsd (peak held, then a cooldown at the end)
     cooldown_frac: float = 0.2  # wsd: the last this fraction of lr_decay_iters cools down to min_lr
     cooldown_shape: str = "linear"  # wsd: the cooldown's shape, linear | cosine
+    # --- ending on time (see run/deadline.py): the run plans its iterations and its cooldown to end then
+    time_budget: str | None = None  # e.g. 8h, 90m, 45s: run time from the start, pauses extend it (--time)
+    deadline: str | None = None  # e.g. 07:00 (the next one) or 2026-11-24T07:00: the wall clock (--until)
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
@@ -99,7 +103,15 @@ class TrainConfig:
     # ------------------------------------------------------------ derived
     @property
     def effective_lr_decay_iters(self) -> int:
-        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+        """Where the schedule ends without a plan (a planned run's schedule ends where its plan does)."""
+        if self.lr_decay_iters is not None:
+            return self.lr_decay_iters
+        return self.max_iters if self.max_iters is not None else INT_RANGES["max_iters"][1]
+
+    @property
+    def planned(self) -> bool:
+        """The run ends at a time (time_budget or deadline): its length and cooldown are planned as it goes."""
+        return self.time_budget is not None or self.deadline is not None
 
     @property
     def effective_min_lr(self) -> float:
@@ -124,6 +136,7 @@ class TrainConfig:
         _require(self.telemetry_interval == 0 or self.telemetry_interval >= MIN_TELEMETRY_INTERVAL,
                  "telemetry_interval", self.telemetry_interval, f"must be 0 (off) or {range_text('telemetry_interval')}")
         self._validate_health()
+        self._validate_end()
         if self.decay_lr and self.effective_min_lr > self.learning_rate:  # min_lr is unused without decay
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
@@ -155,6 +168,18 @@ class TrainConfig:
         for name in ("out_dir", "data_path", "init_from"):
             problem = path_problem(getattr(self, name))
             _require(problem is None, name, getattr(self, name), problem or "")
+
+    def _validate_end(self) -> None:
+        if self.time_budget is not None and self.deadline is not None:
+            raise UserError(f"time_budget={shown(self.time_budget)} and deadline={shown(self.deadline)} are both set: "
+                            f"keep one (--time counts run time, --until the wall clock)")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
+        if self.deadline is not None:
+            check_deadline_syntax(self.deadline)
+        if self.max_iters is None and not self.planned:
+            raise UserError("config key max_iters is empty, and nothing else says when the run ends: set max_iters, "
+                            "or a time_budget (--time 10m) or deadline (--until 07:00) to plan it")
 
     def _validate_health(self) -> None:
         _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
@@ -242,7 +267,7 @@ RESUME_POLICY: dict[str, str] = {
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
     "learning_rate": APPLY, "max_iters": APPLY, "weight_decay": APPLY, "beta1": APPLY, "beta2": APPLY,
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
-    "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY,
+    "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY, "time_budget": APPLY, "deadline": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
