@@ -46,6 +46,8 @@ class Chores:
                     self._checkpoint("best", name=BEST)
         if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
             self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
+        if self.planner is not None:  # what the eval cost, with its checkpoints and sample: the plan's eval cost
+            self.planner.evaluated(self.iter_num, time.perf_counter() - t0)
         self._back_to_work()
 
     def _sample(self, command: Sample, timeline: bool = False) -> None:
@@ -64,7 +66,8 @@ class Chores:
             last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(), sampler=self.sampler.state_dict(),
             samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
             world_size=self.world_size, train_seconds=self.train_seconds,
-            health={"lr_scale": self.guard.lr_scale, "nan_rewinds": self.guard.rewinds})
+            health={"lr_scale": self.guard.lr_scale, "nan_rewinds": self.guard.rewinds},
+            plan=self.planner.state_dict(self.iter_num) if self.planner is not None else None)
 
     def _gather_sampler_states(self) -> None:
         """Before a checkpoint, on every rank: rank 0 collects every rank's sampler state (a collective)."""
@@ -101,6 +104,8 @@ class Chores:
                           topic="checkpoint")
             return False
         self.checkpoint_seconds += seconds
+        if self.planner is not None:
+            self.planner.checkpointed(seconds)
         if name == LAST:
             self.last_checkpoint = str(path)
         self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))

@@ -24,7 +24,8 @@ from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
-from tuigpt.engine.schedule import cooldown_from, lr_for
+from tuigpt.engine.planner import Planner, make_planner, planned_config
+from tuigpt.engine.schedule import cooldown_from, lr_for, lr_planned
 from tuigpt.engine.step import Launched, Stepper, StepResult, run_ahead_setting
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
@@ -32,7 +33,7 @@ from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, S
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.lock import RunLock
 from tuigpt.run.numbers import ClipRate, mfu
-from tuigpt.run.rundir import RunDir, modes
+from tuigpt.run.rundir import STABLE, RunDir, modes
 
 
 @dataclass
@@ -108,6 +109,14 @@ class Trainer(Chores):
         self._sampler_states: list[dict[str, Any]] = []
         self._ahead: Launched | None = None  # the next step, queued on the device before the last one was read
         self._boundary_wanted = False  # several ranks: rank 0 asked, with the last step read, for a boundary
+        try:  # a run that ends at a time plans its length as it goes (and refuses a time already spent)
+            self.config, notes = planned_config(self.config)
+            self.pending_notices += notes
+            self.planner: Planner | None = make_planner(self.config, built.plan_state, self.iter_num,
+                                                        self.micro_steps, self.n_params, self.bus.publish)
+        except BaseException:
+            self.close(remove_dir=True)
+            raise
 
     # ------------------------------------------------------------ public
 
@@ -194,7 +203,7 @@ class Trainer(Chores):
         """Queue the step that becomes ``iteration`` (``after``: behind a step not read yet)."""
         self.guard.skip_batches(iteration, self.sampler, self.micro_steps)
         wants = self.rank == 0 and self.cluster is not None and (self.gate.waiting() or self._write_failure is not None)
-        return self.stepper.launch(lr_for(self.config, iteration - 1) * self.guard.lr_scale,
+        return self.stepper.launch(self._lr(iteration - 1) * self.guard.lr_scale,
                                    detail=iteration % self.config.log_interval == 0, after=after, wants_boundary=wants)
 
     def _may_run_ahead(self, upcoming: int) -> bool:
@@ -206,9 +215,19 @@ class Trainer(Chores):
             quiet = not self._boundary_wanted
         else:
             quiet = not self.gate.waiting() and self._write_failure is None
-        return (self.stepper.can_run_ahead and quiet and upcoming < self.config.max_iters
+        return (self.stepper.can_run_ahead and quiet and upcoming < self.max_iters
                 and upcoming % self.eval_interval != 0 and self._halt is None and self._stop is None
                 and not self._paused)
+
+    @property
+    def max_iters(self) -> int:
+        """Where training stops: the plan's last iteration in a run that ends at a time, else max_iters."""
+        return self.planner.total_iters if self.planner is not None else int(self.config.max_iters or 0)
+
+    def _lr(self, it: int) -> float:
+        if self.planner is not None:
+            return lr_planned(self.config, it, self.planner.cooldown)
+        return lr_for(self.config, it)
 
     # ------------------------------------------------------------ the loop
 
@@ -217,11 +236,13 @@ class Trainer(Chores):
         self.bus.publish(ev.RunStarted(
             run_name=cfg.run_name, run_dir=str(self.run_dir), config_path=self.config_path, config=cfg.to_dict(),
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
-            dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
+            dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters or 0,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
             eval_interval=self.eval_interval, resumed=self.resumed, compiled=self.compiled,
-            compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg)))
+            compile_reason=self.compile_reason, cooldown_from=None if self.planner else cooldown_from(cfg),
+            end_kind=self.planner.end.kind if self.planner else "", end_text=self.planner.end.text if self.planner
+            else "", deadline=self.planner.deadline_wall() if self.planner else None))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:
@@ -232,7 +253,7 @@ class Trainer(Chores):
             return Outcome("done", self.iter_num, self.last_checkpoint)
         if self.iter_num == 0 and not self.resumed:
             self._evaluate()  # the untrained loss: the curve's starting point
-        while self.iter_num < cfg.max_iters:
+        while self.iter_num < self.max_iters:
             self._boundary()
             if self._stop is not None:
                 return self._finish_stopped()
@@ -245,12 +266,17 @@ class Trainer(Chores):
             for event in self._loss_watch.check(self.iter_num, loss):
                 self.bus.publish(event)
             self._publish_iteration(loss, ms)
+            if self.planner is not None and self.planner.stepped(self.iter_num):
+                self._gather_sampler_states()  # the cooldown begins: stable.pt keeps the model before it
+                self._checkpoint("cooldown", name=STABLE)
             if self._cluster_report is not None and self.iter_num % cfg.log_interval == 0:
                 for event in self._cluster_report.gather_events(self.iter_num):  # a collective: every rank
                     self.bus.publish(event)
-            if self.iter_num % self.eval_interval == 0 or self.iter_num == cfg.max_iters:
+            if self.iter_num % self.eval_interval == 0 or self.iter_num == self.max_iters:
                 self._evaluate()
         else:
+            if self.planner is not None and self.planner.last_eval_iter != self.iter_num and self._halt is None:
+                self._evaluate()  # the plan ended the run between evals (a pause ate its time): the final eval
             # the last boundary, on every rank: a halt from the last eval's checkpoint, a checkpoint or a sample
             # asked for during the last step
             self._boundary()
@@ -288,9 +314,13 @@ class Trainer(Chores):
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
             self._set_state(ev.RunState.PAUSED)
+            if self.planner is not None:
+                self.planner.paused()
         elif isinstance(command, Resume) and self._paused:
             self._paused = False
             self._set_state(ev.RunState.RUNNING)
+            if self.planner is not None:
+                self.planner.resumed(self.iter_num)
         elif isinstance(command, CheckpointNow):
             self._gather_sampler_states()
             self._checkpoint("command")
@@ -299,9 +329,11 @@ class Trainer(Chores):
                 self._sample(command)
         elif isinstance(command, SetEvalInterval):
             self.eval_interval = max(1, int(command.interval))
+            if self.planner is not None:
+                self.planner.set_eval_interval(self.eval_interval, self.iter_num)
             next_eval = (self.iter_num // self.eval_interval + 1) * self.eval_interval
             self.bus.publish(ev.EvalIntervalChanged(eval_interval=self.eval_interval,
-                                                 next_eval_iter=min(next_eval, self.config.max_iters)))
+                                                 next_eval_iter=min(next_eval, self.max_iters)))
         elif isinstance(command, Stop):
             self._stop = command
             self._paused = False
@@ -340,6 +372,8 @@ class Trainer(Chores):
 
     def _set_state(self, state: ev.RunState) -> None:
         self.state = state
+        if self.planner is not None and state != ev.RunState.RUNNING:
+            self.planner.busy()  # an eval, a checkpoint, a sample or a pause: not a step's time
         self.bus.publish(ev.StateChanged(state=state, iter=self.iter_num))
 
     def _back_to_work(self) -> None:
