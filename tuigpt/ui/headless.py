@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TextIO
 
-from tuigpt.run import fmt
+from tuigpt.run import fmt, plan
 from tuigpt.run.alerts import alert_for, terminal_bytes
 from tuigpt.run.events import (
     CheckpointWritten,
@@ -20,6 +20,7 @@ from tuigpt.run.events import (
     IterationStats,
     NanDetected,
     Notice,
+    PlanUpdated,
     Rewound,
     RunFailed,
     RunFinished,
@@ -35,6 +36,8 @@ from tuigpt.run.projection import TargetTracker, describe
 ALERT_MARK = "!!! ALERT"  # headless alert lines start with this: grep for it, or point a log watcher at it
 EVAL_QUIET = 2.0  # an eval shorter than this prints only its result
 EVAL_EVERY = 10.0  # a long eval prints its progress this often
+PLAN_REASONS = {"start": "steps timed", "eval": "at the eval", "speed": "the speed changed", "pause": "paused",
+                "resume": "after the pause", "cooldown": "the cooldown begins", "cap": "max_iters comes first"}
 ENDINGS = {"done": "done", "stopped": "stopped", "nan": "stopped on a NaN/Inf loss or gradient",
            "disk": "stopped: a checkpoint could not be written"}
 
@@ -77,9 +80,14 @@ class HeadlessPrinter:
         self._alerts, self._run_name = bool(e.config.get("alerts", True)), e.run_name
         self._target = e.config.get("target_loss")
         what = "resuming" if e.resumed else "training"
+        ends = plan.start_text(e.end_kind, e.end_text, e.deadline, e.max_iters, e.time)
+        iters = f"iter {e.start_iter}/{e.max_iters}" if not ends else f"iter {e.start_iter} | {ends}"
         self._print(f"tuigpt {what} {e.run_name} | {e.n_params / 1e6:.2f}M params | {e.device}, {e.dtype} "
-                    f"({e.dtype_reason}) | {e.compile_text} | iter {e.start_iter}/{e.max_iters} | "
+                    f"({e.dtype_reason}) | {e.compile_text} | {iters} | "
                     f"{fmt.count(e.tokens_per_iter)} tokens/iter | MFU against {e.peak_label} | {e.run_dir}")
+
+    def _on_PlanUpdated(self, e: PlanUpdated) -> None:
+        self._print(f"plan ({PLAN_REASONS.get(e.reason, e.reason)}): {plan.describe(e, e.time)}")
 
     def _on_IterationStats(self, e: IterationStats) -> None:
         if e.iter % self._log_interval and e.iter != self.progress.max_iters:
