@@ -28,6 +28,7 @@ WINDOW_SECONDS = 30.0  # the plan's step time: the mean of the steps of the last
 SHORT_SECONDS = 5.0  # the newest steps a change of speed is judged on
 MIN_STEPS = 8  # never fewer steps than this in either window
 SKIP_STEPS = 3  # the first steps of a session (allocation, caches, a compile) are not its speed
+REPLAN_SECONDS = 0.5  # between plans, away from the cooldown's start and the end
 EVAL_WINDOW = 3  # an eval's cost: the median of the last few (each with what it wrote)
 FORWARD_PER_STEP = 3.0  # before any step is timed: a step ~ 3 forward passes (forward + backward, 1 + 2)
 UNPLANNED = 10**12  # total_iters before anything is measured (the first timed step plans it)
@@ -52,6 +53,7 @@ class Planner:
         self._wall, self._mono = wall, mono
         self._mono_started = mono() if mono_started is None else mono_started  # the budget's clock started here
         self._steps: deque[tuple[float, float]] = deque()  # (monotonic time it ended, seconds) of recent steps
+        self._steps_sum = 0.0  # of their seconds: the mean costs nothing a step
         self._last_tick: float | None = None
         self._session_steps = 0
         self._evals: deque[float] = deque(maxlen=EVAL_WINDOW)
@@ -67,6 +69,7 @@ class Planner:
         self.last_eval_iter: int | None = None
         self._shown: ev.PlanUpdated | None = None
         self._speed_checked = 0.0
+        self._replanned = float("-inf")
         self._capped_told = False
         if saved is not None:
             self._restore(saved, iteration)
@@ -111,9 +114,11 @@ class Planner:
         self._session_steps += 1
         if self._last_tick is not None and self._session_steps > SKIP_STEPS:
             self._steps.append((now, now - self._last_tick))
+            self._steps_sum += now - self._last_tick
             self._trim(now)
         self._last_tick = now
-        self._replan(iteration)
+        if self._replan_due(iteration, now):
+            self._replan(iteration)
         begins = (self.cooldown is None and self.plan is not None and self.plan.cooldown_iter is not None
                   and iteration >= self.plan.cooldown_iter)
         if begins:
@@ -175,18 +180,28 @@ class Planner:
 
     def costs(self) -> pl.Costs | None:
         """What the plan assumes, or None before anything was measured."""
-        window = self._window(WINDOW_SECONDS)
-        step = pl.step_spread(window).mean if window else self._step_guess
+        step = self._steps_sum / len(self._steps) if self._steps else self._step_guess
         if step is None:
             return None
         evals = sorted(self._evals)
         eval_s = evals[len(evals) // 2] if evals else self._eval_guess if self._eval_guess is not None else 0.0
         return pl.Costs(step, eval_s, self._checkpoint)
 
+    def _replan_due(self, iteration: int, now: float) -> bool:
+        """Every step near the end and near the cooldown's start (where an iteration matters); elsewhere every
+        REPLAN_SECONDS (a plan costs ~60 us: 3% of a 2 ms GPU step)."""
+        if self.plan is None or now - self._replanned >= REPLAN_SECONDS:
+            return True
+        step = self._steps_sum / len(self._steps) if self._steps else 0.0
+        near = 2 * REPLAN_SECONDS / step if step > 0 else 0
+        marks = [self.total_iters] + ([self.plan.cooldown_iter] if self.plan.cooldown_iter is not None else [])
+        return any(0 <= mark - iteration <= near for mark in marks)
+
     def _replan(self, iteration: int) -> None:
         costs = self.costs()
         if costs is None:
             return
+        self._replanned = self._mono()
         self.plan = pl.fit(iteration, self.seconds_left(), costs, eval_interval=self.eval_interval,
                            warmup_iters=self.warmup_iters, cooldown_frac=self.cooldown_frac,
                            cooldown_begun=self.cooldown.start if self.cooldown is not None else None, cap=self.cap)
@@ -204,9 +219,12 @@ class Planner:
             out = [s for _, s in list(self._steps)[-MIN_STEPS:]]
         return out
 
-    def _trim(self, now: float) -> None:
-        while len(self._steps) > MIN_STEPS and now - self._steps[0][0] > WINDOW_SECONDS:
-            self._steps.popleft()
+    def _trim(self, now: float, seconds: float = WINDOW_SECONDS) -> None:
+        """Drop the steps older than ``seconds`` (MIN_STEPS stay)."""
+        while len(self._steps) > MIN_STEPS and now - self._steps[0][0] > seconds:
+            self._steps_sum -= self._steps.popleft()[1]
+        if not self._steps:
+            self._steps_sum = 0.0
 
     def _speed_moved(self, now: float) -> bool:
         """The newest steps' mean differs from the shown plan's step time by more than noise: the window restarts
@@ -220,9 +238,8 @@ class Planner:
             return False
         if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, window):
             return False
-        keep = len(self._window(SHORT_SECONDS))
-        while len(self._steps) > keep:
-            self._steps.popleft()
+        self._trim(now, SHORT_SECONDS)
+        self._steps_sum = sum(s for _, s in self._steps)  # no rounding drift carried over the change
         self._replan(self._iteration)
         return True
 
