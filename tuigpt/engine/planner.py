@@ -13,6 +13,7 @@ started (``time.monotonic``), stopped while paused.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from typing import Any, Callable
@@ -31,6 +32,8 @@ SKIP_STEPS = 3  # the first steps of a session (allocation, caches, a compile) a
 REPLAN_SECONDS = 0.5  # between plans, away from the cooldown's start and the end
 EVAL_WINDOW = 3  # an eval's cost: the median of the last few (each with what it wrote)
 FORWARD_PER_STEP = 3.0  # before any step is timed: a step ~ 3 forward passes (forward + backward, 1 + 2)
+EXIT_SECONDS = 1.0  # the process's own exit after the final checkpoint (interpreter and torch teardown: 0.8-1.5 s
+#                     measured on the loaded 2-core VM): the run's last line comes this much before the end
 UNPLANNED = 10**12  # total_iters before anything is measured (the first timed step plans it)
 
 
@@ -202,7 +205,7 @@ class Planner:
         if costs is None:
             return
         self._replanned = self._mono()
-        self.plan = pl.fit(iteration, self.seconds_left(), costs, eval_interval=self.eval_interval,
+        self.plan = pl.fit(iteration, self.seconds_left() - EXIT_SECONDS, costs, eval_interval=self.eval_interval,
                            warmup_iters=self.warmup_iters, cooldown_frac=self.cooldown_frac,
                            cooldown_begun=self.cooldown.start if self.cooldown is not None else None, cap=self.cap)
         self.total_iters = self.plan.total_iters
@@ -232,11 +235,14 @@ class Planner:
         if self._shown is None or now - self._speed_checked < SHORT_SECONDS:
             return False
         self._speed_checked = now
-        recent = pl.step_spread(self._window(SHORT_SECONDS))
-        window = pl.step_spread(self._window(WINDOW_SECONDS))
-        if recent is None or window is None or recent.n < MIN_STEPS:
+        newest = self._steps[-1][0] if self._steps else now
+        recent = pl.step_spread([s for t, s in self._steps if newest - t <= SHORT_SECONDS])
+        if recent is None or recent.n < MIN_STEPS:
             return False
-        if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, window):
+        # the noise is that of the steps before the newest: a change inside the window must not widen it
+        older = pl.step_spread([s for t, s in self._steps if newest - t > SHORT_SECONDS])
+        if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, older if older and older.n >= MIN_STEPS
+                                else recent):
             return False
         self._trim(now, SHORT_SECONDS)
         self._steps_sum = sum(s for _, s in self._steps)  # no rounding drift carried over the change
@@ -244,6 +250,7 @@ class Planner:
         return True
 
     def _show(self, reason: str, iteration: int) -> None:
+        self._replan(iteration)  # what is shown is planned now, on the costs shown with it
         plan, costs = self.plan, self.costs()
         if plan is None or costs is None:
             return
@@ -305,15 +312,28 @@ CHECKPOINT_BYTES_PER_S = 200e6  # before the first write is timed: weights and t
 
 def process_started() -> tuple[float, float]:
     """(wall, monotonic) time this process started: a time budget counts from the moment the user started the run,
-    its set-up (data, dtype/compile trials, model) included."""
+    its set-up (data, dtype/compile trials, model) included. Its age comes from /proc (its start in clock ticks
+    since boot against the uptime: 10 ms steps); psutil's create_time adds the boot time, which /proc/stat gives
+    in whole seconds (a budget would be up to a second short)."""
+    age = _process_age()
+    return time.time() - age, time.monotonic() - age
+
+
+def _process_age() -> float:
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
 
-        wall = psutil.Process().create_time()
+        return max(0.0, time.time() - psutil.Process().create_time())
     except Exception:  # noqa: BLE001 - no process table: count from now
-        wall = time.time()
-    mono = time.monotonic() - max(0.0, time.time() - wall)
-    return wall, mono
+        return 0.0
 
 
 def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micro_steps: int, n_params: int,

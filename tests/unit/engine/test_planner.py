@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tuigpt.engine.planner import Planner, continues
+from tuigpt.engine.planner import EXIT_SECONDS, Planner, continues
 from tuigpt.run.deadline import RunEnd
 from tuigpt.run.events import Event, Notice, PlanUpdated
 
@@ -67,7 +67,7 @@ class Sim:
 def test_a_budget_ends_on_time_with_its_cooldown_complete() -> None:
     sim = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"))
     planner, last = sim.run()
-    assert sim.mono == pytest.approx(120.0, abs=0.2)  # the final eval and checkpoint included
+    assert sim.mono + EXIT_SECONDS == pytest.approx(120.0, abs=0.2)  # the final eval and checkpoint included
     assert planner.cooldown is not None and planner.cooldown.progress(last) == 1.0  # the schedule is complete
     plans = sim.plans()
     assert plans[0].reason == "start" and any(p.reason == "cooldown" for p in plans)
@@ -79,7 +79,7 @@ def test_a_2x_slowdown_halfway_is_followed_and_the_run_still_ends_on_time() -> N
     sim = Sim(RunEnd("budget", budget=1200.0, started=START, text="20m"), eval_interval=1000)
     sim.step = lambda i: 0.05 if i < 11500 else 0.1  # about halfway
     planner, last = sim.run()
-    assert sim.mono == pytest.approx(1200.0, abs=0.3)
+    assert sim.mono + EXIT_SECONDS == pytest.approx(1200.0, abs=0.3)
     plans = sim.plans()
     speed = [p for p in plans if p.reason == "speed"]
     assert speed and speed[0].step_ms == pytest.approx(100.0, rel=0.1)
@@ -93,17 +93,17 @@ def test_a_slowdown_inside_the_cooldown_shortens_it_without_a_jump() -> None:
     sim = Sim(RunEnd("budget", budget=100.0, started=START, text="100s"))
     sim.step = lambda i: 0.05 if i < 1600 else 0.1
     planner, last = sim.run()
-    assert sim.mono == pytest.approx(100.0, abs=0.3)
+    assert sim.mono + EXIT_SECONDS == pytest.approx(100.0, abs=0.3)
     assert planner.cooldown is not None and planner.cooldown.start < 1600 and planner.cooldown.progress(last) == 1.0
 
 
 def test_a_pause_extends_a_budget_and_eats_into_a_deadline() -> None:
     budget = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"), pause_at=500, pause_s=30.0)
     _, budget_iters = budget.run()
-    assert budget.mono == pytest.approx(150.0, abs=0.3)  # 2 minutes of run time, and the 30 s pause
+    assert budget.mono + EXIT_SECONDS == pytest.approx(150.0, abs=0.3)  # 2 minutes of run time, and the 30 s pause
     deadline = Sim(RunEnd("deadline", until=START + 120.0, started=START, text="x"), pause_at=500, pause_s=30.0)
     _, deadline_iters = deadline.run()
-    assert deadline.mono == pytest.approx(120.0, abs=0.3)  # the wall clock: the pause's 30 s are lost to training
+    assert deadline.mono + EXIT_SECONDS == pytest.approx(120.0, abs=0.3)  # the wall clock: the pause's 30 s are lost to training
     assert deadline_iters < budget_iters * 0.8
     assert [p.reason for p in deadline.plans()].count("resume") == 1
 
