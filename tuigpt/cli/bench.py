@@ -71,12 +71,13 @@ class BenchResult:
     peak_label: str
     peak_rss_bytes: int | None  # the process's high-water mark so far
     gpu_max_bytes: int | None  # None when not on CUDA
-    max_iters: int
+    max_iters: int | None  # None: the config ends at a time (its plan decides)
     eval_interval: int
     eval_iters: int
     peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
     rss_bytes: int | None = None  # the process's resident memory right after the timed steps, the trainer alive
     compile_reason: str = ""
+    setup_seconds: float = 0.0  # building the trainer: data, model, optimizer, dtype/compile (cached or timed)
 
     @property
     def mean_ms(self) -> float:
@@ -165,7 +166,14 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
     from tuigpt.engine.calibration import resolve_peak
     from tuigpt.engine.trainer import Trainer
 
+    import dataclasses
+
+    planned = config.planned  # a run that ends at a time: its steps are timed as any (no plan, nothing ends)
+    if planned:
+        config = dataclasses.replace(config, time_budget=None, deadline=None, max_iters=config.max_iters or 0)
+    built_at = time.perf_counter()
     trainer = Trainer(config)
+    setup_seconds = time.perf_counter() - built_at
     try:
         peak = resolve_peak(str(trainer.device), trainer.precision.name, trainer.threads)
         peak_flops, peak_label = (peak.flops, peak.label) if peak is not None else (None, "no peak known")
@@ -205,7 +213,8 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
         forward_ms=forward_ms, peak_flops=peak_flops, peak_label=peak_label, peak_warning=peak_warning,
         peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_now, compile_reason=trainer.compile_reason,
         gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if on_cuda else None,
-        max_iters=config_.max_iters, eval_interval=config_.eval_interval, eval_iters=config_.eval_iters)
+        max_iters=None if planned else config_.max_iters, eval_interval=config_.eval_interval,
+        eval_iters=config_.eval_iters, setup_seconds=setup_seconds)
     trainer.close()  # its run directory's lock (the folder is a temporary one)
     del trainer
     gc.collect()
@@ -263,7 +272,8 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
       f"steps at {result.eval_seconds:.1f} s: {result.eval_iters} x 2 splits x {result.forward_ms:.1f} ms forward; "
       f"checkpoint writes not counted)")
     rows = [(f"{fmt.steps(s)} steps", s) for s in PROJECTED_STEPS]
-    rows.append((f"max_iters {result.max_iters:,}", result.max_iters))
+    if result.max_iters is not None:
+        rows.append((f"max_iters {result.max_iters:,}", result.max_iters))
     width = max(len(name) for name, _ in rows)
     for name, steps in rows:
         seconds = result.projected_seconds(steps)
@@ -291,10 +301,10 @@ def report_comparison(key: str, results: list[BenchResult], now: _dt.datetime, o
                 f"MFU common: every variant against {base.label}'s peak, {base.peak_label} (ranks throughput); "
                 f"MFU own: each against its own peak (above)"))
     header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU" if one_peak else "MFU common",
-              *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters:,}"]
+              *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters or 1000:,}"]
     rows = []
     for r, shared in zip(results, common):
-        seconds = r.projected_seconds(r.max_iters)
+        seconds = r.projected_seconds(r.max_iters or 1000)  # a planned config: 1,000 steps as a yardstick
         rows.append([r.label, f"{r.mean_ms:.1f}", f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.tokens_per_sec:,.0f}",
                      fmt.mfu(shared, short=True), *([] if one_peak else [fmt.mfu(r.mfu, short=True)]),
                      f"{r.tokens_per_sec / base.tokens_per_sec:.2f}x",

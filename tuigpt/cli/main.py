@@ -16,7 +16,7 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
-               "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck"}
+               "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck", "plan": "plan"}
 
 
 class Stopped(BaseException):
