@@ -283,10 +283,8 @@ def _report(path: str, rest: list[str], config: Any, candidates: list[Candidate]
     if picked is not None:
         p(f"picks {picked.label}: {fmt.count(picked.result.n_params)} params, {fmt.count(picked.tokens())} tokens, "
           f"{picked.tokens_per_param():.1f} tokens/param")
-        timed = [c for c in candidates if c.plan is not None]
-        ratios = [c.tokens_per_param() for c in timed]
-        if len(timed) > 1 and picked.tokens_per_param() in (min(ratios), max(ratios)) and \
-                abs(math.log(max(picked.tokens_per_param(), 1e-9) / rule)) > math.log(1.5):
-            smaller = picked.tokens_per_param() < rule
+        ratios = [c.tokens_per_param() for c in candidates if c.plan is not None and c.plan.total_iters > 0]
+        if rule > 1.5 * max(ratios) or rule < min(ratios) / 1.5:  # every size timed is too big, or too small
+            smaller = rule > max(ratios)
             p(f"the rule's size is {'smaller' if smaller else 'larger'} than every size timed: time "
               f"{'smaller' if smaller else 'larger'} ones with --sizes")

@@ -371,7 +371,7 @@ def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micr
     return planner
 
 
-MIN_TRAIN_SECONDS = 5.0  # less than this after the set-up: not a run
+MIN_TRAIN_SECONDS = 1.0  # less than this after the set-up: not a run
 
 
 def planned_config(config: Any) -> tuple[Any, list[str]]:
