@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,26 +61,23 @@ def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | N
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env=dict(env or os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
     lines: list[tuple[float, str]] = []
-    assert proc.stdout is not None
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.time() - t0, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     stopped = False
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = ""
-    while True:
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk
-            *done, buffer = buffer.split("\n")
-            lines += [(time.time() - t0, line) for line in done]
-        if proc.poll() is not None:
-            rest = proc.stdout.read() or ""
-            lines += [(time.time() - t0, line) for line in (buffer + rest).split("\n") if line]
-            break
+    while proc.poll() is None:
         if limit is not None and not stopped and time.time() - t0 >= limit:
             os.killpg(proc.pid, signal.SIGINT)
             stopped = True
         if stopped and time.time() - t0 >= limit + 60:  # type: ignore[operator]
             os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.05)
+    reader.join(30)
     return lines, time.time() - t0, proc.returncode
 
 
@@ -119,8 +117,8 @@ def full_val_loss(checkpoint: Path) -> tuple[float, int, int]:
 # ---------------------------------------------------------------- the arms
 
 
-def tuigpt_default(seed: int, budget: float, tmp: Path, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "tuigpt", CONFIG, "--headless", "--time", f"{budget:g}s", f"--seed={seed}",
+def tuigpt_default(seed: int, budget: float, tmp: Path, extra: list[str], config: str = CONFIG) -> dict:
+    command = [sys.executable, "-m", "tuigpt", config, "--headless", "--time", f"{budget:g}s", f"--seed={seed}",
                f"--data_path={DATA}", f"--out_dir={tmp}", "--run_name=default", *extra]
     lines, total, code = run(command, REPO)
     run_dir = tmp / "default"
@@ -246,6 +244,8 @@ def main() -> None:
                                                                     "fetched snapshot)")
     parser.add_argument("--out", type=Path, default=REPO.parent / "deadline-quality")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--config", default=CONFIG, help="the default arm's config (a size sweep passes others)")
+    parser.add_argument("--label", default=None, help="the result's name instead of the arm's (a sweep's variants)")
     args, extra = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
@@ -257,7 +257,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dq-") as tmp_name:
         tmp = Path(tmp_name)
         if args.arm == "default":
-            result = tuigpt_default(args.seed, args.budget, tmp, extra)
+            result = tuigpt_default(args.seed, args.budget, tmp, extra, args.config)
         elif args.arm == "cosine-calibrate":
             result = cosine_calibrate(args.budget, tmp, extra)
         elif args.arm == "cosine":
@@ -268,9 +268,9 @@ def main() -> None:
         else:
             iters = json.loads((args.out / "nanogpt-calibrate.json").read_text())["max_iters"]
             result = nanogpt(args.nanogpt, args.seed - 1337, args.budget, tmp, iters)
-    result.update(arm=args.arm, seed=args.seed, when=time.strftime("%Y-%m-%d %H:%M"), machine=machine,
+    result.update(arm=args.label or args.arm, seed=args.seed, when=time.strftime("%Y-%m-%d %H:%M"), machine=machine,
                   load_before=os.getloadavg()[0])
-    name = args.arm if args.arm.endswith("calibrate") else f"{args.arm}-{args.seed}"
+    name = args.arm if args.arm.endswith("calibrate") else f"{args.label or args.arm}-{args.seed}"
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
