@@ -176,9 +176,6 @@ class Planner:
         self.eval_interval = max(1, interval)
         self._replan(iteration)
 
-    def should_stop(self, iteration: int) -> bool:
-        return iteration >= self.total_iters
-
     # ------------------------------------------------------------ the plan
 
     def costs(self) -> pl.Costs | None:
@@ -283,13 +280,12 @@ class Planner:
 
     def state_dict(self, iteration: int) -> dict[str, Any]:
         """What a checkpoint keeps of the plan: its end, the run time used, and the cooldown's place."""
-        c = self.cooldown
+        c, costs = self.cooldown, self.costs()
         return {"kind": self.end.kind, "text": self.end.text, "until": self.end.until, "budget": self.end.budget,
                 "used": self.used_seconds(), "total_iters": self.total_iters, "iter": iteration,
                 "stable_iter": self.stable_iter, "finished": iteration >= self.total_iters,
                 "cooldown": None if c is None else [c.start, c.end, c.anchor_it, c.anchor_p],
-                "step_s": self.costs().step if self.costs() is not None else None,  # type: ignore[union-attr]
-                "checkpoint_s": self._checkpoint}
+                "step_s": costs.step if costs is not None else None, "checkpoint_s": self._checkpoint}
 
     def _restore(self, saved: dict[str, Any], iteration: int) -> None:
         """A resume that goes on with the same plan: its cooldown, if begun, continues to the new end."""
