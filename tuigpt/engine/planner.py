@@ -65,6 +65,7 @@ class Planner:
         self._checkpoint = checkpoint_guess
         self._paused_since: float | None = None
         self.paused_seconds = 0.0
+        self._used_before = 0.0  # run time the plan's earlier sessions used (a resume that goes on with it)
         self.cooldown: pl.Cooldown | None = None  # set when the cooldown begins (then its start stays)
         self.stable_iter: int | None = None
         self.plan: pl.Plan | None = None
@@ -89,8 +90,8 @@ class Planner:
         return self.end.budget - (self._mono() - self._mono_started - paused)
 
     def used_seconds(self) -> float:
-        """Run time used so far on a budget's clock (what a resume of this plan subtracts)."""
-        return self._mono() - self._mono_started - self.paused_seconds
+        """Run time this plan used so far, earlier sessions of it included (what a resume of it subtracts)."""
+        return self._used_before + self._mono() - self._mono_started - self.paused_seconds
 
     def deadline_wall(self) -> float:
         """The wall time the run must end by, as things stand."""
@@ -298,6 +299,8 @@ class Planner:
             self._step_guess = float(saved["step_s"])
         if isinstance(saved.get("checkpoint_s"), (int, float)):
             self._checkpoint = float(saved["checkpoint_s"])
+        if isinstance(saved.get("used"), (int, float)):
+            self._used_before = float(saved["used"])
 
 
 

@@ -95,6 +95,8 @@ def test_an_interrupted_plan_resumes_with_what_was_left_of_its_budget(tiny_confi
     try:
         assert resumed.planner is not None
         assert resumed.planner.end.budget == pytest.approx(8.0 - state["used"], abs=0.01)
+        # a second interruption counts both sessions' time against the one budget
+        assert resumed.planner.used_seconds() == pytest.approx(state["used"], abs=0.5)
     finally:
         resumed.close()
 
