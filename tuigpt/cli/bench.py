@@ -166,11 +166,8 @@ def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
     from tuigpt.engine.calibration import resolve_peak
     from tuigpt.engine.trainer import Trainer
 
-    import dataclasses
-
     planned = config.planned  # a run that ends at a time: its steps are timed as any (no plan, nothing ends)
-    if planned:
-        config = dataclasses.replace(config, time_budget=None, deadline=None, max_iters=config.max_iters or 0)
+    config = config.without_end() if planned else config
     built_at = time.perf_counter()
     trainer = Trainer(config)
     setup_seconds = time.perf_counter() - built_at

@@ -13,6 +13,7 @@ started (``time.monotonic``), stopped while paused.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -34,6 +35,7 @@ EVAL_WINDOW = 3  # an eval's cost: the median of the last few (each with what it
 FORWARD_PER_STEP = 3.0  # before any step is timed: a step ~ 3 forward passes (forward + backward, 1 + 2)
 EXIT_SECONDS = 1.0  # the process's own exit after the final checkpoint (interpreter and torch teardown: 0.8-1.5 s
 #                     measured on the loaded 2-core VM): the run's last line comes this much before the end
+MIN_TRAIN_SECONDS = 1.0  # less than this left after the set-up: not a run
 UNPLANNED = 10**12  # total_iters before anything is measured (the first timed step plans it)
 
 
@@ -64,16 +66,14 @@ class Planner:
         self._step_guess: float | None = None
         self._checkpoint = checkpoint_guess
         self._paused_since: float | None = None
-        self.paused_seconds = 0.0
-        self._used_before = 0.0  # run time the plan's earlier sessions used (a resume that goes on with it)
+        self.paused_seconds, self._used_before = 0.0, 0.0  # the latter: a resumed plan's earlier sessions' time
         self.cooldown: pl.Cooldown | None = None  # set when the cooldown begins (then its start stays)
         self.stable_iter: int | None = None
         self.plan: pl.Plan | None = None
         self.total_iters = cap if cap is not None else UNPLANNED  # until the first plan
         self.last_eval_iter: int | None = None
         self._shown: ev.PlanUpdated | None = None
-        self._speed_checked = 0.0
-        self._replanned = float("-inf")
+        self._speed_checked, self._replanned = 0.0, float("-inf")
         self._capped_told = False
         if saved is not None:
             self._restore(saved, iteration)
@@ -159,7 +159,7 @@ class Planner:
         """A checkpoint took ``seconds`` to write (the next stable.pt is assumed to take as long)."""
         self._checkpoint = seconds
 
-    def paused(self) -> None:
+    def paused(self) -> None:  # the trainer's pause; a budget's clock stops
         if self._paused_since is None:
             self._paused_since = self._mono()
             self.busy()
@@ -370,15 +370,10 @@ def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micr
     return planner
 
 
-MIN_TRAIN_SECONDS = 1.0  # less than this after the set-up: not a run
-
-
 def planned_config(config: Any) -> tuple[Any, list[str]]:
     """The config a run that ends at a time trains with: schedule wsd (cosine's decay is fixed by max_iters from
     the first step; a cooldown can be planned to the end), lr_decay_iters unused (the plan ends the schedule);
     and what the user is told about it."""
-    import dataclasses
-
     if not config.planned:
         return config, []
     notices, changes = [], {}

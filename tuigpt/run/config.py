@@ -117,6 +117,11 @@ class TrainConfig:
     def effective_min_lr(self) -> float:
         return self.learning_rate / 10 if self.min_lr is None else self.min_lr
 
+    def without_end(self) -> TrainConfig:
+        """The same run with no time_budget or deadline (max_iters 0 when the plan would have set it): bench and
+        tune time its steps, nothing plans them."""
+        return dataclasses.replace(self, time_budget=None, deadline=None, max_iters=self.max_iters or 0)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
