@@ -36,6 +36,7 @@ FORWARD_PER_STEP = 3.0  # before any step is timed: a step ~ 3 forward passes (f
 EXIT_SECONDS = 1.0  # the process's own exit after the final checkpoint (interpreter and torch teardown: 0.8-1.5 s
 #                     measured on the loaded 2-core VM): the run's last line comes this much before the end
 MIN_TRAIN_SECONDS = 1.0  # less than this left after the set-up: not a run
+SYNC_EVERY, SYNC_NEAR = 16, 64  # several ranks: agree every 16 iterations, and at each within 64 of a mark
 UNPLANNED = 10**12  # total_iters before anything is measured (the first timed step plans it)
 
 
@@ -46,8 +47,9 @@ class Planner:
                  micro_steps: int, warmup_iters: int, cooldown_frac: float | None, checkpoint_guess: float,
                  publish: Callable[[ev.Event], None], saved: dict[str, Any] | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
-                 mono_started: float | None = None) -> None:
+                 mono_started: float | None = None, cluster: Any = None) -> None:
         self.end = end
+        self._cluster = cluster  # several ranks: rank 0 plans, every rank follows (see _agree)
         self.cap = cap
         self.eval_interval = max(1, eval_interval)
         self._eval_iters = eval_iters
@@ -70,10 +72,11 @@ class Planner:
         self.cooldown: pl.Cooldown | None = None  # set when the cooldown begins (then its start stays)
         self.stable_iter: int | None = None
         self.plan: pl.Plan | None = None
-        self.total_iters = cap if cap is not None else UNPLANNED  # until the first plan
+        self.total_iters = cap if cap is not None else UNPLANNED  # agreed: where training stops (the first plan sets it)
         self.last_eval_iter: int | None = None
         self._shown: ev.PlanUpdated | None = None
         self._speed_checked, self._replanned = 0.0, float("-inf")
+        self._agreed_cooldown: int | None = None  # several ranks: where rank 0 planned the cooldown, last agreed
         self._capped_told = False
         if saved is not None:
             self._restore(saved, iteration)
@@ -125,6 +128,10 @@ class Planner:
             self._replan(iteration)
         begins = (self.cooldown is None and self.plan is not None and self.plan.cooldown_iter is not None
                   and iteration >= self.plan.cooldown_iter)
+        if self._cluster is not None:
+            if not self._sync_due(iteration):
+                return False
+            begins = self._agree(iteration, begins)
         if begins:
             self.cooldown = pl.Cooldown(iteration, max(self.total_iters, iteration), iteration, 0.0)
             self.stable_iter = iteration
@@ -206,9 +213,34 @@ class Planner:
         self.plan = pl.fit(iteration, self.seconds_left() - EXIT_SECONDS, costs, eval_interval=self.eval_interval,
                            warmup_iters=self.warmup_iters, cooldown_frac=self.cooldown_frac,
                            cooldown_begun=self.cooldown.start if self.cooldown is not None else None, cap=self.cap)
-        self.total_iters = self.plan.total_iters
-        if self.cooldown is not None and self.cooldown.end != self.total_iters:
-            self.cooldown = self.cooldown.moved_to(iteration, self.total_iters)
+        if self._cluster is None:  # one process: the plan applies at once (several: at the next agreement)
+            self._set_total(iteration, self.plan.total_iters)
+
+    def _set_total(self, iteration: int, total: int) -> None:
+        self.total_iters = total
+        if self.cooldown is not None and self.cooldown.end != total:
+            self.cooldown = self.cooldown.moved_to(iteration, total)
+
+    def _sync_due(self, iteration: int) -> bool:
+        """Several ranks agree on the plan every SYNC_EVERY iterations, and at every iteration near the agreed end
+        or the agreed start of the cooldown (where one iteration matters): a rule of agreed values alone, so every
+        rank calls the broadcast at the same iterations."""
+        if iteration % SYNC_EVERY == 0 or self.total_iters - iteration <= SYNC_NEAR:
+            return True
+        return self.cooldown is None and self._agreed_cooldown is not None and \
+            abs(self._agreed_cooldown - iteration) <= SYNC_NEAR
+
+    def _agree(self, iteration: int, begins: bool) -> bool:
+        """Rank 0's plan on every rank: [where training stops, whether the cooldown begins now, where rank 0 plans
+        it]. The anchoring of a moved cooldown is the same arithmetic on every rank, so their learning rates
+        stay equal."""
+        planned_cooldown = self.plan.cooldown_iter if self.plan is not None and self.plan.cooldown_iter is not None \
+            else -1
+        mine = [self.plan.total_iters if self.plan is not None else self.total_iters, int(begins), planned_cooldown]
+        total, begin, cooldown = self._cluster.broadcast_words(mine if self._cluster.rank == 0 else None, 3)
+        self._agreed_cooldown = cooldown if cooldown >= 0 else None
+        self._set_total(iteration, int(total))
+        return bool(begin) and self.cooldown is None
 
     def _window(self, seconds: float) -> list[float]:
         """The step times of the last ``seconds`` (at least MIN_STEPS of them when there are)."""
@@ -336,13 +368,13 @@ def _process_age() -> float:
 
 
 def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micro_steps: int, n_params: int,
-                 publish: Callable[[ev.Event], None], started: tuple[float, float] | None = None) -> Planner | None:
+                 publish: Callable[[ev.Event], None], cluster: Any = None) -> Planner | None:
     """The planner of a run whose config ends it at a time (None otherwise). On a resume whose checkpoint was
     planned to the same end and did not finish it, the plan goes on: a deadline stays the same clock time, a time
     budget keeps what was left of it. UserError when the time is already spent, or less than the set-up took."""
     if not config.planned:
         return None
-    wall, mono = started or process_started()
+    wall, mono = process_started()
     end = run_end(config.time_budget, config.deadline, wall, wall)
     assert end is not None
     continued = continues(saved, end.kind, end.text)
@@ -356,14 +388,14 @@ def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micr
                       eval_iters=config.eval_iters, micro_steps=micro_steps, warmup_iters=config.warmup_iters,
                       cooldown_frac=config.cooldown_frac if config.decay_lr else None,
                       checkpoint_guess=0.02 + 12 * n_params / CHECKPOINT_BYTES_PER_S, publish=publish,
-                      saved=saved if continued else None, mono_started=mono)
+                      saved=saved if continued else None, mono_started=mono, cluster=cluster)
     setup = time.time() - wall
     left = planner.seconds_left()
     what = f"--time {end.text}" if end.is_budget else f"--until {end.text}"
     if continued and left <= 0:
         raise UserError(f"{what}: the resumed run's time is already up (it was planned to end "
                         f"{fmt.clock(end.end_wall(0.0))}); give a new end, e.g. --time 1h")
-    if left < max(setup, MIN_TRAIN_SECONDS):
+    if left < max(setup, MIN_TRAIN_SECONDS) and (cluster is None or cluster.rank == 0):  # rank 0's clock decides
         need = fmt.duration(max(60.0, 4 * setup))
         raise UserError(f"{what} leaves {fmt.duration(max(0.0, left))} to train after a set-up of "
                         f"{fmt.duration(setup)} here: give at least {need}")

@@ -113,7 +113,7 @@ class Trainer(Chores):
             self.config, notes = planned_config(self.config)
             self.pending_notices += notes
             self.planner: Planner | None = make_planner(self.config, built.plan_state, self.iter_num,
-                                                        self.micro_steps, self.n_params, self.bus.publish)
+                                                        self.micro_steps, self.n_params, self.bus.publish, cluster)
         except BaseException:
             self.close(remove_dir=True)
             raise

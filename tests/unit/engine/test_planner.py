@@ -128,3 +128,67 @@ def test_a_resume_goes_on_with_the_same_unfinished_plan_only() -> None:
     assert not continues(saved, "budget", "2h")  # a new end: a new plan
     assert not continues({**saved, "finished": True}, "budget", "8h")
     assert not continues({**saved, "kind": "deadline"}, "deadline", "8h")  # a deadline needs its clock time
+
+
+class TwoRanks:
+    """A broadcast between two threads (what Cluster.broadcast_words does between processes)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.barrier = threading.Barrier(2, timeout=30)
+        self.slot: list[int] = []
+
+    def rank(self, rank: int) -> object:
+        group = self
+
+        class Rank:
+            def __init__(self) -> None:
+                self.rank = rank
+                self.calls = 0
+
+            def broadcast_words(self, words: list[int] | None, size: int) -> list[int]:
+                self.calls += 1
+                if rank == 0:
+                    group.slot = list(words or [])
+                group.barrier.wait()
+                out = list(group.slot)
+                group.barrier.wait()
+                return out
+
+        return Rank()
+
+
+def test_several_ranks_follow_rank_0s_plan_at_the_same_iterations() -> None:
+    import threading
+
+    from tuigpt.engine.schedule import lr_planned
+    from tuigpt.run.config import TrainConfig
+
+    group = TwoRanks()
+    config = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=20, max_iters=None, time_budget="2m")
+    seen: dict[int, list[tuple[int, int, float]]] = {0: [], 1: []}
+
+    def rank(r: int) -> None:
+        sim = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"))
+        sim.step = (lambda i: 0.05 if i < 1000 else 0.1) if r == 0 else (lambda i: 0.03)  # rank 1's clock differs
+        p = Planner(sim.end, iteration=0, cap=None, eval_interval=200, eval_iters=20, micro_steps=1, warmup_iters=20,
+                    cooldown_frac=0.2, checkpoint_guess=0.1, publish=sim.events.append, wall=lambda: sim.wall,
+                    mono=lambda: sim.mono, mono_started=0.0, cluster=group.rank(r))
+        sim.chore(p, 0, 0.5)
+        it = 0
+        while it < p.total_iters:
+            sim.mono += sim.step(it)  # type: ignore[operator]
+            it += 1
+            p.stepped(it)
+            seen[r].append((it, p.total_iters, lr_planned(config, it, p.cooldown)))
+            if it % p.eval_interval == 0 or it == p.total_iters:
+                sim.chore(p, it, 1.0)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen[0] and seen[0] == seen[1]  # the same stops, the same learning rate at every iteration
+    assert seen[0][-1][2] < 2e-4  # cooled down
