@@ -47,7 +47,7 @@ PLANNED = dict(max_iters=None, eval_interval=40, log_interval=5, warmup_iters=5,
 def test_a_budget_trains_to_its_plan_cools_down_and_ends_with_its_final_eval(tiny_config) -> None:
     trainer, rec, seconds = _run(tiny_config(time_budget="5s", **PLANNED))
     finished = rec.of(RunFinished)[0]
-    assert finished.reason == "done" and abs(seconds - 4.0) < 2.0  # 5 s, less the 1 s kept for the process's exit
+    assert finished.reason == "done" and abs(seconds - 4.0) < 3.0  # 5 s, less the 1 s kept for the exit (e2e and benchmarks time it closely)
     last = finished.iter
     assert rec.of(EvalResult)[-1].iter == last
     plans = rec.of(PlanUpdated)
