@@ -81,7 +81,7 @@ def test_a_resume_with_a_new_time_goes_on_from_stable_pt_and_keeps_the_cooled_mo
     iters = [r["iter"] for r in records if r["type"] == "iter"]
     assert iters == sorted(iters) and len(set(iters)) == len(iters)  # one history: to stable.pt, then the new plan
     assert rec2.of(IterationStats)[0].iter == stable_iter + 1
-    assert rec2.of(RunFinished)[0].reason == "done" and abs(seconds - 2.0) < 2.0
+    assert rec2.of(RunFinished)[0].reason == "done" and abs(seconds - 2.0) < 3.0
     # best.pt stayed the better, cooled model unless the new plan beat it
     assert resumed.best_val_loss <= end1.best_val_loss
 
