@@ -27,7 +27,8 @@ class Chores:
         t0 = time.perf_counter()
         losses = estimate_loss(self.eval_model, self.raw_model, self.sampler, eval_iters=self.config.eval_iters,
                                seed=self.config.seed, iter_num=self.iter_num, rank=self.rank, cluster=self.cluster,
-                               autocast=self.stepper.autocast, publish=self.bus.publish)
+                               autocast=self.stepper.autocast, publish=self.bus.publish,
+                               stop_at=self.planner.eval_stop_at() if self.planner is not None else None)
         seconds = time.perf_counter() - t0
         self.eval_seconds += seconds
         val = losses["val"]
@@ -47,7 +48,11 @@ class Chores:
         if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
             self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
         if self.planner is not None:  # what the eval cost, with its checkpoints and sample: the plan's eval cost
-            self.planner.evaluated(self.iter_num, time.perf_counter() - t0)
+            self.planner.evaluated(self.iter_num, time.perf_counter() - t0, int(losses["batches"]))
+            if losses["batches"] < self.config.eval_iters and self.rank == 0:
+                self.bus.publish(ev.Notice(level="warning", topic="plan", message=(
+                    f"the eval at iteration {self.iter_num:,} was cut to {int(losses['batches'])} of "
+                    f"{self.config.eval_iters} batches a split to end on time")))
         self._back_to_work()
 
     def _sample(self, command: Sample, timeline: bool = False) -> None:

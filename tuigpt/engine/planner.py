@@ -133,7 +133,7 @@ class Planner:
                 return False
             begins = self._agree(iteration, begins)
         if begins:
-            self.cooldown = pl.Cooldown(iteration, max(self.total_iters, iteration), iteration, 0.0)
+            self.cooldown = pl.Cooldown(iteration, max(self.total_iters - 1, iteration), iteration, 0.0)
             self.stable_iter = iteration
             self._replan(iteration)
             self._show("cooldown", iteration)
@@ -145,9 +145,17 @@ class Planner:
             self._show("cap", iteration)
         return begins
 
-    def evaluated(self, iteration: int, seconds: float) -> None:
-        """An eval (with what it wrote) took ``seconds``."""
+    def eval_stop_at(self) -> float:
+        """The ``time.monotonic()`` an eval must stop at, whatever batches it has left: where the run's end leaves
+        just its checkpoints (last.pt and best.pt) and the process's exit."""
+        return self._mono() + self.seconds_left() - EXIT_SECONDS - 2 * self._checkpoint
+
+    def evaluated(self, iteration: int, seconds: float, batches: int | None = None) -> None:
+        """An eval (with what it wrote) took ``seconds``, over ``batches`` batches of each split (fewer than
+        eval_iters when it was cut short: its cost is then scaled to a whole one)."""
         self.last_eval_iter = iteration
+        if batches is not None and 0 < batches < self._eval_iters:
+            seconds *= self._eval_iters / batches
         if iteration == 0 or (not self._evals and self._eval_guess is None):
             # the untrained eval writes nothing: its forward passes guess the step time and, with two writes,
             # the evals to come
@@ -217,9 +225,11 @@ class Planner:
             self._set_total(iteration, self.plan.total_iters)
 
     def _set_total(self, iteration: int, total: int) -> None:
+        """Where training stops; the cooldown ends with it: its last step (index total - 1) runs at min_lr, however
+        late the plan moved, so the schedule is complete when the run ends."""
         self.total_iters = total
-        if self.cooldown is not None and self.cooldown.end != total:
-            self.cooldown = self.cooldown.moved_to(iteration, total)
+        if self.cooldown is not None and self.cooldown.end != total - 1:
+            self.cooldown = self.cooldown.moved_to(iteration, total - 1)
 
     def _sync_due(self, iteration: int) -> bool:
         """Several ranks agree on the plan every SYNC_EVERY iterations, and at every iteration near the agreed end

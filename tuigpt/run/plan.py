@@ -45,10 +45,12 @@ class Cooldown:
 
     def progress(self, it: int) -> float:
         """The cooldown's progress at step index ``it`` (0 before it starts, 1 at and after its end)."""
-        if it <= self.anchor_it:
-            return self.anchor_p if it >= self.start else 0.0
+        if it < self.start:
+            return 0.0
         if it >= self.end:
             return 1.0
+        if it <= self.anchor_it:
+            return self.anchor_p
         return self.anchor_p + (1.0 - self.anchor_p) * (it - self.anchor_it) / (self.end - self.anchor_it)
 
     def moved_to(self, it: int, end: int) -> Cooldown:
