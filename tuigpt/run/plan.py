@@ -234,3 +234,18 @@ def moved_notice(e: Any, before: Any, now: float) -> str:
            "resume": "after the pause", "eval": "re-planned at the eval"}.get(e.reason, e.reason)
     return (f"plan moved {fmt.duration(abs(e.moved))} {'later' if e.moved > 0 else 'earlier'}: {what} ~{at(new_at)} "
             f"(was ~{at(was_at)}), {e.total_iters:,} iters (were {before.total_iters:,}): {why}")
+
+
+def short(e: Any, now: float, ended_at: float | None = None) -> str:
+    """A plan in a few words, for `tuigpt runs`: "cooldown ~05:48, done ~07:00" while the run goes; once it ended,
+    when, against the time it had to end by."""
+    at = lambda t: clock(t, now, e.length)  # noqa: E731
+    if ended_at is not None:
+        late = ended_at - e.deadline
+        how = "on time" if abs(late) < max(5.0, 0.02 * e.length) else f"{fmt.duration(abs(late))} {'late' if late > 0 else 'early'}"
+        return f"ended {at(ended_at)}, {how} ({'budget' if e.kind == 'budget' else 'deadline'} {at(e.deadline)})"
+    if e.cooldown_begun:
+        return f"cooling down, done ~{at(e.end_at)}"
+    if e.cooldown_at is not None:
+        return f"cooldown ~{at(e.cooldown_at)}, done ~{at(e.end_at)}"
+    return f"done ~{at(e.end_at)}"

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tuigpt.run.metrics_log import load_history
+from tuigpt.run.events import PlanUpdated
 from tuigpt.run.numbers import RunProgress
+from tuigpt.run.plan import short
 from tuigpt.run.projection import TargetTracker, describe
 from tuigpt.run.records import event_from_record, loads
 from tuigpt.run.rundir import RunDir
@@ -37,6 +39,7 @@ class RunSummary:
     device: str | None
     updated: float
     target: str | None = None  # when the run has a target_loss: where the loss reaches it
+    plan: str | None = None  # a run that ends at a time: its cooldown and end, or when it ended against its deadline
 
 
 def _records(raw: bytes, partial_first: bool) -> list[dict[str, Any]]:
@@ -89,12 +92,21 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
     if best is None:
         best = last.get("eval", {}).get("best_val_loss")
     target_loss = (start.get("config") or {}).get("target_loss")
+    planned = event_from_record(last["plan"]) if "plan" in last else None
+    max_iters = planned.total_iters if isinstance(planned, PlanUpdated) else start.get("max_iters") or None
     return RunSummary(
-        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=start.get("max_iters"),
+        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=max_iters,
         best_val_loss=best, tokens_per_sec=last.get("iter", {}).get("tokens_per_sec"), device=start.get("device"),
         updated=path.stat().st_mtime,
         target=_target(path, float(target_loss), state == "running") if isinstance(target_loss, (int, float)) else None,
+        plan=_plan(planned, last, state) if isinstance(planned, PlanUpdated) else None,
     )
+
+
+def _plan(planned: PlanUpdated, last: dict[str, dict[str, Any]], state: str) -> str:
+    """The plan's cooldown and end while the run goes; once it ended, when against its deadline."""
+    ended = last.get("finish", last.get("failed", {})).get("time") if state not in ("running", "paused") else None
+    return short(planned, time.time(), ended if isinstance(ended, (int, float)) else None)
 
 
 def _target(path: Path, target: float, running: bool) -> str:
