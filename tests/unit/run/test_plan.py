@@ -87,3 +87,49 @@ def test_a_speed_change_is_judged_against_the_noise() -> None:
     assert not speed_changed(step_spread([0.105] * 8), 0.1, steady)  # type: ignore[arg-type]
     noisy = step_spread([0.05, 0.15, 0.05, 0.15, 0.05, 0.15, 0.05, 0.15])
     assert noisy is not None and not speed_changed(step_spread([0.13] * 8), 0.1, noisy)  # type: ignore[arg-type]
+
+
+def _event(**kw):  # noqa: ANN003, ANN202
+    from tuigpt.run.events import PlanUpdated
+
+    values = dict(iter=400, total_iters=12_345, cooldown_iter=9_876, cooldown_at=NOW + 3000, end_at=NOW + 3600,
+                  deadline=NOW + 3600, kind="deadline", length=8 * 3600.0, step_ms=38.2, step_spread=0.04,
+                  reason="eval")
+    values.update(kw)
+    return PlanUpdated(**values)
+
+
+NOW = 1_800_000_000.0
+
+
+def test_a_plan_reads_as_its_cooldown_its_end_and_how_sure_it_is() -> None:
+    from tuigpt.run.plan import clock, describe
+
+    at = lambda t: clock(t, NOW, 8 * 3600)  # noqa: E731
+    assert describe(_event(), NOW) == (f"cooldown from ~{at(NOW + 3000)} (iter 9,876), done ~{at(NOW + 3600)} · "
+                                       f"12,345 iters · steps 38.2 ms ±4%")
+    assert describe(_event(cooldown_begun=True, cooldown_at=None), NOW).startswith("cooling down since iter 9,876")
+    assert "max_iters ends it before the deadline" in describe(_event(capped=True), NOW)
+    # a run under an hour gets seconds: a 10-minute run's minutes are too coarse
+    assert len(clock(NOW + 60, NOW, 600)) == 8 and len(clock(NOW + 60, NOW, 8 * 3600)) in (5, 9, 16)
+
+
+def test_the_first_line_says_how_the_run_ends_and_what_max_iters_is() -> None:
+    from tuigpt.run.plan import start_text
+
+    derived = start_text("budget", "10m", NOW + 600, 0, NOW)
+    assert derived.startswith("time budget 10m (run time from the start: a pause extends it), ends by ")
+    assert derived.endswith("max_iters derived from the plan")
+    capped = start_text("deadline", "07:00", NOW + 600, 5000, NOW)
+    assert "the wall clock: a pause eats into it" in capped and capped.endswith("max_iters 5,000 caps it")
+    assert start_text("", "", None, 2000, NOW) == ""
+
+
+def test_a_moved_plan_says_how_far_which_way_and_why() -> None:
+    from tuigpt.run.plan import moved_notice
+
+    before = _event(step_ms=40.0)
+    after = _event(step_ms=80.0, cooldown_at=NOW + 3000 - 1500, total_iters=8000, moved=-1500.0, reason="speed")
+    text = moved_notice(after, before, NOW)
+    assert text.startswith("plan moved 25m00s earlier: cooldown from ~") and "8,000 iters (were 12,345)" in text
+    assert text.endswith("steps now take 80.0 ms (were 40.0)")
