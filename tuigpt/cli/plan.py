@@ -233,7 +233,7 @@ def _plan(result: Any, config: Any, seconds: float) -> pl.Plan:
     checkpoint = 0.02 + 12 * result.n_params / CHECKPOINT_BYTES_PER_S
     costs = pl.Costs(result.mean_ms / 1000.0, result.eval_seconds + 2 * checkpoint, checkpoint)
     return pl.fit(0, seconds - result.eval_seconds - EXIT_SECONDS, costs, eval_interval=config.eval_interval,
-                  warmup_iters=config.warmup_iters, cooldown_frac=config.cooldown_frac if config.decay_lr else None,
+                  cooldown_frac=config.cooldown_frac if config.decay_lr else None,
                   cap=config.max_iters)
 
 

@@ -44,7 +44,7 @@ class Planner:
     """Plans a run to its end and keeps the plan as it goes (see the module docstring)."""
 
     def __init__(self, end: RunEnd, *, iteration: int, cap: int | None, eval_interval: int, eval_iters: int,
-                 micro_steps: int, warmup_iters: int, cooldown_frac: float | None, checkpoint_guess: float,
+                 micro_steps: int, cooldown_frac: float | None, checkpoint_guess: float,
                  publish: Callable[[ev.Event], None], saved: dict[str, Any] | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
                  mono_started: float | None = None, cluster: Any = None) -> None:
@@ -54,7 +54,6 @@ class Planner:
         self.eval_interval = max(1, eval_interval)
         self._eval_iters = eval_iters
         self._micro_steps = micro_steps
-        self.warmup_iters = warmup_iters
         self.cooldown_frac = cooldown_frac
         self._publish = publish
         self._wall, self._mono = wall, mono
@@ -167,8 +166,8 @@ class Planner:
             self._evals.append(seconds)
         self.busy()
         self._replan(iteration)
-        if self._shown is not None:  # the first plan is shown once steps were timed, not on a guess
-            self._show("eval", iteration)
+        if self._shown is not None and iteration < self.total_iters:  # the first plan is shown once steps were
+            self._show("eval", iteration)  # timed, not on a guess; the final eval ends the plan (nothing to show)
 
     def checkpointed(self, seconds: float) -> None:
         """A checkpoint took ``seconds`` to write (the next stable.pt is assumed to take as long)."""
@@ -219,7 +218,7 @@ class Planner:
             return
         self._replanned = self._mono()
         self.plan = pl.fit(iteration, self.seconds_left() - EXIT_SECONDS, costs, eval_interval=self.eval_interval,
-                           warmup_iters=self.warmup_iters, cooldown_frac=self.cooldown_frac,
+                           cooldown_frac=self.cooldown_frac,
                            cooldown_begun=self.cooldown.start if self.cooldown is not None else None, cap=self.cap)
         if self._cluster is None:  # one process: the plan applies at once (several: at the next agreement)
             self._set_total(iteration, self.plan.total_iters)
@@ -395,7 +394,7 @@ def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micr
         else:
             end = RunEnd("deadline", until=float(saved["until"]), started=wall, text=end.text)
     planner = Planner(end, iteration=iteration, cap=config.max_iters, eval_interval=config.eval_interval,
-                      eval_iters=config.eval_iters, micro_steps=micro_steps, warmup_iters=config.warmup_iters,
+                      eval_iters=config.eval_iters, micro_steps=micro_steps,
                       cooldown_frac=config.cooldown_frac if config.decay_lr else None,
                       checkpoint_guess=0.02 + 12 * n_params / CHECKPOINT_BYTES_PER_S, publish=publish,
                       saved=saved if continued else None, mono_started=mono, cluster=cluster)

@@ -48,11 +48,12 @@ def lr_planned(config: object, it: int, cooldown: Cooldown | None) -> float:
     c = config
     if not c.decay_lr:  # type: ignore[attr-defined]
         return c.learning_rate  # type: ignore[attr-defined]
-    if it < c.warmup_iters:  # type: ignore[attr-defined]
-        return c.learning_rate * (it + 1) / (c.warmup_iters + 1)  # type: ignore[attr-defined]
-    if cooldown is None:
-        return c.learning_rate  # type: ignore[attr-defined]
-    return _cooled(cooldown.progress(it), c.learning_rate, c.effective_min_lr, c.cooldown_shape)  # type: ignore[attr-defined]
+    peak = c.learning_rate  # type: ignore[attr-defined]
+    warm = lambda i: peak * (i + 1) / (c.warmup_iters + 1) if i < c.warmup_iters else peak  # noqa: E731
+    if cooldown is None or it < cooldown.start:
+        return warm(it)
+    # from the learning rate the run had where the cooldown began (the peak, or the warmup's when it began early)
+    return _cooled(cooldown.progress(it), warm(cooldown.start), c.effective_min_lr, c.cooldown_shape)  # type: ignore[attr-defined]
 
 
 def lr_for(config: object, it: int) -> float:

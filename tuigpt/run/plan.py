@@ -31,6 +31,13 @@ def cooldown_start(*, warmup_iters: int, lr_decay_iters: int, cooldown_frac: flo
     return max(warmup_iters, lr_decay_iters - round(cooldown_frac * lr_decay_iters))
 
 
+def planned_cooldown_start(total: int, cooldown_frac: float) -> int:
+    """Where a planned run's cooldown starts: the last ``cooldown_frac`` of its iterations. Unlike a fixed WSD
+    schedule it is not held back until the warmup ends: a run too short for its warmup (a tiny budget, a crawling
+    machine) cools down from the learning rate its warmup reached rather than never cooling down."""
+    return total - round(cooldown_frac * total)
+
+
 @dataclass(frozen=True)
 class Cooldown:
     """Where a planned cooldown stands: the learning rate falls from the peak at ``start`` to min_lr at ``end``.
@@ -97,8 +104,8 @@ def seconds_for(iteration: int, total: int, costs: Costs, eval_interval: int, st
     return steps * costs.step + evals_between(iteration, total, eval_interval) * costs.eval + costs.eval + stable
 
 
-def fit(iteration: int, seconds_left: float, costs: Costs, *, eval_interval: int, warmup_iters: int,
-        cooldown_frac: float | None, cooldown_begun: int | None = None, cap: int | None = None) -> Plan:
+def fit(iteration: int, seconds_left: float, costs: Costs, *, eval_interval: int, cooldown_frac: float | None,
+        cooldown_begun: int | None = None, cap: int | None = None) -> Plan:
     """The plan from ``iteration`` with ``seconds_left`` until the end: the most iterations whose time (steps,
     evals, the final eval, stable.pt) fits. ``cooldown_frac`` None: no cooldown; ``cooldown_begun``: the
     iteration its cooldown began at (it stays); ``cap``: max_iters."""
@@ -108,7 +115,7 @@ def fit(iteration: int, seconds_left: float, costs: Costs, *, eval_interval: int
     def stable_at(total: int) -> int | None:
         if cooldown_frac is None or cooldown_begun is not None:
             return None
-        return cooldown_start(warmup_iters=warmup_iters, lr_decay_iters=total, cooldown_frac=cooldown_frac)
+        return planned_cooldown_start(total, cooldown_frac)
 
     def fits(total: int) -> bool:
         return seconds_for(iteration, total, costs, eval_interval, stable_at(total)) <= seconds_left

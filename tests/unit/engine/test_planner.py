@@ -36,7 +36,7 @@ class Sim:
     def run(self, setup: float = 2.0) -> tuple[Planner, int]:
         self.mono = setup
         p = Planner(self.end, iteration=0, cap=self.cap, eval_interval=self.eval_interval, eval_iters=20, micro_steps=1,
-                    warmup_iters=20, cooldown_frac=0.2, checkpoint_guess=self.checkpoint_s, publish=self.events.append,
+                    cooldown_frac=0.2, checkpoint_guess=self.checkpoint_s, publish=self.events.append,
                     wall=lambda: self.wall, mono=lambda: self.mono, mono_started=0.0)
         self.chore(p, 0, self.eval_s * 0.5)  # the untrained eval writes nothing
         it = 0
@@ -166,14 +166,13 @@ def test_several_ranks_follow_rank_0s_plan_at_the_same_iterations() -> None:
     from tuigpt.run.config import TrainConfig
 
     group = TwoRanks()
-    config = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_iters=20, max_iters=None, time_budget="2m")
+    config = TrainConfig(learning_rate=1e-3, min_lr=1e-4, max_iters=None, time_budget="2m")
     seen: dict[int, list[tuple[int, int, float]]] = {0: [], 1: []}
 
     def rank(r: int) -> None:
         sim = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"))
         sim.step = (lambda i: 0.05 if i < 1000 else 0.1) if r == 0 else (lambda i: 0.03)  # rank 1's clock differs
-        p = Planner(sim.end, iteration=0, cap=None, eval_interval=200, eval_iters=20, micro_steps=1, warmup_iters=20,
-                    cooldown_frac=0.2, checkpoint_guess=0.1, publish=sim.events.append, wall=lambda: sim.wall,
+        p = Planner(sim.end, iteration=0, cap=None, eval_interval=200, eval_iters=20, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.1, publish=sim.events.append, wall=lambda: sim.wall,
                     mono=lambda: sim.mono, mono_started=0.0, cluster=group.rank(r))
         sim.chore(p, 0, 0.5)
         it = 0

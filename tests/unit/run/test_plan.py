@@ -7,18 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tuigpt.run.plan import Cooldown, Costs, cooldown_start, evals_between, fit, seconds_for, speed_changed, step_spread
+from tuigpt.run.plan import Cooldown, Costs, evals_between, fit, planned_cooldown_start, seconds_for, speed_changed, step_spread
 
 COSTS = Costs(step=0.1, eval=2.0, checkpoint=0.5)
 
 
 def test_the_plan_fills_the_time_left_with_steps_evals_stable_pt_and_the_final_eval() -> None:
-    plan = fit(0, 100.0, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=0.2)
+    plan = fit(0, 100.0, COSTS, eval_interval=100, cooldown_frac=0.2)
     # n steps of 0.1 s, an eval every 100 (2 s), stable.pt (0.5 s), the final eval (2 s)
     n = plan.total_iters
     assert seconds_for(0, n, COSTS, 100, plan.cooldown_iter) <= 100.0
-    assert seconds_for(0, n + 1, COSTS, 100, cooldown_start(warmup_iters=10, lr_decay_iters=n + 1,
-                                                           cooldown_frac=0.2)) > 100.0
+    assert seconds_for(0, n + 1, COSTS, 100, planned_cooldown_start(n + 1, 0.2)) > 100.0
     assert 800 < n < 1000
     assert plan.cooldown_iter == n - round(0.2 * n)
     assert plan.seconds_to_end == pytest.approx(seconds_for(0, n, COSTS, 100, plan.cooldown_iter))
@@ -33,22 +32,23 @@ def test_evals_on_the_way_are_the_multiples_between_and_the_final_one_apart() ->
 
 
 def test_a_begun_cooldown_stays_and_the_cap_ends_the_run_first() -> None:
-    plan = fit(500, 50.0, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=0.2, cooldown_begun=480)
+    plan = fit(500, 50.0, COSTS, eval_interval=100, cooldown_frac=0.2, cooldown_begun=480)
     assert plan.cooldown_iter == 480 and plan.seconds_to_cooldown is None
-    capped = fit(0, 1e6, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=0.2, cap=300)
+    capped = fit(0, 1e6, COSTS, eval_interval=100, cooldown_frac=0.2, cap=300)
     assert capped.total_iters == 300 and capped.capped
-    assert not fit(0, 10.0, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=0.2, cap=300).capped
+    assert not fit(0, 10.0, COSTS, eval_interval=100, cooldown_frac=0.2, cap=300).capped
 
 
 def test_with_no_time_left_the_run_ends_where_it_is() -> None:
-    plan = fit(700, 1.0, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=0.2)
+    plan = fit(700, 1.0, COSTS, eval_interval=100, cooldown_frac=0.2)
     assert plan.total_iters == 700
-    assert fit(700, -30.0, COSTS, eval_interval=100, warmup_iters=10, cooldown_frac=None).total_iters == 700
+    assert fit(700, -30.0, COSTS, eval_interval=100, cooldown_frac=None).total_iters == 700
 
 
-def test_the_cooldown_never_starts_inside_the_warmup() -> None:
-    plan = fit(0, 5.0, COSTS, eval_interval=1000, warmup_iters=20, cooldown_frac=0.5)
-    assert plan.total_iters == 25 and plan.cooldown_iter == 20
+def test_the_cooldown_is_the_last_fraction_of_the_planned_iterations() -> None:
+    plan = fit(0, 5.0, COSTS, eval_interval=1000, cooldown_frac=0.5)
+    assert plan.total_iters == 25 and plan.cooldown_iter == 13  # 25 - round(12.5)
+    assert fit(0, 5.0, COSTS, eval_interval=1000, cooldown_frac=0.2).cooldown_iter == 20
 
 
 @given(left=st.floats(0, 1e5), step=st.floats(1e-3, 10), evals=st.floats(0, 100), ckpt=st.floats(0, 10),
@@ -56,10 +56,10 @@ def test_the_cooldown_never_starts_inside_the_warmup() -> None:
 def test_the_plan_is_the_largest_run_that_fits(left: float, step: float, evals: float, ckpt: float, interval: int,
                                                it: int, frac: float | None) -> None:
     costs = Costs(step, evals, ckpt)
-    plan = fit(it, left, costs, eval_interval=interval, warmup_iters=5, cooldown_frac=frac)
+    plan = fit(it, left, costs, eval_interval=interval, cooldown_frac=frac)
 
     def stable(total: int) -> int | None:
-        return None if frac is None else cooldown_start(warmup_iters=5, lr_decay_iters=total, cooldown_frac=frac)
+        return None if frac is None else planned_cooldown_start(total, frac)
 
     assert plan.total_iters >= it
     if plan.total_iters > it:
