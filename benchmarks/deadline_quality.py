@@ -2,8 +2,10 @@
 macbook" recipe given the same 10 minutes, and against tuigpt's own cosine run whose max_iters a user guessed from
 its first minute.
 
-Each arm is one process on this machine, started by this script, and one run per call (wrap each call in
-`flock -x /tmp/tuigpt-cpu.lock`, so other work interleaves between the long runs):
+Each arm is one process on this machine, started by this script: one run a call (`--arm`, wrapped in
+`flock -x /tmp/tuigpt-cpu.lock` on a machine others share, so their work interleaves between the long runs), or two
+side by side (`--pair SPEC SPEC --threads 1`: both start together, one thread each, so a machine others load
+slows both alike; the figures then say so). A SPEC is ARM[@SEED][:LABEL][+key=value...]:
 
     default   tuigpt configs/train_cpu_optimized.yaml --headless --time 10m --seed S
     nanogpt   nanoGPT's own train.py (a snapshot of github:karpathy/nanoGPT, run from a scratch folder, never
@@ -23,8 +25,8 @@ with each arm's mean and spread over seeds, and the differences the issue asks f
 nanoGPT, 0.05 below the guessed cosine run).
 
     flock -x /tmp/tuigpt-cpu.lock python benchmarks/deadline_quality.py --arm nanogpt-calibrate --nanogpt DIR
-    flock -x /tmp/tuigpt-cpu.lock python benchmarks/deadline_quality.py --arm default --seed 1337
-    ...
+    flock -x /tmp/tuigpt-cpu.lock python benchmarks/deadline_quality.py --arm default@1337
+    python benchmarks/deadline_quality.py --pair default@1338 nanogpt@1338 --threads 1 --nanogpt DIR
     python benchmarks/deadline_quality.py --report
 """
 
@@ -108,7 +110,7 @@ def full_val_loss(checkpoint: Path) -> tuple[float, int, int]:
         for start in range(0, n, 64):
             idx = [torch.from_numpy(val[i * t:(i + 1) * t + 1]) for i in range(start, min(n, start + 64))]
             batch = torch.stack(idx)
-            _, loss = model(batch[:, :-1], batch[:, 1:])
+            _, loss = model(batch[:, :-1].contiguous(), batch[:, 1:].contiguous())
             total += float(loss) * len(idx)
             count += len(idx)
     return total / count, t, model.num_params(non_embedding=False)
@@ -149,16 +151,28 @@ def _tuigpt_result(lines: list[tuple[float, str]], total: float, code: int, run_
     evals = [(float(m.group(2)), int(m.group(1)), t) for t, line in lines
              if (m := re.match(r"eval iter (\d+) \| train loss [\d.]+ \| val loss ([\d.]+)", line))]
     finished = [(t, line) for t, line in lines if re.match(r"(done|stopped) at iter", line)]
-    loss, context, params = full_val_loss(run_dir / "last.pt")
     return {"command": command, "exit": code, "seconds": total, "finished_line_at": finished[-1][0] if finished else None,
             "budget": budget, "iters": evals[-1][1] if evals else None, "own_val": evals[-1][0] if evals else None,
-            "full_val": loss, "context": context, "params": params,
+            "checkpoint": str(run_dir / "last.pt"), "tail": [line for _, line in lines[-3:]],
             "first_line": next((line for _, line in lines if line.startswith("tuigpt ")), ""), **more}
+
+
+THREADS = 0  # --threads: torch threads of every arm (0: each one's default, the physical cores)
+
+
+def nanogpt_configs(work: Path) -> list[str]:
+    """nanoGPT's config files: its shakespeare one, and with --threads one that sets torch's threads (configurator.py
+    executes config files in train.py's globals; train.py sets no thread count of its own)."""
+    configs = ["config/train_shakespeare_char.py"]
+    if THREADS:
+        (work / "threads.py").write_text(f"import torch as _torch\n_torch.set_num_threads({THREADS})\n")
+        configs.append("threads.py")
+    return configs
 
 
 def nanogpt_folder(snapshot: Path, tmp: Path) -> Path:
     """nanoGPT's files in a scratch folder, its shakespeare_char data prepared from the local copy."""
-    work = tmp / "nanoGPT"
+    work = tmp / f"nanoGPT-{time.monotonic_ns()}"
     for name in ("train.py", "model.py", "configurator.py", "config/train_shakespeare_char.py",
                  "data/shakespeare_char/prepare.py"):
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -172,7 +186,7 @@ def nanogpt_folder(snapshot: Path, tmp: Path) -> Path:
 def nanogpt_calibrate(snapshot: Path, budget: float, tmp: Path) -> dict:
     """nanoGPT's speed here: 500 iterations (two evals on the way), its start-up, step and eval times."""
     work = nanogpt_folder(snapshot, tmp)
-    lines, total, _ = run([sys.executable, "train.py", "config/train_shakespeare_char.py", *MACBOOK,
+    lines, total, _ = run([sys.executable, "train.py", *nanogpt_configs(work), *MACBOOK,
                            "--max_iters=500", "--lr_decay_iters=500", "--out_dir=calib"], work)
     steps = [float(m.group(1)) for _, line in lines if (m := re.match(r"iter \d+: loss [\d.]+, time ([\d.]+)ms", line))]
     first = next(t for t, line in lines if line.startswith("iter 0:"))
@@ -189,7 +203,7 @@ def nanogpt_calibrate(snapshot: Path, budget: float, tmp: Path) -> dict:
 
 def nanogpt(snapshot: Path, seed_shift: int, budget: float, tmp: Path, iters: int) -> dict:
     work = nanogpt_folder(snapshot, tmp)
-    configs = ["config/train_shakespeare_char.py"]
+    configs = nanogpt_configs(work)
     if seed_shift:
         (work / "seed_shift.py").write_text(
             "# a second seed for train.py's fixed torch.manual_seed(1337 + seed_offset)\n"
@@ -200,10 +214,9 @@ def nanogpt(snapshot: Path, seed_shift: int, budget: float, tmp: Path, iters: in
     lines, total, code = run(command, work)
     evals = [(int(m.group(1)), float(m.group(2))) for _, line in lines
              if (m := re.match(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", line))]
-    loss, context, params = full_val_loss(work / "out" / "ckpt.pt")
     return {"command": " ".join(command[1:]), "exit": code, "seconds": total, "budget": budget, "iters": iters,
-            "own_val": evals[-1][1] if evals else None, "full_val": loss, "context": context, "params": params,
-            "checkpoint_iter": None}
+            "own_val": evals[-1][1] if evals else None, "checkpoint": str(work / "out" / "ckpt.pt"),
+            "tail": [line for _, line in lines[-3:]]}
 
 
 # ---------------------------------------------------------------- report
@@ -220,6 +233,11 @@ def report(out: Path) -> None:
     means = {}
     print(f"\n{'arm':<10} {'seed':>5} {'iters':>7} {'params':>7} {'ctx':>4} {'seconds':>8} {'own val':>8} {'full val':>9}")
     for arm, rows in arms.items():
+        for r in [r for r in rows if "full_val" not in r]:
+            print(f"{arm:<10} {r['seed']:>5} no result: {r.get('error') or r.get('tail')}")
+        rows = arms[arm] = [r for r in rows if "full_val" in r]
+        if not rows:
+            continue
         for r in rows:
             print(f"{arm:<10} {r['seed']:>5} {r['iters'] or 0:>7,} {r['params'] / 1e6:>6.2f}M {r['context']:>4} "
                   f"{r['seconds']:>8.1f} {r['own_val'] or float('nan'):>8.4f} {r['full_val']:>9.4f}")
@@ -235,45 +253,82 @@ def report(out: Path) -> None:
                 print(f"default is {gap:.3f} below {other} (worst pair of seeds {worst:.3f}; the bar is {bar:.2f})")
 
 
+def parse_spec(text: str) -> tuple[str, int, str, list[str]]:
+    """``ARM[@SEED][:LABEL][+key=value...]`` (e.g. ``default@1338:s2x192+n_layer=2+n_embd=192``)."""
+    head, *overrides = text.split("+")
+    head, _, label = head.partition(":")
+    arm, _, seed = head.partition("@")
+    return arm, int(seed or 1337), label or arm, [f"--{o}" for o in overrides]
+
+
+def one(spec: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> tuple[str, dict]:
+    """One arm's run (not yet evaluated): its result file's name and its result."""
+    arm, seed, label, overrides = parse_spec(spec)
+    extra = [*extra, *overrides, *([f"--num_threads={THREADS}"] if THREADS else [])]
+    load = os.getloadavg()[0]
+    if arm == "default":
+        result = tuigpt_default(seed, args.budget, tmp, extra, args.config)
+    elif arm == "cosine-calibrate":
+        result = cosine_calibrate(args.budget, tmp, extra)
+    elif arm == "cosine":
+        guess = json.loads((args.out / "cosine-calibrate.json").read_text())["guess"]
+        result = tuigpt_cosine(seed, args.budget, tmp, guess, extra)
+    elif arm == "nanogpt-calibrate":
+        result = nanogpt_calibrate(args.nanogpt, args.budget, tmp)
+    elif arm == "nanogpt":
+        iters = json.loads((args.out / "nanogpt-calibrate.json").read_text())["max_iters"]
+        result = nanogpt(args.nanogpt, seed - 1337, args.budget, tmp, iters)
+    else:
+        raise SystemExit(f"unknown arm {arm!r}")
+    result.update(arm=label, seed=seed, when=time.strftime("%Y-%m-%d %H:%M"), load_before=load,
+                  load_after=os.getloadavg()[0], threads=THREADS or "default")
+    return (arm if arm.endswith("calibrate") else f"{label}-{seed}"), result
+
+
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arm", choices=["default", "nanogpt", "cosine", "nanogpt-calibrate", "cosine-calibrate"])
-    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--arm", default=None, help="one run: ARM[@SEED][:LABEL][+key=value...], ARM one of "
+                                                    "default, nanogpt, cosine, nanogpt-calibrate, cosine-calibrate")
+    parser.add_argument("--pair", nargs=2, default=None, metavar="SPEC",
+                        help="two runs at once, side by side (each sees the same machine), e.g. --pair default@1337 "
+                             "nanogpt@1337 --threads 1")
+    parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--budget", type=float, default=600.0)
-    parser.add_argument("--nanogpt", type=Path, default=None, help="a nanoGPT checkout (e.g. a git worktree of the "
-                                                                    "fetched snapshot)")
+    parser.add_argument("--nanogpt", type=Path, default=None, help="a folder with nanoGPT's train.py, model.py, "
+                                                                    "configurator.py, config/ and data/ prepare.py")
     parser.add_argument("--out", type=Path, default=REPO.parent / "deadline-quality")
     parser.add_argument("--report", action="store_true")
-    parser.add_argument("--config", default=CONFIG, help="the default arm's config (a size sweep passes others)")
-    parser.add_argument("--label", default=None, help="the result's name instead of the arm's (a sweep's variants)")
+    parser.add_argument("--config", default=CONFIG, help="the default arm's config")
     args, extra = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
         report(args.out)
         return
+    THREADS = args.threads
     import torch
 
     machine = f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__}"
+    specs = args.pair or [args.arm]
     with tempfile.TemporaryDirectory(prefix="dq-") as tmp_name:
         tmp = Path(tmp_name)
-        if args.arm == "default":
-            result = tuigpt_default(args.seed, args.budget, tmp, extra, args.config)
-        elif args.arm == "cosine-calibrate":
-            result = cosine_calibrate(args.budget, tmp, extra)
-        elif args.arm == "cosine":
-            guess = json.loads((args.out / "cosine-calibrate.json").read_text())["guess"]
-            result = tuigpt_cosine(args.seed, args.budget, tmp, guess, extra)
-        elif args.arm == "nanogpt-calibrate":
-            result = nanogpt_calibrate(args.nanogpt, args.budget, tmp)
-        else:
-            iters = json.loads((args.out / "nanogpt-calibrate.json").read_text())["max_iters"]
-            result = nanogpt(args.nanogpt, args.seed - 1337, args.budget, tmp, iters)
-    result.update(arm=args.label or args.arm, seed=args.seed, when=time.strftime("%Y-%m-%d %H:%M"), machine=machine,
-                  load_before=os.getloadavg()[0])
-    name = args.arm if args.arm.endswith("calibrate") else f"{args.label or args.arm}-{args.seed}"
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
-
+        done: list[tuple[str, dict]] = []
+        workers = [threading.Thread(target=lambda s=spec, k=k: done.append(one(s, args, tmp / str(k), extra)))
+                   for k, spec in enumerate(specs)]
+        for k, w in enumerate(workers):
+            (tmp / str(k)).mkdir()
+            w.start()
+        for w in workers:
+            w.join()
+        for name, result in done:  # evaluated once every run is over: nothing else runs meanwhile
+            if "checkpoint" in result:
+                try:
+                    result["full_val"], result["context"], result["params"] = full_val_loss(Path(result["checkpoint"]))
+                except Exception as exc:  # noqa: BLE001 - a run that wrote no checkpoint: say so, keep the rest
+                    result["error"] = f"{type(exc).__name__}: {exc}"
+            result.update(machine=machine, side_by_side=[s for s in specs] if args.pair else None)
+            (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+            print(json.dumps({k: v for k, v in result.items() if k != "tail"}, indent=1))
 
 if __name__ == "__main__":
     main()
