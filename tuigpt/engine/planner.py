@@ -146,8 +146,12 @@ class Planner:
 
     def eval_stop_at(self) -> float:
         """The ``time.monotonic()`` an eval must stop at, whatever batches it has left: where the run's end leaves
-        just its checkpoints (last.pt and best.pt) and the process's exit."""
-        return self._mono() + self.seconds_left() - EXIT_SECONDS - 2 * self._checkpoint
+        just its checkpoints (last.pt and best.pt) and the process's exit; the run's first eval (the untrained
+        one, before anything is planned) after FINAL_EVAL_SHARE of the run's length."""
+        left = self.seconds_left() - EXIT_SECONDS - 2 * self._checkpoint
+        if self.last_eval_iter is None:
+            left = min(left, pl.FINAL_EVAL_SHARE * self.length)
+        return self._mono() + left
 
     def evaluated(self, iteration: int, seconds: float, batches: int | None = None) -> None:
         """An eval (with what it wrote) took ``seconds``, over ``batches`` batches of each split (fewer than
@@ -194,13 +198,16 @@ class Planner:
     # ------------------------------------------------------------ the plan
 
     def costs(self) -> pl.Costs | None:
-        """What the plan assumes, or None before anything was measured."""
+        """What the plan assumes, or None before anything was measured. The final eval keeps at least one batch of
+        each split and its checkpoints; beyond that, no more than FINAL_EVAL_SHARE of the run's length."""
         step = self._steps_sum / len(self._steps) if self._steps else self._step_guess
         if step is None:
             return None
         evals = sorted(self._evals)
         eval_s = evals[len(evals) // 2] if evals else self._eval_guess if self._eval_guess is not None else 0.0
-        return pl.Costs(step, eval_s, self._checkpoint)
+        least = eval_s / max(1, self._eval_iters) + 2 * self._checkpoint
+        final = max(least, pl.FINAL_EVAL_SHARE * self.length)
+        return pl.Costs(step, eval_s, self._checkpoint, final)
 
     def _replan_due(self, iteration: int, now: float) -> bool:
         """Every step near the end and near the cooldown's start (where an iteration matters); elsewhere every

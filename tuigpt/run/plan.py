@@ -74,6 +74,17 @@ class Costs:
     step: float  # one iteration, wall to wall: the mean of the recent ones
     eval: float  # one eval with what it writes (last.pt, best.pt)
     checkpoint: float  # one checkpoint write (stable.pt, where the cooldown begins)
+    final: float | None = None  # the final eval, when less than a whole one is kept for it (see final_eval)
+
+    @property
+    def final_eval(self) -> float:
+        return self.eval if self.final is None else min(self.eval, self.final)
+
+
+FINAL_EVAL_SHARE = 0.1  # the final eval (and the untrained one) gets at most this share of the run's length, cut
+#                         to fit it (its batches come in turns, so a cut eval still measures both splits): on a
+#                         machine slowed 10x an eval took half a 2-minute budget, and a run must not end early
+#                         rather than train
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ def seconds_for(iteration: int, total: int, costs: Costs, eval_interval: int, st
     final eval, and stable.pt when it is written at ``stable_at`` on the way."""
     steps = max(0, total - iteration)
     stable = costs.checkpoint if stable_at is not None and iteration <= stable_at < total else 0.0
-    return steps * costs.step + evals_between(iteration, total, eval_interval) * costs.eval + costs.eval + stable
+    return steps * costs.step + evals_between(iteration, total, eval_interval) * costs.eval + costs.final_eval + stable
 
 
 def fit(iteration: int, seconds_left: float, costs: Costs, *, eval_interval: int, cooldown_frac: float | None,
@@ -140,7 +151,7 @@ def fit(iteration: int, seconds_left: float, costs: Costs, *, eval_interval: int
         cooldown = stable_at(total)
     to_cooldown = None
     if cooldown is not None and cooldown_begun is None and cooldown >= iteration:
-        to_cooldown = seconds_for(iteration, cooldown, costs, eval_interval, None) - costs.eval
+        to_cooldown = seconds_for(iteration, cooldown, costs, eval_interval, None) - costs.final_eval
     return Plan(total, cooldown, to_cooldown, seconds_for(iteration, total, costs, eval_interval, stable_at(total)),
                 capped)
 

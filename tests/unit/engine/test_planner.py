@@ -56,9 +56,18 @@ class Sim:
         return p, it
 
     def chore(self, p: Planner, it: int, seconds: float) -> None:
+        """An eval as the trainer's: its batches stop at the planner's stop time (one of each split at least),
+        then it writes last.pt and best.pt (``seconds`` is the whole of it, as the trainer measures it)."""
         p.busy()
-        self.mono += seconds
-        p.evaluated(it, seconds)
+        batches = 20
+        writes = 2 * self.checkpoint_s if it else 0.0  # the untrained eval writes nothing
+        forward = seconds - writes
+        available = p.eval_stop_at() - self.mono
+        if available < forward:
+            batches = max(1, int(batches * available / forward))
+            forward = forward * batches / 20
+        self.mono += forward + writes
+        p.evaluated(it, forward + writes, batches)
 
     def plans(self) -> list[PlanUpdated]:
         return [e for e in self.events if isinstance(e, PlanUpdated)]
@@ -191,3 +200,13 @@ def test_several_ranks_follow_rank_0s_plan_at_the_same_iterations() -> None:
         t.join(60)
     assert seen[0] and seen[0] == seen[1]  # the same stops, the same learning rate at every iteration
     assert seen[0][-1][2] < 2e-4  # cooled down
+
+
+def test_evals_that_would_take_half_the_time_are_cut_and_the_run_still_trains_and_ends_on_time() -> None:
+    # a machine slowed 10x: a whole eval would take 60 s of a 2-minute budget (seen on the loaded 2-core VM)
+    sim = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"), eval_s=60.0, eval_interval=100_000)
+    sim.step = lambda i: 0.5
+    planner, last = sim.run(setup=10.0)
+    assert sim.mono + EXIT_SECONDS == pytest.approx(120.0, abs=0.6)
+    assert last > 100  # it trained, rather than ending after a whole untrained eval
+    assert planner.last_eval_iter == last
