@@ -41,7 +41,8 @@ class Chores:
                                     is_best=is_best, seconds=seconds))
         # on_nan: rewind needs a good checkpoint to go back to, the untrained one included
         if not self.config.eval_only and (self.iter_num > 0 or self.resumed or self.guard.mode == "rewind"):
-            if self.checkpoints.wanted_at_eval(self.config, is_best):
+            final = self.planner is not None and self.iter_num >= self.planner.total_iters  # a plan's last model
+            if self.checkpoints.wanted_at_eval(self.config, is_best) or final:
                 self._gather_sampler_states()
                 if self._checkpoint("eval") and is_best:
                     self._checkpoint("best", name=BEST)

@@ -109,3 +109,10 @@ def test_a_budget_spent_by_the_set_up_is_refused_and_leaves_no_run(tiny_config, 
     with pytest.raises(UserError, match=r"--time 20s leaves 0s to train after a set-up of 30s here: give at least 2m"):
         Trainer(cfg)
     assert not (Path(cfg.out_dir) / cfg.run_name).exists()
+
+
+def test_a_plans_last_model_is_written_even_when_only_improvements_are_kept(tiny_config) -> None:
+    trainer, rec, _ = _run(tiny_config(time_budget="3s", always_save_checkpoint=False, **PLANNED))
+    last = rec.of(RunFinished)[0].iter
+    written = [c for c in rec.of(CheckpointWritten) if c.path.endswith("last.pt")]
+    assert written and written[-1].iter == last
