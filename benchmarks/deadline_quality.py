@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -56,9 +57,11 @@ MACBOOK = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval
 NANO_EVAL_INTERVAL = 250  # config/train_shakespeare_char.py
 
 
-def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | None = None) -> tuple[list[tuple[float, str]], float, int]:
+def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | None = None,
+        stop_when: Any = None) -> tuple[list[tuple[float, str]], float, int]:
     """Run a command; (its lines with the seconds since start each arrived, total seconds, exit code). With
-    ``limit``, SIGINT at that many seconds (a user stopping a run at the deadline), SIGKILL 60 s later."""
+    ``limit``, SIGINT at that many seconds (a user stopping a run at the deadline), SIGKILL 60 s later; with
+    ``stop_when(lines)``, SIGINT once it says so."""
     t0 = time.time()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env=dict(env or os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
@@ -73,6 +76,9 @@ def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | N
     reader.start()
     stopped = False
     while proc.poll() is None:
+        if stop_when is not None and not stopped and stop_when(list(lines)):
+            os.killpg(proc.pid, signal.SIGINT)
+            stopped, limit = True, time.time() - t0
         if limit is not None and not stopped and time.time() - t0 >= limit:
             os.killpg(proc.pid, signal.SIGINT)
             stopped = True
@@ -128,14 +134,27 @@ def tuigpt_default(seed: int, budget: float, tmp: Path, extra: list[str], config
 
 
 def cosine_calibrate(budget: float, tmp: Path, extra: list[str]) -> dict:
-    """The user's first minute: the default config as a cosine run with max_iters far away, stopped at 60 s."""
+    """The user's first minute: the default config as a cosine run with max_iters far away, watched for a minute
+    of training (from its first iteration line; its set-up and first eval can take a minute of their own on a
+    loaded machine), and the iterations of that minute times the budget's minutes taken as max_iters, as a user
+    reading the log would."""
     command = [sys.executable, "-m", "tuigpt", CONFIG, "--headless", "--time_budget=", "--max_iters=1000000",
-               "--schedule=cosine", f"--data_path={DATA}", f"--out_dir={tmp}", "--run_name=minute", *extra]
-    lines, _, _ = run(command, REPO, limit=60.0)
-    done = [int(m.group(1)) for t, line in lines if t <= 60.0 and (m := re.match(r"iter (\d+)/", line))]
-    first = done[-1] if done else 0
-    return {"arm": "cosine-calibrate", "iters_in_first_minute": first, "guess": int(first * budget / 60.0),
-            "command": " ".join(command[2:])}
+               "--schedule=cosine", "--log_interval=1", f"--data_path={DATA}", f"--out_dir={tmp}", "--run_name=minute",
+               *extra]
+    lines, _, _ = run(command, REPO, limit=None, stop_when=lambda ls: _minute_of_training(ls) is not None)
+    first, t0, done = _minute_of_training(lines) or (0, 0.0, 0)
+    return {"arm": "cosine-calibrate", "first_iter_at": t0, "iters_in_first_minute": done,
+            "guess": int(done * budget / 60.0), "command": " ".join(command[2:])}
+
+
+def _minute_of_training(lines: list[tuple[float, str]]) -> tuple[int, float, int] | None:
+    """(first iteration, when it was printed, iterations in the minute after it) once that minute is over."""
+    iters = [(t, int(m.group(1))) for t, line in lines if (m := re.match(r"iter (\d+)/", line))]
+    if not iters or iters[-1][0] - iters[0][0] < 60.0:
+        return None
+    t0, first = iters[0]
+    last = max(i for t, i in iters if t - t0 <= 60.0)
+    return first, t0, last - first
 
 
 def tuigpt_cosine(seed: int, budget: float, tmp: Path, guess: int, extra: list[str]) -> dict:

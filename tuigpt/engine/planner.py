@@ -33,8 +33,8 @@ SKIP_STEPS = 3  # the first steps of a session (allocation, caches, a compile) a
 REPLAN_SECONDS = 0.5  # between plans, away from the cooldown's start and the end
 EVAL_WINDOW = 3  # an eval's cost: the median of the last few (each with what it wrote)
 FORWARD_PER_STEP = 3.0  # before any step is timed: a step ~ 3 forward passes (forward + backward, 1 + 2)
-EXIT_SECONDS = 1.0  # the process's own exit after the final checkpoint (interpreter and torch teardown: 0.8-1.5 s
-#                     measured on the loaded 2-core VM): the run's last line comes this much before the end
+EXIT_SECONDS = 0.5  # the process's own exit after its last line (a training run ends with os._exit once all is
+#                     closed: 0.2-0.4 s on the 2-core VM, the interpreter's teardown of torch took 1.1-1.5 s)
 MIN_TRAIN_SECONDS = 1.0  # less than this left after the set-up: not a run
 SYNC_EVERY, SYNC_NEAR = 16, 64  # several ranks: agree every 16 iterations, and at each within 64 of a mark
 UNPLANNED = 10**12  # total_iters before anything is measured (the first timed step plans it)
@@ -66,6 +66,7 @@ class Planner:
         self._eval_guess: float | None = None
         self._step_guess: float | None = None
         self._checkpoint = checkpoint_guess
+        self._writes: deque[float] = deque(maxlen=EVAL_WINDOW)
         self._paused_since: float | None = None
         self.paused_seconds, self._used_before = 0.0, 0.0  # the latter: a resumed plan's earlier sessions' time
         self.cooldown: pl.Cooldown | None = None  # set when the cooldown begins (then its start stays)
@@ -174,8 +175,10 @@ class Planner:
             self._show("eval", iteration)  # timed, not on a guess; the final eval ends the plan (nothing to show)
 
     def checkpointed(self, seconds: float) -> None:
-        """A checkpoint took ``seconds`` to write (the next stable.pt is assumed to take as long)."""
-        self._checkpoint = seconds
+        """A checkpoint took ``seconds`` to write: the plan assumes the slowest of the last few (a write's fsync
+        took 0.05 s on a quiet VM and seconds under load)."""
+        self._writes.append(seconds)
+        self._checkpoint = max(self._writes)
 
     def paused(self) -> None:  # the trainer's pause; a budget's clock stops
         if self._paused_since is None:
