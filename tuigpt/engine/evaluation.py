@@ -38,7 +38,8 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
     k = 0
     try:
         for k in range(eval_iters):
-            if k and stop_at is not None and time.monotonic() >= stop_at:
+            # a pair of batches that would end past stop_at is not started (judged on the pairs so far)
+            if k and stop_at is not None and time.monotonic() + (time.perf_counter() - started) / k > stop_at:
                 break
             for split in splits:
                 x, y = sampler.get_batch(split, generator=generators[split])
