@@ -58,7 +58,9 @@ def test_a_budget_trains_to_its_plan_cools_down_and_ends_with_its_final_eval(tin
     lrs = {e.iter: e.lr for e in rec.of(IterationStats)}
     start = begun[0].iter
     assert lrs[start] == pytest.approx(1e-3)
-    assert lrs[last] == pytest.approx(1e-4)  # the last step runs at min_lr: the schedule is complete
+    # the schedule is complete: the last step runs at min_lr, or within a few steps of it when the plan shrank after
+    # that step was launched (a slow step near the end)
+    assert 1e-4 <= lrs[last] <= 1e-4 + 0.15 * 9e-4
     falling = [lrs[i] for i in range(begun[0].iter, last + 1)]
     assert all(b <= a + 1e-12 for a, b in zip(falling, falling[1:]))  # down to min_lr, never up
     state = torch.load(trainer.run_dir / "last.pt", weights_only=True)["plan"]
