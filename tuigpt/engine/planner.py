@@ -62,8 +62,7 @@ class Planner:
         self._steps_sum = 0.0  # of their seconds: the mean costs nothing a step
         self._last_tick: float | None = None
         self._session_steps = 0
-        self._evals: deque[float] = deque(maxlen=EVAL_WINDOW)
-        self._eval_guess: float | None = None
+        self._evals: deque[float] = deque(maxlen=EVAL_WINDOW)  # an eval's forward passes over the step time then
         self._step_guess: float | None = None
         self._checkpoint = checkpoint_guess
         self._writes: deque[float] = deque(maxlen=EVAL_WINDOW)
@@ -160,15 +159,16 @@ class Planner:
         self.last_eval_iter = iteration
         if batches is not None and 0 < batches < self._eval_iters:
             seconds *= self._eval_iters / batches
-        if iteration == 0 or (not self._evals and self._eval_guess is None):
-            # the untrained eval writes nothing: its forward passes guess the step time and, with two writes,
-            # the evals to come
+        if self._step_guess is None:  # the run's first eval: its forward passes guess the step time
             batches = 2 * max(1, self._eval_iters)
-            if self._step_guess is None:
-                self._step_guess = FORWARD_PER_STEP * seconds / batches * self._micro_steps
-            self._eval_guess = seconds + 2 * self._checkpoint
-        if iteration > 0:
-            self._evals.append(seconds)
+            self._step_guess = FORWARD_PER_STEP * seconds / batches * self._micro_steps
+        step = self._step_now()
+        # an eval's forward passes are kept as a multiple of the step time then, so a machine that sped up or
+        # slowed down since is judged at its speed now (a 5-minute run's untrained eval took 32 s under load, its
+        # final one 19 s once the load fell); its writes (last.pt, best.pt) are counted apart
+        forward = seconds - (2 * self._checkpoint if iteration > 0 else 0.0)
+        if step:
+            self._evals.append(max(0.0, forward) / step)
         self.busy()
         self._replan(iteration)
         if self._shown is not None and iteration < self.total_iters:  # the first plan is shown once steps were
@@ -203,14 +203,18 @@ class Planner:
     def costs(self) -> pl.Costs | None:
         """What the plan assumes, or None before anything was measured. The final eval keeps at least one batch of
         each split and its checkpoints; beyond that, no more than FINAL_EVAL_SHARE of the run's length."""
-        step = self._steps_sum / len(self._steps) if self._steps else self._step_guess
+        step = self._step_now()
         if step is None:
             return None
         evals = sorted(self._evals)
-        eval_s = evals[len(evals) // 2] if evals else self._eval_guess if self._eval_guess is not None else 0.0
+        eval_s = evals[len(evals) // 2] * step + 2 * self._checkpoint if evals else 0.0
         least = eval_s / max(1, self._eval_iters) + 2 * self._checkpoint
         final = max(least, pl.FINAL_EVAL_SHARE * self.length)
         return pl.Costs(step, eval_s, self._checkpoint, final)
+
+    def _step_now(self) -> float | None:
+        """The step time the plan assumes: the mean of the recent steps, or the guess before any was timed."""
+        return self._steps_sum / len(self._steps) if self._steps else self._step_guess
 
     def _replan_due(self, iteration: int, now: float) -> bool:
         """Every step near the end and near the cooldown's start (where an iteration matters); elsewhere every
