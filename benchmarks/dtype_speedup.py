@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tuigpt.cli.args import split_overrides  # noqa: E402
-from tuigpt.cli.bench import bench_config  # noqa: E402
+from tuigpt.cli.timing import bench_config  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the offline corpus and tiktoken cache from ../shared, and a private cache dir."""
+"""Shared fixtures: the corpus and tiktoken cache the tests read (found or fetched once: support/corpus.py), and a
+private tuigpt cache dir."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from support import corpus
+
 REPO = Path(__file__).resolve().parents[1]
 E2E = Path(__file__).resolve().parent / "e2e"
-SHARED = REPO.parent / "shared"
-SHAKESPEARE = SHARED / "data" / "tinyshakespeare.txt"
-TIKTOKEN_CACHE = SHARED / "data" / "tiktoken-cache"
-SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets a session-wide private tuigpt cache and the offline tiktoken cache."""
+    """Every test gets a session-wide private tuigpt cache and the tiktoken cache the tests found (an empty one
+    when none was: tests that need GPT-2's BPE ask for ``gpt2_bpe`` and skip)."""
     monkeypatch.setenv("TUIGPT_CACHE_DIR", str(_session_cache(tmp_path_factory)))
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+    tiktoken = corpus.tiktoken_cache() or _session_cache(tmp_path_factory) / "no-tiktoken-files"
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken))
 
 
 _CACHE: list[Path] = []
@@ -33,9 +34,15 @@ def _session_cache(factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def shakespeare() -> Path:
-    """Path to the tiny Shakespeare corpus (the same bytes the shakespeare_char dataset downloads)."""
-    assert SHAKESPEARE.is_file(), f"missing {SHAKESPEARE}: tests need ../shared/data beside the repo"
-    return SHAKESPEARE
+    """Path to the tiny Shakespeare corpus (the same bytes the shakespeare_char dataset downloads); the test skips,
+    saying how to provide it, where there is none."""
+    return corpus.shakespeare()
+
+
+@pytest.fixture
+def gpt2_bpe() -> Path:
+    """The tiktoken cache holding GPT-2's BPE files; the test skips, saying how to provide them, where there are none."""
+    return corpus.gpt2_files()
 
 
 @pytest.fixture
@@ -43,7 +50,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     """Environment for running `python -m tuigpt` in a subprocess, offline."""
     env = dict(os.environ)
     env["TUIGPT_CACHE_DIR"] = os.environ["TUIGPT_CACHE_DIR"]
-    env["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
+    env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

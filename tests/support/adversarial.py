@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 import yaml
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support import corpus
 
 HANG_SECONDS = 30
-BASE = dict(TINY, max_iters=0, eval_iters=1, data_path=str(SHAKESPEARE), run_name="fresh")  # a valid case: 1 eval
+BASE = dict(TINY, max_iters=0, eval_iters=1, data_path=str(corpus.shakespeare_path()), run_name="fresh")  # a valid case: 1 eval
 
 
 @dataclass

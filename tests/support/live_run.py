@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
-from conftest import REPO, SHAKESPEARE, TIKTOKEN_CACHE, TINY
+from conftest import REPO, TINY
+from support import corpus
 
 
 def write_config(dir: Path, **overrides: Any) -> Path:
-    values = dict(TINY, out_dir=str(dir / "runs"), data_path=str(SHAKESPEARE), run_name="live", max_iters=1_000_000,
+    values = dict(TINY, out_dir=str(dir / "runs"), data_path=str(corpus.shakespeare()), run_name="live", max_iters=1_000_000,
                   log_interval=10, eval_interval=200)
     values.update(overrides)
     path = dir / "live.yaml"
@@ -47,7 +48,7 @@ class RunProcess(subprocess.Popen[str]):
 
 
 def start_run(config: Path, *extra: str) -> RunProcess:
-    env = dict(os.environ, TIKTOKEN_CACHE_DIR=str(TIKTOKEN_CACHE), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("COLUMNS", None)
     env.pop("LINES", None)
     return RunProcess([sys.executable, "-m", "tuigpt", str(config), "--headless", *extra], env)

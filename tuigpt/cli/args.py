@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from typing import Sequence
 
 from tuigpt.run.errors import UserError
@@ -14,7 +16,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--time 8h | --until 07:00] [--key=value ...
                  [--netcheck] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
-       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--key=value ...]
+       tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--rounds R] [--key=value ...]
        tuigpt tune CONFIG.yaml [--steps N] [--warmup W] [--rounds R] [--ranks N] [--batch-sizes B1,B2,...]
                    [--only-splits] [--write FILE] [--apply] [--key=value ...]
        tuigpt plan CONFIG.yaml (--time 1h | --until 07:00) [--sizes LxW,...] [--steps N] [--warmup W] [--rule K]
@@ -24,6 +26,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--time 8h | --until 07:00] [--key=value ...
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
+       tuigpt report [RUN_DIR|NAME] [--out DIR] [--out_dir DIR]
        torchrun ... -m tuigpt netcheck CONFIG.yaml [--rounds N] [--seconds S] [--headless] [--resume] [--key=value ...]
 
 Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
@@ -64,24 +67,49 @@ subcommands (each has --help):
   calibrate       re-measure the peak FLOP/s MFU is reported against (--threads N) and forget the
                   measured dtype/compile choices; with CONFIG: time that config's choices now
   export          write a run's model as nanoGPT's ckpt.pt or Hugging Face GPT-2 weights
+  report          a run for the morning: Markdown with its loss, learning-rate and speed charts
+                  (PNG), every eval, where the time went, the samples eval by eval
   netcheck        under torchrun: will these ranks beat one process? the link, each
                   rank's compute, the predicted speed-up and a verdict
 
-exit codes: 0 done · 1 unexpected error (see train.log) · 2 bad input · 3 NaN/Inf loss or gradient ·
-            4 checkpoint could not be written ·
-            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP)
+exit codes: 0 done · 1 unexpected error (see train.log); tune/bench --compare: no winner under a changing
+            load · 2 bad input · 3 NaN/Inf loss or gradient · 4 checkpoint could not be written ·
+            128+N stopped by signal N after saving (130 ctrl+c, 143 SIGTERM, 129 SIGHUP) · 141 output closed
 """
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit code 2."""
+    """argparse that reports usage errors as one line and exit code 2, with the option meant when one is close."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see `{self.prog} --help`)")
+        hint = ""
+        if (unknown := re.match(r"unrecognized arguments: (\S+)", message)) is not None:
+            hint = closest_option(unknown.group(1), self.options())
+        raise UserError(f"{message}{hint} (see `{self.prog} --help`)")
+
+    def options(self) -> list[str]:
+        """This command's own --options."""
+        return [s for s in self._option_string_actions if s.startswith("--")]
 
 
-def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
-    """``--key=value`` and ``--key value`` pairs into a dict (keys keep their config spelling)."""
+def closest_option(token: str, options: Sequence[str]) -> str:
+    """": did you mean --headless?" for a mistyped option ("--headles"), or ""."""
+    name = token.split("=", 1)[0]
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.75)
+    return f": did you mean {close[0]}?" if close else ""
+
+
+def closest_command(word: str, commands: Sequence[str]) -> str | None:
+    """The subcommand someone typing ``word`` meant ("sampel" → "sample"), or None."""
+    close = difflib.get_close_matches(word, list(commands), n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+def split_overrides(tokens: Sequence[str], options: Sequence[str] = ()) -> dict[str, str]:
+    """``--key=value`` and ``--key value`` pairs into a dict (keys keep their config spelling). ``options``: the
+    command's own --options; a token that is no config key but close to one of them is a typo of it, said so."""
+    from tuigpt.run.configfile import is_config_key, unknown_key_error
+
     overrides: dict[str, str] = {}
     i = 0
     while i < len(tokens):
@@ -89,6 +117,11 @@ def split_overrides(tokens: Sequence[str]) -> dict[str, str]:
         if not token.startswith("--") or token == "--":
             raise UserError(f"unexpected argument {shown(token)}: overrides look like --key=value (see tuigpt --help)")
         key, eq, value = token[2:].partition("=")
+        if not is_config_key(key.replace("-", "_")):
+            if hint := closest_option(f"--{key}", options):
+                raise UserError(f"unknown option --{clip(key, 60)}{hint} (see tuigpt --help)")
+            if not eq:  # "--headles" is no key that lacks a value: say which key was meant
+                raise unknown_key_error(key.replace("-", "_"), "the command line")
         if not eq:
             if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
                 raise UserError(f"--{clip(key, 60)} needs a value: write --{clip(key, 60)}=VALUE")

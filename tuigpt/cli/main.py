@@ -12,12 +12,13 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from tuigpt.cli.args import HELP
+from tuigpt.cli.args import HELP, closest_command
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
-               "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck", "plan": "plan"}
+               "info": "info", "calibrate": "info", "export": "export", "netcheck": "netcheck", "report": "report",
+               "plan": "plan"}
 
 
 class Stopped(BaseException):
@@ -46,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args[0] in SUBCOMMANDS:
             module = importlib.import_module(f"tuigpt.cli.{SUBCOMMANDS[args[0]]}")
             return int(module.main(args[1:]) if args[0] != "calibrate" else module.calibrate_main(args[1:]))
+        if not Path(args[0]).exists() and Path(args[0]).suffix not in (".yaml", ".yml", ".py") and (
+                meant := closest_command(args[0], list(SUBCOMMANDS))) is not None:
+            raise UserError(f"unknown command {args[0]!r}: did you mean `tuigpt {meant}`? (a config to train is a "
+                            f".yaml or .py file; see `tuigpt --help`)")
         from tuigpt.cli.train import main as train_main
 
         return train_main(args)
@@ -61,9 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    """Console-script entry: unexpected errors get a short message, not a wall of traceback."""
+    """Console-script entry: unexpected errors get a short message, not a wall of traceback; output to a reader
+    that went away (`tuigpt runs | head -3`) ends the command quietly."""
     try:
         code = main()
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not in the interpreter's exit
+    except BrokenPipeError:
+        code = _reader_gone()
     except Exception as exc:  # the run's own errors are logged in train.log by the trainer
         log = _crash_log(traceback.format_exc())
         print(f"tuigpt: unexpected error: {type(exc).__name__}: {exc} (traceback in {log})", file=sys.stderr)
@@ -82,6 +91,18 @@ def _ran_training(args: list[str]) -> bool:
     """A single-process training run (under torchrun the ranks leave their process group as torch does)."""
     return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help") and \
         "RANK" not in os.environ and "--nproc" not in args and not any(a.startswith("--nproc=") for a in args)
+
+
+def _reader_gone() -> int:
+    """The reader of stdout closed it: nothing more can be said there, so stdout is pointed at /dev/null (the
+    interpreter's own flush at exit would fail again) and the exit code is a SIGPIPE's, 128 + 13, as for a command
+    the signal had ended (the Python documentation's recipe for SIGPIPE, signal module)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 128 + signal.SIGPIPE
 
 
 def _crash_log(tb: str) -> Path:

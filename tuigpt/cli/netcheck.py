@@ -61,7 +61,7 @@ def main(args: list[str]) -> int:
         raise UserError(f"--seconds must be between 0 and 3600, not {ns.seconds:g}")
     from tuigpt.run.configfile import load_config
 
-    config = load_config(ns.config, split_overrides(rest))
+    config = load_config(ns.config, split_overrides(rest, parser.options()))
     from tuigpt.engine.distributed import launch_env
 
     env = launch_env()

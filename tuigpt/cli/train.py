@@ -17,6 +17,9 @@ from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import split_batch, unsplittable_fix
 
 
+OPTIONS = ("--headless", "--resume", "--netcheck", "--nproc", "--compare", "--help", "--time", "--until")  # besides --key=value
+
+
 def main(args: list[str]) -> int:
     config_path, rest = args[0], args[1:]
     if config_path.startswith("--"):
@@ -58,7 +61,7 @@ def main(args: list[str]) -> int:
             remaining.append(token)
     if len(ends) > 1:
         raise UserError("--time and --until both given: keep one (--time counts run time, --until the wall clock)")
-    overrides = split_overrides(remaining)
+    overrides = split_overrides(remaining, OPTIONS)
     for flag, value in ends.items():
         key = END_FLAGS[flag][0]
         other = "deadline" if key == "time_budget" else "time_budget"

@@ -42,8 +42,12 @@ def _key(record: dict[str, Any]) -> tuple[Any, Any]:
 class WatchController:
     """A RunController for a run in another process (or a finished one), from its run directory."""
 
-    def __init__(self, run_dir: str | Path, *, poll: float = 0.25, stale_after: float = STALE_AFTER) -> None:
+    def __init__(self, run_dir: str | Path, *, poll: float = 0.25, stale_after: float = STALE_AFTER,
+                 from_file: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        # events from metrics.jsonl alone, in its order, every logged iteration (the socket sends at most a few
+        # iterations a second, for a screen): the plain lines of `tuigpt watch` without a terminal
+        self.from_file = from_file
         self.metrics = RunDir(self.run_dir).metrics
         self.sock_path = socket_path(self.run_dir)
         self.poll = poll
@@ -131,7 +135,7 @@ class WatchController:
             while not self._closed.is_set():
                 if not self._connected.is_set() and not self._ended.is_set():
                     self._try_connect()
-                grew = self._tail(publish=not self._connected.is_set())
+                grew = self._tail(publish=self.from_file or not self._connected.is_set())
                 if grew or self._connected.is_set():
                     quiet_since = time.monotonic()
                 elif not self._ended.is_set() and time.monotonic() - quiet_since > self.stale_after:
@@ -209,7 +213,8 @@ class WatchController:
         self._sock = sock
         self._tail(publish=True)  # catch up with the file; the socket buffers meanwhile, duplicates are skipped
         self._connected.set()
-        self.bus.publish(Notice(level="info", message=f"connected to the run ({self.sock_path}): keys steer it"))
+        if not self.from_file:  # the plain lines have no keys: the socket only says the run is alive
+            self.bus.publish(Notice(level="info", message=f"connected to the run ({self.sock_path}): keys steer it"))
         threading.Thread(target=self._read_socket, args=(sock,), name="tuigpt-watch-socket", daemon=True).start()
 
     def _read_socket(self, sock: socket.socket) -> None:
@@ -239,7 +244,8 @@ class WatchController:
                 self.bus.publish(Notice(level="warning", message=f"the run refused {record.get('cmd') or 'a message'}: "
                                                                  f"{record.get('error')}"))
             return
-        self._publish_record(record)
+        if not self.from_file:
+            self._publish_record(record)
 
     def _not_running(self, why: str) -> None:
         last = RunDir(self.run_dir).last

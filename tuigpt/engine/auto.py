@@ -19,6 +19,7 @@ from tuigpt.engine.model import ModelArgs
 from tuigpt.engine.trial import Timing, Variant, time_pair
 from tuigpt.run import fmt
 from tuigpt.run.numbers import iterations_to_repay
+from tuigpt.run.rounds import LoadChange, Verdict
 from tuigpt.telemetry.peak_cache import TRIAL_PREFIX, cached_trial, store_entry
 
 BF16_MIN_SPEEDUP = 1.03  # the low-precision variant must beat float32 by more than noise to be picked
@@ -70,7 +71,33 @@ def _entry(timing: Timing, machine: str) -> dict[str, Any]:
     return {"speedup": timing.speedup, "best_ratio": timing.best_ratio, "ratios": timing.ratios, "ms": timing.ms,
             "best_ms": timing.best_ms, "first_ms": timing.first_ms, "rounds": timing.rounds,
             "failed": timing.failed, "batch_measured": timing.batch_size, "seconds": timing.seconds,
-            "warm_compile_ms": timing.warm_compile_ms, "measured_at": time.time(), "machine": machine}
+            "warm_compile_ms": timing.warm_compile_ms, "measured_at": time.time(), "machine": machine,
+            "loads": timing.loads, "stretches": timing.stretches, "load_change": timing.load_change.to_dict() if timing.load_change else None,
+            "retimed": timing.retimed.describe() if timing.retimed else None}
+
+
+def _keep(timing: Timing) -> bool:
+    """Whether a trial's answer may be cached: it measured something, under a load that held steady (a trial the
+    load disturbed twice decides this run only, and the next run measures again)."""
+    return bool(timing.ratios or timing.failed) and timing.load_change is None
+
+
+def _load_change(entry: dict[str, Any]) -> LoadChange | None:
+    data = entry.get("load_change")
+    if not isinstance(data, dict):
+        return None
+    try:
+        stretch = data.get("stretch")
+        return LoadChange(float(data["first"]), float(data["furthest"]), int(data["cpus"]),
+                          (float(stretch[0]), float(stretch[1])) if isinstance(stretch, list) else None)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def verdict(entry: dict[str, Any], margin: float) -> Verdict:
+    """The trial's per-round speed-ups and load, judged: see :mod:`tuigpt.run.rounds`."""
+    ratios = [float(r) for r in entry.get("ratios") or [] if isinstance(r, (int, float))]
+    return Verdict(tuple(ratios), _load_change(entry), margin)
 
 
 # ---------------------------------------------------------------- dtype
@@ -103,17 +130,28 @@ def dtype_entry(device: torch.device, args: ModelArgs, batch_size: int, threads:
     timing = time_pair(args, b, device, Variant("float32"), Variant(low), weight_decay=weight_decay,
                        grad_clip=grad_clip)
     entry = {**_entry(timing, device_label(device)), "kind": "dtype", "low": low}
-    if store and (timing.ratios or timing.failed):
+    if store and _keep(timing):
         store_entry(key, entry)
     return {**entry, "cached": False}
 
 
 def wins(entry: dict[str, Any], margin: float) -> bool:
     """Whether the trial's second variant is faster by more than noise: the median of the per-round speed-ups is
-    at least ``margin`` and the fastest rounds of the two agree it is faster."""
-    speedup, best = entry.get("speedup"), entry.get("best_ratio")
-    return isinstance(speedup, (int, float)) and speedup >= margin and (not isinstance(best, (int, float))
-                                                                        or best >= 1.0)
+    at least ``margin`` and beats 1 by more than their round-to-round spread, the load held steady, and the fastest
+    rounds of the two agree it is faster."""
+    best = entry.get("best_ratio")
+    return verdict(entry, margin).faster and (not isinstance(best, (int, float)) or best >= 1.0)
+
+
+def _speed(entry: dict[str, Any], margin: float, of: str) -> str:
+    """"1.42x float32's speed here (± 0.03 round to round)", and when that is no clear win, why not."""
+    judged = verdict(entry, margin)
+    text = f"{entry['speedup']:.2f}x {of}'s speed here"
+    if judged.spread is None:
+        return text
+    if judged.speedup is not None and judged.speedup - 1.0 <= judged.spread and judged.speedup >= 1.0:
+        return text + f" (± {judged.spread:.2f} round to round: within the spread, no clear win)"
+    return text + f" (± {judged.spread:.2f} round to round)"
 
 
 def _measured(entry: dict[str, Any], batch_size: int | None = None) -> str:
@@ -137,10 +175,13 @@ def dtype_decision(entry: dict[str, Any], batch_size: int) -> tuple[str, str]:
     speedup = entry.get("speedup")
     if not isinstance(speedup, (int, float)):
         return "float32", "auto: the trial measured nothing, float32"
-    how = _measured(entry, batch_size)
+    if (changed := _load_change(entry)) is not None:
+        return "float32", (f"auto: float32: the machine's load changed while timing {label}, twice "
+                           f"({changed.describe()}); not cached, the next run measures again")
+    how, speed = _measured(entry, batch_size), _speed(entry, BF16_MIN_SPEEDUP, "float32")
     if wins(entry, BF16_MIN_SPEEDUP):
-        return low, f"auto: measured {speedup:.2f}x float32's speed here, {how}"
-    return "float32", f"auto: {label} measured {speedup:.2f}x float32's speed here, {how}"
+        return low, f"auto: measured {speed}, {how}"
+    return "float32", f"auto: {label} measured {speed}, {how}"
 
 
 def step_ms(entry: dict[str, Any], dtype: str, batch_size: int) -> float | None:
@@ -183,7 +224,7 @@ def compile_entry(device: torch.device, args: ModelArgs, batch_size: int, thread
     if timing.skipped:
         return {"skipped": timing.skipped}
     entry = {**_entry(timing, device_label(device)), "kind": "compile", "dtype": dtype, "scale": scale}
-    if store and (timing.ratios or timing.failed):
+    if store and _keep(timing):
         store_entry(key, entry)
     return {**entry, "cached": False}
 
@@ -200,8 +241,11 @@ def compile_decision(entry: dict[str, Any], remaining_iters: int) -> tuple[bool,
     speedup = entry.get("speedup")
     if not isinstance(speedup, (int, float)):
         return False, "auto: the trial measured nothing"
+    if (changed := _load_change(entry)) is not None:
+        return False, (f"auto: off: the machine's load changed while timing the compiled steps, twice "
+                       f"({changed.describe()}); not cached, the next run measures again")
     if not wins(entry, COMPILE_MIN_SPEEDUP):
-        return False, f"auto: compiled steps measured {speedup:.2f}x eager's speed here, {_measured(entry)}"
+        return False, f"auto: compiled steps measured {_speed(entry, COMPILE_MIN_SPEEDUP, 'eager')}, {_measured(entry)}"
     eager_ms = float(entry["ms"][eager.label]) * float(entry.get("scale", 1.0))
     first_ms = float(entry.get("warm_compile_ms") or entry["first_ms"][label])
     repaid_after = iterations_to_repay(first_ms - float(entry["ms"][label]), eager_ms, speedup) or 0.0
@@ -209,5 +253,5 @@ def compile_decision(entry: dict[str, Any], remaining_iters: int) -> tuple[bool,
     if repaid_after > remaining_iters:
         return False, (f"auto: compiled steps measured {speedup:.2f}x eager's speed, but the {first} compile takes "
                        f"{repaid_after:,.0f} iterations to repay and {remaining_iters:,} are left")
-    return True, (f"auto: measured {speedup:.2f}x eager's speed here, {_measured(entry)}; the {first} compile is "
-                  f"repaid after {max(1, round(repaid_after)):,} iterations")
+    return True, (f"auto: measured {_speed(entry, COMPILE_MIN_SPEEDUP, 'eager')}, {_measured(entry)}; the {first} "
+                  f"compile is repaid after {max(1, round(repaid_after)):,} iterations")

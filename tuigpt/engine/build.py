@@ -19,9 +19,11 @@ from tuigpt.engine.device import DeviceSetup, can_compile, resolve_device, setup
 from tuigpt.engine.distributed import Cluster, rank_seed
 from tuigpt.engine.memory import check_fits
 from tuigpt.engine.model import GPT, ModelArgs, padded_vocab
+from tuigpt.engine.schedule import unfinished_schedule
 from tuigpt.engine.sources import check_tokenizer, fit_config, load_source, open_source, source_args
 from tuigpt.run.config import RESUME, SCRATCH, TrainConfig
 from tuigpt.run.errors import UserError
+from tuigpt.run.events import Notice
 from tuigpt.run.metrics_log import set_aside
 from tuigpt.run.numbers import BatchSplit, split_batch, unsplittable_fix
 
@@ -46,7 +48,7 @@ class Built:
     lr_scale: float = 1.0  # left by on_nan: rewind in an earlier session
     plan_state: dict[str, Any] | None = None  # a run that ends at a time: the resumed checkpoint's plan
     nan_rewinds: int = 0
-    notices: list[str] = field(default_factory=list)
+    notices: list[str | Notice] = field(default_factory=list)
 
 
 def model_args(config: TrainConfig, data: TokenData) -> ModelArgs:
@@ -109,6 +111,8 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
         if point.set_aside is not None and point.set_aside[1] is not None:
             # best.pt holds the finished plan's cooled model: only a better val replaces it
             built.best_val_loss = min(point.set_aside[1], built.best_val_loss or point.set_aside[1])
+    if (unfinished := unfinished_schedule(config)) is not None:  # a warning: a run can only be set up right at start
+        built.notices.append(Notice(level="warning", message=unfinished))
     if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
         checkpoints.check_room(built.model)
         checkpoints.remove_stale_temp_files()

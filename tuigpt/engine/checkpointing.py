@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -25,9 +25,11 @@ from tuigpt.engine.checkpoint import (
 )
 from tuigpt.engine.checkpoint_check import check_optimizer, check_structure, first_not_finite
 from tuigpt.engine.data import BatchSampler, TokenData
+from tuigpt.engine.device import resolve_device
 from tuigpt.engine.distributed import reseed
 from tuigpt.engine.nanogpt import from_nanogpt, is_nanogpt
 from tuigpt.run import fmt
+from tuigpt.run.commands import CheckpointNow, Command
 from tuigpt.run.config import (
     APPLY,
     KEEP,
@@ -41,6 +43,7 @@ from tuigpt.run.config import (
     TrainConfig,
 )
 from tuigpt.run.errors import UserError
+from tuigpt.run.events import CheckpointWritten, Event, IterationStats
 from tuigpt.run.files import remove_stale_temp_files
 from tuigpt.run.fmt import clip
 from tuigpt.run.rundir import BEST, LAST, STABLE, RunDir
@@ -57,6 +60,23 @@ class ResumePoint:
     notices: list[str] = field(default_factory=list)
     # continued from stable.pt: the finished plan's last.pt (kept aside by the build), its iteration and best val
     set_aside: tuple[int, float | None] | None = None
+
+
+AUTO_KEYS = ("device", "dtype", "compile")  # decided when the run starts; its first line says what and why
+
+
+def _same_after_auto(key: str, old: Any, new: Any) -> bool:
+    """Whether a resume's "changed" would be no change at all: a device "auto" that resolves to the one the checkpoint
+    names (nanoGPT's ckpt.pt says "cuda" or "cpu", a .py config here leaves device "auto"); dtype and compile "auto"
+    are measured later and reported on the run's first line, so "changed from 'bfloat16' to 'auto'" says nothing."""
+    if key not in AUTO_KEYS or "auto" not in (old, new):
+        return False
+    if key != "device":
+        return True
+    try:
+        return resolve_device(new).type == resolve_device(old).type
+    except UserError:  # a device that is not here: the change is real (and set-up says more)
+        return False
 
 
 class CheckpointManager:
@@ -109,13 +129,18 @@ class CheckpointManager:
         if saved.init_from not in (SCRATCH, RESUME):  # the shape came from the source model, not the config
             config = dataclasses.replace(config, **{k: getattr(saved, k) for k in MODEL_KEYS})
         kept: dict[str, Any] = {}
+        mismatched = [key for key, policy in RESUME_POLICY.items()
+                      if policy == MATCH and getattr(saved, key) != getattr(config, key)]
+        if mismatched:  # every one at once: a nanoGPT config's defaults can differ in four keys
+            was = ", ".join(f"{key} was {getattr(saved, key)!r} in the checkpoint but is {getattr(config, key)!r} now"
+                            for key in mismatched)
+            fix = " ".join(f"--{key}={getattr(saved, key)}" for key in mismatched)
+            raise UserError(f"cannot resume {self.run_dir}: {was}; resume with {fix}, or start a new run with "
+                            f"--run_name=NEW_NAME")
         for key, policy in RESUME_POLICY.items():
             old, new = getattr(saved, key), getattr(config, key)
-            if old == new:
+            if old == new or policy == MATCH or _same_after_auto(key, old, new):
                 continue
-            if policy == MATCH:
-                raise UserError(f"cannot resume {self.run_dir}: {key} was {old!r} in the checkpoint but is {new!r} "
-                                f"now; use {key}={old!r} or start a new run with --run_name=NEW_NAME")
             if policy == KEEP:
                 kept[key] = old
                 if not (key == "init_from" and new == RESUME):
@@ -123,6 +148,8 @@ class CheckpointManager:
                                    f"({KEEP_WHY[key]}); start a new run to change it")
             elif policy == APPLY:
                 note = " (changes the tokens per iteration)" if key in TOKENS_PER_ITER_KEYS else ""
+                if key == "device" and new == "auto":
+                    note = f" ({resolve_device(new).type} here)"
                 notices.append(f"resume: {key} changed from {old!r} to {new!r}{note}")
         point = ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices)
         if config.planned:
@@ -269,3 +296,24 @@ def restore_sampler(checkpoint: dict[str, Any], sampler: BatchSampler, rank: int
             f"from seed and iteration {iter_num}" if fresh else "")
     return sampler, (f"resume: the checkpoint was written by {saved_world} rank(s) with {len(states)} saved batch "
                      f"stream(s), this run has {world_size}{note}")
+
+
+class CheckpointTimer:
+    """``checkpoint_every_minutes``: after that long without a last.pt (from any cause: an eval, the `c` key, this),
+    asks for one at the next iteration boundary, whatever the eval interval, so a `kill -9` loses at most that much
+    training. Fed by the event bus; the checkpoint goes through the command gate, so every rank of several takes it
+    at the same iteration."""
+
+    def __init__(self, send: Callable[[Command], Any], minutes: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._send, self.seconds, self._clock = send, minutes * 60.0, clock
+        self._since = clock()  # the run's start counts as the last write: the untrained model is not worth one
+        self._asked = False
+
+    def __call__(self, event: Event) -> None:
+        if self.seconds <= 0:
+            return
+        if isinstance(event, CheckpointWritten) and Path(event.path).name == LAST:
+            self._since, self._asked = self._clock(), False
+        elif isinstance(event, IterationStats) and not self._asked and self._clock() - self._since >= self.seconds:
+            self._asked = self._send(CheckpointNow(reason="timer")) is None  # refused: one is waiting already

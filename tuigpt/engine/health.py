@@ -1,5 +1,6 @@
 """Training health: per-group norms of the model (on logged iterations), and the watches that tell the user
-about trouble: loss spikes, a loss trending up (divergence), and a stalled trainer (a watchdog thread).
+about trouble: loss spikes, a loss trending up (divergence), a stalled trainer (a watchdog thread), and a val loss
+that stopped improving (a plateau).
 
 The NaN policy (forensics, pause/stop/rewind) is :mod:`tuigpt.engine.nan_guard`.
 """
@@ -14,7 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from tuigpt.run.events import Diverging, Event, IterationStats, Notice, RunState, Stalled, StateChanged
+from tuigpt.run.commands import Command, Stop
+from tuigpt.run.events import Diverging, EvalResult, Event, IterationStats, Notice, RunState, Stalled, StateChanged
 from tuigpt.run.numbers import WARMUP_ITERS, loss_rise
 
 SPIKE_FACTOR = 3.0  # a loss this many times the recent median is reported as a spike
@@ -179,3 +181,33 @@ class StallWatch:
     def _watch(self) -> None:
         while not self._stop.wait(min(STALL_POLL_MAX, max(0.02, (self.threshold() or 10.0) / 10))):
             self.check()
+
+
+class PlateauWatch:
+    """Counts the evals since the val loss last improved; at ``evals`` of them in a row, a warning with the topic
+    "plateau" (an alert: bell, notification, alert_command) and, with ``stop``, the same stop the `q` key's *save
+    and stop* sends. Fed by the event bus; counted from this session's first eval (a resume starts at 0)."""
+
+    def __init__(self, publish: Callable[[Event], None], send: Callable[[Command], Any], evals: int,
+                 stop: bool, max_iters: int) -> None:
+        self._publish, self._send = publish, send
+        self.evals, self.stop, self.max_iters = evals, stop, max_iters
+        self.since = 0  # evals since the best
+        self._best_iter: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, EvalResult) or self.evals < 1:
+            return
+        if event.is_best:
+            self.since, self._best_iter = 0, event.iter
+            return
+        self.since += 1
+        if self.since != self.evals:  # said once a plateau; a new best starts the count again
+            return
+        at = f" at iter {self._best_iter:,}" if self._best_iter is not None else ""
+        message = (f"plateau: val loss has not improved in {self.evals} evals (best {event.best_val_loss:.4f}{at}; "
+                   f"now {event.val_loss:.4f})")
+        if self.stop and event.iter < self.max_iters:  # (at the last eval the run ends anyway, as done)
+            message += ": plateau_stop, so the run stops here and saves last.pt"
+            self._send(Stop(save=True))
+        self._publish(Notice(level="warning", message=message, topic="plateau"))

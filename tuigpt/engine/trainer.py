@@ -21,7 +21,7 @@ from tuigpt.engine.build import build
 from tuigpt.engine.chores import Chores
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
 from tuigpt.engine.gate import CommandGate
-from tuigpt.engine.health import LossWatch, StallWatch
+from tuigpt.engine.health import LossWatch, PlateauWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.planner import Planner, make_planner, planned_config
@@ -105,6 +105,10 @@ class Trainer(Chores):
         self._stall = StallWatch(self.bus.publish, self.config.stall_factor if self.rank == 0 else 0.0,
                                  self.config.stall_min_seconds)
         self.bus.subscribe(self._stall)
+        if self.rank == 0:  # rank 0 judges evals and the clock; what it sends reaches every rank through the gate
+            self.bus.subscribe(PlateauWatch(self.bus.publish, self.send, self.config.plateau_evals,
+                                            self.config.plateau_stop, self.config.max_iters))
+            self.bus.subscribe(ckpt.CheckpointTimer(self.send, self.config.checkpoint_every_minutes))
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []
         self._ahead: Launched | None = None  # the next step, queued on the device before the last one was read
@@ -323,7 +327,7 @@ class Trainer(Chores):
                 self.planner.resumed(self.iter_num)
         elif isinstance(command, CheckpointNow):
             self._gather_sampler_states()
-            self._checkpoint("command")
+            self._checkpoint(command.reason)
         elif isinstance(command, Sample):
             if self.rank == 0:  # the others go on to the next step and wait for rank 0 in its all-reduce
                 self._sample(command)

@@ -3,8 +3,10 @@
 
 A trial builds the run's model twice (same shape, same optimizer as training), warms each variant up, then times
 fwd+bwd+clip+AdamW steps of the two in alternating rounds (a-b, b-a, ...) so that another process slowing the
-machine down hits both alike, and reports the median over rounds of the per-round speed-up. The global RNG is
-left as it was: a run that measures first trains exactly as one that read the answer from the cache.
+machine down hits both alike, and reports the median over rounds of the per-round speed-up. Each round also records
+how much of our CPUs other processes used meanwhile: when that moved during the rounds (:mod:`tuigpt.run.rounds`),
+the rounds are timed again once, and a second change is kept in ``load_change`` for the decision to refuse on. The
+global RNG is left as it was: a run that measures first trains exactly as one that read the answer from the cache.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, Callable
 import torch
 
 from tuigpt.engine.model import GPT, ModelArgs
+from tuigpt.run.rounds import LoadChange, load_change
+from tuigpt.telemetry.load import MIN_WINDOW_SECONDS, LoadMeter
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ROUND_SECONDS = 0.3  # a round times at least this long per variant (several steps when a step is short)
@@ -53,6 +57,11 @@ class Timing:
     seconds: float = 0.0  # the trial's own wall-clock
     failed: dict[str, str] = field(default_factory=dict)  # variant label -> why it could not run ("does not fit")
     skipped: str | None = None  # why the trial stopped after a's warm-up (stop_if said so)
+    loads: list[float | None] = field(default_factory=list)  # per round: others' share of our CPUs (None: unknown)
+    stretches: list[float | None] = field(default_factory=list)  # per round: the slowdown waiting for a CPU
+    cpus: int = 1  # how many CPUs those shares are of
+    load_change: LoadChange | None = None  # the load moved during the rounds, twice: no answer to trust
+    retimed: LoadChange | None = None  # the first rounds saw the load move and were timed again
 
     @property
     def speedup(self) -> float | None:
@@ -164,6 +173,11 @@ def time_pair(args: ModelArgs, batch_size: int, device: torch.device, a: Variant
                 steps = max(1, min(MAX_STEPS_PER_ROUND, math.ceil(round_seconds * 1000.0 / slower)))
                 _rounds(timing, runners[a.label], runners[b.label], x, y, steps, started, budget_seconds,
                         min_rounds, max_rounds)
+                if timing.load_change is not None:  # time again once, from scratch: the first rounds are void
+                    timing.retimed, timing.load_change = timing.load_change, None
+                    timing.ratios, timing.loads, timing.stretches = [], [], []
+                    _rounds(timing, runners[a.label], runners[b.label], x, y, steps, time.perf_counter(),
+                            budget_seconds, min_rounds, max_rounds)
                 if b.compiled and not a.compiled:
                     timing.warm_compile_ms = _warm_compile(b, args, device, weight_decay, grad_clip, x, y)
         finally:
@@ -188,12 +202,18 @@ def _rounds(timing: Timing, ra: _Runner, rb: _Runner, x: torch.Tensor, y: torch.
 
     while more():
         order = (ra, rb) if timing.rounds % 2 == 0 else (rb, ra)
+        meter = LoadMeter()
         ms = {r.variant.label: r.timed(x, y, steps) for r in order}
+        load = meter.stop(MIN_WINDOW_SECONDS)
+        timing.loads.append(load.others if load is not None else None)
+        timing.stretches.append(load.stretch if load is not None else None)
+        timing.cpus = load.cpus if load is not None else timing.cpus
         for label, value in ms.items():
             per_variant[label].append(value)
         timing.ratios.append(ms[ra.variant.label] / ms[rb.variant.label])
     timing.ms = {label: statistics.median(values) for label, values in per_variant.items()}
     timing.best_ms = {label: min(values) for label, values in per_variant.items()}
+    timing.load_change = load_change(timing.loads, timing.cpus, timing.stretches)
 
 
 def _warm_compile(variant: Variant, args: ModelArgs, device: torch.device, weight_decay: float, grad_clip: float,

@@ -1,7 +1,7 @@
 """alert_command: the user's program, run on every alert (notify-send, mail, ntfy, a phone...).
 
-Run without a shell (the config value is split like a shell would, ``{event}``, ``{kind}`` and ``{run}``
-in any word replaced), with the alert as JSON on its stdin and a timeout. It runs on its own thread,
+Run without a shell (the config value is split like a shell would, ``{event}``, ``{kind}``, ``{run}``,
+``{iter}`` and ``{time}`` in any word replaced: see :meth:`AlertCommand.argv`), with the alert as JSON on its stdin and a timeout. It runs on its own thread,
 one alert after another, so a slow or hung command never holds training up; each failure is reported
 as a warning. At the end of the run the alerts still queued get ALERT_COMMAND_TIMEOUT to go out.
 """
@@ -69,8 +69,13 @@ class AlertCommand:
                                      f"waiting, newer ones dropped"))
 
     def argv(self, alert: Alert) -> list[str]:
-        """The words with {event} (the one-line summary), {kind} and {run} filled in."""
-        values = {"{event}": alert.summary, "{kind}": alert.kind, "{run}": self.run_name}
+        """The words with the placeholders filled in: {event} (the one-line summary, a sentence with spaces) and the
+        machine-safe ones, fit for a file name or a URL: {kind} (done, failed, nan, ...), {run} (the run's name),
+        {iter} (the iteration) and {time} (local time, 20261206-072817)."""
+        at = alert.record.get("time")
+        values = {"{event}": alert.summary, "{kind}": alert.kind, "{run}": self.run_name,
+                  "{iter}": str(alert.record.get("iter", "")),
+                  "{time}": time.strftime("%Y%m%d-%H%M%S", time.localtime(at if isinstance(at, (int, float)) else None))}
         out = []
         for word in self.words:
             for key, value in values.items():

@@ -11,7 +11,7 @@ Adding a command: a dataclass, a row in :data:`SPECS`, a case in the trainer's `
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable
 
 
@@ -37,7 +37,10 @@ class TogglePause(Command):
 
 @dataclass(frozen=True)
 class CheckpointNow(Command):
-    """Write last.pt at the next iteration boundary."""
+    """Write last.pt at the next iteration boundary. ``reason``: what the checkpoint record says ("command" for
+    the `c` key and the socket, which cannot set it; "timer" for checkpoint_every_minutes)."""
+
+    reason: str = "command"
 
 
 @dataclass(frozen=True)
@@ -175,5 +178,6 @@ def build(spec: CommandSpec, values: dict[str, Any]) -> Command:
 
 
 def arguments(command: Command) -> dict[str, Any]:
-    """A command's arguments by name (what a socket message carries beside its "cmd")."""
-    return {f.name: getattr(command, f.name) for f in fields(command)}
+    """A command's arguments by name (what a socket message carries beside its "cmd"): those of its spec row (a
+    field a client may not set, CheckpointNow's reason, stays in the process)."""
+    return {arg.name: getattr(command, arg.name) for arg in spec_of(command).args}

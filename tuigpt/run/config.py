@@ -38,6 +38,7 @@ class TrainConfig:
     eval_iters: int = 50  # batches per split averaged by each evaluation
     eval_only: bool = False  # evaluate once and exit (with --resume: the saved model)
     always_save_checkpoint: bool = True  # write last.pt at every eval; false: only when val loss improves
+    checkpoint_every_minutes: float = 0.0  # also write last.pt after this many minutes without one (0: off)
     init_from: str = "scratch"  # scratch | resume | a tuigpt or nanoGPT .pt | a Hugging Face GPT-2 folder | gpt2*
     # --- data
     dataset: str = "shakespeare_char"  # shakespeare_char | shakespeare (gpt2 BPE) | text (your data_path)
@@ -93,6 +94,8 @@ class TrainConfig:
     stall_min_seconds: float = 30.0  # ...and never less than this many seconds
     alerts: bool = True  # bell + desktop notification (OSC 9/777) + toast or marked line on done, failure, trouble
     alert_command: str | None = None  # run on each alert, without a shell; the event JSON on stdin
+    plateau_evals: int = 0  # val loss not improved in this many evals in a row: an alert (0: never)
+    plateau_stop: bool = False  # ... and the run stops there, saving last.pt
     target_loss: float | None = None  # project when the smoothed loss reaches this (status line, runs, chart)
     # --- files
     share_with_group: bool = False  # false: run directory 0700, files 0600; true: 0750/0640 (the group reads)
@@ -192,6 +195,8 @@ class TrainConfig:
         _require(self.stall_factor == 0 or self.stall_factor >= MIN_STALL_FACTOR, "stall_factor", self.stall_factor,
                  f"must be 0 (off) or {range_text('stall_factor')}")
         split_command(self.alert_command or "")  # run without a shell: split as a shell would (bad quotes: UserError)
+        _require(not self.plateau_stop or self.plateau_evals > 0, "plateau_stop", self.plateau_stop,
+                 "needs plateau_evals: how many evals without a better val loss end the run (e.g. plateau_evals=5)")
 
 
 # The range of every numeric key: what the code can run. Integers end up in C types (seed, num_threads), floats
@@ -203,6 +208,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "n_layer": (1, 1_000), "n_head": (1, 1_024), "n_embd": (1, 65_536), "max_iters": (0, 10**12),
     "warmup_iters": (0, 10**12), "lr_decay_iters": (1, 10**12), "seed": (0, 2**32 - 1), "num_threads": (0, 4_096),
     "sample_max_new_tokens": (1, MAX_SAMPLE_TOKENS), "sample_top_k": (1, MAX_TOP_K), "nan_max_rewinds": (0, 100),
+    "plateau_evals": (0, 1_000_000),
 }
 # (low, high, low excluded, high excluded)
 FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -212,6 +218,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "telemetry_interval": (0.0, 3600.0, False, False), "ddp_timeout": (1.0, 604_800.0, False, False),
     "nan_lr_factor": (0.0, 1.0, True, False), "stall_factor": (0.0, 1000.0, False, False),
     "stall_min_seconds": (0.0, 86_400.0, False, False), "target_loss": (0.0, 1000.0, True, False),
+    "checkpoint_every_minutes": (0.0, 10_080.0, False, False),
     "cooldown_frac": (0.0, 1.0, False, False),
 }
 MIN_TELEMETRY_INTERVAL = 0.1  # seconds; faster readings would cost the training they measure
@@ -266,7 +273,7 @@ def path_problem(path: str | None) -> str | None:
 MATCH, APPLY, KEEP = "must match", "applied", "kept from the checkpoint"
 RESUME_POLICY: dict[str, str] = {
     "run_name": APPLY, "out_dir": APPLY, "eval_interval": APPLY, "log_interval": APPLY, "eval_iters": APPLY,
-    "eval_only": APPLY, "always_save_checkpoint": APPLY, "init_from": KEEP,
+    "eval_only": APPLY, "always_save_checkpoint": APPLY, "checkpoint_every_minutes": APPLY, "init_from": KEEP,
     "dataset": MATCH, "data_path": APPLY, "tokenizer": MATCH,
     "gradient_accumulation_steps": APPLY, "batch_size": APPLY, "block_size": MATCH,
     "n_layer": MATCH, "n_head": MATCH, "n_embd": MATCH, "dropout": APPLY, "bias": MATCH,
@@ -278,6 +285,7 @@ RESUME_POLICY: dict[str, str] = {
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
     "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
     "stall_min_seconds": APPLY, "alerts": APPLY, "alert_command": APPLY, "target_loss": APPLY,
+    "plateau_evals": APPLY, "plateau_stop": APPLY,
     "share_with_group": APPLY,
 }
 # keys whose change alters the tokens each iteration trains on: the report says so

@@ -58,6 +58,11 @@ KEY_ALIASES = {
 }
 
 
+def is_config_key(key: str) -> bool:
+    """A tuigpt key, or one of nanoGPT's that a .py config's overrides may name."""
+    return key in _FIELDS or key in pyconfig.NANOGPT_KEYS
+
+
 def suggest_key(key: str) -> str | None:
     """The config key someone typing ``key`` most likely meant, or None."""
     alias = KEY_ALIASES.get(key.lower())

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from tuigpt.run.events import EvalProgress, Event, IterationStats, TelemetrySnapshot
+from tuigpt.run.events import EvalProgress, Event, IterationStats, RunFailed, RunFinished, TelemetrySnapshot
 from tuigpt.run.files import atomic_write, lines_backwards, repair_torn_tail
 from tuigpt.run.records import dumps, event_from_record, event_record, loads
 
@@ -28,7 +28,9 @@ _ITER = re.compile(rb'"iter":\s*(-?\d+)')
 
 class MetricsWriter:
     """Appends event records: iterations every ``log_interval`` (and the last), telemetry every
-    ``telemetry_every`` seconds per kind, every other kept event as it comes.
+    ``telemetry_every`` seconds per kind until the run has ended (a finished monitor left open for the night still
+    shows its readings, but they are not the run's: 66 records in 6 minutes went to the file), every other kept
+    event as it comes.
 
     ``resume_at``: this session resumes from a checkpoint at that iteration, so records a crashed session
     wrote after it are cut before anything is appended. ``mode``: permission bits of a file made here.
@@ -47,6 +49,7 @@ class MetricsWriter:
         self.on_failure = on_failure
         self.error: OSError | None = None
         self._last_telemetry: dict[str, float] = {}
+        self._ended = False
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_torn_tail(path)
@@ -60,7 +63,11 @@ class MetricsWriter:
             return
         if isinstance(event, EvalProgress):  # live progress only: the eval's result is what is kept
             return
+        if isinstance(event, (RunFinished, RunFailed)):
+            self._ended = True
         if isinstance(event, TelemetrySnapshot):
+            if self._ended:
+                return
             last = self._last_telemetry.get(event.kind)
             if last is not None and event.time - last < self.telemetry_every:
                 return

@@ -37,6 +37,11 @@ def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float | None)
     return flops_per_token * tokens_per_sec / peak_flops
 
 
+def tokens_per_sec(tokens_per_iter: float, ms_per_iter: float) -> float:
+    """Throughput: the tokens of one iteration over its time (0 for an iteration not timed)."""
+    return tokens_per_iter / (ms_per_iter / 1000.0) if ms_per_iter > 0 else 0.0
+
+
 def mfu_plausible(value: float | None) -> bool:
     """Whether an MFU can be true: above 100% of the peak means the peak is wrong (measured while the machine
     was busy, or a stale calibration), not that the model beat the hardware."""

@@ -1,10 +1,16 @@
-"""How busy the machine is while a peak is timed: the CPU time other processes took meanwhile.
+"""How busy the machine is while something is timed: the CPU time other processes took meanwhile, and how much
+they slowed this process down.
 
 A matmul peak timed while something else runs reads low (on a 2-core VM a busy box gave 97 GFLOP/s where a
 quiet one gave 200), and every MFU divided by it then reads high. What decides is the share of this process's
 CPUs (its affinity mask) that *other* processes, and a hypervisor's steal, used during the timing: all the
 busy CPU time the kernel counts on those CPUs minus this process's own. The 1-minute load average is kept
 beside it for context only: it lags by a minute and counts this process too.
+
+On a machine already saturated the share saturates too (82% of a CPU before four more busy loops arrived, 96%
+after, while this process went 7x slower): Linux's scheduler statistics say directly how long this process's
+threads waited, runnable, for a CPU someone else held (/proc/self/task/*/schedstat). ``stretch`` is the wall time
+its running took over the time it ran: 1.0 alone, 2.0 beside one busy loop on its CPU.
 
 Nothing here imports torch.
 """
@@ -18,6 +24,9 @@ from typing import Any
 
 BUSY_SHARE = 0.20  # others used more than a fifth of our CPUs: the timing shared its cores
 PROBE_SECONDS = 0.25  # a quick "is it quiet now?" look before re-measuring
+# The kernel counts CPU time in ticks of 10 ms (USER_HZ 100): over a 7 ms window the share reads 0% or 100%. A
+# window shorter than this measures no load (stop(min_seconds=...) then says None).
+MIN_WINDOW_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,7 @@ class Load:
     others: float  # share (0..1) of this process's CPUs that other processes and steal used
     cpus: int  # how many CPUs that share is of
     load_avg: float | None  # the 1-minute load average at the end (this process included)
+    stretch: float | None = None  # (running + waiting for a CPU) / running, this process's threads; None: unknown
 
     @property
     def busy(self) -> bool:
@@ -41,7 +51,8 @@ class Load:
         return f"{'busy' if self.busy else 'idle'}: {self.share()}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"others": round(self.others, 4), "cpus": self.cpus, "load_avg": self.load_avg}
+        return {"others": round(self.others, 4), "cpus": self.cpus, "load_avg": self.load_avg,
+                "stretch": None if self.stretch is None else round(self.stretch, 4)}
 
     @classmethod
     def from_dict(cls, data: Any) -> Load | None:
@@ -49,10 +60,29 @@ class Load:
         if not isinstance(data, dict):
             return None
         try:
-            load_avg = data.get("load_avg")
-            return cls(float(data["others"]), int(data["cpus"]), None if load_avg is None else float(load_avg))
+            load_avg, stretch = data.get("load_avg"), data.get("stretch")
+            return cls(float(data["others"]), int(data["cpus"]), None if load_avg is None else float(load_avg),
+                       None if stretch is None else float(stretch))
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def _run_and_wait() -> tuple[int, int] | None:
+    """Nanoseconds this process's threads ran, and waited runnable for a CPU, so far (Linux schedstat; None
+    elsewhere). A thread that ended meanwhile drops out of the sum: the windows measured here are short."""
+    run = wait = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                fields = f.read().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return (run, wait) if run else None
 
 
 def _our_cpus() -> list[int]:
@@ -78,6 +108,7 @@ class LoadMeter:
             self._psutil = None
         self._cpus = _our_cpus()
         self._start: tuple[float, float, float] | None = None
+        self._sched: tuple[int, int] | None = None
         self.start()
 
     def _snapshot(self) -> tuple[float, float, float] | None:
@@ -99,20 +130,26 @@ class LoadMeter:
 
     def start(self) -> None:
         self._start = self._snapshot()
+        self._sched = _run_and_wait()
 
-    def stop(self) -> Load | None:
+    def stop(self, min_seconds: float = 0.0) -> Load | None:
+        """What others did since the start; None when unreadable or the window was under ``min_seconds``."""
         end = self._snapshot()
         if self._start is None or end is None:
             return None
         wall = end[0] - self._start[0]
-        if wall <= 0:
+        if wall <= 0 or wall < min_seconds:
             return None
         others = (end[1] - self._start[1] - (end[2] - self._start[2])) / (wall * len(self._cpus))
         try:
             load_avg: float | None = round(os.getloadavg()[0], 2)
         except (AttributeError, OSError):
             load_avg = None
-        return Load(min(1.0, max(0.0, others)), len(self._cpus), load_avg)
+        stretch = None
+        if self._sched is not None and (sched := _run_and_wait()) is not None:
+            ran, waited = sched[0] - self._sched[0], sched[1] - self._sched[1]
+            stretch = (ran + max(0, waited)) / ran if ran > 0 else None
+        return Load(min(1.0, max(0.0, others)), len(self._cpus), load_avg, stretch)
 
 
 def load_now(seconds: float = PROBE_SECONDS, psutil_module: Any = None) -> Load | None:

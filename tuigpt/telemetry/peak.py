@@ -254,7 +254,7 @@ def cpu_flops_per_cycle(info: CpuInfo, dtype: str) -> tuple[int | None, str]:
             return fp32 * 4, isa + ", BF16 BFMMLA (4× fp32)"
         if d == "fp16" and ("asimdhp" in flags or "fphp" in flags):
             return fp32 * 2, isa + ", fp16 arithmetic (2× fp32)"
-        return fp32, isa + (" (no native " + d + ", runs at the fp32 rate)" if d != "fp32" else "")
+        return fp32, isa + (" (no native " + d + ": emulated, the fp32 figure is only a ceiling)" if d != "fp32" else "")
     if "avx512f" in flags:
         units = _avx512_fma_units(info)
         fp32, isa = 16 * 2 * units, f"AVX-512, {units} FMA unit{'s' if units > 1 else ''}"
@@ -271,13 +271,13 @@ def cpu_flops_per_cycle(info: CpuInfo, dtype: str) -> tuple[int | None, str]:
             return 1024, "AMX-BF16 tiles (1024 bf16 FLOPs/cycle/core)"
         if "avx512_bf16" in flags:
             return fp32 * 2, isa + ", AVX512_BF16 dot products (2× fp32)"
-        return fp32, isa + " (no native bf16, runs at the fp32 rate)"
+        return fp32, isa + " (no native bf16: emulated, the fp32 figure is only a ceiling)"
     if d == "fp16":
         if "amx_fp16" in flags:
             return 1024, "AMX-FP16 tiles (1024 fp16 FLOPs/cycle/core)"
         if "avx512_fp16" in flags:
             return fp32 * 2, isa + ", AVX512_FP16 (2× fp32)"
-        return fp32, isa + " (no native fp16, runs at the fp32 rate)"
+        return fp32, isa + " (no native fp16: emulated, the fp32 figure is only a ceiling)"
     return fp32, isa
 
 

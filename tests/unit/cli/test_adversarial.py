@@ -11,7 +11,8 @@ from support.adversarial import SocketHarness, run_all
 from support.adversarial_cases import all_cases
 
 
-def test_a_sample_of_the_adversarial_pass_keeps_every_invariant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sample_of_the_adversarial_pass_keeps_every_invariant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 shakespeare: Path) -> None:
     monkeypatch.setenv("TUIGPT_SHAKESPEARE_URL", "http://127.0.0.1:9/unreachable")  # never download
     harness = SocketHarness(tmp_path / "sock")
     try:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tuigpt.cli.bench import BenchResult, finish_clock, parse_compare, report, report_comparison
+from tuigpt.cli.bench import finish_clock, parse_compare, report, report_comparison
+from tuigpt.cli.timing import BenchResult, Comparison
+from tuigpt.run.rounds import LoadChange
 from tuigpt.run.errors import UserError
 
 from conftest import REPO  # noqa: E402
@@ -37,9 +39,14 @@ def test_bench_reports_speed_memory_and_projections(cli_env, tiny_yaml: Path, tm
 
 
 def test_compare_prints_variants_side_by_side(cli_env, tiny_yaml: Path) -> None:
-    result = bench(str(tiny_yaml), "--steps=3", "--warmup=1", "--compare", "dtype=float32,bfloat16", env=cli_env)
+    result = bench(str(tiny_yaml), "--steps=4", "--warmup=1", "--rounds=2", "--compare", "dtype=float32,bfloat16",
+                   env=cli_env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    assert "timed steps each in 2 alternating rounds" in out
+    verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
+    assert re.match(r"verdict: dtype=bfloat16 is (faster than|slower than|not clearly faster or slower than) dtype=float32",
+                    verdict)
     assert "speed-up" in out and "tokens/s" in out and "MFU" in out
     rows = [line for line in out.splitlines() if line.startswith("dtype=")]
     assert [r.split()[0] for r in rows] == ["dtype=float32", "dtype=bfloat16"], out
@@ -53,6 +60,7 @@ def test_compare_prints_variants_side_by_side(cli_env, tiny_yaml: Path) -> None:
     (["--compare", "block_size=64"], ["at least two values"]),
     (["--compare", "block_size=32,big"], ["block_size", "expected integer"]),
     (["--steps", "0"], ["--steps"]),
+    (["--compare", "dtype=float32,bfloat16", "--rounds", "1"], ["--rounds", "at least 2"]),
     (["--batch_size=big"], ["--batch_size", "expected integer"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli_env, tiny_yaml: Path, args: list[str], needles: list[str]) -> None:
@@ -85,14 +93,15 @@ def result(label: str, ms: float, peak: float | None, peak_label: str, **extra: 
     values = dict(label=label, n_params=1000, shape="2 layers x 32", tokens_per_iter=1000, flops_per_token=1e6,
                   device="cpu", dtype="float32", dtype_reason="set", threads=2, compile=False, step_ms=[ms] * 3,
                   first_step_ms=ms, forward_ms=ms / 3, peak_flops=peak, peak_label=peak_label, peak_warning=None,
-                  peak_rss_bytes=None, gpu_max_bytes=None, max_iters=100, eval_interval=50, eval_iters=2)
+                  peak_rss_bytes=None, gpu_max_bytes=None, max_iters=100, eval_interval=50, eval_iters=2,
+                  round_ms=[ms] * 3)
     values.update(extra)
     return BenchResult(**values)  # type: ignore[arg-type]
 
 
-def table(results: list[BenchResult]) -> dict[str, list[str]]:
+def table(results: list[BenchResult], load: LoadChange | None = None) -> dict[str, list[str]]:
     out = io.StringIO()
-    report_comparison("dtype", results, dt.datetime(2026, 3, 2, 14, 0), out)
+    report_comparison("dtype", Comparison(results, load, None), dt.datetime(2026, 3, 2, 14, 0), out)
     lines = out.getvalue().splitlines()
     header = next(line for line in lines if line.startswith("variant"))
     cells = re.split(r"\s{2,}", header.strip())
@@ -119,6 +128,25 @@ def test_compare_with_one_peak_has_one_mfu_column_and_flags_an_impossible_one() 
     assert "MFU" in rows["_header"] and "MFU own" not in rows["_header"]
     assert rows["dtype=bfloat16"][rows["_header"].index("MFU")] == "200.0%?!"
     assert "?! over 100%: impossible: the peak looks stale, run `tuigpt calibrate`" in rows["_text"][0]
+
+
+def test_a_speed_up_is_called_only_beyond_the_round_to_round_spread() -> None:
+    base = result("dtype=float32", 10.0, 100e9, "p", round_ms=[10.0, 10.0, 10.0, 10.0])
+    clear = result("dtype=bfloat16", 8.0, 100e9, "p", round_ms=[8.1, 7.9, 8.0, 8.0])  # 1.25x ± 0.02
+    noisy = result("dtype=float16", 8.0, 100e9, "p", round_ms=[6.0, 12.0, 8.0, 7.0])  # 1.33x ± 0.42
+    text = table([base, clear, noisy])["_text"][0]
+    assert "verdict: dtype=bfloat16 is faster than dtype=float32: 1.25x ± 0.02 over 4 rounds" in text
+    assert ("verdict: dtype=float16 is not clearly faster or slower than dtype=float32: 1.34x ± 0.42 over 4 rounds: "
+            "within the round-to-round spread") in text
+
+
+def test_a_load_that_changed_twice_gives_no_verdict() -> None:
+    base = result("dtype=float32", 10.0, 100e9, "p", round_ms=[10.0, 10.0])
+    fast = result("dtype=bfloat16", 5.0, 100e9, "p", round_ms=[5.0, 5.0])
+    text = table([base, fast], LoadChange(0.02, 0.81, 2))["_text"][0]
+    assert "no verdict: the machine's load changed while timing, twice (other processes used 2% → 81% of 2 CPUs)" \
+           in text
+    assert "faster than" not in text
 
 
 def test_single_report_flags_an_mfu_over_100_percent() -> None:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tuigpt.cli import main as cli
 from tuigpt.run.config import TrainConfig
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support import corpus
 
 POSITIVE_INT = ["eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps", "batch_size",
                 "block_size", "n_layer", "n_head", "n_embd", "sample_max_new_tokens"]
@@ -63,7 +64,7 @@ def fault(draw) -> tuple[str, object, str]:
 
 
 def base_config(out_dir: str) -> dict:
-    return dict(TINY, out_dir=out_dir, data_path=str(SHAKESPEARE), max_iters=1)
+    return dict(TINY, out_dir=out_dir, data_path=str(corpus.shakespeare()), max_iters=1)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -123,7 +123,26 @@ def test_calibrate_config_times_its_choices_and_plain_calibrate_forgets_them(
     assert info.calibrate_main([str(tiny_yaml)]) == 0  # tiny_yaml says dtype float32: timed as if auto anyway
     out = capsys.readouterr().out
     assert timed == [("float32", "bf16 autocast"), ("bf16 autocast", "bf16 autocast compiled")]
-    assert "dtype    bfloat16 (auto: measured 1.80x float32's speed here, 3 rounds)" in out
-    assert "compile  off (auto: compiled steps measured 0.90x eager's speed here, 3 rounds)" in out
+    assert "dtype    bfloat16 (auto: measured 1.80x float32's speed here (± 0.00 round to round), 3 rounds)" in out
+    assert "compile  off (auto: compiled steps measured 0.90x eager's speed here (± 0.00 round to round), 3 rounds)" in out
     assert info.calibrate_main([]) == 0
     assert "Forgot 2 measured dtype/compile choice(s)" in capsys.readouterr().out
+
+
+def test_info_says_what_the_measured_bf16_peak_means_beside_fp32s(fake_measure: list[tuple],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`info` said bf16 "runs at the fp32 rate" beside its own measurement of 1.37 against 183 GFLOP/s (issue 27)."""
+    from tuigpt.telemetry.cpuinfo import CpuInfo
+
+    monkeypatch.setattr(info, "read_cpu_info", lambda: CpuInfo("AMD EPYC Test", "x86_64", "AuthenticAMD", 2, 2,
+                                                               frozenset({"avx", "avx2", "fma"}), None, None))
+    monkeypatch.setattr(info, "_default_threads", lambda cpu: 2)
+    monkeypatch.setattr(calibration, "measure_peak", lambda dtype, threads, device="cpu", seconds=2.0:
+                        {"fp32": 183e9, "bf16": 1.37e9}[dtype])
+    out = io.StringIO()
+    info.print_info(out, measure=True)
+    text = out.getvalue()
+    assert "fp32 rate" not in text
+    assert "no native bf16: emulated, the fp32 figure is only a ceiling" in text
+    assert "134x slower than fp32 here (1.37 GFLOP/s vs fp32's 183 GFLOP/s): emulated, not worth training in" in text
+    assert info.versus_fp32("bf16", 407e9, 158e9, True).startswith("2.58x fp32's measured rate here")

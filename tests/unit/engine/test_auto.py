@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 import torch
 
-from tuigpt.engine import auto
+from tuigpt.engine import auto, trial
 from tuigpt.engine.model import ModelArgs
 from tuigpt.engine.trial import Timing, Variant
 from tuigpt.telemetry import peak_cache as peak
@@ -18,17 +19,69 @@ CPU = torch.device("cpu")
 
 def dtype_entry(speedup: float, best: float | None = None, **kw) -> dict:
     return {"low": "bfloat16", "speedup": speedup, "best_ratio": speedup if best is None else best, "rounds": 5,
-            "batch_measured": 32, **kw}
+            "batch_measured": 32, "ratios": [speedup] * 5 if speedup is not None else [], **kw}
 
 
 def test_low_precision_only_when_faster_by_more_than_noise() -> None:
-    assert auto.dtype_decision(dtype_entry(1.42), 32) == ("bfloat16", "auto: measured 1.42x float32's speed here, "
-                                                                      "5 rounds")
+    assert auto.dtype_decision(dtype_entry(1.42), 32) == ("bfloat16", "auto: measured 1.42x float32's speed here "
+                                                                      "(± 0.00 round to round), 5 rounds")
     name, why = auto.dtype_decision(dtype_entry(0.73), 32)
     assert name == "float32" and "bf16 autocast measured 0.73x float32's speed" in why
     assert auto.dtype_decision(dtype_entry(1.01), 32)[0] == "float32"  # within noise: the safe dtype
     # the median says faster, the least disturbed rounds say slower: too close to call
     assert auto.dtype_decision(dtype_entry(1.06, best=0.97), 32)[0] == "float32"
+
+
+def test_a_win_must_beat_the_round_to_round_spread() -> None:
+    """compile: auto flipped 0.95x / 1.78x / 1.14x across runs of one config on a shared box (issue 27): a median
+    that clears the margin while the rounds disagree by more than it is no win."""
+    noisy = dtype_entry(1.20, ratios=[0.95, 1.20, 1.78, 1.14, 1.25])  # median 1.20, ± 0.42
+    name, why = auto.dtype_decision(noisy, 32)
+    assert name == "float32" and "1.20x float32's speed here (± 0.42 round to round: within the spread" in why
+    steady = dtype_entry(1.20, ratios=[1.18, 1.20, 1.22, 1.19, 1.21])
+    assert auto.dtype_decision(steady, 32) == ("bfloat16", "auto: measured 1.20x float32's speed here (± 0.02 round "
+                                                           "to round), 5 rounds")
+    entry = compile_entry(2.0, 10_050.0)
+    assert not auto.compile_decision({**entry, "ratios": [1.0, 2.0, 3.2]}, 5_000)[0]
+
+
+def test_a_load_that_changed_while_timing_decides_nothing_and_is_not_cached(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path) -> None:
+    """Another process that starts halfway through the rounds makes the variant timed in the quiet rounds look
+    fast: the rounds are timed again once, and a second change keeps the safe choice without caching it."""
+    monkeypatch.setenv("TUIGPT_CACHE_DIR", str(tmp_path))
+    shares = iter([0.02, 0.02, 0.55, 0.02, 0.03, 0.60])  # each set of 3 rounds: quiet, then a second trainer starts
+
+    class ChangingLoad:
+        def stop(self, min_seconds: float = 0.0):  # noqa: ANN202
+            from tuigpt.telemetry.load import Load
+
+            return Load(next(shares), 2, None)
+
+    monkeypatch.setattr(trial, "LoadMeter", ChangingLoad)
+    monkeypatch.setattr(auto, "time_pair", functools.partial(trial.time_pair, budget_seconds=0.0, round_seconds=0.01))
+    entry = auto.dtype_entry(CPU, ARGS, 4, 1, "bfloat16", weight_decay=0.1, grad_clip=1.0, say=lambda _: None)
+    assert entry["retimed"] == "other processes used 2% → 55% of 2 CPUs"  # the first rounds, voided
+    name, why = auto.dtype_decision(entry, 4)
+    assert name == "float32" and "the machine's load changed while timing bf16 autocast, twice" in why
+    assert "other processes used 2% → 60% of 2 CPUs" in why and "not cached" in why
+    assert peak.cached_trial(auto.trial_key("dtype", CPU, ARGS, 4, 1, "|bfloat16")) is None  # measured again next run
+    shares = iter([0.30, 0.31, 0.29])  # a steady second trainer: both variants slowed alike
+    steady = auto.dtype_entry(CPU, ARGS, 4, 1, "bfloat16", weight_decay=0.1, grad_clip=1.0, say=lambda _: None)
+    assert steady["load_change"] is None and steady["retimed"] is None
+    assert peak.cached_trial(auto.trial_key("dtype", CPU, ARGS, 4, 1, "|bfloat16")) is not None
+
+
+def test_on_a_saturated_machine_the_slowdown_is_what_shows_the_change() -> None:
+    """82% of a CPU taken by others before four busy loops arrived, 96% after: the share barely moves, the slowdown
+    put on this process does (measured on the team's 2-core box at load 14)."""
+    from tuigpt.run.rounds import load_change
+
+    assert load_change([0.82, 0.95, 0.96, 0.79], 1) is None
+    changed = load_change([0.82, 0.95, 0.96, 0.79], 1, [1.2, 4.1, 4.3, 1.1])
+    assert changed is not None and changed.describe() == ("other processes slowed this one 1.2x → 4.3x (they used "
+                                                          "82% → 96% of 1 CPU)")
+    assert load_change([0.82, 0.85], 1, [1.2, 1.5]) is None  # within STRETCH_CHANGE: a steady busy machine
 
 
 def test_dtype_reason_says_how_it_was_measured() -> None:
@@ -44,7 +97,7 @@ def test_a_variant_that_does_not_fit_loses() -> None:
 
 def compile_entry(speedup: float, first_ms: float, eager_ms: float = 100.0) -> dict:
     compiled = eager_ms / speedup
-    return {"dtype": "float32", "speedup": speedup, "best_ratio": speedup, "rounds": 4,
+    return {"dtype": "float32", "speedup": speedup, "best_ratio": speedup, "rounds": 4, "ratios": [speedup] * 4,
             "ms": {"float32": eager_ms, "float32 compiled": compiled}, "first_ms": {"float32 compiled": first_ms},
             "warm_compile_ms": None, "scale": 1.0}
 
@@ -109,11 +162,17 @@ def test_a_short_run_skips_the_compile_trial_without_timing(monkeypatch: pytest.
     assert not on and "a ~15s run is too short to repay a compile" in why
 
 
+class UnmeasuredLoad:
+    def stop(self, min_seconds: float = 0.0) -> None:
+        return None
+
+
 def test_a_run_measures_once_says_so_and_trains_as_if_it_had_not(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
     from tuigpt.engine.trainer import Trainer
     from tuigpt.run.events import RunStarted
     from tuigpt.telemetry import cpuinfo
 
+    monkeypatch.setattr(trial, "LoadMeter", UnmeasuredLoad)  # a busy box's load changes would rightly void the trial
     info = cpuinfo.read_cpu_info()
     monkeypatch.setattr(cpuinfo, "read_cpu_info", lambda: cpuinfo.CpuInfo(
         info.model_name, info.arch, info.vendor, info.physical_cores, info.logical_cores,

@@ -108,3 +108,33 @@ def test_missing_and_directory(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "none.pt")
     with pytest.raises(UserError, match="is a directory"):
         load_checkpoint(tmp_path)
+
+
+def test_the_checkpoint_timer_asks_after_its_minutes_without_any_last_pt() -> None:
+    from tuigpt.engine.checkpointing import CheckpointTimer
+    from tuigpt.run.commands import CheckpointNow
+    from tuigpt.run.events import CheckpointWritten, IterationStats
+
+    now = [0.0]
+    sent: list[object] = []
+    timer = CheckpointTimer(lambda c: sent.append(c), minutes=10, clock=lambda: now[0])
+    step = IterationStats(iter=1, loss=3.0, lr=1e-3, ms_per_iter=10.0, tokens_per_sec=1.0, mfu=None, tokens_seen=1,
+                          train_seconds=1.0)
+    now[0] = 599.0
+    timer(step)
+    assert sent == []
+    now[0] = 600.0
+    timer(step)
+    timer(step)  # asked once, until a last.pt is written
+    assert sent == [CheckpointNow(reason="timer")]
+    timer(CheckpointWritten(iter=5, path="runs/x/best.pt", reason="best", seconds=0.1))  # not last.pt: no reset
+    timer(CheckpointWritten(iter=5, path="runs/x/last.pt", reason="eval", seconds=0.1))  # any last.pt resets it
+    now[0] = 1100.0
+    timer(step)
+    assert len(sent) == 1
+    now[0] = 1200.0
+    timer(step)
+    assert len(sent) == 2
+    off = CheckpointTimer(lambda c: sent.append(c), minutes=0, clock=lambda: 1e9)
+    off(step)
+    assert len(sent) == 2

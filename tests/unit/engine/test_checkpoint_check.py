@@ -19,7 +19,8 @@ from tuigpt.run.config import TrainConfig
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import CheckpointWritten, IterationStats, Notice
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support import corpus
 from support import start_local
 
 
@@ -27,7 +28,7 @@ from support import start_local
 def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real checkpoint of a tiny run after a few steps (optimizer moments, RNG and sampler states included)."""
     out = tmp_path_factory.mktemp("good")
-    trainer = Trainer(TrainConfig(**{**TINY, "out_dir": str(out), "run_name": "g", "data_path": str(SHAKESPEARE),
+    trainer = Trainer(TrainConfig(**{**TINY, "out_dir": str(out), "run_name": "g", "data_path": str(corpus.shakespeare()),
                                      "max_iters": 3, "eval_interval": 3}))
     run, _ = start_local(trainer)
     assert run.wait(120) and run.error is None
@@ -125,7 +126,7 @@ def _resume_case(tmp_path: Path, state: dict[str, Any], capsys: pytest.CaptureFi
     (run_dir / "metrics.jsonl").write_text('{"type":"iter","iter":3,"loss":1.0}\n')
     before = (run_dir / "metrics.jsonl").read_bytes()
     cfg = tmp_path / "g.yaml"
-    cfg.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "data_path": str(SHAKESPEARE),
+    cfg.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "data_path": str(corpus.shakespeare()),
                                    "max_iters": 6}))
     code = cli.main([str(cfg), "--headless", "--resume"])
     assert (run_dir / "metrics.jsonl").read_bytes() == before, "a refused resume changes nothing"

@@ -122,7 +122,7 @@ def test_failed_download_keeps_the_previous_file(server: Server, tmp_path: Path)
 
 
 def test_shakespeare_downloads_once_then_works_offline(
-    server: Server, cache: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, cache: Path, monkeypatch: pytest.MonkeyPatch, gpt2_bpe: Path
 ) -> None:
     monkeypatch.setattr(data, "SHAKESPEARE_URL", f"{server.url}/good")
     first = load_dataset("shakespeare_char")

@@ -193,3 +193,52 @@ def test_sample_every_eval_keeps_a_timeline_from_one_prompt_and_seed(tiny_config
     samples = [r for r in records if r["type"] == "sample"]
     assert [s["iter"] for s in samples] == [0, 5, 10] and all(s["timeline"] for s in samples)
     assert len({s["prompt"] for s in samples}) == 1
+
+
+def _flat_val_loss(monkeypatch: pytest.MonkeyPatch, vals: list[float]) -> None:
+    """The trainer's evals report these val losses in turn (then the last forever): a run that stops improving."""
+    from tuigpt.engine import chores
+
+    left = iter(vals)
+    last = [vals[-1]]
+
+    def estimate_loss(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        last[0] = next(left, last[0])
+        return {"train": last[0], "val": last[0]}
+
+    monkeypatch.setattr(chores, "estimate_loss", estimate_loss)
+
+
+def test_a_plateau_alerts_once_and_the_run_goes_on(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuigpt.run.alerts import alert_for
+
+    _flat_val_loss(monkeypatch, [4.0, 3.0, 3.1, 3.2, 3.05, 3.0])
+    trainer = Trainer(tiny_config(max_iters=40, eval_interval=5, plateau_evals=3))
+    recorder, _ = _run_with_metrics(trainer)
+    plateaus = recorder.of(Notice, lambda n: n.topic == "plateau")
+    assert len(plateaus) == 1 and plateaus[0].level == "warning"  # at iter 20; said once, not at every eval after
+    assert plateaus[0].message == ("plateau: val loss has not improved in 3 evals (best 3.0000 at iter 5; now "
+                                   "3.0500)")
+    alert = alert_for(plateaus[0], "tiny")
+    assert alert is not None and alert.kind == "plateau"
+    assert trainer.iter_num == 40  # no plateau_stop: it only tells
+
+
+def test_plateau_stop_ends_the_run_with_a_checkpoint(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuigpt.engine.checkpoint import load_checkpoint
+    from tuigpt.run.events import RunFinished
+
+    _flat_val_loss(monkeypatch, [4.0, 3.0, 3.1, 3.2, 3.05])
+    trainer = Trainer(tiny_config(max_iters=1000, eval_interval=5, plateau_evals=3, plateau_stop=True))
+    recorder, records = _run_with_metrics(trainer)
+    ending = recorder.of(RunFinished)[0]
+    assert ending.reason == "stopped" and ending.iter == 20  # the third eval without a better loss
+    assert "plateau_stop, so the run stops here and saves last.pt" in recorder.of(
+        Notice, lambda n: n.topic == "plateau")[0].message
+    assert load_checkpoint(trainer.run_dir.last)["iter_num"] == 20
+    assert any(r["type"] == "notice" and r.get("topic") == "plateau" for r in records)
+
+
+def test_plateau_stop_needs_plateau_evals(tiny_config) -> None:
+    with pytest.raises(UserError, match="plateau_stop=True needs plateau_evals"):
+        tiny_config(plateau_stop=True)

@@ -32,7 +32,8 @@ def first_val_loss(trainer: Trainer) -> float:
     return seen[0].val_loss
 
 
-def test_gpt2_snapshot_seeds_a_run_at_the_source_loss(tmp_path: Path, tiny_config, weights: dict) -> None:
+def test_gpt2_snapshot_seeds_a_run_at_the_source_loss(tmp_path: Path, tiny_config, weights: dict,
+                                                      gpt2_bpe: Path) -> None:
     snapshot = tmp_path / "gpt2"
     write_hf_snapshot(snapshot, weights, n_head=2)
     config = tiny_config(dataset="shakespeare", init_from=str(snapshot), eval_only=True, eval_iters=2,
@@ -51,7 +52,7 @@ def test_gpt2_snapshot_seeds_a_run_at_the_source_loss(tmp_path: Path, tiny_confi
 
 
 def test_export_hf_round_trips_and_computes_the_same_function(tmp_path: Path, tiny_config, weights: dict,
-                                                             capsys) -> None:  # noqa: ANN001
+                                                             capsys, gpt2_bpe: Path) -> None:  # noqa: ANN001
     snapshot = tmp_path / "gpt2"
     write_hf_snapshot(snapshot, weights, n_head=2, prefix="transformer.")  # GPT2LMHeadModel.save_pretrained names
     config = tiny_config(dataset="shakespeare", init_from=str(snapshot), max_iters=1, eval_interval=1)
@@ -137,7 +138,8 @@ def test_gpt2_by_name_is_found_in_the_local_cache_and_never_downloaded(tmp_path:
     assert source.path == repo / "snapshots" / "abc123" and source.tokenizer["name"] == "gpt2"
 
 
-def test_a_run_started_from_gpt2_weights_resumes_with_their_shape(tmp_path: Path, tiny_config, weights: dict) -> None:
+def test_a_run_started_from_gpt2_weights_resumes_with_their_shape(tmp_path: Path, tiny_config, weights: dict,
+                                                                   gpt2_bpe: Path) -> None:
     snapshot = tmp_path / "gpt2"
     write_hf_snapshot(snapshot, weights, n_head=2)
     config = tiny_config(dataset="shakespeare", init_from=str(snapshot), n_layer=4, n_embd=64, max_iters=1,

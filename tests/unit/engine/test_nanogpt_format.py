@@ -141,7 +141,8 @@ def test_meta_pkl_that_would_run_code_is_refused(tmp_path: Path) -> None:
     assert read_meta(good).chars == "xyz"
 
 
-def test_init_from_a_char_model_on_other_characters_names_the_difference(tmp_path: Path, tiny_config) -> None:
+def test_init_from_a_char_model_on_other_characters_names_the_difference(tmp_path: Path, tiny_config,
+                                                                         gpt2_bpe: Path) -> None:
     ckpt = tmp_path / "ckpt.pt"
     write_nanogpt_ckpt(ckpt, random_gpt(65, 32, 2, 32, bias=True), ARGS, iter_num=1, best_val_loss=2.0,
                        dataset="shakespeare_char")
@@ -163,7 +164,8 @@ def test_nanogpt_checkpoint_with_a_missing_weight_names_it(tmp_path: Path, tiny_
         Trainer(tiny_config(init_from=str(ckpt)))
 
 
-def test_nanogpt_data_folder_trains_with_its_meta(tmp_path: Path, tiny_config, shakespeare: Path) -> None:
+def test_nanogpt_data_folder_trains_with_its_meta(tmp_path: Path, tiny_config, shakespeare: Path,
+                                                  gpt2_bpe: Path) -> None:
     import numpy as np
 
     text = shakespeare.read_text()[:200_000]
@@ -179,3 +181,53 @@ def test_nanogpt_data_folder_trains_with_its_meta(tmp_path: Path, tiny_config, s
     with pytest.raises(UserError, match="token id .* outside"):  # gpt2 assumed: ids fit, so write a bad one
         (folder / "val.bin").write_bytes(np.array([60000], dtype=np.uint16).tobytes())
         load_dataset("nanogpt", str(folder))
+
+
+def _nanogpt_run(tmp_path: Path, **config: object) -> Path:
+    """A folder holding only nanoGPT's ckpt.pt, its saved config edited."""
+    run = tmp_path / "out-nano"
+    write_nanogpt_ckpt(run / "ckpt.pt", random_gpt(65, 32, 2, 32, bias=True), ARGS, iter_num=5, best_val_loss=2.0,
+                       dataset="shakespeare_char")
+    state = torch.load(run / "ckpt.pt", weights_only=False)
+    state["config"].update(config)
+    torch.save(state, run / "ckpt.pt")
+    return run
+
+
+def test_a_nanogpt_resume_names_every_shape_difference_at_once(tmp_path: Path, shakespeare: Path) -> None:
+    """A .py config that leaves the shape to nanoGPT's defaults differs in four keys: one message names them all
+    and the one command line that resumes (issue 27: four tries, one mismatch each)."""
+    from tuigpt.engine.checkpointing import CheckpointManager
+    from tuigpt.run.configfile import load_config
+    from tuigpt.run.rundir import RunDir
+
+    run = _nanogpt_run(tmp_path)
+    config = tmp_path / "train.py"
+    config.write_text(f"out_dir = {str(run)!r}\ndataset = 'shakespeare_char'\ndata_path = {str(shakespeare)!r}\n")
+    with pytest.raises(UserError) as err:
+        CheckpointManager(RunDir(run), 0, 0o600).open_resume(load_config(config, {"max_iters": "10"}))
+    message = str(err.value)
+    for key, saved, default in (("block_size", 32, 1024), ("n_layer", 2, 12), ("n_head", 2, 12), ("n_embd", 32, 768)):
+        assert f"{key} was {saved} in the checkpoint but is {default} now" in message
+    assert "resume with --block_size=32 --n_layer=2 --n_head=2 --n_embd=32" in message
+
+
+def test_a_resume_reports_no_device_or_dtype_change_that_does_not_happen(tmp_path: Path, tiny_config) -> None:
+    """Trained with `config/x.py --device=cpu --compile=False`, resumed with `config/x.py --init_from=resume`: the .py
+    config leaves device, dtype and compile to auto, and on this CPU the device stays the CPU (issue 27: "device
+    changed from 'cpu' to 'auto'"); what dtype and compile auto choose is the run's first line's to say."""
+    from tuigpt.engine.checkpointing import CheckpointManager
+    from tuigpt.run.rundir import RunDir
+
+    trained = Trainer(tiny_config(max_iters=2, eval_interval=2, device="cpu", dtype="float32", compile=False))
+    trained.run()
+    run = RunDir(trained.run_dir.path)
+    resumed = tiny_config(max_iters=4, device="auto", dtype="auto", compile="auto")
+    said = "\n".join(CheckpointManager(run, 0, 0o600).open_resume(resumed).notices)
+    assert "max_iters changed from 2 to 4" in said
+    assert "device changed" not in said and "dtype changed" not in said and "compile changed" not in said, said
+    state = torch.load(run.last, weights_only=False)
+    state["config"]["device"] = "cuda"  # trained on a GPU, resumed on this CPU: that change is real, and said
+    torch.save(state, run.last)
+    notices = CheckpointManager(run, 0, 0o600).open_resume(resumed).notices
+    assert "resume: device changed from 'cuda' to 'auto' (cpu here)" in notices, notices

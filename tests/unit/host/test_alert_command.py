@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tuigpt.host import alerts
 from tuigpt.host.alerts import AlertCommand
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Notice, RunFinished, RunStarted
 
+from conftest import REPO
 from support import Recorder, wait_for
 
 
@@ -63,3 +67,28 @@ def test_a_failing_or_hanging_alert_command_is_a_warning_not_a_stall(tmp_path: P
 def test_an_alert_command_that_cannot_run_is_refused_before_training() -> None:
     with pytest.raises(UserError, match="'no-such-notifier' is not an executable program"):
         AlertCommand("no-such-notifier {event}", lambda e: None)
+
+
+def test_a_file_name_template_gets_machine_safe_placeholders(tmp_path: Path) -> None:
+    """`{event}` is a sentence with spaces: a template like `touch alerts/{event}.txt` made a file name of it (issue
+    27). {run}, {kind}, {iter} and {time} hold no space or slash."""
+    folder = tmp_path / "alerts"
+    folder.mkdir()
+    hook = AlertCommand(f"touch {folder}/{{run}}-{{kind}}-{{iter}}-{{time}}.alert", Recorder())
+    hook(RunStarted(run_name="tiny", run_dir="/runs/tiny", config_path=None, config={}, n_params=1, device="cpu",
+                    dtype="float32", dtype_reason="", start_iter=0, max_iters=200, tokens_per_iter=1,
+                    flops_per_token=1, peak_flops=None, peak_label="", eval_interval=10, resumed=False))
+    event = finished("done")
+    hook(event)
+    wait_for(lambda: hook.calls == 1, 30, "the alert command")
+    hook.close()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(event.time))
+    assert [p.name for p in folder.iterdir()] == [f"tiny-done-200-{stamp}.alert"]
+
+
+def test_the_readme_documents_every_placeholder() -> None:
+    readme = (REPO / "README.md").read_text()
+    placeholders = set(re.findall(r'"(\{\w+\})"', Path(alerts.__file__).read_text()))
+    assert placeholders == {"{event}", "{kind}", "{run}", "{iter}", "{time}"}
+    for placeholder in placeholders:
+        assert f"`{placeholder}`" in readme, placeholder

@@ -25,7 +25,8 @@ from tuigpt.run.commands import Stop
 from tuigpt.run.events import Notice, RunState, StateChanged
 from tuigpt.run.metrics_log import read_metrics
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support import corpus
 from support import start_local, wait_for
 
 
@@ -44,7 +45,7 @@ def mounted(target: Path, *args: str) -> Iterator[Path]:
 
 def _config(tmp_path: Path, out_dir: Path, **values: object) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "out_dir": str(out_dir), "data_path": str(SHAKESPEARE), **values}))
+    path.write_text(yaml.safe_dump({**TINY, "out_dir": str(out_dir), "data_path": str(corpus.shakespeare()), **values}))
     return path
 
 
@@ -128,8 +129,9 @@ def test_a_disk_that_fills_during_the_run_is_exit_4_with_the_checkpoint_intact(t
             _fill(disk)
             filled.set()
 
-        threading.Thread(target=fill_after_the_first_checkpoint, daemon=True).start()
+        # the config first: without the corpus the test skips here, before a thread waits for a run that never starts
         config = _config(tmp_path, disk / "runs", max_iters=1_000_000, eval_interval=5, log_interval=1)
+        threading.Thread(target=fill_after_the_first_checkpoint, daemon=True).start()
         code, text = _main([str(config), "--headless"], capsys)
         assert filled.is_set()
         assert code == 4, text[-2000:]

@@ -110,3 +110,22 @@ def test_load_history_is_bounded_for_any_mix_of_records(tmp_path: Path) -> None:
     assert 900 <= len(evals) <= 1300 and evals[-1]["iter"] == 19_999
     assert any(r["iter"] == 777 and r["is_best"] for r in evals), "the best eval stays on the chart"
     assert "telemetry" not in kinds
+
+
+def test_telemetry_stops_going_to_the_file_when_the_run_ends(tmp_path: Path) -> None:
+    """A finished monitor left open kept appending its CPU readings: 66 records in 6 minutes (issue 27)."""
+    from tuigpt.run.events import RunFinished, TelemetrySnapshot
+    from tuigpt.run.readings import CpuSnapshot
+
+    reading = CpuSnapshot(*[None] * 5, {}, *[None] * 8)
+
+    path = tmp_path / "metrics.jsonl"
+    writer = MetricsWriter(path, log_interval=1, telemetry_every=10.0)
+    writer(TelemetrySnapshot(kind="cpu", data=reading, time=0.0))
+    writer(RunFinished(iter=1, reason="done", best_val_loss=None, last_val_loss=None, wall_seconds=1.0,
+                       train_seconds=1.0, eval_seconds=0.0, checkpoint_seconds=0.0, last_checkpoint=None,
+                       tokens_seen=1, time=5.0))
+    for minute in range(1, 7):  # the monitor still samples: the screen shows it, the run's history does not grow
+        writer(TelemetrySnapshot(kind="cpu", data=reading, time=60.0 * minute))
+    writer.close()
+    assert [r["type"] for r in read_metrics(path)] == ["telemetry", "finish"]
