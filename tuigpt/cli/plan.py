@@ -187,7 +187,7 @@ def main(args: list[str]) -> int:
 def _time_all(path: str, overrides: dict[str, str], config: Any, candidates: list[Candidate], steps: int,
               warmup: int) -> Any:
     """Every size timed in the dtype and compile the config resolves to (measured once, on its own size)."""
-    from tuigpt.cli.bench import Progress, bench_config
+    from tuigpt.cli.timing import Progress, bench_config
     from tuigpt.engine.build import resolved_choices
     from tuigpt.engine.trial import failure_text
     from tuigpt.run.configfile import load_config
