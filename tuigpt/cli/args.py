@@ -12,12 +12,15 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import clip, shown
 
 HELP = """\
-usage: tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]
+usage: tuigpt CONFIG.yaml|CONFIG.py [--time 8h | --until 07:00] [--key=value ...] [--headless] [--resume] [--nproc N]
+                 [--netcheck] [--compare RUN_DIR]
        tuigpt sample CHECKPOINT [--prompt TEXT] [--max_new_tokens N] [--temperature T] [--top_k K] [--seed S]
                      [--num_samples N] [--device D]
        tuigpt bench CONFIG.yaml [--steps N] [--warmup W] [--compare KEY=V1,V2] [--rounds R] [--key=value ...]
        tuigpt tune CONFIG.yaml [--steps N] [--warmup W] [--rounds R] [--ranks N] [--batch-sizes B1,B2,...]
                    [--only-splits] [--write FILE] [--apply] [--key=value ...]
+       tuigpt plan CONFIG.yaml (--time 1h | --until 07:00) [--sizes LxW,...] [--steps N] [--warmup W] [--rule K]
+                   [--write FILE] [--apply] [--key=value ...]
        tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
        tuigpt runs [--out_dir DIR] [--json|--csv]
        tuigpt info [--no-measure]
@@ -31,10 +34,16 @@ Train a GPT described by CONFIG.yaml and watch it live. In a terminal this opens
 the monitor; with --headless, or when output is not a terminal, it prints log lines.
 A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never run.
 
+  --time 8h       end the run 8 hours after it starts (90m, 45s, 1h30m): it plans its
+                  iterations and its cooldown to finish then, final eval and checkpoint
+                  included; a pause extends it. max_iters becomes a cap
+  --until 07:00   end by this clock time (the next 07:00, or 2026-11-24T07:00): the wall
+                  clock, a pause eats into it
   --key=value     override any config key (e.g. --max_iters=300 --device=cpu);
                   typed and validated like the file. `--key value` works too.
   --headless      plain log lines (nohup, CI, pipes)
-  --resume        continue checkpoints/<run_name>/last.pt with its history
+  --resume        continue checkpoints/<run_name>/last.pt with its history (with a new
+                  --time/--until after a planned run: from stable.pt, cooling down again)
   --nproc N       train on N processes of this machine (data parallel; they share
                   each iteration's batch: the same tokens per iteration): runs
                   python -m torch.distributed.run --standalone --nproc_per_node=N
@@ -51,6 +60,8 @@ subcommands (each has --help):
   bench           time N training steps, project run times, compare variants
   tune            the fastest micro-batch / accumulation split (and dtype, compile) of a config's
                   global batch on this machine; --apply trains with it
+  plan            which model size to train in a time here: a few sizes timed, the tokens
+                  each would see, tokens per parameter, a compute-optimal pick
   watch [RUN_DIR] the monitor on a run in another process (or ended); its keys steer it
   runs            your runs, from any directory: state, iteration, best val loss, tokens/s
                   (--json, --csv: the same for programs)

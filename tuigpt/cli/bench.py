@@ -84,7 +84,8 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
       f"steps at {result.eval_seconds:.1f} s: {result.eval_iters} x 2 splits x {result.forward_ms:.1f} ms forward; "
       f"checkpoint writes not counted)")
     rows = [(f"{fmt.steps(s)} steps", s) for s in PROJECTED_STEPS]
-    rows.append((f"max_iters {result.max_iters:,}", result.max_iters))
+    if result.max_iters is not None:  # a config that ends at a time has no max_iters to project
+        rows.append((f"max_iters {result.max_iters:,}", result.max_iters))
     width = max(len(name) for name, _ in rows)
     for name, steps in rows:
         seconds = result.projected_seconds(steps)
@@ -115,10 +116,10 @@ def report_comparison(key: str, comparison: Comparison, now: _dt.datetime, out: 
                 f"MFU common: every variant against {base.label}'s peak, {base.peak_label} (ranks throughput); "
                 f"MFU own: each against its own peak (above)"))
     header = ["variant", "ms/step", "p50 ms", "p90 ms", "tokens/s", "MFU" if one_peak else "MFU common",
-              *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters:,}"]
+              *([] if one_peak else ["MFU own"]), "speed-up", f"max_iters {base.max_iters or 1000:,}"]
     rows = []
     for r, shared in zip(results, common):
-        seconds = r.projected_seconds(r.max_iters)
+        seconds = r.projected_seconds(r.max_iters or 1000)  # a planned config: 1,000 steps as a yardstick
         judged = comparison.verdict(r)
         speed = "1.00x" if r is base else (judged.describe().split(" over ")[0] if judged.speedup else "n/a")
         rows.append([r.label, f"{r.mean_ms:.1f}", f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.tokens_per_sec:,.0f}",

@@ -12,6 +12,7 @@ process's end never wait on an output nobody reads (:mod:`tuigpt.run.console`).
 from __future__ import annotations
 
 import _signal
+import sys
 
 from tuigpt.run.console import finish, say
 from tuigpt.run.interrupts import Stopped, install, signal_name
@@ -20,9 +21,11 @@ from tuigpt.run.interrupts import Stopped, install, signal_name
 def entry_point() -> None:
     """The `tuigpt` console script and `python -m tuigpt`."""
     install()
+    trained = False
     try:
-        from tuigpt.cli.main import run_cli
+        from tuigpt.cli.main import ran_training, run_cli
 
+        trained = ran_training(sys.argv[1:])
         code = run_cli()
     except KeyboardInterrupt:  # before the CLI's own handling: while tuigpt itself was being imported
         say("interrupted")
@@ -30,4 +33,4 @@ def entry_point() -> None:
     except Stopped as stop:
         say(f"stopped by {signal_name(stop.signum)}")
         code = 128 + stop.signum
-    finish(code)
+    finish(code, teardown=not trained)

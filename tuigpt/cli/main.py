@@ -20,7 +20,7 @@ from tuigpt.run.interrupts import Stopped, install, signal_name, stop_handler
 
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
                "info": "info", "calibrate": "info", "export": "export", "export-metrics": "export_metrics",
-               "netcheck": "netcheck", "report": "report"}
+               "netcheck": "netcheck", "report": "report", "plan": "plan"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +74,12 @@ def entry_point() -> None:
     the same, with the handlers installed once this module is loaded."""
     install()
     finish(run_cli())
+
+
+def ran_training(args: list[str]) -> bool:
+    """A single-process training run (under torchrun the ranks leave their process group as torch does)."""
+    return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help") and \
+        "RANK" not in os.environ and "--nproc" not in args and not any(a.startswith("--nproc=") for a in args)
 
 
 def _reader_gone() -> int:

@@ -42,14 +42,16 @@ def shown_path(path: Path, cwd: Path | None = None) -> str:
 def format_table(runs: list[RunSummary], now: float | None = None) -> str:
     now = time.time() if now is None else now
     targets = any(r.target for r in runs)  # the TARGET column only when some run has a target_loss
+    plans = any(r.plan for r in runs)  # the PLAN column only when some run ends at a time
     header = ("RUN", "STATE", "ITER", "BEST VAL", "TOK/S", "DEVICE", "UPDATED", "DIRECTORY") + (
-        ("TARGET",) if targets else ())
+        ("TARGET",) if targets else ()) + (("PLAN",) if plans else ())
     rows = [header]
     for r in runs:
         it = "-" if r.iteration is None else f"{r.iteration:,}" + ("" if r.max_iters is None else f"/{r.max_iters:,}")
         rows.append((r.name, r.state, it, "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f}",
                      "-" if r.tokens_per_sec is None else fmt.count(r.tokens_per_sec), r.device or "-",
-                     fmt.ago(now - r.updated), shown_path(r.path)) + ((r.target or "-",) if targets else ()))
+                     fmt.ago(now - r.updated), shown_path(r.path)) + ((r.target or "-",) if targets else ())
+                    + ((r.plan or "-",) if plans else ()))
     widths = [max(len(row[k]) for row in rows) for k in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -47,7 +47,7 @@ class BenchResult:
     peak_label: str
     peak_rss_bytes: int | None  # the process's high-water mark so far
     gpu_max_bytes: int | None  # None when not on CUDA
-    max_iters: int
+    max_iters: int | None  # None: the config ends at a time (its plan decides)
     eval_interval: int
     eval_iters: int
     peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
@@ -57,6 +57,7 @@ class BenchResult:
     loads: list[float | None] = field(default_factory=list)  # per round: other processes' share of our CPUs
     stretches: list[float | None] = field(default_factory=list)  # per round: the slowdown waiting for a CPU
     cpus: int = 1  # how many CPUs those shares are of
+    setup_seconds: float = 0.0  # building the trainer: data, model, optimizer, dtype/compile (cached or timed)
 
     @property
     def mean_ms(self) -> float:
@@ -145,7 +146,10 @@ class Bench:
         from tuigpt.engine.trainer import Trainer
 
         self.label = label
-        self.trainer = Trainer(config)
+        self.planned = config.planned  # a run that ends at a time: its steps are timed as any (nothing plans them)
+        built_at = time.perf_counter()
+        self.trainer = Trainer(config.without_end() if self.planned else config)
+        self.setup_seconds = time.perf_counter() - built_at
         try:
             peak = resolve_peak(str(self.trainer.device), self.trainer.precision.name, self.trainer.threads)
             self.peak_flops, self.peak_label = (peak.flops, peak.label) if peak is not None else (None, "no peak known")
@@ -211,8 +215,9 @@ class Bench:
             peak_warning=self.peak_warning, peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_now,
             compile_reason=trainer.compile_reason,
             gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if self.on_cuda else None,
-            max_iters=config.max_iters, eval_interval=config.eval_interval, eval_iters=config.eval_iters,
-            round_ms=self.round_ms, loads=self.loads, stretches=self.stretches, cpus=self.cpus)
+            max_iters=None if self.planned else config.max_iters, eval_interval=config.eval_interval,
+            eval_iters=config.eval_iters, round_ms=self.round_ms, loads=self.loads, stretches=self.stretches,
+            cpus=self.cpus, setup_seconds=self.setup_seconds)
         self.close()
         return result
 

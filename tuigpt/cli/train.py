@@ -1,19 +1,22 @@
-"""`tuigpt CONFIG.yaml|CONFIG.py [--key=value ...] [--headless] [--resume] [--nproc N] [--netcheck] [--compare RUN_DIR]`."""
+"""`tuigpt CONFIG.yaml|CONFIG.py [--time 8h | --until 07:00] [--key=value ...] [--headless] [--resume] [--nproc N]
+[--netcheck] [--compare RUN_DIR]`."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from tuigpt.cli.args import HELP, split_overrides
 from tuigpt.run.config import RESUME
 from tuigpt.run.configfile import load_config_with_notices
+from tuigpt.run.deadline import parse_duration, run_end
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 from tuigpt.run.fmt import shown
 from tuigpt.run.numbers import split_batch, unsplittable_fix
 
-OPTIONS = ("--headless", "--resume", "--netcheck", "--nproc", "--compare", "--help")  # besides --key=value
+OPTIONS = ("--headless", "--resume", "--netcheck", "--nproc", "--compare", "--help", "--time", "--until")  # besides --key=value
 
 
 def main(args: list[str]) -> int:
@@ -26,8 +29,19 @@ def main(args: list[str]) -> int:
     passed_on = []  # what a --nproc launch hands to every rank
     nproc: str | None = None
     compare: str | None = None  # --compare RUN_DIR: another run's loss curves on the chart
+    ends: dict[str, str] = {}  # --time / --until: the command line's end replaces the config's
     tokens = iter(rest)
     for token in tokens:
+        if token.split("=", 1)[0] in END_FLAGS:
+            flag, eq, value = token.partition("=")
+            value = value if eq else next(tokens, "")
+            if not value or value.startswith("--"):
+                raise UserError(f"{flag} needs a value, e.g. {flag} {END_FLAGS[flag][1]}")
+            if flag == "--time":
+                parse_duration(value, "--time")  # "--time 8x is not a duration" rather than the config key's name
+            ends[flag] = value
+            passed_on += [flag, value]
+            continue
         if token == "--compare" or token.startswith("--compare="):
             compare = token.partition("=")[2] if "=" in token else next(tokens, "")
             if not compare:
@@ -44,7 +58,18 @@ def main(args: list[str]) -> int:
             return EXIT_OK
         else:
             remaining.append(token)
-    config, notices = load_config_with_notices(config_path, split_overrides(remaining, OPTIONS))
+    if len(ends) > 1:
+        raise UserError("--time and --until both given: keep one (--time counts run time, --until the wall clock)")
+    overrides = split_overrides(remaining, OPTIONS)
+    for flag, value in ends.items():
+        key = END_FLAGS[flag][0]
+        other = "deadline" if key == "time_budget" else "time_budget"
+        if other in overrides:
+            raise UserError(f"{flag} and --{other} both given: keep one")
+        overrides[key], overrides[other] = value, ""  # the config file's other end no longer applies
+    config, notices = load_config_with_notices(config_path, overrides)
+    if config.planned:  # an end in the past (or unreadable) is refused before minutes of set-up
+        run_end(config.time_budget, config.deadline, time.time(), time.time())
     if config.init_from == RESUME:  # nanoGPT's way of saying --resume
         flags["--resume"] = True
     if nproc is not None:
@@ -83,6 +108,10 @@ def _check_run_dir(config, resume: bool) -> None:  # noqa: ANN001
         checkpoints.open_resume(config)  # every field checked, as the ranks would
     else:
         checkpoints.refuse_overwrite()
+
+
+# the flags that end a run at a time, the config key each sets, and an example value
+END_FLAGS = {"--time": ("time_budget", "8h"), "--until": ("deadline", "07:00")}
 
 
 def launch_local(nproc: str, config_path: str, args: list[str], batch_size: int, accumulation: int) -> int:

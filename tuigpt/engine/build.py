@@ -6,6 +6,7 @@ Everything that can fail on the user's input fails here, as a UserError, before 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class Built:
     last_val_loss: float | None = None
     train_seconds: float = 0.0
     lr_scale: float = 1.0  # left by on_nan: rewind in an earlier session
+    plan_state: dict[str, Any] | None = None  # a run that ends at a time: the resumed checkpoint's plan
     nan_rewinds: int = 0
     notices: list[str | Notice] = field(default_factory=list)
 
@@ -102,20 +104,42 @@ def build(config: TrainConfig, checkpoints: ckpt.CheckpointManager, *, resume: b
         config = point.config
     done = int(point.checkpoint["iter_num"]) if point is not None else 0
     built = assemble(config, cluster, source=source, resumed=point.checkpoint if point is not None else None,
-                     where=str(checkpoints.run_dir), remaining_iters=max(0, config.max_iters - done))
+                     where=str(checkpoints.run_dir),
+                     remaining_iters=None if config.max_iters is None else max(0, config.max_iters - done))
     built.notices = notices + built.notices
     if point is not None:
         built.notices += point.notices
         _restore(built, point.checkpoint, checkpoints, rank, world_size, point.path or checkpoints.run_dir.last)
+        if point.set_aside is not None and point.set_aside[1] is not None:
+            # best.pt holds the finished plan's cooled model: only a better val replaces it
+            built.best_val_loss = min(point.set_aside[1], built.best_val_loss or point.set_aside[1])
     if (unfinished := unfinished_schedule(config)) is not None:  # a warning: a run can only be set up right at start
         built.notices.append(Notice(level="warning", message=unfinished))
     if rank == 0:  # everything is checked: only now is the run directory touched (under the run's lock)
         checkpoints.check_room(built.model)
         checkpoints.remove_stale_temp_files()
+        if point is not None and point.set_aside is not None:
+            _set_finished_plan_aside(checkpoints, built.iter_num, point.set_aside[0])
         if point is None and (moved := set_aside(checkpoints.run_dir.metrics)) is not None:
             built.notices.append(f"an earlier start of this run ended before its first checkpoint: its records "
                                  f"were moved to {moved.name}, and this run starts a fresh history")
     return built
+
+
+def _set_finished_plan_aside(checkpoints: ckpt.CheckpointManager, stable_iter: int, last_iter: int) -> None:
+    """A resume from stable.pt: the finished plan's last.pt and the records of its cooldown are kept under their
+    final-<iteration> names (a name already taken gets -2, -3: nothing is overwritten)."""
+    from tuigpt.run.metrics_log import cut_after
+
+    run = checkpoints.run_dir
+    model, records = run.path / ckpt.final_name(last_iter), run.path / ckpt.final_name(last_iter, "metrics")
+    n = 1
+    while model.exists() or records.exists():
+        n += 1
+        model = run.path / ckpt.final_name(last_iter).replace(".pt", f"-{n}.pt")
+        records = run.path / ckpt.final_name(last_iter, "metrics").replace(".jsonl", f"-{n}.jsonl")
+    os.replace(run.last, model)
+    cut_after(run.metrics, stable_iter, keep=records)
 
 
 def assemble(config: TrainConfig, cluster: Cluster | None = None, *, source: Any = None,
@@ -170,6 +194,7 @@ def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.Checkpo
     built.last_val_loss = checkpoint.get("last_val_loss")
     built.train_seconds = float(checkpoint.get("train_seconds", 0.0))
     built.lr_scale, built.nan_rewinds = float(checkpoint.get("lr_scale", 1.0)), int(checkpoint.get("nan_rewinds", 0))
+    built.plan_state = checkpoint.get("plan")
     if built.nan_rewinds:
         built.notices.append(f"resume: the learning rate stays scaled by {built.lr_scale:g} after "
                              f"{built.nan_rewinds} NaN rewind(s)")

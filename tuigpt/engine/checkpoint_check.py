@@ -104,6 +104,8 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
             _sampler(sampler, f"samplers[{k}]", path)
         if "sampler" in state:
             _sampler(state["sampler"], "sampler", path)
+        if "plan" in state:
+            _plan(state["plan"], path)
     return config, args, tokenizer
 
 
@@ -173,6 +175,25 @@ def check_nanogpt(state: dict[str, Any], path: Path | str) -> None:
         raise damaged(path, "config", f"must be a mapping of nanoGPT's keys, not {_describe(config)}")
     if state.get("optimizer") is not None:
         _optimizer_layout(state["optimizer"], path)
+
+
+def _plan(raw: Any, path: Path | str) -> None:
+    """A planned run's state (engine/planner.py): its end, the run time used, the cooldown's place."""
+    if not isinstance(raw, dict) or raw.get("kind") not in ("budget", "deadline") or not isinstance(raw.get("text"), str):
+        raise damaged(path, "plan", "must be a mapping with kind budget or deadline and the end's text")
+    for key in ("until", "budget", "used", "step_s", "checkpoint_s"):
+        if raw.get(key) is not None and not (_real(raw[key]) and raw[key] >= 0):
+            raise damaged(path, f"plan.{key}", f"must be a number of seconds or empty, not {_describe(raw[key])}")
+    for key in ("total_iters", "iter", "stable_iter"):
+        if raw.get(key) is not None and not _int(raw[key], 0, MAX_ITER):
+            raise damaged(path, f"plan.{key}", f"must be an iteration from 0 to {MAX_ITER:,}, not {_describe(raw[key])}")
+    if not isinstance(raw.get("finished", False), bool):
+        raise damaged(path, "plan.finished", "must be true or false")
+    cooldown = raw.get("cooldown")
+    if cooldown is not None and not (isinstance(cooldown, list) and len(cooldown) == 4
+                                     and all(_int(v, 0, MAX_ITER) for v in cooldown[:3]) and _real(cooldown[3])
+                                     and 0 <= cooldown[3] <= 1 and cooldown[0] <= cooldown[2] <= max(cooldown[1], cooldown[2])):
+        raise damaged(path, "plan.cooldown", "must be [start, end, anchor iteration, progress 0-1] or empty")
 
 
 def _model_args(raw: Any, path: Path | str) -> ModelArgs:

@@ -48,7 +48,7 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.events import CheckpointWritten, Event, IterationStats
 from tuigpt.run.files import remove_stale_temp_files
 from tuigpt.run.fmt import clip
-from tuigpt.run.rundir import BEST, LAST, RunDir
+from tuigpt.run.rundir import BEST, LAST, STABLE, RunDir
 
 NANOGPT_CKPT = "ckpt.pt"  # what nanoGPT writes into its out_dir: a run folder of nanoGPT's resumes from it
 
@@ -61,6 +61,8 @@ class ResumePoint:
     config: TrainConfig
     notices: list[str] = field(default_factory=list)
     path: Path | None = None  # the file it was read from (last.pt, or nanoGPT's ckpt.pt): what errors name
+    # continued from stable.pt: the finished plan's last.pt (kept aside by the build), its iteration and best val
+    set_aside: tuple[int, float | None] | None = None
 
 
 AUTO_KEYS = ("device", "dtype", "compile")  # decided when the run starts; its first line says what and why
@@ -95,7 +97,7 @@ class CheckpointManager:
 
     def remove_stale_temp_files(self) -> None:
         """Temp files of a checkpoint write that a kill interrupted (the real files are intact)."""
-        for name in (LAST, BEST):
+        for name in (LAST, BEST, STABLE):
             remove_stale_temp_files(self.run_dir.path, name)
 
     def check_room(self, model: torch.nn.Module) -> None:
@@ -154,10 +156,39 @@ class CheckpointManager:
                 if key == "device" and new == "auto":
                     note = f" ({resolve_device(new).type} here)"
                 notices.append(f"resume: {key} changed from {old!r} to {new!r}{note}")
-        if checkpoint["iter_num"] >= config.max_iters and not config.eval_only:
-            raise UserError(f"the run in {self.run_dir} already reached iteration {checkpoint['iter_num']}: "
-                            f"raise max_iters (e.g. --max_iters={checkpoint['iter_num'] * 2}) to train further")
-        return ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices, path)
+        point = ResumePoint(checkpoint, dataclasses.replace(config, **kept) if kept else config, notices, path)
+        if config.planned:
+            self._from_stable(point)
+        cap = point.config.max_iters
+        if cap is not None and point.checkpoint["iter_num"] >= cap and not config.eval_only:
+            raise UserError(f"the run in {self.run_dir} already reached iteration {point.checkpoint['iter_num']}: "
+                            f"raise max_iters (e.g. --max_iters={point.checkpoint['iter_num'] * 2}) to train further")
+        return point
+
+    def _from_stable(self, point: ResumePoint) -> None:
+        """A resume planned to a new end goes on from stable.pt when last.pt is past the cooldown its plan began
+        there: the stable phase continues and the cooldown is planned again for the new end (cooling down an
+        already cooled model would waste it). The finished plan's last.pt is kept aside by the build."""
+        from tuigpt.engine.planner import continues
+
+        saved, config = point.checkpoint.get("plan"), point.config
+        kind, text = ("budget", config.time_budget) if config.time_budget is not None else ("deadline", config.deadline)
+        path = self.run_dir.path / STABLE
+        if not isinstance(saved, dict) or saved.get("stable_iter") is None or continues(saved, kind, str(text)) \
+                or not path.is_file():
+            return
+        last_iter = int(point.checkpoint["iter_num"])
+        stable = load_checkpoint(path)
+        check_structure(stable, path, for_training=True)
+        if not int(stable["iter_num"]) < last_iter:
+            return
+        best = point.checkpoint.get("best_val_loss")
+        point.checkpoint, point.set_aside, point.path = stable, (last_iter, best), path
+        point.notices.append(
+            f"resume: continuing from {STABLE} (iteration {stable['iter_num']:,}, where the last plan's cooldown "
+            f"began): the stable phase goes on and the cooldown is planned again for the new end; the cooled-down "
+            f"{LAST} of iteration {last_iter:,} is kept as {final_name(last_iter)}, its cooldown's records as "
+            f"{final_name(last_iter, 'metrics')}")
 
     @staticmethod
     def _open_nanogpt(path: Path) -> dict[str, Any]:
@@ -188,6 +219,12 @@ class CheckpointManager:
         return path, time.perf_counter() - t0
 
 
+def final_name(iteration: int, what: str = "model") -> str:
+    """Where a finished plan's last.pt (or its cooldown's metrics records) is kept when a resume goes on from
+    stable.pt."""
+    return f"final-{iteration}.pt" if what == "model" else f"metrics.final-{iteration}.jsonl"
+
+
 def not_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
     """The first weight or AdamW moment holding a NaN or Inf ("optimizer exp_avg_sq of transformer.h.0..."), or
     None: a checkpoint of such a state would be worse than none (a resume would train on it)."""
@@ -204,7 +241,7 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
                model_args: dict[str, Any], config: TrainConfig, iter_num: int, best_val_loss: float | None,
                last_val_loss: float | None, data: TokenData, rng: dict[str, Any], sampler: dict[str, Any],
                samplers: list[dict[str, Any]], world_size: int, train_seconds: float,
-               health: dict[str, Any] | None = None) -> dict[str, Any]:
+               health: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a checkpoint holds: tensors and plain values only (loadable with weights_only=True)."""
     return {
         "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -217,6 +254,8 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
         "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
         # the NaN rewinds so far and the learning-rate scale they left (a resume keeps them)
         **(health or {}),
+        # a run that ends at a time: its end, the run time used, the cooldown's place (engine/planner.py)
+        **({"plan": plan} if plan is not None else {}),
     }
 
 

@@ -169,6 +169,9 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any =
     remaining = c.max_iters if remaining_iters is None else remaining_iters
 
     def compile_trial() -> tuple[bool, str]:
+        nonlocal remaining
+        if remaining is None:  # a run that ends at a time: the iterations its time holds at an eager step
+            remaining = planned_iterations(c, auto.step_ms(measured, precision.name, micro_batch), micro_steps)
         entry = auto.compile_entry(device, args, micro_batch, threads, precision.name, remaining * micro_steps,
                                    step_ms=auto.step_ms(measured, precision.name, micro_batch), **trial)
         return auto.compile_decision(entry, remaining * micro_steps)
@@ -225,3 +228,18 @@ def release_memory() -> None:
 def forget_compiled() -> None:
     """Drop torch.compile's graphs: each timed row compiles afresh, and none hits the recompile limit."""
     torch._dynamo.reset()
+
+
+def planned_iterations(config: Any, step_ms: float | None, micro_steps: int) -> int:
+    """How many iterations a run that ends at a time would train, judged from its time (a budget, or until its
+    deadline) at ``step_ms`` per micro-step; without a timed step, COMPILE_TRIAL_MIN_ITERS (compile auto then
+    times a step and judges the run's length from it)."""
+    import time
+
+    from tuigpt.run.deadline import parse_duration, resolve_deadline
+
+    seconds = (parse_duration(config.time_budget) if config.time_budget is not None
+               else resolve_deadline(config.deadline, time.time()) - time.time())
+    if not step_ms:
+        return auto.COMPILE_TRIAL_MIN_ITERS
+    return max(0, int(seconds * 1000.0 / (step_ms * micro_steps)))

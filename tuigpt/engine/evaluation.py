@@ -22,69 +22,79 @@ class EvalSchedule:
     while the run trains (the `e`/`E`/`i` keys, SetEvalInterval). The trainer's is the one the run goes by; front
     ends know it from RunStarted and EvalIntervalChanged."""
 
-    def __init__(self, interval: int, max_iters: int) -> None:
+    def __init__(self, interval: int, end: Callable[[], int]) -> None:
         self.interval = max(1, interval)
-        self.max_iters = max_iters
+        self.end = end  # the run's last iteration: max_iters, or a plan's, which moves as the run goes
 
     def should_eval(self, step: int) -> bool:
-        return step % self.interval == 0 or step == self.max_iters
+        return step % self.interval == 0 or step == self.end()
 
     def change(self, interval: int, step: int) -> int:
         """Evaluate every ``interval`` from ``step`` on; the next iteration that evaluates."""
         self.interval = max(1, int(interval))
-        return min((step // self.interval + 1) * self.interval, self.max_iters)
+        return min((step // self.interval + 1) * self.interval, self.end())
 
 
 @torch.no_grad()
 def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler, *, eval_iters: int,
                   seed: int, iter_num: int, rank: int = 0, cluster: Cluster | None = None,
                   autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-                  publish: Callable[[Event], None] | None = None) -> dict[str, float | None]:
-    """{"train": ..., "val": ..., "train_bpb": ..., "val_bpb": ...}: batches fixed by seed and iteration, so every
-    eval of a run (and of its resume) sees the same kind of batches; each rank draws its own and the means are
-    averaged over ranks. Bits per byte divide the summed loss of the predicted tokens by the bytes they spell, from
-    the tokenizer's bytes per token (nanochat's evaluate_bpb): targets that spell no text (end-of-text) are left out
-    of both. One forward pass a batch gives every target's loss (``reduction="none"``) for both.
+                  publish: Callable[[Event], None] | None = None, stop_at: float | None = None
+                  ) -> dict[str, float | None]:
+    """{"train", "val", "train_bpb", "val_bpb", "batches": n}: batches fixed by seed and iteration, so every eval of a
+    run (and of its resume) sees the same kind of batches; each rank draws its own and the means are averaged over
+    ranks. Bits per byte divide the summed loss of the predicted tokens by the bytes they spell (nanochat's
+    evaluate_bpb): targets that spell no text (end-of-text) are left out of both. One forward pass a batch gives
+    every target's loss (``reduction="none"``) for both.
 
+    The splits take turns, a batch each, so an eval cut short at ``stop_at`` (a ``time.monotonic()``: a run that
+    ends at a time must not overrun its end in an eval) still has both, over the ``batches`` done of each. Without
+    ``stop_at`` the losses stay on the device and are read once: a read a batch (nanoGPT's loss.item()) left a GPU
+    idle while the host queued the next batch, and the evals of the baby GPT took twice as long; with it, each pair
+    is read before the next is judged, so the clock sees the device's work.
     ``publish`` (rank 0's bus) gets an EvalProgress after the first batch and then at most every PROGRESS_EVERY
     seconds: the untrained eval of a big config takes tens of seconds and must not look hung."""
     raw_model.eval()
-    means: dict[str, float] = {}
-    sums: list[float] = []  # nats and bytes of each split, summed over its batches
     token_bytes: torch.Tensor | None = None
     total, done = 2 * eval_iters, 0
     started = last = time.perf_counter()
     report = publish if rank == 0 else None
+    splits = ("train", "val")
+    generators = {split: torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
+                  for split in splits}
+    losses: dict[str, list[torch.Tensor]] = {split: [] for split in splits}  # [mean, nats, bytes] a batch
     try:
-        for split in ("train", "val"):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
-            losses: list[torch.Tensor] = []
-            for _ in range(eval_iters):
-                x, y = sampler.get_batch(split, generator=g)
+        for k in range(eval_iters):
+            # a pair of batches that would end past stop_at is not started (judged on the pairs so far)
+            if k and stop_at is not None and time.monotonic() + (time.perf_counter() - started) / k > stop_at:
+                break
+            for split in splits:
+                x, y = sampler.get_batch(split, generator=generators[split])
                 if token_bytes is None:
                     token_bytes = torch.from_numpy(sampler.data.tokenizer.token_bytes()).to(y.device)
                 with autocast():
                     _, per_token = model(x, y, reduction="none")
-                # kept on the device and read once a split: a read a batch (nanoGPT's loss.item()) left a GPU idle
-                # while the host queued the next batch, and the evals of the baby GPT took twice as long
-                losses.append(batch_loss(per_token, token_bytes[y]))
+                losses[split].append(batch_loss(per_token, token_bytes[y]))
                 done += 1
                 now = time.perf_counter()
                 if report is not None and done < total and (done == 1 or now - last >= PROGRESS_EVERY):
                     last = now
                     report(EvalProgress(iter=iter_num, done=done, total=total, seconds=now - started))
-            stacked = torch.stack(losses)  # (eval_iters, 3): mean, nats, bytes of each batch
-            mean, nats, n_bytes = torch.stack([stacked[:, 0].mean(), stacked[:, 1].sum(), stacked[:, 2].sum()]).tolist()
-            means[split] = mean
-            sums += [nats, n_bytes]
+            if stop_at is not None:
+                losses["val"][-1].tolist()  # the pair is done before the clock is read again
+        sums = []
+        for split in splits:
+            stacked = torch.stack(losses[split])  # (batches, 3)
+            sums += [stacked[:, 0].mean(), stacked[:, 1].sum(), stacked[:, 2].sum()]
+        values = torch.stack(sums).tolist()
     finally:
         raw_model.train()
-    values = [means["train"], means["val"], *sums]
+    batches = len(losses["train"])
     if cluster is not None:  # a mean of sums over equal batch counts: the ratio is the sum's over every rank
         values = cluster.mean(values, "averaging eval losses")
-    train, val, train_nats, train_bytes, val_nats, val_bytes = values
+    train, train_nats, train_bytes, val, val_nats, val_bytes = values
     return {"train": train, "val": val, "train_bpb": bits_per_byte(train_nats, train_bytes),
-            "val_bpb": bits_per_byte(val_nats, val_bytes)}
+            "val_bpb": bits_per_byte(val_nats, val_bytes), "batches": float(batches)}
 
 
 def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:

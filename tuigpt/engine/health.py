@@ -189,9 +189,9 @@ class PlateauWatch:
     and stop* sends. Fed by the event bus; counted from this session's first eval (a resume starts at 0)."""
 
     def __init__(self, publish: Callable[[Event], None], send: Callable[[Command], Any], evals: int,
-                 stop: bool, max_iters: int) -> None:
+                 stop: bool, end: Callable[[], int]) -> None:
         self._publish, self._send = publish, send
-        self.evals, self.stop, self.max_iters = evals, stop, max_iters
+        self.evals, self.stop, self.end = evals, stop, end  # end: the run's last iteration (a plan's moves)
         self.since = 0  # evals since the best
         self._best_iter: int | None = None
 
@@ -207,7 +207,7 @@ class PlateauWatch:
         at = f" at iter {self._best_iter:,}" if self._best_iter is not None else ""
         message = (f"plateau: val loss has not improved in {self.evals} evals (best {event.best_val_loss:.4f}{at}; "
                    f"now {event.val_loss:.4f})")
-        if self.stop and event.iter < self.max_iters:  # (at the last eval the run ends anyway, as done)
+        if self.stop and event.iter < self.end():  # (at the last eval the run ends anyway, as done)
             message += ": plateau_stop, so the run stops here and saves last.pt"
             self._send(Stop(save=True))
         self._publish(Notice(level="warning", message=message, topic="plateau"))

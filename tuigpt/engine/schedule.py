@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import math
 
+from tuigpt.run.plan import Cooldown, cooldown_start
 
-def cooldown_start(*, warmup_iters: int, lr_decay_iters: int, cooldown_frac: float) -> int:
-    """The iteration index WSD's cooldown starts at: the last ``cooldown_frac`` of ``lr_decay_iters``, never
-    inside the warmup."""
-    return max(warmup_iters, lr_decay_iters - round(cooldown_frac * lr_decay_iters))
+__all__ = ["cooldown_from", "cooldown_start", "lr_at", "lr_for", "lr_planned"]
 
 
 def lr_at(it: int, *, learning_rate: float, min_lr: float, warmup_iters: int, lr_decay_iters: int,
@@ -32,14 +30,30 @@ def lr_at(it: int, *, learning_rate: float, min_lr: float, warmup_iters: int, lr
         return min_lr
     if schedule == "wsd":
         start = cooldown_start(warmup_iters=warmup_iters, lr_decay_iters=lr_decay_iters, cooldown_frac=cooldown_frac)
-        if it < start:
-            return learning_rate
-        ratio = (it - start) / max(1, lr_decay_iters - start)  # 0 → 1 over the cooldown
-        coeff = 1.0 - ratio if cooldown_shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * ratio))
-        return min_lr + coeff * (learning_rate - min_lr)
+        return _cooled(Cooldown(start, lr_decay_iters, start).progress(it), learning_rate, min_lr, cooldown_shape)
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 → 0
     return min_lr + coeff * (learning_rate - min_lr)
+
+
+def _cooled(progress: float, learning_rate: float, min_lr: float, shape: str) -> float:
+    """The learning rate ``progress`` (0 → 1) into a cooldown from learning_rate to min_lr."""
+    coeff = 1.0 - progress if shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def lr_planned(config: object, it: int, cooldown: Cooldown | None) -> float:
+    """The learning rate of step index ``it`` in a run that ends at a time: the warmup, the peak until its
+    planner begins the cooldown (``cooldown`` None until then), then down to min_lr where the plan ends."""
+    c = config
+    if not c.decay_lr:  # type: ignore[attr-defined]
+        return c.learning_rate  # type: ignore[attr-defined]
+    peak = c.learning_rate  # type: ignore[attr-defined]
+    warm = lambda i: peak * (i + 1) / (c.warmup_iters + 1) if i < c.warmup_iters else peak  # noqa: E731
+    if cooldown is None or it < cooldown.start:
+        return warm(it)
+    # from the learning rate the run had where the cooldown began (the peak, or the warmup's when it began early)
+    return _cooled(cooldown.progress(it), warm(cooldown.start), c.effective_min_lr, c.cooldown_shape)  # type: ignore[attr-defined]
 
 
 def lr_for(config: object, it: int) -> float:
@@ -76,6 +90,8 @@ def unfinished_schedule(config: object) -> str | None:
     the schedule reaches its floor (or is constant by choice: decay_lr false, or a WSD without a cooldown)."""
     c = config
     if not c.decay_lr or (c.schedule == "wsd" and c.cooldown_frac == 0):  # type: ignore[attr-defined]
+        return None
+    if c.planned:  # type: ignore[attr-defined]  # a run that ends at a time plans its cooldown to its last step
         return None
     peak, floor, end = c.learning_rate, c.effective_min_lr, lr_at_last_iteration(c)  # type: ignore[attr-defined]
     if peak <= floor or end - floor <= UNFINISHED_DECAY * (peak - floor):

@@ -28,9 +28,10 @@ from tuigpt.engine.evaluation import EvalSchedule, estimate_loss
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, PlateauWatch, StallWatch
 from tuigpt.engine.nan_guard import NanGuard
+from tuigpt.engine.planner import Planner, make_planner, planned_config
 from tuigpt.engine.rank_timing import ClusterReport
 from tuigpt.engine.sampling import sample_events
-from tuigpt.engine.schedule import cooldown_from, lr_for
+from tuigpt.engine.schedule import cooldown_from, lr_for, lr_planned
 from tuigpt.engine.step import Stepper, StepResult
 from tuigpt.run import events as ev
 from tuigpt.run import fmt
@@ -38,7 +39,7 @@ from tuigpt.run.commands import CheckpointNow, Command, Pause, Resume, Sample, S
 from tuigpt.run.config import TrainConfig
 from tuigpt.run.lock import RunLock
 from tuigpt.run.numbers import ClipRate, mfu
-from tuigpt.run.rundir import BEST, LAST, RunDir, modes
+from tuigpt.run.rundir import BEST, LAST, STABLE, RunDir, modes
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Trainer:
             self.model = cluster.wrap(self.model, self.compiled, self.micro_steps)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster)
-        self.evals = EvalSchedule(self.config.eval_interval, self.config.max_iters)
+        self.evals = EvalSchedule(self.config.eval_interval, lambda: self.max_iters)
         self.checkpoints.always = self.config.always_save_checkpoint
         self.checkpoints.at_evals = not self.config.eval_only
         self.tokens_per_iter = self.split.micro_batch * self.config.block_size * self.micro_steps * self.world_size
@@ -115,10 +116,18 @@ class Trainer:
         self.bus.subscribe(self._stall)
         if self.rank == 0:  # rank 0 judges evals and the clock; what it sends reaches every rank through the gate
             self.bus.subscribe(PlateauWatch(self.bus.publish, self.send, self.config.plateau_evals,
-                                            self.config.plateau_stop, self.config.max_iters))
+                                            self.config.plateau_stop, lambda: self.max_iters))
             self.bus.subscribe(ckpt.CheckpointTimer(self.send, self.config.checkpoint_every_minutes))
         self._cluster_report = ClusterReport(cluster) if cluster is not None else None
         self._sampler_states: list[dict[str, Any]] = []  # every rank's, gathered by rank 0 before a checkpoint
+        try:  # a run that ends at a time plans its length as it goes (and refuses a time already spent)
+            self.config, notes = planned_config(self.config)
+            self.pending_notices += notes
+            self.planner: Planner | None = make_planner(self.config, built.plan_state, self.iter_num,
+                                                        self.micro_steps, self.n_params, self.bus.publish, cluster)
+        except BaseException:
+            self.close(remove_dir=True)
+            raise
 
     # ------------------------------------------------------------ public
 
@@ -180,7 +189,7 @@ class Trainer:
         """One optimizer step, counted when applied (a NaN/Inf one is not: see _not_finite)."""
         upcoming = self.iter_num + 1
         self.nan_guard.skip_batches(upcoming, self.sampler, self.micro_steps)
-        result = self.stepper.step(lr_for(self.config, upcoming - 1) * self.nan_guard.lr_scale,
+        result = self.stepper.step(self._lr(upcoming - 1) * self.nan_guard.lr_scale,
                                    detail=upcoming % self.config.log_interval == 0)  # the iterations metrics.jsonl keeps
         if result.applied:
             self.iter_num += 1
@@ -190,6 +199,16 @@ class Trainer:
                 self._cluster_report.add(result.ms, result.parts)
         return result
 
+    @property
+    def max_iters(self) -> int:
+        """Where training stops: the plan's last iteration in a run that ends at a time, else max_iters."""
+        return self.planner.total_iters if self.planner is not None else int(self.config.max_iters or 0)
+
+    def _lr(self, it: int) -> float:
+        if self.planner is not None:
+            return lr_planned(self.config, it, self.planner.cooldown)
+        return lr_for(self.config, it)
+
     # ------------------------------------------------------------ the loop
 
     def _run(self) -> Outcome:
@@ -197,12 +216,14 @@ class Trainer:
         self.bus.publish(ev.RunStarted(
             run_name=cfg.run_name, run_dir=str(self.run_dir), config_path=self.config_path, config=cfg.to_dict(),
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
-            dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters,
+            dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters or 0,
             tokens_per_iter=self.tokens_per_iter, flops_per_token=self.flops_per_token,
             peak_flops=self.peak_flops, peak_label=fmt.peak_label(self.peak_label, self.peak_flops, self.world_size),
             eval_interval=self.evals.interval, resumed=self.resumed, compiled=self.compiled,
-            compile_reason=self.compile_reason, cooldown_from=cooldown_from(cfg), tokenizer=self.data.tokenizer.name,
-            bytes_per_token=self.data.bytes_per_token()))
+            compile_reason=self.compile_reason, cooldown_from=None if self.planner else cooldown_from(cfg),
+            tokenizer=self.data.tokenizer.name, bytes_per_token=self.data.bytes_per_token(),
+            end_kind=self.planner.end.kind if self.planner else "", end_text=self.planner.end.text if self.planner
+            else "", deadline=self.planner.deadline_wall() if self.planner else None))
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:
@@ -213,7 +234,7 @@ class Trainer:
             return Outcome(ev.EndReason.DONE, self.iter_num, self.last_checkpoint)
         if self.iter_num == 0 and not self.resumed:
             self._evaluate()  # the untrained loss: the curve's starting point
-        while self.iter_num < cfg.max_iters:
+        while self.iter_num < self.max_iters:
             self._boundary()
             if self._stop is not None:
                 return self._finish_stopped()
@@ -226,12 +247,17 @@ class Trainer:
             for event in self._loss_watch.check(self.iter_num, step.loss):
                 self.bus.publish(event)
             self._publish_iteration(step)
+            if self.planner is not None and self.planner.stepped(self.iter_num):
+                self._gather_sampler_states()  # the cooldown begins: stable.pt keeps the model before it
+                self._checkpoint("cooldown", name=STABLE)
             if self._cluster_report is not None and self.iter_num % cfg.log_interval == 0:
                 for event in self._cluster_report.gather_events(self.iter_num):  # a collective: every rank
                     self.bus.publish(event)
             if self.evals.should_eval(self.iter_num):
                 self._evaluate()
         else:
+            if self.planner is not None and self.planner.last_eval_iter != self.iter_num and self._halt is None:
+                self._evaluate()  # the plan ended the run between evals (a pause ate its time): the final eval
             # the last boundary, on every rank: a halt from the last eval's checkpoint, a checkpoint or a sample
             # asked for during the last step
             self._boundary()
@@ -265,9 +291,13 @@ class Trainer:
         if isinstance(command, Pause) and not self._paused:
             self._paused = True
             self._set_state(ev.RunState.PAUSED)
+            if self.planner is not None:
+                self.planner.paused()
         elif isinstance(command, Resume) and self._paused:
             self._paused = False
             self._set_state(ev.RunState.RUNNING)
+            if self.planner is not None:
+                self.planner.resumed(self.iter_num)
         elif isinstance(command, CheckpointNow):
             self._gather_sampler_states()
             self._checkpoint(command.reason)
@@ -276,6 +306,8 @@ class Trainer:
                 self._sample(command)
         elif isinstance(command, SetEvalInterval):
             next_eval = self.evals.change(command.interval, self.iter_num)
+            if self.planner is not None:
+                self.planner.set_eval_interval(self.evals.interval, self.iter_num)
             self.bus.publish(ev.EvalIntervalChanged(eval_interval=self.evals.interval, next_eval_iter=next_eval))
         elif isinstance(command, Stop):
             self._stop = command
@@ -319,6 +351,8 @@ class Trainer:
 
     def _set_state(self, state: ev.RunState) -> None:
         self.state = state
+        if self.planner is not None and state != ev.RunState.RUNNING:
+            self.planner.busy()  # an eval, a checkpoint, a sample or a pause: not a step's time
         self.bus.publish(ev.StateChanged(state=state, iter=self.iter_num))
 
     def _back_to_work(self) -> None:
@@ -346,7 +380,8 @@ class Trainer:
         t0 = time.perf_counter()
         losses = estimate_loss(self.eval_model, self.raw_model, self.sampler, eval_iters=self.config.eval_iters,
                                seed=self.config.seed, iter_num=self.iter_num, rank=self.rank, cluster=self.cluster,
-                               autocast=self.stepper.autocast, publish=self.bus.publish)
+                               autocast=self.stepper.autocast, publish=self.bus.publish,
+                               stop_at=self.planner.eval_stop_at() if self.planner is not None else None)
         seconds = time.perf_counter() - t0
         self.eval_seconds += seconds
         val = losses["val"]
@@ -358,12 +393,20 @@ class Trainer:
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds, train_bpb=losses["train_bpb"],
                                     val_bpb=losses["val_bpb"]))
-        if self.checkpoints.should_save(self.iter_num, is_best):
+        final = self.planner is not None and self.iter_num >= self.planner.total_iters  # a plan's last model
+        if self.checkpoints.should_save(self.iter_num, is_best) or (final and not self.config.eval_only):
             self._gather_sampler_states()
             if self._checkpoint("eval") and is_best:
                 self._checkpoint("best", name=BEST)
         if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
             self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
+        if self.planner is not None:  # what the eval cost, with its checkpoints and sample: the plan's eval cost
+            batches = int(losses["batches"] or 0)
+            self.planner.evaluated(self.iter_num, time.perf_counter() - t0, batches)
+            if batches < self.config.eval_iters and self.rank == 0:
+                self.bus.publish(ev.Notice(level="warning", topic="plan", message=(
+                    f"the eval at iteration {self.iter_num:,} was cut to {batches} of {self.config.eval_iters} "
+                    f"batches a split to end on time")))
         self._back_to_work()
 
     def _sample(self, command: Sample, timeline: bool = False) -> None:
@@ -382,6 +425,7 @@ class Trainer:
             last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(), sampler=self.sampler.state_dict(),
             samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
             world_size=self.world_size, train_seconds=self.train_seconds,
+            plan=self.planner.state_dict(self.iter_num) if self.planner is not None else None,
             health={"lr_scale": self.nan_guard.lr_scale, "nan_rewinds": self.nan_guard.rewinds})
 
     def _gather_sampler_states(self) -> None:
@@ -419,6 +463,8 @@ class Trainer:
                           topic="checkpoint")
             return False
         self.checkpoint_seconds += seconds
+        if self.planner is not None:
+            self.planner.checkpointed(seconds)
         if name == LAST:
             self.last_checkpoint = str(path)
         self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))

@@ -16,6 +16,7 @@ from typing import Any
 
 from tuigpt.run.alerts import split_command
 from tuigpt.run.commands import MAX_SAMPLE_TOKENS, MAX_TEMPERATURE, MAX_TOP_K
+from tuigpt.run.deadline import check_deadline_syntax, parse_duration
 from tuigpt.run.errors import UserError
 from tuigpt.run.fmt import shown
 
@@ -72,7 +73,7 @@ class TrainConfig:
     # --- optimizer and schedule
     optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on embeddings, head and gains)
     learning_rate: float = 1e-3  # peak learning rate
-    max_iters: int = 2000  # total optimizer steps
+    max_iters: int | None = 2000  # total optimizer steps; with a time_budget or deadline a cap, empty: planned
     weight_decay: float = 0.1  # applied to 2-D weights only
     beta1: float = 0.9
     beta2: float = 0.95
@@ -87,6 +88,9 @@ class TrainConfig:
     muon_lr: float = 0.02  # optimizer muon: the hidden matrices' peak learning rate (the schedule scales it too)
     muon_momentum: float = 0.95  # optimizer muon: Nesterov momentum of the matrices' gradients
     muon_weight_decay: float = 0.0  # optimizer muon: decoupled weight decay of the matrices (times their lr)
+    # --- ending on time (see run/deadline.py): the run plans its iterations and its cooldown to end then
+    time_budget: str | None = None  # e.g. 8h, 90m, 45s: run time from the start, pauses extend it (--time)
+    deadline: str | None = None  # e.g. 07:00 (the next one) or 2026-11-24T07:00: the wall clock (--until)
     # --- system
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
@@ -130,11 +134,24 @@ class TrainConfig:
     # ------------------------------------------------------------ derived
     @property
     def effective_lr_decay_iters(self) -> int:
-        return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+        """Where the schedule ends without a plan (a planned run's schedule ends where its plan does)."""
+        if self.lr_decay_iters is not None:
+            return self.lr_decay_iters
+        return self.max_iters if self.max_iters is not None else INT_RANGES["max_iters"][1]
+
+    @property
+    def planned(self) -> bool:
+        """The run ends at a time (time_budget or deadline): its length and cooldown are planned as it goes."""
+        return self.time_budget is not None or self.deadline is not None
 
     @property
     def effective_min_lr(self) -> float:
         return self.learning_rate / 10 if self.min_lr is None else self.min_lr
+
+    def without_end(self) -> TrainConfig:
+        """The same run with no time_budget or deadline (max_iters 0 when the plan would have set it): bench and
+        tune time its steps, nothing plans them."""
+        return dataclasses.replace(self, time_budget=None, deadline=None, max_iters=self.max_iters or 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +172,7 @@ class TrainConfig:
         _require(self.telemetry_interval == 0 or self.telemetry_interval >= MIN_TELEMETRY_INTERVAL,
                  "telemetry_interval", self.telemetry_interval, f"must be 0 (off) or {range_text('telemetry_interval')}")
         self._validate_health()
+        self._validate_end()
         if self.decay_lr and self.effective_min_lr > self.learning_rate:  # min_lr is unused without decay
             raise UserError(f"min_lr {self.effective_min_lr:g} is above learning_rate {self.learning_rate:g}: "
                             f"set min_lr to at most learning_rate")
@@ -216,6 +234,18 @@ class TrainConfig:
                  self.log_project, f"must be a plain name (letters, digits, . _ -; at most {MAX_NAME_CHARS})")
         _require(len(self.log_run_name) <= MAX_NAME_CHARS and all(c.isprintable() for c in self.log_run_name),
                  "log_run_name", self.log_run_name, f"must be a printable name of at most {MAX_NAME_CHARS} characters")
+
+    def _validate_end(self) -> None:
+        if self.time_budget is not None and self.deadline is not None:
+            raise UserError(f"time_budget={shown(self.time_budget)} and deadline={shown(self.deadline)} are both set: "
+                            f"keep one (--time counts run time, --until the wall clock)")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)
+        if self.deadline is not None:
+            check_deadline_syntax(self.deadline)
+        if self.max_iters is None and not self.planned:
+            raise UserError("config key max_iters is empty, and nothing else says when the run ends: set max_iters, "
+                            "or a time_budget (--time 10m) or deadline (--until 07:00) to plan it")
 
     def _validate_health(self) -> None:
         _require(self.on_nan in ("auto", "pause", "stop", "rewind"), "on_nan", self.on_nan,
@@ -320,6 +350,7 @@ RESUME_POLICY: dict[str, str] = {
     "grad_clip": APPLY, "decay_lr": APPLY, "warmup_iters": APPLY, "lr_decay_iters": APPLY, "min_lr": APPLY,
     "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY, "optimizer": MATCH, "muon_lr": APPLY,
     "muon_momentum": APPLY, "muon_weight_decay": APPLY,
+    "time_budget": APPLY, "deadline": APPLY,
     "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,

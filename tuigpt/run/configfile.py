@@ -183,6 +183,8 @@ def load_config_with_notices(path: str | Path | None,
         values["run_name"] = name if name not in (".", "..") else "run"
     if not values.get("run_name"):
         values["run_name"] = "run"
+    if (values.get("time_budget") is not None or values.get("deadline") is not None) and "max_iters" not in values:
+        values["max_iters"] = None  # a run that ends at a time plans its iterations; a max_iters given caps them
     return TrainConfig(**values), []
 
 

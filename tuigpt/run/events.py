@@ -81,6 +81,11 @@ class RunStarted(Event):
     # of different tokenizers are compared in bits per byte (None in records written before these fields)
     tokenizer: str | None = None
     bytes_per_token: float | None = None
+    # a run that ends at a time (PlanUpdated says how many iterations it plans): "budget" or "deadline" ("" none),
+    # as the user wrote it, and the wall time it must end by at the start; max_iters is then its cap, 0 when none
+    end_kind: str = ""
+    end_text: str = ""
+    deadline: float | None = None
 
     @property
     def compile_text(self) -> str:
@@ -212,6 +217,30 @@ class RunFinished(Event):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", EndReason(self.reason))  # "done" read from a record is the same ending
+
+
+@dataclass(frozen=True)
+class PlanUpdated(Event):
+    """A run that ends at a time (time_budget or deadline) planned its rest: how many iterations fit, where its
+    cooldown starts and when, from its measured step, eval and checkpoint times (see run/plan.py). Published at
+    the start, at every eval, when the speed changes by more than noise, on a pause or resume, when the
+    cooldown begins, and when max_iters ends it first."""
+
+    iter: int
+    total_iters: int  # the run's last iteration (the final eval and checkpoint follow it)
+    cooldown_iter: int | None  # the learning rate falls from the peak after this iteration (None: no cooldown)
+    cooldown_at: float | None  # the wall time the cooldown is expected to begin (None: begun, or none)
+    end_at: float  # the wall time the run is expected to end, final eval and checkpoint included
+    deadline: float  # the wall time it must end by (a time budget's moves later with every pause)
+    kind: str  # "budget" (run time: a pause extends it) or "deadline" (the wall clock)
+    length: float  # seconds from the start to the deadline, pauses excluded (how long the run is planned for)
+    step_ms: float  # the step time the plan assumes: the mean of the recent steps, wall to wall
+    step_spread: float  # how sure: half the p10-p90 range of the recent step times over their median
+    reason: str  # start, eval, speed, pause, resume, cooldown, cap
+    cooldown_begun: bool = False
+    capped: bool = False  # max_iters ends the run before its time is up
+    moved: float = 0.0  # seconds the cooldown's start (after it began: the end) moved since the last plan shown
+    iters_before: int | None = None  # total_iters of the last plan shown
 
 
 @dataclass(frozen=True)

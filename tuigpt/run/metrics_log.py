@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from tuigpt.run.events import EvalProgress, Event, IterationStats, RunFailed, RunFinished, TelemetrySnapshot
-from tuigpt.run.files import lines_backwards, repair_torn_tail
+from tuigpt.run.files import atomic_write, lines_backwards, repair_torn_tail
 from tuigpt.run.records import dumps, event_from_record, event_record, loads
 
 TRAINING_TYPES = (b"iter", b"eval", b"checkpoint", b"sample")
@@ -181,12 +181,13 @@ def record_type(line: bytes) -> bytes | None:
     return match.group(1) if match else None
 
 
-def cut_after(path: Path, upto_iter: int) -> None:
+def cut_after(path: Path, upto_iter: int, keep: Path | None = None) -> None:
     """Cut the records written after ``upto_iter`` (the checkpoint a resume continues from).
 
     Records are appended in order, so everything from the first training record past ``upto_iter`` on
     belongs to the lost stretch. The file is scanned backwards and truncated in place, so the cost is that
-    stretch's length, not the file's.
+    stretch's length, not the file's. ``keep``: the cut records are first written to this file (a finished
+    plan's cooldown, when a resume goes on from stable.pt).
     """
     repair_torn_tail(path)
     if not path.exists():
@@ -201,12 +202,15 @@ def cut_after(path: Path, upto_iter: int) -> None:
                     break
                 cut = offset
         if cut is not None:
+            if keep is not None:
+                f.seek(cut)
+                atomic_write(keep, f.read(end - cut))
             f.truncate(cut)
 
 
 # what a monitor redraws from, beyond the thinned iterations and evals: the last records of each kind
 KEEP_LAST: dict[bytes, int] = {b"notice": 500, b"checkpoint": 500, b"sample": 20, b"start": 20, b"state": 50,
-                               b"eval_interval": 50, b"finish": 20, b"failed": 20}
+                               b"eval_interval": 50, b"finish": 20, b"failed": 20, b"plan": 50}
 
 
 def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000, max_eval_points: int = 2_000,

@@ -19,6 +19,7 @@ from tuigpt.run.events import (
     Event,
     HistoryLoaded,
     IterationStats,
+    PlanUpdated,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -235,6 +236,8 @@ class RunProgress:
             self.speed.new_session()
         elif isinstance(event, EvalIntervalChanged):
             self.eval_interval = max(1, event.eval_interval)
+        elif isinstance(event, PlanUpdated):  # a run that ends at a time: its plan says where it ends
+            self.max_iters = event.total_iters
         elif isinstance(event, HistoryLoaded):
             past = [e for e in event.events if isinstance(e, IterationStats)]
             self.speed.add_past(e.ms_per_iter for e in past)

@@ -26,6 +26,7 @@ from tuigpt.run.events import (
     IterationStats,
     NanDetected,
     Notice,
+    PlanUpdated,
     Rewound,
     RunFailed,
     RunFinished,
@@ -43,7 +44,7 @@ KINDS: dict[str, type[Event]] = {
     "sample": SampleGenerated, "notice": Notice, "state": StateChanged, "eval_interval": EvalIntervalChanged,
     "finish": RunFinished, "failed": RunFailed, "telemetry": TelemetrySnapshot, "cluster": ClusterStats,
     "nan": NanDetected, "rewind": Rewound, "stall": Stalled, "diverging": Diverging,
-    "eval_progress": EvalProgress,
+    "eval_progress": EvalProgress, "plan": PlanUpdated,
 }
 KIND_OF: dict[type[Event], str] = {cls: kind for kind, cls in KINDS.items()}
 _FIELDS: dict[type[Event], frozenset[str]] = {cls: frozenset(f.name for f in dataclasses.fields(cls))

@@ -28,6 +28,7 @@ from tuigpt.run.runindex import index_path, indexed_runs
 METRICS_FILE = "metrics.jsonl"
 LAST = "last.pt"
 BEST = "best.pt"
+STABLE = "stable.pt"  # a run that ends at a time: the model where its cooldown began (a resume continues it)
 TRAIN_LOG = "train.log"
 SOCKET = "control.sock"
 LOCK_FILE = "run.lock"

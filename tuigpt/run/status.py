@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tuigpt.run.events import EndReason
+from tuigpt.run.events import EndReason, PlanUpdated
 from tuigpt.run.metrics_log import load_history
 from tuigpt.run.model import RunModel
+from tuigpt.run.plan import short
 from tuigpt.run.records import event_from_record, loads
 from tuigpt.run.rundir import RunDir
 
@@ -38,6 +39,7 @@ class RunSummary:
     device: str | None
     updated: float
     target: str | None = None  # when the run has a target_loss: where the loss reaches it
+    plan: str | None = None  # a run that ends at a time: its cooldown and end, or when it ended against its deadline
 
 
 def _records(raw: bytes, partial_first: bool) -> list[dict[str, Any]]:
@@ -92,11 +94,14 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
         best = _of(last.get("eval", {}), "best_val_loss", float)
     config = start.get("config")
     target_loss = _of(config, "target_loss", float) if isinstance(config, dict) else None
+    planned = event_from_record(last["plan"]) if "plan" in last else None
+    max_iters = planned.total_iters if isinstance(planned, PlanUpdated) else _of(start, "max_iters", int) or None
     return RunSummary(
-        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=_of(start, "max_iters", int),
+        name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=max_iters,
         best_val_loss=best, tokens_per_sec=_of(last.get("iter", {}), "tokens_per_sec", float),
         device=_of(start, "device", str), updated=path.stat().st_mtime,
         target=_target(path, state == "running") if target_loss is not None else None,
+        plan=_plan(planned, last, state) if isinstance(planned, PlanUpdated) else None,
     )
 
 
@@ -107,6 +112,12 @@ def _of(record: Any, key: str, kind: type) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return float(value) if ok else None
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _plan(planned: PlanUpdated, last: dict[str, dict[str, Any]], state: str) -> str:
+    """The plan's cooldown and end while the run goes; once it ended, when against its deadline."""
+    ended = _of(last.get("finish", last.get("failed", {})), "time", float) if state not in ("running", "paused") else None
+    return short(planned, time.time(), ended)
 
 
 def _target(path: Path, running: bool) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tuigpt.run import fmt
+from tuigpt.run import fmt, plan
 from tuigpt.run.events import (
     CheckpointWritten,
     Diverging,
@@ -28,6 +28,7 @@ from tuigpt.run.events import (
     IterationStats,
     NanDetected,
     Notice,
+    PlanUpdated,
     Rewound,
     RunFailed,
     RunFinished,
@@ -49,6 +50,11 @@ ENDINGS: dict[EndReason, str] = {
     EndReason.NAN: "stopped on a NaN/Inf loss or gradient",
     EndReason.DISK: "stopped: a checkpoint could not be written",
 }
+
+
+# why a plan was made again, as its line says it
+PLAN_REASONS = {"start": "steps timed", "eval": "at the eval", "speed": "the speed changed", "pause": "paused",
+                "resume": "after the pause", "cooldown": "the cooldown begins", "cap": "max_iters comes first"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,15 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
         return _iteration(event, ctx)
     if isinstance(event, RunStarted):
         what = "resuming" if event.resumed else "training"
+        ends = plan.start_text(event.end_kind, event.end_text, event.deadline, event.max_iters, event.time)
+        iters = f"iter {event.start_iter} | {ends}" if ends else f"iter {event.start_iter}/{event.max_iters}"
         return [Line(f"tuigpt {what} {event.run_name} | {event.n_params / 1e6:.2f}M params | {event.device}, "
-                     f"{event.dtype} ({event.dtype_reason}) | {event.compile_text} | iter {event.start_iter}/"
-                     f"{event.max_iters} | {fmt.count(event.tokens_per_iter)} tokens/iter | MFU against "
-                     f"{event.peak_label} | {event.run_dir}")]
+                     f"{event.dtype} ({event.dtype_reason}) | {event.compile_text} | {iters} | "
+                     f"{fmt.count(event.tokens_per_iter)} tokens/iter | MFU against {event.peak_label} | "
+                     f"{event.run_dir}")]
+    if isinstance(event, PlanUpdated):
+        return [Line(f"plan ({PLAN_REASONS.get(event.reason, event.reason)}): {plan.describe(event, event.time)}",
+                     "dim" if event.reason in ("eval", "speed") else "info")]
     if isinstance(event, EvalProgress):
         what = " (the untrained model)" if not ctx.evals_seen and event.iter == 0 else ""
         return [Line(f"eval iter {event.iter}{what} | evaluating {event.done}/{event.total} batches | "

@@ -137,3 +137,40 @@ def test_a_record_with_a_field_of_the_wrong_type_is_no_event() -> None:
              "seconds": 0.1}  # a NaN eval is written as null: it reads back
     assert event_from_record(eval_) is not None
     assert event_from_record({**eval_, "is_best": 1}) is None and event_from_record({**eval_, "iter": True}) is None
+
+
+def _plan_record(now: float, **kw) -> dict:  # noqa: ANN003
+    plan = {"type": "plan", "time": now, "iter": 400, "total_iters": 2000, "cooldown_iter": 1600,
+            "cooldown_at": now + 1200, "end_at": now + 1500, "deadline": now + 1500, "kind": "budget",
+            "length": 1800.0, "step_ms": 40.0, "step_spread": 0.05, "reason": "eval"}
+    plan.update(kw)
+    return plan
+
+
+def test_runs_show_a_planned_runs_cooldown_and_end_and_whether_it_ended_on_time(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from tuigpt.run.plan import clock
+
+    root = tmp_path / "checkpoints"
+    now = time.time()
+    live = write_run(root, "tonight", [_plan_record(now), {"type": "state", "state": "RUNNING", "iter": 400}],
+                     n_iters=401)
+    finished = now - 100
+    write_run(root, "last-night", [_plan_record(finished - 1800, cooldown_begun=True, cooldown_at=None,
+                                                deadline=finished + 2, end_at=finished),
+                                   {"type": "finish", "iter": 2000, "reason": "done", "best_val_loss": 1.5,
+                                    "time": finished}], n_iters=10)
+    write_run(root, "plain", [], n_iters=10)
+    bus = EventBus()
+    server = ControlServer(live, lambda c: None, bus.publish, bus.subscribe)
+    server.start()
+    try:
+        assert main(["runs", "--out_dir", str(root)]) == 0
+    finally:
+        server.stop()
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[-1] == "PLAN"
+    rows = {line.split()[0]: line for line in out.splitlines()[1:4]}
+    assert "400/2,000" in rows["tonight"]  # the plan's iterations, not the start's max_iters
+    assert f"cooldown ~{clock(now + 1200, now, 1800)}, done ~{clock(now + 1500, now, 1800)}" in rows["tonight"]
+    assert f"ended {clock(finished, now, 1800)}, on time (budget {clock(finished + 2, now, 1800)})" in rows["last-night"]
+    assert rows["plain"].rstrip().endswith("-")
