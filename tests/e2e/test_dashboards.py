@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, SHAKESPEARE, TINY
+from conftest import REPO, TINY
+from support.corpus import shakespeare
 from support.dashboards import (
     jsonl_series,
     tensorboard_scalars,
@@ -39,7 +40,7 @@ def _train(tmp_path: Path, *extra: str, env: dict[str, str] | None = None,
            **values: object) -> subprocess.CompletedProcess:
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "run_name": "tiny",
-                                      "data_path": str(SHAKESPEARE), "log_to": ["tensorboard", "wandb", "trackio"],
+                                      "data_path": str(shakespeare()), "log_to": ["tensorboard", "wandb", "trackio"],
                                       "log_project": "dash", "sample_every_eval": True, **values}))
     env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "tuigpt", str(config), "--headless", *extra], capture_output=True,

@@ -14,7 +14,8 @@ import yaml
 from tuigpt.cli import main as cli
 from tuigpt.run.metrics_log import read_metrics
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support.corpus import shakespeare
 
 pytest.importorskip("pyarrow")
 
@@ -23,7 +24,7 @@ pytest.importorskip("pyarrow")
 def run_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> Path:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "run_name": "r",
-                                      "data_path": str(SHAKESPEARE), "sample_every_eval": True,
+                                      "data_path": str(shakespeare()), "sample_every_eval": True,
                                       "telemetry_interval": 0.5}))
     assert cli.main([str(config), "--headless"]) == 0
     capsys.readouterr()

@@ -21,7 +21,8 @@ from tuigpt.run.events import EventBus, IterationStats, Notice, RunStarted, Tele
 from tuigpt.run.metrics_log import MetricsWriter, read_metrics
 from tuigpt.run.readings import GpuSnapshot
 
-from conftest import SHAKESPEARE, TINY
+from conftest import TINY
+from support.corpus import shakespeare
 from support import Recorder, wait_for
 
 
@@ -160,7 +161,7 @@ def test_a_dashboard_whose_package_is_missing_is_one_line_and_the_run_trains(tmp
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(dashboards.PACKAGES, "wandb", ("tuigpt_no_such_package", "Weights & Biases"))
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "data_path": str(SHAKESPEARE),
+    config.write_text(yaml.safe_dump({**TINY, "out_dir": str(tmp_path / "runs"), "data_path": str(shakespeare()),
                                       "log_to": ["wandb"]}))
     assert cli.main([str(config), "--headless"]) == 0
     out = capsys.readouterr().out

@@ -101,7 +101,8 @@ def test_runs_of_two_tokenizers_are_compared_in_bits_per_byte(tmp_path: Path, ca
 
     import yaml
 
-    from conftest import SHAKESPEARE, TINY
+    from conftest import TINY
+    from support.corpus import shakespeare
     from tuigpt.cli import main as cli
     from tuigpt.control.follower import WatchController
     from tuigpt.run.metrics_log import read_metrics
@@ -110,7 +111,7 @@ def test_runs_of_two_tokenizers_are_compared_in_bits_per_byte(tmp_path: Path, ca
     for tokenizer in ("char", "gpt2"):
         config = tmp_path / f"{tokenizer}.yaml"
         config.write_text(yaml.safe_dump({**TINY, "dataset": "text", "tokenizer": tokenizer, "run_name": tokenizer,
-                                          "data_path": str(SHAKESPEARE), "out_dir": str(runs)}))
+                                          "data_path": str(shakespeare()), "out_dir": str(runs)}))
         assert cli.main([str(config), "--headless"]) == 0
     capsys.readouterr()
     evals = {name: [r for r in read_metrics(runs / name / "metrics.jsonl") if r["type"] == "eval"]
