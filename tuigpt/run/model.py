@@ -14,6 +14,7 @@ loss curve, evals, best     ``_loss``, ``_evals``, ``_best`` (:class:`~tuigpt.ru
 health series               ``_health``, ``_layers``
 target projection           ``_tracker`` (:class:`~tuigpt.run.projection.TargetTracker`), ``_typed_target``
 samples, timeline           ``_samples``, ``_timeline``
+the plan (a run to a time)  ``_plan`` (the newest PlanUpdated; its iterations are ``_progress.max_iters``)
 telemetry, cluster          ``_readings``, ``_cluster``
 ==========================  ====================================================================
 
@@ -42,6 +43,7 @@ from tuigpt.run.events import (
     Event,
     HistoryLoaded,
     IterationStats,
+    PlanUpdated,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -164,7 +166,7 @@ class RunSnapshot:
     timeline: tuple[SampleGenerated, ...]  # sample_every_eval's, oldest first
     readings: dict[str, Any]  # the newest telemetry reading of each kind seen ("cpu", "gpu")
     cluster: ClusterStats | None
-    plan: None = None  # issue 23: the deadline plan the trainer publishes, when there is one
+    plan: PlanUpdated | None = None  # a run that ends at a time: the trainer's newest plan
 
     @property
     def over(self) -> bool:
@@ -173,6 +175,13 @@ class RunSnapshot:
     @property
     def log_interval(self) -> int:
         return _log_interval(self.run)
+
+    @property
+    def cooldown_from(self) -> int | None:
+        """The iteration the schedule's cooldown starts after: a plan's (it moves as the run goes), else WSD's."""
+        if self.plan is not None:
+            return self.plan.cooldown_iter
+        return self.run.cooldown_from if self.run is not None else None
 
 
 def _log_interval(run: RunStarted | None) -> int:
@@ -216,6 +225,7 @@ class RunModel:
         self._timeline: deque[SampleGenerated] = deque(maxlen=TIMELINE_KEPT)
         self._readings: dict[str, Any] = {}
         self._cluster: ClusterStats | None = None
+        self._plan: PlanUpdated | None = None
         self._errors: dict[str, str] = {}
 
     # ------------------------------------------------------------ in
@@ -293,6 +303,8 @@ class RunModel:
                     self._take_sample(past)
                 elif isinstance(past, EvalResult):
                     self._evals_seen += 1
+                elif isinstance(past, PlanUpdated):
+                    self._plan = past
             return
         if isinstance(event, RunStarted):
             self._run = event
@@ -322,6 +334,8 @@ class RunModel:
             self._readings[event.kind] = event.data
         elif isinstance(event, ClusterStats):
             self._cluster = event
+        elif isinstance(event, PlanUpdated):
+            self._plan = event
 
     def _guard(self, part: str, take: Any, event: Event) -> None:
         try:
@@ -405,7 +419,8 @@ class RunModel:
                 now=now, version=self._version, run=self._run, state=self._state, outcome=self._outcome,
                 progress=progress, schedule=schedule, evaluating=self._evaluating, evals_seen=self._evals_seen,
                 loss=loss, health=health, target=self._target_view(now), samples=tuple(self._samples),
-                timeline=tuple(self._timeline), readings=dict(self._readings), cluster=self._cluster)
+                timeline=tuple(self._timeline), readings=dict(self._readings), cluster=self._cluster,
+                plan=self._plan)
 
     def _target_view(self, now: float | None) -> TargetView:
         target = self._target()

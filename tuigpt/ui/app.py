@@ -362,7 +362,7 @@ class TuiGptApp(App[int]):
         extra, legend = self._projection(snap) or ([], None)
         run = snap.run
         self._loss.draw(snap.loss, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
-                        extra=extra, cooldown_from=run.cooldown_from if run is not None else None,
+                        extra=extra, cooldown_from=snap.cooldown_from,
                         tokenizer=run.tokenizer if run is not None else None,
                         bytes_per_token=run.bytes_per_token if run is not None else None)
         if legend is not None and self._loss.data is not None:  # the projection's words in the title, its swatch

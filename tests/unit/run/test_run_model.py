@@ -205,3 +205,34 @@ def test_a_foreign_record_is_reported_not_raised() -> None:
     assert snap.progress.iteration == 10 and snap.health.error is None and len(snap.health.points) == 1
     model.record(iteration(11, time=0.0))
     assert model.snapshot().loss.recent[-1][0] == 11
+
+
+def test_a_plan_is_the_runs_length_cooldown_and_end_in_every_view() -> None:
+    """A run to a time (issue 23): its newest plan decides where it ends (progress, ETA, the iteration lines), where
+    its cooldown starts on the chart, and what the start, plan and status lines say, from one model."""
+    import dataclasses
+
+    from tuigpt.run.events import PlanUpdated
+    from tuigpt.run.plan import clock
+    from tuigpt.ui.widgets.status import time_parts
+
+    model = RunModel()
+    start = dataclasses.replace(run_started(max_iters=0), end_kind="budget", end_text="10m",
+                                deadline=run_started().time + 600, cooldown_from=None)
+    words = [line.text for line in model.record(start)]
+    assert "iter 0 | time budget 10m" in words[0] and "max_iters derived from the plan" in words[0]
+    now = start.time + 60
+    plan = PlanUpdated(iter=100, total_iters=1_500, cooldown_iter=1_200, cooldown_at=now + 400, end_at=now + 530,
+                       deadline=start.time + 600, kind="budget", length=600.0, step_ms=40.0, step_spread=0.05,
+                       reason="eval", time=now)
+    words = [line.text for line in model.record(plan)]
+    assert words == [f"plan (at the eval): cooldown from ~{clock(now + 400, now, 600)} (iter 1,200), done "
+                     f"~{clock(now + 530, now, 600)} · 1,500 iters · steps 40.0 ms ±5%"]
+    line = model.record(IterationStats(iter=1_500, loss=1.5, lr=1e-4, ms_per_iter=40.0, tokens_per_sec=1.0, mfu=None,
+                                       tokens_seen=1, train_seconds=60.0, time=now + 1))
+    assert line[0].text.startswith("iter 1500/1500 | loss 1.5000")  # the plan's last iteration, printed as the last
+    snap = model.snapshot(now + 1)
+    assert snap.plan == plan and snap.progress.max_iters == 1_500 and snap.cooldown_from == 1_200
+    parts = [text for _, text, _ in time_parts(snap)]
+    assert f"cooldown ~{clock(now + 400, now + 1, 600)}, done ~{clock(now + 530, now + 1, 600)}" in parts
+    assert dataclasses.replace(snap, plan=None).cooldown_from is None  # the run's own (no WSD here)

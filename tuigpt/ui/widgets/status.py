@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import ProgressBar, Static
 
-from tuigpt.run import fmt
+from tuigpt.run import fmt, plan
 from tuigpt.run.events import RunState
 from tuigpt.run.model import RunSnapshot
 
@@ -126,7 +126,7 @@ class StatusBar(Widget):
             self._update(self._iter_label, "iter –")
             self._update(self._time_label, "")
             return
-        run, outcome, max_iters = snap.run, snap.outcome, snap.run.max_iters
+        run, outcome, max_iters = snap.run, snap.outcome, snap.progress.max_iters  # a plan's, in a run to a time
         last = snap.progress.last
         iteration = outcome.iter if outcome is not None else (last.iter if last is not None else run.start_iter)
         self._update(self._iter_label, f"iter {iteration:,}/{max_iters:,}" if max_iters else f"iter {iteration:,}")
@@ -201,6 +201,9 @@ def time_parts(snap: RunSnapshot) -> list[Part]:
             parts.append((9, "(paused)", "bold"))
         elif eta is not None:
             parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
+    if snap.plan is not None:  # a run to a time: when its cooldown starts and when it ends, or how it ended
+        ended = outcome.time if outcome is not None else None
+        parts.append((9, plan.short(snap.plan, now, ended), "bold" if outcome is None else ""))
     if snap.target.status:
         parts.append((7, snap.target.status, ""))  # asked for (target_loss, T): kept before the elapsed time
     return parts
