@@ -168,7 +168,7 @@ def tuigpt_cosine(seed: int, budget: float, tmp: Path, guess: int, extra: list[s
 def _tuigpt_result(lines: list[tuple[float, str]], total: float, code: int, run_dir: Path, budget: float,
                    command: str, **more: object) -> dict:
     evals = [(float(m.group(2)), int(m.group(1)), t) for t, line in lines
-             if (m := re.match(r"eval iter (\d+) \| train loss [\d.]+ \| val loss ([\d.]+)", line))]
+             if (m := re.match(r"eval iter (\d+) \| train loss [\d.]+(?: · [\d.]+ bpb)? \| val loss ([\d.]+)", line))]
     finished = [(t, line) for t, line in lines if re.match(r"(done|stopped) at iter", line)]
     return {"command": command, "exit": code, "seconds": total, "finished_line_at": finished[-1][0] if finished else None,
             "budget": budget, "iters": evals[-1][1] if evals else None, "own_val": evals[-1][0] if evals else None,

@@ -82,6 +82,16 @@ RECIPES: dict[str, dict[str, str]] = {
                  "lr_decay_iters": "1250", "cooldown_frac": "0.4", "min_lr": "1e-5"},
     "all-1000": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "1000",
                  "lr_decay_iters": "1000", "cooldown_frac": "0.5", "min_lr": "1e-5"},
+    # a lower floor than the shipped schedule's (issue 22 asks for <= 1.43): a longer cooldown, more dropout
+    # against the over-fitting, a higher Muon rate
+    "all-1500": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "1500",
+                 "lr_decay_iters": "1500", "cooldown_frac": "0.4", "min_lr": "1e-5"},
+    "all-2000-d3": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "2000",
+                    "lr_decay_iters": "2000", "cooldown_frac": "0.5", "min_lr": "1e-5", "dropout": "0.3"},
+    "all-2500-d3": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "2500",
+                    "lr_decay_iters": "2500", "cooldown_frac": "0.5", "min_lr": "1e-5", "dropout": "0.3"},
+    "all-1500-m3": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "1500",
+                    "lr_decay_iters": "1500", "cooldown_frac": "0.4", "min_lr": "1e-5", "muon_lr": "0.03"},
 }
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 NANO_EVAL = re.compile(r"^eval (\d+) val ([\d.]+) at")
-TUI_EVAL = re.compile(r"^eval iter (\d+) \| train loss [\d.]+ \| val loss ([\d.]+)")
+TUI_EVAL = re.compile(r"^eval iter (\d+) \| train loss [\d.]+(?: · [\d.]+ bpb)? \| val loss ([\d.]+)")  # bpb since issue 25
 
 
 def race(command: list[str], pattern: re.Pattern[str], target: float | None, timeout: float,

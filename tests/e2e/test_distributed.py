@@ -288,7 +288,8 @@ def test_torchrun_trains_and_checkpoints_move_between_world_sizes(tiny_yaml: Pat
     assert "written by 2 rank(s) with 2 saved batch stream(s), this run has 1" in one.stdout
     assert load_checkpoint(run_dir / "last.pt")["world_size"] == 1
 
-    bad = subprocess.run([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--nproc", "2", "--resume", "--batch_size=1"],
+    bad = subprocess.run([sys.executable, "-m", "tuigpt", str(tiny_yaml), "--nproc", "2", "--resume", "--batch_size=1",
+                          "--max_iters=30"],
                          capture_output=True, text=True, env=cli_env, cwd=REPO, timeout=60)
     assert bad.returncode == 2 and "cannot be shared evenly by 2 ranks: use --batch_size=2" in bad.stderr
     assert "OMP_NUM_THREADS" not in bad.stderr  # refused before launching anything

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -218,12 +219,14 @@ def _setup_seconds(started: float, candidates: list[Candidate]) -> float:
 
 
 def _startup_seconds() -> float:
-    """This process's age once torch is imported: what a fresh `tuigpt` run spends before its set-up."""
-    import torch  # noqa: F401  (timed by the age it adds)
-
-    from tuigpt.engine.planner import _process_age
-
-    return _process_age()
+    """What a fresh `tuigpt` run spends before its set-up: starting Python and importing torch, timed as a process of
+    its own (this process's age would count whatever ran in it before, a test session's minutes)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, timeout=600)
+    if done.returncode:
+        raise UserError(f"cannot time a fresh start here: {sys.executable} -c 'import torch' failed "
+                        f"({done.stderr.decode(errors='replace').strip().splitlines()[-1:]})")
+    return time.perf_counter() - started
 
 
 def _plan(result: Any, config: Any, seconds: float) -> pl.Plan:

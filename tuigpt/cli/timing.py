@@ -9,7 +9,6 @@ changed during a comparison voids it (:mod:`tuigpt.run.rounds`).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import statistics
 import sys
@@ -140,9 +139,8 @@ class Bench:
     """One config's trainer, warmed up once, timed in as many rounds as asked, then measured for the rest."""
 
     def __init__(self, config: Any, label: str = "") -> None:
-        import torch
-
         from tuigpt.engine.calibration import resolve_peak
+        from tuigpt.engine.device import reset_peak_memory
         from tuigpt.engine.trainer import Trainer
 
         self.label = label
@@ -156,9 +154,7 @@ class Bench:
             self.peak_warning = peak.warning if peak is not None else None
         except Exception as exc:  # a failed calibration must not stop the bench; MFU then says n/a
             self.peak_flops, self.peak_label, self.peak_warning = None, f"no peak ({type(exc).__name__}: {exc})", None
-        self.on_cuda = self.trainer.device.type == "cuda"
-        if self.on_cuda:
-            torch.cuda.reset_peak_memory_stats(self.trainer.device)
+        reset_peak_memory(self.trainer.device)
         self.first_ms = 0.0
         self.step_ms: list[float] = []
         self.round_ms: list[float] = []
@@ -197,11 +193,13 @@ class Bench:
 
     def finish(self) -> BenchResult:
         """Memory, one eval's forward time, and the result; the trainer is closed and freed."""
-        import torch
+        from tuigpt.engine.device import peak_memory
+        from tuigpt.engine.evaluation import forward_ms
 
         trainer = self.trainer
         rss_now = rss_bytes()
-        forward_ms = _time_forward(trainer)
+        forward = forward_ms(trainer.eval_model, trainer.raw_model, trainer.sampler, trainer.stepper.autocast,
+                             trainer.device, FORWARD_REPEATS)
         config = trainer.config
         result = BenchResult(
             label=self.label, n_params=trainer.n_params,
@@ -211,10 +209,10 @@ class Bench:
             tokens_per_iter=trainer.tokens_per_iter, flops_per_token=trainer.flops_per_token,
             device=str(trainer.device), dtype=trainer.precision.name, dtype_reason=trainer.precision.reason,
             threads=trainer.threads, compile=trainer.compiled, step_ms=self.step_ms, first_step_ms=self.first_ms,
-            forward_ms=forward_ms, peak_flops=self.peak_flops, peak_label=self.peak_label,
+            forward_ms=forward, peak_flops=self.peak_flops, peak_label=self.peak_label,
             peak_warning=self.peak_warning, peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_now,
             compile_reason=trainer.compile_reason,
-            gpu_max_bytes=int(torch.cuda.max_memory_allocated(trainer.device)) if self.on_cuda else None,
+            gpu_max_bytes=peak_memory(trainer.device),
             max_iters=None if self.planned else config.max_iters, eval_interval=config.eval_interval,
             eval_iters=config.eval_iters, round_ms=self.round_ms, loads=self.loads, stretches=self.stretches,
             cpus=self.cpus, setup_seconds=self.setup_seconds)
@@ -222,15 +220,14 @@ class Bench:
         return result
 
     def close(self) -> None:
-        import torch
+        from tuigpt.engine.device import release_memory
 
         if self.trainer is None:
             return
         self.trainer.close()  # its run directory's lock (the folder is a temporary one)
         self.trainer = None  # type: ignore[assignment]
         gc.collect()
-        if self.on_cuda:
-            torch.cuda.empty_cache()
+        release_memory()
 
 
 def bench_config(config: Any, *, steps: int, warmup: int, label: str = "",
@@ -318,30 +315,3 @@ def compare_configs(configs: list[tuple[str, Any]], *, steps: int, warmup: int, 
     finally:
         for bench in benches:
             bench.close()
-
-
-def _time_forward(trainer: Any) -> float:
-    """Milliseconds of one forward-only batch in eval mode under the run's autocast: what evals cost."""
-    import torch
-
-    precision = trainer.precision
-    autocast: Callable[[], Any] = (
-        (lambda: torch.autocast(device_type=trainer.device.type, dtype=precision.torch_dtype))
-        if precision.autocast else contextlib.nullcontext)
-    trainer.raw_model.eval()
-    samples = []
-    try:
-        with torch.no_grad():
-            for i in range(FORWARD_REPEATS + 1):  # the first one untimed (eval-mode recompile, allocation)
-                x, y = trainer.sampler.get_batch("val")
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize(trainer.device)
-                t0 = time.perf_counter()
-                with autocast():
-                    _, loss = trainer.model(x, y)
-                loss.item()
-                if i:
-                    samples.append((time.perf_counter() - t0) * 1000.0)
-    finally:
-        trainer.raw_model.train()
-    return statistics.median(samples)

@@ -94,9 +94,9 @@ def time_row(config_path: str, overrides: dict[str, str], row: Row, ranks: int, 
                   telemetry_interval="0")
     values["gradient_accumulation_steps"] = str(row.split.accumulation // ranks)  # one rank's share, timed here
     config = load_config(config_path, values)
-    import torch
+    from tuigpt.engine.device import forget_compiled
 
-    torch._dynamo.reset()  # each row compiles afresh: no stale graphs, no recompile limit reached across rows
+    forget_compiled()  # each row compiles afresh: no stale graphs, no recompile limit reached across rows
     meter = LoadMeter()
     try:
         result = bench_config(config, steps=steps, warmup=warmup, quiet=True)
@@ -120,14 +120,10 @@ def time_row(config_path: str, overrides: dict[str, str], row: Row, ranks: int, 
 def _release() -> None:
     import gc
 
-    gc.collect()
-    try:
-        import torch
+    from tuigpt.engine.device import release_memory
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
+    gc.collect()
+    release_memory()
 
 
 def tune(config_path: str, overrides: dict[str, str], config: Any, steps: int, warmup: int, rounds: int,

@@ -34,6 +34,7 @@ from tuigpt.run import fmt
 from tuigpt.run.commands import CheckpointNow, Command
 from tuigpt.run.config import (
     APPLY,
+    ARCHS,
     KEEP,
     KEEP_WHY,
     MATCH,
@@ -139,7 +140,10 @@ class CheckpointManager:
         if mismatched:  # every one at once: a nanoGPT config's defaults can differ in four keys
             was = ", ".join(f"{key} was {getattr(saved, key)!r} in the checkpoint but is {getattr(config, key)!r} now"
                             for key in mismatched)
-            fix = " ".join(f"--{key}={getattr(saved, key)}" for key in mismatched)
+            # --arch brings its switches back with it: only a switch the saved arch does not imply is named too
+            implied = ARCHS.get(saved.arch, {}) if "arch" in mismatched else {}
+            fix = " ".join(f"--{key}={getattr(saved, key)}" for key in mismatched
+                           if key not in implied or implied[key] != getattr(saved, key))
             raise UserError(f"cannot resume {self.run_dir}: {was}; resume with {fix}, or start a new run with "
                             f"--run_name=NEW_NAME")
         for key, policy in RESUME_POLICY.items():

@@ -4,6 +4,7 @@ and its bits per byte, with its progress published as it goes."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from typing import Any, Callable
 
@@ -104,3 +105,28 @@ def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:
     spelled = spelled.reshape(-1)
     per_token = per_token.reshape(-1).float()
     return torch.stack([per_token.mean(), (per_token * (spelled > 0)).sum(), spelled.sum().to(per_token.dtype)])
+
+
+@torch.no_grad()
+def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler,
+               autocast: Callable[[], contextlib.AbstractContextManager[Any]], device: torch.device,
+               repeats: int) -> float:
+    """Milliseconds of one forward-only batch in eval mode under the run's autocast (what an eval batch costs, for
+    `bench`'s eval estimate): the median of ``repeats``, after one untimed (eval-mode recompile, allocation), each
+    read back from the device before the clock stops."""
+    raw_model.eval()
+    samples = []
+    try:
+        for i in range(repeats + 1):
+            x, y = sampler.get_batch("val")
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            with autocast():
+                _, loss = model(x, y)
+            loss.item()
+            if i:
+                samples.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        raw_model.train()
+    return statistics.median(samples)

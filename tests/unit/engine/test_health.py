@@ -197,16 +197,16 @@ def test_sample_every_eval_keeps_a_timeline_from_one_prompt_and_seed(tiny_config
 
 def _flat_val_loss(monkeypatch: pytest.MonkeyPatch, vals: list[float]) -> None:
     """The trainer's evals report these val losses in turn (then the last forever): a run that stops improving."""
-    from tuigpt.engine import chores
+    from tuigpt.engine import trainer
 
     left = iter(vals)
     last = [vals[-1]]
 
     def estimate_loss(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         last[0] = next(left, last[0])
-        return {"train": last[0], "val": last[0]}
+        return {"train": last[0], "val": last[0], "train_bpb": None, "val_bpb": None, "batches": 1.0}
 
-    monkeypatch.setattr(chores, "estimate_loss", estimate_loss)
+    monkeypatch.setattr(trainer, "estimate_loss", estimate_loss)
 
 
 def test_a_plateau_alerts_once_and_the_run_goes_on(tiny_config, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,8 +53,16 @@ def load(folder: Path) -> torch.nn.Module:
                                                              torch_dtype=torch.float32).eval()
 
 
+def write_hf(folder: Path, state: dict, args, tokenizer: dict, provenance: dict) -> None:  # noqa: ANN001
+    """The files `tuigpt export --format hf` publishes (hf_files raises before any is made)."""
+    files = hf.hf_files(state, args, tokenizer, provenance)
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
 def export(model: GPT, folder: Path) -> torch.nn.Module:
-    hf.write_hf(folder, model.state_dict(), model.args, CHARS, {"exported_from": "test"})
+    write_hf(folder, model.state_dict(), model.args, CHARS, {"exported_from": "test"})
     return load(folder)
 
 
@@ -121,7 +129,7 @@ def test_a_block_no_transformers_class_computes_is_refused_before_writing(tmp_pa
                                                                           named: str) -> None:
     model = scrambled(**args)
     with pytest.raises(UserError, match=re.escape(named)) as err:
-        hf.write_hf(tmp_path / "hf", model.state_dict(), model.args, CHARS, {})
+        write_hf(tmp_path / "hf", model.state_dict(), model.args, CHARS, {})
     assert "\n" not in str(err.value) and not (tmp_path / "hf").exists()
 
 

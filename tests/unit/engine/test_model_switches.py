@@ -131,7 +131,8 @@ def test_a_modern_run_saves_its_switches_and_resumes_exactly(tiny_config) -> Non
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"arch": "gpt2"}, "arch was 'modern' in the checkpoint but is 'gpt2' now; use arch='modern'"),
+    ({"arch": "gpt2"}, "arch was 'modern' in the checkpoint but is 'gpt2' now, rope was True .*; resume with --arch=modern, "
+                       "or start a new run"),
     ({"rmsnorm": False}, "rmsnorm was True in the checkpoint but is False now"),
     ({"logit_softcap": 30.0}, "logit_softcap was 15.0 in the checkpoint but is 30.0 now"),
 ])
