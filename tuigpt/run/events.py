@@ -86,6 +86,9 @@ class RunStarted(Event):
     end_kind: str = ""
     end_text: str = ""
     deadline: float | None = None
+    # the run's wall time in its earlier sessions, up to the checkpoint this one resumed from (0 for a fresh run;
+    # None in records written before it): a run's elapsed time counts every session, never the gaps between them
+    elapsed_before: float | None = None
 
     @property
     def compile_text(self) -> str:
@@ -208,12 +211,16 @@ class RunFinished(Event):
     reason: EndReason
     best_val_loss: float | None
     last_val_loss: float | None
+    # the run's times over all its sessions up to here (a resume continues them from its checkpoint; the gaps
+    # between sessions are not counted). Records written before session_seconds counted wall, eval and checkpoint
+    # time of their own session only.
     wall_seconds: float
     train_seconds: float
     eval_seconds: float
     checkpoint_seconds: float
     last_checkpoint: str | None
     tokens_seen: int
+    session_seconds: float | None = None  # this session's wall time (None in records written before it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reason", EndReason(self.reason))  # "done" read from a record is the same ending
@@ -297,6 +304,9 @@ class HistoryLoaded(Event):
     """Iterations and evals of earlier sessions, read back from metrics.jsonl (thinned), oldest first."""
 
     events: list[Event]
+    # (time, elapsed_before) of each session start among them (elapsed_before None in older records): where the
+    # run's elapsed time picks up after a gap between sessions
+    sessions: tuple[tuple[float, float | None], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ keeps a copy of run state of its own. Each piece of state has one owner here:
 ==========================  ====================================================================
 state, outcome              ``_state``, ``_outcome`` (an ending's state comes from its EndReason)
 position, speed, ETA        ``_progress`` (:class:`~tuigpt.run.numbers.RunProgress`)
-eval schedule               ``_progress.eval_interval`` (the trainer's, as published), ``_next_eval``,
+elapsed (every session)     ``_clock`` (:class:`~tuigpt.run.numbers.RunClock`)
+eval schedule               ``_progress.eval_interval`` (the trainer's, as published), ``_progress.next_eval()``,
                             ``_requested`` (asked for by this front end, not confirmed yet)
 the eval under way          ``_evaluating``
 loss curve, evals, best     ``_loss``, ``_evals``, ``_best`` (:class:`~tuigpt.run.series.DownsampledSeries`)
@@ -52,7 +53,7 @@ from tuigpt.run.events import (
     StateChanged,
     TelemetrySnapshot,
 )
-from tuigpt.run.numbers import Ema, RunProgress
+from tuigpt.run.numbers import Ema, Eta, RunClock, RunProgress
 from tuigpt.run.projection import TargetProjection, TargetTracker, describe
 from tuigpt.run.series import DownsampledSeries, EvalPoint, LossPoint
 from tuigpt.run.wording import Context, Line, lines_for
@@ -81,7 +82,9 @@ class Progress:
     eval_seconds: float
     n_evals: int
     checkpoint_seconds: float
-    eta_seconds: float | None
+    eta_seconds: float | None  # eta's seconds
+    eta: Eta | None = None  # time left with its range, from the first step (run/numbers.py RunProgress.eta)
+    elapsed: float | None = None  # the run's wall time over all its sessions, up to now or its end (RunClock)
 
     @property
     def mean_eval_seconds(self) -> float | None:
@@ -93,7 +96,7 @@ class EvalSchedule:
     """The eval interval the trainer uses, the next eval it announced, and one this front end asked for."""
 
     interval: int | None  # None until the run started
-    next_eval: int | None  # announced with the last change of interval (None before any change)
+    next_eval: int | None  # the next multiple of the interval, or the run's end (None before the run, at its end)
     requested: int | None  # sent, not confirmed by the trainer yet
 
     @property
@@ -177,11 +180,21 @@ class RunSnapshot:
         return _log_interval(self.run)
 
     @property
+    def untrained_eval(self) -> bool:
+        """The eval under way is the untrained model's: the one at iteration 0 of a run that did not resume."""
+        return self.evaluating is not None and untrained(self.evaluating.iter, self.run)
+
+    @property
     def cooldown_from(self) -> int | None:
         """The iteration the schedule's cooldown starts after: a plan's (it moves as the run goes), else WSD's."""
         if self.plan is not None:
             return self.plan.cooldown_iter
         return self.run.cooldown_from if self.run is not None else None
+
+
+def untrained(iteration: int, run: RunStarted | None) -> bool:
+    """Whether an eval at ``iteration`` is of the untrained model (the trainer evaluates it first in a fresh run)."""
+    return iteration == 0 and (run is None or not run.resumed)
 
 
 def _log_interval(run: RunStarted | None) -> int:
@@ -203,7 +216,6 @@ class RunModel:
         self._settled = RunState.STARTING  # the last state that was not a busy one
         self._outcome: RunFinished | RunFailed | None = None
         self._progress = RunProgress()
-        self._next_eval: int | None = None
         self._requested: int | None = None
         self._evaluating: EvalProgress | None = None
         self._evals_seen = 0
@@ -226,6 +238,7 @@ class RunModel:
         self._readings: dict[str, Any] = {}
         self._cluster: ClusterStats | None = None
         self._plan: PlanUpdated | None = None
+        self._clock = RunClock()
         self._errors: dict[str, str] = {}
 
     # ------------------------------------------------------------ in
@@ -290,9 +303,11 @@ class RunModel:
             target = describe(self._tracker, self._progress, goal, event.time)
         eta = self._progress.eta_seconds() if isinstance(event, IterationStats) else None
         return Context(max_iters=self._progress.max_iters, log_interval=_log_interval(self._run), eta_seconds=eta,
-                       settled=settled, evals_seen=self._evals_seen - isinstance(event, EvalResult), target=target)
+                       settled=settled, evals_seen=self._evals_seen - isinstance(event, EvalResult), target=target,
+                       untrained=isinstance(event, EvalProgress) and untrained(event.iter, self._run))
 
     def _fold(self, event: Event) -> None:
+        self._guard("clock", self._take_time, event)
         self._guard("progress", self._progress.observe, event)
         self._guard("target", self._tracker.observe, event)
         self._guard("loss", self._take_loss, event)
@@ -321,8 +336,7 @@ class RunModel:
             self._settled = self._state
             self._evaluating = None
         elif isinstance(event, EvalIntervalChanged):
-            self._next_eval = event.next_eval_iter
-            self._requested = None
+            self._requested = None  # (the next eval follows from the interval and the iteration: RunProgress)
         elif isinstance(event, EvalProgress):
             self._evaluating = event
         elif isinstance(event, EvalResult):
@@ -337,6 +351,17 @@ class RunModel:
         elif isinstance(event, PlanUpdated):
             self._plan = event
 
+    def _take_time(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._clock.start(event.time, event.elapsed_before, event.resumed)
+        elif isinstance(event, HistoryLoaded):
+            for when, before in event.sessions:
+                self._clock.start(when, before)
+            for past in event.events:
+                self._clock.mark(past.time)
+            return
+        self._clock.mark(event.time)
+
     def _guard(self, part: str, take: Any, event: Event) -> None:
         try:
             take(event)
@@ -345,7 +370,8 @@ class RunModel:
 
     def _take_loss(self, event: Event) -> None:
         if isinstance(event, IterationStats):
-            self._loss.append(event.iter, event.loss, self._ema.update(event.loss), event.tokens_seen, event.time)
+            self._loss.append(event.iter, event.loss, self._ema.update(event.loss), event.tokens_seen,
+                              self._clock.elapsed(event.time))  # the wall-clock axis: the run's time, gaps left out
         elif isinstance(event, EvalResult):
             self._add_eval((event.iter, event.train_loss, event.val_loss, event.train_bpb, event.val_bpb))
         elif isinstance(event, CheckpointWritten):
@@ -404,12 +430,16 @@ class RunModel:
         ``recent_window`` caps the zoomed-in loss view."""
         with self._lock:
             p = self._progress
+            eta = p.eta()
+            end = self._outcome.time if self._outcome is not None else now
+            elapsed = self._clock.elapsed(end) if end is not None and self._run is not None else None
             progress = Progress(iteration=p.iteration, max_iters=p.max_iters, last=p.last, ms_per_iter=p.ms_per_iter,
                                 ms_recent=p.speed.values, tokens_per_sec_avg=p.tokens_per_sec_avg, mfu_avg=p.mfu_avg,
                                 eval_seconds=p.eval_seconds, n_evals=p.evals,
-                                checkpoint_seconds=self._checkpoint_seconds, eta_seconds=p.eta_seconds())
-            schedule = EvalSchedule(p.eval_interval if self._run is not None else None, self._next_eval,
-                                    self._requested)
+                                checkpoint_seconds=self._checkpoint_seconds,
+                                eta_seconds=eta.seconds if eta is not None else None, eta=eta, elapsed=elapsed)
+            schedule = EvalSchedule(p.eval_interval if self._run is not None else None,
+                                    p.next_eval() if self._run is not None else None, self._requested)
             loss = LossView(self._loss_version, self._loss.recent(recent_window), self._loss.whole(),
                             list(self._evals), self._best)
             layers_iter, layers = self._layers if self._layers is not None else (None, None)

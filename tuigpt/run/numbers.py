@@ -7,6 +7,7 @@ so they agree to the digit. :class:`RunProgress` turns a run's events into its s
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import deque
@@ -27,6 +28,13 @@ from tuigpt.run.events import (
 
 SPEED_WINDOW = 50  # ms/iter is the median of this many recent iterations: one slow step (a GC pause) moves nothing
 WARMUP_ITERS = 5  # the first iterations of every session (allocation, compile, caches) are left out of speeds
+# The ETA's speed: the mean seconds per iteration over the last ETA_WINDOW_SECONDS of training (all of it while the
+# run is younger). A mean, not ms/iter's median: on a CPU shared with another process the steps it slows are the
+# long tail, and the median ended a run 25% after its ETA (issue 27). Minutes, not 50 steps: the median of 50 steps
+# flipped between 13m22s and 4m29s within 40 s as the other process came and went; a 5-minute mean moves by at most
+# the share of the window a burst fills.
+ETA_WINDOW_SECONDS = 300.0
+ETA_CHUNKS = 5  # the window cut in this many stretches of equal training time: the fastest and slowest give the range
 EMA_BETA = 0.95
 
 
@@ -199,6 +207,143 @@ class SpeedWindow:
         return list(self._ms)
 
 
+@dataclass(frozen=True)
+class Eta:
+    """Time left, with a range: ``seconds`` at the window's mean speed, ``low``/``high`` at its fastest and slowest
+    stretch (:class:`ThroughputWindow`); the evals still to come are in all three. ``steps``: the steps it is
+    timed on; while only warm-up steps are (``warm_up``), it is rough and says so."""
+
+    seconds: float
+    low: float
+    high: float
+    steps: int
+    warm_up: bool
+
+
+class ThroughputWindow:
+    """Seconds per iteration over the last ETA_WINDOW_SECONDS of training, from each iteration's ``train_seconds``
+    (the run's training time, evals, checkpoints and pauses excluded), so thinned points (a watched run's history,
+    the socket's few a second) time the iterations between them too. The first WARMUP_ITERS of each session are
+    left out once a later step is timed; until then they are all there is (a rough estimate from the first step)."""
+
+    def __init__(self, seconds: float = ETA_WINDOW_SECONDS, warmup: int = WARMUP_ITERS) -> None:
+        self._seconds = seconds
+        self._warmup = warmup
+        self._spans: deque[tuple[int, float]] = deque()  # (iterations, their seconds) between consecutive points
+        self._sum_iters, self._sum_seconds = 0, 0.0
+        self._last: tuple[int, float] | None = None  # (iteration, train_seconds) of the newest point counted
+        self._warm: list[float] = []  # seconds of this session's warm-up steps
+        self._session = 0
+
+    def new_session(self) -> None:
+        self._session = 0
+        self._warm = []
+        self._last = None  # a resume's warm-up steps are not spanned
+
+    def add(self, e: IterationStats, live: bool = True) -> None:
+        """One iteration (``live``: of this session, its warm-up counted; else a past one, already warm)."""
+        if live:
+            self._session += 1
+            if self._session <= self._warmup:
+                if e.ms_per_iter > 0:
+                    self._warm.append(e.ms_per_iter / 1000.0)
+                self._last = None
+                return
+        while self._spans and self._last is not None and e.iter <= self._last[0]:  # a rewind went back: start over
+            self._spans.clear()
+            self._sum_iters, self._sum_seconds, self._last = 0, 0.0, None
+        if self._last is not None:
+            iters = e.iter - self._last[0]
+            seconds = e.train_seconds - self._last[1]
+            if not seconds > 0:  # a record without training time: the newest step's own time for each
+                seconds = iters * max(0.0, e.ms_per_iter) / 1000.0
+            if seconds > 0:
+                self._spans.append((iters, seconds))
+                self._sum_iters += iters
+                self._sum_seconds += seconds
+                while len(self._spans) > 1 and self._sum_seconds - self._spans[0][1] >= self._seconds:
+                    n, s = self._spans.popleft()
+                    self._sum_iters -= n
+                    self._sum_seconds -= s
+        self._last = (e.iter, e.train_seconds)
+
+    @property
+    def steps(self) -> int:
+        """The iterations the speed is taken over (the warm-up steps while they are all there is)."""
+        return self._sum_iters or len(self._warm)
+
+    @property
+    def warm_up_only(self) -> bool:
+        return not self._sum_iters and bool(self._warm)
+
+    def seconds_per_iter(self) -> tuple[float, float, float] | None:
+        """(mean, fastest stretch, slowest stretch) seconds per iteration; None before any step."""
+        if self._sum_iters:
+            chunks: list[float] = []
+            target = self._sum_seconds / ETA_CHUNKS
+            n, s = 0, 0.0
+            for iters, seconds in self._spans:
+                n, s = n + iters, s + seconds
+                if s >= target:
+                    chunks.append(s / n)
+                    n, s = 0, 0.0
+            if n:
+                chunks.append(s / n)
+            return self._sum_seconds / self._sum_iters, min(chunks), max(chunks)
+        if self._warm:
+            # warm-up only: the first step pays for allocation (and a compile), so the later ones say more
+            steps = self._warm[1:] or self._warm
+            return sum(steps) / len(steps), min(self._warm), max(self._warm)
+        return None
+
+
+class RunClock:
+    """A run's elapsed time: its wall time summed over its sessions, the gaps between sessions (no process
+    running) left out, a pause counted (the process ran). One definition for the header's "elapsed", the closing
+    line and the loss chart's wall-clock axis.
+
+    Each session starts at its RunStarted's time with the elapsed time of the sessions before it (``elapsed_before``,
+    from the checkpoint it resumed from); a record without it (written before it existed) picks up where the last
+    time seen before it left off."""
+
+    def __init__(self) -> None:
+        self._starts: list[float] = []  # session starts, in time order
+        self._before: list[float | None] = []  # elapsed when each started (None: unknown, see above)
+        self._seen: list[float] = []  # the latest time mapped in each session
+
+    def start(self, when: float, elapsed_before: float | None, resumed: bool = True) -> None:
+        k = bisect.bisect_left(self._starts, when)
+        if k < len(self._starts) and self._starts[k] == when:
+            return  # the same session twice (a history replay, then live)
+        self._starts.insert(k, when)
+        self._before.insert(k, elapsed_before if elapsed_before is not None or resumed else 0.0)
+        self._seen.insert(k, when)
+
+    def mark(self, when: float) -> None:
+        """An event of the run happened at ``when`` (where its session got to, for the next one's start)."""
+        k = bisect.bisect_right(self._starts, when) - 1
+        if k >= 0:
+            self._seen[k] = max(self._seen[k], when)
+
+    def elapsed(self, when: float) -> float:
+        """The run's elapsed seconds at wall time ``when`` (``when`` itself before any session is known; counted
+        back from the first session known for a time before it)."""
+        if not self._starts:
+            return when
+        k = max(0, bisect.bisect_right(self._starts, when) - 1)
+        return self._before_session(k) + when - self._starts[k]
+
+    def _before_session(self, k: int) -> float:
+        for j in range(k, -1, -1):  # back to the nearest session that knows its own start
+            if self._before[j] is not None:
+                return float(self._before[j]) + sum(self._seen[i] - self._starts[i] for i in range(j, k))  # type: ignore[arg-type]
+        return sum(self._seen[i] - self._starts[i] for i in range(k))
+
+    @property
+    def sessions(self) -> int:
+        return len(self._starts)
+
+
 class RunProgress:
     """A run's position, speed and time left, from its events (what every front end shows as ETA).
 
@@ -210,8 +355,10 @@ class RunProgress:
         self.eval_interval = 1
         self.iteration: int | None = None
         self.speed = SpeedWindow()
+        self.throughput = ThroughputWindow()
         self.eval_seconds = 0.0
         self.evals = 0
+        self._announced: int | None = None  # the next eval the trainer announced with its last change of interval
         self._tps_sum = self._mfu_sum = 0.0
         self._tps_n = self._mfu_n = 0
         self.last: IterationStats | None = None
@@ -220,6 +367,7 @@ class RunProgress:
         if isinstance(event, IterationStats):
             self.iteration = event.iter
             self.last = event
+            self.throughput.add(event)
             if self.speed.add(event.ms_per_iter):
                 self._tps_sum += event.tokens_per_sec
                 self._tps_n += 1
@@ -234,13 +382,18 @@ class RunProgress:
             if self.iteration is None or event.resumed:
                 self.iteration = event.start_iter
             self.speed.new_session()
+            self.throughput.new_session()
         elif isinstance(event, EvalIntervalChanged):
             self.eval_interval = max(1, event.eval_interval)
+            self._announced = event.next_eval_iter
         elif isinstance(event, PlanUpdated):  # a run that ends at a time: its plan says where it ends
             self.max_iters = event.total_iters
         elif isinstance(event, HistoryLoaded):
             past = [e for e in event.events if isinstance(e, IterationStats)]
             self.speed.add_past(e.ms_per_iter for e in past)
+            if self.throughput.steps == 0:  # (a live run folds its history before its first step)
+                for e in past:
+                    self.throughput.add(e, live=False)
             for e in event.events:
                 if isinstance(e, EvalResult):
                     self._count_eval(e)
@@ -270,20 +423,38 @@ class RunProgress:
     def mfu_avg(self) -> float | None:
         return self._mfu_sum / self._mfu_n if self._mfu_n else None
 
+    def next_eval(self) -> int | None:
+        """The iteration of the next eval: the next multiple of the interval, or the run's end (the trainer's
+        EvalSchedule), None once the run is at its end."""
+        if self.iteration is None or not self.max_iters or self.iteration >= self.max_iters:
+            return None
+        if self._announced is not None and self._announced > self.iteration:  # (a watcher may lag the trainer)
+            return self._announced
+        return min((self.iteration // self.eval_interval + 1) * self.eval_interval, self.max_iters)
+
     def eta_to(self, iteration: int) -> float | None:
-        """Time from now to ``iteration`` at the recent speed, the evals on the way included (past max_iters too:
+        """Time from now to ``iteration`` at the ETA's speed, the evals on the way included (past max_iters too:
         how long the run would need if it went on)."""
-        if self.iteration is None:
+        rate = self.throughput.seconds_per_iter()
+        if self.iteration is None or rate is None:
             return None
         evals = max(0, iteration // self.eval_interval - self.iteration // self.eval_interval)
-        return eta_seconds(iteration - self.iteration, self.ms_per_iter, evals, self.seconds_per_eval)
+        return eta_seconds(iteration - self.iteration, rate[0] * 1000.0, evals, self.seconds_per_eval)
+
+    def eta(self) -> Eta | None:
+        """Training left at the ETA window's speed (its fastest and slowest stretch for the range), plus the evals
+        still to come (the final one included) at their mean so far. From the first step on; None before it."""
+        rate = self.throughput.seconds_per_iter()
+        if self.iteration is None or rate is None:
+            return None
+        iters = max(0, self.max_iters - self.iteration)
+        evals = evals_remaining(self.iteration, self.max_iters, self.eval_interval) * (self.seconds_per_eval or 0.0)
+        mean, fast, slow = (iters * r + evals for r in rate)
+        return Eta(mean, fast, slow, self.throughput.steps, self.throughput.warm_up_only)
 
     def eta_seconds(self) -> float | None:
-        """Training left at the recent speed, plus the evals still to come (the final one included)."""
-        if self.iteration is None:
-            return None
-        left = evals_remaining(self.iteration, self.max_iters, self.eval_interval)
-        return eta_seconds(self.max_iters - self.iteration, self.ms_per_iter, left, self.seconds_per_eval)
+        eta = self.eta()
+        return eta.seconds if eta is not None else None
 
 
 # ---------------------------------------------------------------- several ranks

@@ -65,6 +65,7 @@ class Line:
     level: str = "info"  # info, warning, error, good, dim (the events log's styles)
     shown: str = BOTH
     marks: tuple[tuple[str, str], ...] = ()  # (part of the text, style) the events log emphasises
+    time: float | None = None  # when it happened, where that is not the event's own time (a history's events)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Context:
     settled: RunState = RunState.STARTING  # the last state that was not a busy one (eval, checkpoint, sample)
     evals_seen: int = 0  # eval results before this event
     target: str = ""  # eval lines: where the loss reaches the run's target ("" without one)
+    untrained: bool = False  # an eval's progress: it is the untrained model's (run/model.py untrained)
 
 
 def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
@@ -95,7 +97,7 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
         return [Line(f"plan ({PLAN_REASONS.get(event.reason, event.reason)}): {plan.describe(event, event.time)}",
                      "dim" if event.reason in ("eval", "speed") else "info")]
     if isinstance(event, EvalProgress):
-        what = " (the untrained model)" if not ctx.evals_seen and event.iter == 0 else ""
+        what = " (the untrained model)" if ctx.untrained else ""
         return [Line(f"eval iter {event.iter}{what} | evaluating {event.done}/{event.total} batches | "
                      f"{fmt.duration(event.seconds)}", shown=PLAIN)]
     if isinstance(event, EvalResult):
@@ -135,9 +137,13 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
     if isinstance(event, RunFinished):
         best = f"{event.best_val_loss:.4f}" if event.best_val_loss is not None else "n/a"
         ok = event.reason in (EndReason.DONE, EndReason.STOPPED)
+        # every time is the run's over its sessions (RunFinished); after a resume, this session's is said apart
+        session = event.session_seconds
+        this = f"; this session {fmt.duration(session)}" if session is not None and \
+            event.wall_seconds - session >= 1.0 else ""
         return [Line(f"{ENDINGS[event.reason]} at iter {event.iter} in {fmt.duration(event.wall_seconds)} (train "
                      f"{fmt.duration(event.train_seconds)}, eval {fmt.duration(event.eval_seconds)}, checkpoints "
-                     f"{fmt.duration(event.checkpoint_seconds)}) | best val loss {best} | checkpoint "
+                     f"{fmt.duration(event.checkpoint_seconds)}{this}) | best val loss {best} | checkpoint "
                      f"{event.last_checkpoint or 'none written'}", "good" if ok else "error")]
     if isinstance(event, RunFailed):
         when = time.strftime("%H:%M:%S", time.localtime(event.time))
@@ -170,8 +176,9 @@ def _history(event: HistoryLoaded) -> list[Line]:
     evals = sum(1 for e in event.events if isinstance(e, EvalResult))
     loggable = [e for e in event.events if isinstance(e, (Notice, CheckpointWritten, EvalResult, NanDetected, Rewound,
                                                           Stalled, Diverging))][-REPLAYED:]
+    first = loggable[0].time if loggable else None
     lines = [Line(f"earlier history: {iters:,} logged iterations, {evals:,} evals; the last {len(loggable)} events:",
-                  "dim", LOG)]
-    for e in loggable:
-        lines += [Line(line.text, line.level, LOG, line.marks) for line in lines_for(e) if line.shown != PLAIN]
+                  "dim", LOG, time=first)]
+    for e in loggable:  # each at the time it happened, not when the history was read
+        lines += [Line(line.text, line.level, LOG, line.marks, e.time) for line in lines_for(e) if line.shown != PLAIN]
     return lines

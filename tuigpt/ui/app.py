@@ -341,8 +341,7 @@ class TuiGptApp(App[int]):
         self._status.snapshot = snap
         if snap.progress.last is None and snap.outcome is None:  # nothing trained yet: what the chart waits for
             evaluating = snap.evaluating if snap.state == ev.RunState.EVALUATING else None
-            first = " the untrained model" if evaluating is not None and snap.evals_seen == 0 and \
-                snap.run is not None and not snap.run.resumed else ""
+            first = " the untrained model" if snap.untrained_eval else ""
             self._loss.set_waiting(f"evaluating{first}: {evaluating.done}/{evaluating.total} batches…"
                                    if evaluating is not None else WAITING)
 

@@ -37,7 +37,7 @@ def test_records_round_trip_to_events() -> None:
              "tokens_per_iter": 10, "flops_per_token": 6, "peak_flops": None, "peak_label": "", "eval_interval": 10,
              "resumed": False, "compiled": True, "compile_reason": "auto: measured 1.30x eager's speed here",
              "cooldown_from": 80, "tokenizer": "gpt2", "bytes_per_token": 3.32, "end_kind": "budget", "end_text": "8h",
-             "deadline": 1e9}
+             "deadline": 1e9, "elapsed_before": 12.5}
     event = event_from_record(start)
     assert isinstance(event, RunStarted) and event_record(event) == start
     # a record written before compile (or the schedule's cooldown) was recorded still reads, as "compile off" with no

@@ -43,13 +43,14 @@ class EventsLog(RichLog):
         self.write(line, scroll_end=self.following)
 
     def add_line(self, when: float, line: Line) -> None:
-        """One of the run model's lines (not those meant for the headless output alone)."""
+        """One of the run model's lines (not those meant for the headless output alone), at the time it happened
+        (a history's line carries its own: `watch` opened later)."""
         if line.shown == PLAIN:
             return
         text = Text(line.text, style=LEVEL_STYLES.get(line.level, ""))
         for part, style in line.marks:
             text.highlight_words([part], style)
-        self.add(when, text, line.level)
+        self.add(line.time if line.time is not None else when, text, line.level)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)

@@ -19,6 +19,7 @@ from textual.widgets import ProgressBar, Static
 from tuigpt.run import fmt, plan
 from tuigpt.run.events import RunState
 from tuigpt.run.model import RunSnapshot
+from tuigpt.run.numbers import Eta
 
 # Named ANSI colours with a contrasting foreground: readable on 16-colour
 # terminals, and the state is spelled out too, so colour is never the only cue.
@@ -183,24 +184,38 @@ class StatusBar(Widget):
         self.note = text.plain.splitlines()[0][:60]
 
 
+def eta_parts(eta: Eta | None, now: float) -> list[Part]:
+    """The ETA: its range (the ETA window's fastest and slowest stretch, evals left included), or "~" and the
+    steps it rests on while only warm-up steps are timed."""
+    if eta is None:
+        return [(8, "ETA n/a: no step yet", "")]
+    if eta.warm_up:
+        return [(8, f"ETA ~{fmt.duration(eta.seconds)}", ""),
+                (3, f"(from {eta.steps} step{'s' * (eta.steps != 1)})", "dim")]
+    low, high = fmt.duration(eta.low), fmt.duration(eta.high)
+    return [(8, f"ETA {low}–{high}" if low != high else f"ETA {fmt.duration(eta.seconds)}", "")]
+
+
 def time_parts(snap: RunSnapshot) -> list[Part]:
     """The progress line after the bar: an eval under way, elapsed, ETA and when, paused, the target."""
     run, outcome = snap.run, snap.outcome
     assert run is not None
     now = outcome.time if outcome is not None else (snap.now if snap.now is not None else run.time)
-    parts: list[Part] = [(6, f"elapsed {fmt.duration(now - run.time)}", "")]
+    elapsed = snap.progress.elapsed if snap.progress.elapsed is not None else now - run.time
+    parts: list[Part] = [(6, f"elapsed {fmt.duration(elapsed)}", "")]  # the run's, every session (RunClock)
     evaluating = snap.evaluating if snap.state == RunState.EVALUATING and outcome is None else None
     if evaluating is not None:
-        first = " the untrained model" if snap.evals_seen == 0 and not run.resumed else ""
+        first = " the untrained model" if snap.untrained_eval else ""
         parts.insert(0, (10, f"evaluating{first}: {evaluating.done}/{evaluating.total} batches, "
                          f"{fmt.duration(evaluating.seconds)}", "bold"))
     if outcome is None:
-        eta = snap.progress.eta_seconds
-        parts.append((8, f"ETA {fmt.duration(eta)}" if eta is not None else "ETA n/a: no step yet", ""))
+        eta = snap.progress.eta
+        parts += eta_parts(eta, now)
         if snap.state == RunState.PAUSED:
             parts.append((9, "(paused)", "bold"))
         elif eta is not None:
-            parts.append((4, f"→ {fmt.clock(now + eta, now)}", ""))
+            soon, late = fmt.clock(now + eta.low, now), fmt.clock(now + eta.high, now)
+            parts.append((4, f"→ {soon}" if soon == late else f"→ {soon}–{late}", ""))
     if snap.plan is not None:  # a run to a time: when its cooldown starts and when it ends, or how it ended
         ended = outcome.time if outcome is not None else None
         parts.append((9, plan.short(snap.plan, now, ended), "bold" if outcome is None else ""))
