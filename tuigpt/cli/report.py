@@ -52,10 +52,12 @@ class Session:
         iters = [r for r in self.records if r.get("type") == "iter"]
         return float(iters[-1].get("train_seconds", before)) if iters else before
 
-    def seconds_of(self, kind: str, key: str) -> float:
+    def seconds_of(self, kind: str, key: str, before: float = 0.0) -> float:
+        """This session's eval or checkpoint seconds: an ending with session_seconds counts the run's (``before``:
+        the run's at the previous session's end), an older one this session's; else its records summed."""
         ending = self.ending
         if ending is not None and isinstance(ending.get(key), (int, float)):
-            return float(ending[key])
+            return float(ending[key]) - (before if "session_seconds" in ending else 0.0)
         return sum(float(r.get("seconds", 0.0)) for r in self.records if r.get("type") == kind)
 
 
@@ -218,12 +220,14 @@ def _time_table(sessions: list[Session]) -> list[str]:
     lines = ["## Where the time went", "", "| session | started | wall | training | evals | checkpoints | the rest | "
              "before it |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     totals = [0.0] * 5
-    train_before, previous_end = 0.0, None
+    train_before, previous_end, evals_before, checkpoints_before = 0.0, None, 0.0, 0.0
     for k, s in enumerate(sessions, 1):
         wall = max(0.0, s.end_time - float(s.start["time"]))
         train_end = s.train_at_end(train_before)
         train = max(0.0, train_end - train_before)
-        evals, checkpoints = s.seconds_of("eval", "eval_seconds"), s.seconds_of("checkpoint", "checkpoint_seconds")
+        evals = max(0.0, s.seconds_of("eval", "eval_seconds", evals_before))
+        checkpoints = max(0.0, s.seconds_of("checkpoint", "checkpoint_seconds", checkpoints_before))
+        evals_before, checkpoints_before = evals_before + evals, checkpoints_before + checkpoints
         rest = max(0.0, wall - train - evals - checkpoints)
         gap = float(s.start["time"]) - previous_end if previous_end is not None else None
         for i, v in enumerate((wall, train, evals, checkpoints, rest)):

@@ -47,6 +47,9 @@ class Built:
     best_val_loss: float | None = None
     last_val_loss: float | None = None
     train_seconds: float = 0.0
+    run_seconds: float | None = 0.0  # the run's wall time before this session (None: not kept)
+    eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
     lr_scale: float = 1.0  # left by on_nan: rewind in an earlier session
     plan_state: dict[str, Any] | None = None  # a run that ends at a time: the resumed checkpoint's plan
     nan_rewinds: int = 0
@@ -193,6 +196,12 @@ def _restore(built: Built, checkpoint: dict[str, Any], checkpoints: ckpt.Checkpo
     built.best_val_loss = checkpoint.get("best_val_loss")
     built.last_val_loss = checkpoint.get("last_val_loss")
     built.train_seconds = float(checkpoint.get("train_seconds", 0.0))
+    # the run's wall, eval and checkpoint time in its earlier sessions (a checkpoint written before they were kept:
+    # wall unknown, None; the model then counts it from the history)
+    run_seconds = checkpoint.get("run_seconds")
+    built.run_seconds = float(run_seconds) if run_seconds is not None else None
+    built.eval_seconds = float(checkpoint.get("eval_seconds", 0.0))
+    built.checkpoint_seconds = float(checkpoint.get("checkpoint_seconds", 0.0))
     built.lr_scale, built.nan_rewinds = float(checkpoint.get("lr_scale", 1.0)), int(checkpoint.get("nan_rewinds", 0))
     built.plan_state = checkpoint.get("plan")
     if built.nan_rewinds:

@@ -79,8 +79,9 @@ def check_structure(state: dict[str, Any], path: Path | str, *, for_training: bo
     args, tokenizer = check_model(state.get("model_args"), state.get("model"), state.get("tokenizer"), path)
     for key in ("best_val_loss", "last_val_loss"):
         state[key] = eval_loss(state.get(key), path, key)
-    if "train_seconds" in state and not (_real(state["train_seconds"]) and state["train_seconds"] >= 0):
-        raise damaged(path, "train_seconds", f"must be a number of seconds, not {_describe(state['train_seconds'])}")
+    for key in ("train_seconds", "run_seconds", "eval_seconds", "checkpoint_seconds"):
+        if key in state and not (_real(state[key]) and state[key] >= 0):
+            raise damaged(path, key, f"must be a number of seconds, not {_describe(state[key])}")
     if "world_size" in state and not _int(state["world_size"], 1, 1 << 20):
         raise damaged(path, "world_size", f"must be a positive integer, not {_describe(state['world_size'])}")
     if "lr_scale" in state and not (_real(state["lr_scale"]) and 0 < state["lr_scale"] <= 1):

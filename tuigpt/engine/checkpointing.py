@@ -245,7 +245,7 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
                model_args: dict[str, Any], config: TrainConfig, iter_num: int, best_val_loss: float | None,
                last_val_loss: float | None, data: TokenData, rng: dict[str, Any], sampler: dict[str, Any],
                samplers: list[dict[str, Any]], world_size: int, train_seconds: float,
-               health: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
+               times: dict[str, float] | None = None, health: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a checkpoint holds: tensors and plain values only (loadable with weights_only=True)."""
     return {
         "format": FORMAT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -256,6 +256,9 @@ def make_state(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scal
         "dataset": data.dataset, "rng": rng, "sampler": sampler,
         # one state per rank (rank 0's is "sampler" too); a resume on another world size reseeds the rest
         "samplers": samplers, "world_size": world_size, "train_seconds": train_seconds,
+        # the run's times so far over its sessions (RUN_TIMES): a resume continues them (issue 27: a resumed run's
+        # closing line mixed this session's wall time with the run's training time)
+        **(times or {}),
         # the NaN rewinds so far and the learning-rate scale they left (a resume keeps them)
         **(health or {}),
         # a run that ends at a time: its end, the run time used, the cooldown's place (engine/planner.py)

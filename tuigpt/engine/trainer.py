@@ -83,7 +83,10 @@ class Trainer:
         self.raw_model, self.optimizer, self.scaler, self.sampler = built.model, built.optimizer, built.scaler, built.sampler
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
         self.best_val_loss, self.last_val_loss = built.best_val_loss, built.last_val_loss
-        self.eval_seconds = self.checkpoint_seconds = 0.0
+        # the run's times over its sessions, continued from the checkpoint (None: one that did not keep its wall time)
+        self.eval_seconds, self.checkpoint_seconds = built.eval_seconds, built.checkpoint_seconds
+        self.elapsed_before = built.run_seconds if self.resumed else 0.0
+        self.session_started = time.time()  # RunStarted's time: where this session's part of the run's time starts
         self.pending_notices: list[str | ev.Notice] = list(built.notices)
         if self.lock is not None and self.lock.warning:
             self.pending_notices.append(self.lock.warning)
@@ -156,7 +159,6 @@ class Trainer:
 
     def run(self) -> Outcome:
         """Train to max_iters (or until stopped); returns how it ended. Errors are published, then re-raised."""
-        started = time.time()
         if self.device.type == "cuda" and self.device.index is not None:
             # the current CUDA device is per thread: collectives and implicit allocations of this rank must use
             # its own GPU from the thread that trains, not cuda:0
@@ -177,8 +179,10 @@ class Trainer:
             raise
         finally:
             self._stall.stop()
+        session = time.time() - self.session_started
         self.bus.publish(ev.RunFinished(iter=self.iter_num, reason=outcome.reason, best_val_loss=self.best_val_loss,
-                                     last_val_loss=self.last_val_loss, wall_seconds=time.time() - started,
+                                     last_val_loss=self.last_val_loss, wall_seconds=(self.elapsed_before or 0.0) + session,
+                                     session_seconds=session,
                                      train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
                                      checkpoint_seconds=self.checkpoint_seconds, last_checkpoint=self.last_checkpoint,
                                      tokens_seen=self.tokens_seen))
@@ -213,7 +217,7 @@ class Trainer:
 
     def _run(self) -> Outcome:
         cfg = self.config
-        self.bus.publish(ev.RunStarted(
+        started = ev.RunStarted(
             run_name=cfg.run_name, run_dir=str(self.run_dir), config_path=self.config_path, config=cfg.to_dict(),
             n_params=self.n_params, device=str(self.device), dtype=self.precision.name,
             dtype_reason=self.precision.reason, start_iter=self.iter_num, max_iters=cfg.max_iters or 0,
@@ -223,7 +227,10 @@ class Trainer:
             compile_reason=self.compile_reason, cooldown_from=None if self.planner else cooldown_from(cfg),
             tokenizer=self.data.tokenizer.name, bytes_per_token=self.data.bytes_per_token(),
             end_kind=self.planner.end.kind if self.planner else "", end_text=self.planner.end.text if self.planner
-            else "", deadline=self.planner.deadline_wall() if self.planner else None))
+            else "", deadline=self.planner.deadline_wall() if self.planner else None,
+            elapsed_before=self.elapsed_before)
+        self.session_started = started.time
+        self.bus.publish(started)
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
         for notice in self.pending_notices:
@@ -425,6 +432,8 @@ class Trainer:
             last_val_loss=self.last_val_loss, data=self.data, rng=capture_rng_state(), sampler=self.sampler.state_dict(),
             samplers=self._sampler_states if self.cluster is not None else [self.sampler.state_dict()],
             world_size=self.world_size, train_seconds=self.train_seconds,
+            times={"run_seconds": (self.elapsed_before or 0.0) + time.time() - self.session_started,
+                   "eval_seconds": self.eval_seconds, "checkpoint_seconds": self.checkpoint_seconds},
             plan=self.planner.state_dict(self.iter_num) if self.planner is not None else None,
             health={"lr_scale": self.nan_guard.lr_scale, "nan_rewinds": self.nan_guard.rewinds})
 

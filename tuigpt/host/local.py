@@ -13,11 +13,13 @@ from tuigpt.run.events import Event, HistoryLoaded, Notice, RunFailed, RunFinish
 class LocalRun:
     """Runs ``trainer.run()`` on a daemon thread; keeps its outcome, the exception if it raised, and its last
     event. ``history`` (earlier sessions of a resumed run) is published on start, once every front end has
-    subscribed."""
+    subscribed, with its sessions' starts (``sessions``: HistoryLoaded.sessions)."""
 
-    def __init__(self, trainer: Trainer, history: Sequence[Event] = ()) -> None:
+    def __init__(self, trainer: Trainer, history: Sequence[Event] = (),
+                 sessions: tuple[tuple[float, float | None], ...] = ()) -> None:
         self.trainer = trainer
         self.history = list(history)
+        self.sessions = sessions
         self.outcome: Outcome | None = None
         self.error: BaseException | None = None
         self.ending: RunFinished | RunFailed | None = None
@@ -46,7 +48,7 @@ class LocalRun:
         if self._thread.ident is not None:
             return
         if self.history:
-            self.trainer.bus.publish(HistoryLoaded(events=self.history))
+            self.trainer.bus.publish(HistoryLoaded(events=self.history, sessions=self.sessions))
             self.history = []  # the front ends have it; don't hold it for the whole run
         self._thread.start()
 

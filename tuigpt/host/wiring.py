@@ -26,7 +26,7 @@ from tuigpt.run.events import Notice
 from tuigpt.run.exits import EXIT_DISK, EXIT_ERROR, EXIT_OK, exit_code
 from tuigpt.run.files import append_text
 from tuigpt.run.lock import RunLock
-from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history
+from tuigpt.run.metrics_log import MetricsWriter, history_events, load_history, session_starts
 from tuigpt.run.rundir import RunDir, modes
 from tuigpt.run.runindex import remember_run
 
@@ -75,8 +75,8 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
         raise UserError(f"cannot write {trainer.run_dir.metrics} ({exc.strerror or exc}): free disk space or fix "
                         f"the folder's permissions") from None
     remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
-    history = history_events(load_history(trainer.run_dir.metrics)) if resume else []
-    run = LocalRun(trainer, history)
+    records = load_history(trainer.run_dir.metrics) if resume else []
+    run = LocalRun(trainer, history_events(records), session_starts(records))
     trainer.bus.subscribe(writer)
     # after the writer: a dashboard added on a resume copies the earlier sessions from metrics.jsonl
     dashboards, missing = open_dashboards(trainer.config, trainer.run_dir, trainer.bus, file_mode)

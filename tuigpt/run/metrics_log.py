@@ -281,6 +281,17 @@ def history_events(records: list[dict[str, Any]]) -> list[Event]:
     return events
 
 
+def session_starts(records: list[dict[str, Any]]) -> tuple[tuple[float, float | None], ...]:
+    """(time, elapsed_before) of each session start among ``records`` (HistoryLoaded.sessions: where the run's
+    elapsed time picks up after a gap); elapsed_before None in records written before it."""
+    starts = []
+    for record in records:
+        if record.get("type") == "start" and isinstance(when := record.get("time"), (int, float)):
+            before = record.get("elapsed_before")
+            starts.append((float(when), float(before) if isinstance(before, (int, float)) else None))
+    return tuple(starts)
+
+
 def tail_records(path: Path, end: int, types: tuple[str, ...], tail_bytes: int = 512 * 1024) -> list[dict[str, Any]]:
     """The records of these types among the last ``tail_bytes`` before ``end`` (load_history skips telemetry)."""
     try:

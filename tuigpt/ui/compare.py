@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuigpt.run.events import HistoryLoaded, RunStarted
-from tuigpt.run.metrics_log import history_events, load_history
+from tuigpt.run.metrics_log import history_events, load_history, session_starts
 from tuigpt.run.model import RunModel
 from tuigpt.run.records import event_from_record
 from tuigpt.run.rundir import RunDir
@@ -33,7 +33,7 @@ def load_compare(run_dir: Path, max_points: int = 4000) -> CompareCurve:
     path = Path(run_dir)
     records = load_history(RunDir(path).metrics)
     model = RunModel(recent=max_points // 2, max_coarse=max_points // 2)
-    model.record(HistoryLoaded(events=history_events(records)), words=False)
+    model.record(HistoryLoaded(events=history_events(records), sessions=session_starts(records)), words=False)
     loss = model.snapshot().loss
     starts = [e for r in records if r.get("type") == "start" and isinstance(e := event_from_record(r), RunStarted)]
     start = starts[-1] if starts else None

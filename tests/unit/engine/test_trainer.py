@@ -201,3 +201,22 @@ def test_block_size_longer_than_the_data_is_refused_before_training(tiny_config,
     short.write_text("to be or not to be, that is the question\n" * 3)
     with pytest.raises(UserError, match="block_size=64 is too large"):
         Trainer(tiny_config(data_path=str(short), block_size=64))
+
+
+def test_a_resumed_runs_times_are_the_runs_over_its_sessions(tiny_config) -> None:
+    """Issue 27: "done at iter 600 in 30s (train 53s, eval 2s)" mixed this session's wall time with the run's
+    training time. The checkpoint keeps the run's wall, eval and checkpoint times; the resumed session starts from
+    them (RunStarted.elapsed_before) and its closing line counts them all, this session's said apart."""
+    first = _train(tiny_config(run_name="times", max_iters=4, eval_interval=2))
+    first_end = [r for r in _records(first.run_dir / METRICS_FILE) if r["type"] == "finish"][-1]
+    resumed = _train(tiny_config(run_name="times", max_iters=8, eval_interval=2), resume=True)
+    records = _records(resumed.run_dir / METRICS_FILE)
+    start, end = [r for r in records if r["type"] == "start"][-1], [r for r in records if r["type"] == "finish"][-1]
+    assert 0 < start["elapsed_before"] <= first_end["wall_seconds"]  # up to the checkpoint it resumed from
+    assert end["wall_seconds"] == pytest.approx(start["elapsed_before"] + end["session_seconds"])
+    assert end["eval_seconds"] > first_end["eval_seconds"] and end["train_seconds"] > first_end["train_seconds"]
+    assert end["wall_seconds"] >= end["train_seconds"] + end["eval_seconds"]
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
