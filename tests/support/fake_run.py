@@ -62,9 +62,10 @@ def run_started(*, max_iters: int = 5000, eval_interval: int = 250, start_iter: 
 
 
 def iteration(i: int, *, time: float, start_iter: int = 0, mfu: float | None = 0.38,
-              ms: float | None = None) -> IterationStats:
+              ms: float | None = None, train: float | None = None) -> IterationStats:
     done = i - start_iter + 1
-    step = ms if ms is not None else MS_PER_ITER  # the training time: steps of ms each (the wiggle averages out)
+    # the run's training time so far (``train``), else steps of ``ms`` each (the default's wiggle averages out)
+    step = ms if ms is not None else MS_PER_ITER
     ms = ms if ms is not None else MS_PER_ITER + (30.0 if i % 97 == 0 else 0.0) + 4.0 * math.sin(i * 0.9)
     return IterationStats(
         iter=i,
@@ -74,7 +75,7 @@ def iteration(i: int, *, time: float, start_iter: int = 0, mfu: float | None = 0
         tokens_per_sec=TOKENS_PER_ITER / (ms / 1000.0),
         mfu=None if mfu is None else mfu + 0.01 * math.sin(i * 0.5),
         tokens_seen=(i + 1) * TOKENS_PER_ITER,
-        train_seconds=done * step / 1000.0,
+        train_seconds=train if train is not None else done * step / 1000.0,
         time=time,
     )
 

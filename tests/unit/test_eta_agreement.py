@@ -32,10 +32,12 @@ def stream() -> list[Event]:
     events: list[Event] = [run_started(max_iters=MAX_ITERS, eval_interval=EVAL_INTERVAL, time=t),
                            StateChanged(state=RunState.RUNNING, iter=0, time=t)]
     events.append(EvalResult(iter=0, train_loss=4.0, val_loss=4.0, best_val_loss=4.0, is_best=True, seconds=3.0, time=t))
+    train = 0.0
     for i in range(1, LAST + 1):
         ms = 100.0 + 40.0 * math.sin(i) + (900.0 if i <= 5 else 0.0)  # slow warm-up, then a noisy 100 ms
         t += ms / 1000.0
-        events.append(iteration(i, time=t, ms=ms))
+        train += ms / 1000.0
+        events.append(iteration(i, time=t, ms=ms, train=train))
         if i % EVAL_INTERVAL == 0:
             t += 5.0
             events.append(EvalResult(iter=i, train_loss=2.0, val_loss=2.1, best_val_loss=2.1, is_best=True, seconds=5.0,
@@ -73,7 +75,7 @@ def test_headless_monitor_watch_and_bench_show_the_same_eta(tmp_path: Path) -> N
         expected.observe(e)
     seconds = expected.eta_seconds()
     assert seconds is not None and expected.evals == 2  # the eval at 0 took 3 s, the one at 150 took 5 s
-    want = fmt.duration(seconds)
+    want = fmt.eta(expected.eta())
 
     out = io.StringIO()
     printer = HeadlessPrinter(out)
@@ -96,7 +98,9 @@ def test_headless_monitor_watch_and_bench_show_the_same_eta(tmp_path: Path) -> N
 
     # bench projects a run from its measured ms/step and eval time with the same formula: at the same speed and
     # eval time, its max_iters row is the untrained eval plus the ETA a run shows at iteration 0
-    ms, per_eval = expected.ms_per_iter, expected.seconds_per_eval
+    # (the ETA's speed is its window's mean step, and an eval the mean of those after the first: bench's mean step)
+    ms = (expected.eta_seconds_per_iter or 0.0) * 1000.0
+    per_eval = expected.eval_cost(ms / 1000.0)[0]
     bench = BenchResult(label="", n_params=1, shape="", tokens_per_iter=1, flops_per_token=1.0, device="cpu",
                         dtype="float32", dtype_reason="", threads=1, compile=False, step_ms=[ms] * 10,
                         first_step_ms=ms, forward_ms=per_eval * 1000.0 / (2 * 25), peak_flops=None, peak_label="",

@@ -12,6 +12,7 @@ checkpoints, every rank trains.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -233,8 +234,9 @@ class Trainer:
         self.bus.publish(started)
         if self.cluster is not None:
             self.pending_notices.insert(0, self.cluster.describe(self.split, cfg))
-        for notice in self.pending_notices:
-            self.bus.publish(notice if isinstance(notice, ev.Notice) else ev.Notice(level="info", message=notice))
+        for notice in self.pending_notices:  # stamped as published: the events log reads in time order
+            self.bus.publish(dataclasses.replace(notice, time=time.time()) if isinstance(notice, ev.Notice)
+                             else ev.Notice(level="info", message=notice))
         self._set_state(ev.RunState.RUNNING)
         if cfg.eval_only:
             self._evaluate()

@@ -301,8 +301,8 @@ class RunModel:
         target = ""
         if isinstance(event, EvalResult) and (goal := self._target()) is not None:
             target = describe(self._tracker, self._progress, goal, event.time)
-        eta = self._progress.eta_seconds() if isinstance(event, IterationStats) else None
-        return Context(max_iters=self._progress.max_iters, log_interval=_log_interval(self._run), eta_seconds=eta,
+        eta = self._progress.eta() if isinstance(event, IterationStats) else None
+        return Context(max_iters=self._progress.max_iters, log_interval=_log_interval(self._run), eta=eta,
                        settled=settled, evals_seen=self._evals_seen - isinstance(event, EvalResult), target=target,
                        untrained=isinstance(event, EvalProgress) and untrained(event.iter, self._run))
 

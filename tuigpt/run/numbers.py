@@ -35,6 +35,7 @@ WARMUP_ITERS = 5  # the first iterations of every session (allocation, compile, 
 # the share of the window a burst fills.
 ETA_WINDOW_SECONDS = 300.0
 ETA_CHUNKS = 5  # the window cut in this many stretches of equal training time: the fastest and slowest give the range
+FORWARD_SHARE = 1 / 3  # a forward pass's share of a training step's FLOPs (2N of 6N per token): an eval's batch
 EMA_BETA = 0.95
 
 
@@ -234,10 +235,14 @@ class ThroughputWindow:
         self._last: tuple[int, float] | None = None  # (iteration, train_seconds) of the newest point counted
         self._warm: list[float] = []  # seconds of this session's warm-up steps
         self._session = 0
+        self._past_first: int | None = None  # the first iteration seen of an earlier session (thinned: not its 1st)
 
-    def new_session(self) -> None:
-        self._session = 0
-        self._warm = []
+    def new_session(self, past: bool = False) -> None:
+        """A session starts (``past``: an earlier one, met in a history)."""
+        if not past:
+            self._session = 0
+            self._warm = []
+        self._past_first = None
         self._last = None  # a resume's warm-up steps are not spanned
 
     def add(self, e: IterationStats, live: bool = True) -> None:
@@ -247,6 +252,11 @@ class ThroughputWindow:
             if self._session <= self._warmup:
                 if e.ms_per_iter > 0:
                     self._warm.append(e.ms_per_iter / 1000.0)
+                self._last = None
+                return
+        else:  # an earlier session's: its warm-up is the iterations just after the first one seen of it
+            self._past_first = e.iter if self._past_first is None else self._past_first
+            if e.iter < self._past_first + self._warmup:
                 self._last = None
                 return
         while self._spans and self._last is not None and e.iter <= self._last[0]:  # a rewind went back: start over
@@ -358,6 +368,10 @@ class RunProgress:
         self.throughput = ThroughputWindow()
         self.eval_seconds = 0.0
         self.evals = 0
+        self._warm_evals: deque[float] = deque(maxlen=5)  # seconds of the recent evals after each session's first
+        self._cold_eval: float | None = None  # the newest session's first eval (the untrained one, a compile)
+        self._session_evals = 0
+        self._eval_batches = 0.0  # eval_iters × 2 splits over the micro-batches of a step (0: unknown)
         self._announced: int | None = None  # the next eval the trainer announced with its last change of interval
         self._tps_sum = self._mfu_sum = 0.0
         self._tps_n = self._mfu_n = 0
@@ -376,7 +390,10 @@ class RunProgress:
                     self._mfu_n += 1
         elif isinstance(event, EvalResult):
             self._count_eval(event)
+            self._time_eval(event.seconds)
         elif isinstance(event, RunStarted):
+            self._session_evals = 0
+            self._eval_batches = _eval_batches(event.config)
             self.max_iters = event.max_iters
             self.eval_interval = max(1, event.eval_interval)
             if self.iteration is None or event.resumed:
@@ -392,15 +409,51 @@ class RunProgress:
             past = [e for e in event.events if isinstance(e, IterationStats)]
             self.speed.add_past(e.ms_per_iter for e in past)
             if self.throughput.steps == 0:  # (a live run folds its history before its first step)
+                starts = sorted(when for when, _ in event.sessions)
+                self.throughput.new_session(past=True)
                 for e in past:
+                    if starts and starts[0] <= e.time:
+                        while starts and starts[0] <= e.time:
+                            starts.pop(0)
+                        self.throughput.new_session(past=True)
                     self.throughput.add(e, live=False)
+            starts = sorted(when for when, _ in event.sessions)
             for e in event.events:
                 if isinstance(e, EvalResult):
                     self._count_eval(e)
+                    while starts and starts[0] <= e.time:  # a session began before it: its first eval is cold
+                        starts.pop(0)
+                        self._session_evals = 0
+                    self._time_eval(e.seconds)
+            self._session_evals = 0  # (the live session's first eval is cold again)
             if past:
                 self.iteration = max(self.iteration or 0, past[-1].iter)
         elif isinstance(event, (RunFinished, RunFailed)):
             self.iteration = event.iter
+
+    def _time_eval(self, seconds: float) -> None:
+        if not seconds > 0:
+            return
+        self._session_evals += 1
+        if self._session_evals == 1:
+            self._cold_eval = seconds
+        else:
+            self._warm_evals.append(seconds)
+
+    def eval_cost(self, step_seconds: float) -> tuple[float, float]:
+        """(likely, at most) seconds of one eval still to come. The mean of the recent evals after each session's
+        first: the first pays for warm-up (the untrained eval of the tiny config took 47 s under a compile on a busy
+        CPU, the next ones 2-3 s, and counting it put the ETA 150% over). Before such an eval, its forward passes
+        at the step's speed (FORWARD_SHARE of a step per micro-batch; several ranks evaluate in parallel, so it is
+        a lower bound there), with the first eval's time as the most."""
+        if self._warm_evals:
+            mean = sum(self._warm_evals) / len(self._warm_evals)
+            return mean, max(self._warm_evals)
+        cold = self._cold_eval
+        guess = self._eval_batches * step_seconds * FORWARD_SHARE if self._eval_batches else None
+        if guess is None:
+            return (cold or 0.0), (cold or 0.0)
+        return (min(guess, cold) if cold is not None else guess), max(guess, cold or 0.0)
 
     def _count_eval(self, event: EvalResult) -> None:
         if event.seconds > 0:
@@ -439,7 +492,7 @@ class RunProgress:
         if self.iteration is None or rate is None:
             return None
         evals = max(0, iteration // self.eval_interval - self.iteration // self.eval_interval)
-        return eta_seconds(iteration - self.iteration, rate[0] * 1000.0, evals, self.seconds_per_eval)
+        return eta_seconds(iteration - self.iteration, rate[0] * 1000.0, evals, self.eval_cost(rate[0])[0])
 
     def eta(self) -> Eta | None:
         """Training left at the ETA window's speed (its fastest and slowest stretch for the range), plus the evals
@@ -448,13 +501,28 @@ class RunProgress:
         if self.iteration is None or rate is None:
             return None
         iters = max(0, self.max_iters - self.iteration)
-        evals = evals_remaining(self.iteration, self.max_iters, self.eval_interval) * (self.seconds_per_eval or 0.0)
-        mean, fast, slow = (iters * r + evals for r in rate)
-        return Eta(mean, fast, slow, self.throughput.steps, self.throughput.warm_up_only)
+        evals = evals_remaining(self.iteration, self.max_iters, self.eval_interval)
+        likely, most = self.eval_cost(rate[0])
+        mean, fast, slow = iters * rate[0] + evals * likely, iters * rate[1] + evals * likely, iters * rate[2] + evals * most
+        return Eta(mean, min(fast, mean), max(slow, mean), self.throughput.steps, self.throughput.warm_up_only)
+
+    @property
+    def eta_seconds_per_iter(self) -> float | None:
+        """The ETA's speed: the mean seconds per iteration of its window (ThroughputWindow)."""
+        rate = self.throughput.seconds_per_iter()
+        return rate[0] if rate is not None else None
 
     def eta_seconds(self) -> float | None:
         eta = self.eta()
         return eta.seconds if eta is not None else None
+
+
+def _eval_batches(config: dict[str, Any]) -> float:
+    """An eval's micro-batches over a step's: eval_iters of each split, against gradient_accumulation_steps."""
+    evals, accumulation = config.get("eval_iters"), config.get("gradient_accumulation_steps", 1)
+    if not isinstance(evals, int) or not isinstance(accumulation, int) or evals < 1 or accumulation < 1:
+        return 0.0
+    return 2 * evals / accumulation
 
 
 # ---------------------------------------------------------------- several ranks

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tuigpt.run import fmt, plan
 from tuigpt.run.events import (
@@ -74,7 +75,7 @@ class Context:
 
     max_iters: int = 0
     log_interval: int = 10
-    eta_seconds: float | None = None  # iteration lines
+    eta: Any = None  # iteration lines: the time left (run/numbers.py Eta)
     settled: RunState = RunState.STARTING  # the last state that was not a busy one (eval, checkpoint, sample)
     evals_seen: int = 0  # eval results before this event
     target: str = ""  # eval lines: where the loss reaches the run's target ("" without one)
@@ -166,7 +167,7 @@ def _iteration(e: IterationStats, ctx: Context) -> list[Line]:
         return []
     grad = f" | {fmt.grad_norm(e.grad_norm, e.clip_rate)}" if e.grad_norm is not None else ""
     return [Line(f"iter {e.iter}/{ctx.max_iters} | loss {e.loss:.4f} | lr {e.lr:.2e}{grad} | {e.ms_per_iter:.1f} ms/it"
-                 f" | {fmt.count(e.tokens_per_sec)} tok/s | MFU {fmt.mfu(e.mfu)} | ETA {fmt.duration(ctx.eta_seconds)}",
+                 f" | {fmt.count(e.tokens_per_sec)} tok/s | MFU {fmt.mfu(e.mfu)} | ETA {fmt.eta(ctx.eta)}",
                  shown=PLAIN)]
 
 

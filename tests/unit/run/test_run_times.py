@@ -147,3 +147,25 @@ def test_watch_words_old_events_at_their_own_time_and_knows_the_next_eval() -> N
         if i in (200, 300):
             model.record(_eval(i, 1.0, T0 + i))
     assert model.snapshot(T0 + 351).schedule.next_eval == 400
+
+
+def test_the_untrained_evals_warm_up_does_not_inflate_the_eta() -> None:
+    """A real tiny run on a busy CPU: the untrained eval took 47 s (warm-up, a compile), the later ones 2-3 s, and
+    counting the first in every eval left put the ETA 150% over. Until a warm eval is timed, an eval is its forward
+    passes at the step's speed, the first eval's time only the range's far end."""
+    start = dataclasses.replace(run_started(max_iters=300, eval_interval=100, time=T0),
+                                config={"eval_iters": 20, "gradient_accumulation_steps": 1, "log_interval": 10})
+    model = RunModel()
+    model.record(start)
+    model.record(_eval(0, 47.0, T0 + 47), words=False)
+    train = 0.0
+    for i in range(1, 51):
+        train += 0.2
+        model.record(_step(i, 200.0, train, T0 + 47 + train), words=False)
+    eta = model.snapshot(T0 + 57).progress.eta
+    truth = 250 * 0.2 + 3 * 2.5  # the evals at 100, 200 and 300 took 2-3 s
+    assert eta is not None and abs(eta.seconds - truth) <= 0.15 * truth, eta
+    assert eta.high >= 250 * 0.2 + 3 * 47.0 - 1e-6  # the far end: evals as slow as the first
+    model.record(_eval(100, 2.0, T0 + 80), words=False)
+    eta = model.snapshot(T0 + 80).progress.eta
+    assert eta is not None and eta.high < 250 * 0.2 + 3 * 10.0  # a warm eval timed: the first is left out

@@ -19,7 +19,6 @@ from textual.widgets import ProgressBar, Static
 from tuigpt.run import fmt, plan
 from tuigpt.run.events import RunState
 from tuigpt.run.model import RunSnapshot
-from tuigpt.run.numbers import Eta
 
 # Named ANSI colours with a contrasting foreground: readable on 16-colour
 # terminals, and the state is spelled out too, so colour is never the only cue.
@@ -184,18 +183,6 @@ class StatusBar(Widget):
         self.note = text.plain.splitlines()[0][:60]
 
 
-def eta_parts(eta: Eta | None, now: float) -> list[Part]:
-    """The ETA: its range (the ETA window's fastest and slowest stretch, evals left included), or "~" and the
-    steps it rests on while only warm-up steps are timed."""
-    if eta is None:
-        return [(8, "ETA n/a: no step yet", "")]
-    if eta.warm_up:
-        return [(8, f"ETA ~{fmt.duration(eta.seconds)}", ""),
-                (3, f"(from {eta.steps} step{'s' * (eta.steps != 1)})", "dim")]
-    low, high = fmt.duration(eta.low), fmt.duration(eta.high)
-    return [(8, f"ETA {low}–{high}" if low != high else f"ETA {fmt.duration(eta.seconds)}", "")]
-
-
 def time_parts(snap: RunSnapshot) -> list[Part]:
     """The progress line after the bar: an eval under way, elapsed, ETA and when, paused, the target."""
     run, outcome = snap.run, snap.outcome
@@ -210,7 +197,7 @@ def time_parts(snap: RunSnapshot) -> list[Part]:
                          f"{fmt.duration(evaluating.seconds)}", "bold"))
     if outcome is None:
         eta = snap.progress.eta
-        parts += eta_parts(eta, now)
+        parts.append((8, f"ETA {fmt.eta(eta)}", ""))  # its range: run/numbers.py RunProgress.eta
         if snap.state == RunState.PAUSED:
             parts.append((9, "(paused)", "bold"))
         elif eta is not None:
