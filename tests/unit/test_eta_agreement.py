@@ -46,7 +46,7 @@ def stream() -> list[Event]:
 
 
 def _eta_in(text: str) -> str:
-    match = re.search(r"ETA (\S+)", text)
+    match = re.search(r"ETA (\S+(?: \([^)]*\))?)", text)  # the likely time and its range
     assert match, text
     return match.group(1)
 

@@ -47,14 +47,15 @@ def duration(seconds: float | None) -> str:
 
 
 def eta(e: Any) -> str:
-    """A run's time left (run/numbers.py Eta), the same in every view: its range ("4m10s–4m50s", one figure when
-    both ends read alike), or "~3m18s (from 1 step)" while only warm-up steps are timed."""
+    """A run's time left (run/numbers.py Eta), the same in every view: the likely time and its range ("4m20s
+    (4m10s–4m50s)", the range left out when its ends read alike), or "~3m18s (from 1 step)" while only warm-up
+    steps are timed."""
     if e is None:
         return "n/a: no step yet"
     if e.warm_up:
         return f"~{duration(e.seconds)} (from {e.steps} step{'s' * (e.steps != 1)})"
     low, high = duration(e.low), duration(e.high)
-    return low if low == high else f"{low}–{high}"
+    return duration(e.seconds) + ("" if low == high else f" ({low}–{high})")
 
 
 def clock(t: float, now: float | None = None) -> str:

@@ -34,7 +34,9 @@ WARMUP_ITERS = 5  # the first iterations of every session (allocation, compile, 
 # flipped between 13m22s and 4m29s within 40 s as the other process came and went; a 5-minute mean moves by at most
 # the share of the window a burst fills.
 ETA_WINDOW_SECONDS = 300.0
-ETA_CHUNKS = 5  # the window cut in this many stretches of equal training time: the fastest and slowest give the range
+# the window cut in this many stretches of as many iterations each: the fastest and slowest give the range (of equal
+# training time, one 3-s step on a busy CPU was a stretch of its own and put the far end at 13m for a 2-minute run)
+ETA_CHUNKS = 5
 FORWARD_SHARE = 1 / 3  # a forward pass's share of a training step's FLOPs (2N of 6N per token): an eval's batch
 EMA_BETA = 0.95
 
@@ -290,11 +292,11 @@ class ThroughputWindow:
         """(mean, fastest stretch, slowest stretch) seconds per iteration; None before any step."""
         if self._sum_iters:
             chunks: list[float] = []
-            target = self._sum_seconds / ETA_CHUNKS
+            target = self._sum_iters / ETA_CHUNKS
             n, s = 0, 0.0
             for iters, seconds in self._spans:
                 n, s = n + iters, s + seconds
-                if s >= target:
+                if n >= target:
                     chunks.append(s / n)
                     n, s = 0, 0.0
             if n:

@@ -95,7 +95,7 @@ def test_the_eta_shows_from_the_first_step_with_its_range_and_the_evals_left() -
     eta = snap.progress.eta
     assert eta is not None and eta.low < eta.seconds < eta.high
     words = " ".join(text for _, text, _ in time_parts(snap))
-    assert f"ETA {fmt.duration(eta.low)}–{fmt.duration(eta.high)}" in words
+    assert f"ETA {fmt.duration(eta.seconds)} ({fmt.duration(eta.low)}–{fmt.duration(eta.high)})" in words
 
 
 def test_elapsed_and_the_closing_line_count_every_session_and_say_this_ones() -> None:

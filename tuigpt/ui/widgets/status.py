@@ -201,8 +201,7 @@ def time_parts(snap: RunSnapshot) -> list[Part]:
         if snap.state == RunState.PAUSED:
             parts.append((9, "(paused)", "bold"))
         elif eta is not None:
-            soon, late = fmt.clock(now + eta.low, now), fmt.clock(now + eta.high, now)
-            parts.append((4, f"→ {soon}" if soon == late else f"→ {soon}–{late}", ""))
+            parts.append((4, f"→ {fmt.clock(now + eta.seconds, now)}", ""))
     if snap.plan is not None:  # a run to a time: when its cooldown starts and when it ends, or how it ended
         ended = outcome.time if outcome is not None else None
         parts.append((9, plan.short(snap.plan, now, ended), "bold" if outcome is None else ""))
