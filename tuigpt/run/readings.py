@@ -32,6 +32,15 @@ class CpuSnapshot:
     mem_used_bytes: int | None  # total - available
     mem_total_bytes: int | None
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Who had this process's CPUs (its affinity mask) since the last reading, from the kernel's CPU times
+    # (telemetry/load.py): this process's share and the others' (steal included), 0..1 of ``share_cpus`` CPUs;
+    # ``stretch``: (running + waiting for a CPU) / running of this process's threads (1.0: never waited);
+    # ``contended``: contention, not the model, sets the speed now (telemetry/contention.py decides).
+    own_share: float | None = None
+    others_share: float | None = None
+    share_cpus: int | None = None
+    stretch: float | None = None
+    contended: bool | None = None
 
     @property
     def mean_percent(self) -> float | None:

@@ -1,4 +1,5 @@
-"""CPU telemetry: per-core load, frequency, temperatures, throttling, power, load, memory.
+"""CPU telemetry: per-core load, who has this process's CPUs (tuigpt's share, the others', whether contention
+sets the speed), frequency, temperatures, throttling, power, load, memory.
 
 One field a line, so nothing runs together at any width; a field the machine does not expose says n/a and
 why (the reading's ``unavailable``), cut to the pane; the full reasons are in ``?`` and the pane's tooltip.
@@ -29,12 +30,34 @@ def core_blocks(per_core: Any) -> str:
     return "".join(out)
 
 
+def share_text(own: Any, others: Any, cpus: Any, machine: Any = None) -> str:
+    """This process's share of its CPUs and the other processes', e.g. "tuigpt 48% · others 52%", with "of 1"
+    when it may run on fewer CPUs than the machine has (an affinity mask: the load row is the whole machine's)."""
+    mine = "tuigpt n/a" if own is None else f"tuigpt {own * 100:.0f}%"
+    return f"{mine} · others {others * 100:.0f}%" + (f" of {cpus}" if cpus and machine and cpus != machine else "")
+
+
+def slowed_text(contended: Any, stretch: Any) -> str:
+    """Whether contention, not the model, sets the speed: "1.9x by others" (its threads' work took 1.9x as long
+    waiting for a CPU others held), "no (1.02x)" when it does not."""
+    if contended is None:
+        return NA
+    if contended:
+        return f"{stretch:.1f}x by others" if stretch is not None else "by others"
+    return "no" + (f" ({stretch:.2f}x)" if stretch is not None else "")
+
+
 def _ghz(mhz: Any) -> str:
     return na(None if mhz is None else mhz / 1000, "{:.2f}")
 
 
 class CpuPane(ReadingPane):
     TITLE = "CPU"
+    CONTENDED_TITLE = "CPU: contention sets the speed"
+
+    def show(self, data: Any) -> None:
+        super().show(data)
+        self.border_title = self.CONTENDED_TITLE if get(data, "contended") else self.TITLE
 
     @staticmethod
     def describe(data: Any) -> Text:
@@ -57,6 +80,12 @@ class CpuPane(ReadingPane):
             text.append(core_blocks(cores)[: max(1, room - 10)], style="green")
         else:
             row("load", NA, "per_core_percent")
+        own, others = get(data, "own_share"), get(data, "others_share")
+        machine = len(per_core) if per_core else None
+        row("share", NA if others is None else share_text(own, others, get(data, "share_cpus"), machine),
+            "others_share")
+        contended, stretch = get(data, "contended"), get(data, "stretch")
+        row("slowed", slowed_text(contended, stretch), "contended", "bold black on yellow" if contended else "")
         load = get(data, "load_avg")
         row("loadavg", " ".join(f"{x:.2f}" for x in load) if load else NA, "load_avg")
         freq = _ghz(get(data, "freq_mhz"))
