@@ -92,12 +92,12 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
             last.pop("finish", None), last.pop("failed", None)  # a later session: earlier endings do not count
         last[kind] = record
     start = start_in_tail or next((r for r in reversed(head) if r.get("type") == "start"), {})
-    if alive(run_dir):
-        state = "paused" if _of(last.get("state", {}), "state", str) == "PAUSED" else "running"
-    elif "failed" in last:
+    if "failed" in last:  # (this session's ending: a monitor left open after it is no running run)
         state = "failed"
     elif "finish" in last:
         state = "done" if _of(last["finish"], "reason", str) == EndReason.DONE else "stopped"
+    elif alive(run_dir):
+        state = "paused" if _of(last.get("state", {}), "state", str) == "PAUSED" else "running"
     else:
         state = "interrupted"
     iteration = _of(last.get("finish", last.get("failed", last.get("iter", {}))), "iter", int)

@@ -10,7 +10,9 @@ LoadMeter` over the sampling interval):
   Linux schedstat) at least ``CONTENDED_STRETCH``, i.e. its work took 1.5x the time its CPUs would give it alone.
 
 Either alone is not contention: a trainer whose own threads outnumber its cores waits on itself (others ~0%), and a
-browser using a quarter of a CPU beside a trainer that never waits for one costs it nothing. On the shared 2-core
+browser using a quarter of a CPU beside a trainer that never waits for one costs it nothing. Nor is a process that
+hardly wants a CPU (running and waiting for under ``MIN_DEMAND`` of one): a monitor left open after its run ended
+waits when it wakes (stretch 2.8 on the loaded VM) but nothing it does is slowed. On the shared 2-core
 AMD EPYC VM a 2-thread torch loop read stretch 3.0-3.2 with others at 67% (other helpers' tests), 4.6-5.0 with one
 busy loop more and 6.4-8.6 with two (``others`` 78-89%).
 
@@ -27,19 +29,24 @@ from collections import deque
 from typing import Any, Callable
 
 from tuigpt.run import fmt
-from tuigpt.run.events import Event, IterationStats, Notice, TelemetrySnapshot
+from tuigpt.run.events import Event, IterationStats, Notice, RunFailed, RunFinished, TelemetrySnapshot
 from tuigpt.telemetry.load import BUSY_SHARE, Load
 
 CONTENDED_STRETCH = 1.5
+MIN_DEMAND = 0.5  # CPUs' worth of time this process ran or waited to run: under it, it is too idle to be slowed
 ENTER_SECONDS = 5.0
 LEAVE_SECONDS = 10.0
 STEPS_COMPARED = 20  # iterations on each side of the start whose median step times the notice compares
 
 
-def contended_now(others: float | None, stretch: float | None) -> bool | None:
-    """One sample's verdict: others hold the CPUs *and* this process waits for them (None: not measurable)."""
+def contended_now(others: float | None, stretch: float | None, own: float | None = None,
+                  cpus: int | None = None) -> bool | None:
+    """One sample's verdict: others hold the CPUs *and* this process, wanting one, waits for them (None: not
+    measurable). ``own`` share of ``cpus`` times the stretch is the CPUs it wanted (when both are known)."""
     if others is None or stretch is None:
         return None
+    if own is not None and cpus and own * cpus * stretch < MIN_DEMAND:
+        return False
     return others > BUSY_SHARE and stretch >= CONTENDED_STRETCH
 
 
@@ -54,7 +61,7 @@ class ContentionWatch:
 
     def update(self, load: Load | None, now: float) -> bool | None:
         """Take a sample measured up to ``now`` (seconds, any monotonic clock); the state after it."""
-        verdict = contended_now(load.others, load.stretch) if load is not None else None
+        verdict = contended_now(load.others, load.stretch, load.own, load.cpus) if load is not None else None
         if verdict is None:
             return self.contended
         if self.contended is None:
@@ -75,7 +82,8 @@ def _median(values: list[float]) -> float | None:
 
 class ContentionNotices:
     """A bus subscriber: one warning Notice (topic "contention") when the CPU readings say contention began, with
-    the shares, the wait and the step times before and since; one info Notice when it ended."""
+    the shares, the wait and the step times before and since; one info Notice when it ended. Silent once the run
+    ended (a monitor left open has nothing to be slowed)."""
 
     def __init__(self, publish: Callable[[Event], None]) -> None:
         self._publish = publish
@@ -83,17 +91,23 @@ class ContentionNotices:
         self._contended = False
         self._streak: float | None = None  # time of the last sample that was not contended
         self._began: float | None = None  # when the contention now under way began (its first contended sample)
+        self._over = False  # the run ended
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, IterationStats):
+        if isinstance(event, (RunFinished, RunFailed)):
+            self._over = True
+        elif self._over:
+            return
+        elif isinstance(event, IterationStats):
             if event.ms_per_iter > 0:
                 self._steps.append((event.time, event.ms_per_iter))
         elif isinstance(event, TelemetrySnapshot) and event.kind == "cpu":
             self._on_cpu(event.data, event.time)
 
     def _on_cpu(self, data: Any, now: float) -> None:
-        others, stretch = getattr(data, "others_share", None), getattr(data, "stretch", None)
-        if contended_now(others, stretch) is False or self._streak is None:
+        verdict = contended_now(getattr(data, "others_share", None), getattr(data, "stretch", None),
+                                getattr(data, "own_share", None), getattr(data, "share_cpus", None))
+        if verdict is False or self._streak is None:
             self._streak = now
         state = getattr(data, "contended", None)
         if state is None or bool(state) == self._contended:

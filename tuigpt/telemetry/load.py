@@ -160,8 +160,9 @@ class LoadMeter:
         stretch = None
         if self._sched is not None and (sched := _run_and_wait()) is not None:
             stretch = _stretch(self._sched, sched)
-        own = (end[2] - self._start[2]) / (wall * len(self._cpus))
-        return Load(min(1.0, max(0.0, others)), len(self._cpus), load_avg, stretch, min(1.0, max(0.0, own)))
+        own = min(1.0, max(0.0, (end[2] - self._start[2]) / (wall * len(self._cpus))))
+        # (the process's and the CPUs' times are counted apart, in ticks: their shares may add up to 101%)
+        return Load(min(1.0 - own, max(0.0, others)), len(self._cpus), load_avg, stretch, own)
 
 
 def load_now(seconds: float = PROBE_SECONDS, psutil_module: Any = None) -> Load | None:

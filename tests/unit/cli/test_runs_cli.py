@@ -279,6 +279,13 @@ def test_status_is_one_short_stable_ascii_line_for_a_tmux_status_bar(tmp_path: P
     assert main(["runs", "--status", str(ended)]) == 0  # a directory works too; an ended run says when it ended
     assert capsys.readouterr().out.startswith("yesterday stopped 600/5,000 | val 1.7300 (+0.0100) | best 1.7000@300 "
                                               "(3 evals ago) | ended ")
+    server = ControlServer(ended, lambda c: None, bus.publish, bus.subscribe)
+    server.start()  # its monitor is still open after the run ended: the run is no longer running
+    try:
+        assert main(["runs", "--out_dir", str(root), "--status", "yesterday"]) == 0
+    finally:
+        server.stop()
+    assert capsys.readouterr().out.startswith("yesterday stopped 600/5,000 | ")
     assert main(["runs", "--out_dir", str(root), "--status"]) == 0  # left out: the most recently updated run
     assert capsys.readouterr().out.split()[0] in ("tonight", "yesterday")
 

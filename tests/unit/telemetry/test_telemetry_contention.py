@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO
 from tuigpt.run.alerts import alert_for
-from tuigpt.run.events import IterationStats, Notice, TelemetrySnapshot
+from tuigpt.run.events import EndReason, IterationStats, Notice, RunFinished, TelemetrySnapshot
 from tuigpt.run.readings import CpuSnapshot
 from tuigpt.run.wording import lines_for
 from tuigpt.telemetry.contention import ContentionNotices, ContentionWatch, contended_now
@@ -38,6 +38,8 @@ def test_a_busy_machine_whose_cpus_this_process_does_not_wait_for_is_no_contenti
     assert contended_now(0.52, 1.05) is False  # a browser beside a trainer that never waits for a CPU
     assert contended_now(0.02, 2.5) is False  # its own threads outnumber the cores: nobody else to blame
     assert contended_now(None, 2.5) is None and contended_now(0.5, None) is None
+    # a monitor left open after its run ended waits when it wakes, but it wanted 6% of a CPU: nothing is slowed
+    assert contended_now(0.99, 2.8, own=0.01, cpus=2) is False and contended_now(0.52, 1.9, own=0.48, cpus=2) is True
 
 
 def test_contention_starts_after_its_seconds_in_a_row_and_a_blip_neither_starts_nor_ends_it() -> None:
@@ -83,6 +85,11 @@ def test_one_notice_when_it_starts_with_the_shares_the_wait_and_the_steps_and_on
     end = said[1]
     assert end.level == "info" and end.topic == "contention" and alert_for(end) is None
     assert end.message.startswith("CPU contention over after ") and "other processes used 2% of tuigpt's 2 CPUs" in end.message
+    notices(RunFinished(iter=80, reason=EndReason.DONE, best_val_loss=None, last_val_loss=None, wall_seconds=1.0,
+                        train_seconds=1.0, eval_seconds=0.0, checkpoint_seconds=0.0, last_checkpoint=None,
+                        tokens_seen=80, time=t))
+    notices(TelemetrySnapshot(kind="cpu", data=cpu(0.99, 2.8, True), time=t + 1))  # the monitor stays open: silence
+    assert len(said) == 2
 
 
 # A reader on one CPU, in a session of its own raised above the rest of the box (Linux groups CPU time by session,
