@@ -91,6 +91,7 @@ class ContentionNotices:
         self._contended = False
         self._streak: float | None = None  # time of the last sample that was not contended
         self._began: float | None = None  # when the contention now under way began (its first contended sample)
+        self._last_contended: float | None = None  # the time of the last contended sample
         self._over = False  # the run ended
 
     def __call__(self, event: Event) -> None:
@@ -109,6 +110,8 @@ class ContentionNotices:
                                 getattr(data, "own_share", None), getattr(data, "share_cpus", None))
         if verdict is False or self._streak is None:
             self._streak = now
+        if verdict:
+            self._last_contended = now
         state = getattr(data, "contended", None)
         if state is None or bool(state) == self._contended:
             return
@@ -131,7 +134,8 @@ class ContentionNotices:
 
     def _ended(self, data: Any, now: float) -> str:
         began = self._began if self._began is not None else now
-        during = _median([ms for t, ms in self._steps if t > began][-STEPS_COMPARED:])
+        last = self._last_contended if self._last_contended is not None else now
+        during = _median([ms for t, ms in self._steps if began < t <= last])  # (not the quiet ones since)
         steps = f"; steps {fmt.ms(during)} during it" if during is not None else ""
         return f"CPU contention over after {fmt.duration(now - began)}: {_shares(data)}{steps}"
 

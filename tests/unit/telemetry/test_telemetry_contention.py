@@ -85,6 +85,7 @@ def test_one_notice_when_it_starts_with_the_shares_the_wait_and_the_steps_and_on
     end = said[1]
     assert end.level == "info" and end.topic == "contention" and alert_for(end) is None
     assert end.message.startswith("CPU contention over after ") and "other processes used 2% of tuigpt's 2 CPUs" in end.message
+    assert end.message.endswith("steps 400.0 ms during it")  # the quiet steps while its end was confirmed are not
     notices(RunFinished(iter=80, reason=EndReason.DONE, best_val_loss=None, last_val_loss=None, wall_seconds=1.0,
                         train_seconds=1.0, eval_seconds=0.0, checkpoint_seconds=0.0, last_checkpoint=None,
                         tokens_seen=80, time=t))
