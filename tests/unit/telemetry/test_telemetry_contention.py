@@ -73,7 +73,7 @@ def test_one_notice_when_it_starts_with_the_shares_the_wait_and_the_steps_and_on
     start = said[0]
     assert isinstance(start, Notice) and start.level == "warning" and start.topic == "contention"
     assert start.message.startswith("CPU contention: other processes used 52% of tuigpt's 2 CPUs (tuigpt 48%)")
-    assert "1.9x as long" in start.message and "not the model, set the speed" in start.message
+    assert "wait for a CPU 48% of the time they are ready to run" in start.message and "not the model, set the speed" in start.message
     assert "steps take 400.0 ms (80.0 ms before)" in start.message
     assert lines_for(start)[0].text.startswith("warning: CPU contention:")  # the headless line, the events log
     assert alert_for(start) is not None and alert_for(start).kind == "contention"  # type: ignore[union-attr]

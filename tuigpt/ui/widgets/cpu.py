@@ -1,5 +1,5 @@
-"""CPU telemetry: per-core load, who has this process's CPUs (tuigpt's share, the others', whether contention
-sets the speed), frequency, temperatures, throttling, power, load, memory.
+"""CPU telemetry: per-core load, who has this process's CPUs (tuigpt's share, the others', how long its threads wait
+for one and whether contention sets the speed), frequency, temperatures, throttling, power, load, memory.
 
 One field a line, so nothing runs together at any width; a field the machine does not expose says n/a and
 why (the reading's ``unavailable``), cut to the pane; the full reasons are in ``?`` and the pane's tooltip.
@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from tuigpt.run.fmt import NA, na, na_why, size, size_pair
+from tuigpt.run.readings import CpuSnapshot
 from tuigpt.ui.widgets.reading_pane import ReadingPane, get
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -37,14 +38,12 @@ def share_text(own: Any, others: Any, cpus: Any, machine: Any = None) -> str:
     return f"{mine} · others {others * 100:.0f}%" + (f" of {cpus}" if cpus and machine and cpus != machine else "")
 
 
-def slowed_text(contended: Any, stretch: Any) -> str:
-    """Whether contention, not the model, sets the speed: "1.9x by others" (its threads' work took 1.9x as long
-    waiting for a CPU others held), "no (1.02x)" when it does not."""
-    if contended is None:
+def waits_text(contended: Any, waiting: Any) -> str:
+    """How much of the time tuigpt's threads wanted a CPU they waited for one, and whether that is contention:
+    "63% of the time, for others" (contention sets the speed), "2% of the time" (it does not)."""
+    if contended is None or waiting is None:
         return NA
-    if contended:
-        return f"{stretch:.1f}x by others" if stretch is not None else "by others"
-    return "no" + (f" ({stretch:.2f}x)" if stretch is not None else "")
+    return f"{waiting * 100:.0f}% of the time" + (", for others" if contended else "")
 
 
 def _ghz(mhz: Any) -> str:
@@ -84,8 +83,9 @@ class CpuPane(ReadingPane):
         machine = len(per_core) if per_core else None
         row("share", NA if others is None else share_text(own, others, get(data, "share_cpus"), machine),
             "others_share")
-        contended, stretch = get(data, "contended"), get(data, "stretch")
-        row("slowed", slowed_text(contended, stretch), "contended", "bold black on yellow" if contended else "")
+        contended = get(data, "contended")
+        waiting = data.wait_share if isinstance(data, CpuSnapshot) else None
+        row("waits", waits_text(contended, waiting), "contended", "bold black on yellow" if contended else "")
         load = get(data, "load_avg")
         row("loadavg", " ".join(f"{x:.2f}" for x in load) if load else NA, "load_avg")
         freq = _ghz(get(data, "freq_mhz"))
