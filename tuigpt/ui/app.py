@@ -352,6 +352,11 @@ class TuiGptApp(App[int]):
         for kind, pane in (("cpu", self._cpu), ("gpu", self._gpu)):
             if kind in snap.readings and snap.readings[kind] is not pane.reading:
                 pane.show(snap.readings[kind])
+                if kind == "cpu":  # in a small terminal the CPU pane may be a tab away: its tab says so too
+                    tab = self._tabs.query_one("#tab-cpu", Tab)
+                    label = "CPU contended" if getattr(pane.reading, "contended", None) else "CPU"
+                    if str(tab.label) != label:
+                        tab.label = label
         stats = snap.cluster
         if stats is not None and stats is not self._cluster.stats:
             self._speed.ranks = len(stats.ranks)  # its note says whose steps it times

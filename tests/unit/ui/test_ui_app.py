@@ -18,7 +18,7 @@ from support.fake_run import (
     script_end_time,
 )
 from textual.pilot import Pilot
-from textual.widgets import Input, Static, Tabs
+from textual.widgets import Input, Static, Tab, Tabs
 
 from tuigpt.run.commands import CheckpointNow, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.events import (
@@ -187,6 +187,7 @@ def test_the_cpu_pane_says_when_contention_sets_the_speed_and_when_it_stopped() 
         cpu = text_of(pane)
         assert "load     100% of 2" in cpu and "share    tuigpt 48% · others 52%" in cpu
         assert "waits    48% of the time, for others" in cpu and pane.border_title == "CPU: contention sets the speed"
+        assert str(app.query_one("#tab-cpu", Tab).label) == "CPU contended"  # a tab away in a small terminal
         c.emit(TelemetrySnapshot(kind="cpu", data=cpu_data(per_core_percent=[60.0, 40.0], own_share=0.5,
                                                             others_share=0.01, share_cpus=1, stretch=1.01,
                                                             contended=False), time=T0))
@@ -194,6 +195,7 @@ def test_the_cpu_pane_says_when_contention_sets_the_speed_and_when_it_stopped() 
         cpu = text_of(pane)
         assert "share    tuigpt 50% · others 1% of 1" in cpu  # pinned to one of the two CPUs: the share says of what
         assert "waits    1% of the time\n" in cpu and pane.border_title == "CPU"
+        assert str(app.query_one("#tab-cpu", Tab).label) == "CPU"
         c.emit(TelemetrySnapshot(kind="cpu", data=cpu_data(own_share=None, others_share=None, stretch=None,
                                                             contended=None, unavailable={
                                                                 "others_share": "needs two samples"}), time=T0))
