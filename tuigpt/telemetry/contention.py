@@ -150,4 +150,6 @@ def _shares(data: Any) -> str:
     cpus = getattr(data, "share_cpus", None) or 0
     own = getattr(data, "own_share", None)
     mine = f" (tuigpt {own * 100:.0f}%)" if own is not None else ""
-    return f"other processes used {data.others_share * 100:.0f}% of tuigpt's {cpus} CPU{'s' * (cpus != 1)}{mine}"
+    others = getattr(data, "others_share", None)
+    used = "n/a" if others is None else f"{others * 100:.0f}%"  # (a reading that could not measure them)
+    return f"other processes used {used} of tuigpt's {cpus} CPU{'s' * (cpus != 1)}{mine}"
