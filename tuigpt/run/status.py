@@ -46,7 +46,7 @@ class RunSummary:
     target: str | None = None  # when the run has a target_loss: where the loss reaches it
     plan: str | None = None  # a run that ends at a time: its cooldown and end, or when it ended against its deadline
     eta_seconds: float | None = None  # training and evals left, from the newest iteration (running or paused runs)
-    eta_at: float | None = None  # when it will be done: the newest iteration's time plus eta_seconds
+    eta_at: float | None = None  # when it will be done: the newest iteration's time plus eta_seconds (running only)
     val_loss: float | None = None  # the newest eval's
     val_iter: int | None = None
     val_change: float | None = None  # the newest eval's val loss minus the one before it
@@ -124,7 +124,8 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
         device=_of(start, "device", str), updated=path.stat().st_mtime,
         target=_target(path, state == "running") if target_loss is not None else None,
         plan=_plan(planned, last, state) if isinstance(planned, PlanUpdated) else None,
-        eta_seconds=eta, eta_at=last_iter.time + eta if eta is not None and last_iter is not None else None,
+        eta_seconds=eta, eta_at=last_iter.time + eta if eta is not None and last_iter is not None and
+        state == "running" else None,  # (paused: no clock time, the pause moves it)
         val_loss=evals[-1][2] if evals else None, val_iter=evals[-1][0] if evals else None,
         val_change=snap.loss.val_change, best_iter=best_eval[0] if best_eval is not None else None,
         evals_since_best=snap.loss.evals_since_best if best_eval is not None else None,
