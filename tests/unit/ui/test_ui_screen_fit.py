@@ -1,0 +1,76 @@
+"""What the screen looks like at 80x24, 120x40 and 160x50 (issue 27, items 14-16): the events log re-wraps to
+its pane and follows the newest line after the reader scrolled, the chart keeps its room, its legend and its
+ticks, the Health and Speed panes say what their bars mean, the Cluster pane fits its column."""
+
+from __future__ import annotations
+
+import math
+
+from support.fake_run import T0, FakeController
+from test_ui_app import drive, settle
+from textual.pilot import Pilot
+
+from tuigpt.run.events import Notice
+from tuigpt.ui.app import TuiGptApp
+from tuigpt.ui.widgets.events_log import EventsLog
+
+LONG = "the learning rate will still be 1.00e-03 at the last iteration (600): " + "word " * 40
+
+
+def rows_of(log: EventsLog, needle: str) -> int:
+    """How many rows of the log the line holding ``needle`` takes (it wraps onto the rows after it)."""
+    texts = [strip.text.rstrip() for strip in log.lines]
+    first = next(k for k, t in enumerate(texts) if needle in t)
+    end = next((k for k in range(first + 1, len(texts)) if texts[k][:2].isdigit() and texts[k][2] == ":"), len(texts))
+    return end - first
+
+
+def test_events_wrap_to_the_pane_width_at_start_and_again_after_every_resize() -> None:
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        log = app.query_one(EventsLog)
+        c.emit(Notice(level="warning", message=LONG, time=T0), Notice(level="info", message="short", time=T0))
+        await settle(pilot)
+        for size in [(160, 50), (120, 40), (80, 24), (160, 50)]:
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            await pilot.pause()
+            width = log.scrollable_content_region.width
+            assert max(strip.cell_length for strip in log.lines) <= width, size  # nothing beyond the pane's edge
+            assert log.virtual_size.width <= width and log.max_scroll_x == 0, size  # no sideways scrolling
+            wanted = math.ceil(len(f"00:00:00 {LONG}".rstrip()) / width)
+            assert wanted <= rows_of(log, "learning rate will") <= wanted + 1, (size, width)  # wrapped at this width
+
+    # started at 160x50: the first lines arrive while the screen is still laid out at its compact size
+    drive(body, FakeController([Notice(level="info", message=LONG, time=T0)]), size=(160, 50))
+
+
+def test_end_brings_back_the_newest_line_and_new_lines_show_after_home_pgdn_end() -> None:
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        log = app.query_one(EventsLog)
+        c.emit(*(Notice(level="info", message=f"line {k}", time=T0) for k in range(60)))
+        await settle(pilot)
+        await pilot.press("n")  # focus the events pane
+        assert app.focused is log
+        for key in ("home", "pagedown", "end"):
+            await pilot.press(key)
+            c.emit(Notice(level="info", message=f"after {key}", time=T0))  # a line arrives while it scrolls
+            await settle(pilot)
+        for k in range(3):
+            c.emit(Notice(level="info", message=f"newest {k}", time=T0))
+            await settle(pilot)
+            shown = [log.render_line(y).text for y in range(log.size.height)]
+            assert any(f"newest {k}" in row for row in shown), shown
+
+    drive(body)
+
+
+def test_the_events_log_leaves_the_chart_most_of_the_left_column() -> None:
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        for size, most in [((120, 40), 0.28), ((160, 50), 0.28)]:
+            await pilot.resize_terminal(*size)
+            await settle(pilot)
+            body_height = app.query_one("#left").size.height
+            events = app.query_one(EventsLog).outer_size.height
+            assert 7 <= events <= most * body_height, (size, events, body_height)
+
+    drive(body)
