@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from rich.console import Console
 from support.fake_run import T0, FakeController
 from test_ui_app import drive, settle
 from textual.pilot import Pilot
@@ -74,3 +75,25 @@ def test_the_events_log_leaves_the_chart_most_of_the_left_column() -> None:
             assert 7 <= events <= most * body_height, (size, events, body_height)
 
     drive(body)
+
+
+def test_screenshots_keep_the_background_a_line_carries_over_from_the_line_before() -> None:
+    """docs/capture_tmux.py: tmux capture-pane -e writes only changes, across line ends too (this pair is what it
+    wrote for two chart rows): the chart's cells before the bold EMA cell are on the pane's background, not black."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "docs" / "capture_tmux.py"
+    spec = importlib.util.spec_from_file_location("capture_tmux", path)
+    assert spec is not None and spec.loader is not None
+    capture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capture)
+    pane = ["\x1b[38;5;32m│\x1b[38;5;253m\x1b[48;5;233m4.0\x1b[38;5;240m┤\x1b[38;5;80m⣿⣿",
+            "\x1b[38;5;32m│\x1b[38;5;253m   \x1b[38;5;240m│\x1b[38;5;80m⣿⣿\x1b[1m\x1b[38;5;231m⠈⢧"
+            "\x1b[0m\x1b[38;5;253m\x1b[48;5;233m   "]
+    rows = capture.decode(pane, 3)
+    assert len(rows) == 3 and rows[2].plain == ""
+    second, console = rows[1], Console()
+    for k in range(len(second.plain)):
+        style = second.get_style_at_offset(console, k)
+        assert style.bgcolor is not None and style.bgcolor.number == 233, (k, second.plain[k], style)
