@@ -29,7 +29,6 @@ from typing import Any
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
 from textual.widgets import Footer, Tab, Tabs
 from textual.worker import get_current_worker
 
@@ -364,11 +363,9 @@ class TuiGptApp(App[int]):
         self._loss.draw(snap.loss, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
                         extra=extra, cooldown_from=snap.cooldown_from,
                         tokenizer=run.tokenizer if run is not None else None,
-                        bytes_per_token=run.bytes_per_token if run is not None else None)
-        if legend is not None and self._loss.data is not None:  # the projection's words in the title, its swatch
+                        bytes_per_token=run.bytes_per_token if run is not None else None, legend_extra=legend)
+        if legend is not None and self._loss.data is not None:  # the projection's words in the title
             self._loss.border_title = f"{self._loss.border_title} · {snap.target.chart}"
-            subtitle = str(self._loss.border_subtitle or "")  # Textual keeps it as its own markup
-            self._loss.border_subtitle = f"{subtitle} {Content.from_rich_text(legend).markup}"
 
     @guarded("projection")
     def _projection(self, snap: RunSnapshot) -> tuple[list[braille.Layer], Text | None]:

@@ -100,6 +100,8 @@ def log_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     candidates = sorted({m * 10 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
                          for m in _LOG_MANTISSAS})
     inside = [c for c in candidates if lo * (1 - 1e-9) <= c <= hi * (1 + 1e-9)]
+    if len(inside) < min(n, 4):  # a narrow range (1.6-2.3 holds only "2"): evenly spaced round values, which a
+        return [v for v in linear_ticks(lo, hi, n) if v > 0]  # log axis this narrow barely bends
     if len(inside) <= n:
         return inside
     llo, lhi = math.log10(lo), math.log10(hi)

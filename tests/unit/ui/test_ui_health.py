@@ -115,7 +115,7 @@ def test_T_types_a_target_the_status_line_and_chart_title_show_its_projection() 
         await pilot.press("ctrl+u", *"1.55", "enter")
         await until(pilot, lambda: app.model.snapshot().target.target == 1.55)
         await until(pilot, lambda: "target 1.55" in str(app._status._time_label.render()))
-        assert "loss 1.55" in app._loss.border_title and "┄" in app._loss.border_subtitle
+        assert "loss 1.55" in app._loss.border_title and "┄" in app._loss.legend.plain
         assert "you: target loss → 1.55" in "\n".join(app._events_log.messages)
 
     drive(body, health_script())

@@ -4,16 +4,22 @@ ticks, the Health and Speed panes say what their bars mean, the Cluster pane fit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from rich.console import Console
+from support import until
 from support.fake_run import T0, FakeController
 from test_ui_app import drive, settle
+from test_ui_health import drive as health_drive
+from test_ui_health import health_script
+from textual.content import Content
 from textual.pilot import Pilot
 
-from tuigpt.run.events import Notice
+from tuigpt.run.events import Notice, RunStarted
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.widgets.events_log import EventsLog
+from tuigpt.ui.widgets.loss import LossChart, LossData, build_plot
 
 LONG = "the learning rate will still be 1.00e-03 at the last iteration (600): " + "word " * 40
 
@@ -97,3 +103,44 @@ def test_screenshots_keep_the_background_a_line_carries_over_from_the_line_befor
     for k in range(len(second.plain)):
         style = second.get_style_at_offset(console, k)
         assert style.bgcolor is not None and style.bgcolor.number == 233, (k, second.plain[k], style)
+
+
+def test_a_log_y_axis_over_a_narrow_range_has_several_ticks() -> None:
+    # a run late in training: the loss between 1.6 and 2.3, where the log axis's round values held only "2"
+    xs = list(range(400))
+    ys = [1.6 + 0.7 * math.exp(-i / 120) + 0.02 * math.sin(i) for i in xs]
+    for height in (10, 22):
+        plot = build_plot(LossData(raw=(xs, ys), log_y=True), 76, height)
+        labels = [label for _, label in plot.y_ticks]
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+        assert all(1.5 <= float(label) <= 2.4 for label in labels), labels
+        assert len({len(label) for label in labels}) == 1, labels  # 1.8 2.0 2.2, not 1.8 2 2.2
+    wide = [label for _, label in build_plot(LossData(raw=([0, 1, 2], [0.05, 1.0, 9.0]), log_y=True), 76, 22).y_ticks]
+    assert not any("." in label and label.endswith("0") for label in wide), wide  # over decades: 0.1 1.5 4, not 0.10
+
+
+def test_the_chart_legend_is_never_cut() -> None:
+    script = health_script()  # a target loss: the projection joins the legend
+    assert isinstance(script[0], RunStarted)
+    script[0] = dataclasses.replace(script[0], cooldown_from=4_000)  # and a WSD cooldown
+
+    for size in [(80, 24), (100, 32), (120, 40), (160, 50)]:
+        async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+            chart = app.query_one(LossChart)
+            await until(pilot, lambda: "projection" in chart.legend.plain or "target" in chart.legend.plain,
+                        what="the projection's legend entry")
+            app.redraw()
+            await pilot.pause()
+            legend = chart.legend.plain
+            assert "best val" in legend and "cooldown @4,000" in legend
+            entries = [e for e in legend.replace("  ", " ").split(" ") if e]
+            subtitle = Content.from_markup(str(chart.border_subtitle)).plain
+            if subtitle:  # in the border: the whole legend, with room to spare
+                assert subtitle == legend and len(subtitle) <= chart.outer_size.width - 4, size
+            else:  # on the chart's last lines, every word whole
+                rows = [chart.render_line(y).text for y in range(chart.size.height)]
+                shown = " ".join(rows[-3:])
+                assert all(e in shown for e in entries), (size, rows[-3:])
+                assert any("┤" in row for row in rows), size  # and the chart itself still there
+
+        health_drive(body, script, size=size)
