@@ -10,16 +10,19 @@ import math
 from rich.console import Console
 from support import until
 from support.fake_run import T0, FakeController
-from test_ui_app import drive, settle
+from test_ui_app import drive, settle, text_of
 from test_ui_health import drive as health_drive
 from test_ui_health import health_script
 from textual.content import Content
 from textual.pilot import Pilot
 
 from tuigpt.run.events import Notice, RunStarted
+from tuigpt.run.model import RunModel
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.widgets.events_log import EventsLog
+from tuigpt.ui.widgets.health import render_health
 from tuigpt.ui.widgets.loss import LossChart, LossData, build_plot
+from tuigpt.ui.widgets.speed import SpeedPane
 
 LONG = "the learning rate will still be 1.00e-03 at the last iteration (600): " + "word " * 40
 
@@ -144,3 +147,33 @@ def test_the_chart_legend_is_never_cut() -> None:
                 assert any("┤" in row for row in rows), size  # and the chart itself still there
 
         health_drive(body, script, size=size)
+
+
+def test_the_health_pane_fills_its_place_and_its_sparklines_say_their_scale() -> None:
+    model = RunModel()
+    for event in health_script(600):
+        model.record(event)
+    view = model.snapshot().health
+    for width, height in [(76, 25), (116, 35), (76, 14)]:  # the chart's place at 120x40 and 160x50; a short one
+        lines = str(render_health(view, width, height)).splitlines()
+        assert 0.85 * height <= len(lines) <= height, (width, height, len(lines))  # was 11 of 25 rows at 120x40
+        assert all(len(line) <= width for line in lines)
+        grad = next(k for k, line in enumerate(lines) if line.startswith("grad norm"))
+        clipped = next(k for k, line in enumerate(lines) if line.startswith("clipped"))
+        block = "\n".join(lines[grad:clipped])
+        assert clipped - grad >= 2, lines  # the sparkline is several rows tall
+        # its scale beside it: the largest and smallest gradient norm drawn (3.61 at the spike, 0.6 at the end)
+        assert ("max 3.61" in block and "min 0.6" in block) or "0.6–3.61" in block, block
+
+
+def test_the_speed_sparkline_has_a_scale() -> None:
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        speed = app.query_one(SpeedPane)
+        await until(pilot, lambda: speed.progress is not None and speed.progress.ms_recent, what="iterations")
+        ms = [v for v in speed.progress.ms_recent if v is not None]
+        shown = text_of(speed)
+        assert f"max {max(ms):,.0f}" in shown and f"min {min(ms):,.0f}" in shown, shown
+        assert "ms/iter" in shown and "evals" in shown  # every line of the pane on screen, the last included
+        assert speed.size.height >= len(shown.splitlines()), (speed.size, shown)
+
+    drive(body)
