@@ -68,7 +68,7 @@ CHART_SECONDS = 1.0  # at most this often for the loss chart and the panes
 COMPARE_RELOAD_SECONDS = 10.0  # a --compare run that is still training is re-read this often when it grew
 # In a small terminal these panes share one slot below the chart, picked with tabs (or n).
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
-RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster", "samples"}
+RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "samples"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 SCROLLABLE = ("events", "samples")  # what n focuses in the wide layout
 
@@ -152,11 +152,11 @@ class TuiGptApp(App[int]):
                 yield self._health_pane
                 yield self._tabs
                 yield self._events_log
+                yield self._cluster
             with Vertical(id="right"):
                 yield self._speed
                 yield self._mfu
                 yield self._cpu
-                yield self._cluster
                 yield self._gpu
                 yield self._samples
                 yield self._timeline

@@ -9,8 +9,9 @@ import math
 
 from rich.console import Console
 from support import until
-from support.fake_run import T0, FakeController
+from support.fake_run import T0, FakeController, demo_script
 from test_ui_app import drive, settle, text_of
+from test_ui_cluster import cluster_stats
 from test_ui_health import drive as health_drive
 from test_ui_health import health_script
 from textual.content import Content
@@ -19,6 +20,7 @@ from textual.pilot import Pilot
 from tuigpt.run.events import Notice, RunStarted
 from tuigpt.run.model import RunModel
 from tuigpt.ui.app import TuiGptApp
+from tuigpt.ui.widgets.cluster import ClusterPane
 from tuigpt.ui.widgets.events_log import EventsLog
 from tuigpt.ui.widgets.health import render_health
 from tuigpt.ui.widgets.loss import LossChart, LossData, build_plot
@@ -177,3 +179,25 @@ def test_the_speed_sparkline_has_a_scale() -> None:
         assert speed.size.height >= len(shown.splitlines()), (speed.size, shown)
 
     drive(body)
+
+
+def test_the_cluster_pane_fits_120x40_every_rank_on_one_line_nothing_cut_no_outer_scrollbar() -> None:
+    for size in [(120, 40), (160, 50)]:
+        async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+            c.emit(cluster_stats(straggler=1))
+            await settle(pilot)
+            await pilot.pause()
+            cluster = app.query_one(ClusterPane)
+            rows = [cluster.render_line(y).text for y in range(cluster.size.height)]
+            for host, numbers in (("laptop-a", "410.0 3.1 280.0 95.0"), ("laptop-c", "409.0 2.9 285.0 90.0")):
+                row = next(r for r in rows if host in r)
+                assert " ".join(row.split()[2:]) == numbers, (size, row)  # the comm column on the rank's line
+            shown = "\n".join(rows)
+            assert "straggler: rank 1" in shown and "slow steps do not move" in shown, (size, rows)  # the end too
+            right = app.query_one("#right")
+            assert right.max_scroll_y == 0 and not right.show_vertical_scrollbar, size  # no bar outside the panes
+            for pane in ("#speed", "#mfu", "#cpu", "#gpu", "#samples"):
+                region = app.query_one(pane).region
+                assert region.height >= 3 and right.region.contains_region(region), (size, pane, region)
+
+        drive(body, FakeController(demo_script(iters=300)), size=size)

@@ -49,7 +49,7 @@ class SpeedPane(Vertical):
         yield self._text
 
     def on_mount(self) -> None:
-        self.border_title = f"speed · ms/iter of the last {SPEED_WINDOW}"
+        self.border_title = f"speed · last {SPEED_WINDOW} steps"
 
     def watch_progress(self) -> None:
         self._draw()
@@ -72,17 +72,18 @@ class SpeedPane(Vertical):
         text.append(NA if last is None else f"{last.ms_per_iter:,.1f} now")
         if ms is not None:
             text.append(f" · median {ms:,.1f}")
-        who = ", rank 0" if self.ranks > 1 else ""
-        text.append(f"\n{'':<{LABEL}}median of the last {SPEED_WINDOW}{who}\n", style="dim")
-        text.append(f"{'tok/s':<{LABEL}}", style="bold")
+        text.append(f"\n{'tok/s':<{LABEL}}", style="bold")
         text.append(NA if last is None else f"{count(last.tokens_per_sec)} now")
         text.append(f" · {count(view.tokens_per_sec_avg)} avg" if view.tokens_per_sec_avg is not None else "")
-        text.append(f"\n{'':<{LABEL}}avg skips {WARMUP_ITERS} warm-up iters\n", style="dim")
-        text.append(f"{'evals':<{LABEL}}", style="bold")
+        text.append(f"\n{'evals':<{LABEL}}", style="bold")
         text.append(f"{duration(view.eval_seconds)} ({view.n_evals})")
         text.append(" · ckpt ", style="bold")
         text.append(duration(view.checkpoint_seconds))
         self._text.update(text)
+        # what the sparkline and the median are over, and what the average leaves out, in the pane's borders
+        who = "rank 0 · " if self.ranks > 1 else ""
+        self.border_title = f"speed · {who}last {SPEED_WINDOW} steps"
+        self.border_subtitle = f"avg skips {WARMUP_ITERS} warm-up iters"
 
     def _sparkline(self, ms: list[float]) -> Text:
         """The window's ms/iter, two rows tall, its slowest and fastest step beside it."""
@@ -99,3 +100,7 @@ class SpeedPane(Vertical):
 
     def show_failure(self, text: Text) -> None:
         self._text.update(text)
+        # what the sparkline and the median are over, and what the average leaves out, in the pane's borders
+        who = "rank 0 · " if self.ranks > 1 else ""
+        self.border_title = f"speed · {who}last {SPEED_WINDOW} steps"
+        self.border_subtitle = f"avg skips {WARMUP_ITERS} warm-up iters"
