@@ -24,7 +24,7 @@ from tuigpt.ui.sparkline import spark, spark_rows, spark_scale
 LABEL = 11  # "grad norm  "
 VALUE = 24  # the numbers after a sparkline
 STYLES = {"grad": "bold cyan", "clip": "bold yellow", "lr": "bold green", "update": "bold magenta"}
-MAX_SPARK_ROWS = 8  # a taller pane draws each sparkline up to this many rows tall (8 levels a row)
+MAX_SPARK_ROWS = 6  # a taller pane draws each sparkline up to this many rows tall (8 levels a row)
 
 
 def _mean(values: list[float]) -> float:
