@@ -93,8 +93,9 @@ class ClusterPane(TextPane):
         text.append("  comm/compute " if width >= 40 else "  comm/comp ", style="bold")
         coc = stats.comm_over_compute
         text.append(NA if coc is None else f"{coc:.2f}", style="bold yellow" if coc is not None and coc >= 1.0 else "")
-        if stats.straggler is not None:
-            text.append(f"\nstraggler: rank {stats.straggler}", style="bold yellow")
+        if stats.straggler is not None:  # on the same line when it fits (a compact tab shows 7 lines)
+            text.append("  " if width >= 60 else "\n")
+            text.append(f"straggler: rank {stats.straggler}", style="bold yellow")
         over = f"the last {steps} steps" if steps else "the steps since the last gather"
         text.append(f"\nms/it: each rank's mean over {over}, all-reduce waits included; Speed shows rank 0's "
                     f"median of {SPEED_WINDOW}, which slow steps do not move", style="dim")
