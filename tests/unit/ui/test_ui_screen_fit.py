@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 
 from tuigpt.run.events import Notice, RunStarted
 from tuigpt.run.model import RunModel
+from tuigpt.ui import braille
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.widgets.cluster import ClusterPane
 from tuigpt.ui.widgets.events_log import EventsLog
@@ -206,3 +207,24 @@ def test_the_cluster_pane_fits_120x40_every_rank_on_one_line_nothing_cut_no_oute
                 assert region.height >= 3 and right.region.contains_region(region), (size, pane, region)
 
         drive(body, FakeController(demo_script(iters=300)), size=size)
+
+
+def _dots(char: str) -> int:
+    return bin(ord(char) - braille.BRAILLE_BASE).count("1") if 0x2800 <= ord(char) <= 0x28FF else 0
+
+
+def test_the_ema_line_leaves_no_holes_in_the_filled_area() -> None:
+    """A line through the area keeps one dot clear of it; the area's dots further away stay in the cells it
+    crosses. Before, those cells held the line alone: a dark stripe along the EMA, and on a short chart (80x24)
+    where the EMA runs in the bottom row the whole fill vanished under it."""
+    xs = [float(x) for x in range(101)]
+    for line_y, height in ((0.35, 3), (0.05, 3), (0.5, 5)):
+        plot = braille.Plot((0.0, 100.0), (0.0, 1.0), [
+            braille.Layer("area", xs, [0.9] * len(xs), "cyan"),
+            braille.Layer("line", xs, [line_y] * len(xs), "white")])
+        rows = braille.render(plot, 40, height + 1)[:height]
+        cells = ["".join(segment.text for segment in row)[2:] for row in rows]  # after the "y label" and axis
+        line_row = round((1 - line_y) * (4 * height - 1)) // 4  # the cell row the line's dots fall in
+        # the line's cells: the line (2 dots, one a dot column) and the area's dots 2 rows or more from it
+        assert _dots(cells[line_row][0]) > 2, (line_y, cells)
+        assert all(set(row) == {"⣿"} for k, row in enumerate(cells) if k > line_row), cells  # full below
