@@ -113,7 +113,7 @@ def test_main_screen_shows_every_pane() -> None:
         log = log_text(app)
         assert "tuigpt training shakespeare-char" in log and "eval iter 250 |" in log and "(best)" in log
         assert "checkpoints/shakespeare-char/best.pt" in log and "warning: data loader" in log
-        assert "best val" in str(app.query_one(LossChart).border_subtitle)
+        assert "best val" in app.query_one(LossChart).legend.plain
         assert app.query_one(LossChart).drawn_range == (0, 299)
         keys = {b.binding.key for b in app.active_bindings.values() if b.binding.show}
         assert {"p", "c", "s", "e", "E", "i", "l", "z", "question_mark", "q"} <= keys
