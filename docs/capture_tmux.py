@@ -43,6 +43,14 @@ def capture(socket: str, target: str) -> tuple[list[str], int, int]:
     return lines, int(size[0]), int(size[1])
 
 
+def decode(lines: list[str], height: int) -> list[Text]:
+    """The pane's ``height`` lines as styled text. One decoder for the whole pane: capture-pane -e writes only
+    what changed since the cell before, across line ends too, so a line decoded on its own loses the background
+    its first cells carry over (the black boxes behind the chart's bold EMA cells in the first screenshots)."""
+    decoded = list(Text.from_ansi("\n".join(lines), no_wrap=True).split("\n", allow_blank=True))
+    return (decoded + [Text() for _ in range(height)])[:height]
+
+
 def main(argv: list[str]) -> int:
     if argv[0] == "--ansi":  # a capture-pane -e file taken elsewhere (e.g. on a lent GPU machine), WIDTHxHEIGHT
         width, height = (int(n) for n in argv[2].split("x"))
@@ -54,8 +62,8 @@ def main(argv: list[str]) -> int:
         lines, width, height = capture(socket, target)
     console = Console(record=True, width=width, height=height, file=io.StringIO(), force_terminal=True,
                       color_system="truecolor", legacy_windows=False)
-    for line in (lines + [""] * height)[:height]:
-        console.print(Text.from_ansi(line, no_wrap=True), crop=True, overflow="crop", no_wrap=True)
+    for line in decode(lines, height):
+        console.print(line, crop=True, overflow="crop", no_wrap=True)
     svg = out.with_suffix(".svg")
     svg.parent.mkdir(parents=True, exist_ok=True)
     console.save_svg(str(svg), title=title, theme=XTERM_DARK)

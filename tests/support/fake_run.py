@@ -96,6 +96,11 @@ def cpu_data(**overrides: Any) -> CpuSnapshot:
         process_rss_bytes=2_340_000_000,
         mem_used_bytes=18 * 2**30,
         mem_total_bytes=64 * 2**30,
+        own_share=0.48,
+        others_share=0.03,
+        share_cpus=8,
+        stretch=1.04,
+        contended=False,
     )
     values.update(overrides)
     return CpuSnapshot(**values)

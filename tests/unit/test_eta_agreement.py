@@ -1,4 +1,5 @@
-"""One event stream, four front ends, one ETA: the headless line, the monitor, `tuigpt watch` and bench agree.
+"""One event stream, five front ends, one ETA: the headless line, the monitor, `tuigpt watch`, `tuigpt runs` and
+bench agree.
 
 (Before the numbers lived in one module, the headless line said 24m43s while the monitor said 12:32.)
 """
@@ -20,6 +21,7 @@ from tuigpt.run import fmt
 from tuigpt.run.events import EvalResult, Event, StateChanged, RunState
 from tuigpt.run.metrics_log import MetricsWriter
 from tuigpt.run.numbers import RunProgress, evals_remaining
+from tuigpt.run.status import summarize
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.headless import HeadlessPrinter
 from tuigpt.ui.widgets.status import StatusBar
@@ -95,6 +97,8 @@ def test_headless_monitor_watch_and_bench_show_the_same_eta(tmp_path: Path) -> N
         assert _monitor_eta(watcher) == want
     finally:
         watcher.close()
+    running = summarize(run_dir, lambda _: True)  # `tuigpt runs` on the same file, as if the run still went on
+    assert fmt.duration(running.eta_seconds) == want and running.eta_at == events[-1].time + running.eta_seconds
 
     # bench projects a run from its measured ms/step and eval time with the same formula: at the same speed and
     # eval time, its max_iters row is the untrained eval plus the ETA a run shows at iteration 0

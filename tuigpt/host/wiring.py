@@ -191,10 +191,12 @@ def _alert_command(trainer: Trainer) -> Any:
 def _start_telemetry(trainer: Trainer) -> Any:
     if trainer.config.telemetry_interval <= 0:
         return None
+    from tuigpt.telemetry.contention import ContentionNotices
     from tuigpt.telemetry.poller import TelemetryPoller, default_readers
     from tuigpt.telemetry.throttle import ThrottleDetector
 
     trainer.bus.subscribe(ThrottleDetector(trainer.bus.publish))
+    trainer.bus.subscribe(ContentionNotices(trainer.bus.publish))
     poller = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)),
                                interval=trainer.config.telemetry_interval)
     poller.start()

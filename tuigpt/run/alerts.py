@@ -25,7 +25,7 @@ MAX_TEXT = 200  # characters of a notification's body
 class Alert:
     """One alert: what kind, one line saying it, and the event it came from (what alert_command reads)."""
 
-    kind: str  # done, ended, failed, nan, stall, divergence, throttling, checkpoint, plateau, plan
+    kind: str  # done, ended, failed, nan, stall, divergence, throttling, contention, checkpoint, plateau, plan
     summary: str
     severity: str  # "information", "warning" or "error" (Textual's toast severities)
     record: dict[str, Any]
@@ -60,7 +60,8 @@ def alert_for(event: Event, run_name: str = "") -> Alert | None:
     elif isinstance(event, Diverging):
         kind, text = "divergence", (f"loss trending up: {event.loss_before:.4f} → {event.loss_now:.4f} over "
                                     f"{event.window} iters (iter {event.iter:,})")
-    elif isinstance(event, Notice) and event.topic in ("throttling", "checkpoint", "plateau", "plan"):
+    elif isinstance(event, Notice) and (event.topic in ("throttling", "checkpoint", "plateau", "plan")
+                                        or event.topic == "contention" and event.level == "warning"):  # (not its end)
         kind, severity, text = event.topic, event.level if event.level != "info" else "information", event.message
     if not kind:
         return None

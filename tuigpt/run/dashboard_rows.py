@@ -103,7 +103,9 @@ def telemetry_scalars(data: Any) -> dict[str, float | None]:
         throttling = None if data.throttling is None else float(data.throttling)
         return {"cpu/percent": data.mean_percent, "cpu/freq_mhz": data.freq_mhz, "cpu/temp_max_c": data.temp_max_c,
                 "cpu/throttling": throttling, "cpu/package_power_w": data.package_power_w,
-                "cpu/process_rss_bytes": data.process_rss_bytes, "cpu/mem_used_bytes": data.mem_used_bytes}
+                "cpu/process_rss_bytes": data.process_rss_bytes, "cpu/mem_used_bytes": data.mem_used_bytes,
+                "cpu/own_share": data.own_share, "cpu/others_share": data.others_share, "cpu/stretch": data.stretch,
+                "cpu/contended": None if data.contended is None else float(data.contended)}
     if isinstance(data, GpuSnapshot):
         values: dict[str, float | None] = {"gpu/torch_allocated_bytes": data.torch_allocated,
                                            "gpu/torch_reserved_bytes": data.torch_reserved}

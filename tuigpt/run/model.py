@@ -115,6 +115,18 @@ class LossView:
     evals: list[EvalPoint]
     best_eval: EvalPoint | None
 
+    @property
+    def val_change(self) -> float | None:
+        """The newest eval's val loss minus the one before it (negative: it improved); None before two evals."""
+        return self.evals[-1][2] - self.evals[-2][2] if len(self.evals) >= 2 else None
+
+    @property
+    def evals_since_best(self) -> int | None:
+        """Evals after the best one: the val loss has not improved in this many (0: the newest is the best)."""
+        if self.best_eval is None:
+            return None
+        return sum(1 for point in self.evals if point[0] > self.best_eval[0])
+
 
 @dataclass(frozen=True)
 class HealthPoint:

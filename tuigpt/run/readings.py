@@ -32,10 +32,29 @@ class CpuSnapshot:
     mem_used_bytes: int | None  # total - available
     mem_total_bytes: int | None
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Who had this process's CPUs (its affinity mask) since the last reading, from the kernel's CPU times
+    # (telemetry/load.py): this process's share and the others' (steal included), 0..1 of ``share_cpus`` CPUs;
+    # ``stretch``: (running + waiting for a CPU) / running of this process's threads (1.0: never waited);
+    # ``contended``: contention, not the model, sets the speed now (telemetry/contention.py decides).
+    own_share: float | None = None
+    others_share: float | None = None
+    share_cpus: int | None = None
+    stretch: float | None = None
+    contended: bool | None = None
 
     @property
     def mean_percent(self) -> float | None:
         return statistics.fmean(self.per_core_percent) if self.per_core_percent else None
+
+    @property
+    def wait_share(self) -> float | None:
+        """The share of the time this process's threads wanted a CPU that they waited for one: 1 - 1/stretch
+        (0: never waited; 0.63: ran 37% of the time they were ready to). Not the steps' slowdown: a thread that
+        waits while another of the step's threads runs costs the step less (2.7x stretch beside a busy loop on
+        the VM, steps 1.6x slower)."""
+        if self.stretch is None or not self.stretch > 0:
+            return None
+        return max(0.0, 1.0 - 1.0 / self.stretch)
 
 
 @dataclass(frozen=True)

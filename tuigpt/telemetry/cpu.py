@@ -1,4 +1,5 @@
-"""CPU readings: load per core, clocks, temperatures, throttling, package power, memory.
+"""CPU readings: load per core, who had this process's CPUs (its share, the others', whether contention sets the
+speed), clocks, temperatures, throttling, package power, memory.
 
 Every field is read on its own: a reading the machine does not expose is None and
 ``unavailable[field]`` says why (a VM with no sensors shows "n/a", never 0). A
@@ -18,6 +19,8 @@ from typing import Any, Callable
 import psutil
 
 from tuigpt.run.readings import CpuSnapshot
+from tuigpt.telemetry.contention import ContentionWatch
+from tuigpt.telemetry.load import MIN_WINDOW_SECONDS, LoadMeter
 
 # psutil.sensors_temperatures() names of CPU sensors, best first. Other chips
 # (nvme, wifi, GPU, battery) are not CPU temperatures and are left out.
@@ -43,6 +46,7 @@ class CpuReader:
         pid: int | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        contention: ContentionWatch | None = None,
     ) -> None:
         self._ps = psutil_module
         self._sys = Path(sys_root)
@@ -52,6 +56,9 @@ class CpuReader:
         self._last_throttle: int | None = None
         self._last_energy: tuple[float, dict[str, int]] | None = None
         self._base_mhz = self._read_base_mhz()
+        # The shares are this process's (its CPU times, its threads' waits): read for another pid they would lie.
+        self._meter = LoadMeter(psutil_module) if self._pid == os.getpid() else None
+        self._contention = contention or ContentionWatch()
         try:  # psutil measures load between calls: the first call sets the reference
             self._ps.cpu_percent(percpu=True)
         except Exception:
@@ -192,11 +199,29 @@ class CpuReader:
             why["load_avg"] = f"load average unavailable: {exc}"
             return None
 
+    def _shares(self, why: dict[str, str]) -> tuple[Any, bool | None]:
+        """Who had this process's CPUs since the last reading, and whether contention sets the speed now."""
+        if self._meter is None:
+            why["others_share"] = "shares are measured for the process that reads them only"
+            return None, None
+        load = self._meter.stop(min_seconds=MIN_WINDOW_SECONDS)
+        if load is None:  # (a window too short to count ticks in goes on until the next reading)
+            why["others_share"] = "needs two samples (or psutil cannot read CPU times here)"
+        else:
+            self._meter.start()
+        if load is not None and load.stretch is None:
+            why["stretch"] = "no scheduler statistics (/proc/self/task/*/schedstat, Linux only)"
+        state = self._contention.update(load, self._clock())
+        if state is None:
+            why["contended"] = why.get("stretch") or why.get("others_share") or "not measured yet"
+        return load, state
+
     # ---------------------------------------------------------------- sample
 
     def read(self) -> CpuSnapshot:
         why: dict[str, str] = {}
         percent = self._percent(why)
+        shares, contended = self._shares(why)
         current, low, high, per_core = self._freqs(why)
         temps = self._temperatures(why)
         count = self._throttle_count(why)
@@ -234,4 +259,9 @@ class CpuReader:
             mem_used_bytes=used,
             mem_total_bytes=total,
             unavailable=why,
+            own_share=shares.own if shares is not None else None,
+            others_share=shares.others if shares is not None else None,
+            share_cpus=shares.cpus if shares is not None else None,
+            stretch=shares.stretch if shares is not None else None,
+            contended=contended,
         )

@@ -37,6 +37,7 @@ class Load:
     cpus: int  # how many CPUs that share is of
     load_avg: float | None  # the 1-minute load average at the end (this process included)
     stretch: float | None = None  # (running + waiting for a CPU) / running, this process's threads; None: unknown
+    own: float | None = None  # share (0..1) of those CPUs this process used; None: unknown
 
     @property
     def busy(self) -> bool:
@@ -67,10 +68,10 @@ class Load:
             return None
 
 
-def _run_and_wait() -> tuple[int, int] | None:
-    """Nanoseconds this process's threads ran, and waited runnable for a CPU, so far (Linux schedstat; None
-    elsewhere). A thread that ended meanwhile drops out of the sum: the windows measured here are short."""
-    run = wait = 0
+def _run_and_wait() -> dict[str, tuple[int, int]] | None:
+    """Nanoseconds each of this process's threads ran, and waited runnable for a CPU, so far (Linux schedstat;
+    None elsewhere)."""
+    threads: dict[str, tuple[int, int]] = {}
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
@@ -79,10 +80,21 @@ def _run_and_wait() -> tuple[int, int] | None:
         try:
             with open(f"/proc/self/task/{task}/schedstat") as f:
                 fields = f.read().split()
-            run, wait = run + int(fields[0]), wait + int(fields[1])
+            threads[task] = (int(fields[0]), int(fields[1]))
         except (OSError, ValueError, IndexError):
             continue
-    return (run, wait) if run else None
+    return threads or None
+
+
+def _stretch(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> float | None:
+    """(running + waiting for a CPU) / running over the threads' time between two readings: a thread that ended
+    meanwhile drops out, one that started counts from its start (a monitor samples for hours while threads come
+    and go)."""
+    ran = waited = 0
+    for task, (run, wait) in after.items():
+        run0, wait0 = before.get(task, (0, 0))
+        ran, waited = ran + max(0, run - run0), waited + max(0, wait - wait0)
+    return (ran + waited) / ran if ran > 0 else None
 
 
 def _our_cpus() -> list[int]:
@@ -108,7 +120,7 @@ class LoadMeter:
             self._psutil = None
         self._cpus = _our_cpus()
         self._start: tuple[float, float, float] | None = None
-        self._sched: tuple[int, int] | None = None
+        self._sched: dict[str, tuple[int, int]] | None = None
         self.start()
 
     def _snapshot(self) -> tuple[float, float, float] | None:
@@ -147,9 +159,10 @@ class LoadMeter:
             load_avg = None
         stretch = None
         if self._sched is not None and (sched := _run_and_wait()) is not None:
-            ran, waited = sched[0] - self._sched[0], sched[1] - self._sched[1]
-            stretch = (ran + max(0, waited)) / ran if ran > 0 else None
-        return Load(min(1.0, max(0.0, others)), len(self._cpus), load_avg, stretch)
+            stretch = _stretch(self._sched, sched)
+        own = min(1.0, max(0.0, (end[2] - self._start[2]) / (wall * len(self._cpus))))
+        # (the process's and the CPUs' times are counted apart, in ticks: their shares may add up to 101%)
+        return Load(min(1.0 - own, max(0.0, others)), len(self._cpus), load_avg, stretch, own)
 
 
 def load_now(seconds: float = PROBE_SECONDS, psutil_module: Any = None) -> Load | None:

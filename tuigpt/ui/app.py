@@ -29,7 +29,6 @@ from typing import Any
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
 from textual.widgets import Footer, Tab, Tabs
 from textual.worker import get_current_worker
 
@@ -69,7 +68,7 @@ CHART_SECONDS = 1.0  # at most this often for the loss chart and the panes
 COMPARE_RELOAD_SECONDS = 10.0  # a --compare run that is still training is re-read this often when it grew
 # In a small terminal these panes share one slot below the chart, picked with tabs (or n).
 PANES = [("events", "Events"), ("samples", "Sample"), ("speed", "Speed"), ("mfu", "MFU"), ("cpu", "CPU"), ("gpu", "GPU")]
-RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "cluster", "samples"}
+RIGHT_PANES = {"speed", "mfu", "cpu", "gpu", "samples"}
 CLUSTER_PANE = ("cluster", "Cluster")  # joins the panes when a multi-rank run reports its first timings
 SCROLLABLE = ("events", "samples")  # what n focuses in the wide layout
 
@@ -153,11 +152,11 @@ class TuiGptApp(App[int]):
                 yield self._health_pane
                 yield self._tabs
                 yield self._events_log
+                yield self._cluster
             with Vertical(id="right"):
                 yield self._speed
                 yield self._mfu
                 yield self._cpu
-                yield self._cluster
                 yield self._gpu
                 yield self._samples
                 yield self._timeline
@@ -351,6 +350,11 @@ class TuiGptApp(App[int]):
         for kind, pane in (("cpu", self._cpu), ("gpu", self._gpu)):
             if kind in snap.readings and snap.readings[kind] is not pane.reading:
                 pane.show(snap.readings[kind])
+                if kind == "cpu":  # in a small terminal the CPU pane may be a tab away: its tab says so too
+                    tab = self._tabs.query_one("#tab-cpu", Tab)
+                    label = "CPU contended" if getattr(pane.reading, "contended", None) else "CPU"
+                    if str(tab.label) != label:
+                        tab.label = label
         stats = snap.cluster
         if stats is not None and stats is not self._cluster.stats:
             self._speed.ranks = len(stats.ranks)  # its note says whose steps it times
@@ -363,11 +367,9 @@ class TuiGptApp(App[int]):
         self._loss.draw(snap.loss, log_y=self._log_y, recent=self._recent, x_axis=self._x_axis, compare=self._compare,
                         extra=extra, cooldown_from=snap.cooldown_from,
                         tokenizer=run.tokenizer if run is not None else None,
-                        bytes_per_token=run.bytes_per_token if run is not None else None)
-        if legend is not None and self._loss.data is not None:  # the projection's words in the title, its swatch
+                        bytes_per_token=run.bytes_per_token if run is not None else None, legend_extra=legend)
+        if legend is not None and self._loss.data is not None:  # the projection's words in the title
             self._loss.border_title = f"{self._loss.border_title} · {snap.target.chart}"
-            subtitle = str(self._loss.border_subtitle or "")  # Textual keeps it as its own markup
-            self._loss.border_subtitle = f"{subtitle} {Content.from_rich_text(legend).markup}"
 
     @guarded("projection")
     def _projection(self, snap: RunSnapshot) -> tuple[list[braille.Layer], Text | None]:

@@ -35,8 +35,10 @@ class Layer:
     style: str
     glyph: str = ""  # marks only
     dashed: bool = False  # lines only: drawn every other 3 dot columns
-    # lines only: in the cells it crosses, the line's dots replace what is under them (a thin line carved
-    # through an area), instead of adding to them (a solid band)
+    # lines only: in the cells it crosses, the line's dots replace the dots next to them (a thin line through an
+    # area, one dot clear of it) instead of adding to them (a solid band); the dots further away stay, drawn
+    # in the line's colour (a cell has one), so the fill has no holes along the line and does not vanish where
+    # the line runs along the chart's bottom row (80x24: the area was gone wherever the EMA reached it)
     carve: bool = True
 
 
@@ -100,6 +102,8 @@ def log_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     candidates = sorted({m * 10 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
                          for m in _LOG_MANTISSAS})
     inside = [c for c in candidates if lo * (1 - 1e-9) <= c <= hi * (1 + 1e-9)]
+    if len(inside) < min(n, 4):  # a narrow range (1.6-2.3 holds only "2"): evenly spaced round values, which a
+        return [v for v in linear_ticks(lo, hi, n) if v > 0]  # log axis this narrow barely bends
     if len(inside) <= n:
         return inside
     llo, lhi = math.log10(lo), math.log10(hi)
@@ -132,9 +136,10 @@ class _Grid:
         self.style = [[-1] * width for _ in range(height)]
         self.glyph: dict[tuple[int, int], tuple[str, int]] = {}
 
-    def column_span(self, dx: int, top: int, bottom: int, style: int, fresh: set[tuple[int, int]] | None = None) -> None:
+    def column_span(self, dx: int, top: int, bottom: int, style: int,
+                    fresh: dict[tuple[int, int], int] | None = None) -> None:
         """Set dots top..bottom (dot rows, inclusive, 0 = top) of dot column dx. With ``fresh``, a cell this
-        layer had not drawn in before is cleared first (and remembered)."""
+        layer had not drawn in before is cleared first (its dots before are kept in ``fresh``)."""
         cx, col = divmod(dx, 2)
         if not 0 <= cx < self.w:
             return
@@ -144,7 +149,7 @@ class _Grid:
             a = top - cy * 4 if cy == top // 4 else 0
             b = bottom - cy * 4 if cy == bottom // 4 else 3
             if fresh is not None and (cy, cx) not in fresh:
-                fresh.add((cy, cx))
+                fresh[(cy, cx)] = self.mask[cy][cx]
                 self.mask[cy][cx] = 0
             self.mask[cy][cx] |= span[a][b]
             self.style[cy][cx] = style
@@ -192,7 +197,7 @@ def _draw(grid: _Grid, layer: Layer, plot: Plot, style: int) -> None:
             previous = (dx, top)
         return
     shown = (lambda gx: (gx // 3) % 2 == 0) if layer.dashed else (lambda gx: True)
-    fresh: set[tuple[int, int]] | None = set() if layer.carve else None
+    fresh: dict[tuple[int, int], int] | None = {} if layer.carve else None
     previous = None  # (dot column, its last point's row)
     for dx in sorted(cols):
         top, bottom, first, last = cols[dx]
@@ -206,6 +211,19 @@ def _draw(grid: _Grid, layer: Layer, plot: Plot, style: int) -> None:
         if shown(dx):
             grid.column_span(dx, top, bottom, style, fresh)
         previous = (dx, last)
+    for (cy, cx), under in (fresh or {}).items():
+        grid.mask[cy][cx] |= _clear_of_line(grid.mask[cy][cx], under)
+
+
+def _clear_of_line(line: int, under: int) -> int:
+    """The dots of ``under`` a carving line keeps in one cell: per dot column, those at least two rows from the
+    line's dots there (all of them where the line has no dot in that column)."""
+    kept = 0
+    for col in range(2):
+        rows = [r for r in range(4) if line & _BIT[col][r]]
+        kept |= sum(_BIT[col][r] for r in range(4)
+                    if under & _BIT[col][r] and (not rows or r <= rows[0] - 2 or r >= rows[-1] + 2))
+    return kept
 
 
 def render(plot: Plot, width: int, height: int) -> list[list[Segment]]:

@@ -46,7 +46,7 @@ def test_runs_table(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:5]}
     assert out.splitlines()[0].split()[:3] == ["RUN", "STATE", "ITER"]
-    assert rows["done-run"][1:4] == ["done", "100/5,000", "1.5000"] and "3 h ago" in out
+    assert rows["done-run"][1:6] == ["done", "100/5,000", "-", "-", "1.5000"] and "3 h ago" in out  # no ETA, no val
     assert rows["failed-run"][1] == "failed"
     assert rows["killed-run"][1:3] == ["interrupted", "49/5,000"]
     assert rows["live-run"][1] == "running" and "12.3k" in rows["live-run"] and "cuda:0" in rows["live-run"]
@@ -174,3 +174,127 @@ def test_runs_show_a_planned_runs_cooldown_and_end_and_whether_it_ended_on_time(
     assert f"cooldown ~{clock(now + 1200, now, 1800)}, done ~{clock(now + 1500, now, 1800)}" in rows["tonight"]
     assert f"ended {clock(finished, now, 1800)}, on time (budget {clock(finished + 2, now, 1800)})" in rows["last-night"]
     assert rows["plain"].rstrip().endswith("-")
+
+
+# ---------------------------------------------------------------- the morning: ETA, last val, best, --status
+
+VALS = [2.0, 1.8, 1.7, 1.75, 1.72, 1.73]  # evals at 100..600: the best at 300, then 3 evals without a better one
+
+
+def full_run(root: Path, name: str, now: float, ended: bool = False, filler: int = 0) -> tuple[Path, list[dict]]:
+    """A run as the trainer writes it: a start, iterations every 10 (100 ms each), an eval every 100 (1 s each);
+    ``filler`` telemetry records after the best eval push it out of the file's tail."""
+    run = root / name
+    run.mkdir(parents=True)
+    t0 = now - 70.0
+    records: list[dict] = [{"type": "start", "time": t0, "max_iters": 5000, "device": "cpu", "run_name": name,
+                            "run_dir": str(run), "config_path": None, "config": {"log_interval": 10}, "n_params": 1,
+                            "dtype": "float32", "dtype_reason": "", "start_iter": 0, "tokens_per_iter": 1000,
+                            "flops_per_token": 1, "peak_flops": None, "peak_label": "", "eval_interval": 100,
+                            "resumed": False}]
+    best = 9.0
+    for i in range(10, 601, 10):
+        records.append({"type": "iter", "time": t0 + i / 10, "iter": i, "loss": 2.0, "lr": 1e-3, "ms_per_iter": 100.0,
+                        "tokens_per_sec": 1e4, "mfu": None, "tokens_seen": i * 1000, "train_seconds": i / 10})
+        if i % 100 == 0:
+            val = VALS[i // 100 - 1]
+            records.append({"type": "eval", "time": t0 + i / 10, "iter": i, "train_loss": val, "val_loss": val,
+                            "best_val_loss": min(best, val), "is_best": val < best, "seconds": 1.0})
+            best = min(best, val)
+            if i == 300:
+                records += [{"type": "telemetry", "time": t0, "kind": "gpu", "data": {"status": "x" * 1000}}] * filler
+    if ended:
+        records.append({"type": "finish", "time": now - 60, "iter": 600, "reason": "stopped", "best_val_loss": 1.7,
+                        "wall_seconds": 70.0, "train_seconds": 60.0, "eval_seconds": 6.0, "checkpoint_seconds": 0.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run, records
+
+
+def test_runs_say_when_a_run_will_be_done_its_last_val_and_change_and_its_best_and_since_when(tmp_path: Path,
+                                                                                             capsys) -> None:  # noqa: ANN001
+    from tuigpt.run import fmt
+    from tuigpt.run.model import RunModel
+    from tuigpt.run.records import event_from_record
+
+    root = tmp_path / "checkpoints"
+    now = time.time()
+    live, records = full_run(root, "tonight", now)
+    full_run(root, "yesterday", now, ended=True)
+    bus = EventBus()
+    server = ControlServer(live, lambda c: None, bus.publish, bus.subscribe)
+    server.start()
+    try:
+        summary = summarize(live, ping)
+        assert main(["runs", "--out_dir", str(root)]) == 0
+    finally:
+        server.stop()
+    model = RunModel()  # the ETA the monitor shows for these events: `runs` calls the same, it has no formula
+    for record in records:
+        model.record(event_from_record(record), words=False)  # type: ignore[arg-type]
+    eta = model.snapshot().progress.eta_seconds
+    assert eta is not None and summary.eta_seconds == eta and summary.eta_at == records[-1]["time"] + eta
+    assert (summary.val_loss, summary.val_iter, summary.best_val_loss, summary.best_iter) == (1.73, 600, 1.7, 300)
+    assert summary.val_change is not None and round(summary.val_change, 4) == 0.01 and summary.evals_since_best == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:9] == ["RUN", "STATE", "ITER", "ETA", "VAL", "(CHANGE)", "BEST", "VAL@ITER",
+                                               "TOK/S"]
+    rows = {line.split()[0]: line for line in out.splitlines()[1:3]}
+    assert f"running  600/5,000  {fmt.clock(summary.eta_at, now)} (" in rows["tonight"]  # when, and how long until
+    for row in rows.values():
+        assert "1.7300 (+0.0100)" in row and "1.7000@300, not improved in 3 evals" in row
+    assert "yesterday  stopped  600/5,000  -  " in rows["yesterday"]  # an ended run has no ETA
+
+
+def test_the_best_eval_far_back_in_a_long_file_is_found(tmp_path: Path) -> None:
+    run, _ = full_run(tmp_path, "long", time.time(), ended=True, filler=600)  # ~600 KB after the best
+    assert run.joinpath("metrics.jsonl").stat().st_size > 2 * 256 * 1024
+    summary = summarize(run, ping)
+    assert (summary.best_iter, summary.evals_since_best, summary.val_loss) == (300, 3, 1.73)
+
+
+def test_status_is_one_short_stable_ascii_line_for_a_tmux_status_bar(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from tuigpt.run.fmt import clock
+
+    root = tmp_path / "checkpoints"
+    now = time.time()
+    live, _ = full_run(root, "tonight", now)
+    ended, _ = full_run(root, "yesterday", now, ended=True)
+    bus = EventBus()
+    server = ControlServer(live, lambda c: None, bus.publish, bus.subscribe)
+    server.start()
+    try:
+        lines = []
+        for _ in range(2):
+            assert main(["runs", "--out_dir", str(root), "--status", "tonight"]) == 0
+            lines.append(capsys.readouterr().out)
+    finally:
+        server.stop()
+    assert lines[0] == lines[1]  # nothing changed, nothing moves: tmux redraws it in place
+    line = lines[0]
+    assert line.endswith("\n") and line.count("\n") == 1 and line.isascii() and "\x1b" not in line
+    assert len(line) <= 90, line
+    summary = summarize(live, lambda _: True)
+    assert summary.eta_at is not None
+    assert line == f"tonight 600/5,000 | val 1.7300 (+0.0100) | best 1.7000@300 (3 evals ago) | ETA {clock(summary.eta_at)}\n"
+    assert main(["runs", "--status", str(ended)]) == 0  # a directory works too; an ended run says when it ended
+    assert capsys.readouterr().out.startswith("yesterday stopped 600/5,000 | val 1.7300 (+0.0100) | best 1.7000@300 "
+                                              "(3 evals ago) | ended ")
+    server = ControlServer(ended, lambda c: None, bus.publish, bus.subscribe)
+    server.start()  # its monitor is still open after the run ended: the run is no longer running
+    try:
+        assert main(["runs", "--out_dir", str(root), "--status", "yesterday"]) == 0
+    finally:
+        server.stop()
+    assert capsys.readouterr().out.startswith("yesterday stopped 600/5,000 | ")
+    assert main(["runs", "--out_dir", str(root), "--status"]) == 0  # left out: the most recently updated run
+    assert capsys.readouterr().out.split()[0] in ("tonight", "yesterday")
+
+
+def test_status_of_a_run_that_does_not_exist_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    root = tmp_path / "checkpoints"
+    full_run(root, "tonight", time.time())
+    assert main(["runs", "--out_dir", str(root), "--status", "tonihgt"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "tonihgt" in captured.err
+    assert "Traceback" not in captured.err
+    assert main(["runs", "--out_dir", str(root), "--status", "tonight", "--json"]) == 2  # one or the other

@@ -3,6 +3,8 @@ iteration the run stands at; nothing unknown or non-finite is plotted."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 from tuigpt.run.dashboard_rows import EVENTS, SAMPLES, Row, RowMaker
@@ -57,6 +59,10 @@ def test_readings_and_notices_sit_at_the_last_iteration_and_evals_at_their_own()
     rows(_start(40))
     assert rows(TelemetrySnapshot(kind="cpu", data=_cpu())) == Row(40, {
         "cpu/percent": 75.0, "cpu/freq_mhz": 2400.0, "cpu/throttling": 0.0, "cpu/process_rss_bytes": float(1 << 30)})
+    shared = dataclasses.replace(_cpu(), own_share=0.48, others_share=0.52, share_cpus=2, stretch=1.9, contended=True)
+    assert {k: v for k, v in rows(TelemetrySnapshot(kind="cpu", data=shared)).scalars.items()  # who had the CPUs
+            if k in ("cpu/own_share", "cpu/others_share", "cpu/stretch", "cpu/contended")} == {
+        "cpu/own_share": 0.48, "cpu/others_share": 0.52, "cpu/stretch": 1.9, "cpu/contended": 1.0}
     rows(_iteration(41))
     gpu = GpuSnapshot(gpus=[GpuReading(index=1, name="H100", mem_used_bytes=5, mem_total_bytes=10, util_percent=99.0,
                                        temp_c=None, power_w=None, power_limit_w=None, sm_clock_mhz=None,

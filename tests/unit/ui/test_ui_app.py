@@ -18,7 +18,7 @@ from support.fake_run import (
     script_end_time,
 )
 from textual.pilot import Pilot
-from textual.widgets import Input, Static, Tabs
+from textual.widgets import Input, Static, Tab, Tabs
 
 from tuigpt.run.commands import CheckpointNow, Sample, SetEvalInterval, Stop, TogglePause
 from tuigpt.run.events import (
@@ -105,13 +105,15 @@ def test_main_screen_shows_every_pane() -> None:
         assert "now" in mfu and "avg" in mfu and "H100 SXM bf16 dense 989 TFLOPS" in mfu
         cpu = text_of(app.query_one(CpuPane))
         assert "of 8" in cpu and "3.15 GHz" in cpu and "71°C" in cpu and "48.5 W" in cpu and "18.0/64.0 GiB · RSS 2.2 GiB" in cpu
+        assert "share    tuigpt 48% · others 3%" in cpu and "waits    4% of the time\n" in cpu
+        assert app.query_one(CpuPane).border_title == "CPU"
         gpu = text_of(app.query_one(GpuPane))
         assert "NVIDIA H100" in gpu and "97%" in gpu and "41.0/80.0 GiB" in gpu and "512/700 W" in gpu and "12.0 GiB alloc" in gpu
         assert "ROMEO" in text_of(app.query_one(SamplesPane))
         log = log_text(app)
         assert "tuigpt training shakespeare-char" in log and "eval iter 250 |" in log and "(best)" in log
         assert "checkpoints/shakespeare-char/best.pt" in log and "warning: data loader" in log
-        assert "best val" in str(app.query_one(LossChart).border_subtitle)
+        assert "best val" in app.query_one(LossChart).legend.plain
         assert app.query_one(LossChart).drawn_range == (0, 299)
         keys = {b.binding.key for b in app.active_bindings.values() if b.binding.show}
         assert {"p", "c", "s", "e", "E", "i", "l", "z", "question_mark", "q"} <= keys
@@ -172,6 +174,35 @@ def test_resumed_run_without_peak_or_telemetry() -> None:
         assert app.is_running
 
     drive(body, FakeController(demo_script(iters=100, start_iter=600, peak=False)))
+
+
+def test_the_cpu_pane_says_when_contention_sets_the_speed_and_when_it_stopped() -> None:
+    """Issue 27: "load 100% of 2" while another trainer had half the CPUs and steps went 5-10x slower."""
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        pane = app.query_one(CpuPane)
+        c.emit(TelemetrySnapshot(kind="cpu", data=cpu_data(per_core_percent=[100.0, 100.0], own_share=0.48,
+                                                            others_share=0.52, share_cpus=2, stretch=1.93,
+                                                            contended=True), time=T0))
+        await settle(pilot)
+        cpu = text_of(pane)
+        assert "load     100% of 2" in cpu and "share    tuigpt 48% · others 52%" in cpu
+        assert "waits    48% of the time, for others" in cpu and pane.border_title == "CPU: contention sets the speed"
+        assert str(app.query_one("#tab-cpu", Tab).label) == "CPU contended"  # a tab away in a small terminal
+        c.emit(TelemetrySnapshot(kind="cpu", data=cpu_data(per_core_percent=[60.0, 40.0], own_share=0.5,
+                                                            others_share=0.01, share_cpus=1, stretch=1.01,
+                                                            contended=False), time=T0))
+        await settle(pilot)
+        cpu = text_of(pane)
+        assert "share    tuigpt 50% · others 1% of 1" in cpu  # pinned to one of the two CPUs: the share says of what
+        assert "waits    1% of the time\n" in cpu and pane.border_title == "CPU"
+        assert str(app.query_one("#tab-cpu", Tab).label) == "CPU"
+        c.emit(TelemetrySnapshot(kind="cpu", data=cpu_data(own_share=None, others_share=None, stretch=None,
+                                                            contended=None, unavailable={
+                                                                "others_share": "needs two samples"}), time=T0))
+        await settle(pilot)
+        assert "share    n/a: needs two samples" in text_of(pane) and "waits    n/a" in text_of(pane)
+
+    drive(body)
 
 
 def test_gpu_pane_reads_the_samplers_field_names() -> None:

@@ -48,7 +48,7 @@ def test_compare_overlay_and_x_axis_cycle(tmp_path: Path) -> None:
             app.redraw()
             chart = app.query_one(LossChart)
             assert chart.drawn_compare > 600 // 2, "the other run's EMA and val points are drawn"
-            assert "laptop-cpu" in str(chart.border_subtitle)
+            assert "laptop-cpu" in chart.legend.plain
             assert chart.drawn_range == (0, 299)
             titles = []
             for _ in range(3):
@@ -132,7 +132,7 @@ def test_runs_of_two_tokenizers_are_compared_in_bits_per_byte(tmp_path: Path, ca
             assert str(chart.border_title).startswith("bits per byte (tokenizers differ: char vs gpt2)")
             assert chart.data.evals_val[1] == [e["val_bpb"] for e in evals["char"]]
             assert chart.data.compare_evals[1] == [e["val_bpb"] for e in evals["gpt2"]]
-            assert " bpb @" in str(chart.border_subtitle)  # the best val, in bits per byte too
+            assert " bpb @" in chart.legend.plain  # the best val, in bits per byte too
 
     try:
         asyncio.run(main())

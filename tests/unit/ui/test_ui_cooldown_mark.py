@@ -42,8 +42,9 @@ def _run(cooldown_from: int | None, x_presses: int = 0) -> tuple[str, list[str]]
                 await pilot.press("x")
                 await settle(pilot)
             chart = app.query_one(LossChart)
-            seen["legend"] = str(chart.border_subtitle)
-            seen["lines"] = [chart.render_line(y).text for y in range(chart.size.height)]
+            seen["legend"] = chart.legend.plain
+            # the x axis's line last (the legend's lines, when it does not fit the border, come after it)
+            seen["lines"] = [chart.render_line(y).text for y in range(chart.size.height - chart.legend_lines)]
 
     asyncio.run(main())
     return seen["legend"], seen["lines"]  # type: ignore[return-value]

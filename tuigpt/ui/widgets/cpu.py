@@ -1,4 +1,5 @@
-"""CPU telemetry: per-core load, frequency, temperatures, throttling, power, load, memory.
+"""CPU telemetry: per-core load, who has this process's CPUs (tuigpt's share, the others', how long its threads wait
+for one and whether contention sets the speed), frequency, temperatures, throttling, power, load, memory.
 
 One field a line, so nothing runs together at any width; a field the machine does not expose says n/a and
 why (the reading's ``unavailable``), cut to the pane; the full reasons are in ``?`` and the pane's tooltip.
@@ -11,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from tuigpt.run.fmt import NA, na, na_why, size, size_pair
+from tuigpt.run.readings import CpuSnapshot
 from tuigpt.ui.widgets.reading_pane import ReadingPane, get
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -29,12 +31,32 @@ def core_blocks(per_core: Any) -> str:
     return "".join(out)
 
 
+def share_text(own: Any, others: Any, cpus: Any, machine: Any = None) -> str:
+    """This process's share of its CPUs and the other processes', e.g. "tuigpt 48% · others 52%", with "of 1"
+    when it may run on fewer CPUs than the machine has (an affinity mask: the load row is the whole machine's)."""
+    mine = "tuigpt n/a" if own is None else f"tuigpt {own * 100:.0f}%"
+    return f"{mine} · others {others * 100:.0f}%" + (f" of {cpus}" if cpus and machine and cpus != machine else "")
+
+
+def waits_text(contended: Any, waiting: Any) -> str:
+    """How much of the time tuigpt's threads wanted a CPU they waited for one, and whether that is contention:
+    "63% of the time, for others" (contention sets the speed), "2% of the time" (it does not)."""
+    if contended is None or waiting is None:
+        return NA
+    return f"{waiting * 100:.0f}% of the time" + (", for others" if contended else "")
+
+
 def _ghz(mhz: Any) -> str:
     return na(None if mhz is None else mhz / 1000, "{:.2f}")
 
 
 class CpuPane(ReadingPane):
     TITLE = "CPU"
+    CONTENDED_TITLE = "CPU: contention sets the speed"
+
+    def show(self, data: Any) -> None:
+        super().show(data)
+        self.border_title = self.CONTENDED_TITLE if get(data, "contended") else self.TITLE
 
     @staticmethod
     def describe(data: Any) -> Text:
@@ -57,6 +79,13 @@ class CpuPane(ReadingPane):
             text.append(core_blocks(cores)[: max(1, room - 10)], style="green")
         else:
             row("load", NA, "per_core_percent")
+        own, others = get(data, "own_share"), get(data, "others_share")
+        machine = len(per_core) if per_core else None
+        row("share", NA if others is None else share_text(own, others, get(data, "share_cpus"), machine),
+            "others_share")
+        contended = get(data, "contended")
+        waiting = data.wait_share if isinstance(data, CpuSnapshot) else None
+        row("waits", waits_text(contended, waiting), "contended", "bold black on yellow" if contended else "")
         load = get(data, "load_avg")
         row("loadavg", " ".join(f"{x:.2f}" for x in load) if load else NA, "load_avg")
         freq = _ghz(get(data, "freq_mhz"))

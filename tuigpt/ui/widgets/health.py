@@ -2,13 +2,15 @@
 clip rate, the learning rate and the update ratio, and a bar per parameter group (embeddings, each block,
 the head) of its gradient norm, with its weight norm and ‖Δw‖/‖w‖ at the newest logged iteration.
 
-Laid out for whatever size it has when painted (:func:`render_health`), so it reads at 80×24 and 120×40.
+Laid out for whatever size it has when painted (:func:`render_health`), so it reads at 80×24 and 120×40: the
+room the groups leave goes to the sparklines, each up to MAX_SPARK_ROWS rows tall with its scale (top and
+bottom) beside it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -17,35 +19,12 @@ from textual.widget import Widget
 from tuigpt.run import fmt
 from tuigpt.run.model import HealthPoint, HealthView
 from tuigpt.ui.isolation import failure_text
+from tuigpt.ui.sparkline import spark, spark_rows, spark_scale
 
-TICKS = "▁▂▃▄▅▆▇█"
 LABEL = 11  # "grad norm  "
 VALUE = 24  # the numbers after a sparkline
 STYLES = {"grad": "bold cyan", "clip": "bold yellow", "lr": "bold green", "update": "bold magenta"}
-
-
-def spark(values: list[float | None], width: int, log: bool = False, reduce: Callable[[list[float]], float] = max,
-          lo: float | None = None, hi: float | None = None) -> str:
-    """``values`` (oldest first) bucketed into ``width`` columns of eighth-blocks, scaled to their range (log10 when
-    ``log``); a column with no known value is a space."""
-    if width <= 0:
-        return ""
-    known = [None if v is None or not math.isfinite(v) or (log and v <= 0) else (math.log10(v) if log else v)
-             for v in values]
-    n = len(known)
-    columns: list[float | None] = []
-    for c in range(min(width, n)):
-        bucket = [v for v in known[c * n // min(width, n):(c + 1) * n // min(width, n)] if v is not None]
-        columns.append(reduce(bucket) if bucket else None)
-    present = [v for v in columns if v is not None]
-    if not present:
-        return " " * width
-    low = min(present) if lo is None else (math.log10(lo) if log and lo > 0 else lo)
-    high = max(present) if hi is None else (math.log10(hi) if log and hi > 0 else hi)
-    span = high - low
-    out = "".join(" " if v is None else TICKS[min(7, max(0, int((v - low) / span * 7.999)))] if span > 0 else TICKS[3]
-                  for v in columns)
-    return out.rjust(width)
+MAX_SPARK_ROWS = 6  # a taller pane draws each sparkline up to this many rows tall (8 levels a row)
 
 
 def _mean(values: list[float]) -> float:
@@ -72,25 +51,46 @@ def render_health(view: HealthView | None, width: int, height: int) -> Text:
     last = points[-1]
     clip_note = f" (clip {view.grad_clip:g})" if view and view.grad_clip else ""
     updates = [p for p in points if p.update_ratio is not None]
-    rows: list[tuple[str, str, str, str]] = [
-        ("grad norm", spark([p.grad_norm for p in points], spark_w, log=True), fmt.sig(last.grad_norm) + clip_note,
+    # (label, values, how they are drawn, the newest value, how a value reads, style)
+    rows: list[tuple[str, list[float | None], dict, str, Callable[[float], str], str]] = [
+        ("grad norm", [p.grad_norm for p in points], {"log": True}, fmt.sig(last.grad_norm) + clip_note, fmt.sig,
          "grad"),
-        ("clipped", spark([p.clip_rate for p in points], spark_w, reduce=_mean, lo=0.0, hi=1.0),
+        ("clipped", [p.clip_rate for p in points], {"reduce": _mean, "lo": 0.0, "hi": 1.0},
          fmt.percent(last.clip_rate, 0) + " of last 100" if last.clip_rate is not None else "clipping off",
-         "clip"),
-        ("lr", spark([p.lr for p in points], spark_w, reduce=_mean), f"{last.lr:.2e}", "lr"),
+         lambda v: fmt.percent(v, 0), "clip"),
+        ("lr", [p.lr for p in points], {"reduce": _mean}, f"{last.lr:.2e}", lambda v: f"{v:.2e}", "lr"),
     ]
     if updates and height >= 10:
-        rows.append(("‖Δw‖/‖w‖", spark([p.update_ratio for p in updates], spark_w, log=True, reduce=_mean),
-                     fmt.sig(updates[-1].update_ratio), "update"))
-    for k, (label, line, value, key) in enumerate(rows):
-        if k:
-            text.append("\n")
-        text.append(label.ljust(LABEL), style="bold")
-        text.append(line, style=STYLES[key])
-        text.append(" " + value)
+        rows.append(("‖Δw‖/‖w‖", [p.update_ratio for p in updates], {"log": True, "reduce": _mean},
+                     fmt.sig(updates[-1].update_ratio), fmt.sig, "update"))
     layers = view.layers if view is not None else None
-    left = height - len(rows) - 1  # rows under the header
+    # the sparklines get the rows the groups leave: the groups one a row (every column), or side by side (their
+    # gradient norms only) when that is what lets the sparklines be two rows tall or more
+    one_column = 1 + len(layers) if layers else 0
+    side_by_side = 1 + math.ceil(len(layers) / max(1, min(3, width // 36))) if layers else 0
+    tall = max(1, min(MAX_SPARK_ROWS, (height - one_column) // len(rows)))
+    if tall == 1:
+        tall = max(1, min(MAX_SPARK_ROWS, (height - side_by_side) // len(rows)))
+    for k, (label, values, how, value, reads, key) in enumerate(rows):
+        lines = spark_rows(values, spark_w, tall, **how)
+        scale = spark_scale(values, how.get("log", False), how.get("lo"), how.get("hi"))
+        notes = [" " + value] + [""] * (tall - 1)
+        if scale is not None and tall >= 2:  # what the sparkline's bottom and top stand for, beside them
+            low, high = reads(scale[0]), reads(scale[1])
+            if low == high:
+                notes[-1] = f" all {low}"
+            elif tall == 2:
+                notes[-1] = f" {low}–{high}"
+            else:
+                notes[1], notes[-1] = f" max {high}", f" min {low}"
+        for r, line in enumerate(lines):
+            if k or r:
+                text.append("\n")
+            text.append((label if r == 0 else "").ljust(LABEL), style="bold")
+            text.append(line, style=STYLES[key])
+            text.append(notes[r], style="" if r == 0 else "dim")
+    rows_drawn = len(rows) * tall
+    left = height - rows_drawn - 1  # rows under the header
     if not layers or left < 1:
         return text
     text.append("\n")
@@ -101,7 +101,7 @@ def render_health(view: HealthView | None, width: int, height: int) -> Text:
         bar_w = max(6, width - LABEL - 30)
         text.append("gradient norm".ljust(bar_w + 9) + "weight  ‖Δw‖/‖w‖", style="dim")
     else:  # a short pane: groups side by side, gradient norms only
-        bar_w = max(4, width // columns - LABEL - 9)
+        bar_w = max(4, width // columns - LABEL - 10)  # the name, the bar, " 0.123", two spaces between
         text.append("gradient norm per group (a taller pane adds weight, ‖Δw‖/‖w‖)",
                     style="dim")
     grads = [g.get("grad") for g in layers]

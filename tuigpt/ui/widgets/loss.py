@@ -80,6 +80,16 @@ def _x_label(value: float, axis: str) -> str:
     return f"{value:,.0f}"
 
 
+def _log_labels(values: list[float]) -> list[str]:
+    """Log-axis tick labels: within one decade with one number of decimals for all (1.6 1.8 2.0 2.2, not
+    1.6 1.8 2 2.2); over several decades each its own (0.01 0.1 1 10)."""
+    plain = [f"{v:.3g}" for v in values]
+    if not values or max(values) >= 10 * min(values) or any("e" in p for p in plain):
+        return plain
+    decimals = max(len(p.partition(".")[2]) for p in plain)
+    return [f"{v:,.{decimals}f}" for v in values]
+
+
 def build_plot(data: LossData, width: int, height: int) -> braille.Plot:
     """The braille plot for a size (the ticks depend on it)."""
     ylog = (lambda v: math.log10(v)) if data.log_y else (lambda v: v)
@@ -114,7 +124,7 @@ def build_plot(data: LossData, width: int, height: int) -> braille.Plot:
     n_y = max(2, (height - 1) // 3)
     if data.log_y:
         values = braille.log_ticks(10 ** y_lo, 10 ** y_hi, n_y)
-        y_ticks = [(math.log10(v), f"{v:.3g}") for v in values]
+        y_ticks = [(math.log10(v), label) for v, label in zip(values, _log_labels(values))]
     else:
         values = braille.linear_ticks(y_lo, y_hi, n_y)
         step = values[1] - values[0] if len(values) > 1 else 1.0
@@ -150,6 +160,8 @@ class LossChart(Widget):
         self._rows_key: tuple[object, ...] | None = None
         self._version = 0
         self._failure: Text | None = None  # shown instead of the chart after draw() failed
+        self._legend: list[Text] = []  # one entry a series: in the bottom border when it fits, else in the chart
+        self._legend_rows: list[Text] = []  # the legend's lines inside the chart, under the x labels (none: it fits)
 
     def on_mount(self) -> None:
         self.draw(None, log_y=False, recent=False)
@@ -165,11 +177,12 @@ class LossChart(Widget):
     def draw(self, view: LossView | None, *, log_y: bool, recent: bool, x_axis: str = "iter",
              compare: CompareCurve | None = None, extra: list[braille.Layer] | None = None,
              cooldown_from: int | None = None, tokenizer: str | None = None,
-             bytes_per_token: float | None = None) -> None:
+             bytes_per_token: float | None = None, legend_extra: Text | None = None) -> None:
         """Keep what to draw (copies); the picture is made at paint time, for the size the chart has then.
         ``cooldown_from``: the iteration a WSD schedule's cooldown starts after, marked on the x axis.
         ``tokenizer``, ``bytes_per_token``: this run's; a compared run of another tokenizer puts both in bits per
-        byte (losses per token of different tokenizers do not compare)."""
+        byte (losses per token of different tokenizers do not compare). ``legend_extra``: one more legend entry
+        (the extra layers' swatch)."""
         self._failure = None
         scope = "recent" if recent else "whole run"
         x_note = "" if x_axis == "iter" else f" · x: {AXIS_TITLES[x_axis]}"
@@ -192,8 +205,9 @@ class LossChart(Widget):
         points = [] if view is None else (view.recent if recent else view.whole)
         if view is None or not points:
             self.drawn_range = None
-            self.border_subtitle = ""
+            self._legend = []
             self.data = None
+            self._place_legend()
             self._changed()
             return
         iters = [p[0] for p in points]
@@ -215,17 +229,15 @@ class LossChart(Widget):
         ex = eval_x(evals, view.whole, x_axis, t0)
         data.evals_train = braille.finite_pairs(ex, [e[1] for e in evals])
         data.evals_val = braille.finite_pairs(ex, [e[2] for e in evals])
-        legend = Text(" ").join([swatch("train"), swatch("ema"), swatch("eval_train"), swatch("val")])
+        legend = [swatch("train"), swatch("ema"), swatch("eval_train"), swatch("val")]
         best = view.best_eval
         if best is not None:
             if best[0] >= lo:
                 data.best = braille.finite_pairs(eval_x([best], view.whole, x_axis, t0), [best[2]])
-            legend.append(" ")
             value = f"{best[2]:.3f} bpb" if self.units == "bpb" else f"{best[2]:.4f}"
-            legend.append_text(swatch("best", f"best val {value} @{best[0]:,}"))
+            legend.append(swatch("best", f"best val {value} @{best[0]:,}"))
         if cooldown_from is not None:
-            legend.append(" ")
-            legend.append_text(swatch("cooldown", f"cooldown @{cooldown_from:,}"))
+            legend.append(swatch("cooldown", f"cooldown @{cooldown_from:,}"))
             # placed as an eval at that iteration would be: on tokens or time its x is known once it was trained
             if x_axis == "iter" or cooldown_from <= iters[-1]:
                 at = eval_x([(cooldown_from, math.nan, math.nan, None, None)], view.whole, x_axis, t0)
@@ -234,10 +246,12 @@ class LossChart(Widget):
             x_lo, x_hi = (data.raw[0][0], data.raw[0][-1]) if recent and data.raw[0] else (None, None)
             self._add_compare(data, compare, x_axis, x_lo, x_hi)
             if self.drawn_compare:
-                legend.append(" ")
-                legend.append_text(swatch("compare", f"{compare.name} (+ val)"))
-        self.border_subtitle = legend
+                legend.append(swatch("compare", f"{compare.name} (+ val)"))
+        if legend_extra is not None:
+            legend.append(legend_extra)
+        self._legend = legend
         self.data = data
+        self._place_legend()
         self._changed()
 
     def _add_compare(self, data: LossData, compare: CompareCurve, x_axis: str, lo: float | None,
@@ -255,6 +269,40 @@ class LossChart(Widget):
         data.compare_evals = braille.finite_pairs([x if inside(x) else None for x in ex],
                                                   [e[2] for e in compare.evals])
         self.drawn_compare = len(xs) + len(data.compare_evals[0])
+
+    @property
+    def legend(self) -> Text:
+        """The whole legend, every entry (wherever it is drawn)."""
+        return Text(" ").join(self._legend)
+
+    @property
+    def legend_lines(self) -> int:
+        """Lines the legend takes at the chart's foot (0: it is in the bottom border)."""
+        return len(self._legend_rows)
+
+    def on_resize(self) -> None:
+        self._place_legend()
+
+    def _place_legend(self) -> None:
+        """The legend in the bottom border when it fits there; otherwise (a long best-val, cooldown, projection or
+        compared run's name on a narrow chart) on its own lines at the chart's foot, entries never cut."""
+        width = self.size.width
+        legend = self.legend
+        if not self._legend or width <= 0 or legend.cell_len <= width - 4:  # the border's corners and margins
+            rows: list[Text] = []
+            self.border_subtitle = legend
+        else:
+            rows = [Text()]
+            for entry in self._legend:
+                if rows[-1].cell_len and rows[-1].cell_len + 2 + entry.cell_len > width:
+                    rows.append(Text())
+                if rows[-1].cell_len:
+                    rows[-1].append("  ")
+                rows[-1].append_text(entry)
+            self.border_subtitle = ""
+        if [r.plain for r in rows] != [r.plain for r in self._legend_rows]:
+            self._legend_rows = rows
+            self._changed()
 
     def show_failure(self, text: Text) -> None:
         self._failure = text
@@ -285,7 +333,9 @@ class LossChart(Widget):
                 if height:
                     rows[height // 2] = [Segment(self.waiting.center(width)[:width], Style(italic=True))]
             else:
-                rows = braille.render(build_plot(self.data, width, height), width, height)
+                legend = self._legend_rows[:max(0, height - 4)]  # a chart too short for its legend: the chart first
+                rows = braille.render(build_plot(self.data, width, height - len(legend)), width, height - len(legend))
+                rows += [list(line.render(self.app.console)) for line in legend]
         except Exception as exc:  # a chart that cannot be drawn says so in place; the monitor goes on
             rows = [[Segment(f"chart failed: {type(exc).__name__}: {exc}"[:width], Style(color="yellow"))]]
             rows += [[Segment(" " * width)] for _ in range(height - 1)]
