@@ -51,7 +51,7 @@ from tuigpt.run.configfile import load_config  # noqa: E402
 from tuigpt.run.events import IterationStats  # noqa: E402
 from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
-from tuigpt.telemetry.sampler import TelemetrySampler, default_samplers  # noqa: E402
+from tuigpt.telemetry.poller import TelemetryPoller, default_readers  # noqa: E402
 from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
 
 CONFIGS = REPO / "configs"
@@ -113,10 +113,10 @@ def tuigpt_ms(config, iters: int) -> tuple[list[float], Trainer]:  # noqa: ANN00
     trainer.bus.subscribe(HeadlessPrinter(out=io.StringIO()))
     writer = MetricsWriter(trainer.run_dir.metrics, config.log_interval)
     trainer.bus.subscribe(writer)
-    sampler = TelemetrySampler(trainer.bus.publish, default_samplers(str(trainer.device)), interval=1.0)
-    sampler.start()
+    poller = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)), interval=1.0)
+    poller.start()
     trainer.run()
-    sampler.stop()
+    poller.stop()
     writer.close()
     return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])], trainer
 
