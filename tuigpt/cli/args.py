@@ -22,7 +22,7 @@ usage: tuigpt CONFIG.yaml|CONFIG.py [--time 8h | --until 07:00] [--key=value ...
        tuigpt plan CONFIG.yaml (--time 1h | --until 07:00) [--sizes LxW,...] [--steps N] [--warmup W] [--rule K]
                    [--write FILE] [--apply] [--key=value ...]
        tuigpt watch [RUN_DIR|NAME] [--out_dir DIR] [--compare RUN_DIR]
-       tuigpt runs [--out_dir DIR] [--json|--csv]
+       tuigpt runs [--out_dir DIR] [--json|--csv|--status [RUN]]
        tuigpt info [--no-measure]
        tuigpt calibrate [CONFIG.yaml [--key=value ...]] [--threads N]
        tuigpt export RUN_DIR --format nanogpt|hf [--checkpoint best|last] [--out DIR]
