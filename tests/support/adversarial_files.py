@@ -324,6 +324,8 @@ def _tune_cases(rng: random.Random) -> list[Case]:
                  allowed=(2,), check=lambda w, c: None if (w / "other.yaml").read_text() == "keep: me\n"
                  else "lost: another file was overwritten")
     folder = Case("write target", "tune --write onto a folder", tune(lambda w, s: w, False), allowed=(2,))
+    # exit 1 is tune's documented "no winner: the machine's load changed while timing, twice" (nothing written), which
+    # a loaded machine gives (the full suite beside other work did); a crash raises out of main and is caught apart
     in_place = Case("write target", "tune --write through a link to a hard-linked config",
-                    tune(lambda w, s: link_and_hard_link(w, s), True), allowed=(0,), check=in_place_kept)
+                    tune(lambda w, s: link_and_hard_link(w, s), True), allowed=(0, 1), check=in_place_kept)
     return [missing, other, folder] + ([in_place] if rng.random() < 0.5 else [])
