@@ -244,6 +244,20 @@ def test_log_y_and_a_resize_storm_keep_the_monitor_and_the_run_alive(tmux: Tmux,
     tmux.wait_for("stopped at iter", timeout=60)  # the closing line, after the monitor left: no crash on the way
 
 
+def _watchers(run_dir: Path) -> list[int]:
+    """PIDs of `tuigpt watch RUN_DIR` processes."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"watch" in words and str(run_dir).encode() in words:
+            found.append(int(pid))
+    return found
+
+
 def test_the_same_resize_storm_in_tuigpt_watch(tmux: Tmux, tiny_yaml: Path, cli_env: dict[str, str]) -> None:
     import signal
 
@@ -265,6 +279,12 @@ def test_the_same_resize_storm_in_tuigpt_watch(tmux: Tmux, tiny_yaml: Path, cli_
         tmux.wait_for("connected to the run", timeout=60)
         _chart_survives(tmux, metrics)
         assert run.poll() is None  # the watched run trains on
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], check=True)  # the terminal goes away (SIGHUP)
+        deadline = time.monotonic() + 30
+        while _watchers(run_dir):  # the watcher ends with its terminal: it spun at half a CPU for hours before
+            assert time.monotonic() < deadline, "tuigpt watch outlived its terminal"
+            time.sleep(0.2)
+        assert run.poll() is None  # and the run it watched trains on
     finally:
         if run.poll() is None:
             run.send_signal(signal.SIGTERM)

@@ -9,6 +9,8 @@ in a terminal that does not exist yet. Ctrl+C gives up.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -42,6 +44,9 @@ def main(args: list[str]) -> int:
 
     controller = WatchController(path)
     app = TuiGptApp(controller, config_path=str(path), watching=True, compare=compare)
+    # the terminal went away (a closed SSH session, a killed tmux): a watcher has nothing to save, and a Textual app
+    # left on a dead terminal spun at half a CPU for hours; the run it watched lives in its own process
+    signal.signal(signal.SIGHUP, lambda signum, _frame: os._exit(128 + signum))
     try:
         app.run()
     finally:
