@@ -60,24 +60,32 @@ MODELS = {
 CLOCK = time.perf_counter  # or time.thread_time (--cpu-time)
 
 
-def tuigpt_loop(config, steps: int) -> tuple[float, Trainer]:  # noqa: ANN001
+def iteration_gaps(config, steps: int, clock=None) -> tuple[list[float], Trainer]:  # noqa: ANN001
+    """tuigpt's Trainer with a headless run's sinks (the log printer, metrics.jsonl, telemetry at 1 s): the time
+    between consecutive iteration events by ``clock`` (CLOCK by default), so everything the engine does per step
+    counts. Also step_gap.py's tuigpt side."""
+    clock = clock or CLOCK
     config.max_iters = steps
     config.eval_interval = steps * 10  # no eval inside the timed window (only the untrained one, before it)
     config.eval_iters = 1
     trainer = Trainer(config)
     stamps: list[float] = []
     # the bus calls subscribers on the training thread, as each iteration ends
-    trainer.bus.subscribe(lambda e: stamps.append(CLOCK()) if isinstance(e, IterationStats) else None)
+    trainer.bus.subscribe(lambda e: stamps.append(clock()) if isinstance(e, IterationStats) else None)
     trainer.bus.subscribe(HeadlessPrinter(out=io.StringIO()))
     writer = MetricsWriter(trainer.run_dir.metrics, config.log_interval)
     trainer.bus.subscribe(writer)
-    sampler = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)), interval=1.0)
-    sampler.start()
+    poller = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)), interval=1.0)
+    poller.start()
     trainer.run()
-    sampler.stop()
+    poller.stop()
     writer.close()
-    # wall time between consecutive iteration events: includes everything the engine does per step
-    return _tokens_per_sec([b - a for a, b in zip(stamps, stamps[1:])], trainer.tokens_per_iter), trainer
+    return [b - a for a, b in zip(stamps, stamps[1:])], trainer
+
+
+def tuigpt_loop(config, steps: int) -> tuple[float, Trainer]:  # noqa: ANN001
+    gaps, trainer = iteration_gaps(config, steps)
+    return _tokens_per_sec(gaps, trainer.tokens_per_iter), trainer
 
 
 def nanogpt(config, steps: int, data_dir: str, vocab: int, out_dir: str) -> float:  # noqa: ANN001

@@ -26,7 +26,6 @@ core, which stays meaningful on a machine busy with other work, where wall times
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import re
@@ -42,17 +41,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from engine_overhead import iteration_gaps  # noqa: E402
 
 from tuigpt.cli.args import split_overrides  # noqa: E402
 from tuigpt.engine.data.nanogpt import write_meta  # noqa: E402
 from tuigpt.engine.data.tokenizer import CharTokenizer  # noqa: E402
 from tuigpt.engine.trainer import Trainer  # noqa: E402
 from tuigpt.run.configfile import load_config  # noqa: E402
-from tuigpt.run.events import IterationStats  # noqa: E402
-from tuigpt.run.metrics_log import MetricsWriter  # noqa: E402
 from tuigpt.telemetry.cpuinfo import read_cpu_info  # noqa: E402
-from tuigpt.telemetry.poller import TelemetryPoller, default_readers  # noqa: E402
-from tuigpt.ui.headless import HeadlessPrinter  # noqa: E402
 
 CONFIGS = REPO / "configs"
 MODELS = {  # the shipped configs a CPU trains (the baby GPT and GPT-2 are for GPUs)
@@ -103,22 +101,9 @@ def nanogpt_ms(config, iters: int, scratch: Path) -> list[float]:  # noqa: ANN00
 
 
 def tuigpt_ms(config, iters: int) -> tuple[list[float], Trainer]:  # noqa: ANN001
-    """tuigpt's Trainer with a headless run's sinks: the wall time between consecutive iteration events (ms)."""
-    config.max_iters = iters
-    config.eval_interval = iters * 10  # no eval inside the timed window (only the untrained one, before it)
-    config.eval_iters = 1
-    trainer = Trainer(config)
-    stamps: list[float] = []
-    trainer.bus.subscribe(lambda e: stamps.append(CLOCK()) if isinstance(e, IterationStats) else None)
-    trainer.bus.subscribe(HeadlessPrinter(out=io.StringIO()))
-    writer = MetricsWriter(trainer.run_dir.metrics, config.log_interval)
-    trainer.bus.subscribe(writer)
-    poller = TelemetryPoller(trainer.bus.publish, default_readers(str(trainer.device)), interval=1.0)
-    poller.start()
-    trainer.run()
-    poller.stop()
-    writer.close()
-    return [(b - a) * 1000 for a, b in zip(stamps, stamps[1:])], trainer
+    """tuigpt's Trainer with a headless run's sinks: the time between consecutive iteration events (ms)."""
+    gaps, trainer = iteration_gaps(config, iters, lambda: CLOCK())  # CLOCK as --cpu-time sets it
+    return [g * 1000 for g in gaps], trainer
 
 
 def headless_ms(config_path: Path, overrides: dict[str, str], iters: int, out: str) -> list[float]:
