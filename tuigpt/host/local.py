@@ -52,6 +52,10 @@ class LocalRun:
             self.history = []  # the front ends have it; don't hold it for the whole run
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def wait(self, timeout: float | None = None) -> bool:
         if self._thread.ident is None:
             return False  # never started

@@ -74,37 +74,43 @@ def _train_locked(trainer: Trainer, resume: bool, headless: bool, cluster: Clust
     except OSError as exc:
         raise UserError(f"cannot write {trainer.run_dir.metrics} ({exc.strerror or exc}): free disk space or fix "
                         f"the folder's permissions") from None
-    remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
-    records = load_history(trainer.run_dir.metrics) if resume else []
-    run = LocalRun(trainer, history_events(records), session_starts(records))
-    trainer.bus.subscribe(writer)
-    # after the writer: a dashboard added on a resume copies the earlier sessions from metrics.jsonl
-    dashboards, missing = open_dashboards(trainer.config, trainer.run_dir, trainer.bus, file_mode)
-    trainer.pending_notices.extend(missing)
-    telemetry = _start_telemetry(trainer)
-    from tuigpt.control.server import ControlServer
-
-    control = ControlServer(trainer.run_dir.path, trainer.send, trainer.bus.publish, trainer.bus.subscribe)
-    control.start()  # `tuigpt watch` connects here; removed in close_sinks (and atexit)
-
-    def close_sinks() -> None:
-        control.stop()
-        if telemetry is not None:
-            telemetry.stop()
-        if alert_command is not None:
-            alert_command.close()  # the last alerts (the run's end) go out before the process does
-        # once nothing publishes any more (a reading taken while they finished would be in metrics.jsonl alone),
-        # and before metrics.jsonl closes, so a dashboard's last line is recorded too
-        dashboards.close()
-        writer.close()
-
+    run: LocalRun | None = None
     try:
-        if headless:
-            signalled = _run_headless(run, SIGNAL_GRACE if cluster is not None else 0.0, close_sinks)
-        else:
-            signalled = _run_tui(run, config_path, compare, close_sinks)
-    finally:
-        close_sinks()
+        remember_run(trainer.run_dir.path)  # `tuigpt runs` and `tuigpt watch` find it from any directory
+        records = load_history(trainer.run_dir.metrics) if resume else []
+        run = LocalRun(trainer, history_events(records), session_starts(records))
+        trainer.bus.subscribe(writer)
+        # after the writer: a dashboard added on a resume copies the earlier sessions from metrics.jsonl
+        dashboards, missing = open_dashboards(trainer.config, trainer.run_dir, trainer.bus, file_mode)
+        trainer.pending_notices.extend(missing)
+        telemetry = _start_telemetry(trainer)
+        from tuigpt.control.server import ControlServer
+
+        control = ControlServer(trainer.run_dir.path, trainer.send, trainer.bus.publish, trainer.bus.subscribe)
+        control.start()  # `tuigpt watch` connects here; removed in close_sinks (and atexit)
+
+        def close_sinks() -> None:
+            control.stop()
+            if telemetry is not None:
+                telemetry.stop()
+            if alert_command is not None:
+                alert_command.close()  # the last alerts (the run's end) go out before the process does
+            # once nothing publishes any more (a reading taken while they finished would be in metrics.jsonl alone),
+            # and before metrics.jsonl closes, so a dashboard's last line is recorded too
+            dashboards.close()
+            writer.close()
+
+        try:
+            if headless:
+                signalled = _run_headless(run, SIGNAL_GRACE if cluster is not None else 0.0, close_sinks)
+            else:
+                signalled = _run_tui(run, config_path, compare, close_sinks)
+        finally:
+            close_sinks()
+    except BaseException:
+        if run is None or not run.started:  # stopped before its run began: no half-made run folder is left
+            writer.discard()
+        raise
     if isinstance(run.error, PeerLost):
         saved = (f"last.pt at iteration {trainer.iter_num} saved in {trainer.run_dir}: continue with --resume"
                  if trainer.last_checkpoint else "no checkpoint written")

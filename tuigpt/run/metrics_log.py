@@ -82,6 +82,7 @@ class MetricsWriter:
             cut_after(path, resume_at)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
         self._end = os.fstat(self._fd).st_size  # where the next line begins (this process is the one writer)
+        self._made = (self._end == 0, os.fstat(self._fd).st_ino)  # (an empty file: made here, or nothing to lose)
 
     def __call__(self, event: Event) -> None:
         if not self.cadence.keeps(event):
@@ -125,6 +126,17 @@ class MetricsWriter:
             os.close(fd)
         return (f"could not write {self.path} ({exc.strerror or exc}): the run's history stops here; free disk "
                 f"space or fix the folder, then --resume")
+
+    def discard(self) -> None:
+        """Close, and remove the file when it was empty when this writer opened it: a start stopped before its
+        run began leaves no half-made run folder (records a telemetry reading wrote meanwhile go with it)."""
+        self.close()
+        empty, inode = self._made
+        try:
+            if empty and os.stat(self.path, follow_symlinks=False).st_ino == inode:
+                os.unlink(self.path)
+        except OSError:
+            pass
 
     def close(self) -> None:
         """Flush, fsync and close; a failure here is kept in ``error`` (the records already flushed are safe)."""

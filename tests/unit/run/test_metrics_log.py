@@ -30,6 +30,20 @@ def test_writer_keeps_every_log_interval_and_every_eval(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_a_start_stopped_before_its_run_leaves_no_metrics_file_but_a_resume_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    fresh = MetricsWriter(path, log_interval=1)
+    fresh(Notice(level="info", message="a telemetry reading came first"))
+    fresh.discard()
+    assert not path.exists()  # the run folder it was in can go too (the lock removes it when empty)
+    kept = MetricsWriter(path, log_interval=1)
+    kept(stats(1))
+    kept.close()
+    resumed = MetricsWriter(path, log_interval=1, resume_at=1)
+    resumed.discard()
+    assert [r["iter"] for r in read_metrics(path)] == [1]  # a resume stopped early loses nothing
+
+
 def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"type":"iter","iter":1}\n{"type":"iter","iter":2}\n{"type":"it')
