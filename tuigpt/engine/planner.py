@@ -174,6 +174,12 @@ class Planner:
         if self._shown is not None and iteration < self.total_iters:  # the first plan is shown once steps were
             self._show("eval", iteration)  # timed, not on a guess; the final eval ends the plan (nothing to show)
 
+    def ends_at(self, iteration: int) -> bool:
+        """Whether training ends at ``iteration``, planned again on the time left now (an eval there has just run
+        its forward passes): that eval writes the plan's last model, marked finished."""
+        self._replan(iteration)
+        return iteration >= self.total_iters
+
     def checkpointed(self, seconds: float) -> None:
         """A checkpoint took ``seconds`` to write: the plan assumes the slowest of the last few (a write's fsync
         took 0.05 s on a quiet VM and seconds under load)."""

@@ -402,7 +402,7 @@ class Trainer:
                                     best_val_loss=self.best_val_loss if self.best_val_loss is not None else val,
                                     is_best=is_best, seconds=seconds, train_bpb=losses["train_bpb"],
                                     val_bpb=losses["val_bpb"]))
-        final = self.planner is not None and self.iter_num >= self.planner.total_iters  # a plan's last model
+        final = self.planner is not None and self.planner.ends_at(self.iter_num)  # a plan's last model
         if self.checkpoints.should_save(self.iter_num, is_best) or (final and not self.config.eval_only):
             self._gather_sampler_states()
             if self._checkpoint("eval") and is_best:
@@ -416,6 +416,11 @@ class Trainer:
                 self.bus.publish(ev.Notice(level="warning", topic="plan", message=(
                     f"the eval at iteration {self.iter_num:,} was cut to {batches} of {self.config.eval_iters} "
                     f"batches a split to end on time")))
+            if not final and self.iter_num >= self.planner.total_iters and not self.config.eval_only:
+                # what this eval wrote (or its sample) took the time that was left: the run ends here after all,
+                # and last.pt must hold this model with its plan marked finished (a resume plans anew from it)
+                self._gather_sampler_states()
+                self._checkpoint("eval")
         self._back_to_work()
 
     def _sample(self, command: Sample, timeline: bool = False) -> None:

@@ -118,3 +118,24 @@ def test_a_plans_last_model_is_written_even_when_only_improvements_are_kept(tiny
     last = rec.of(RunFinished)[0].iter
     written = [c for c in rec.of(CheckpointWritten) if c.path.endswith("last.pt")]
     assert written and written[-1].iter == last
+
+
+def test_an_eval_whose_writes_eat_the_time_left_ends_the_run_with_its_model_in_last_pt(tiny_config) -> None:
+    """The plan moves its end onto an eval's iteration only after that eval wrote (a slow disk, a slow sink): the
+    run ends there, and last.pt holds that model with its plan finished, so a resume plans anew from stable.pt."""
+    trainer = Trainer(tiny_config(time_budget="4s", always_save_checkpoint=False, **PLANNED))
+    rec = Recorder()
+    trainer.bus.subscribe(rec)
+    slowed: list[int] = []
+
+    def slow_sink(event) -> None:  # the bus calls subscribers in line: the eval waits for this one
+        if isinstance(event, EvalResult) and event.iter > 0 and not slowed:
+            slowed.append(event.iter)
+            time.sleep(max(0.0, trainer.planner.seconds_left() - 0.3))
+
+    trainer.bus.subscribe(slow_sink)
+    trainer.run()
+    finished = rec.of(RunFinished)[0]
+    assert finished.reason == "done" and finished.iter == slowed[0]
+    state = torch.load(trainer.run_dir / "last.pt", weights_only=True)
+    assert state["iter_num"] == slowed[0] and state["plan"]["finished"]
