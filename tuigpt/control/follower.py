@@ -165,7 +165,9 @@ class WatchController:
         past = [r for r in records if r.get("type") not in ("start", "finish", "failed", "state", "eval_interval")]
         if past:
             self._publish(HistoryLoaded(events=history_events(past), sessions=session_starts(records)))
-        now = [last[k] for k in ("eval_interval", "state", "iter") if k in last]
+        # the session's plan too: a run that ends at a time is drawn against its plan's end (a finished one's
+        # header said 692/2,000, 35%: the max_iters cap)
+        now = [last[k] for k in ("plan", "eval_interval", "state", "iter") if k in last]
         now += tail_records(self.metrics, end, ("telemetry", "cluster"))
         for record in now + ending:
             if (event := event_from_record(record)) is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from tuigpt.run.events import (
+    EndReason,
     EvalIntervalChanged,
     EvalResult,
     Event,
@@ -364,6 +365,7 @@ class RunProgress:
 
     def __init__(self) -> None:
         self.max_iters = 0
+        self._planned = False  # a PlanUpdated was seen: the run ends where its plan ends
         self.eval_interval = 1
         self.iteration: int | None = None
         self.speed = SpeedWindow()
@@ -407,6 +409,7 @@ class RunProgress:
             self._announced = event.next_eval_iter
         elif isinstance(event, PlanUpdated):  # a run that ends at a time: its plan says where it ends
             self.max_iters = event.total_iters
+            self._planned = True
         elif isinstance(event, HistoryLoaded):
             past = [e for e in event.events if isinstance(e, IterationStats)]
             self.speed.add_past(e.ms_per_iter for e in past)
@@ -432,6 +435,10 @@ class RunProgress:
                 self.iteration = max(self.iteration or 0, past[-1].iter)
         elif isinstance(event, (RunFinished, RunFailed)):
             self.iteration = event.iter
+            if self._planned and isinstance(event, RunFinished) and event.reason == EndReason.DONE:
+                # a planned run that is done ended where its plan ended: its last moments can move that end by a
+                # step or two without a plan worth showing (`runs` said 360/357)
+                self.max_iters = event.iter
 
     def _time_eval(self, seconds: float) -> None:
         if not seconds > 0:

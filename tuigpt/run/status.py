@@ -117,7 +117,8 @@ def summarize(run_dir: Path, alive: Callable[[Path], bool]) -> RunSummary:
     config = start.get("config")
     target_loss = _of(config, "target_loss", float) if isinstance(config, dict) else None
     planned = event_from_record(last["plan"]) if "plan" in last else None
-    max_iters = planned.total_iters if isinstance(planned, PlanUpdated) else _of(start, "max_iters", int) or None
+    # the run model's: the plan's end, or where a finished planned run ended (the start record's when unread)
+    max_iters = snap.progress.max_iters or _of(start, "max_iters", int) or None
     return RunSummary(
         name=run_dir.name, path=run_dir, state=state, iteration=iteration, max_iters=max_iters,
         best_val_loss=best, tokens_per_sec=_of(last.get("iter", {}), "tokens_per_sec", float),
