@@ -199,11 +199,13 @@ def step_ms(entry: dict[str, Any], dtype: str, batch_size: int) -> float | None:
 
 
 def compile_entry(device: torch.device, args: ModelArgs, batch_size: int, threads: int, dtype: str,
-                  remaining_iters: int, *, weight_decay: float, grad_clip: float, step_ms: float | None = None,
-                  recalibrate: bool = False, store: bool = True, say: Say = _stderr) -> dict[str, Any]:
+                  remaining_iters: int | None, *, weight_decay: float, grad_clip: float, step_ms: float | None = None,
+                  run_seconds: float | None = None, recalibrate: bool = False, store: bool = True,
+                  say: Say = _stderr) -> dict[str, Any]:
     """The cached eager-vs-compiled trial in ``dtype``; measured now when missing and the run is long enough to
     repay a compile at all, judged from ``step_ms`` (an eager step, when known) or a timed step (else
-    ``{"skipped": why}``)."""
+    ``{"skipped": why}``). ``run_seconds``: a run that ends at a time is that long, whatever its step
+    (``remaining_iters`` None: not known before a step is timed)."""
     key = trial_key("compile", device, args, batch_size, threads, f"|{dtype}")
     entry = None if recalibrate else cached_trial(key)
     if entry is not None:
@@ -212,18 +214,19 @@ def compile_entry(device: torch.device, args: ModelArgs, batch_size: int, thread
     scale = batch_size / b  # a trial at fewer sequences projects the run's step time proportionally
 
     def too_short(eager_ms: float) -> str | None:
-        projected = remaining_iters * eager_ms / 1000.0
+        projected = run_seconds if run_seconds is not None else (remaining_iters or 0) * eager_ms / 1000.0
         if projected < COMPILE_TRIAL_MIN_RUN_S and not recalibrate:
             return f"a ~{fmt.duration(projected)} run is too short to repay a compile"
         say("timing eager against torch.compile steps for this model on this machine (once; the answer is cached)")
         return None
 
-    if remaining_iters < COMPILE_TRIAL_MIN_ITERS and not recalibrate:
+    if remaining_iters is not None and remaining_iters < COMPILE_TRIAL_MIN_ITERS and not recalibrate:
         return {"skipped": f"{remaining_iters:,} iterations are too few to repay a compile"}
-    if (short := too_short(step_ms) if step_ms is not None else None) is not None:
+    if (short := too_short(step_ms) if step_ms is not None or run_seconds is not None else None) is not None:
         return {"skipped": short}
     timing = time_pair(args, b, device, Variant(dtype), Variant(dtype, compiled=True), weight_decay=weight_decay,
-                       grad_clip=grad_clip, stop_if=None if step_ms is not None else lambda ms: too_short(ms * scale))
+                       grad_clip=grad_clip, stop_if=None if step_ms is not None or run_seconds is not None
+                       else lambda ms: too_short(ms * scale))
     if timing.skipped:
         return {"skipped": timing.skipped}
     entry = {**_entry(timing, device_label(device)), "kind": "compile", "dtype": dtype, "scale": scale}

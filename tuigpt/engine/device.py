@@ -170,10 +170,19 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any =
 
     def compile_trial() -> tuple[bool, str]:
         nonlocal remaining
-        if remaining is None:  # a run that ends at a time: the iterations its time holds at an eager step
-            remaining = planned_iterations(c, auto.step_ms(measured, precision.name, micro_batch), micro_steps)
-        entry = auto.compile_entry(device, args, micro_batch, threads, precision.name, remaining * micro_steps,
-                                   step_ms=auto.step_ms(measured, precision.name, micro_batch), **trial)
+        eager = auto.step_ms(measured, precision.name, micro_batch)
+        seconds = None
+        if c.time_budget is not None or c.deadline is not None:
+            # a run that ends at a time is as long as its time (an 8-hour run was judged "a ~8s run" from 100
+            # iterations); its iterations are that time at an eager step, max_iters capping them
+            seconds = planned_seconds(c)
+            remaining = _capped(planned_iterations(seconds, eager, micro_steps), c.max_iters) if eager else None
+        entry = auto.compile_entry(device, args, micro_batch, threads, precision.name,
+                                   remaining * micro_steps if remaining is not None else None, run_seconds=seconds,
+                                   step_ms=eager, **trial)
+        if remaining is None:  # (the trial timed the eager step)
+            timed = auto.step_ms(entry, precision.name, micro_batch)
+            remaining = _capped(planned_iterations(seconds or 0.0, timed, micro_steps), c.max_iters) if timed else 0
         return auto.compile_decision(entry, remaining * micro_steps)
 
     compiled, reason = resolve_compile(c.compile, device, compile_trial if rank0 else None)
@@ -230,16 +239,21 @@ def forget_compiled() -> None:
     torch._dynamo.reset()
 
 
-def planned_iterations(config: Any, step_ms: float | None, micro_steps: int) -> int:
-    """How many iterations a run that ends at a time would train, judged from its time (a budget, or until its
-    deadline) at ``step_ms`` per micro-step; without a timed step, COMPILE_TRIAL_MIN_ITERS (compile auto then
-    times a step and judges the run's length from it)."""
+def planned_seconds(config: Any) -> float:
+    """How long a run that ends at a time trains: its budget, or the time until its deadline."""
     import time
 
     from tuigpt.run.deadline import parse_duration, resolve_deadline
 
-    seconds = (parse_duration(config.time_budget) if config.time_budget is not None
-               else resolve_deadline(config.deadline, time.time()) - time.time())
-    if not step_ms:
-        return auto.COMPILE_TRIAL_MIN_ITERS
+    if config.time_budget is not None:
+        return parse_duration(config.time_budget)
+    return resolve_deadline(config.deadline, time.time()) - time.time()
+
+
+def planned_iterations(seconds: float, step_ms: float, micro_steps: int) -> int:
+    """The iterations ``seconds`` hold at ``step_ms`` per micro-step."""
     return max(0, int(seconds * 1000.0 / (step_ms * micro_steps)))
+
+
+def _capped(iterations: int, cap: int | None) -> int:
+    return iterations if cap is None else min(iterations, cap)

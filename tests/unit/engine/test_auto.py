@@ -189,3 +189,31 @@ def test_a_run_measures_once_says_so_and_trains_as_if_it_had_not(tiny_config, mo
     second.run()
     assert started[0].dtype_reason == second.precision.reason
     assert started[0].compile_text == "compile off (auto: 10 iterations are too few to repay a compile)"
+
+
+@pytest.mark.parametrize("budget, timed", [("10s", False), ("8h", True)])
+def test_a_run_that_ends_at_a_time_is_judged_by_its_time_for_a_compile(tiny_config, monkeypatch: pytest.MonkeyPatch,
+                                                                        budget: str, timed: bool) -> None:
+    """compile: auto on `--time`: an 8-hour run was judged "a ~8s run" (100 iterations at one step) and never
+    compiled; a 10-second one spent 36 s timing a compile, then was refused for its set-up."""
+    from tuigpt.engine.device import setup_device
+
+    calls: list[dict] = []
+
+    class Skipped:
+        skipped = "(the test's trial: nothing timed)"
+
+    def pair(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(kwargs)
+        return Skipped()
+
+    monkeypatch.setattr(auto, "time_pair", pair)
+    monkeypatch.setattr(auto, "cached_trial", lambda key: None)
+    cfg = tiny_config(time_budget=budget, max_iters=None, compile="auto", dtype="float32")
+    setup = setup_device(cfg, ARGS, store=False)
+    assert bool(calls) == timed
+    if timed:  # timed whole: an 8-hour run is not judged short from its first step's time
+        assert calls[0]["stop_if"] is None
+    assert not setup.compiled
+    if not timed:
+        assert "a ~10s run is too short to repay a compile" in setup.compile_reason
