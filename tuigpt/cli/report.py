@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from tuigpt.cli.args import Parser
+from tuigpt.cli.runs import alive
 from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
 from tuigpt.run.files import atomic_write
 from tuigpt.run.metrics_log import load_history, loads, record_type
 from tuigpt.run.numbers import Ema
 from tuigpt.run.rundir import RunDir, resolve_run_dir
+from tuigpt.run.status import summarize
 
 MAX_SAMPLES = 30  # samples shown: the first, the last and an even spread between (how many were left out is said)
 MAX_EVAL_ROWS = 40  # eval table rows, likewise
@@ -140,9 +142,10 @@ def build_report(run_dir: Path) -> dict[str, bytes]:
     lines = _header(run_dir, sessions, evals)
     files: dict[str, bytes] = {}
     if iters:
-        ema, smooth = Ema(), []
-        for r in iters:
-            smooth.append(ema.update(float(r["loss"])))
+        ema, smooth, before = Ema(), [], None
+        for r in iters:  # decayed per iteration, as on the monitor's chart, whatever the log interval
+            smooth.append(ema.update(float(r["loss"]), int(r["iter"]) - before if before is not None else 1))
+            before = int(r["iter"])
         xs = [float(r["iter"]) for r in iters]
         files["loss.png"] = line_chart([
             Series(xs, [float(r["loss"]) for r in iters], TRAIN_RAW),
@@ -177,19 +180,30 @@ def _header(run_dir: Path, sessions: list[Session], evals: list[dict[str, Any]])
     config = start.get("config") or {}
     last_iter = max([int(r["iter"]) for s in sessions for r in s.records if isinstance(r.get("iter"), int)],
                     default=int(start.get("start_iter", 0)))
+    summary = summarize(run_dir, alive)  # what `tuigpt runs` says of it: the iterations it ends at, its plan
+    of = f" of {summary.max_iters:,}" if summary.max_iters else ""
     if ending is None:
-        state = f"not finished: iteration {last_iter:,} of {start.get('max_iters', 0):,} when last written (still " \
-                f"running, or its process ended without a last word: `tuigpt runs` tells which)"
+        state = f"not finished: iteration {last_iter:,}{of} when last written (still running, or its process " \
+                f"ended without a last word: `tuigpt runs` tells which)"
     elif ending["type"] == "failed":
         state = f"failed at iteration {ending['iter']:,}: {ending.get('message', '')}"
     else:
-        state = f"{ending.get('reason', 'done')} at iteration {ending['iter']:,} of {start.get('max_iters', 0):,}"
+        state = f"{ending.get('reason', 'done')} at iteration {ending['iter']:,}{of}"
     best = min((r for r in evals if isinstance(r.get("val_loss"), float) and math.isfinite(r["val_loss"])),
                key=lambda r: r["val_loss"], default=None)
     best_text = f"{best['val_loss']:.4f} at iteration {best['iter']:,}" if best else "no eval yet"
     first, last = sessions[0].start["time"], sessions[-1].end_time
-    rows = [
-        ("state", state),
+    rows = [("state", state)]
+    end = (f"--time {config['time_budget']}" if config.get("time_budget") else
+           f"--until {config['deadline']}" if config.get("deadline") else None)
+    if end is not None:  # a run that ends at a time: how it ended against it, and the model before its cooldown
+        cooldown = [r for s in sessions for r in s.records if r.get("type") == "plan" and r.get("cooldown_begun")]
+        rows.append(("planned", f"{end}: {summary.plan or 'no plan yet'}" + (
+            f"; cooldown from iteration {cooldown[-1]['cooldown_iter']:,}" if cooldown and
+            isinstance(cooldown[-1].get("cooldown_iter"), int) else "") + (
+            f"; `{run_dir / 'stable.pt'}` is the model where it began (`--resume --time T` goes on from it)"
+            if (run_dir / "stable.pt").exists() else "")))
+    rows += [
         ("best val loss", best_text + (f" (`{run_dir / 'best.pt'}`)" if (run_dir / "best.pt").exists() else "")),
         ("when", f"{fmt.stamp(first)} → {fmt.stamp(last)} ({fmt.duration(last - first)}, {len(sessions)} "
                  f"session{'s' * (len(sessions) != 1)})"),

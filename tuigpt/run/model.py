@@ -233,6 +233,7 @@ class RunModel:
         self._evals_seen = 0
         self._loss = DownsampledSeries(recent, max_coarse)
         self._ema = Ema()
+        self._ema_iter: int | None = None  # the iteration of the EMA's last value (history comes thinned)
         self._max_evals = max_evals
         self._evals: list[EvalPoint] = []
         self._best: EvalPoint | None = None
@@ -382,7 +383,9 @@ class RunModel:
 
     def _take_loss(self, event: Event) -> None:
         if isinstance(event, IterationStats):
-            self._loss.append(event.iter, event.loss, self._ema.update(event.loss), event.tokens_seen,
+            steps = event.iter - self._ema_iter if self._ema_iter is not None else 1
+            self._ema_iter = event.iter
+            self._loss.append(event.iter, event.loss, self._ema.update(event.loss, steps), event.tokens_seen,
                               self._clock.elapsed(event.time))  # the wall-clock axis: the run's time, gaps left out
         elif isinstance(event, EvalResult):
             self._add_eval((event.iter, event.train_loss, event.val_loss, event.train_bpb, event.val_bpb))

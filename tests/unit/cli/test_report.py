@@ -91,6 +91,28 @@ def test_the_report_has_the_curves_the_evals_the_time_and_the_samples(resumed_ru
     assert "from the same prompt and seed: only the model changes" in text
 
 
+def test_a_planned_run_is_reported_against_its_plan(tmp_path: Path, shakespeare: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default config ends at a time: the report said "done at iteration 4,740 of 0" and nothing of its
+    budget, how it ended against it, or stable.pt."""
+    import time
+
+    from conftest import TINY
+    from tuigpt.run.config import TrainConfig
+
+    monkeypatch.setattr("tuigpt.engine.planner.process_started", lambda: (time.time(), time.monotonic()))
+    values = dict(TINY, out_dir=str(tmp_path / "runs"), data_path=str(shakespeare), run_name="budget",
+                  max_iters=None, time_budget="4s", eval_interval=40, log_interval=5, warmup_iters=5)
+    trainer = train(TrainConfig(**values))
+    assert main(["report", str(trainer.run_dir.path)]) == 0
+    text = (trainer.run_dir.path / "report" / "report.md").read_text()
+    last = trainer.iter_num
+    assert f"| state | done at iteration {last:,} of {last:,} |" in text
+    planned = re.search(r"^\| planned \| --time 4s: ended .*, (on time|\S+ (late|early)) \(budget .*\); cooldown from "
+                        r"iteration [\d,]+; `.*stable\.pt` is the model where it began", text, re.M)
+    assert planned, text[:1500]
+
+
 def test_a_missing_run_or_a_file_as_out_is_one_line_and_exit_2(tmp_path: Path, resumed_run: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path / "nope")]) == 2

@@ -42,6 +42,18 @@ def test_ema_is_bias_corrected() -> None:
     assert math.isnan(Ema().value)
 
 
+def test_an_ema_of_a_thinned_series_decays_per_iteration_as_the_live_one() -> None:
+    """A report or a resumed run's history reads the loss every 50 iterations: its line must be where the live
+    chart's per-iteration line was, not ~1,000 iterations behind."""
+    live, thinned = Ema(), Ema()
+    losses = [3.0] * 1000 + [2.0] * 200  # a drop at iteration 1,000
+    for it, x in enumerate(losses, 1):
+        live.update(x)
+        if it % 50 == 0:
+            value = thinned.update(x, steps=50)
+    assert value == pytest.approx(live.value, abs=0.02) and value < 2.01
+
+
 def test_speed_is_the_median_of_the_window_after_warmup() -> None:
     speed = SpeedWindow(window=3, warmup=2)
     for ms in (1000, 900, 10, 20, 500):
