@@ -243,6 +243,7 @@ class Trainer:
             return Outcome(ev.EndReason.DONE, self.iter_num, self.last_checkpoint)
         if self.iter_num == 0 and not self.resumed:
             self._evaluate()  # the untrained loss: the curve's starting point
+        last_lr: float | None = None  # the last applied step's
         while self.iter_num < self.max_iters:
             self._boundary()
             if self._stop is not None:
@@ -256,6 +257,7 @@ class Trainer:
             for event in self._loss_watch.check(self.iter_num, step.loss):
                 self.bus.publish(event)
             self._publish_iteration(step)
+            last_lr = step.lr
             if self.planner is not None and self.planner.stepped(self.iter_num):
                 self._gather_sampler_states()  # the cooldown begins: stable.pt keeps the model before it
                 self._checkpoint("cooldown", name=STABLE)
@@ -265,6 +267,8 @@ class Trainer:
             if self.evals.should_eval(self.iter_num):
                 self._evaluate()
         else:
+            if self.planner is not None and last_lr is not None:
+                self._say_if_cut_short(last_lr)
             if self.planner is not None and self.planner.last_eval_iter != self.iter_num and self._halt is None:
                 self._evaluate()  # the plan ended the run between evals (a pause ate its time): the final eval
             # the last boundary, on every rank: a halt from the last eval's checkpoint, a checkpoint or a sample
@@ -277,6 +281,19 @@ class Trainer:
             return Outcome(self._halt, self.iter_num, self.last_checkpoint)
         self._set_state(ev.RunState.DONE)
         return Outcome(ev.EndReason.DONE, self.iter_num, self.last_checkpoint)
+
+    def _say_if_cut_short(self, lr: float) -> None:
+        """A plan whose time ran out before its learning rate came down (the steps slowed more than the plan could
+        follow: 130 to 2,250 ms a step under a second job) says so: "done, on time" must not hide a model that
+        never cooled down."""
+        floor, peak = self.config.effective_min_lr, self.config.learning_rate
+        if self.rank != 0 or lr <= floor + 0.1 * (peak - floor):
+            return
+        again = (" stable.pt holds the model from before the cooldown: --resume --time T cools it down again"
+                 if self.planner is not None and self.planner.stable_iter is not None else "")
+        self.bus.publish(ev.Notice(level="warning", topic="plan", message=(
+            f"the cooldown was cut short: the last step ran at lr {lr:.2e}, not min_lr {floor:.2e} (the steps "
+            f"slowed near the end more than the plan could follow).{again}")))
 
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks

@@ -139,3 +139,31 @@ def test_an_eval_whose_writes_eat_the_time_left_ends_the_run_with_its_model_in_l
     assert finished.reason == "done" and finished.iter == slowed[0]
     state = torch.load(trainer.run_dir / "last.pt", weights_only=True)
     assert state["iter_num"] == slowed[0] and state["plan"]["finished"]
+
+
+def test_a_cooldown_the_time_cut_short_says_so(tiny_config) -> None:
+    """Steps that slow down near the end more than the plan can follow (130 to 2,250 ms a step under a second
+    job) leave the learning rate high at the deadline: the run still ends on time, and says its model did not
+    cool down, with what to do."""
+    trainer = Trainer(tiny_config(time_budget="4s", **PLANNED))
+    rec = Recorder()
+    trainer.bus.subscribe(rec)
+    slowed: list[int] = []
+
+    def second_job(event) -> None:  # the bus calls subscribers in line: each step waits for this one
+        if isinstance(event, PlanUpdated) and event.reason == "cooldown":
+            slowed.append(event.iter)
+        elif isinstance(event, IterationStats) and slowed:
+            time.sleep(0.4)  # from the cooldown on, every step ~50x slower than the plan's mean of the last 30 s
+
+    trainer.bus.subscribe(second_job)
+    trainer.run()
+    assert rec.of(RunFinished)[0].reason == "done"
+    cut = [n for n in rec.of(Notice) if "the cooldown was cut short" in n.message]
+    assert len(cut) == 1 and cut[0].level == "warning" and cut[0].topic == "plan"
+    assert "stable.pt" in cut[0].message and "--resume --time" in cut[0].message
+
+
+def test_a_cooldown_that_completes_says_nothing_of_being_cut(tiny_config) -> None:
+    trainer, rec, _ = _run(tiny_config(time_budget="3s", **PLANNED))
+    assert not [n for n in rec.of(Notice) if "cut short" in n.message]
