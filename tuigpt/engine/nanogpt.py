@@ -146,9 +146,17 @@ def to_nanogpt(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], bytes | None
         "model": dict(checkpoint["model"]), "optimizer": checkpoint.get("optimizer"),
         "model_args": {k: getattr(args, k) for k in NANOGPT_MODEL_ARGS},
         "iter_num": int(checkpoint["iter_num"]), "best_val_loss": 1e9 if checkpoint.get("best_val_loss") is None else checkpoint["best_val_loss"],
-        "config": _nanogpt_config(config, dataset),
+        "config": _nanogpt_config(config, dataset, _planned_end(checkpoint)),
     }
     return state, meta, notices
+
+
+def _planned_end(checkpoint: dict[str, Any]) -> int:
+    """Where a run that ended at a time ends in iterations (nanoGPT's config has only max_iters): its plan's last
+    iteration, else the iteration it was saved at."""
+    plan = checkpoint.get("plan")
+    total = plan.get("total_iters") if isinstance(plan, dict) else None
+    return int(total) if isinstance(total, int) and 0 < total < 10**12 else int(checkpoint["iter_num"])
 
 
 def _nanogpt_dataset(config: dict[str, Any]) -> str:
@@ -159,14 +167,16 @@ def _nanogpt_dataset(config: dict[str, Any]) -> str:
     return config["run_name"]
 
 
-def _nanogpt_config(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+def _nanogpt_config(config: dict[str, Any], dataset: str, planned_end: int) -> dict[str, Any]:
     out = {k: config[k] for k in pyconfig.NANOGPT_DEFAULTS if k in config}
+    if out.get("max_iters") is None:  # a run that ended at a time (--time, --until): where its plan ended it
+        out["max_iters"] = planned_end
     out.update(out_dir=str(Path(config["out_dir"]) / config["run_name"]), dataset=dataset, init_from="scratch",
                wandb_log="wandb" in (config.get("log_to") or []), wandb_project=config.get("log_project") or "tuigpt",
                wandb_run_name=config.get("log_run_name") or config["run_name"],
                backend=config["ddp_backend"], device=config["device"], dtype=config["dtype"],
                compile=config["compile"])
-    out["lr_decay_iters"] = config["lr_decay_iters"] or config["max_iters"]
+    out["lr_decay_iters"] = config["lr_decay_iters"] or out["max_iters"]
     out["min_lr"] = config["min_lr"] if config["min_lr"] is not None else config["learning_rate"] / 10
     for key, value in _AUTO_FOR_NANOGPT.items():
         if out.get(key) == "auto":

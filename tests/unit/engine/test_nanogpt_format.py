@@ -231,3 +231,25 @@ def test_a_resume_reports_no_device_or_dtype_change_that_does_not_happen(tmp_pat
     torch.save(state, run.last)
     notices = CheckpointManager(run, 0, 0o600).open_resume(resumed).notices
     assert "resume: device changed from 'cuda' to 'auto' (cpu here)" in notices, notices
+
+
+def test_a_planned_runs_nanogpt_export_reads_back(tmp_path: Path, tiny_config, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys) -> None:  # noqa: ANN001
+    """The default config ends at a time (max_iters empty): its nanoGPT export carried max_iters None, which
+    nanoGPT's train.py cannot use and tuigpt's own reader refused ("config key max_iters is empty")."""
+    import time
+
+    from tuigpt.cli.main import main
+
+    monkeypatch.setattr("tuigpt.engine.planner.process_started", lambda: (time.time(), time.monotonic()))
+    cfg = tiny_config(time_budget="3s", max_iters=None, eval_interval=40, log_interval=5, warmup_iters=5)
+    trainer = Trainer(cfg)
+    trainer.run()
+    trainer.close()
+    assert main(["export", str(trainer.run_dir.path), "--format", "nanogpt", "--checkpoint", "last"]) == 0
+    ckpt = trainer.run_dir.path / "export-nanogpt" / "ckpt.pt"
+    config = torch.load(ckpt, weights_only=True)["config"]
+    assert config["max_iters"] == config["lr_decay_iters"] == trainer.iter_num  # where its plan ended it
+    capsys.readouterr()
+    assert main(["sample", str(ckpt), "--prompt", "RO", "--max_new_tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("RO")
