@@ -10,9 +10,11 @@ import os
 from typing import Any
 
 from tuigpt.run.alerts import alert_for, terminal_bytes
-from tuigpt.run.events import Event, RunStarted
+from tuigpt.run.events import Event, Notice, RunStarted
 
-TOAST_SECONDS = {"information": 15.0, "warning": 60.0, "error": 600.0}  # an error stays until someone looks
+# a toast covers the lower right of the screen, where the samples are (a 60 s warning hid a sample asked for;
+# the events log keeps every alert); an error stays until someone looks
+TOAST_SECONDS = {"information": 15.0, "warning": 15.0, "error": 600.0}
 
 
 class MonitorAlerts:
@@ -27,6 +29,9 @@ class MonitorAlerts:
         """``run``: the run the event belongs to, from the run model."""
         if run is None or not run.config.get("alerts", True):
             return
+        if isinstance(event, Notice) and event.topic == "contention" and event.level != "warning" and \
+                self.sent and self.sent[-1] == "contention":
+            self.app.clear_notifications()  # the contention is over: its toast no longer says what is true
         alert = alert_for(event, run.run_name)
         if alert is None:
             return

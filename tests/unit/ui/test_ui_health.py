@@ -11,7 +11,7 @@ import pytest
 from support.fake_run import T0, FakeController, iteration, run_started
 from textual.pilot import Pilot
 
-from tuigpt.run.events import EvalResult, Event, NanDetected, RunFinished, SampleGenerated
+from tuigpt.run.events import EvalResult, Event, NanDetected, Notice, RunFinished, SampleGenerated
 from tuigpt.ui.app import TuiGptApp
 from tuigpt.ui.widgets.health import HealthPane, render_health, spark
 from tuigpt.ui.widgets.target_input import CLEAR, TargetDialog, parse_target
@@ -136,6 +136,22 @@ def test_brackets_browse_the_sample_timeline_in_the_sample_panes_place() -> None
         await until(pilot, lambda: not timeline.display and app._samples.display)
 
     drive(body, health_script())
+
+
+def test_a_contention_toast_goes_when_the_contention_ends_and_warnings_are_short() -> None:
+    """The contention toast covered the samples pane for 60 s, and still said "contention" after the events log
+    said it was over."""
+    from tuigpt.ui.alerts import TOAST_SECONDS
+
+    async def body(app: TuiGptApp, pilot: Pilot, c: FakeController) -> None:
+        c.emit(Notice(level="warning", topic="contention", message="CPU contention: others used 50%"))
+        await until(pilot, lambda: any("contention" in n.message for n in app._notifications))
+        assert all(n.timeout <= 15.0 for n in app._notifications)
+        c.emit(Notice(level="info", topic="contention", message="CPU contention over after 42s"))
+        await until(pilot, lambda: not any("contention" in n.message for n in app._notifications))
+
+    assert TOAST_SECONDS["warning"] <= 15.0 < TOAST_SECONDS["error"]
+    drive(body, health_script(60))
 
 
 def test_alerts_toast_and_ring_and_can_be_off() -> None:
