@@ -27,11 +27,9 @@ from tuigpt.run.errors import UserError
 # The compute-optimal rule: train D ≈ K·N tokens for N parameters. Chinchilla's K ≈ 20 (Hoffmann et al. 2022,
 # "Training Compute-Optimal Large Language Models", arXiv:2203.15556: the compute-optimal frontier of their
 # approaches 1-3 gives ~20 tokens per parameter; nanochat's base_train sets target_param_data_ratio = 20 from
-# it). It was fitted on web text seen once; tiny Shakespeare is 1 M characters seen many times over, where the
-# best size measured for a 10-minute budget on our 2-core VM is given by TOKENS_PER_PARAM_SHAKESPEARE.
+# it). It was fitted on web text seen once; tiny Shakespeare is 1 M characters seen many times over, where no K
+# has been measured yet (--rule K takes one), and the table says so.
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
-# measured: benchmarks/deadline_sizes.py (README "Training to a deadline" has the table)
-TOKENS_PER_PARAM_SHAKESPEARE: float | None = None
 STEPS, WARMUP = 8, 3
 
 PLAN_HELP = """\
@@ -243,9 +241,6 @@ def _plan(result: Any, config: Any, seconds: float) -> pl.Plan:
 def _rule(given: float | None, config: Any) -> tuple[float, str]:
     if given is not None:
         return given, f"K = {given:g} (--rule)"
-    if TOKENS_PER_PARAM_SHAKESPEARE is not None and config.dataset == "shakespeare_char" and config.data_path is None:
-        return TOKENS_PER_PARAM_SHAKESPEARE, (f"K = {TOKENS_PER_PARAM_SHAKESPEARE:g}, measured on tiny Shakespeare "
-                                              f"(benchmarks/deadline_sizes.py; Chinchilla's 20 is for text seen once)")
     return CHINCHILLA_TOKENS_PER_PARAM, ("K = 20, Chinchilla's (Hoffmann et al. 2022, arXiv:2203.15556), fitted on "
                                          "web text seen once; --rule K for another")
 
