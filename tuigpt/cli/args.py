@@ -52,7 +52,8 @@ A nanoGPT config (config/train_shakespeare_char.py) works too: it is read, never
   --netcheck      several ranks: first measure the link and predict the speed-up
                   over one process (tuigpt netcheck), then train
   --compare DIR   overlay another run's loss curves on the chart (x cycles the x axis)
-  -h, --help      this help
+  -h, --help      this help (also: tuigpt help)
+  -V, --version   the installed version
 
 subcommands (each has --help):
   sample          generate text from a checkpoint (tuigpt's, nanoGPT's ckpt.pt, GPT-2 weights;

@@ -30,9 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if signal.getsignal(signum) is signal.SIG_DFL:
                 signal.signal(signum, stop_handler)
     try:
-        if not args or args[0] in ("-h", "--help"):
+        if not args or args[0] in ("-h", "--help", "help"):
             print(HELP, end="")
             return EXIT_OK if args else EXIT_USAGE
+        if args[0] in ("-V", "--version", "version"):
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                print(f"tuigpt {version('tuigpt')}")
+            except PackageNotFoundError:  # run from a checkout that was never installed
+                print("tuigpt (not installed: run from its source folder)")
+            return EXIT_OK
         if args[0] in SUBCOMMANDS:
             module = importlib.import_module(f"tuigpt.cli.{SUBCOMMANDS[args[0]]}")
             return int(module.main(args[1:]) if args[0] != "calibrate" else module.calibrate_main(args[1:]))
@@ -78,7 +86,7 @@ def entry_point() -> None:
 
 def ran_training(args: list[str]) -> bool:
     """A single-process training run (under torchrun the ranks leave their process group as torch does)."""
-    return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help") and \
+    return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help", "help", "-V", "--version", "version") and \
         "RANK" not in os.environ and "--nproc" not in args and not any(a.startswith("--nproc=") for a in args)
 
 

@@ -145,7 +145,7 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
         return [Line(f"{ENDINGS[event.reason]} at iter {event.iter} in {fmt.duration(event.wall_seconds)} (train "
                      f"{fmt.duration(event.train_seconds)}, eval {fmt.duration(event.eval_seconds)}, checkpoints "
                      f"{fmt.duration(event.checkpoint_seconds)}{this}) | best val loss {best} | checkpoint "
-                     f"{event.last_checkpoint or 'none written'}", "good" if ok else "error")]
+                     f"{event.last_checkpoint or 'none written'}{_how_to_go_on(event)}", "good" if ok else "error")]
     if isinstance(event, RunFailed):
         when = time.strftime("%H:%M:%S", time.localtime(event.time))
         lines = [Line(f"error at iter {event.iter}: {event.message} | last good checkpoint: "
@@ -159,6 +159,13 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
 def _loss(loss: float, bpb: float | None) -> str:
     """An eval's loss with its bits per byte beside it (none in records written before them)."""
     return f"{loss:.4f}" + (f" · {bpb:.3f} bpb" if bpb is not None else "")
+
+
+def _how_to_go_on(event: RunFinished) -> str:
+    """A run stopped before its end, with a checkpoint: how to continue it (the same command with --resume)."""
+    if event.reason == EndReason.DONE or not event.last_checkpoint:
+        return ""
+    return " (continue: the same command with --resume)"
 
 
 def _iteration(e: IterationStats, ctx: Context) -> list[Line]:

@@ -41,7 +41,7 @@ HELP = [
     ("T", "type a target loss: its projected iteration and time in the status line, dashed on the chart"),
     ("[ / ]", "sample timeline (sample_every_eval): older / newer eval sample"),
     ("n", "next pane (small terminals show one at a time); on a big one, focus events / samples"),
-    ("↑↓ PgUp PgDn", "scroll the focused pane (events, samples: the last 10 samples, newest first)"),
+    ("↑↓ PgUp PgDn Home End", "scroll the focused pane (events, samples: the last 10 samples, newest first)"),
     ("?", "this help"),
     ("q, ctrl+c", "stop the run (save or not) and quit; quits at once when the run is over"),
 ]

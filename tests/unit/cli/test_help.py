@@ -82,3 +82,10 @@ def test_sigterm_during_set_up_is_a_clean_stop(monkeypatch: pytest.MonkeyPatch, 
             signal.signal(s, handler)
     assert unwound == [True]
     assert capsys.readouterr().err.strip() == "stopped by SIGTERM"
+
+
+def test_version_and_help_as_words_answer_rather_than_read_a_config(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tuigpt --version` said "the first argument must be a config file" and suggested a key that does not exist;
+    `tuigpt help` looked for a config file named help."""
+    assert main(["--version"]) == 0 and re.fullmatch(r"tuigpt \S+\n", capsys.readouterr().out)
+    assert main(["help"]) == 0 and capsys.readouterr().out == HELP

@@ -159,3 +159,16 @@ def test_an_eval_line_shows_bits_per_byte_beside_each_loss() -> None:
                        train_bpb=3.0297, val_bpb=3.1740))
     assert out.getvalue().strip().splitlines()[-1] == \
         "eval iter 50 | train loss 2.1000 · 3.030 bpb | val loss 2.2000 · 3.174 bpb (best) | 1.2s"
+
+
+def test_a_run_stopped_with_a_checkpoint_says_how_to_continue_it() -> None:
+    from tuigpt.run.events import RunFinished
+    from tuigpt.run.wording import lines_for
+
+    def ending(reason: str, checkpoint: str | None) -> str:
+        return lines_for(RunFinished(iter=588, reason=reason, best_val_loss=1.9, last_val_loss=1.9, wall_seconds=60,
+                                     train_seconds=50, eval_seconds=5, checkpoint_seconds=1,
+                                     last_checkpoint=checkpoint, tokens_seen=1))[0].text
+
+    assert ending("stopped", "runs/x/last.pt").endswith("last.pt (continue: the same command with --resume)")
+    assert "--resume" not in ending("done", "runs/x/last.pt") and "--resume" not in ending("stopped", None)

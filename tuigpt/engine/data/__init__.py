@@ -118,7 +118,7 @@ def _ensure_shakespeare() -> Path:
     except DownloadError as e:
         raise UserError(
             f"could not download tiny Shakespeare from {url} ({e.reason}{note}): "
-            f"put the file at {path} or set data_path=FILE"
+            f"put the file at {path} or pass --data_path=FILE"
         ) from e
 
 
