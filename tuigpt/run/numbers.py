@@ -370,6 +370,7 @@ class RunProgress:
     def __init__(self) -> None:
         self.max_iters = 0
         self._planned = False  # a PlanUpdated was seen: the run ends where its plan ends
+        self._plan_end: float | None = None  # ... at this wall time, final eval and checkpoint included
         self.eval_interval = 1
         self.iteration: int | None = None
         self.speed = SpeedWindow()
@@ -414,6 +415,7 @@ class RunProgress:
         elif isinstance(event, PlanUpdated):  # a run that ends at a time: its plan says where it ends
             self.max_iters = event.total_iters
             self._planned = True
+            self._plan_end = event.end_at
         elif isinstance(event, HistoryLoaded):
             past = [e for e in event.events if isinstance(e, IterationStats)]
             self.speed.add_past(e.ms_per_iter for e in past)
@@ -513,6 +515,11 @@ class RunProgress:
         rate = self.throughput.seconds_per_iter()
         if self.iteration is None or rate is None:
             return None
+        if self._plan_end is not None and self.last is not None:
+            # a run that ends at a time: its plan's end, which it keeps by re-planning (one end in every view: an
+            # ETA of its own beside the plan's "done ~" read a minute apart, its range past the budget)
+            left = max(0.0, self._plan_end - self.last.time)
+            return Eta(left, left, left, self.throughput.steps, False)
         iters = max(0, self.max_iters - self.iteration)
         evals = evals_remaining(self.iteration, self.max_iters, self.eval_interval)
         likely, most = self.eval_cost(rate[0])

@@ -114,6 +114,24 @@ def test_run_started_resets_iteration_only_on_resume() -> None:
     assert isinstance(run_started(), RunStarted)
 
 
+def test_a_planned_runs_eta_is_its_plans_end() -> None:
+    """A run that ends at a time showed an ETA of its own (15:20, its range past the budget) beside its plan's
+    "done ~15:21:21": one end, the plan's, which the run keeps by re-planning."""
+    from tuigpt.run import fmt
+    from tuigpt.run.events import PlanUpdated
+
+    p = RunProgress()
+    p.observe(run_started(max_iters=0, start_iter=0))
+    for i in range(1, 40):
+        p.observe(IterationStats(iter=i, loss=1.0, lr=1e-3, ms_per_iter=100.0 * (1 + i % 3), tokens_per_sec=1.0,
+                                 mfu=None, tokens_seen=10 * i, train_seconds=0.2 * i, time=1000.0 + 0.2 * i))
+    p.observe(PlanUpdated(iter=39, total_iters=3000, cooldown_iter=2400, cooldown_at=1400.0, end_at=1607.8,
+                          deadline=1608.0, kind="budget", length=600.0, step_ms=200.0, step_spread=0.3, reason="start"))
+    eta = p.eta()
+    assert eta is not None and eta.seconds == pytest.approx(1607.8 - 1007.8)
+    assert fmt.eta(eta) == "10m00s"  # no range of its own: the plan ends on time or says it moved
+
+
 def test_ranks_share_an_iteration_without_changing_its_tokens() -> None:
     from tuigpt.run.numbers import BatchSplit, split_batch
 
