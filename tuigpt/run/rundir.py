@@ -17,6 +17,7 @@ Runs are found under an out_dir, or from any directory through the per-user inde
 
 from __future__ import annotations
 
+import difflib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,4 +149,8 @@ def _by_name(name: str, out_dir: str | Path | None) -> Path:
         listed = ", ".join(str(p) for p in matches[:5])
         raise UserError(f"{len(matches)} runs are named {name}: {listed}; give the directory, e.g. "
                         f"`tuigpt watch {matches[0]}`")
-    raise UserError(f"{name} is not a run directory, and no run of that name is {_where(out_dir)} (see `tuigpt runs`)")
+    names = sorted({p.name for p in [*find_runs(out_dir), *indexed_runs()]})
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    meant = f"did you mean {close[0]}? " if close else ""
+    raise UserError(f"{name} is not a run directory, and no run of that name is {_where(out_dir)} ({meant}see "
+                    f"`tuigpt runs`)")

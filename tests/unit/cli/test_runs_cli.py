@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tuigpt.cli.main import main
 from tuigpt.control.server import ControlServer
 from tuigpt.run.events import EventBus
@@ -298,3 +300,18 @@ def test_status_of_a_run_that_does_not_exist_is_one_line_and_exit_2(tmp_path: Pa
     assert captured.out == "" and captured.err.count("\n") == 1 and "tonihgt" in captured.err
     assert "Traceback" not in captured.err
     assert main(["runs", "--out_dir", str(root), "--status", "tonight", "--json"]) == 2  # one or the other
+
+
+def test_a_mistyped_run_name_gets_a_did_you_mean(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`tuigpt report shakspeare_char_tiny` said only that no such run exists."""
+    from tuigpt.run.errors import UserError
+    from tuigpt.run.rundir import resolve_run_dir
+
+    monkeypatch.setenv("TUIGPT_CACHE_DIR", str(tmp_path / "cache"))  # an empty run index
+    root = tmp_path / "checkpoints"
+    write_run(root, "shakespeare_char_tiny", [])
+    with pytest.raises(UserError, match=r"\(did you mean shakespeare_char_tiny\? see `tuigpt runs`\)"):
+        resolve_run_dir("shakspeare_char_tiny", str(root))
+    with pytest.raises(UserError) as other:
+        resolve_run_dir("gpt2_overnight", str(root))
+    assert "did you mean" not in str(other.value)
