@@ -23,6 +23,7 @@ from tuigpt.run import fmt
 from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK
 from tuigpt.run.numbers import evals_in_run, mfu, mfu_plausible
+from tuigpt.telemetry.load import MIN_WINDOW_SECONDS, LoadMeter
 
 PROJECTED_STEPS = (100, 500, 1_000, 5_000, 10_000)
 
@@ -205,6 +206,7 @@ def main(args: list[str]) -> int:
 
     overrides = split_overrides(rest, parser.options())
     key, values = parse_compare(ns.compare) if ns.compare else ("", [""])
+    load = None
     with tempfile.TemporaryDirectory(prefix="tuigpt-bench-") as tmp:
         # every variant is checked before any is timed: a typo in the third value fails in a second, not minutes
         configs = []
@@ -227,7 +229,9 @@ def main(args: list[str]) -> int:
                                          steps=ns.steps, warmup=ns.warmup, rounds=ns.rounds)
             results = comparison.results
         else:
+            meter = LoadMeter()
             results = [bench_config(configs[0], steps=ns.steps, warmup=ns.warmup)]
+            load = meter.stop(min_seconds=MIN_WINDOW_SECONDS)
     for warning in dict.fromkeys(r.peak_warning for r in results if r.peak_warning):
         print(f"warning: {warning}", file=sys.stderr)
     now = _dt.datetime.now()
@@ -236,4 +240,7 @@ def main(args: list[str]) -> int:
     if key:
         return EXIT_OK if report_comparison(key, comparison, now, sys.stdout) else EXIT_ERROR
     report(results[0], now, sys.stdout)
+    if load is not None:  # the figures are this machine's under that load: say which (a busy box read 3 s steps)
+        busy = "; the figures above are this machine's speed under that load, not its own" if load.busy else ""
+        print(f"\nload while timing: {load.describe()}{busy}")
     return EXIT_OK

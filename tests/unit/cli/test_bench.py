@@ -35,7 +35,26 @@ def test_bench_reports_speed_memory_and_projections(cli_env, tiny_yaml: Path, tm
     assert re.search(r"1k steps\s+\S+\s+" + CLOCK, out), out
     assert re.search(r"max_iters 10\s+\S+\s+" + CLOCK, out), out
     assert "bench" in result.stderr  # the progress bar
+    assert re.search(r"load while timing: (busy|idle): other processes used \d+% of \d+ CPUs?", out), out
     assert not (tmp_path / "runs").exists()  # nothing written where the config points
+
+
+def test_a_busy_machine_is_said_beside_the_figures(tiny_yaml: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer's bench printed 3 s steps (130 ms quiet) and 10k-step projections of 8 hours without a word on
+    the load."""
+    from tuigpt.cli import bench as bench_cli
+    from tuigpt.cli.main import main
+    from tuigpt.telemetry.load import Load
+
+    class Busy:
+        def stop(self, min_seconds: float = 0.0) -> Load:
+            return Load(others=0.55, cpus=2, load_avg=3.9)
+
+    monkeypatch.setattr(bench_cli, "LoadMeter", Busy)
+    assert main(["bench", str(tiny_yaml), "--steps", "2", "--warmup", "1"]) == 0
+    assert ("load while timing: busy: other processes used 55% of 2 CPUs; the figures above are this machine's "
+            "speed under that load, not its own") in capsys.readouterr().out
 
 
 def test_compare_prints_variants_side_by_side(cli_env, tiny_yaml: Path) -> None:
