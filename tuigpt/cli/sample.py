@@ -42,7 +42,7 @@ def main(args: list[str]) -> int:
     from tuigpt.engine.sampling import generate_text, seeded_generator, settings
     from tuigpt.engine.sources import load_source, open_source
 
-    source = open_source(ns.checkpoint)
+    source = open_source(ns.checkpoint, what="tuigpt sample")
     device = resolve_device(ns.device)
     if source.tokenizer is None:
         raise UserError(f"{source.path}: no record of the tokenizer this model was trained with, so its tokens "

@@ -20,6 +20,7 @@ from tuigpt.cli.args import Parser
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import Event, HistoryLoaded, IterationStats, RunStarted
 from tuigpt.run.exits import EXIT_OK
+from tuigpt.run.interrupts import Stopped, signal_name
 from tuigpt.run.lock import holder
 from tuigpt.run.rundir import DEFAULT_OUT_DIR, LOCK_FILE, METRICS_FILE, resolve_run_dir
 
@@ -27,6 +28,18 @@ POLL = 0.25  # seconds between looks while waiting for a run to appear
 
 
 def main(args: list[str]) -> int:
+    try:
+        return _watch(args)
+    except KeyboardInterrupt:  # ctrl+c while waiting for a run: only this view ends
+        print("tuigpt watch: interrupted; the run (if any) goes on in its own process", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Stopped as stop:  # `timeout 10 tuigpt watch …` read as if the run had stopped
+        print(f"tuigpt watch stopped by {signal_name(stop.signum)}; the run goes on in its own process",
+              file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _watch(args: list[str]) -> int:
     parser = Parser(prog="tuigpt watch", description="Open the monitor on a run in another process (or ended): "
                     "follow its metrics.jsonl and steer it through its control socket. Without a terminal, print "
                     "its lines instead and exit when it ends.")

@@ -51,11 +51,12 @@ class Source:
         return f"{self.kind} {self.path}{loss}"
 
 
-def open_source(spec: str) -> Source:
-    """The source ``spec`` names; UserError saying what is wrong and what to give instead."""
+def open_source(spec: str, what: str = "init_from") -> Source:
+    """The source ``spec`` names; UserError saying what is wrong and what to give instead (``what``: the
+    argument that named it, as the user wrote it)."""
     path = hf_cache_snapshot(spec) if spec in GPT2_NAMES and not Path(spec).exists() else Path(spec).expanduser()
     if not path.exists():
-        raise UserError(f"init_from {shown(spec, 200)}: {shown(str(path), 200)} does not exist (give a tuigpt .pt, a "
+        raise UserError(f"{what} {shown(spec, 200)}: {shown(str(path), 200)} does not exist (give a tuigpt .pt, a "
                         f"nanoGPT ckpt.pt, a run folder or a folder with model.safetensors + config.json)")
     if hf.is_hf_folder(path):
         args = hf.read_args(path)

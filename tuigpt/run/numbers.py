@@ -390,6 +390,8 @@ class RunProgress:
         if isinstance(event, IterationStats):
             self.iteration = event.iter
             self.last = event
+            if self._planned and event.iter > self.max_iters:  # the plan grew by a step or two, not worth a plan line
+                self.max_iters = event.iter
             self.throughput.add(event)
             if self.speed.add(event.ms_per_iter):
                 self._tps_sum += event.tokens_per_sec

@@ -130,6 +130,10 @@ def test_a_planned_runs_eta_is_its_plans_end() -> None:
     eta = p.eta()
     assert eta is not None and eta.seconds == pytest.approx(1607.8 - 1007.8)
     assert fmt.eta(eta) == "10m00s"  # no range of its own: the plan ends on time or says it moved
+    # a plan that grew by a few steps without a plan line: the count never reads past its end (4,740/4,734)
+    p.observe(IterationStats(iter=3003, loss=1.0, lr=1e-4, ms_per_iter=100.0, tokens_per_sec=1.0, mfu=None,
+                             tokens_seen=30030, train_seconds=600.0, time=1607.0))
+    assert (p.iteration, p.max_iters) == (3003, 3003)
 
 
 def test_ranks_share_an_iteration_without_changing_its_tokens() -> None:
