@@ -18,6 +18,7 @@ from tuigpt.run.errors import UserError
 from tuigpt.run.exits import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from tuigpt.run.interrupts import Stopped, install, signal_name, stop_handler
 
+HELP_WORDS, VERSION_WORDS = ("-h", "--help", "help"), ("-V", "--version", "version")  # never a config file
 SUBCOMMANDS = {"sample": "sample", "bench": "bench", "tune": "tune", "watch": "watch", "runs": "runs",
                "info": "info", "calibrate": "info", "export": "export", "export-metrics": "export_metrics",
                "netcheck": "netcheck", "report": "report", "plan": "plan"}
@@ -30,10 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if signal.getsignal(signum) is signal.SIG_DFL:
                 signal.signal(signum, stop_handler)
     try:
-        if not args or args[0] in ("-h", "--help", "help"):
+        if not args or args[0] in HELP_WORDS:
             print(HELP, end="")
             return EXIT_OK if args else EXIT_USAGE
-        if args[0] in ("-V", "--version", "version"):
+        if args[0] in VERSION_WORDS:
             from importlib.metadata import PackageNotFoundError, version
 
             try:
@@ -86,7 +87,7 @@ def entry_point() -> None:
 
 def ran_training(args: list[str]) -> bool:
     """A single-process training run (under torchrun the ranks leave their process group as torch does)."""
-    return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in ("-h", "--help", "help", "-V", "--version", "version") and \
+    return bool(args) and args[0] not in SUBCOMMANDS and args[0] not in HELP_WORDS + VERSION_WORDS and \
         "RANK" not in os.environ and "--nproc" not in args and not any(a.startswith("--nproc=") for a in args)
 
 

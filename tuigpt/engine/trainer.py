@@ -287,7 +287,7 @@ class Trainer:
         follow: 130 to 2,250 ms a step under a second job) says so: "done, on time" must not hide a model that
         never cooled down."""
         floor, peak = self.config.effective_min_lr, self.config.learning_rate
-        if self.rank != 0 or lr <= floor + 0.1 * (peak - floor):
+        if self.rank != 0 or not self.config.decay_lr or lr <= floor + 0.1 * (peak - floor):  # (no decay: no cooldown)
             return
         again = (" stable.pt holds the model from before the cooldown: --resume --time T cools it down again"
                  if self.planner is not None and self.planner.stable_iter is not None else "")

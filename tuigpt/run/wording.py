@@ -162,8 +162,8 @@ def _loss(loss: float, bpb: float | None) -> str:
 
 
 def _how_to_go_on(event: RunFinished) -> str:
-    """A run stopped before its end, with a checkpoint: how to continue it (the same command with --resume)."""
-    if event.reason == EndReason.DONE or not event.last_checkpoint:
+    """A run stopped before its end (a key, a signal), with a checkpoint: how to continue it."""
+    if event.reason != EndReason.STOPPED or not event.last_checkpoint:
         return ""
     return " (continue: the same command with --resume)"
 
