@@ -28,7 +28,7 @@ from tuigpt.control.wire import LineReader, LineTooLong, socket_path
 from tuigpt.run.commands import Command
 from tuigpt.run.events import Event, EventBus, HistoryLoaded, IterationStats, Notice, RunFailed, RunFinished
 from tuigpt.run.files import complete_prefix
-from tuigpt.run.metrics_log import history_events, load_history, session_starts, tail_records
+from tuigpt.run.metrics_log import HISTORY_TYPES, history_events, load_history, session_starts, tail_records
 from tuigpt.run.records import command_message, dumps, event_from_record, loads
 from tuigpt.run.rundir import RunDir
 
@@ -164,7 +164,9 @@ class WatchController:
         ending = [last[k] for k in ("finish", "failed") if k in last]
         past = [r for r in records if r.get("type") not in ("start", "finish", "failed", "state", "eval_interval")]
         if past:
-            self._publish(HistoryLoaded(events=history_events(past), sessions=session_starts(records)))
+            # with the plans where they came: the lines of a planned run read against its plan, as they did live
+            self._publish(HistoryLoaded(events=history_events(past, HISTORY_TYPES + ("plan",)),
+                                        sessions=session_starts(records)))
         # the session's plan too: a run that ends at a time is drawn against its plan's end (a finished one's
         # header said 692/2,000, 35%: the max_iters cap)
         now = [last[k] for k in ("plan", "eval_interval", "state", "iter") if k in last]

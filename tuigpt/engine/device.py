@@ -12,7 +12,7 @@ from tuigpt.engine import auto
 from tuigpt.engine.model import ModelArgs
 from tuigpt.run.config import valid_device
 from tuigpt.run.errors import UserError
-from tuigpt.run.fmt import shown
+from tuigpt.run.fmt import duration, shown
 from tuigpt.telemetry.cpuinfo import read_cpu_info
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -176,6 +176,8 @@ def setup_device(config: Any, args: ModelArgs, cluster: Any = None, split: Any =
             # a run that ends at a time is as long as its time (an 8-hour run was judged "a ~8s run" from 100
             # iterations); its iterations are that time at an eager step, max_iters capping them
             seconds = planned_seconds(c)
+            if seconds < auto.COMPILE_TRIAL_MIN_RUN_S:  # a cached "on" too: a cold compile cache ate a 1-minute run
+                return False, f"auto: a {duration(seconds)} run is too short to repay a compile"
             remaining = _capped(planned_iterations(seconds, eager, micro_steps), c.max_iters) if eager else None
         entry = auto.compile_entry(device, args, micro_batch, threads, precision.name,
                                    remaining * micro_steps if remaining is not None else None, run_seconds=seconds,

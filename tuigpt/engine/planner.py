@@ -240,6 +240,11 @@ class Planner:
         self.plan = pl.fit(iteration, self.seconds_left() - EXIT_SECONDS, costs, eval_interval=self.eval_interval,
                            cooldown_frac=self.cooldown_frac,
                            cooldown_begun=self.cooldown.start if self.cooldown is not None else None, cap=self.cap)
+        if not self._steps and self.plan.total_iters < iteration + SKIP_STEPS + 1 and \
+                (self.cap is None or self.cap > iteration + SKIP_STEPS):
+            # the step time is still a guess from the first eval's forward passes (an eval that compiled its model
+            # took 17.7 s and made a 1-minute run "done at iter 0"): train until a step is timed, then plan on it
+            self.plan = dataclasses.replace(self.plan, total_iters=iteration + SKIP_STEPS + 1)
         if self._cluster is None:  # one process: the plan applies at once (several: at the next agreement)
             self._set_total(iteration, self.plan.total_iters)
 

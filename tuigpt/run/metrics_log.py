@@ -281,12 +281,13 @@ def load_history(path: Path, max_iter_points: int = 10_000, recent: int = 2_000,
 HISTORY_TYPES = ("iter", "eval", "checkpoint", "sample", "notice", "nan", "rewind", "stall", "diverging")
 
 
-def history_events(records: list[dict[str, Any]]) -> list[Event]:
+def history_events(records: list[dict[str, Any]], kinds: tuple[str, ...] = HISTORY_TYPES) -> list[Event]:
     """What happened in earlier sessions, as events: iterations, evals, checkpoints, samples, notices and health
-    events (the chart, the speed and ETA, the events log and the sample pane redraw from them)."""
+    events (the chart, the speed and ETA, the events log and the sample pane redraw from them); ``kinds``: the
+    record types wanted (a watcher replaying a run's lines wants its plans too)."""
     events = []
     for record in records:
-        if record.get("type") in HISTORY_TYPES:
+        if record.get("type") in kinds:
             event = event_from_record(record)
             if event is not None:
                 events.append(event)

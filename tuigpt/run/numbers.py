@@ -406,6 +406,8 @@ class RunProgress:
             self._session_evals = 0
             self._eval_batches = _eval_batches(event.config)
             self.max_iters = event.max_iters
+            if event.deadline is not None:  # a run that ends at a time: until its first plan, its deadline is its end
+                self._plan_end = event.deadline
             self.eval_interval = max(1, event.eval_interval)
             if self.iteration is None or event.resumed:
                 self.iteration = event.start_iter

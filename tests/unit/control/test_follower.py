@@ -79,3 +79,6 @@ def test_a_finished_planned_run_is_watched_against_where_its_plan_ended(tmp_path
         model.record(event, words=False)
     progress = model.snapshot().progress
     assert (progress.iteration, progress.max_iters) == (488, 488)
+    # the replayed history carries the plan where it came, so `watch`'s lines read against it as they did live
+    history = seen.of(HistoryLoaded)[0].events
+    assert [type(e).__name__ for e in history[:3]] == ["IterationStats", "PlanUpdated", "IterationStats"]

@@ -191,7 +191,7 @@ def test_a_run_measures_once_says_so_and_trains_as_if_it_had_not(tiny_config, mo
     assert started[0].compile_text == "compile off (auto: 10 iterations are too few to repay a compile)"
 
 
-@pytest.mark.parametrize("budget, timed", [("10s", False), ("8h", True)])
+@pytest.mark.parametrize("budget, timed", [("10s", False), ("90s", False), ("8h", True)])
 def test_a_run_that_ends_at_a_time_is_judged_by_its_time_for_a_compile(tiny_config, monkeypatch: pytest.MonkeyPatch,
                                                                         budget: str, timed: bool) -> None:
     """compile: auto on `--time`: an 8-hour run was judged "a ~8s run" (100 iterations at one step) and never
@@ -208,7 +208,8 @@ def test_a_run_that_ends_at_a_time_is_judged_by_its_time_for_a_compile(tiny_conf
         return Skipped()
 
     monkeypatch.setattr(auto, "time_pair", pair)
-    monkeypatch.setattr(auto, "cached_trial", lambda key: None)
+    # no cache; or a cached "on" that a run under 2 minutes must not take (a cold compile ate a 1-minute run)
+    monkeypatch.setattr(auto, "cached_trial", lambda key: None if timed else pytest.fail("a short run reads no trial"))
     cfg = tiny_config(time_budget=budget, max_iters=None, compile="auto", dtype="float32")
     setup = setup_device(cfg, ARGS, store=False)
     assert bool(calls) == timed
@@ -216,4 +217,4 @@ def test_a_run_that_ends_at_a_time_is_judged_by_its_time_for_a_compile(tiny_conf
         assert calls[0]["stop_if"] is None
     assert not setup.compiled
     if not timed:
-        assert "a ~10s run is too short to repay a compile" in setup.compile_reason
+        assert f"a {budget} run is too short to repay a compile" in setup.compile_reason.replace("1m30s", "90s")

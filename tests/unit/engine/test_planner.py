@@ -131,6 +131,26 @@ def test_a_run_with_too_little_time_left_still_ends_with_its_final_eval() -> Non
     assert planner.last_eval_iter == last and sim.mono < 6
 
 
+def test_a_first_eval_that_compiled_does_not_end_the_run_on_its_guess() -> None:
+    """A cold compile cache: the untrained eval's one batch took 17.7 s of a 1-minute budget (its model compiled),
+    scaled to a whole eval of 20 batches a split; the step time guessed from it (~27 s) ended the run at iteration
+    0, nothing trained. The plan now trains until a step is timed, then plans on it."""
+    from tuigpt.engine.planner import SKIP_STEPS
+
+    clock = [18.7]
+    p = Planner(RunEnd("budget", budget=60.0, started=START, text="1m"), iteration=0, cap=None, eval_interval=250,
+                eval_iters=20, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.05, publish=lambda e: None,
+                wall=lambda: START + clock[0], mono=lambda: clock[0], mono_started=0.0)
+    p.evaluated(0, 17.7, batches=1)
+    assert p.total_iters >= SKIP_STEPS + 1  # not "done at iter 0"
+    it = 0
+    while it < p.total_iters:  # then 0.1 s steps (the first one compiles: 21 s)
+        clock[0] += 21.0 if it == 0 else 0.1
+        it += 1
+        p.stepped(it)
+    assert it > 50 and clock[0] < 60.0
+
+
 def test_a_resume_goes_on_with_the_same_unfinished_plan_only() -> None:
     saved = {"kind": "budget", "text": "8h", "finished": False, "used": 3600.0}
     assert continues(saved, "budget", "8h")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -121,7 +122,11 @@ def test_a_planned_runs_eta_is_its_plans_end() -> None:
     from tuigpt.run.events import PlanUpdated
 
     p = RunProgress()
-    p.observe(run_started(max_iters=0, start_iter=0))
+    p.observe(dataclasses.replace(run_started(max_iters=2000, start_iter=0), deadline=1608.0))
+    p.observe(IterationStats(iter=10, loss=1.0, lr=1e-3, ms_per_iter=100.0, tokens_per_sec=1.0, mfu=None,
+                             tokens_seen=100, train_seconds=2.0, time=1002.0))
+    assert p.eta() is not None and p.eta().seconds == pytest.approx(606.0)  # before the first plan: the deadline,
+    #                                                                         not 2,000 iterations (4m11s of 1m)
     for i in range(1, 40):
         p.observe(IterationStats(iter=i, loss=1.0, lr=1e-3, ms_per_iter=100.0 * (1 + i % 3), tokens_per_sec=1.0,
                                  mfu=None, tokens_seen=10 * i, train_seconds=0.2 * i, time=1000.0 + 0.2 * i))
