@@ -19,6 +19,7 @@ from tuigpt.engine.checkpoint_check import check_nanogpt, eval_loss
 from tuigpt.engine.data.nanogpt import META_FILE, SHAKESPEARE_CHARS, meta_present, read_meta, write_meta
 from tuigpt.engine.data.tokenizer import CharTokenizer, Tokenizer
 from tuigpt.engine.model import ModelArgs
+from tuigpt.engine.planner import UNPLANNED
 from tuigpt.run import pyconfig
 from tuigpt.run.config import MODEL_KEYS, TrainConfig
 from tuigpt.run.errors import UserError
@@ -156,7 +157,7 @@ def _planned_end(checkpoint: dict[str, Any]) -> int:
     iteration, else the iteration it was saved at."""
     plan = checkpoint.get("plan")
     total = plan.get("total_iters") if isinstance(plan, dict) else None
-    return int(total) if isinstance(total, int) and 0 < total < 10**12 else int(checkpoint["iter_num"])
+    return int(total) if isinstance(total, int) and 0 < total < UNPLANNED else int(checkpoint["iter_num"])
 
 
 def _nanogpt_dataset(config: dict[str, Any]) -> str:
