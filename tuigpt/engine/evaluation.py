@@ -16,6 +16,12 @@ from tuigpt.run.events import EvalProgress, Event
 from tuigpt.run.numbers import bits_per_byte
 
 PROGRESS_EVERY = 0.25  # seconds between EvalProgress events: a few a second is enough to read, and costs nothing
+# A GPU evaluates several batches of a split in one forward pass: a small model's forward is launch-bound there
+# (the baby GPT's 64 x 256 batch took 5.2 ms on an H100 for ~0.9 ms of arithmetic), so eight batches cost about
+# what one did. Bounded so the widest tensor of the pass (float32 logits, or the MLP's hidden layer) stays within
+# EVAL_GROUP_BYTES: GPT-2's 50k vocabulary at 12 x 1024 tokens is 2.5 GB a batch and stays at one.
+EVAL_GROUP_MAX = 8
+EVAL_GROUP_BYTES = 1 << 30
 
 
 class EvalSchedule:
@@ -48,54 +54,70 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
     evaluate_bpb): targets that spell no text (end-of-text) are left out of both. One forward pass a batch gives
     every target's loss (``reduction="none"``) for both.
 
-    The splits take turns, a batch each, so an eval cut short at ``stop_at`` (a ``time.monotonic()``: a run that
-    ends at a time must not overrun its end in an eval) still has both, over the ``batches`` done of each. Without
-    ``stop_at`` the losses stay on the device and are read once: a read a batch (nanoGPT's loss.item()) left a GPU
-    idle while the host queued the next batch, and the evals of the baby GPT took twice as long; with it, each pair
-    is read before the next is judged, so the clock sees the device's work.
-    ``publish`` (rank 0's bus) gets an EvalProgress after the first batch and then at most every PROGRESS_EVERY
+    The splits take turns, a group of batches each (:func:`eval_group`: one batch on a CPU), so an eval cut short at
+    ``stop_at`` (a ``time.monotonic()``: a run that ends at a time must not overrun its end in an eval) still has
+    both, over the ``batches`` done of each (whole groups). Without ``stop_at`` the losses stay on the device and are
+    read once: a read a batch (nanoGPT's loss.item()) left a GPU idle while the host queued the next batch, and the
+    evals of the baby GPT took twice as long; with it, each group is read before the next is judged, so the clock
+    sees the device's work.
+    ``publish`` (rank 0's bus) gets an EvalProgress after the first group and then at most every PROGRESS_EVERY
     seconds: the untrained eval of a big config takes tens of seconds and must not look hung."""
     raw_model.eval()
     token_bytes: torch.Tensor | None = None
+    group = eval_group(raw_model, sampler, eval_iters)
     total, done = 2 * eval_iters, 0
     started = last = time.perf_counter()
     report = publish if rank == 0 else None
     splits = ("train", "val")
     generators = {split: torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
                   for split in splits}
-    losses: dict[str, list[torch.Tensor]] = {split: [] for split in splits}  # [mean, nats, bytes] a batch
+    losses: dict[str, list[torch.Tensor]] = {split: [] for split in splits}  # [mean, nats, bytes] a group
     try:
-        for k in range(eval_iters):
-            # a pair of batches that would end past stop_at is not started (judged on the pairs so far)
+        for k in range(eval_iters // group):
+            # a group of batches that would end past stop_at is not started (judged on the groups so far)
             if k and stop_at is not None and time.monotonic() + (time.perf_counter() - started) / k > stop_at:
                 break
             for split in splits:
-                x, y = sampler.get_batch(split, generator=generators[split])
+                pairs = [sampler.get_batch(split, generator=generators[split]) for _ in range(group)]
+                x, y = pairs[0] if group == 1 else (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
                 if token_bytes is None:
                     token_bytes = torch.from_numpy(sampler.data.tokenizer.token_bytes()).to(y.device)
                 with autocast():
                     _, per_token = model(x, y, reduction="none")
-                losses[split].append(batch_loss(per_token, token_bytes[y]))
-                done += 1
+                losses[split].append(batch_loss(per_token, token_bytes[y]))  # equal groups: means of means hold
+                done += group
                 now = time.perf_counter()
-                if report is not None and done < total and (done == 1 or now - last >= PROGRESS_EVERY):
+                if report is not None and done < total and (done == group or now - last >= PROGRESS_EVERY):
                     last = now
                     report(EvalProgress(iter=iter_num, done=done, total=total, seconds=now - started))
             if stop_at is not None:
-                losses["val"][-1].tolist()  # the pair is done before the clock is read again
+                losses["val"][-1].tolist()  # the group is done before the clock is read again
         sums = []
         for split in splits:
-            stacked = torch.stack(losses[split])  # (batches, 3)
+            stacked = torch.stack(losses[split])  # (groups, 3)
             sums += [stacked[:, 0].mean(), stacked[:, 1].sum(), stacked[:, 2].sum()]
         values = torch.stack(sums).tolist()
     finally:
         raw_model.train()
-    batches = len(losses["train"])
+    batches = len(losses["train"]) * group
     if cluster is not None:  # a mean of sums over equal batch counts: the ratio is the sum's over every rank
         values = cluster.mean(values, "averaging eval losses")
     train, train_nats, train_bytes, val, val_nats, val_bytes = values
     return {"train": train, "val": val, "train_bpb": bits_per_byte(train_nats, train_bytes),
             "val_bpb": bits_per_byte(val_nats, val_bytes), "batches": float(batches)}
+
+
+def eval_group(raw_model: torch.nn.Module, sampler: BatchSampler, eval_iters: int) -> int:
+    """How many batches of a split one eval forward pass takes: one on a CPU (its forward is arithmetic-bound: a
+    bigger batch costs in proportion), on a GPU up to EVAL_GROUP_MAX within EVAL_GROUP_BYTES; always a divisor of
+    eval_iters, so every pass has one shape (a compiled model compiles it once) and the groups' mean is the
+    batches'."""
+    args = getattr(raw_model, "args", None)
+    if sampler.device.type != "cuda" or args is None:
+        return 1
+    widest = sampler.batch_size * sampler.block_size * 4 * max(args.vocab_size, 4 * args.n_embd)
+    cap = max(1, min(EVAL_GROUP_MAX, EVAL_GROUP_BYTES // widest))
+    return max(d for d in range(1, cap + 1) if eval_iters % d == 0)
 
 
 def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:
