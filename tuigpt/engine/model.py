@@ -102,20 +102,30 @@ def make_norm(args: ModelArgs) -> nn.Module:
 
 
 def rotary_tables(head_size: int, positions: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (positions, hs/2) of the rotation angles pos · θ^(-2i/hs), in float32 (nanochat's
-    ``_precompute_rotary_embeddings``)."""
+    """The rotation by the angles pos · θ^(-2i/hs) (nanochat's ``_precompute_rotary_embeddings``, in float32) as two
+    tables (positions, hs) for :func:`apply_rotary`: cos twice over, and sin then -sin."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
     angles = torch.outer(torch.arange(positions, dtype=torch.float32), inv_freq)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, -sin], dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the pairs (x[..., i], x[..., i + hs/2]) of x (B, nh, T, hs) by the angles of cos/sin (T, hs/2), as
-    nanochat's ``apply_rotary_emb`` (its sign: by -θ; only the relative rotation of q and k matters)."""
+    """Rotate the pairs (x[..., i], x[..., i + hs/2]) of x (B, T, ..., hs) by the tables of :func:`rotary_tables`
+    for its T positions, as nanochat's ``apply_rotary_emb`` (its sign: by -θ; only the relative rotation of q and k
+    matters): [x1 cos + x2 sin, x2 cos - x1 sin] as x · cos + [x2, x1] · sin, the same products and sums to the bit
+    in four kernels instead of seven (the baby GPT's step is launch-bound on a GPU)."""
     d = x.size(-1) // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # under autocast q and k are 16-bit: keep them so for attention
-    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+    shape = (x.size(1),) + (1,) * (x.dim() - 3) + (x.size(-1),)  # (T, 1, ..., hs): broadcast over B and the heads
+    return x * cos.view(shape) + torch.cat([x[..., d:], x[..., :d]], dim=-1) * sin.view(shape)
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes matmuls in on this device type, or None when autocast is off."""
+    try:
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    except (AttributeError, TypeError):  # torch < 2.4 has no per-device form: cast where used instead
+        return None
 
 
 class KVCache:
@@ -155,14 +165,20 @@ class CausalSelfAttention(nn.Module):
                 cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.size()  # batch size, sequence length, embedding dimensionality (n_embd)
         # query, key, values for all heads in one matmul, then the head becomes a batch dimension
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        if self.qk_norm:  # after the rotation, as nanochat (a rotation keeps the norm, so the order is the same)
-            q, k = rms_norm(q), rms_norm(k)
+        if rotary is None and not self.qk_norm:
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+            k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+            v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        else:  # q and k rotated and normalised together: half the kernels
+            qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head)
+            qk = qkv[:, :, :2]  # (B, T, 2, nh, hs)
+            if rotary is not None:
+                cos, sin = rotary
+                qk = apply_rotary(qk, cos.to(qk.dtype), sin.to(qk.dtype))  # no-ops once cast (GPT._hidden)
+            if self.qk_norm:  # after the rotation, as nanochat (a rotation keeps the norm, so the order is the same)
+                qk = rms_norm(qk)
+            q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         causal, mask = True, None
         if cache is not None:
             past = cache.length
@@ -301,7 +317,10 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx)  # token embeddings (B, T, C)
         rotary = None
         if self.args.rope:
-            rotary = self.rope_cos[start:start + t], self.rope_sin[start:start + t]  # (T, hs/2) each
+            rotary = self.rope_cos[start:start + t], self.rope_sin[start:start + t]  # (T, hs) each
+            dtype = autocast_dtype(idx.device.type)
+            if dtype is not None:  # once a forward pass, not in every layer (q and k are 16-bit under autocast)
+                rotary = rotary[0].to(dtype), rotary[1].to(dtype)
         else:
             pos = torch.arange(start, start + t, dtype=torch.long, device=idx.device)  # (T,)
             x = x + self.transformer.wpe(pos)  # position embeddings (T, C)

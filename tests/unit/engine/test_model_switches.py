@@ -93,6 +93,22 @@ def test_the_modern_block_trains_under_bf16_autocast() -> None:
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_rotation_is_nanochats_formula_to_the_bit(dtype: torch.dtype) -> None:
+    """apply_rotary computes [x1 cos + x2 sin, x2 cos - x1 sin] (nanochat's apply_rotary_emb) in fewer kernels: the
+    same products and sums, so the same bits, for q and k rotated together (B, T, 2, nh, hs)."""
+    from tuigpt.engine.model import apply_rotary, rotary_tables
+
+    hs, T = 8, 16
+    x = torch.randn(3, T, 2, 4, hs, generator=torch.Generator().manual_seed(2)).to(dtype)
+    cos2, sin2 = rotary_tables(hs, T, 10_000.0)
+    cos, sin = cos2[:, :hs // 2].to(dtype).view(T, 1, 1, -1), sin2[:, :hs // 2].to(dtype).view(T, 1, 1, -1)
+    x1, x2 = x[..., :hs // 2], x[..., hs // 2:]
+    expected = torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+    assert torch.equal(apply_rotary(x, cos2.to(dtype), sin2.to(dtype)), expected)
+    assert torch.equal(cos2[:, hs // 2:], cos2[:, :hs // 2]) and torch.equal(sin2[:, hs // 2:], -sin2[:, :hs // 2])
+
+
 @pytest.mark.parametrize("switches", [{}, {"rope": True}, {"qk_norm": True}, MODERN], ids=["gpt2", "rope", "qk_norm",
                                                                                            "modern"])
 def test_cached_generation_computes_what_the_whole_context_computes(switches: dict) -> None:
