@@ -54,8 +54,12 @@ def _float32(series: list[tuple[int, float]]) -> list[tuple[int, float]]:
 
 def test_each_dashboard_reads_back_what_metrics_jsonl_holds_and_a_resume_continues_the_same_runs(
         tmp_path: Path) -> None:
-    first = _train(tmp_path, env=_without_wandb_mode(tmp_path), telemetry_interval=0.5)  # as a user not logged in
+    (tmp_path / "tmp").mkdir()
+    first = _train(tmp_path, env=_without_wandb_mode(tmp_path, TMPDIR=str(tmp_path / "tmp")),  # as a user not
+                   telemetry_interval=0.5)                                                      # logged in
     assert first.returncode == 0, first.stderr + first.stdout
+    left = sorted(p.name for p in (tmp_path / "tmp").iterdir())
+    assert not [name for name in left if name.startswith("tmp")], f"temporary directories left behind: {left}"
     run_dir = tmp_path / "runs" / "tiny"
     out = first.stdout
     assert f"info: log_to tensorboard: {run_dir / 'tensorboard'}" in out

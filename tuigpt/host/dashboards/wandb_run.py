@@ -12,9 +12,11 @@ there. Samples and events go to two tables that grow a row at a time.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import string
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,24 @@ class WandbRun:
     def close(self) -> None:
         if self._run is not None:
             self._run.finish()
+            self._tables.clear()
+            remove_wandb_temp_dirs()
+
+
+def remove_wandb_temp_dirs() -> None:
+    """W&B keeps its media, and each incremental table's rows as an artifact, in temporary directories that it
+    removes at the interpreter's exit; a training run ends without that exit (host.console.finish skips the
+    teardown), so they piled up in /tmp, five a run. Removed here once the run is finished: W&B's own (named
+    ``*wandb-media``, ``*wandb-artifacts``) and those holding nothing but a table's JSON, never another's."""
+    for held in [obj for obj in gc.get_objects() if isinstance(obj, tempfile.TemporaryDirectory)]:
+        path = Path(held.name)
+        try:
+            files = [f.name for f in path.iterdir()]
+        except OSError:
+            continue  # removed already
+        if path.name.endswith(("wandb-media", "wandb-artifacts")) or files and all(
+                f.endswith(".table.json") for f in files):
+            held.cleanup()
 
 
 def _new_id() -> str:
