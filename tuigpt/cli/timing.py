@@ -41,7 +41,7 @@ class BenchResult:
     compile: bool
     step_ms: list[float]  # the timed steps
     first_step_ms: float  # the first warm-up step: includes compile when compile is on
-    forward_ms: float  # one forward-only batch, as an eval does it
+    forward_ms: float  # one forward-only batch, as an eval does it (a GPU's pass of several, over their number)
     peak_flops: float | None
     peak_label: str
     peak_rss_bytes: int | None  # the process's high-water mark so far
@@ -199,7 +199,7 @@ class Bench:
         trainer = self.trainer
         rss_now = rss_bytes()
         forward = forward_ms(trainer.eval_model, trainer.raw_model, trainer.sampler, trainer.stepper.autocast,
-                             trainer.device, FORWARD_REPEATS)
+                             trainer.device, FORWARD_REPEATS, trainer.config.eval_iters)
         config = trainer.config
         result = BenchResult(
             label=self.label, n_params=trainer.n_params,

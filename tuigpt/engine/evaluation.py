@@ -132,15 +132,18 @@ def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: BatchSampler,
                autocast: Callable[[], contextlib.AbstractContextManager[Any]], device: torch.device,
-               repeats: int) -> float:
-    """Milliseconds of one forward-only batch in eval mode under the run's autocast (what an eval batch costs, for
-    `bench`'s eval estimate): the median of ``repeats``, after one untimed (eval-mode recompile, allocation), each
-    read back from the device before the clock stops."""
+               repeats: int, eval_iters: int) -> float:
+    """Milliseconds of one forward-only batch in eval mode under the run's autocast, as an eval computes it (in
+    groups of :func:`eval_group` batches a pass: a pass's time over its batches), for `bench`'s eval estimate: the
+    median of ``repeats``, after one untimed (eval-mode recompile, allocation), each read back from the device
+    before the clock stops."""
     raw_model.eval()
+    group = eval_group(raw_model, sampler, eval_iters)
     samples = []
     try:
         for i in range(repeats + 1):
-            x, y = sampler.get_batch("val")
+            pairs = [sampler.get_batch("val") for _ in range(group)]
+            x, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
@@ -148,7 +151,7 @@ def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: B
                 _, loss = model(x, y)
             loss.item()
             if i:
-                samples.append((time.perf_counter() - t0) * 1000.0)
+                samples.append((time.perf_counter() - t0) * 1000.0 / group)
     finally:
         raw_model.train()
     return statistics.median(samples)
