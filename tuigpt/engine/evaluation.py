@@ -16,10 +16,12 @@ from tuigpt.run.events import EvalProgress, Event
 from tuigpt.run.numbers import bits_per_byte
 
 PROGRESS_EVERY = 0.25  # seconds between EvalProgress events: a few a second is enough to read, and costs nothing
-# A GPU evaluates several batches of a split in one forward pass: a small model's forward is launch-bound there
-# (the baby GPT's 64 x 256 batch took 5.2 ms on an H100 for ~0.9 ms of arithmetic), so eight batches cost about
-# what one did. Bounded so the widest tensor of the pass (float32 logits, or the MLP's hidden layer) stays within
-# EVAL_GROUP_BYTES: GPT-2's 50k vocabulary at 12 x 1024 tokens is 2.5 GB a batch and stays at one.
+# A GPU evaluates several batches of a split in one forward pass, fewer kernel launches for the same batches: the
+# baby GPT's eval (200 batches of 64 x 256 a split) took 2.05-2.34 s one batch a pass and 1.76 s eight a pass on an
+# H100 (benchmarks/eval_group.py, 4 rounds alternating); its eager forward is bound more by the memory traffic of
+# its element-wise kernels than by launches, so the gain is the launches' share. Bounded so the widest tensor of a
+# pass (float32 logits, or the MLP's hidden layer) stays within EVAL_GROUP_BYTES: GPT-2's 50k vocabulary at
+# 12 x 1024 tokens is 2.5 GB a batch and stays at one.
 EVAL_GROUP_MAX = 8
 EVAL_GROUP_BYTES = 1 << 30
 
