@@ -77,9 +77,11 @@ def test_a_budget_slowed_down_2x_halfway_ends_on_time_with_its_cooldown_done(tmp
     assert code == 0, output[-2000:]
     assert abs(ended - (started + BUDGET)) <= TOLERANCE, f"ended {ended - started:.1f} s after the start\n{output[-3000:]}"
     plans = _plans(output)
-    speed = [p for p in plans[len(before):] if p[0] == "the speed changed"]
-    assert speed and speed[0][2] > 1.5 * before[-1][2], (before[-1], plans)  # it saw the slowdown, planned with it
-    assert speed[0][1] < before[-1][1], (before[-1], plans)  # fewer iterations fit than planned before
+    # it saw the slowdown and planned with it: the speed's first plan may come when the short window holds only
+    # part of the slowdown (14.8 ms, then 22.4, against 10.2 before, in one run), a later one with all of it
+    slowed = [p for p in plans[len(before):] if p[0] == "the speed changed" and p[2] > 1.5 * before[-1][2]]
+    assert slowed, (before[-1], plans)
+    assert slowed[0][1] < before[-1][1], (before[-1], plans)  # fewer iterations fit than planned before
     assert re.search(r"^info: cooldown begins at iter", output, re.M), output[-3000:]
     last = int(re.search(r"^done at iter (\d+)", output, re.M).group(1))
     assert re.search(rf"^eval iter {last} \|", output, re.M), "the final eval, at the last iteration"
