@@ -259,5 +259,6 @@ def compile_decision(entry: dict[str, Any], remaining_iters: int) -> tuple[bool,
     if repaid_after > remaining_iters:
         return False, (f"auto: compiled steps measured {speedup:.2f}x eager's speed, but the {first} compile takes "
                        f"{repaid_after:,.0f} iterations to repay and {remaining_iters:,} are left")
+    repaid = max(1, round(repaid_after))
     return True, (f"auto: measured {_speed(entry, COMPILE_MIN_SPEEDUP, 'eager')}, {_measured(entry)}; the {first} "
-                  f"compile is repaid after {max(1, round(repaid_after)):,} iteration{'s' * (round(repaid_after) > 1)}")
+                  f"compile is repaid after {repaid:,} iteration{'s' * (repaid != 1)}")

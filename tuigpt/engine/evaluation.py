@@ -80,8 +80,7 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
             if k and stop_at is not None and time.monotonic() + (time.perf_counter() - started) / k > stop_at:
                 break
             for split in splits:
-                pairs = [sampler.get_batch(split, generator=generators[split]) for _ in range(group)]
-                x, y = pairs[0] if group == 1 else (torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+                x, y = grouped_batch(sampler, split, group, generators[split])
                 if token_bytes is None:
                     token_bytes = torch.from_numpy(sampler.data.tokenizer.token_bytes()).to(y.device)
                 with autocast():
@@ -122,6 +121,15 @@ def eval_group(raw_model: torch.nn.Module, sampler: BatchSampler, eval_iters: in
     return max(d for d in range(1, cap + 1) if eval_iters % d == 0)
 
 
+def grouped_batch(sampler: BatchSampler, split: str, group: int,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``group`` batches of ``split`` drawn one after another, as one batch (group x batch_size rows)."""
+    if group == 1:
+        return sampler.get_batch(split, generator=generator)
+    xs, ys = zip(*(sampler.get_batch(split, generator=generator) for _ in range(group)))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:
     """[mean loss, summed loss in nats, UTF-8 bytes] of a batch, on the device, from each target's loss and the bytes
     each target spells. Targets that spell nothing (end-of-text) count in neither sum, as in nanochat's evaluate_bpb;
@@ -144,8 +152,7 @@ def forward_ms(model: Callable[..., Any], raw_model: torch.nn.Module, sampler: B
     samples = []
     try:
         for i in range(repeats + 1):
-            pairs = [sampler.get_batch("val") for _ in range(group)]
-            x, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+            x, y = grouped_batch(sampler, "val", group)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
