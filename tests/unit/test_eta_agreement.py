@@ -110,7 +110,7 @@ def test_headless_monitor_watch_and_bench_show_the_same_eta(tmp_path: Path) -> N
                         dtype="float32", dtype_reason="", threads=1, compile=False, step_ms=[ms] * 10,
                         first_step_ms=ms, forward_ms=per_eval * 1000.0 / (2 * 25), peak_flops=None, peak_label="",
                         peak_rss_bytes=None, gpu_max_bytes=None, max_iters=MAX_ITERS, eval_interval=EVAL_INTERVAL,
-                        eval_iters=25)
+                        eval_batches=2 * 25)
     expected.iteration = 0  # the same run, just after its untrained eval
     assert fmt.duration(bench.projected_seconds(MAX_ITERS)) == fmt.duration(per_eval + expected.eta_seconds())
     assert expected.eta_seconds() > MAX_ITERS * ms / 1000.0 + (evals_remaining(0, MAX_ITERS, EVAL_INTERVAL) - 1) * \

@@ -82,7 +82,7 @@ def report(result: BenchResult, now: _dt.datetime, out: TextIO) -> None:
       f"{fmt.size(result.gpu_max_bytes)}")
     p("")
     p(f"projected wall-clock from now (train at {result.mean_ms:.1f} ms/step + an eval every {result.eval_interval} "
-      f"steps at {result.eval_seconds:.1f} s: {result.eval_iters} x 2 splits x {result.forward_ms:.1f} ms forward; "
+      f"steps at {result.eval_seconds:.1f} s: {result.eval_batches} batches x {result.forward_ms:.1f} ms forward; "
       f"checkpoint writes not counted)")
     rows = [(f"{fmt.steps(s)} steps", s) for s in PROJECTED_STEPS]
     if result.max_iters is not None:  # a config that ends at a time has no max_iters to project

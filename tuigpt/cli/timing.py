@@ -48,7 +48,7 @@ class BenchResult:
     gpu_max_bytes: int | None  # None when not on CUDA
     max_iters: int | None  # None: the config ends at a time (its plan decides)
     eval_interval: int
-    eval_iters: int
+    eval_batches: int  # an eval's, both splits (engine.evaluation.eval_batches)
     peak_warning: str | None = None  # the peak was measured on a busy machine: MFU reads high
     rss_bytes: int | None = None  # the process's resident memory right after the timed steps, the trainer alive
     compile_reason: str = ""
@@ -80,8 +80,8 @@ class BenchResult:
 
     @property
     def eval_seconds(self) -> float:
-        """One evaluation: eval_iters forward-only batches on each of the two splits."""
-        return self.eval_iters * 2 * self.forward_ms / 1000.0
+        """One evaluation: its forward-only batches of both splits."""
+        return self.eval_batches * self.forward_ms / 1000.0
 
     def projected_seconds(self, steps: int) -> float:
         """Training ``steps`` from scratch: the untrained eval, then what a run's ETA says at iteration 0 (the
@@ -214,7 +214,7 @@ class Bench:
             compile_reason=trainer.compile_reason,
             gpu_max_bytes=peak_memory(trainer.device),
             max_iters=None if self.planned else config.max_iters, eval_interval=config.eval_interval,
-            eval_iters=config.eval_iters, round_ms=self.round_ms, loads=self.loads, stretches=self.stretches,
+            eval_batches=trainer.eval_batches, round_ms=self.round_ms, loads=self.loads, stretches=self.stretches,
             cpus=self.cpus, setup_seconds=self.setup_seconds)
         self.close()
         return result

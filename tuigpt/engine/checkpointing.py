@@ -47,7 +47,7 @@ from tuigpt.run.config import (
 )
 from tuigpt.run.errors import UserError
 from tuigpt.run.events import CheckpointWritten, Event, IterationStats
-from tuigpt.run.files import remove_stale_temp_files
+from tuigpt.run.files import atomic_link, remove_stale_temp_files
 from tuigpt.run.fmt import clip
 from tuigpt.run.rundir import BEST, LAST, STABLE, RunDir
 
@@ -220,6 +220,15 @@ class CheckpointManager:
         path = self.run_dir.path / name
         t0 = time.perf_counter()
         save_checkpoint(state, path, self.file_mode)
+        return path, time.perf_counter() - t0
+
+    def link(self, source: str, name: str) -> tuple[Path, float] | None:
+        """``name`` as the same file as ``source`` (best.pt when last.pt was just written at a better val): no
+        second write of the same bytes. (its path, seconds), or None where the file system has no hard links."""
+        path = self.run_dir.path / name
+        t0 = time.perf_counter()
+        if not atomic_link(self.run_dir.path / source, path):
+            return None
         return path, time.perf_counter() - t0
 
 

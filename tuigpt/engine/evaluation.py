@@ -1,5 +1,5 @@
 """Evaluation: when it happens (:class:`EvalSchedule`), and the mean loss over ``eval_iters`` batches of each split
-and its bits per byte, with its progress published as it goes."""
+(or the whole split, when it holds no more) and its bits per byte, with its progress published as it goes."""
 
 from __future__ import annotations
 
@@ -50,62 +50,97 @@ def estimate_loss(model: Callable[..., Any], raw_model: torch.nn.Module, sampler
                   autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
                   publish: Callable[[Event], None] | None = None, stop_at: float | None = None
                   ) -> dict[str, float | None]:
-    """{"train", "val", "train_bpb", "val_bpb", "batches": n}: batches fixed by seed and iteration, so every eval of a
-    run (and of its resume) sees the same kind of batches; each rank draws its own and the means are averaged over
-    ranks. Bits per byte divide the summed loss of the predicted tokens by the bytes they spell (nanochat's
-    evaluate_bpb): targets that spell no text (end-of-text) are left out of both. One forward pass a batch gives
-    every target's loss (``reduction="none"``) for both.
+    """{"train", "val", "train_bpb", "val_bpb", "batches": done, "planned": n}: the mean loss of each split over
+    ``eval_iters`` batches of random windows, fixed by seed and iteration, so every eval of a run (and of its resume)
+    sees the same kind of batches; each rank draws its own and the sums are averaged over ranks. A split that holds
+    no more windows than that (:func:`whole_windows`) is read whole instead, every window once: its exact loss, the
+    same on every rank. Bits per byte divide the summed loss of the predicted tokens by the bytes they spell
+    (nanochat's evaluate_bpb): targets that spell no text (end-of-text) are left out of both. One forward pass a
+    batch gives every target's loss (``reduction="none"``) for both.
 
     The splits take turns, a group of batches each (:func:`eval_group`: one batch on a CPU), so an eval cut short at
     ``stop_at`` (a ``time.monotonic()``: a run that ends at a time must not overrun its end in an eval) still has
-    both, over the ``batches`` done of each (whole groups). Without ``stop_at`` the losses stay on the device and are
-    read once: a read a batch (nanoGPT's loss.item()) left a GPU idle while the host queued the next batch, and the
-    evals of the baby GPT took twice as long; with it, each group is read before the next is judged, so the clock
-    sees the device's work.
+    both, over the ``batches`` done (whole groups; a whole split's windows are read in an order shuffled once per
+    run, so a cut one is a random part of it). Without ``stop_at`` the losses stay on the device and are read once:
+    a read a batch (nanoGPT's loss.item()) left a GPU idle while the host queued the next batch, and the evals of
+    the baby GPT took twice as long; with it, each group is read before the next is judged, so the clock sees the
+    device's work.
     ``publish`` (rank 0's bus) gets an EvalProgress after the first group and then at most every PROGRESS_EVERY
     seconds: the untrained eval of a big config takes tens of seconds and must not look hung."""
     raw_model.eval()
     token_bytes: torch.Tensor | None = None
     group = eval_group(raw_model, sampler, eval_iters)
-    total, done = 2 * eval_iters, 0
+    rows = group * sampler.batch_size
+    splits = ("train", "val")
+    passes, orders, generators = {}, {}, {}
+    for split in splits:
+        whole = whole_windows(len(sampler.tokens(split)), sampler.block_size, sampler.batch_size, eval_iters)
+        if whole:  # the same order every eval of the run: a cut eval reads the same random part each time
+            shuffle = torch.Generator().manual_seed(seed * 1_000_003 + (split == "val") + 7)
+            orders[split] = torch.randperm(whole, generator=shuffle) * sampler.block_size
+            passes[split] = -(-whole // rows)
+        else:
+            generators[split] = torch.Generator().manual_seed(
+                seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
+            passes[split] = eval_iters // group
+    total, done = group * sum(passes.values()), 0
     started = last = time.perf_counter()
     report = publish if rank == 0 else None
-    splits = ("train", "val")
-    generators = {split: torch.Generator().manual_seed(seed * 1_000_003 + iter_num * 2 + (split == "val") + (rank << 40))
-                  for split in splits}
-    losses: dict[str, list[torch.Tensor]] = {split: [] for split in splits}  # [mean, nats, bytes] a group
+    sums: dict[str, list[torch.Tensor]] = {split: [] for split in splits}  # [loss, targets, nats, bytes] a pass
     try:
-        for k in range(eval_iters // group):
+        for k in range(max(passes.values())):
             # a group of batches that would end past stop_at is not started (judged on the groups so far)
             if k and stop_at is not None and time.monotonic() + (time.perf_counter() - started) / k > stop_at:
                 break
             for split in splits:
-                x, y = grouped_batch(sampler, split, group, generators[split])
+                if k >= passes[split]:
+                    continue
+                if split in orders:
+                    x, y = sampler.read(split, orders[split][k * rows:(k + 1) * rows], rows)
+                else:
+                    x, y = grouped_batch(sampler, split, group, generators[split])
                 if token_bytes is None:
                     token_bytes = torch.from_numpy(sampler.data.tokenizer.token_bytes()).to(y.device)
                 with autocast():
                     _, per_token = model(x, y, reduction="none")
-                losses[split].append(batch_loss(per_token, token_bytes[y]))  # equal groups: means of means hold
+                sums[split].append(batch_loss(per_token, y, token_bytes))
                 done += group
                 now = time.perf_counter()
                 if report is not None and done < total and (done == group or now - last >= PROGRESS_EVERY):
                     last = now
                     report(EvalProgress(iter=iter_num, done=done, total=total, seconds=now - started))
             if stop_at is not None:
-                losses["val"][-1].tolist()  # the group is done before the clock is read again
-        sums = []
-        for split in splits:
-            stacked = torch.stack(losses[split])  # (groups, 3)
-            sums += [stacked[:, 0].mean(), stacked[:, 1].sum(), stacked[:, 2].sum()]
-        values = torch.stack(sums).tolist()
+                sums["val"][-1].tolist()  # the group is done before the clock is read again
+        values = torch.stack([torch.stack(sums[split]).sum(0) for split in splits]).flatten().tolist()
     finally:
         raw_model.train()
-    batches = len(losses["train"]) * group
-    if cluster is not None:  # a mean of sums over equal batch counts: the ratio is the sum's over every rank
+    if cluster is not None:  # the sums over every rank's own batches (the same on every rank for a whole split)
         values = cluster.mean(values, "averaging eval losses")
-    train, train_nats, train_bytes, val, val_nats, val_bytes = values
-    return {"train": train, "val": val, "train_bpb": bits_per_byte(train_nats, train_bytes),
-            "val_bpb": bits_per_byte(val_nats, val_bytes), "batches": float(batches)}
+    train_sum, train_n, train_nats, train_bytes, val_sum, val_n, val_nats, val_bytes = values
+    return {"train": train_sum / train_n, "val": val_sum / val_n, "train_bpb": bits_per_byte(train_nats, train_bytes),
+            "val_bpb": bits_per_byte(val_nats, val_bytes), "batches": float(done), "planned": float(total)}
+
+
+def whole_windows(n_tokens: int, block_size: int, batch_size: int, eval_iters: int) -> int:
+    """How many windows an eval reads a split of ``n_tokens`` in whole, or 0 when it samples the split. eval_iters
+    batches of random windows from a split that holds no more windows than that read the same text over and over
+    (the baby GPT's val split, 111,540 tokens, is 435 windows of 256; 200 batches of 64 sample 12,800, each of its
+    windows ~29 times): its consecutive windows, each once, give the loss those samples estimate (every target
+    after 0 to block_size - 1 tokens of its window, as in a random one) exactly, and cost less."""
+    windows = (n_tokens - 1) // block_size
+    return windows if windows <= eval_iters * batch_size else 0
+
+
+def eval_batches(raw_model: torch.nn.Module, sampler: BatchSampler, eval_iters: int) -> int:
+    """The batches an eval computes, both splits: eval_iters of a sampled split, a whole split's windows in
+    batches (its last group filled out); what an eval's cost is counted in (the plan, `bench`)."""
+    group = eval_group(raw_model, sampler, eval_iters)
+    rows = group * sampler.batch_size
+    count = 0
+    for split in ("train", "val"):
+        whole = whole_windows(len(sampler.tokens(split)), sampler.block_size, sampler.batch_size, eval_iters)
+        count += group * -(-whole // rows) if whole else eval_iters
+    return count
 
 
 def eval_group(raw_model: torch.nn.Module, sampler: BatchSampler, eval_iters: int) -> int:
@@ -130,13 +165,17 @@ def grouped_batch(sampler: BatchSampler, split: str, group: int,
     return torch.cat(xs), torch.cat(ys)
 
 
-def batch_loss(per_token: torch.Tensor, spelled: torch.Tensor) -> torch.Tensor:
-    """[mean loss, summed loss in nats, UTF-8 bytes] of a batch, on the device, from each target's loss and the bytes
-    each target spells. Targets that spell nothing (end-of-text) count in neither sum, as in nanochat's evaluate_bpb;
-    the mean is the usual loss over every target."""
-    spelled = spelled.reshape(-1)
-    per_token = per_token.reshape(-1).float()
-    return torch.stack([per_token.mean(), (per_token * (spelled > 0)).sum(), spelled.sum().to(per_token.dtype)])
+def batch_loss(per_token: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> torch.Tensor:
+    """[summed loss, targets, summed loss in nats of the targets that spell text, UTF-8 bytes] of a batch, on the
+    device, from each target's loss and the bytes each token spells. Ignored targets (-1: rows that fill out a
+    batch) count in none; targets that spell nothing (end-of-text) count in the loss but not in bits per byte, as
+    in nanochat's evaluate_bpb."""
+    targets = targets.reshape(-1)
+    kept = targets >= 0
+    spelled = torch.where(kept, token_bytes[targets.clamp(min=0)], 0)
+    per_token = per_token.reshape(-1).float() * kept
+    return torch.stack([per_token.sum(), kept.sum().to(per_token.dtype), (per_token * (spelled > 0)).sum(),
+                        spelled.sum().to(per_token.dtype)])
 
 
 @torch.no_grad()

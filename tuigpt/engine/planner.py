@@ -43,7 +43,7 @@ UNPLANNED = 10**12  # total_iters before anything is measured (the first timed s
 class Planner:
     """Plans a run to its end and keeps the plan as it goes (see the module docstring)."""
 
-    def __init__(self, end: RunEnd, *, iteration: int, cap: int | None, eval_interval: int, eval_iters: int,
+    def __init__(self, end: RunEnd, *, iteration: int, cap: int | None, eval_interval: int, eval_batches: int,
                  micro_steps: int, cooldown_frac: float | None, checkpoint_guess: float,
                  publish: Callable[[ev.Event], None], saved: dict[str, Any] | None = None,
                  wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic,
@@ -52,7 +52,7 @@ class Planner:
         self._cluster = cluster  # several ranks: rank 0 plans, every rank follows (see _agree)
         self.cap = cap
         self.eval_interval = max(1, eval_interval)
-        self._eval_iters = eval_iters
+        self._eval_batches = max(1, eval_batches)  # both splits' (evaluation.eval_batches)
         self._micro_steps = micro_steps
         self.cooldown_frac = cooldown_frac
         self._publish = publish
@@ -154,14 +154,13 @@ class Planner:
         return self._mono() + left
 
     def evaluated(self, iteration: int, seconds: float, batches: int | None = None) -> None:
-        """An eval (with what it wrote) took ``seconds``, over ``batches`` batches of each split (fewer than
-        eval_iters when it was cut short: its cost is then scaled to a whole one)."""
+        """An eval (with what it wrote) took ``seconds``, over ``batches`` batches of both splits (fewer than
+        planned when it was cut short: its cost is then scaled to a whole one)."""
         self.last_eval_iter = iteration
-        if batches is not None and 0 < batches < self._eval_iters:
-            seconds *= self._eval_iters / batches
+        if batches is not None and 0 < batches < self._eval_batches:
+            seconds *= self._eval_batches / batches
         if self._step_guess is None:  # the run's first eval: its forward passes guess the step time
-            batches = 2 * max(1, self._eval_iters)
-            self._step_guess = FORWARD_PER_STEP * seconds / batches * self._micro_steps
+            self._step_guess = FORWARD_PER_STEP * seconds / self._eval_batches * self._micro_steps
         step = self._step_now()
         # an eval's forward passes are kept as a multiple of the step time then, so a machine that sped up or
         # slowed down since is judged at its speed now (a 5-minute run's untrained eval took 32 s under load, its
@@ -214,7 +213,7 @@ class Planner:
             return None
         evals = sorted(self._evals)
         eval_s = evals[len(evals) // 2] * step + 2 * self._checkpoint if evals else 0.0
-        least = eval_s / max(1, self._eval_iters) + 2 * self._checkpoint
+        least = eval_s * 2 / self._eval_batches + 2 * self._checkpoint
         final = max(least, pl.FINAL_EVAL_SHARE * self.length)
         return pl.Costs(step, eval_s, self._checkpoint, final)
 
@@ -402,7 +401,8 @@ def _process_age() -> float:
 
 
 def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micro_steps: int, n_params: int,
-                 publish: Callable[[ev.Event], None], cluster: Any = None) -> Planner | None:
+                 publish: Callable[[ev.Event], None], cluster: Any = None, eval_batches: int | None = None
+                 ) -> Planner | None:
     """The planner of a run whose config ends it at a time (None otherwise). On a resume whose checkpoint was
     planned to the same end and did not finish it, the plan goes on: a deadline stays the same clock time, a time
     budget keeps what was left of it. UserError when the time is already spent, or less than the set-up took."""
@@ -419,7 +419,7 @@ def make_planner(config: Any, saved: dict[str, Any] | None, iteration: int, micr
         else:
             end = RunEnd("deadline", until=float(saved["until"]), started=wall, text=end.text)
     planner = Planner(end, iteration=iteration, cap=config.max_iters, eval_interval=config.eval_interval,
-                      eval_iters=config.eval_iters, micro_steps=micro_steps,
+                      eval_batches=eval_batches or 2 * config.eval_iters, micro_steps=micro_steps,
                       cooldown_frac=config.cooldown_frac if config.decay_lr else None,
                       checkpoint_guess=0.02 + 12 * n_params / CHECKPOINT_BYTES_PER_S, publish=publish,
                       saved=saved if continued else None, mono_started=mono, cluster=cluster)

@@ -89,6 +89,9 @@ class RunStarted(Event):
     # the run's wall time in its earlier sessions, up to the checkpoint this one resumed from (0 for a fresh run;
     # None in records written before it): a run's elapsed time counts every session, never the gaps between them
     elapsed_before: float | None = None
+    # the batches an eval computes, both splits: eval_iters each, fewer for a split read whole (None: records
+    # written before it, which sampled eval_iters of each)
+    eval_batches: int | None = None
 
     @property
     def compile_text(self) -> str:

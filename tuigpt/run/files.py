@@ -66,6 +66,32 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     fsync_dir(path.parent)
 
 
+def atomic_link(source: Path, path: Path) -> bool:
+    """Make ``path`` the file ``source`` is (a hard link), replacing what ``path`` was atomically: the same bytes
+    without writing them again. False where the file system makes no hard links (the caller writes instead);
+    ``path`` is then untouched. Safe while ``source`` is only ever replaced by atomic writes (a rename gives it a
+    new inode; the link keeps the old one)."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # the unique name is what was wanted: the link takes it
+    track_leftover(tmp)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return False
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        forget_leftover(tmp)
+    fsync_dir(path.parent)
+    return True
+
+
 def create_new(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write a file that must not exist yet, atomically: FileExistsError when anything is at ``path`` by the time it
     is published (a file made meanwhile, a link, a dangling link), which is never replaced."""

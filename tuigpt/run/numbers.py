@@ -404,7 +404,7 @@ class RunProgress:
             self._time_eval(event.seconds)
         elif isinstance(event, RunStarted):
             self._session_evals = 0
-            self._eval_batches = _eval_batches(event.config)
+            self._eval_batches = _eval_batches(event.config, event.eval_batches)
             self.max_iters = event.max_iters
             if event.deadline is not None:  # a run that ends at a time: until its first plan, its deadline is its end
                 self._plan_end = event.deadline
@@ -541,12 +541,15 @@ class RunProgress:
         return eta.seconds if eta is not None else None
 
 
-def _eval_batches(config: dict[str, Any]) -> float:
-    """An eval's micro-batches over a step's: eval_iters of each split, against gradient_accumulation_steps."""
+def _eval_batches(config: dict[str, Any], batches: int | None = None) -> float:
+    """An eval's micro-batches over a step's: ``batches`` (RunStarted's, both splits; records before it: eval_iters
+    of each), against gradient_accumulation_steps."""
     evals, accumulation = config.get("eval_iters"), config.get("gradient_accumulation_steps", 1)
-    if not isinstance(evals, int) or not isinstance(accumulation, int) or evals < 1 or accumulation < 1:
+    if batches is None and isinstance(evals, int) and evals >= 1:
+        batches = 2 * evals
+    if not isinstance(batches, int) or not isinstance(accumulation, int) or batches < 1 or accumulation < 1:
         return 0.0
-    return 2 * evals / accumulation
+    return batches / accumulation
 
 
 # ---------------------------------------------------------------- several ranks

@@ -112,7 +112,7 @@ def result(label: str, ms: float, peak: float | None, peak_label: str, **extra: 
     values = dict(label=label, n_params=1000, shape="2 layers x 32", tokens_per_iter=1000, flops_per_token=1e6,
                   device="cpu", dtype="float32", dtype_reason="set", threads=2, compile=False, step_ms=[ms] * 3,
                   first_step_ms=ms, forward_ms=ms / 3, peak_flops=peak, peak_label=peak_label, peak_warning=None,
-                  peak_rss_bytes=None, gpu_max_bytes=None, max_iters=100, eval_interval=50, eval_iters=2,
+                  peak_rss_bytes=None, gpu_max_bytes=None, max_iters=100, eval_interval=50, eval_batches=4,
                   round_ms=[ms] * 3)
     values.update(extra)
     return BenchResult(**values)  # type: ignore[arg-type]

@@ -26,8 +26,8 @@ class Recording(BatchSampler):
 
     drawn: list[tuple[str, torch.Tensor, torch.Tensor]]
 
-    def get_batch(self, split: str, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = super().get_batch(split, generator)
+    def read(self, split: str, starts: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = super().read(split, starts, rows)  # sampled batches and a whole split's alike
         self.drawn.append((split, x, y))
         return x, y
 
@@ -37,9 +37,10 @@ def _hand_bpb(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]], spel
     nats, n_bytes = 0.0, 0
     with torch.no_grad():
         for x, y in batches:
-            losses = F.cross_entropy(model.logits(x).flatten(0, 1).float(), y.flatten(), reduction="none")
+            losses = F.cross_entropy(model.logits(x).flatten(0, 1).float(), y.flatten(), reduction="none",
+                                     ignore_index=-1)
             for loss, target in zip(losses.tolist(), y.flatten().tolist()):
-                if spelled[target]:
+                if target >= 0 and spelled[target]:  # -1: a row that fills out a batch
                     nats += loss
                     n_bytes += len(spelled[target])
     return nats / math.log(2) / n_bytes
@@ -74,8 +75,8 @@ def test_end_of_text_counts_in_the_loss_but_not_in_bits_per_byte() -> None:
     spelled = torch.from_numpy(tok.token_bytes())
     y = torch.tensor([[tok.eot_token, *tok.encode(" hello"), tok.eot_token, *tok.encode(" wörld")]])
     per_token = torch.arange(1.0, y.numel() + 1)
-    mean, nats, n_bytes = batch_loss(per_token, spelled[y]).tolist()
-    assert mean == pytest.approx(per_token.mean().item())
+    total, targets, nats, n_bytes = batch_loss(per_token, y, spelled).tolist()
+    assert total == pytest.approx(per_token.sum().item()) and targets == y.numel()
     kept = [v for v, t in zip(per_token.tolist(), y.flatten().tolist()) if t != tok.eot_token]
     assert nats == pytest.approx(sum(kept)) and n_bytes == len(" hello wörld".encode())
     assert bits_per_byte(nats, n_bytes) == pytest.approx(sum(kept) / math.log(2) / n_bytes)
@@ -95,3 +96,12 @@ def test_a_uniform_guess_is_log2_of_the_vocabulary_per_token_spread_over_its_byt
     assert per_token_bytes == pytest.approx(len(TEXT.encode()) / len(ids))
     assert loss_in_bits_per_byte(math.log(gpt2.vocab_size), per_token_bytes) == pytest.approx(
         math.log2(gpt2.vocab_size) * len(ids) / len(TEXT.encode()))
+
+
+def test_rows_that_fill_out_a_batch_count_nowhere() -> None:
+    tok = TiktokenTokenizer("gpt2")
+    spelled = torch.from_numpy(tok.token_bytes())
+    y = torch.tensor([tok.encode(" hello"), [-1] * len(tok.encode(" hello"))])
+    per_token = torch.tensor([[2.0] * y.size(1), [0.0] * y.size(1)])  # what ignore_index=-1 gives a filler target
+    total, targets, nats, n_bytes = batch_loss(per_token, y, spelled).tolist()
+    assert (total, targets, nats, n_bytes) == (2.0 * y.size(1), y.size(1), 2.0 * y.size(1), len(b" hello"))

@@ -204,7 +204,7 @@ def _flat_val_loss(monkeypatch: pytest.MonkeyPatch, vals: list[float]) -> None:
 
     def estimate_loss(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         last[0] = next(left, last[0])
-        return {"train": last[0], "val": last[0], "train_bpb": None, "val_bpb": None, "batches": 1.0}
+        return {"train": last[0], "val": last[0], "train_bpb": None, "val_bpb": None, "batches": 1.0, "planned": 1.0}
 
     monkeypatch.setattr(trainer, "estimate_loss", estimate_loss)
 

@@ -35,7 +35,7 @@ class Sim:
 
     def run(self, setup: float = 2.0) -> tuple[Planner, int]:
         self.mono = setup
-        p = Planner(self.end, iteration=0, cap=self.cap, eval_interval=self.eval_interval, eval_iters=20, micro_steps=1,
+        p = Planner(self.end, iteration=0, cap=self.cap, eval_interval=self.eval_interval, eval_batches=40, micro_steps=1,
                     cooldown_frac=0.2, checkpoint_guess=self.checkpoint_s, publish=self.events.append,
                     wall=lambda: self.wall, mono=lambda: self.mono, mono_started=0.0)
         self.chore(p, 0, self.eval_s * 0.5)  # the untrained eval writes nothing
@@ -59,13 +59,13 @@ class Sim:
         """An eval as the trainer's: its batches stop at the planner's stop time (one of each split at least),
         then it writes last.pt and best.pt (``seconds`` is the whole of it, as the trainer measures it)."""
         p.busy()
-        batches = 20
+        batches = 40  # both splits
         writes = 2 * self.checkpoint_s if it else 0.0  # the untrained eval writes nothing
         forward = (seconds - writes) * self.step(it) / self.step(0)  # type: ignore[operator]  # slowed as the steps are
         available = p.eval_stop_at() - self.mono
         if available < forward:
-            batches = max(1, int(batches * available / forward))
-            forward = forward * batches / 20
+            batches = max(2, int(batches * available / forward))
+            forward = forward * batches / 40
         self.mono += forward + writes
         p.evaluated(it, forward + writes, batches)
 
@@ -139,9 +139,9 @@ def test_a_first_eval_that_compiled_does_not_end_the_run_on_its_guess() -> None:
 
     clock = [18.7]
     p = Planner(RunEnd("budget", budget=60.0, started=START, text="1m"), iteration=0, cap=None, eval_interval=250,
-                eval_iters=20, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.05, publish=lambda e: None,
+                eval_batches=40, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.05, publish=lambda e: None,
                 wall=lambda: START + clock[0], mono=lambda: clock[0], mono_started=0.0)
-    p.evaluated(0, 17.7, batches=1)
+    p.evaluated(0, 17.7, batches=2)
     assert p.total_iters >= SKIP_STEPS + 1  # not "done at iter 0"
     it = 0
     while it < p.total_iters:  # then 0.1 s steps (the first one compiles: 21 s)
@@ -201,7 +201,7 @@ def test_several_ranks_follow_rank_0s_plan_at_the_same_iterations() -> None:
     def rank(r: int) -> None:
         sim = Sim(RunEnd("budget", budget=120.0, started=START, text="2m"))
         sim.step = (lambda i: 0.05 if i < 1000 else 0.1) if r == 0 else (lambda i: 0.03)  # rank 1's clock differs
-        p = Planner(sim.end, iteration=0, cap=None, eval_interval=200, eval_iters=20, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.1, publish=sim.events.append, wall=lambda: sim.wall,
+        p = Planner(sim.end, iteration=0, cap=None, eval_interval=200, eval_batches=40, micro_steps=1, cooldown_frac=0.2, checkpoint_guess=0.1, publish=sim.events.append, wall=lambda: sim.wall,
                     mono=lambda: sim.mono, mono_started=0.0, cluster=group.rank(r))
         sim.chore(p, 0, 0.5)
         it = 0

@@ -220,3 +220,40 @@ def test_a_resumed_runs_times_are_the_runs_over_its_sessions(tiny_config) -> Non
 
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-links"])
+def test_best_pt_is_the_model_of_the_best_eval_written_once(tiny_config, monkeypatch, links: bool) -> None:
+    """At an eval that improves val loss, last.pt is written and best.pt becomes the same file (a hard link, no
+    second write of the same bytes); a later last.pt replaces its own file only, so best.pt keeps the best model.
+    Where the file system makes no links, best.pt is written in full as before."""
+    import os
+
+    import tuigpt.engine.trainer as trainer_module
+
+    vals = iter([3.0, 2.0, 2.5])  # the evals at iterations 0, 5 and 10: the one at 5 is the best
+
+    def losses(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        v = next(vals)
+        return {"train": v, "val": v, "train_bpb": None, "val_bpb": None, "batches": 2.0, "planned": 2.0}
+
+    monkeypatch.setattr(trainer_module, "estimate_loss", losses)
+    if not links:
+        def no_link(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise PermissionError(1, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    trainer = Trainer(tiny_config(max_iters=10, eval_interval=5, always_save_checkpoint=True))
+    same_file: list[bool] = []
+
+    def at_best(event) -> None:  # noqa: ANN001
+        if isinstance(event, CheckpointWritten) and event.reason == "best":
+            same_file.append(os.path.samefile(trainer.run_dir / "best.pt", trainer.run_dir / "last.pt"))
+
+    trainer.bus.subscribe(at_best)
+    run, rec = start(trainer)
+    assert run.wait(60) and run.error is None
+    assert same_file == [links]  # one best eval; linked where links work
+    assert load_checkpoint(trainer.run_dir / "best.pt")["iter_num"] == 5
+    assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] == 10
+    assert not os.path.samefile(trainer.run_dir / "best.pt", trainer.run_dir / "last.pt")
+    assert not [p for p in (trainer.run_dir / "last.pt").parent.iterdir() if p.name.endswith(".tmp")]

@@ -42,7 +42,7 @@ def test_a_nan_eval_never_makes_last_pt_unloadable_and_the_run_resumes_with_a_lo
 
     real = trainer_module.estimate_loss
     monkeypatch.setattr(trainer_module, "estimate_loss", lambda *a, **k: {
-        "train": math.nan, "val": math.inf, "train_bpb": None, "val_bpb": None, "batches": 2.0}
+        "train": math.nan, "val": math.inf, "train_bpb": None, "val_bpb": None, "batches": 2.0, "planned": 2.0}
         if k["iter_num"] == 4 else real(*a, **k))  # the weights are finite, the eval diverged
     trainer = Trainer(tiny_config(max_iters=4, eval_interval=2))
     trainer.run()

@@ -37,14 +37,15 @@ def test_records_round_trip_to_events() -> None:
              "tokens_per_iter": 10, "flops_per_token": 6, "peak_flops": None, "peak_label": "", "eval_interval": 10,
              "resumed": False, "compiled": True, "compile_reason": "auto: measured 1.30x eager's speed here",
              "cooldown_from": 80, "tokenizer": "gpt2", "bytes_per_token": 3.32, "end_kind": "budget", "end_text": "8h",
-             "deadline": 1e9, "elapsed_before": 12.5}
+             "deadline": 1e9, "elapsed_before": 12.5, "eval_batches": 69}
     event = event_from_record(start)
     assert isinstance(event, RunStarted) and event_record(event) == start
     # a record written before compile (or the schedule's cooldown) was recorded still reads, as "compile off" with no
     # reason and no cooldown
     old = event_from_record({k: v for k, v in start.items()
-                             if not k.startswith(("compile", "cooldown", "tokenizer", "bytes_per"))})
+                             if not k.startswith(("compile", "cooldown", "tokenizer", "bytes_per", "eval_batches"))})
     assert isinstance(old, RunStarted) and old.compile_text == "compile off" and old.cooldown_from is None
+    assert old.eval_batches is None  # nor an eval's batches: eval_iters of each split, as evals then were
     assert (old.tokenizer, old.bytes_per_token) == (None, None)  # nor the tokenizer: bits per byte are then unknown
     assert event_from_record({"type": "state", "state": "PAUSED", "iter": 3, "time": 1.0}).state == RunState.PAUSED
     assert event_from_record({"type": "iter", "garbage": 1}) is None

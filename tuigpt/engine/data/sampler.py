@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -64,22 +64,32 @@ class BatchSampler:
             self._ahead = (state, *self._draw("train", None))
 
     def _draw(self, split: str, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if split == "train":
-            tokens = self.data.train
-        elif split == "val":
-            tokens = self.data.val
-        else:
-            raise ValueError(f"unknown split {split!r}: expected 'train' or 'val'")
+        tokens = self.tokens(split)  # an unknown split fails before a generator is drawn from
         g = generator if generator is not None else self._generators[split]
         starts = torch.randint(len(tokens) - self.block_size - 1, (self.batch_size,), generator=g)
+        return (*self.read(split, starts), starts)
+
+    def tokens(self, split: str) -> Any:
+        """The split's tokens (a memmap, or a ShardedTokens read the same way)."""
+        if split == "train":
+            return self.data.train
+        if split == "val":
+            return self.data.val
+        raise ValueError(f"unknown split {split!r}: expected 'train' or 'val'")
+
+    def read(self, split: str, starts: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows of ``split`` that start at the token offsets ``starts``, as (x, y) on the device; ``rows``
+        pads the batch to that many rows with ignored ones (targets -1, which the loss leaves out)."""
         # one fancy-indexing read of all B windows of T+1 tokens from the memmap
-        windows = tokens[starts.numpy()[:, None] + self._offsets]
+        windows = self.tokens(split)[starts.numpy()[:, None] + self._offsets]
         x = torch.from_numpy(np.ascontiguousarray(windows[:, :-1], dtype=np.int64))
         y = torch.from_numpy(np.ascontiguousarray(windows[:, 1:], dtype=np.int64))
+        if rows is not None and rows > len(x):
+            x = torch.cat([x, x[:1].expand(rows - len(x), -1)])
+            y = torch.cat([y, torch.full((rows - len(y), y.size(1)), -1, dtype=y.dtype)])
         if self.device.type == "cuda":
-            return (x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True),
-                    starts)
-        return x.to(self.device), y.to(self.device), starts
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
 
     def state_dict(self) -> dict:
         """Generator states (ByteTensors) and ints: loadable with ``torch.load(weights_only=True)``."""
