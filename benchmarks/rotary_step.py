@@ -1,9 +1,10 @@
-"""The modern block's forward + backward with the rotary of before (a model.py given by --before: q and k rotated
-one at a time, seven kernels each, the tables cast in every layer) against this checkout's (q and k together, four
-kernels, the tables cast once a forward), the same weights and batch, alternating in one process; the device is
-synchronised before each clock reads. The two compute the same bits (tests/unit/engine/test_model_switches.py).
+"""The modern block's forward + backward of a model.py given by --before against this checkout's, the same
+weights and batch, alternating in one process; the device is synchronised before each clock reads. Written for
+the joint rotary (before it, q and k rotated one at a time, seven kernels each, the tables cast in every layer;
+then q and k together, four kernels, the tables cast once a forward), used again for q, k and v split and unbound
+instead of indexed and the rotation's roll. Each compares the same bits (tests/unit/engine/test_model_switches.py).
 
-    git show f5f066d~1:tuigpt/engine/model.py > /tmp/model_before.py
+    git show f5f066d~1:tuigpt/engine/model.py > /tmp/model_before.py     # (or any earlier commit's)
     python benchmarks/rotary_step.py --before /tmp/model_before.py [--shape baby|default] [--steps 100] [--rounds 5]
 """
 
