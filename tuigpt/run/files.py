@@ -40,6 +40,22 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def _beside(path: Path) -> Iterator[tuple[int, Path]]:
+    """A new temporary file beside ``path`` (``.NAME.XXXX.tmp``, born 0600, its fd open): a leftover while the block
+    runs, removed when the block raises."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = Path(tmp_name)
+    track_leftover(tmp)
+    try:
+        yield fd, tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        forget_leftover(tmp)
+
+
+@contextlib.contextmanager
 def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterator[IO]:
     """Write ``path`` through a temporary file that replaces it only when the block ends without error.
 
@@ -47,10 +63,7 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
     the temporary file. The new file gets permission bits ``mode`` (the temporary file is born 0600).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    tmp = Path(tmp_name)
-    track_leftover(tmp)
-    try:
+    with _beside(path) as (fd, tmp):
         if mode != 0o600:
             os.fchmod(fd, mode)
         with os.fdopen(fd, open_mode) as f:
@@ -58,11 +71,6 @@ def atomic_file(path: Path, open_mode: str = "wb", mode: int = 0o600) -> Iterato
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        forget_leftover(tmp)
     fsync_dir(path.parent)
 
 
@@ -72,22 +80,14 @@ def atomic_link(source: Path, path: Path) -> bool:
     ``path`` is then untouched. Safe while ``source`` is only ever replaced by atomic writes (a rename gives it a
     new inode; the link keeps the old one)."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # the unique name is what was wanted: the link takes it
-    track_leftover(tmp)
-    try:
+    with _beside(path) as (fd, tmp):
+        os.close(fd)
+        tmp.unlink()  # the unique name is what was wanted: the link takes it
         try:
             os.link(source, tmp)
         except OSError:
             return False
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        forget_leftover(tmp)
     fsync_dir(path.parent)
     return True
 
