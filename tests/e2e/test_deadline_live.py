@@ -77,11 +77,13 @@ def test_a_budget_slowed_down_2x_halfway_ends_on_time_with_its_cooldown_done(tmp
     assert code == 0, output[-2000:]
     assert abs(ended - (started + BUDGET)) <= TOLERANCE, f"ended {ended - started:.1f} s after the start\n{output[-3000:]}"
     plans = _plans(output)
-    # it saw the slowdown and planned with it: the speed's first plan may come when the short window holds only
-    # part of the slowdown (14.8 ms, then 22.4, against 10.2 before, in one run), a later one with all of it
-    slowed = [p for p in plans[len(before):] if p[0] == "the speed changed" and p[2] > 1.5 * before[-1][2]]
-    assert slowed, (before[-1], plans)
-    assert slowed[0][1] < before[-1][1], (before[-1], plans)  # fewer iterations fit than planned before
+    shown = f"before the slowdown: {before[-1]}\nafter:\n" + "\n".join(map(str, plans[len(before):]))
+    # it saw the slowdown between evals: the speed's first plan may come when the short window holds only part of
+    # it (14.8 ms, then 22.4, against 10.2 before, in one run; 16.3 against 11.3 in a simulation of this test)
+    assert [p for p in plans[len(before):] if p[0] == "the speed changed" and p[2] > 1.1 * before[-1][2]], shown
+    # and planned with all of it, at that plan or at an eval after it: fewer iterations fit than planned before
+    followed = [p for p in plans[len(before):] if p[2] > 1.5 * before[-1][2]]
+    assert followed and followed[0][1] < before[-1][1], shown
     assert re.search(r"^info: cooldown begins at iter", output, re.M), output[-3000:]
     last = int(re.search(r"^done at iter (\d+)", output, re.M).group(1))
     assert re.search(rf"^eval iter {last} \|", output, re.M), "the final eval, at the last iteration"

@@ -28,6 +28,7 @@ from tuigpt.run.errors import UserError
 WINDOW_SECONDS = 30.0  # the plan's step time: the mean of the steps of the last 30 s (throttling spells and
 #                        the telemetry's wake-ups average out; a 2x slowdown is seen within SHORT_SECONDS)
 SHORT_SECONDS = 5.0  # the newest steps a change of speed is judged on
+BLOCK_SECONDS = 1.0  # a change of speed is judged against how much the means of 1-second blocks vary
 MIN_STEPS = 8  # never fewer steps than this in either window
 SKIP_STEPS = 3  # the first steps of a session (allocation, caches, a compile) are not its speed
 REPLAN_SECONDS = 0.5  # between plans, away from the cooldown's start and the end
@@ -302,10 +303,12 @@ class Planner:
         recent = pl.step_spread([s for t, s in self._steps if newest - t <= SHORT_SECONDS])
         if recent is None or recent.n < MIN_STEPS:
             return False
-        # the noise is that of the steps before the newest: a change inside the window must not widen it
-        older = pl.step_spread([s for t, s in self._steps if newest - t > SHORT_SECONDS])
-        if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, older if older and older.n >= MIN_STEPS
-                                else recent):
+        # the noise is how much 1-second means of the window's steps vary from one to the next: single steps vary
+        # more than the speed does (a cgroup's CPU quota stops a process for 50 ms of every 100: 10 ms steps, 1 in
+        # 6 of them 60 ms), and p10-p90 of the steps themselves, or of blocks spanning a change, hid a 2x
+        # slowdown after a first plan that saw part of it (16.3 ms against 22.5) until the window forgot it
+        noise = pl.speed_noise(pl.block_means(self._steps, BLOCK_SECONDS))
+        if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, recent.relative if noise is None else noise):
             return False
         self._trim(now, SHORT_SECONDS)
         self._steps_sum = sum(s for _, s in self._steps)  # no rounding drift carried over the change

@@ -180,12 +180,44 @@ def step_spread(seconds: Sequence[float]) -> StepSpread | None:
                       percentile(seconds, 90), len(seconds))
 
 
-def speed_changed(recent: StepSpread, assumed: float, window: StepSpread, floor: float = 0.1) -> bool:
+def block_means(steps: Sequence[tuple[float, float]], seconds: float) -> list[float]:
+    """The mean step time of each ``seconds`` of ``steps`` ((end time, step seconds) pairs, oldest first), for
+    speed_noise; a step longer than ``seconds`` is a block of its own."""
+    means: list[float] = []
+    start, total, n = None, 0.0, 0
+    for t, s in steps:
+        if start is not None and t - start >= seconds:
+            means.append(total / n)
+            start, total, n = None, 0.0, 0
+        if start is None:
+            start = t - s
+        total += s
+        n += 1
+    if n:
+        means.append(total / n)
+    return means
+
+
+def speed_noise(means: Sequence[float]) -> float | None:
+    """How much ``means`` (successive blocks' mean step times) vary around the speed, relative to it, as the
+    half p10-p90 range of normal noise: judged on the differences of neighbours (the median of |difference| is
+    0.954 sigma for normal noise, the half range 1.2816 sigma), so a change of speed inside them is one large
+    difference, not a wider spread (p10-p90 of the blocks themselves hid a 2x slowdown behind its own step).
+    None for fewer than 3 blocks."""
+    if len(means) < 3:
+        return None
+    middle = statistics.median(means)
+    if middle <= 0:
+        return None
+    return 1.343 * statistics.median(abs(b - a) for a, b in zip(means, means[1:])) / middle
+
+
+def speed_changed(recent: StepSpread, assumed: float, noise: float, floor: float = 0.1) -> bool:
     """Whether the recent steps' mean differs from the step time a plan assumed by more than noise: more than
-    ``floor`` (10%) and more than the longer window's relative spread."""
+    ``floor`` (10%) and more than ``noise`` (speed_noise's, or a window's relative spread)."""
     if assumed <= 0:
         return True
-    return abs(recent.mean / assumed - 1.0) > max(floor, window.relative)
+    return abs(recent.mean / assumed - 1.0) > max(floor, noise)
 
 
 def move_threshold(length_seconds: float) -> float:

@@ -3,6 +3,7 @@ is paused, and whatever its first guess was; it says so when the plan moves."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import pytest
@@ -96,6 +97,55 @@ def test_a_2x_slowdown_halfway_is_followed_and_the_run_still_ends_on_time() -> N
     moved = [e for e in sim.events if isinstance(e, Notice) and e.topic == "plan" and "moved" in e.message]
     assert moved and "earlier" in moved[0].message  # the cooldown begins earlier than first planned: the user is told
     assert planner.cooldown is not None and planner.cooldown.progress(last) == 1.0
+
+
+def _quota_step(sim: Sim, slowed_from: float, rnd: random.Random) -> object:
+    """10-12 ms steps; from ``slowed_from`` on, the process runs only in the second half of every 100 ms, as a
+    cgroup's CPU quota of half a core lets it: 1 step in 6 or so takes 60 ms, the rest their own time."""
+
+    def step(i: int) -> float:
+        t = left = 0.0105 * (1 + 0.15 * rnd.random())
+        if sim.mono < slowed_from:
+            return t
+        end = sim.mono
+        while left > 1e-12:
+            phase = (end - slowed_from) % 0.1
+            if phase < 0.05 - 1e-9:  # stopped
+                end += 0.05 - phase
+            else:
+                run = min(left, 0.1 - phase) + 1e-9  # past the period's end: float rounding must not stall
+                end, left = end + run, left - run
+        return end - sim.mono
+
+    return step
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.25, 2.5, 3.75])  # where the slowdown falls between two speed checks
+def test_a_cpu_quotas_slowdown_is_followed_to_its_whole_speed_between_evals(offset: float) -> None:
+    sim = Sim(RunEnd("budget", budget=60.0, started=START, text="60s"), eval_interval=100_000, eval_s=0.3,
+              checkpoint_s=0.02)
+    sim.step = _quota_step(sim, 28.0 + offset, random.Random(offset))
+    sim.run()
+    assert sim.mono + EXIT_SECONDS == pytest.approx(60.0, abs=0.5)
+    plans = sim.plans()
+    before = [p for p in plans if p.reason == "start"][0]
+    speed = [p for p in plans if p.reason == "speed"]
+    # a first plan may see part of the slowdown (16.3 ms against 22.5); a later one, not an eval, sees all of it
+    assert speed and speed[-1].step_ms > 1.8 * before.step_ms, [(p.reason, round(p.step_ms, 1)) for p in plans]
+
+
+def test_steady_steps_with_rare_long_ones_do_not_announce_a_change_of_speed() -> None:
+    rnd = random.Random(7)
+    sim = Sim(RunEnd("budget", budget=60.0, started=START, text="60s"), eval_interval=100_000, eval_s=0.3,
+              checkpoint_s=0.02)
+    sim.step = lambda i: 0.1 if rnd.random() < 0.05 else 0.01 * (1 + 0.5 * rnd.random())  # a GC, a wake-up
+    sim.run()
+    plans = sim.plans()
+    first = [p for p in plans if p.reason == "start"][0]
+    # the first plan, on the first 8 steps timed, may be corrected once the first 5 s are (a "speed" plan then);
+    # after that the speed is the same all along, and nothing says it changed
+    later = [p for p in plans if p.reason == "speed" and p.time > first.time + 5.5]
+    assert not later, [(p.reason, round(p.time - START), round(p.step_ms, 1)) for p in plans]
 
 
 def test_a_slowdown_inside_the_cooldown_shortens_it_without_a_jump() -> None:

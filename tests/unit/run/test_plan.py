@@ -83,10 +83,10 @@ def test_a_speed_change_is_judged_against_the_noise() -> None:
     steady = step_spread([0.10, 0.11, 0.09, 0.10, 0.12, 0.08, 0.10, 0.10])
     assert steady is not None and steady.mean == pytest.approx(0.1)
     slower = step_spread([0.2] * 8)
-    assert slower is not None and speed_changed(slower, 0.1, steady)
-    assert not speed_changed(step_spread([0.105] * 8), 0.1, steady)  # type: ignore[arg-type]
+    assert slower is not None and speed_changed(slower, 0.1, steady.relative)
+    assert not speed_changed(step_spread([0.105] * 8), 0.1, steady.relative)  # type: ignore[arg-type]
     noisy = step_spread([0.05, 0.15, 0.05, 0.15, 0.05, 0.15, 0.05, 0.15])
-    assert noisy is not None and not speed_changed(step_spread([0.13] * 8), 0.1, noisy)  # type: ignore[arg-type]
+    assert noisy is not None and not speed_changed(step_spread([0.13] * 8), 0.1, noisy.relative)  # type: ignore[arg-type]
 
 
 def _event(**kw):  # noqa: ANN003, ANN202
