@@ -20,6 +20,9 @@ from tuigpt.engine.orthogonalize import plan
 from tuigpt.run.config import TrainConfig
 
 ADAMW_EPS = 1e-8  # torch's AdamW default, as the adamw optimizer uses
+# torch.optim.Optimizer's methods that torch wraps to keep torch.compile out of them; the wrapper imports
+# torch._dynamo on its first call (torch._disable_dynamo)
+DYNAMO_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
 
 
 def is_hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:
@@ -36,10 +39,29 @@ def ns_dtype(device: torch.device, dtype: str) -> torch.dtype:
     return torch.bfloat16 if dtype == "bfloat16" and native else torch.float32
 
 
+def skip_dynamo_import() -> None:
+    """Spare a run that compiles nothing the import of torch's compiler: building any optimizer imported
+    torch._dynamo (torch._disable_dynamo's wrapper around add_param_group), 1.2-1.3 s of every run's start on the
+    2-core VM where importing torch itself takes 1.4 s, 1-1.8 s on the GPU hosts (docs/PERFORMANCE.md). The
+    wrappers only matter to code that torch.compile traces, and tuigpt compiles the model alone, never code that
+    calls its optimizer; so each wrapper is told its first call has run, with the method itself as what it
+    calls. A torch whose wrappers differ is left as it is. An ``optimizer: adamw`` run imports it anyway, at its
+    first step: torch's AdamW.step imports it on every call (Muon's step calls torch's functional AdamW)."""
+    for name in DYNAMO_WRAPPED:
+        wrapper = getattr(torch.optim.Optimizer, name, None)
+        method = getattr(wrapper, "__wrapped__", None)
+        code = getattr(wrapper, "__code__", None)
+        if method is None or code is None or "__dynamo_disable" not in code.co_consts:
+            continue
+        if getattr(method, "__dynamo_disable", None) is None:
+            method.__dynamo_disable = method  # type: ignore[attr-defined]
+
+
 def make_optimizer(model: GPT, config: TrainConfig, device: torch.device, dtype: str = "float32",
                    cluster: Cluster | None = None, threads: int = 1) -> tuple[torch.optim.Optimizer, str]:
     """The optimizer ``config`` asks for, over ``model``'s parameters on ``device``, and a line saying how it runs
     (empty for AdamW). ``dtype``: the run's resolved training dtype."""
+    skip_dynamo_import()
     if config.optimizer != MUON:
         return model.make_optimizer(config.weight_decay, config.learning_rate, (config.beta1, config.beta2),
                                     device.type), ""
