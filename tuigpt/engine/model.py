@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from tuigpt.engine.adamw import AdamW
 from tuigpt.run.config import SWITCHES
 
 RMS_EPS = 1e-6  # transformers' NanoChatConfig.rms_norm_eps; nanochat's F.rms_norm default is the dtype's epsilon
@@ -342,10 +343,10 @@ class GPT(nn.Module):
         groups = self.param_groups(weight_decay)
         if device_type in ("cuda", "cpu"):
             try:
-                return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
+                return AdamW(groups, lr=learning_rate, betas=betas, fused=True)
             except (RuntimeError, ValueError):  # an older torch without the fused kernel for this device
                 pass
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+        return AdamW(groups, lr=learning_rate, betas=betas)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """2-D weights decay; biases and LayerNorm gains do not."""

@@ -45,8 +45,8 @@ def skip_dynamo_import() -> None:
     2-core VM where importing torch itself takes 1.4 s, 1-1.8 s on the GPU hosts (docs/PERFORMANCE.md). The
     wrappers only matter to code that torch.compile traces, and tuigpt compiles the model alone, never code that
     calls its optimizer; so each wrapper is told its first call has run, with the method itself as what it
-    calls. A torch whose wrappers differ is left as it is. An ``optimizer: adamw`` run imports it anyway, at its
-    first step: torch's AdamW.step imports it on every call (Muon's step calls torch's functional AdamW)."""
+    calls. A torch whose wrappers differ is left as it is. (torch's AdamW.step imports it on every call:
+    tuigpt's AdamW, engine/adamw.py, does not; Muon's step calls torch's functional AdamW.)"""
     for name in DYNAMO_WRAPPED:
         wrapper = getattr(torch.optim.Optimizer, name, None)
         method = getattr(wrapper, "__wrapped__", None)
