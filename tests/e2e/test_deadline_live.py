@@ -1,4 +1,4 @@
-"""A run that ends at a time, for real: slowed down 2x halfway (the test stops and continues the process in 50 ms
+"""A run that ends at a time, for real (40 s): slowed down 2x halfway (the test stops and continues the process in 50 ms
 turns, as a cgroup CPU quota of half a core's time does), it follows the new speed and still ends on time, its
 cooldown complete, final eval and checkpoint included."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from support.live_run import start_run, wait_for, write_config
 
-BUDGET = 60.0
+BUDGET = 40.0
 TOLERANCE = max(0.02 * BUDGET, 5.0)  # the issue's bar: within max(2%, 5 s) of the deadline
 
 
