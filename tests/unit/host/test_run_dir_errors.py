@@ -182,18 +182,23 @@ def test_runs_skips_a_metrics_file_that_is_a_fifo(tmp_path: Path, capsys) -> Non
 def test_a_full_disk_while_a_stop_checkpoint_is_written_is_exit_4_with_last_pt_intact(tmp_path: Path,
                                                                                       tiny_config) -> None:
     from tuigpt.host.local import LocalRun
+    from tuigpt.run.commands import CheckpointNow
+    from tuigpt.run.events import CheckpointWritten, IterationStats
     from tuigpt.run.exits import exit_code
-    from tuigpt.run.events import CheckpointWritten
 
     with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=8m", "tmpfs") as disk:
-        trainer = Trainer(tiny_config(out_dir=str(disk / "runs"), max_iters=100_000, eval_interval=3))
-        run, rec = start_local(trainer)
-        rec.wait(CheckpointWritten)  # a last.pt to keep
+        # no eval writes after the untrained one: the stop's is the only write after the disk fills (with an eval
+        # every 3 iterations, a loaded machine ran on to the next eval's write before the fill, and the stop at
+        # that same iteration had nothing new to write)
+        trainer = Trainer(tiny_config(out_dir=str(disk / "runs"), max_iters=100_000, eval_interval=100_000))
+        run, rec = start_local(trainer, CheckpointNow())
+        saved = rec.wait(CheckpointWritten).iter  # a last.pt to keep
         _fill(disk)
+        rec.wait(IterationStats, lambda e: e.iter > saved)  # the stop has an iteration of its own to write
         trainer.send(Stop(save=True))  # what SIGTERM sends, now on a full disk
         assert run.wait(60)
         assert isinstance(run, LocalRun) and run.outcome is not None and run.outcome.reason == "disk"
         assert exit_code(run.ending, signalled=15) == 4  # the disk, not the signal: the stop could not be saved
         assert any("No space left" in n.message for n in rec.of(Notice) if n.level == "error")
         (disk / "filler").unlink()
-        assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] % 3 == 0  # the last eval's, whole
+        assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] == saved  # the one before, whole
