@@ -92,11 +92,14 @@ RECIPES: dict[str, dict[str, str]] = {
                     "lr_decay_iters": "2500", "cooldown_frac": "0.5", "min_lr": "1e-5", "dropout": "0.3"},
     "all-1500-m3": {"arch": "modern", "optimizer": "muon", "schedule": "wsd", "max_iters": "1500",
                     "lr_decay_iters": "1500", "cooldown_frac": "0.4", "min_lr": "1e-5", "muon_lr": "0.03"},
-    # candidates for a lower floor at the shipped length: the cooldown from 750 instead of 1,000, and/or down to
-    # zero (written in the sixth session; not run yet: the device did not start again)
-    "shipped-cd4": {"cooldown_frac": "0.4"},
-    "shipped-min0": {"min_lr": "0"},
+    # candidates for a lower floor at the shipped length: the cooldown from 750 instead of 1,000 and down to zero,
+    # decay of the hidden matrices (Muon's decoupled decay, times its lr: 0.1 shrinks them 0.2% a step at the peak),
+    # more dropout
     "shipped-cd4-min0": {"cooldown_frac": "0.4", "min_lr": "0"},
+    "shipped-mwd1": {"muon_weight_decay": "0.1"},
+    "shipped-mwd25": {"muon_weight_decay": "0.25"},
+    "shipped-d25": {"dropout": "0.25"},
+    "shipped-mwd1-cd4-min0": {"muon_weight_decay": "0.1", "cooldown_frac": "0.4", "min_lr": "0"},
 }
 
 
