@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tuigpt.run.plan import Cooldown, Costs, evals_between, fit, planned_cooldown_start, seconds_for, speed_changed, step_spread
+from tuigpt.run.plan import (Cooldown, Costs, block_means, evals_between, fit, planned_cooldown_start, seconds_for,
+                             speed_changed, speed_noise, step_spread)
 
 COSTS = Costs(step=0.1, eval=2.0, checkpoint=0.5)
 
@@ -87,6 +88,23 @@ def test_a_speed_change_is_judged_against_the_noise() -> None:
     assert not speed_changed(step_spread([0.105] * 8), 0.1, steady.relative)  # type: ignore[arg-type]
     noisy = step_spread([0.05, 0.15, 0.05, 0.15, 0.05, 0.15, 0.05, 0.15])
     assert noisy is not None and not speed_changed(step_spread([0.13] * 8), 0.1, noisy.relative)  # type: ignore[arg-type]
+
+
+def test_the_speeds_noise_is_its_blocks_and_a_change_of_speed_does_not_widen_it() -> None:
+    # 10 ms steps, 1 in 6 stalled to 60 ms, for 5.5 s: every 1-second block has about the same mean
+    steps, t = [], 0.0
+    for k in range(300):
+        s = 0.06 if k % 6 == 5 else 0.01
+        t += s
+        steps.append((t, s))
+    means = block_means(steps, 1.0)
+    assert len(means) == 6 and max(means) / min(means) < 1.15
+    assert speed_noise(means) < 0.05  # where single steps spread 10-60 ms (p10-p90 half range / median: 2.5)
+    # a 2x change inside the blocks is one large difference among small ones
+    assert speed_noise([0.010, 0.0102, 0.0099, 0.0101, 0.020, 0.0202, 0.0199, 0.0201]) < 0.05
+    # blocks that really vary: the noise says so (±20% alternating)
+    assert speed_noise([0.008, 0.012] * 5) > 0.4
+    assert speed_noise([0.01, 0.01]) is None  # too few to say
 
 
 def _event(**kw):  # noqa: ANN003, ANN202
