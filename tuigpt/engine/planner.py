@@ -321,7 +321,12 @@ class Planner:
         if plan is None or costs is None:
             return
         now = self._wall()
-        spread = pl.step_spread(self._window(WINDOW_SECONDS))
+        # how sure: how much the speed varies from second to second (single steps' spread until 3 s are timed; a
+        # CPU quota's 10 and 60 ms steps made that ±250% for a speed steady to ±5%)
+        noise = pl.speed_noise(pl.block_means(self._steps, BLOCK_SECONDS))
+        if noise is None:
+            spread = pl.step_spread(self._window(WINDOW_SECONDS))
+            noise = spread.relative if spread is not None else 0.0
         cooldown_at = now + plan.seconds_to_cooldown if plan.seconds_to_cooldown is not None else None
         end_at = now + plan.seconds_to_end
         before = self._shown
@@ -334,7 +339,7 @@ class Planner:
         event = ev.PlanUpdated(
             iter=iteration, total_iters=plan.total_iters, cooldown_iter=plan.cooldown_iter, cooldown_at=cooldown_at,
             end_at=end_at, deadline=self.deadline_wall(), kind=self.end.kind, length=self.length,
-            step_ms=costs.step * 1000.0, step_spread=spread.relative if spread is not None else 0.0, reason=reason,
+            step_ms=costs.step * 1000.0, step_spread=noise, reason=reason,
             cooldown_begun=self.cooldown is not None, capped=plan.capped, moved=moved,
             iters_before=before.total_iters if before is not None else None)
         self._shown = event

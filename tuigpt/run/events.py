@@ -245,7 +245,7 @@ class PlanUpdated(Event):
     kind: str  # "budget" (run time: a pause extends it) or "deadline" (the wall clock)
     length: float  # seconds from the start to the deadline, pauses excluded (how long the run is planned for)
     step_ms: float  # the step time the plan assumes: the mean of the recent steps, wall to wall
-    step_spread: float  # how sure: half the p10-p90 range of the recent step times over their median
+    step_spread: float  # how sure: how much the speed varies (plan.speed_noise; single steps' spread at first)
     reason: str  # start, eval, speed, pause, resume, cooldown, cap
     cooldown_begun: bool = False
     capped: bool = False  # max_iters ends the run before its time is up
