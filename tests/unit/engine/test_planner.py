@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_a_2x_slowdown_halfway_is_followed_and_the_run_still_ends_on_time() -> N
     assert planner.cooldown is not None and planner.cooldown.progress(last) == 1.0
 
 
-def _quota_step(sim: Sim, slowed_from: float, rnd: random.Random) -> object:
+def _quota_step(sim: Sim, slowed_from: float, rnd: random.Random) -> Callable[[int], float]:
     """10-12 ms steps; from ``slowed_from`` on, the process runs only in the second half of every 100 ms, as a
     cgroup's CPU quota of half a core lets it: 1 step in 6 or so takes 60 ms, the rest their own time."""
 
