@@ -293,6 +293,12 @@ class Planner:
         if not self._steps:
             self._steps_sum = 0.0
 
+    def _speed_noise(self) -> float | None:
+        """How much the window's 1-second means vary from one to the next (None before 3 s of steps): single steps
+        vary more than the speed does (a cgroup's CPU quota stops a process for 50 ms of every 100: 10 ms steps,
+        1 in 6 of them 60 ms)."""
+        return pl.speed_noise(pl.block_means(self._steps, BLOCK_SECONDS))
+
     def _speed_moved(self, now: float) -> bool:
         """The newest steps' mean differs from the shown plan's step time by more than noise: the window restarts
         at the change, so the plan follows the new speed at once."""
@@ -303,11 +309,9 @@ class Planner:
         recent = pl.step_spread([s for t, s in self._steps if newest - t <= SHORT_SECONDS])
         if recent is None or recent.n < MIN_STEPS:
             return False
-        # the noise is how much 1-second means of the window's steps vary from one to the next: single steps vary
-        # more than the speed does (a cgroup's CPU quota stops a process for 50 ms of every 100: 10 ms steps, 1 in
-        # 6 of them 60 ms), and p10-p90 of the steps themselves, or of blocks spanning a change, hid a 2x
-        # slowdown after a first plan that saw part of it (16.3 ms against 22.5) until the window forgot it
-        noise = pl.speed_noise(pl.block_means(self._steps, BLOCK_SECONDS))
+        # judged against the speed's noise, not single steps' spread: p10-p90 of the steps themselves, or of blocks
+        # spanning a change, hid a 2x slowdown after a first plan that saw part of it (16.3 ms against 22.5)
+        noise = self._speed_noise()
         if not pl.speed_changed(recent, self._shown.step_ms / 1000.0, recent.relative if noise is None else noise):
             return False
         self._trim(now, SHORT_SECONDS)
@@ -321,9 +325,9 @@ class Planner:
         if plan is None or costs is None:
             return
         now = self._wall()
-        # how sure: how much the speed varies from second to second (single steps' spread until 3 s are timed; a
-        # CPU quota's 10 and 60 ms steps made that ±250% for a speed steady to ±5%)
-        noise = pl.speed_noise(pl.block_means(self._steps, BLOCK_SECONDS))
+        # how sure: the speed's noise (single steps' spread until 3 s are timed; a CPU quota's 10 and 60 ms steps
+        # made that ±250% for a speed steady to ±5%)
+        noise = self._speed_noise()
         if noise is None:
             spread = pl.step_spread(self._window(WINDOW_SECONDS))
             noise = spread.relative if spread is not None else 0.0
