@@ -211,8 +211,8 @@ class Muon(torch.optim.Optimizer):
         if found_inf is not None:
             scales = scales * (1 - found_inf)
         step = ortho[:len(params)] * scales  # in the parameters' dtype (the stack may be bf16)
-        decay = lr * group["weight_decay"]
-        if decay:
+        decay = lr * group["weight_decay"]  # lr may be a device scalar (a CUDA graph's): never tested for truth
+        if group["weight_decay"] and group["lr_ratio"]:
             factor = 1 - decay if found_inf is None else (1 - decay * (1 - found_inf)).to(params[0].dtype)
             torch._foreach_mul_(params, factor)
         torch._foreach_add_(params, self._slots(step, params))

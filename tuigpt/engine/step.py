@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -32,6 +33,12 @@ from tuigpt.engine.device import Precision
 from tuigpt.engine.distributed import Cluster, PeerLost, first_line
 from tuigpt.engine.health import HealthProbe
 from tuigpt.engine.rank_timing import StepTimer, split_step
+from tuigpt.engine.step_graph import StepGraph
+
+# Eager steps before a capture: the first allocates the optimizer's state and warms the libraries' handles, the
+# next are timed for the comparison a `cuda_graphs: auto` run makes.
+GRAPH_WARMUP_STEPS = 4
+GRAPH_TIMED_STEPS = 4  # replays timed against the eager steps (the first replay, which uploads the graph, is not)
 
 
 @dataclass
@@ -54,7 +61,8 @@ class Stepper:
 
     def __init__(self, model: Callable[..., Any], raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, sampler: BatchSampler, precision: Precision, device: torch.device,
-                 micro_steps: int, grad_clip: float, cluster: Cluster | None = None) -> None:
+                 micro_steps: int, grad_clip: float, cluster: Cluster | None = None,
+                 graphs: bool | str = False) -> None:
         self.model = model
         self.raw_model = raw_model
         self.optimizer = optimizer
@@ -69,6 +77,18 @@ class Stepper:
         self.probe = HealthProbe(raw_model)
         self.last = StepResult(float("nan"), 0.0, False)  # the latest step's whole result
         self.start_sampler_state: dict[str, Any] | None = None  # several ranks: what a failure checkpoint saves
+        # CUDA graphs: False, True (kept once captured) or "auto" (kept where replays measure faster than eager)
+        self.graph: StepGraph | None = None
+        self.graph_note: str | None = None  # what the graphs' capture or timing found, for the trainer to say
+        why_not = ("the run is not on a CUDA GPU" if device.type != "cuda" else
+                   "the gradients are synchronised across ranks (DDP)" if cluster is not None else
+                   "this step reads its loss before the update (float16's scaler, or an unfused AdamW)"
+                   if not self._skips_on_device else None)
+        self.graphs = graphs if why_not is None else False
+        if graphs is True and why_not is not None:  # asked for by name: say why not (auto stays quiet)
+            self.graph_note = f"CUDA graphs off: {why_not}"
+        self._eager_ms: list[float] = []
+        self._replay_ms: list[float] = []
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.precision.autocast:
@@ -97,14 +117,21 @@ class Stepper:
         if timer is not None:
             timer.start()
             timer.mark()
-        loss_sum = torch.zeros((), device=self.device)
         starts: list[torch.Tensor] = []
-        for micro in range(self.micro_steps):
-            loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts)
-        self.sampler.prefetch()  # the next step's first batch, drawn and copied while this backward runs
-        if self.cluster is not None:  # every rank takes the same NaN decision
-            loss_sum = self.cluster.sum_tensor(loss_sum, "averaging the loss") / self.cluster.world_size
-        readout, result = self.update(loss_sum, detail)
+        batches = self._batches(starts) if self._graph_due(detail) else None
+        graph = self._graph(batches) if batches is not None else None
+        if graph is not None:
+            readout, result = graph.replay(lr, batches), None
+            self.sampler.prefetch()  # the next step's first batch, drawn and copied while the graph runs
+        else:
+            loss_sum = torch.zeros((), device=self.device)
+            for micro in range(self.micro_steps):
+                loss_sum += self.micro_step(micro == self.micro_steps - 1, timer, starts,
+                                            batches[micro] if batches is not None else None)
+            self.sampler.prefetch()  # the next step's first batch, drawn and copied while this backward runs
+            if self.cluster is not None:  # every rank takes the same NaN decision
+                loss_sum = self.cluster.sum_tensor(loss_sum, "averaging the loss") / self.cluster.world_size
+            readout, result = self.update(loss_sum, detail)
         if cuda:
             host = torch.empty(readout.shape, dtype=readout.dtype, pin_memory=True)
             host.copy_(readout, non_blocking=True)
@@ -124,6 +151,8 @@ class Stepper:
                 result.layers = self.probe.layers(grad=table[0], weight=table[1], update=ratios)
         result.lr = lr
         result.ms = start.elapsed_time(end) if cuda else (time.perf_counter() - t0) * 1000.0
+        if self.graphs and not detail:
+            self._timed(result.ms, replayed=graph is not None)
         if result.applied:
             if timer is not None:
                 result.parts = split_step(timer.intervals(), self.micro_steps)
@@ -133,14 +162,81 @@ class Stepper:
         self.last = result
         return result
 
-    def micro_step(self, last: bool, timer: StepTimer | None = None,
-                   starts: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Forward and backward of the next batch, the loss divided by micro_steps; with several ranks the
-        gradients are all-reduced only when ``last``. Marks ``timer`` after the batch, the forward and the backward;
-        appends the batch's sample positions to ``starts`` (NaN forensics)."""
-        x, y = self.sampler.get_batch("train")
-        if starts is not None:
+    # ------------------------------------------------------------ CUDA graphs
+
+    def _graph_due(self, detail: bool) -> bool:
+        """Whether this step replays a graph (or captures one to): not a detail step, not the warm-up."""
+        return bool(self.graphs) and not detail and len(self._eager_ms) >= GRAPH_WARMUP_STEPS
+
+    def _graph(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> StepGraph | None:
+        """The graph this step replays, captured on ``batches`` where there is none yet; None (the step runs
+        eagerly) where the optimizer's tensors were replaced since the capture, or capturing failed."""
+        if self.graph is not None and not self.graph.current():
+            self.graph = None  # a checkpoint loaded, a plan changed: this step is eager, the next captures again
+            return None
+        if self.graph is None:
+            try:
+                self.graph = self._capture(batches)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+                self.graphs = False
+                self.graph_note = f"CUDA graphs off: the step could not be captured ({first_line(exc)})"
+        return self.graph
+
+    def _capture(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> StepGraph:
+        transient = torch.cuda.max_memory_allocated(self.device) - torch.cuda.memory_allocated(self.device)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if free < 1.2 * transient:  # a graph keeps a step's memory for itself; detail steps need theirs again
+            raise torch.cuda.OutOfMemoryError(f"a step needs {transient / 2**30:.1f} GiB beyond the weights and "
+                                              f"{free / 2**30:.1f} GiB are free: not enough to keep it twice")
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepGraph(self.optimizer, self.probe.params, self._work, batches)
+
+    def _work(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> torch.Tensor:
+        """What a graph captures: every micro-batch's forward and backward, then :meth:`update` (no detail)."""
+        loss_sum = torch.zeros((), device=self.device)
+        for x, y in zip(xs, ys):
+            with self.autocast():
+                _, loss = self.model(x, y)
+                loss = loss / self.micro_steps
+            self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        readout, _ = self.update(loss_sum)
+        return readout
+
+    def _batches(self, starts: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        batches = []
+        for _ in range(self.micro_steps):
+            batches.append(self.sampler.get_batch("train"))
             starts.append(self.sampler.last_starts["train"])
+        return batches
+
+    def _timed(self, ms: float, replayed: bool) -> None:
+        """Keep a step's time; once replays have been timed, decide (auto) and say what was measured."""
+        if not replayed:
+            self._eager_ms.append(ms)
+            return
+        self._replay_ms.append(ms)
+        if len(self._replay_ms) != GRAPH_TIMED_STEPS + 1:
+            return
+        eager = statistics.median(self._eager_ms[1:])  # the first step allocated the optimizer's state
+        replay = statistics.median(self._replay_ms[1:])  # the first replay uploaded the graph
+        measured = f"a replayed step {replay:.1f} ms against {eager:.1f} ms eager ({replay / eager:.2f}x)"
+        if self.graphs == "auto" and replay > 0.97 * eager:
+            self.graphs, self.graph = False, None
+            self.graph_note = f"CUDA graphs off (auto: {measured})"
+        else:
+            self.graph_note = f"CUDA graphs on ({'auto: ' if self.graphs == 'auto' else ''}{measured})"
+
+    def micro_step(self, last: bool, timer: StepTimer | None = None, starts: list[torch.Tensor] | None = None,
+                   batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Forward and backward of ``batch`` (else the next), the loss divided by micro_steps; with several ranks
+        the gradients are all-reduced only when ``last``. Marks ``timer`` after the batch, the forward and the
+        backward; appends a drawn batch's sample positions to ``starts`` (NaN forensics)."""
+        if batch is None:
+            batch = self.sampler.get_batch("train")
+            if starts is not None:
+                starts.append(self.sampler.last_starts["train"])
+        x, y = batch
         if timer is not None:
             timer.mark()
         with self._gradient_sync(last):

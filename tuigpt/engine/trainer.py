@@ -98,7 +98,10 @@ class Trainer:
         if cluster is not None:
             self.model = cluster.wrap(self.model, self.compiled, self.micro_steps)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
-                               self.device, self.micro_steps, self.config.grad_clip, cluster)
+                               self.device, self.micro_steps, self.config.grad_clip, cluster,
+                               graphs=self.config.cuda_graphs if not self.compiled else False)
+        if self.compiled and self.config.cuda_graphs is True:
+            self.pending_notices.append("CUDA graphs off: the model is compiled (the graphs capture eager steps)")
         self.evals = EvalSchedule(self.config.eval_interval, lambda: self.max_iters)
         self.checkpoints.always = self.config.always_save_checkpoint
         self.checkpoints.at_evals = not self.config.eval_only
@@ -198,6 +201,9 @@ class Trainer:
         self.nan_guard.skip_batches(upcoming, self.sampler, self.micro_steps)
         result = self.stepper.step(self._lr(upcoming - 1) * self.nan_guard.lr_scale,
                                    detail=upcoming % self.config.log_interval == 0)  # the iterations metrics.jsonl keeps
+        if self.stepper.graph_note is not None:  # what capturing or timing the step's CUDA graph found
+            self.bus.publish(ev.Notice(level="info", message=self.stepper.graph_note))
+            self.stepper.graph_note = None
         if result.applied:
             self.iter_num += 1
             self.tokens_seen += self.tokens_per_iter

@@ -95,6 +95,8 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (timed here: float32 vs the device's 16-bit dtype) | float32 | bfloat16 | float16
     compile: bool | str = "auto"  # torch.compile: auto (timed here, on where it wins and repays) | true | false
+    # CUDA graphs of the eager step (one GPU, not compiled): auto (kept where replays are timed faster) | true | false
+    cuda_graphs: bool | str = "auto"
     seed: int = 1337
     num_threads: int = 0  # CPU threads for torch; 0: all physical cores
     telemetry_interval: float = 1.0  # seconds between CPU/GPU telemetry readings; 0 disables
@@ -190,6 +192,8 @@ class TrainConfig:
         _require(valid_device(self.device), "device", self.device, "must be one of auto, cpu, cuda, cuda:N, mps")
         _require(self.dtype in DTYPES, "dtype", self.dtype, "must be one of " + ", ".join(DTYPES))
         _require(self.compile in (True, False, "auto"), "compile", self.compile, "must be auto, true or false")
+        _require(self.cuda_graphs in (True, False, "auto"), "cuda_graphs", self.cuda_graphs,
+                 "must be auto, true or false")
         _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, "must be one of " + ", ".join(OPTIMIZERS))
         _require(self.schedule in SCHEDULES, "schedule", self.schedule, "must be one of " + ", ".join(SCHEDULES))
         _require(self.cooldown_shape in COOLDOWN_SHAPES, "cooldown_shape", self.cooldown_shape,
@@ -351,7 +355,7 @@ RESUME_POLICY: dict[str, str] = {
     "schedule": APPLY, "cooldown_frac": APPLY, "cooldown_shape": APPLY, "optimizer": MATCH, "muon_lr": APPLY,
     "muon_momentum": APPLY, "muon_weight_decay": APPLY,
     "time_budget": APPLY, "deadline": APPLY,
-    "device": APPLY, "dtype": APPLY, "compile": APPLY, "seed": KEEP, "num_threads": APPLY,
+    "device": APPLY, "dtype": APPLY, "compile": APPLY, "cuda_graphs": APPLY, "seed": KEEP, "num_threads": APPLY,
     "telemetry_interval": APPLY, "ddp_backend": APPLY, "ddp_timeout": APPLY,
     "sample_max_new_tokens": APPLY, "sample_temperature": APPLY, "sample_top_k": APPLY, "sample_every_eval": APPLY,
     "on_nan": APPLY, "nan_max_rewinds": APPLY, "nan_lr_factor": APPLY, "stall_factor": APPLY,
