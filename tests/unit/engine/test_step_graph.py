@@ -18,7 +18,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs nee
 # or the cooldown): a learning rate baked into the graph would show in the weights
 GPU = dict(device="cuda", dtype="float32", n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, dropout=0.1,
            max_iters=24, warmup_iters=12, eval_interval=1000, log_interval=5, grad_clip=1.0)
-RECIPES = {"muon": dict(arch="modern", optimizer="muon", schedule="wsd", cooldown_frac=0.5),
+RECIPES = {"muon": dict(arch="modern", optimizer="muon", schedule="wsd", cooldown_frac=0.5, muon_weight_decay=0.1),
            "adamw": dict(arch="gpt2", optimizer="adamw", schedule="cosine")}
 
 

@@ -43,6 +43,8 @@ def test_baby_gpt_config_has_nanogpts_data_and_size_and_the_ablations_recipe() -
     assert (cfg.learning_rate, cfg.dropout, cfg.beta2, cfg.warmup_iters) == (1e-3, 0.2, 0.99, 100)
     # issue 22's GPU ablation: the modern block, Muon and WSD reached val 1.47 soonest (docs/PERFORMANCE.md)
     assert (cfg.arch, cfg.optimizer, cfg.schedule, cfg.max_iters) == ("modern", "muon", "wsd", 1250)
+    # ... and the lowest best val at that length: the matrices decayed, a long cooldown to zero (six runs <= 1.43)
+    assert (cfg.muon_weight_decay, cfg.cooldown_frac, cfg.min_lr) == (0.25, 0.4, 0.0)
 
 
 def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
