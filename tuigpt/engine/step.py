@@ -62,7 +62,7 @@ class Stepper:
     def __init__(self, model: Callable[..., Any], raw_model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler, sampler: BatchSampler, precision: Precision, device: torch.device,
                  micro_steps: int, grad_clip: float, cluster: Cluster | None = None,
-                 graphs: bool | str = False) -> None:
+                 graphs: bool | str = False, compiled: bool = False) -> None:
         self.model = model
         self.raw_model = raw_model
         self.optimizer = optimizer
@@ -82,6 +82,7 @@ class Stepper:
         self.graph_note: str | None = None  # what the graphs' capture or timing found, for the trainer to say
         why_not = ("the run is not on a CUDA GPU" if device.type != "cuda" else
                    "the gradients are synchronised across ranks (DDP)" if cluster is not None else
+                   "the model is compiled (the graphs capture eager steps)" if compiled else
                    "this step reads its loss before the update (float16's scaler, or an unfused AdamW)"
                    if not self._skips_on_device else None)
         self.graphs = graphs if why_not is None else False

@@ -99,9 +99,7 @@ class Trainer:
             self.model = cluster.wrap(self.model, self.compiled, self.micro_steps)
         self.stepper = Stepper(self.model, self.raw_model, self.optimizer, self.scaler, self.sampler, self.precision,
                                self.device, self.micro_steps, self.config.grad_clip, cluster,
-                               graphs=self.config.cuda_graphs if not self.compiled else False)
-        if self.compiled and self.config.cuda_graphs is True:
-            self.pending_notices.append("CUDA graphs off: the model is compiled (the graphs capture eager steps)")
+                               graphs=self.config.cuda_graphs, compiled=self.compiled)
         self.evals = EvalSchedule(self.config.eval_interval, lambda: self.max_iters)
         self.checkpoints.always = self.config.always_save_checkpoint
         self.checkpoints.at_evals = not self.config.eval_only
