@@ -50,6 +50,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from deadline_timing import Quota  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 CONFIG = "configs/train_cpu_optimized.yaml"
 MACBOOK = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", "--block_size=64",
@@ -57,11 +60,15 @@ MACBOOK = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval
 NANO_EVAL_INTERVAL = 250  # config/train_shakespeare_char.py
 
 
+SLOW_AT: float | None = None  # --slow-at: seconds into each run when a CPU quota halves it (a laptop throttling)
+
+
 def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | None = None,
         stop_when: Any = None) -> tuple[list[tuple[float, str]], float, int]:
     """Run a command; (its lines with the seconds since start each arrived, total seconds, exit code). With
     ``limit``, SIGINT at that many seconds (a user stopping a run at the deadline), SIGKILL 60 s later; with
-    ``stop_when(lines)``, SIGINT once it says so."""
+    ``stop_when(lines)``, SIGINT once it says so. With --slow-at, a cgroup CPU quota holds the process to half the
+    CPUs its threads use from then on."""
     t0 = time.time()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env=dict(env or os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
@@ -75,16 +82,24 @@ def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | N
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     stopped = False
-    while proc.poll() is None:
-        if stop_when is not None and not stopped and stop_when(list(lines)):
-            os.killpg(proc.pid, signal.SIGINT)
-            stopped, limit = True, time.time() - t0
-        if limit is not None and not stopped and time.time() - t0 >= limit:
-            os.killpg(proc.pid, signal.SIGINT)
-            stopped = True
-        if stopped and time.time() - t0 >= limit + 60:  # type: ignore[operator]
-            os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.05)
+    quota: Quota | None = None
+    try:
+        while proc.poll() is None:
+            if SLOW_AT is not None and quota is None and time.time() - t0 >= SLOW_AT:
+                quota = Quota(proc.pid, (THREADS or os.cpu_count() or 1) / 2)
+                lines.append((time.time() - t0, f"[benchmark] a CPU quota halves the run from {SLOW_AT:g} s on"))
+            if stop_when is not None and not stopped and stop_when(list(lines)):
+                os.killpg(proc.pid, signal.SIGINT)
+                stopped, limit = True, time.time() - t0
+            if limit is not None and not stopped and time.time() - t0 >= limit:
+                os.killpg(proc.pid, signal.SIGINT)
+                stopped = True
+            if stopped and time.time() - t0 >= limit + 60:  # type: ignore[operator]
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.05)
+    finally:
+        if quota is not None:
+            quota.close()
     reader.join(30)
     return lines, time.time() - t0, proc.returncode
 
@@ -103,7 +118,9 @@ def full_val_loss(checkpoint: Path) -> tuple[float, int, int]:
     from tuigpt.run.config import TrainConfig
 
     source = open_source(str(checkpoint))
-    args = source_args(source, TrainConfig(init_from=str(checkpoint)))
+    # at the model's own context (a TrainConfig's default block_size, 64, cut the 128 of the default config's model
+    # to 64 until the eighth session: both arms alike, each loss above what its model reaches at full context)
+    args = source_args(source, TrainConfig(init_from=str(checkpoint), block_size=source.args.block_size))
     model = GPT(args)
     load_source(model, source)
     model.eval()
@@ -305,7 +322,7 @@ def one(spec: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> tup
 
 
 def main() -> None:
-    global THREADS
+    global THREADS, SLOW_AT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arm", default=None, help="one run: ARM[@SEED][:LABEL][+key=value...], ARM one of "
                                                     "default, nanogpt, cosine, nanogpt-calibrate, cosine-calibrate")
@@ -319,12 +336,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO.parent / "deadline-quality")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--config", default=CONFIG, help="the default arm's config")
+    parser.add_argument("--slow-at", type=float, default=None, help="seconds into each run when a cgroup CPU quota "
+                                                                    "halves it (a machine that throttles)")
     args, extra = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
         report(args.out)
         return
     THREADS = args.threads
+    SLOW_AT = args.slow_at
     import torch
 
     machine = f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__}"
@@ -345,7 +365,8 @@ def main() -> None:
                     result["full_val"], result["context"], result["params"] = full_val_loss(Path(result["checkpoint"]))
                 except Exception as exc:  # noqa: BLE001 - a run that wrote no checkpoint: say so, keep the rest
                     result["error"] = f"{type(exc).__name__}: {exc}"
-            result.update(machine=machine, side_by_side=[s for s in specs] if args.pair else None)
+            result.update(machine=machine, side_by_side=[s for s in specs] if args.pair else None,
+                          slowed_at=SLOW_AT)
             (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
             print(json.dumps({k: v for k, v in result.items() if k != "tail"}, indent=1))
 

@@ -44,13 +44,13 @@ class Quota:
         self.path: Path | None = None
         v1 = Path("/sys/fs/cgroup/cpu")
         if (v1 / "cpu.cfs_quota_us").exists():
-            self.path = v1 / f"tuigpt-deadline-{os.getpid()}"
+            self.path = v1 / f"tuigpt-deadline-{os.getpid()}-{pid}"
             self.path.mkdir()
             period = int((v1 / "cpu.cfs_period_us").read_text())
             (self.path / "cpu.cfs_period_us").write_text(str(period))
             (self.path / "cpu.cfs_quota_us").write_text(str(int(period * cpus)))
         elif (Path("/sys/fs/cgroup") / "cgroup.controllers").exists():
-            self.path = Path("/sys/fs/cgroup") / f"tuigpt-deadline-{os.getpid()}"
+            self.path = Path("/sys/fs/cgroup") / f"tuigpt-deadline-{os.getpid()}-{pid}"
             self.path.mkdir()
             (self.path / "cpu.max").write_text(f"{int(100000 * cpus)} 100000")
         else:
