@@ -198,20 +198,19 @@ class Stepper:
         """What a graph captures: every micro-batch's forward and backward, then :meth:`update` (no detail)."""
         loss_sum = torch.zeros((), device=self.device)
         for x, y in zip(xs, ys):
-            with self.autocast():
-                _, loss = self.model(x, y)
-                loss = loss / self.micro_steps
-            self.scaler.scale(loss).backward()
-            loss_sum += loss.detach()
+            loss_sum += self.micro_step(True, batch=(x, y))  # one process: no gradient sync to hold back
         readout, _ = self.update(loss_sum)
         return readout
 
     def _batches(self, starts: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        batches = []
-        for _ in range(self.micro_steps):
-            batches.append(self.sampler.get_batch("train"))
+        return [self._draw(starts) for _ in range(self.micro_steps)]
+
+    def _draw(self, starts: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next train batch; its windows' offsets appended to ``starts`` (NaN forensics)."""
+        batch = self.sampler.get_batch("train")
+        if starts is not None:
             starts.append(self.sampler.last_starts["train"])
-        return batches
+        return batch
 
     def _timed(self, ms: float, replayed: bool) -> None:
         """Keep a step's time; once replays have been timed, decide (auto) and say what was measured."""
@@ -235,11 +234,7 @@ class Stepper:
         """Forward and backward of ``batch`` (else the next), the loss divided by micro_steps; with several ranks
         the gradients are all-reduced only when ``last``. Marks ``timer`` after the batch, the forward and the
         backward; appends a drawn batch's sample positions to ``starts`` (NaN forensics)."""
-        if batch is None:
-            batch = self.sampler.get_batch("train")
-            if starts is not None:
-                starts.append(self.sampler.last_starts["train"])
-        x, y = batch
+        x, y = batch if batch is not None else self._draw(starts)
         if timer is not None:
             timer.mark()
         with self._gradient_sync(last):
