@@ -109,6 +109,10 @@ RECIPES: dict[str, dict[str, str]] = {
     "shipped-mwd1-cd5-min0": {"muon_weight_decay": "0.1", "cooldown_frac": "0.5", "min_lr": "0"},
     "shipped-mwd25-cd5-min0": {"muon_weight_decay": "0.25", "cooldown_frac": "0.5", "min_lr": "0"},
     "shipped-mwd4-cd5-min0": {"muon_weight_decay": "0.4", "cooldown_frac": "0.5", "min_lr": "0"},
+    # the ninth session: what an eval costs on the way to the target. eN: the train split sampled with N batches
+    # (its 3,921 windows read whole are 62 batches of 64, nine tenths of an eval); the val split stays whole
+    "shipped-mwd25-cd4-min0-e20": {"muon_weight_decay": "0.25", "cooldown_frac": "0.4", "min_lr": "0",
+                                   "eval_iters": "20"},
 }
 
 

@@ -17,6 +17,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -24,6 +25,7 @@ import torch
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
 from tuigpt.engine.checkpoint import capture_rng_state
+from tuigpt.engine.checkpoint_writer import CheckpointWriter
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
 from tuigpt.engine.evaluation import EvalSchedule, estimate_loss, eval_batches
 from tuigpt.engine.gate import CommandGate
@@ -73,6 +75,7 @@ class Trainer:
         self._own_lock = lock is None and self.rank == 0  # a lock handed in is the caller's; ours ends with run()
         self.lock = RunLock.acquire(self.run_dir.path, dir_mode) if self._own_lock else lock
         self.checkpoints = ckpt.CheckpointManager(self.run_dir, self.rank, self.file_mode)
+        self.checkpoint_writer = CheckpointWriter(background=False)
         try:
             built = build(config, self.checkpoints, resume=resume, cluster=cluster)
         except BaseException:
@@ -80,6 +83,9 @@ class Trainer:
             raise
         self.config, self.data, self.model_args = built.config, built.data, built.model_args
         self.device, self.precision, self.threads = built.setup.device, built.setup.precision, built.setup.threads
+        # an eval's checkpoint is written while the next steps run where the steps wait for a GPU (a CPU's steps
+        # use the cores the write would need): engine/checkpoint_writer.py
+        self.checkpoint_writer.background = self.device.type == "cuda"
         self.compiled, self.compile_reason = built.setup.compiled, built.setup.compile_reason
         self.raw_model, self.optimizer, self.scaler, self.sampler = built.model, built.optimizer, built.scaler, built.sampler
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
@@ -147,7 +153,12 @@ class Trainer:
         self._write_failure = message
 
     def close(self, remove_dir: bool = False) -> None:
-        """Release the run directory's lock if this trainer took it (idempotent)."""
+        """Release the run directory's lock if this trainer took it (idempotent), after a checkpoint write in flight
+        has ended (a run that failed with one in flight: its file is whole or untouched, never half-written)."""
+        try:
+            self.checkpoint_writer.collect(wait=True)
+        except Exception:  # noqa: BLE001 (the run's own failure is what gets reported)
+            pass
         if self._own_lock and self.lock is not None:
             self.lock.release(remove_dir=remove_dir)
 
@@ -277,11 +288,13 @@ class Trainer:
                 self._say_if_cut_short(last_lr)
             if self.planner is not None and self.planner.last_eval_iter != self.iter_num and self._halt is None:
                 self._evaluate()  # the plan ended the run between evals (a pause ate its time): the final eval
+            self._settle_checkpoint(wait=True)  # the last eval's, written meanwhile: on disk before the run ends
             # the last boundary, on every rank: a halt from the last eval's checkpoint, a checkpoint or a sample
             # asked for during the last step
             self._boundary()
             if self._stop is not None:
                 return self._finish_stopped()
+        self._settle_checkpoint(wait=True)
         if self._halt is not None:
             self._set_state(ev.RunState.ERROR)
             return Outcome(self._halt, self.iter_num, self.last_checkpoint)
@@ -304,6 +317,7 @@ class Trainer:
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
         rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
+        self._settle_checkpoint(wait=False)
         if self._write_failure is not None:
             message, self._write_failure = self._write_failure, None
             self._trouble(ev.EndReason.DISK, message)
@@ -353,6 +367,7 @@ class Trainer:
             self._trouble(ev.EndReason.NAN, self.nan_guard.message(report), pause=report.action == "pause")
             return
         self.bus.publish(ev.Notice(level="error", message=self.nan_guard.message(report)))
+        self._settle_checkpoint(wait=True)  # the rewind reads last.pt
         rewound = self.nan_guard.rewind(report.iter, self.run_dir.last, self.raw_model, self.optimizer, self.scaler,
                                     self.sampler, self.config, self.iter_num)
         self.iter_num, self.tokens_seen = rewound.iter, rewound.iter * self.tokens_per_iter
@@ -371,6 +386,7 @@ class Trainer:
             self._halt = reason
 
     def _finish_stopped(self) -> Outcome:
+        self._settle_checkpoint(wait=True)
         if self._stop is not None and self._stop.save:
             self._gather_sampler_states()
             if not self._checkpoint("stop") and self._halt is not None:
@@ -428,7 +444,9 @@ class Trainer:
         final = self.planner is not None and self.planner.ends_at(self.iter_num)  # a plan's last model
         if self.checkpoints.should_save(self.iter_num, is_best) or (final and not self.config.eval_only):
             self._gather_sampler_states()
-            if self._checkpoint("eval") and is_best:
+            if self.checkpoint_writer.background and not final:  # a plan's last write is timed in its end
+                self._checkpoint_in_background(is_best)
+            elif self._checkpoint("eval") and is_best:
                 self._checkpoint("best", name=BEST, same_as=LAST)
         if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
             self._sample(Sample(), timeline=True)  # the same prompt and seed each time: only the model changes
@@ -489,27 +507,70 @@ class Trainer:
         checkpoint just written holds this model (last.pt, written at the eval that made it best.pt), so ``name``
         becomes a hard link to it where the file system allows: the baby GPT's best.pt took 0.27 s a write on an
         H100 host, GPT-2 124M's 1.5 GB several seconds, for bytes already on disk."""
-        if self.rank != 0:  # rank 0 holds the same weights and writes for everyone
-            return True
-        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
-            self.bus.publish(ev.Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
-                                       f"{name} not overwritten", topic="checkpoint"))
-            return False
+        if not self._may_checkpoint(name):
+            return self.rank != 0
         self._set_state(ev.RunState.CHECKPOINTING)
         try:
             linked = self.checkpoints.link(same_as, name) if same_as is not None else None
             path, seconds = linked or self.checkpoints.write(self.checkpoint_state(), name)
         except OSError as exc:
             self._back_to_work()
-            self._trouble(ev.EndReason.DISK, f"could not write {self.run_dir.path / name} ({exc.strerror or exc}); the "
-                          f"previous checkpoint is untouched: free disk space or fix the folder's permissions",
-                          topic="checkpoint")
+            self._disk_trouble(name, exc)
             return False
-        self.checkpoint_seconds += seconds
-        if self.planner is not None:
-            self.planner.checkpointed(seconds)
-        if name == LAST:
-            self.last_checkpoint = str(path)
-        self.bus.publish(ev.CheckpointWritten(iter=self.iter_num, path=str(path), reason=reason, seconds=seconds))
+        self._written(self.iter_num, path, reason, seconds, None)
         self._back_to_work()
         return True
+
+    def _may_checkpoint(self, name: str) -> bool:
+        """Whether this process writes ``name`` now: rank 0 (it holds the same weights and writes for everyone),
+        once the write in flight has ended (files are written in order), and only a finite state."""
+        if self.rank != 0:
+            return False
+        self._settle_checkpoint(wait=True)
+        if (bad := ckpt.not_finite(self.raw_model, self.optimizer)) is not None:
+            self.bus.publish(ev.Notice(level="error", message=f"{bad} is not finite at iteration {self.iter_num}: "
+                                       f"{name} not overwritten", topic="checkpoint"))
+            return False
+        return True
+
+    def _checkpoint_in_background(self, is_best: bool) -> None:
+        """An eval's last.pt (and best.pt, the same file, when val improved) copied to host memory now and written
+        while the next steps run; reported when it is on disk (:meth:`_settle_checkpoint`)."""
+        if not self._may_checkpoint(LAST):
+            return
+        self._set_state(ev.RunState.CHECKPOINTING)
+        writes = [("eval", lambda state: self.checkpoints.write(state, LAST))]
+        if is_best:
+            writes.append(("best", lambda state: self.checkpoints.link(LAST, BEST)
+                           or self.checkpoints.write(state, BEST)))
+        self.checkpoint_writer.submit(self.iter_num, self.checkpoint_state(), writes)
+        self._back_to_work()
+
+    def _settle_checkpoint(self, wait: bool) -> None:
+        """Report the background write once it has ended (``wait``: wait for it): its files, or the disk's refusal
+        (trouble, as a foreground write's)."""
+        result = self.checkpoint_writer.collect(wait)
+        if result is None:
+            return
+        held: float | None = result.held_seconds  # the training thread's share: the first file's
+        for written in result.written:
+            self._written(result.iter, written.path, written.reason, written.seconds, held)
+            held = 0.0
+        if result.error is not None:
+            self._disk_trouble(BEST if result.written else LAST, result.error)
+
+    def _written(self, iter_num: int, path: Path, reason: str, seconds: float, held: float | None) -> None:
+        """A checkpoint file is on disk: counted (the run's time: what it held training up, ``held``; None: all of
+        it), the plan told what a write costs, and published."""
+        self.checkpoint_seconds += seconds if held is None else held
+        if self.planner is not None:
+            self.planner.checkpointed(seconds)  # a plan's last write is in the foreground: it costs the whole
+        if path.name == LAST:
+            self.last_checkpoint = str(path)
+        self.bus.publish(ev.CheckpointWritten(iter=iter_num, path=str(path), reason=reason, seconds=seconds,
+                                              waited=held))
+
+    def _disk_trouble(self, name: str, exc: OSError) -> None:
+        self._trouble(ev.EndReason.DISK, f"could not write {self.run_dir.path / name} ({exc.strerror or exc}); the "
+                      f"previous checkpoint is untouched: free disk space or fix the folder's permissions",
+                      topic="checkpoint")

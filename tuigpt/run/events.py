@@ -157,7 +157,10 @@ class CheckpointWritten(Event):
     iter: int
     path: str
     reason: str  # "eval", "best", "command", "stop", "final"
-    seconds: float
+    seconds: float  # what the write took
+    # what the run waited for it: written while training went on (engine/checkpoint_writer.py), the copy to host
+    # memory only; None: the whole write (in the foreground)
+    waited: float | None = None
 
 
 @dataclass(frozen=True)

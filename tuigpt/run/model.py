@@ -390,7 +390,7 @@ class RunModel:
         elif isinstance(event, EvalResult):
             self._add_eval((event.iter, event.train_loss, event.val_loss, event.train_bpb, event.val_bpb))
         elif isinstance(event, CheckpointWritten):
-            self._checkpoint_seconds += event.seconds
+            self._checkpoint_seconds += event.seconds if event.waited is None else event.waited  # the run's time
         elif isinstance(event, HistoryLoaded):
             for past in event.events:
                 self._take_loss(past)

@@ -108,8 +108,9 @@ def lines_for(event: Event, ctx: Context = Context()) -> list[Line]:
                      f"{_loss(event.val_loss, event.val_bpb)}{best} | {event.seconds:.1f}s{target}",
                      marks=(("(best)", "bold green"),))]
     if isinstance(event, CheckpointWritten):
-        return [Line(f"checkpoint {event.path} (iter {event.iter}, {event.reason}, {event.seconds:.2f}s)", "good",
-                     marks=((event.path, "bold"),))]
+        meanwhile = "" if event.waited is None else f" in the background; training waited {event.waited:.2f}s"
+        return [Line(f"checkpoint {event.path} (iter {event.iter}, {event.reason}, {event.seconds:.2f}s{meanwhile})",
+                     "good", marks=((event.path, "bold"),))]
     if isinstance(event, SampleGenerated):
         what = "timeline sample" if event.timeline else "sample"
         prompt = event.prompt if event.prompt.strip() else ""
