@@ -317,11 +317,11 @@ class Trainer:
     def _boundary(self) -> None:
         """Apply the commands that arrived; while paused, wait here (never inside a step). With several ranks
         rank 0 re-broadcasts at least every HEARTBEAT_SECONDS, so no waiting rank reaches ddp_timeout."""
-        self._settle_checkpoint(wait=False)
         if self._write_failure is not None:
             message, self._write_failure = self._write_failure, None
             self._trouble(ev.EndReason.DISK, message)
         while True:
+            self._settle_checkpoint(wait=False)  # a background write that ended meanwhile (also while paused)
             waiting = self._paused and self._stop is None and self._halt is None
             commands, halt = self.gate.exchange(HEARTBEAT_SECONDS if waiting else 0.0, self._halt)
             for command in commands:

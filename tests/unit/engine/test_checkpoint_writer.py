@@ -11,9 +11,11 @@ import torch
 import tuigpt.engine.checkpoint
 from tuigpt.engine.checkpoint import load_checkpoint
 from tuigpt.engine.trainer import Trainer
-from tuigpt.run.events import CheckpointWritten, EvalResult, IterationStats, Notice, RunFinished
+from tuigpt.run.commands import Pause, Resume
+from tuigpt.run.events import (CheckpointWritten, EvalResult, IterationStats, Notice, RunFinished, RunState,
+                               StateChanged)
 
-from support import Recorder
+from support import Recorder, start_local
 
 
 def _background(trainer: Trainer) -> Trainer:
@@ -69,6 +71,26 @@ def test_the_write_overlaps_the_next_steps_and_holds_the_model_of_its_eval(tiny_
     # the run's checkpoint time is what it waited, not the seconds the writes took meanwhile
     waited = sum(e.waited for e in events if isinstance(e, CheckpointWritten))
     assert trainer.checkpoint_seconds == pytest.approx(waited)
+
+
+def test_a_write_that_ends_while_the_run_is_paused_is_reported_before_it_resumes(tiny_config) -> None:
+    trainer = _background(Trainer(tiny_config(max_iters=10, eval_interval=4)))
+    release = threading.Event()
+    real_write = trainer.checkpoints.write
+
+    def write(state, name="last.pt"):
+        assert release.wait(60)
+        return real_write(state, name)
+
+    trainer.checkpoints.write = write
+    trainer.bus.subscribe(lambda e: trainer.send(Pause()) if isinstance(e, EvalResult) and e.iter == 4 else None)
+    run, rec = start_local(trainer)
+    rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
+    release.set()  # the write ends while the run waits for the user
+    rec.wait(CheckpointWritten, lambda e: e.iter == 4 and e.reason == "eval")
+    assert trainer.state == RunState.PAUSED
+    trainer.send(Resume())
+    assert run.wait(60) and run.outcome.reason == "done"
 
 
 def _disk_full(*_args, **_kwargs):
