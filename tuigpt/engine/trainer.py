@@ -183,6 +183,10 @@ class Trainer:
             outcome = self._run()
         except Exception as exc:
             tb = traceback.format_exc()
+            try:  # a background write that ended: the failure names the newest checkpoint on disk
+                self._settle_checkpoint(wait=True)
+            except Exception:  # noqa: BLE001 (the run's own failure is what gets reported)
+                pass
             if isinstance(exc, PeerLost) and self.rank == 0:
                 self._save_after_failure()
             self.run_dir.log_traceback(tb, f" on rank {self.rank}" if self.cluster is not None else "", self.iter_num,

@@ -12,8 +12,8 @@ import tuigpt.engine.checkpoint
 from tuigpt.engine.checkpoint import load_checkpoint
 from tuigpt.engine.trainer import Trainer
 from tuigpt.run.commands import Pause, Resume
-from tuigpt.run.events import (CheckpointWritten, EvalResult, IterationStats, Notice, RunFinished, RunState,
-                               StateChanged)
+from tuigpt.run.events import (CheckpointWritten, EvalResult, IterationStats, Notice, RunFailed, RunFinished,
+                               RunState, StateChanged)
 
 from support import Recorder, start_local
 
@@ -120,8 +120,38 @@ def test_a_writer_that_fails_otherwise_fails_the_run_as_a_foreground_write_would
         raise RuntimeError("serialisation broke")
 
     monkeypatch.setattr(tuigpt.engine.checkpoint.torch, "save", broken)
+    rec = Recorder()
+    trainer.bus.subscribe(rec)
     with pytest.raises(RuntimeError, match="serialisation broke"):
         trainer.run()
+    assert "serialisation broke" in rec.of(RunFailed)[-1].message
+
+
+def test_a_run_that_fails_after_a_background_write_names_that_file(tiny_config, monkeypatch) -> None:
+    trainer = _background(Trainer(tiny_config(max_iters=12, eval_interval=4)))
+    release = threading.Event()
+    real_write = trainer.checkpoints.write
+
+    def write(state, name="last.pt"):
+        assert release.wait(60)
+        return real_write(state, name)
+
+    step = trainer.train_step
+
+    def fail_at_six():
+        if trainer.iter_num == 6:
+            release.set()  # the write of iteration 4 ends as the step fails
+            raise RuntimeError("a step failed")
+        return step()
+
+    trainer.checkpoints.write = write
+    trainer.train_step = fail_at_six
+    rec = Recorder()
+    trainer.bus.subscribe(rec)
+    with pytest.raises(RuntimeError, match="a step failed"):
+        trainer.run()
+    assert rec.of(RunFailed)[-1].last_checkpoint == str(trainer.run_dir / "last.pt")
+    assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] == 4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
