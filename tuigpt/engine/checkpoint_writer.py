@@ -45,6 +45,17 @@ class WriteResult:
     failure: Exception | None = None  # anything else: a bug, raised again in the training thread
 
 
+# the share of the host's available memory the copy may take: the rest is the process's and the machine's
+HOST_COPY_SHARE = 0.5
+
+
+def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What a host copy of the model's and the optimizer's tensors takes."""
+    tensors = [*model.state_dict().values(),
+               *(v for entry in optimizer.state.values() for v in entry.values() if isinstance(v, torch.Tensor))]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def host_copy(value: Any) -> Any:
     """``value`` (a checkpoint state: dicts, lists and tensors) with every tensor copied to host memory: a
     snapshot the training thread may go on changing in place."""
@@ -69,6 +80,14 @@ class CheckpointWriter:
     @property
     def pending(self) -> bool:
         return self._thread is not None
+
+    def takes(self, nbytes: int, available: int | None) -> str | None:
+        """Why a state of ``nbytes`` is written in the foreground though the writer is on, or None (it takes it):
+        its copy must fit in HOST_COPY_SHARE of the host's ``available`` memory (None: unknown, taken)."""
+        if available is None or nbytes <= HOST_COPY_SHARE * available:
+            return None
+        return (f"its {nbytes / 2**30:.1f} GiB copy would take more than half the host's {available / 2**30:.1f} GiB "
+                f"available")
 
     def submit(self, iter_num: int, state: dict[str, Any],
                writes: list[tuple[str, Callable[[dict[str, Any]], tuple[Path, float]]]]) -> None:

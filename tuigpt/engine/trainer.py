@@ -25,11 +25,12 @@ import torch
 from tuigpt.engine import checkpointing as ckpt
 from tuigpt.engine.build import build
 from tuigpt.engine.checkpoint import capture_rng_state
-from tuigpt.engine.checkpoint_writer import CheckpointWriter
+from tuigpt.engine.checkpoint_writer import CheckpointWriter, state_bytes
 from tuigpt.engine.distributed import HEARTBEAT_SECONDS, Cluster, PeerLost
 from tuigpt.engine.evaluation import EvalSchedule, estimate_loss, eval_batches
 from tuigpt.engine.gate import CommandGate
 from tuigpt.engine.health import LossWatch, PlateauWatch, StallWatch
+from tuigpt.engine.memory import available_bytes
 from tuigpt.engine.nan_guard import NanGuard
 from tuigpt.engine.planner import Planner, make_planner, planned_config
 from tuigpt.engine.rank_timing import ClusterReport
@@ -86,6 +87,7 @@ class Trainer:
         # an eval's checkpoint is written while the next steps run where the steps wait for a GPU (a CPU's steps
         # use the cores the write would need): engine/checkpoint_writer.py
         self.checkpoint_writer.background = self.device.type == "cuda"
+        self._said_foreground = False  # the notice that a state too big for host memory is written in the foreground
         self.compiled, self.compile_reason = built.setup.compiled, built.setup.compile_reason
         self.raw_model, self.optimizer, self.scaler, self.sampler = built.model, built.optimizer, built.scaler, built.sampler
         self.iter_num, self.train_seconds = built.iter_num, built.train_seconds
@@ -448,8 +450,8 @@ class Trainer:
         final = self.planner is not None and self.planner.ends_at(self.iter_num)  # a plan's last model
         if self.checkpoints.should_save(self.iter_num, is_best) or (final and not self.config.eval_only):
             self._gather_sampler_states()
-            if self.checkpoint_writer.background and not final:  # a plan's last write is timed in its end
-                self._checkpoint_in_background(is_best)
+            if self.checkpoint_writer.background and not final and self._host_copy_fits():
+                self._checkpoint_in_background(is_best)  # (a plan's last write is timed in its end: foreground)
             elif self._checkpoint("eval") and is_best:
                 self._checkpoint("best", name=BEST, same_as=LAST)
         if self.config.sample_every_eval and self.rank == 0 and not self.config.eval_only:
@@ -536,6 +538,17 @@ class Trainer:
                                        f"{name} not overwritten", topic="checkpoint"))
             return False
         return True
+
+    def _host_copy_fits(self) -> bool:
+        """Whether the state's host copy fits beside what else the host holds; when not, the eval's checkpoint is
+        written in the foreground (said once: a model that big on a machine with that little memory)."""
+        why = self.checkpoint_writer.takes(state_bytes(self.raw_model, self.optimizer),
+                                           available_bytes(torch.device("cpu")))
+        if why is not None and not self._said_foreground:
+            self._said_foreground = True
+            self.bus.publish(ev.Notice(level="info", topic="checkpoint", message=(
+                f"checkpoints are written in the foreground, training waiting for them: {why}")))
+        return why is None
 
     def _checkpoint_in_background(self, is_best: bool) -> None:
         """An eval's last.pt (and best.pt, the same file, when val improved) copied to host memory now and written

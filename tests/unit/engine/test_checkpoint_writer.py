@@ -93,6 +93,24 @@ def test_a_write_that_ends_while_the_run_is_paused_is_reported_before_it_resumes
     assert run.wait(60) and run.outcome.reason == "done"
 
 
+def test_a_state_too_big_for_host_memory_is_written_in_the_foreground_and_said_once(tiny_config,
+                                                                                    monkeypatch) -> None:
+    import tuigpt.engine.trainer as trainer_module
+    from tuigpt.engine.checkpoint_writer import state_bytes
+
+    trainer = _background(Trainer(tiny_config(max_iters=12, eval_interval=4)))
+    size = state_bytes(trainer.raw_model, trainer.optimizer)
+    monkeypatch.setattr(trainer_module, "available_bytes", lambda device: size)  # twice the state is not free
+    rec = Recorder()
+    trainer.bus.subscribe(rec)
+    assert trainer.run().reason == "done"
+    written = rec.of(CheckpointWritten)
+    assert written and all(e.waited is None for e in written)  # the whole write, in the foreground
+    said = [n.message for n in rec.of(Notice) if "foreground" in n.message]
+    assert len(said) == 1 and "more than half the host's" in said[0]
+    assert load_checkpoint(trainer.run_dir / "last.pt")["iter_num"] == 12
+
+
 def _disk_full(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
