@@ -9,7 +9,9 @@ flight. Its result (the file is on disk, or the disk refused it) is collected at
 always before anything else reads or writes a checkpoint and before the run ends.
 
 On a CPU the write stays in the foreground: there the training thread's math uses the cores the write would need,
-and the copy would double the state's memory on the machine that has least of it.
+and the copy would double the state's memory on the machine that has least of it. Measured on the 2-core VM
+(benchmarks/checkpoint_overlap.py, the default config writing every 20 steps): 0.959x the loop's time, rounds
+0.93-1.05, noise; its writes took 0.14 s of 25 s.
 """
 
 from __future__ import annotations
