@@ -73,8 +73,8 @@ def test_the_write_overlaps_the_next_steps_and_holds_the_model_of_its_eval(tiny_
     assert trainer.checkpoint_seconds == pytest.approx(waited)
 
 
-def test_a_write_that_ends_while_the_run_is_paused_is_reported_before_it_resumes(tiny_config) -> None:
-    trainer = _background(Trainer(tiny_config(max_iters=10, eval_interval=4)))
+def _writes_wait_for(trainer: Trainer) -> threading.Event:
+    """Make the trainer's checkpoint writes wait until the returned event is set (a write held in flight)."""
     release = threading.Event()
     real_write = trainer.checkpoints.write
 
@@ -83,6 +83,12 @@ def test_a_write_that_ends_while_the_run_is_paused_is_reported_before_it_resumes
         return real_write(state, name)
 
     trainer.checkpoints.write = write
+    return release
+
+
+def test_a_write_that_ends_while_the_run_is_paused_is_reported_before_it_resumes(tiny_config) -> None:
+    trainer = _background(Trainer(tiny_config(max_iters=10, eval_interval=4)))
+    release = _writes_wait_for(trainer)
     trainer.bus.subscribe(lambda e: trainer.send(Pause()) if isinstance(e, EvalResult) and e.iter == 4 else None)
     run, rec = start_local(trainer)
     rec.wait_for(lambda e: isinstance(e, StateChanged) and e.state == RunState.PAUSED)
@@ -147,13 +153,7 @@ def test_a_writer_that_fails_otherwise_fails_the_run_as_a_foreground_write_would
 
 def test_a_run_that_fails_after_a_background_write_names_that_file(tiny_config, monkeypatch) -> None:
     trainer = _background(Trainer(tiny_config(max_iters=12, eval_interval=4)))
-    release = threading.Event()
-    real_write = trainer.checkpoints.write
-
-    def write(state, name="last.pt"):
-        assert release.wait(60)
-        return real_write(state, name)
-
+    release = _writes_wait_for(trainer)
     step = trainer.train_step
 
     def fail_at_six():
@@ -162,7 +162,6 @@ def test_a_run_that_fails_after_a_background_write_names_that_file(tiny_config, 
             raise RuntimeError("a step failed")
         return step()
 
-    trainer.checkpoints.write = write
     trainer.train_step = fail_at_six
     rec = Recorder()
     trainer.bus.subscribe(rec)
