@@ -79,10 +79,6 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._result: WriteResult | None = None
 
-    @property
-    def pending(self) -> bool:
-        return self._thread is not None
-
     def takes(self, nbytes: int, available: int | None) -> str | None:
         """Why a state of ``nbytes`` is written in the foreground though the writer is on, or None (it takes it):
         its copy must fit in HOST_COPY_SHARE of the host's ``available`` memory (None: unknown, taken)."""
