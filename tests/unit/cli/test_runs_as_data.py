@@ -39,10 +39,11 @@ def _export(run: Path, capsys: pytest.CaptureFixture, *args: str) -> str:
 def test_every_format_reads_back_in_pandas_with_the_values_of_metrics_jsonl(run_dir: Path,
                                                                             capsys: pytest.CaptureFixture) -> None:
     out = _export(run_dir, capsys, "--format", "csv")
-    assert out.startswith(f"wrote {run_dir / 'metrics-scalars.csv'}: ") and "pd.read_csv(" in out
+    assert out.startswith(f"wrote {run_dir / 'metrics-scalars.csv'}: ") and "float_precision='round_trip')" in out
     _export(run_dir, capsys, "--format", "parquet")
     _export(run_dir, capsys, "--format", "jsonl")
-    tables = [pd.read_csv(run_dir / "metrics-scalars.csv"), pd.read_parquet(run_dir / "metrics-scalars.parquet"),
+    tables = [pd.read_csv(run_dir / "metrics-scalars.csv", float_precision="round_trip"),
+              pd.read_parquet(run_dir / "metrics-scalars.parquet"),
               pd.read_json(run_dir / "metrics-scalars.jsonl", lines=True, precise_float=True)]
     records = read_metrics(run_dir / "metrics.jsonl")
     loss = [(r["iter"], r["loss"]) for r in records if r["type"] == "iter"]
@@ -103,7 +104,7 @@ def test_runs_as_json_and_csv(run_dir: Path, tmp_path: Path, capsys: pytest.Capt
     assert cli.main(["runs", "--out_dir", runs_root, "--json"]) == 0
     runs = pd.read_json(io.StringIO(capsys.readouterr().out), precise_float=True)
     assert cli.main(["runs", "--out_dir", runs_root, "--csv"]) == 0
-    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), float_precision="round_trip")
     records = read_metrics(run_dir / "metrics.jsonl")
     best = [r for r in records if r["type"] == "finish"][-1]["best_val_loss"]
     for df in (runs, table):
