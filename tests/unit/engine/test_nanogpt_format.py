@@ -214,12 +214,16 @@ def test_a_nanogpt_resume_names_every_shape_difference_at_once(tmp_path: Path, s
 
 def test_a_resume_reports_no_device_or_dtype_change_that_does_not_happen(tmp_path: Path, tiny_config) -> None:
     """Trained with `config/x.py --device=cpu --compile=False`, resumed with `config/x.py --init_from=resume`: the .py
-    config leaves device, dtype and compile to auto, and on this CPU the device stays the CPU (issue 27: "device
-    changed from 'cpu' to 'auto'"); what dtype and compile auto choose is the run's first line's to say."""
+    config leaves device, dtype and compile to auto, and where auto picks the device trained on, the device stays
+    (issue 27: "device changed from 'cpu' to 'auto'" on a CPU); what dtype and compile auto choose is the run's
+    first line's to say. Trained on the device auto picks on this host, the CPU or a GPU."""
     from tuigpt.engine.checkpointing import CheckpointManager
+    from tuigpt.engine.device import resolve_device
     from tuigpt.run.rundir import RunDir
 
-    trained = Trainer(tiny_config(max_iters=2, eval_interval=2, device="cpu", dtype="float32", compile=False))
+    here = resolve_device("auto").type
+    elsewhere = "cuda" if here == "cpu" else "cpu"
+    trained = Trainer(tiny_config(max_iters=2, eval_interval=2, device=here, dtype="float32", compile=False))
     trained.run()
     run = RunDir(trained.run_dir.path)
     resumed = tiny_config(max_iters=4, device="auto", dtype="auto", compile="auto")
@@ -227,10 +231,10 @@ def test_a_resume_reports_no_device_or_dtype_change_that_does_not_happen(tmp_pat
     assert "max_iters changed from 2 to 4" in said
     assert "device changed" not in said and "dtype changed" not in said and "compile changed" not in said, said
     state = torch.load(run.last, weights_only=False)
-    state["config"]["device"] = "cuda"  # trained on a GPU, resumed on this CPU: that change is real, and said
+    state["config"]["device"] = elsewhere  # trained on another device, resumed here: that change is real, and said
     torch.save(state, run.last)
     notices = CheckpointManager(run, 0, 0o600).open_resume(resumed).notices
-    assert "resume: device changed from 'cuda' to 'auto' (cpu here)" in notices, notices
+    assert f"resume: device changed from '{elsewhere}' to 'auto' ({here} here)" in notices, notices
 
 
 def test_a_planned_runs_nanogpt_export_reads_back(tmp_path: Path, tiny_config, monkeypatch: pytest.MonkeyPatch,
