@@ -28,6 +28,12 @@ nanoGPT, 0.05 below the guessed cosine run).
     flock -x /tmp/tuigpt-cpu.lock python benchmarks/deadline_quality.py --arm default@1337
     python benchmarks/deadline_quality.py --pair default@1338 nanogpt@1338 --threads 1 --nanogpt DIR
     python benchmarks/deadline_quality.py --report
+
+Three machines a user may have: a steady one (the above); one that slows to half speed halfway (`--slow-at 300`:
+a cgroup CPU quota from the 300th second of each run, as a laptop that throttles); one busy with something else
+while the user times the first minute (`--slow-until 90`: the quota from each run's start to its 90th second,
+calibration included, whose set-up and minute of training end by then, so the guess is too small). Each
+scenario's runs go to their own --out.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ NANO_EVAL_INTERVAL = 250  # config/train_shakespeare_char.py
 
 
 SLOW_AT: float | None = None  # --slow-at: seconds into each run when a CPU quota halves it (a laptop throttling)
+SLOW_UNTIL: float | None = None  # --slow-until: a CPU quota halves each run from its start to then (a busy start)
 
 
 def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | None = None,
@@ -68,7 +75,7 @@ def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | N
     """Run a command; (its lines with the seconds since start each arrived, total seconds, exit code). With
     ``limit``, SIGINT at that many seconds (a user stopping a run at the deadline), SIGKILL 60 s later; with
     ``stop_when(lines)``, SIGINT once it says so. With --slow-at, a cgroup CPU quota holds the process to half the
-    CPUs its threads use from then on."""
+    CPUs its threads use from then on; with --slow-until, from its start until then."""
     t0 = time.time()
     proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env=dict(env or os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
@@ -83,10 +90,18 @@ def run(command: list[str], cwd: Path, limit: float | None = None, env: dict | N
     reader.start()
     stopped = False
     quota: Quota | None = None
+    cpus = (THREADS or os.cpu_count() or 1) / 2
+    if SLOW_UNTIL is not None:
+        quota = Quota(proc.pid, cpus)
+        lines.append((time.time() - t0, f"[benchmark] a CPU quota halves the run until {SLOW_UNTIL:g} s"))
     try:
         while proc.poll() is None:
+            if SLOW_UNTIL is not None and quota is not None and time.time() - t0 >= SLOW_UNTIL:
+                quota.close()
+                quota = None
+                lines.append((time.time() - t0, f"[benchmark] the quota ends at {SLOW_UNTIL:g} s"))
             if SLOW_AT is not None and quota is None and time.time() - t0 >= SLOW_AT:
-                quota = Quota(proc.pid, (THREADS or os.cpu_count() or 1) / 2)
+                quota = Quota(proc.pid, cpus)
                 lines.append((time.time() - t0, f"[benchmark] a CPU quota halves the run from {SLOW_AT:g} s on"))
             if stop_when is not None and not stopped and stop_when(list(lines)):
                 os.killpg(proc.pid, signal.SIGINT)
@@ -322,7 +337,7 @@ def one(spec: str, args: argparse.Namespace, tmp: Path, extra: list[str]) -> tup
 
 
 def main() -> None:
-    global THREADS, SLOW_AT
+    global THREADS, SLOW_AT, SLOW_UNTIL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arm", default=None, help="one run: ARM[@SEED][:LABEL][+key=value...], ARM one of "
                                                     "default, nanogpt, cosine, nanogpt-calibrate, cosine-calibrate")
@@ -338,6 +353,9 @@ def main() -> None:
     parser.add_argument("--config", default=CONFIG, help="the default arm's config")
     parser.add_argument("--slow-at", type=float, default=None, help="seconds into each run when a cgroup CPU quota "
                                                                     "halves it (a machine that throttles)")
+    parser.add_argument("--slow-until", type=float, default=None,
+                        help="seconds from each run's start during which a cgroup CPU quota halves it (the machine "
+                             "busy with something else while the user times the first minute), full speed after")
     args, extra = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
@@ -345,6 +363,9 @@ def main() -> None:
         return
     THREADS = args.threads
     SLOW_AT = args.slow_at
+    SLOW_UNTIL = args.slow_until
+    if SLOW_AT is not None and SLOW_UNTIL is not None:
+        raise SystemExit("--slow-at and --slow-until are two scenarios: give one")
     import torch
 
     machine = f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · torch {torch.__version__}"
@@ -366,7 +387,7 @@ def main() -> None:
                 except Exception as exc:  # noqa: BLE001 - a run that wrote no checkpoint: say so, keep the rest
                     result["error"] = f"{type(exc).__name__}: {exc}"
             result.update(machine=machine, side_by_side=[s for s in specs] if args.pair else None,
-                          slowed_at=SLOW_AT)
+                          slowed_at=SLOW_AT, slowed_until=SLOW_UNTIL)
             (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
             print(json.dumps({k: v for k, v in result.items() if k != "tail"}, indent=1))
 
