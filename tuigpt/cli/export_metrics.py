@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -67,11 +68,21 @@ def _metrics(run: Path) -> Path:
 
 
 def _reader(fmt: str, path: Path) -> str:
-    """How pandas reads it back exactly: its JSON reader rounds the last digit unless asked not to, and pandas 2's
-    CSV reader reads about one float in three an ulp off (pandas 3 reads them exactly; round_trip works in both)."""
-    extra = {"csv": ", float_precision='round_trip'", "parquet": "",
-             "jsonl": ", lines=True, precise_float=True"}[fmt]
+    """How the pandas here reads it back exactly: its JSON reader rounds the last digit unless asked not to, and
+    its CSV reader before 3.1 needs asking too (:func:`_csv_exact`)."""
+    extra = {"csv": _csv_exact(), "parquet": "", "jsonl": ", lines=True, precise_float=True"}[fmt]
     return f"pd.read_{'json' if fmt == 'jsonl' else fmt}({str(path)!r}{extra})"
+
+
+def _csv_exact() -> str:
+    """The argument pandas before 3.1 needs to read a CSV's floats exactly (3.0.6 read 4.1808319091796875 as
+    4.180831909179688); 3.1 reads them exactly by default and deprecates the argument. Without pandas here, the
+    one a user installs now is 3.1 or later."""
+    try:
+        major, minor = (int(part) for part in version("pandas").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return ""
+    return ", float_precision='round_trip'" if (major, minor) < (3, 1) else ""
 
 
 def _write_text(f: IO[str], fmt: str, columns: list[str], rows: Iterator[dict[str, Any]]) -> int:
