@@ -188,6 +188,7 @@ def _time_all(path: str, overrides: dict[str, str], config: Any, candidates: lis
     """Every size timed in the dtype and compile the config resolves to (measured once, on its own size)."""
     from tuigpt.cli.timing import Progress, bench_config
     from tuigpt.engine.build import resolved_choices
+    from tuigpt.engine.device import forget_compiled
     from tuigpt.engine.trial import failure_text
     from tuigpt.run.configfile import load_config
 
@@ -204,6 +205,9 @@ def _time_all(path: str, overrides: dict[str, str], config: Any, candidates: lis
                 c.failed = "does not fit" if "needs at least" in str(exc) else str(exc)
             except Exception as exc:  # noqa: BLE001 - out of memory marks the size, not the plan
                 c.failed = failure_text(exc)
+            finally:
+                if choice.compiled:  # each size compiles afresh: the ninth hit torch's recompile limit (8), ran
+                    forget_compiled()  # eager and printed dynamo's warnings over the table
             progress.update(k + 1, c.label)
     progress.close("done")
     return choice
